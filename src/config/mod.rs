@@ -1,0 +1,463 @@
+//! The configuration: read the TOML file, expand `${VAR}`, read every section
+//! strictly into typed values, check cross-references, and report every error
+//! at once with `file:line:column` and the key (DESIGN.md §9).
+//!
+//! Checks and channels are read in two steps, because serde's `flatten`
+//! silently disables `deny_unknown_fields`: the shared keys into [`raw::Common`],
+//! the rest into the kind's own strict `Spec`.
+
+mod error;
+mod raw;
+pub mod value;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+pub use error::{ConfigError, ConfigErrors};
+pub use value::{Crontab, HostPort, HumanDuration, Pattern};
+
+use crate::classify::{Severity, Thresholds};
+use crate::notify::ChannelSpec;
+use crate::probe;
+
+/// The name of a check, cheap to clone.
+pub type CheckName = Arc<str>;
+
+/// A loaded, validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The file it came from.
+    pub path: PathBuf,
+    pub server: Server,
+    pub storage: Storage,
+    /// Global limit on probes running at once.
+    pub concurrency: usize,
+    pub severities: Severities,
+    pub checks: Vec<CheckConfig>,
+    pub channels: Vec<ChannelConfig>,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Server {
+    pub listen: SocketAddr,
+    pub api_token: Option<String>,
+    /// Base URL people reach keeper at, for links in notifications.
+    pub public_url: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Storage {
+    pub url: String,
+    pub retention: Duration,
+    /// Samples held in memory while the database is slow or away; past it the oldest are dropped.
+    pub buffer: usize,
+}
+
+/// Response windows per severity (DESIGN.md §4).
+#[derive(Clone, Debug)]
+pub struct Severities {
+    pub repeat: BTreeMap<Severity, Duration>,
+    /// When the daily digest of low incidents goes out.
+    pub low_digest: Option<Crontab>,
+}
+
+/// When a check runs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Schedule {
+    Every(Duration),
+    Cron(Crontab),
+}
+
+impl std::fmt::Display for Schedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Schedule::Every(d) => write!(f, "every {}", humantime::format_duration(*d)),
+            Schedule::Cron(c) => write!(f, "cron {:?}", c.source),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct CheckConfig {
+    pub name: CheckName,
+    pub description: Option<String>,
+    pub schedule: Schedule,
+    pub timeout: Duration,
+    pub labels: BTreeMap<String, String>,
+    pub depends_on: Vec<CheckName>,
+    pub down_severity: Severity,
+    /// Built-in, then `[defaults.thresholds]`, then the check's own: already layered.
+    pub thresholds: Thresholds,
+    pub failures_before_alert: u32,
+    pub successes_before_resolve: u32,
+    pub probe: probe::Spec,
+}
+
+#[derive(Clone, Debug)]
+pub struct ChannelConfig {
+    pub name: String,
+    pub spec: ChannelSpec,
+}
+
+/// `[[routes]]`: which notifications go to which channels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Route {
+    /// Empty: every severity.
+    pub severities: Vec<Severity>,
+    pub channels: Vec<String>,
+    /// Labels a check must carry, all of them.
+    pub matches: BTreeMap<String, String>,
+    pub group_wait: Duration,
+}
+
+impl Route {
+    pub fn matches(&self, severity: Severity, labels: &BTreeMap<String, String>) -> bool {
+        (self.severities.is_empty() || self.severities.contains(&severity))
+            && self
+                .matches
+                .iter()
+                .all(|(k, v)| labels.get(k).is_some_and(|have| have == v))
+    }
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9400";
+pub const DEFAULT_STORAGE_URL: &str = "sqlite://keeper.db";
+
+impl Config {
+    /// Reads and validates `path`, with `${VAR}` taken from the process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors::single(path, format!("reading {}: {e}", path.display()))
+        })?;
+        let mut config = Config::parse(path, &text, &|name| std::env::var(name).ok())?;
+        config.apply_env_overrides(&|name| std::env::var(name).ok());
+        Ok(config)
+    }
+
+    /// Parses config text; `env` answers `${VAR}` lookups. `path` only names the source in errors.
+    pub fn parse(
+        path: &Path,
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigErrors> {
+        let mut errors = error::Collector::new(path, text);
+        let mut root = match DeTable::parse(text) {
+            Ok(root) => root.into_inner(),
+            Err(e) => {
+                errors.toml("", e);
+                return Err(errors.finish());
+            }
+        };
+        for (key, value) in root.iter_mut() {
+            expand_env(key.get_ref(), value, env, &mut errors);
+        }
+        let config = read_root(path, root, &mut errors);
+        match (config, errors.is_empty()) {
+            (Some(config), true) => Ok(config),
+            _ => Err(errors.finish()),
+        }
+    }
+
+    /// `KEEPER_LISTEN` and `KEEPER_DATABASE_URL` (or `DATABASE_URL`) override the file.
+    pub fn apply_env_overrides(&mut self, env: &dyn Fn(&str) -> Option<String>) {
+        if let Some(listen) = env("KEEPER_LISTEN").and_then(|l| l.parse().ok()) {
+            self.server.listen = listen;
+        }
+        if let Some(url) = env("KEEPER_DATABASE_URL").or_else(|| env("DATABASE_URL")) {
+            self.storage.url = url;
+        }
+    }
+
+    pub fn check(&self, name: &str) -> Option<&CheckConfig> {
+        self.checks.iter().find(|c| &*c.name == name)
+    }
+}
+
+/// Replaces `${VAR}` in every string value, in place; a missing variable is an
+/// error at that value. `$${` writes a literal `${`.
+fn expand_env(
+    key: &str,
+    value: &mut Spanned<DeValue<'_>>,
+    env: &dyn Fn(&str) -> Option<String>,
+    errors: &mut error::Collector,
+) {
+    let span = value.span();
+    match value.get_mut() {
+        DeValue::String(s) if s.contains('$') => match expand_str(s, env) {
+            Ok(expanded) => *s = expanded.into(),
+            Err(msg) => errors.at(span, key, msg),
+        },
+        DeValue::Array(items) => {
+            for item in items.iter_mut() {
+                expand_env(key, item, env, errors);
+            }
+        }
+        DeValue::Table(table) => {
+            for (k, v) in table.iter_mut() {
+                let path = join_key(key, k.get_ref());
+                expand_env(&path, v, env, errors);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn expand_str(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        if let Some(escaped) = after.strip_prefix("${") {
+            out.push_str("${");
+            rest = escaped;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let end = body
+                .find('}')
+                .ok_or_else(|| format!("unterminated ${{ in {s:?}"))?;
+            let name = &body[..end];
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!("invalid variable name {name:?} in ${{…}}"));
+            }
+            let value = env(name)
+                .ok_or_else(|| format!("environment variable {name} is not set"))?;
+            out.push_str(&value);
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn join_key(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+/// Deserializes one spanned TOML value into `T`, reporting a failure at its span.
+fn read<'i, T: serde::Deserialize<'i>>(
+    key: &str,
+    value: Spanned<DeValue<'i>>,
+    errors: &mut error::Collector,
+) -> Option<T> {
+    T::deserialize(ValueDeserializer::from(value))
+        .map_err(|e| errors.toml(key, e))
+        .ok()
+}
+
+fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> Option<Config> {
+    let mut server = raw::Server::default();
+    let mut storage = raw::Storage::default();
+    let mut defaults = raw::Defaults::default();
+    let mut severities = raw::Severities::default();
+    let mut checks = Vec::new();
+    let mut channels = Vec::new();
+    let mut routes = Vec::new();
+    for (key, value) in root {
+        let name = key.get_ref().to_string();
+        match name.as_str() {
+            "server" => server = read(&name, value, errors).unwrap_or_default(),
+            "storage" => storage = read(&name, value, errors).unwrap_or_default(),
+            "defaults" => defaults = read(&name, value, errors).unwrap_or_default(),
+            "severities" => severities = read(&name, value, errors).unwrap_or_default(),
+            "routes" => routes = read(&name, value, errors).unwrap_or_default(),
+            "checks" => checks = named_tables(&name, value, errors),
+            "channels" => channels = named_tables(&name, value, errors),
+            _ => errors.at(
+                key.span(),
+                &name,
+                format!(
+                    "unknown key {name} (expected server, storage, defaults, severities, checks, channels or routes)"
+                ),
+            ),
+        }
+    }
+
+    let defaults = defaults.resolve(errors);
+    let channels: Vec<ChannelConfig> = channels
+        .into_iter()
+        .filter_map(|(name, table)| read_channel(name, table, errors))
+        .collect();
+    let known_checks: BTreeSet<String> = checks.iter().map(|(n, _)| n.get_ref().clone()).collect();
+    let checks: Vec<CheckConfig> = checks
+        .into_iter()
+        .filter_map(|(name, table)| read_check(name, table, &defaults, &known_checks, errors))
+        .collect();
+    let routes = read_routes(routes, &channels, errors);
+
+    let listen = server.listen.as_ref().map(|l| (l.span(), l.get_ref().as_str()));
+    let listen = match listen {
+        None => DEFAULT_LISTEN.parse().ok()?,
+        Some((span, l)) => match l.parse() {
+            Ok(addr) => addr,
+            Err(e) => {
+                errors.at(span, "server.listen", format!("invalid address {l:?}: {e}"));
+                return None;
+            }
+        },
+    };
+    Some(Config {
+        path: path.to_path_buf(),
+        server: Server {
+            listen,
+            api_token: server.api_token.filter(|t| !t.is_empty()),
+            public_url: server.public_url.map(|u| u.trim_end_matches('/').to_string()),
+        },
+        storage: Storage {
+            url: storage.url.unwrap_or_else(|| DEFAULT_STORAGE_URL.to_string()),
+            retention: storage.retention.map_or(Duration::from_secs(30 * 86_400), |d| d.0),
+            buffer: storage.buffer.unwrap_or(100_000),
+        },
+        concurrency: defaults.concurrency,
+        severities: severities.resolve(),
+        checks,
+        channels,
+        routes,
+    })
+}
+
+/// `[checks.NAME]` / `[channels.NAME]`: each name with its table.
+fn named_tables<'i>(
+    section: &str,
+    value: Spanned<DeValue<'i>>,
+    errors: &mut error::Collector,
+) -> Vec<(Spanned<String>, Spanned<DeTable<'i>>)> {
+    let span = value.span();
+    let DeValue::Table(table) = value.into_inner() else {
+        errors.at(span, section, format!("{section} must be a table of named tables"));
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (name, value) in table {
+        let key = join_key(section, name.get_ref());
+        let span = value.span();
+        match value.into_inner() {
+            DeValue::Table(t) => out.push((
+                Spanned::new(name.span(), name.get_ref().to_string()),
+                Spanned::new(span, t),
+            )),
+            _ => errors.at(span, &key, format!("{key} must be a table")),
+        }
+    }
+    out
+}
+
+/// Splits a check or channel table into its shared keys and its kind's keys,
+/// and takes out `kind`.
+fn split_kind<'i>(
+    key: &str,
+    table: Spanned<DeTable<'i>>,
+    shared: &[&str],
+    errors: &mut error::Collector,
+) -> Option<(String, Spanned<DeValue<'i>>, Spanned<DeValue<'i>>)> {
+    let span = table.span();
+    let mut kind = None;
+    let mut common = DeTable::new();
+    let mut specific = DeTable::new();
+    for (k, v) in table.into_inner() {
+        if k.get_ref() == "kind" {
+            let vspan = v.span();
+            match v.into_inner() {
+                DeValue::String(s) => kind = Some(s.into_owned()),
+                _ => errors.at(vspan, &format!("{key}.kind"), "kind must be a string".into()),
+            }
+        } else if shared.contains(&k.get_ref().as_ref()) {
+            common.insert(k, v);
+        } else {
+            specific.insert(k, v);
+        }
+    }
+    let Some(kind) = kind else {
+        errors.at(span, key, format!("{key}: missing key kind"));
+        return None;
+    };
+    Some((
+        kind,
+        Spanned::new(span.clone(), DeValue::Table(common)),
+        Spanned::new(span, DeValue::Table(specific)),
+    ))
+}
+
+fn read_check(
+    name: Spanned<String>,
+    table: Spanned<DeTable<'_>>,
+    defaults: &raw::ResolvedDefaults,
+    known_checks: &BTreeSet<String>,
+    errors: &mut error::Collector,
+) -> Option<CheckConfig> {
+    let key = format!("checks.{}", name.get_ref());
+    let (kind, common, specific) = split_kind(&key, table, raw::Common::KEYS, errors)?;
+    let common: Option<raw::Common> = read(&key, common, errors);
+    let spec = probe::Spec::deserialize_kind(&kind, ValueDeserializer::from(specific))
+        .map_err(|e| errors.toml(&key, e))
+        .ok();
+    let common = common?;
+    let spec = spec?;
+    common.resolve(name, spec, defaults, known_checks, errors)
+}
+
+fn read_channel(
+    name: Spanned<String>,
+    table: Spanned<DeTable<'_>>,
+    errors: &mut error::Collector,
+) -> Option<ChannelConfig> {
+    let key = format!("channels.{}", name.get_ref());
+    let (kind, _common, specific) = split_kind(&key, table, &[], errors)?;
+    let spec = ChannelSpec::deserialize_kind(&kind, ValueDeserializer::from(specific))
+        .map_err(|e| errors.toml(&key, e))
+        .ok()?;
+    Some(ChannelConfig {
+        name: name.into_inner(),
+        spec,
+    })
+}
+
+fn read_routes(
+    routes: Vec<raw::Route>,
+    channels: &[ChannelConfig],
+    errors: &mut error::Collector,
+) -> Vec<Route> {
+    let known: BTreeSet<&str> = channels.iter().map(|c| c.name.as_str()).collect();
+    routes
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            for ch in &r.channels {
+                if !known.contains(ch.get_ref().as_str()) {
+                    errors.at(
+                        ch.span(),
+                        &format!("routes[{i}].channels"),
+                        format!(
+                            "unknown channel {:?} (defined: {})",
+                            ch.get_ref(),
+                            if known.is_empty() {
+                                "none".to_string()
+                            } else {
+                                known.iter().copied().collect::<Vec<_>>().join(", ")
+                            }
+                        ),
+                    );
+                }
+            }
+            Route {
+                severities: r.severities,
+                channels: r.channels.into_iter().map(Spanned::into_inner).collect(),
+                matches: r.matches,
+                group_wait: r.group_wait.map_or(Duration::ZERO, |d| d.0),
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,165 @@
+//! Notifications: what an incident change tells people ([`Notification`], the
+//! webhook JSON of DESIGN.md §5), the channels that carry it (one file each),
+//! and the durable [`outbox`] worker that sends, retries and gives up.
+//!
+//! Adding a channel: one file here, one variant in [`ChannelSpec`] and
+//! [`Channel`], one match arm each.
+
+pub mod email;
+pub mod outbox;
+pub mod render;
+pub mod policy;
+pub mod slack;
+pub mod webhook;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::classify::{Color, Severity};
+
+/// What happened to an incident, as `state` in the webhook JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    Opened,
+    Escalated,
+    Reminder,
+    Acknowledged,
+    Resolved,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Opened => "opened",
+            EventKind::Escalated => "escalated",
+            EventKind::Reminder => "reminder",
+            EventKind::Acknowledged => "acknowledged",
+            EventKind::Resolved => "resolved",
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One notification: keeper's webhook JSON, and what every channel renders from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    pub incident: i64,
+    pub check: String,
+    pub state: EventKind,
+    pub severity: Severity,
+    pub color: Color,
+    pub message: String,
+    pub labels: BTreeMap<String, String>,
+    pub started_at: DateTime<Utc>,
+    pub at: DateTime<Utc>,
+    /// Link to the incident, when `server.public_url` is set.
+    pub url: Option<String>,
+    /// How long the incident lasted, on `resolved`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<i64>,
+}
+
+/// Why a send failed, and whether trying again can help.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct SendError {
+    pub message: String,
+    /// A 4xx other than 429, a rejected recipient: retrying will not help.
+    pub permanent: bool,
+    /// The receiver asked us to wait this long (429 with Retry-After).
+    pub retry_after: Option<Duration>,
+}
+
+impl SendError {
+    pub fn transient(message: impl Into<String>) -> SendError {
+        SendError {
+            message: message.into(),
+            permanent: false,
+            retry_after: None,
+        }
+    }
+
+    pub fn permanent(message: impl Into<String>) -> SendError {
+        SendError {
+            message: message.into(),
+            permanent: true,
+            retry_after: None,
+        }
+    }
+}
+
+/// `[channels.NAME]` config, by kind. Each kind's keys are read strictly.
+#[derive(Clone, Debug)]
+pub enum ChannelSpec {
+    Webhook(webhook::Spec),
+    Slack(slack::Spec),
+    Email(email::Spec),
+}
+
+impl ChannelSpec {
+    pub const KINDS: [&'static str; 3] = ["webhook", "slack", "email"];
+
+    /// Reads the kind-specific keys of a channel of kind `kind`.
+    pub fn deserialize_kind<'de, D: serde::Deserializer<'de>>(
+        kind: &str,
+        de: D,
+    ) -> Result<ChannelSpec, D::Error> {
+        use serde::de::Error;
+        match kind {
+            "webhook" => webhook::Spec::deserialize(de).map(ChannelSpec::Webhook),
+            "slack" => slack::Spec::deserialize(de).map(ChannelSpec::Slack),
+            "email" => email::Spec::deserialize(de).map(ChannelSpec::Email),
+            other => Err(D::Error::custom(format!(
+                "unknown channel kind {other:?} (known: {})",
+                ChannelSpec::KINDS.join(", ")
+            ))),
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ChannelSpec::Webhook(_) => "webhook",
+            ChannelSpec::Slack(_) => "slack",
+            ChannelSpec::Email(_) => "email",
+        }
+    }
+
+    /// Builds the channel's client once; sends reuse it.
+    pub fn build(&self, http: &reqwest::Client) -> Result<Channel, String> {
+        Ok(match self {
+            ChannelSpec::Webhook(s) => Channel::Webhook(webhook::Webhook::new(s, http.clone())?),
+            ChannelSpec::Slack(s) => Channel::Slack(slack::Slack::new(s, http.clone())?),
+            ChannelSpec::Email(s) => Channel::Email(email::Email::new(s)?),
+        })
+    }
+}
+
+/// A channel ready to send.
+#[derive(Clone, Debug)]
+pub enum Channel {
+    Webhook(webhook::Webhook),
+    Slack(slack::Slack),
+    Email(email::Email),
+}
+
+impl Channel {
+    /// Sends one notification. Transport only: rendering is in [`render`],
+    /// retries are the outbox's.
+    pub async fn send(&self, n: &Notification) -> Result<(), SendError> {
+        match self {
+            Channel::Webhook(c) => c.send(n).await,
+            Channel::Slack(c) => c.send(n).await,
+            Channel::Email(c) => c.send(n).await,
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! Probes: one file per check kind, each exposing its `Spec` (the config keys,
+//! deserialized strictly) and a built `Probe` whose `run()` returns a [`Sample`].
+//! A failed probe is a red Sample with a reason, never an `Err`: `Err` is for
+//! keeper's own faults (a bad `ca_file` at build time).
+//!
+//! Adding a kind: one file here, one variant in [`Spec`] and [`Probe`], one match arm each.
+
+pub mod http;
+pub mod tcp;
+pub mod tls;
+pub mod tlsconf;
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use crate::classify::Metric;
+
+/// What one run of a probe saw.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    /// When the probe started.
+    pub at: DateTime<Utc>,
+    /// How long the whole probe took.
+    pub duration: Duration,
+    pub outcome: Outcome,
+    /// One line for people: `200 OK in 12 ms`, or the reason it failed.
+    pub message: String,
+    /// Values thresholds apply to (latency_ms, cert_days_left, …).
+    pub metrics: Vec<(Metric, f64)>,
+    /// HTTP details, for `probe_http_*` metrics and the API.
+    pub http: Option<HttpInfo>,
+    /// The earliest-expiring certificate the peer presented, if any was seen.
+    pub cert: Option<CertInfo>,
+}
+
+/// Whether the target answered as expected.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Up,
+    /// The probe failed; the string says why (`connection refused`, `expected status 200, got 503`).
+    Down(String),
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HttpInfo {
+    /// Final response status; 0 when no response arrived.
+    pub status: u16,
+    pub redirects: u32,
+    pub phases: Phases,
+}
+
+/// Timing phases of an HTTP request, summed over redirects. A phase that never
+/// happened (no DNS lookup for an IP literal, no TLS on http://) is `None`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Phases {
+    pub dns: Option<Duration>,
+    pub connect: Option<Duration>,
+    pub tls: Option<Duration>,
+    /// From request sent to the first byte of the response head.
+    pub first_byte: Option<Duration>,
+    /// From the first byte to the end of the body read.
+    pub transfer: Option<Duration>,
+}
+
+impl Phases {
+    /// `(name, duration)` for each phase that happened; the names are the
+    /// `phase` label of `probe_http_duration_seconds`.
+    pub fn named(&self) -> impl Iterator<Item = (&'static str, Duration)> {
+        [
+            ("dns", self.dns),
+            ("connect", self.connect),
+            ("tls", self.tls),
+            ("first_byte", self.first_byte),
+            ("transfer", self.transfer),
+        ]
+        .into_iter()
+        .filter_map(|(name, d)| d.map(|d| (name, d)))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CertInfo {
+    /// notAfter of the earliest-expiring certificate the peer presented.
+    pub not_after: DateTime<Utc>,
+    pub subject: String,
+    pub issuer: String,
+}
+
+impl CertInfo {
+    /// Days from `now` to notAfter, fractional; negative once expired.
+    pub fn days_left(&self, now: DateTime<Utc>) -> f64 {
+        (self.not_after - now).num_seconds() as f64 / 86_400.0
+    }
+}
+
+impl Sample {
+    /// An up sample started now with no measurements yet.
+    pub fn up(message: impl Into<String>) -> Sample {
+        Sample {
+            at: Utc::now(),
+            duration: Duration::ZERO,
+            outcome: Outcome::Up,
+            message: message.into(),
+            metrics: Vec::new(),
+            http: None,
+            cert: None,
+        }
+    }
+
+    /// A down sample started now: the reason is also the message.
+    pub fn down(reason: impl Into<String>) -> Sample {
+        let reason = reason.into();
+        Sample {
+            outcome: Outcome::Down(reason.clone()),
+            ..Sample::up(reason)
+        }
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.outcome == Outcome::Up
+    }
+
+    pub fn metric(&self, metric: Metric) -> Option<f64> {
+        self.metrics
+            .iter()
+            .find(|(m, _)| *m == metric)
+            .map(|(_, v)| *v)
+    }
+
+    /// The latency people read: `latency_ms` when measured, else the probe's duration.
+    pub fn latency_ms(&self) -> f64 {
+        self.metric(Metric::LatencyMs)
+            .unwrap_or_else(|| self.duration.as_secs_f64() * 1000.0)
+    }
+}
+
+/// The config of a check's probe, by kind (`kind = "http"` …). Each kind's keys
+/// are read strictly: an unknown key is an error.
+#[derive(Clone, Debug)]
+pub enum Spec {
+    Http(http::Spec),
+    Tcp(tcp::Spec),
+    Tls(tls::Spec),
+}
+
+impl Spec {
+    /// The kinds this build knows, as written in `kind = "…"`.
+    pub const KINDS: [&'static str; 3] = ["http", "tcp", "tls"];
+
+    /// Reads the kind-specific keys of a check of kind `kind`.
+    pub fn deserialize_kind<'de, D: serde::Deserializer<'de>>(
+        kind: &str,
+        de: D,
+    ) -> Result<Spec, D::Error> {
+        use serde::de::Error;
+        match kind {
+            "http" => http::Spec::deserialize(de).map(Spec::Http),
+            "tcp" => tcp::Spec::deserialize(de).map(Spec::Tcp),
+            "tls" => tls::Spec::deserialize(de).map(Spec::Tls),
+            other => Err(D::Error::custom(format!(
+                "unknown kind {other:?} (known: {})",
+                Spec::KINDS.join(", ")
+            ))),
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Spec::Http(_) => "http",
+            Spec::Tcp(_) => "tcp",
+            Spec::Tls(_) => "tls",
+        }
+    }
+
+    /// What the probe talks to, for people: a URL or `host:port`.
+    pub fn target(&self) -> String {
+        match self {
+            Spec::Http(s) => s.target(),
+            Spec::Tcp(s) => s.target(),
+            Spec::Tls(s) => s.target(),
+        }
+    }
+
+    /// Builds the runnable probe: loads CA files, builds TLS configs and clients,
+    /// once per configuration.
+    pub fn build(&self, roots: &tlsconf::Roots) -> Result<Probe, BuildError> {
+        Ok(match self {
+            Spec::Http(s) => Probe::Http(s.build(roots)?),
+            Spec::Tcp(s) => Probe::Tcp(s.build()?),
+            Spec::Tls(s) => Probe::Tls(s.build(roots)?),
+        })
+    }
+}
+
+/// A probe ready to run: everything expensive already built.
+#[derive(Debug)]
+pub enum Probe {
+    Http(http::Probe),
+    Tcp(tcp::Probe),
+    Tls(tls::Probe),
+}
+
+impl Probe {
+    /// Runs the probe once. Never exceeds `timeout`: past it the run is
+    /// abandoned and the sample is red `timed out after …`.
+    pub async fn run(&self, timeout: Duration) -> Sample {
+        let at = Utc::now();
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let run = async {
+            match self {
+                Probe::Http(p) => p.run(deadline).await,
+                Probe::Tcp(p) => p.run(deadline).await,
+                Probe::Tls(p) => p.run(deadline).await,
+            }
+        };
+        let mut sample = match tokio::time::timeout_at(deadline, run).await {
+            Ok(sample) => sample,
+            Err(_) => Sample::down(format!(
+                "timed out after {}",
+                humantime::format_duration(timeout)
+            )),
+        };
+        sample.at = at;
+        sample.duration = started.elapsed();
+        sample
+    }
+}
+
+/// A probe's config could not be turned into a runnable probe (unreadable
+/// `ca_file`, bad URL). Reported at load with the check's name.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BuildError(pub String);

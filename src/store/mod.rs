@@ -1,0 +1,235 @@
+//! Storage: samples, incidents with their timelines, and the notification
+//! outbox, on embedded SQLite (`sqlite://…`, the default) or PostgreSQL
+//! (`postgres://…`). One file per backend; this file is the contract both keep,
+//! and the same integration tests run against both.
+//!
+//! Samples are written only by [`writer`] (batched); incident changes are
+//! committed together with their outbox rows in one transaction by [`Store::record`].
+
+pub mod postgres;
+pub mod sqlite;
+pub mod writer;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::classify::{Color, Severity};
+use crate::notify::Notification;
+
+/// One stored sample.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SampleRow {
+    pub check: Arc<str>,
+    pub at: DateTime<Utc>,
+    pub duration_ms: f64,
+    pub up: bool,
+    pub color: Color,
+    /// HTTP status of the final response, when there was one.
+    pub status_code: Option<u16>,
+    pub latency_ms: f64,
+    pub message: String,
+}
+
+/// An incident as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Incident {
+    pub id: i64,
+    pub check: String,
+    pub severity: Severity,
+    pub color: Color,
+    pub message: String,
+    pub started_at: DateTime<Utc>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+/// One entry of an incident's timeline.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IncidentEvent {
+    pub at: DateTime<Utc>,
+    /// `opened`, `escalated`, `resolved`, …
+    pub kind: String,
+    pub detail: String,
+}
+
+/// A change to an incident, decided by the engine. [`Store::record`] applies it
+/// and appends the matching timeline event in the same transaction.
+#[derive(Clone, Debug, PartialEq)]
+pub enum IncidentChange {
+    /// A new open incident. Fails with [`StoreError::AlreadyOpen`] when the
+    /// check already has one (enforced by a unique index, not by a read first).
+    Open {
+        check: String,
+        severity: Severity,
+        color: Color,
+        message: String,
+        at: DateTime<Utc>,
+    },
+    /// The open incident's severity rose.
+    Escalate {
+        id: i64,
+        severity: Severity,
+        color: Color,
+        message: String,
+        at: DateTime<Utc>,
+    },
+    /// The check is green again.
+    Resolve {
+        id: i64,
+        message: String,
+        at: DateTime<Utc>,
+    },
+}
+
+/// A notification to put in the outbox with an incident change. For
+/// [`IncidentChange::Open`] the store fills in `notification.incident` with the new id.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outgoing {
+    pub channel: String,
+    pub notification: Notification,
+}
+
+/// A notification waiting in the outbox.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutboxEntry {
+    pub id: i64,
+    pub channel: String,
+    pub notification: Notification,
+    /// Sends tried so far.
+    pub attempts: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported storage url {0:?}: expected sqlite://PATH or postgres://…")]
+    UnsupportedUrl(String),
+    #[error("check {0:?} already has an open incident")]
+    AlreadyOpen(String),
+    #[error("incident {0} not found")]
+    NotFound(i64),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migrating the database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// The database, whichever backend the URL names.
+#[derive(Clone, Debug)]
+pub enum Store {
+    Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
+}
+
+/// Dispatches a method to the backend.
+macro_rules! each {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            Store::Sqlite($s) => $e,
+            Store::Postgres($s) => $e,
+        }
+    };
+}
+
+impl Store {
+    /// Connects (creating the SQLite file if missing). Does not migrate.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Store::Sqlite(sqlite::SqliteStore::connect(url).await?))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Store::Postgres(postgres::PgStore::connect(url).await?))
+        } else {
+            Err(StoreError::UnsupportedUrl(url.to_string()))
+        }
+    }
+
+    /// Applies the migrations under `migrations/<backend>/`.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        each!(self, s => s.migrate().await)
+    }
+
+    /// Whether the database answers (`/readyz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        each!(self, s => s.ping().await)
+    }
+
+    /// Writes a batch of samples in as few round trips as the backend allows.
+    pub async fn insert_samples(&self, rows: &[SampleRow]) -> Result<(), StoreError> {
+        each!(self, s => s.insert_samples(rows).await)
+    }
+
+    /// The newest sample of each check.
+    pub async fn latest_samples(&self) -> Result<Vec<SampleRow>, StoreError> {
+        each!(self, s => s.latest_samples().await)
+    }
+
+    /// Percentage of up samples of `check` since `since`; `None` without samples.
+    pub async fn uptime_pct(
+        &self,
+        check: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Option<f64>, StoreError> {
+        each!(self, s => s.uptime_pct(check, since).await)
+    }
+
+    /// Applies an incident change, appends its timeline event and queues its
+    /// notifications, all in one transaction. Returns the incident as it now is.
+    pub async fn record(
+        &self,
+        change: IncidentChange,
+        outgoing: Vec<Outgoing>,
+    ) -> Result<Incident, StoreError> {
+        each!(self, s => s.record(change, outgoing).await)
+    }
+
+    /// Every incident not yet resolved (to restore state after a restart).
+    pub async fn open_incidents(&self) -> Result<Vec<Incident>, StoreError> {
+        each!(self, s => s.open_incidents().await)
+    }
+
+    pub async fn incident(&self, id: i64) -> Result<Incident, StoreError> {
+        each!(self, s => s.incident(id).await)
+    }
+
+    /// An incident's timeline, oldest first.
+    pub async fn incident_events(&self, id: i64) -> Result<Vec<IncidentEvent>, StoreError> {
+        each!(self, s => s.incident_events(id).await)
+    }
+
+    /// Pending notifications due at `now`, oldest first, at most `limit`.
+    pub async fn due_notifications(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        each!(self, s => s.due_notifications(now, limit).await)
+    }
+
+    /// Marks a notification delivered; it is never sent again.
+    pub async fn notification_sent(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        each!(self, s => s.notification_sent(id, at).await)
+    }
+
+    /// Records a failed attempt and when to try again.
+    pub async fn notification_retry(
+        &self,
+        id: i64,
+        attempts: u32,
+        next_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.notification_retry(id, attempts, next_at, error).await)
+    }
+
+    /// Gives up on a notification: it stays in the outbox marked failed.
+    pub async fn notification_failed(
+        &self,
+        id: i64,
+        attempts: u32,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        each!(self, s => s.notification_failed(id, attempts, error).await)
+    }
+}

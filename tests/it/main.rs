@@ -1,0 +1,12 @@
+//! keeper's one integration-test binary: a module per capability, each
+//! talking to real servers on loopback (PostgreSQL, aiosmtpd, HTTP and TLS
+//! servers of the tests' own). Shared harness in `support/`.
+
+mod support;
+
+mod config;
+mod e2e;
+mod metrics;
+mod notify;
+mod probes;
+mod store;

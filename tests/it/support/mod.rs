@@ -1,0 +1,56 @@
+//! The test harness: a database per test, loopback targets, receivers, the
+//! SMTP server, and `wait_until` (tests poll for a condition, never sleep and hope).
+#![allow(dead_code)]
+
+pub mod db;
+pub mod receiver;
+pub mod smtp;
+pub mod target;
+
+use std::future::Future;
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+/// Installs the process-wide rustls crypto provider (ring), as `main` does.
+pub fn init() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// Polls `check` every 20 ms until it returns true; panics naming `what` after `timeout`.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if check().await {
+            return;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting until {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls `get` until it yields `Some`, returning the value; panics naming `what` after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut get: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = get().await {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
