@@ -5,8 +5,8 @@
 mod support;
 
 mod config;
-mod e2e;
-mod metrics;
-mod notify;
-mod probes;
-mod store;
+
+
+
+
+

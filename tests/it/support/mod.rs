@@ -2,10 +2,10 @@
 //! SMTP server, and `wait_until` (tests poll for a condition, never sleep and hope).
 #![allow(dead_code)]
 
-pub mod db;
-pub mod receiver;
-pub mod smtp;
-pub mod target;
+
+
+
+
 
 use std::future::Future;
 use std::sync::Once;
