@@ -12,8 +12,17 @@
 //! `Err`. `Err` is for keeper's own faults; module borders use `thiserror`
 //! enums, and `anyhow` appears only in `main` and the CLI.
 
+pub mod app;
 pub mod classify;
+pub mod cli;
 pub mod config;
+pub mod engine;
+pub mod http;
+pub mod incident;
+pub mod metrics;
 pub mod notify;
 pub mod probe;
+pub mod scheduler;
+pub mod state;
 pub mod store;
+pub mod telemetry;

@@ -49,7 +49,7 @@ impl fmt::Display for HumanDuration {
 #[derive(Clone)]
 pub struct Crontab {
     pub source: String,
-    pub cron: croner::Cron,
+    pub cron: std::sync::Arc<croner::Cron>,
 }
 
 impl fmt::Debug for Crontab {
@@ -75,7 +75,7 @@ impl FromStr for Crontab {
             .map_err(|e| e.to_string())?;
         Ok(Crontab {
             source: s.to_string(),
-            cron,
+            cron: std::sync::Arc::new(cron),
         })
     }
 }
@@ -187,7 +187,11 @@ mod tests {
         );
         for sunday in ["0 3 * * 0", "0 3 * * 7", "0 3 * * SUN"] {
             let c: Crontab = sunday.parse().unwrap();
-            assert_eq!(c.next_after(from).unwrap().weekday(), Weekday::Sun, "{sunday}");
+            assert_eq!(
+                c.next_after(from).unwrap().weekday(),
+                Weekday::Sun,
+                "{sunday}"
+            );
         }
     }
 

@@ -132,7 +132,7 @@ impl Sample {
     /// The latency people read: `latency_ms` when measured, else the probe's duration.
     pub fn latency_ms(&self) -> f64 {
         self.metric(Metric::LatencyMs)
-            .unwrap_or_else(|| self.duration.as_secs_f64() * 1000.0)
+            .unwrap_or(self.duration.as_secs_f64() * 1000.0)
     }
 }
 

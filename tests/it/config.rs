@@ -31,19 +31,27 @@ fn example_config_is_valid() {
     assert!(config.checks.len() >= 2);
     let web = config.check("keeper-self").unwrap();
     assert_eq!(web.probe.kind(), "http");
-    assert_eq!(web.schedule, Schedule::Every(std::time::Duration::from_secs(10)));
+    assert_eq!(
+        web.schedule,
+        Schedule::Every(std::time::Duration::from_secs(10))
+    );
 }
 
 #[test]
 fn unknown_key_in_a_check_names_line_column_and_key() {
     let err = one_error(&format!("{BASE}bogus_key = 1\n"));
-    assert!(err.starts_with("keeper.toml:5:1: checks.web.bogus_key:"), "{err}");
+    assert!(
+        err.starts_with("keeper.toml:5:1: checks.web.bogus_key:"),
+        "{err}"
+    );
     assert!(err.contains("unknown field"), "{err}");
 }
 
 #[test]
 fn unknown_top_level_section_is_refused() {
-    let err = one_error(&format!("{BASE}\n[sever1ties]\ncritical = {{ repeat = \"5m\" }}\n"));
+    let err = one_error(&format!(
+        "{BASE}\n[sever1ties]\ncritical = {{ repeat = \"5m\" }}\n"
+    ));
     assert!(err.starts_with("keeper.toml:6:"), "{err}");
     assert!(err.contains("sever1ties"), "{err}");
 }
@@ -68,31 +76,48 @@ fn route_naming_an_unknown_channel_is_refused() {
         "{BASE}\n[channels.ops]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:1/\"\n\n[[routes]]\nchannels = [\"ops\", \"pager\"]\n"
     );
     let err = one_error(&text);
-    assert!(err.starts_with("keeper.toml:11:20: routes[0].channels:"), "{err}");
+    assert!(
+        err.starts_with("keeper.toml:11:20: routes[0].channels:"),
+        "{err}"
+    );
     assert!(err.contains("unknown channel \"pager\""), "{err}");
 }
 
 #[test]
 fn missing_environment_variable_is_named() {
-    let err = one_error(&format!("{BASE}headers = {{ Authorization = \"Bearer ${{NOT_SET_ANYWHERE}}\" }}\n"));
+    let err = one_error(&format!(
+        "{BASE}headers = {{ Authorization = \"Bearer ${{NOT_SET_ANYWHERE}}\" }}\n"
+    ));
     assert!(err.starts_with("keeper.toml:5:"), "{err}");
     assert!(err.contains("checks.web.headers.Authorization"), "{err}");
-    assert!(err.contains("environment variable NOT_SET_ANYWHERE is not set"), "{err}");
+    assert!(
+        err.contains("environment variable NOT_SET_ANYWHERE is not set"),
+        "{err}"
+    );
 }
 
 #[test]
 fn environment_variables_are_expanded() {
-    let config = parse(&format!("{BASE}body = \"token=${{SET_VAR}} price=$5 literal=$${{X}}\"\n")).unwrap();
+    let config = parse(&format!(
+        "{BASE}body = \"token=${{SET_VAR}} price=$5 literal=$${{X}}\"\n"
+    ))
+    .unwrap();
     let keeper::probe::Spec::Http(http) = &config.checks[0].probe else {
         panic!("http")
     };
-    assert_eq!(http.body.as_deref(), Some("token=s3cret price=$5 literal=${X}"));
+    assert_eq!(
+        http.body.as_deref(),
+        Some("token=s3cret price=$5 literal=${X}")
+    );
 }
 
 #[test]
 fn depends_on_an_unknown_check_is_refused() {
     let err = one_error(&format!("{BASE}depends_on = [\"db\"]\n"));
-    assert!(err.starts_with("keeper.toml:5:15: checks.web.depends_on:"), "{err}");
+    assert!(
+        err.starts_with("keeper.toml:5:15: checks.web.depends_on:"),
+        "{err}"
+    );
     assert!(err.contains("unknown check \"db\""), "{err}");
 }
 
@@ -100,7 +125,10 @@ fn depends_on_an_unknown_check_is_refused() {
 fn key_of_another_kind_is_refused() {
     // `host` belongs to tcp and tls checks, not http
     let err = one_error(&format!("{BASE}host = \"example.com:443\"\n"));
-    assert!(err.starts_with("keeper.toml:5:1: checks.web.host:"), "{err}");
+    assert!(
+        err.starts_with("keeper.toml:5:1: checks.web.host:"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -114,7 +142,8 @@ fn unknown_kind_and_missing_kind_are_refused() {
 
 #[test]
 fn all_errors_are_reported_at_once() {
-    let text = format!("{BASE}interval = \"soon\"\n\n[checks.db]\nkind = \"tcp\"\nhost = \"nope\"\n");
+    let text =
+        format!("{BASE}interval = \"soon\"\n\n[checks.db]\nkind = \"tcp\"\nhost = \"nope\"\n");
     let errors = parse(&text).expect_err("refused");
     assert_eq!(errors.0.len(), 2, "{errors}");
     assert!(errors.0[0].line < errors.0[1].line);
@@ -129,17 +158,27 @@ fn thresholds_short_and_long_forms() {
     let t = &config.checks[0].thresholds;
     let lat = t.get(keeper::classify::Metric::LatencyMs).unwrap();
     assert_eq!(lat.0[0].bound, 300.0);
-    let bad = one_error(&format!("{BASE}thresholds = {{ latency_msec = {{ yellow = 1, red = 2 }} }}\n"));
+    let bad = one_error(&format!(
+        "{BASE}thresholds = {{ latency_msec = {{ yellow = 1, red = 2 }} }}\n"
+    ));
     assert!(bad.contains("unknown metric \"latency_msec\""), "{bad}");
 }
 
 #[test]
 fn defaults_apply_and_schedule_and_interval_exclude_each_other() {
-    let config = parse(&format!("[defaults]\ninterval = \"1m\"\nfailures_before_alert = 3\n{BASE}")).unwrap();
+    let config = parse(&format!(
+        "[defaults]\ninterval = \"1m\"\nfailures_before_alert = 3\n{BASE}"
+    ))
+    .unwrap();
     let web = &config.checks[0];
-    assert_eq!(web.schedule, Schedule::Every(std::time::Duration::from_secs(60)));
+    assert_eq!(
+        web.schedule,
+        Schedule::Every(std::time::Duration::from_secs(60))
+    );
     assert_eq!(web.failures_before_alert, 3);
     assert_eq!(web.successes_before_resolve, 2);
-    let err = one_error(&format!("{BASE}interval = \"1m\"\nschedule = \"* * * * *\"\n"));
+    let err = one_error(&format!(
+        "{BASE}interval = \"1m\"\nschedule = \"* * * * *\"\n"
+    ));
     assert!(err.contains("either interval or schedule"), "{err}");
 }

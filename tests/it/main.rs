@@ -5,8 +5,3 @@
 mod support;
 
 mod config;
-
-
-
-
-

@@ -2,11 +2,6 @@
 //! SMTP server, and `wait_until` (tests poll for a condition, never sleep and hope).
 #![allow(dead_code)]
 
-
-
-
-
-
 use std::future::Future;
 use std::sync::Once;
 use std::time::{Duration, Instant};

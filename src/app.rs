@@ -1,0 +1,250 @@
+//! The one place that knows every part: builds them from a validated config,
+//! spawns their tasks, and shuts them down in order (scheduler, engine, sample
+//! writer, outbox, HTTP) when asked.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::engine::{Board, Engine};
+use crate::http::{self, AppState};
+use crate::metrics::Metrics;
+use crate::notify::outbox::Outbox;
+use crate::probe::tlsconf::Roots;
+use crate::scheduler::{self, Job, Timetable};
+use crate::store::writer::{SampleBuffer, Writer};
+use crate::store::{Store, StoreError};
+
+/// How long in-flight probes get to finish at shutdown.
+const PROBE_GRACE: Duration = Duration::from_secs(5);
+/// How long the sample writer gets to flush at shutdown.
+const FLUSH_GRACE: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("storage {url}: {source}")]
+    Store { url: String, source: StoreError },
+    #[error("{0}")]
+    Build(String),
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("HTTP server: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Connects to the configured database and applies the migrations.
+pub async fn open_store(config: &Config) -> Result<Store, AppError> {
+    let err = |source| AppError::Store {
+        url: redact(&config.storage.url),
+        source,
+    };
+    let store = Store::connect(&config.storage.url).await.map_err(err)?;
+    store.migrate().await.map_err(err)?;
+    Ok(store)
+}
+
+/// A running keeper.
+pub struct Keeper {
+    addr: SocketAddr,
+    board: Board,
+    shutdown: CancellationToken,
+    done: JoinHandle<Result<(), AppError>>,
+}
+
+impl Keeper {
+    /// The address the HTTP listener is bound to (useful with port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn board(&self) -> &Board {
+        &self.board
+    }
+
+    /// Stops scheduling, lets in-flight probes finish (or abandons them after
+    /// a grace period), flushes samples, and returns once everything stopped.
+    pub async fn shutdown(self) -> Result<(), AppError> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+
+    /// Waits until keeper stops on its own (its HTTP server failed).
+    pub async fn wait(self) -> Result<(), AppError> {
+        match self.done.await {
+            Ok(result) => result,
+            Err(e) => Err(AppError::Build(format!("keeper task failed: {e}"))),
+        }
+    }
+}
+
+/// Builds every part from `config` and starts them.
+pub async fn start(config: Config) -> Result<Keeper, AppError> {
+    let store = open_store(&config).await?;
+    let metrics = Metrics::new();
+
+    let roots = Roots::system();
+    let mut problems = Vec::new();
+    let mut jobs = Vec::new();
+    for check in &config.checks {
+        match check.probe.build(&roots) {
+            Ok(probe) => jobs.push(Job {
+                name: check.name.clone(),
+                probe: Arc::new(probe),
+                timeout: check.timeout,
+                running: Arc::new(AtomicBool::new(false)),
+            }),
+            Err(e) => problems.push(format!("checks.{}: {e}", check.name)),
+        }
+    }
+    let http_client = reqwest::Client::builder()
+        .user_agent(concat!("keeper/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| AppError::Build(format!("building the HTTP client: {e}")))?;
+    let mut channels = BTreeMap::new();
+    for ch in &config.channels {
+        match ch.spec.build(&http_client) {
+            Ok(c) => {
+                channels.insert(ch.name.clone(), c);
+            }
+            Err(e) => problems.push(format!("channels.{}: {e}", ch.name)),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(AppError::Build(problems.join("\n")));
+    }
+
+    let buffer = SampleBuffer::new(config.storage.buffer, metrics.writer.clone());
+    let writer = Writer::new(store.clone(), buffer.clone(), metrics.writer.clone());
+    let outbox = Outbox::new(
+        store.clone(),
+        Arc::new(channels),
+        metrics.notifications.clone(),
+    )
+    .with_public_url(config.server.public_url.clone());
+    let checks: Vec<_> = config.checks.iter().cloned().map(Arc::new).collect();
+    let (mut engine, sink, rx) = Engine::new(
+        checks,
+        config.routes.clone(),
+        store.clone(),
+        buffer,
+        metrics.clone(),
+        outbox.waker(),
+        4096,
+    );
+    engine.restore().await.map_err(|source| AppError::Store {
+        url: redact(&config.storage.url),
+        source,
+    })?;
+    let board = engine.board();
+
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .map_err(|source| AppError::Listen {
+            addr: config.server.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| AppError::Listen {
+        addr: config.server.listen,
+        source,
+    })?;
+    let scheduler_running = Arc::new(AtomicBool::new(true));
+    let router = http::router(AppState {
+        board: board.clone(),
+        metrics: metrics.clone(),
+        store: store.clone(),
+        scheduler_running: scheduler_running.clone(),
+    });
+
+    let shutdown = CancellationToken::new();
+    let stop_http = CancellationToken::new();
+    let stop_writer = CancellationToken::new();
+    let stop_outbox = CancellationToken::new();
+    let server = tokio::spawn({
+        let stop = stop_http.clone();
+        async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        }
+    });
+    let writer_task = tokio::spawn(writer.run(stop_writer.clone()));
+    let outbox_task = tokio::spawn(outbox.run(stop_outbox.clone()));
+    let engine_task = tokio::spawn(engine.run(rx));
+    let timetable = Timetable::new(
+        config.checks.iter().map(|c| c.schedule.clone()).collect(),
+        tokio::time::Instant::now(),
+    );
+    let scheduler_task = tokio::spawn(scheduler::run(
+        timetable,
+        jobs,
+        config.concurrency,
+        sink,
+        metrics.clone(),
+        shutdown.clone(),
+        PROBE_GRACE,
+    ));
+    tracing::info!(%addr, checks = config.checks.len(), channels = config.channels.len(), "keeper started");
+
+    let done = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            // The HTTP server ends early only on an error: then stop the rest too.
+            let mut server = server;
+            let server_result = tokio::select! {
+                _ = shutdown.cancelled() => None,
+                r = &mut server => Some(r),
+            };
+            shutdown.cancel();
+            scheduler_running.store(false, Ordering::Release);
+            let _ = scheduler_task.await;
+            let _ = engine_task.await;
+            stop_writer.cancel();
+            if tokio::time::timeout(FLUSH_GRACE + Duration::from_secs(1), writer_task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("sample writer did not finish flushing in time");
+            }
+            stop_outbox.cancel();
+            let _ = outbox_task.await;
+            stop_http.cancel();
+            let server_result = match server_result {
+                Some(r) => r,
+                None => server.await,
+            };
+            tracing::info!("keeper stopped");
+            match server_result {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(AppError::Serve(e)),
+                Err(e) => Err(AppError::Build(format!("HTTP server task failed: {e}"))),
+            }
+        }
+    });
+    Ok(Keeper {
+        addr,
+        board,
+        shutdown,
+        done,
+    })
+}
+
+/// A database URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}

@@ -1,0 +1,245 @@
+//! The command line (DESIGN.md §8): `run` (the default), `check-config`,
+//! `migrate`, and `status` (a client of the daemon's API).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+use crate::app;
+use crate::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "keeper",
+    version,
+    about = "The keeper of production: probes, incidents, notifications"
+)]
+pub struct Cli {
+    /// The config file.
+    #[arg(
+        short,
+        long,
+        global = true,
+        default_value = "keeper.toml",
+        env = "KEEPER_CONFIG"
+    )]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon (the default).
+    Run,
+    /// Validate the config and print what will run.
+    CheckConfig,
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Show every check's current state, from a running keeper.
+    Status {
+        /// keeper's URL (default: from the config's server.listen).
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+/// Parses the command line and runs the verb.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("keeper: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("keeper: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Run => run(&cli.config).await,
+        Command::CheckConfig => check_config(&cli.config),
+        Command::Migrate => {
+            let config = load(&cli.config)?;
+            app::open_store(&config).await?;
+            println!("migrations applied to {}", app::redact(&config.storage.url));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { url } => status(&cli.config, url).await,
+    }
+}
+
+fn load(path: &std::path::Path) -> anyhow::Result<Config> {
+    Config::load(path).map_err(|errors| anyhow::anyhow!("invalid config:\n{errors}"))
+}
+
+async fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = load(path)?;
+    let keeper = app::start(config).await?;
+    tokio::select! {
+        signal = shutdown_signal() => {
+            let name = signal?;
+            tracing::info!(signal = name, "shutting down");
+            keeper.shutdown().await?;
+        }
+        // (app::Keeper::wait is not used here: shutdown owns the handle.)
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGTERM or SIGINT, naming which.
+async fn shutdown_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
+
+fn check_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!("{}: {} error(s)", path.display(), errors.0.len());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    print!("{}", describe(&config));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `check-config` prints: everything that will run, without secrets.
+pub fn describe(config: &Config) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}: OK: {} checks, {} channels, {} routes",
+        config.path.display(),
+        config.checks.len(),
+        config.channels.len(),
+        config.routes.len()
+    );
+    let _ = writeln!(out, "listen:  {}", config.server.listen);
+    let _ = writeln!(out, "storage: {}", app::redact(&config.storage.url));
+    let _ = writeln!(out, "checks:");
+    let width = config
+        .checks
+        .iter()
+        .map(|c| c.name.len())
+        .max()
+        .unwrap_or(0);
+    for c in &config.checks {
+        let labels: Vec<String> = c.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(
+            out,
+            "  {:width$}  {:5} {}  {}, timeout {}, down={}, alert after {} / resolve after {}{}{}",
+            c.name,
+            c.probe.kind(),
+            c.probe.target(),
+            c.schedule,
+            humantime::format_duration(c.timeout),
+            c.down_severity,
+            c.failures_before_alert,
+            c.successes_before_resolve,
+            if labels.is_empty() {
+                String::new()
+            } else {
+                format!(", labels {}", labels.join(","))
+            },
+            if c.depends_on.is_empty() {
+                String::new()
+            } else {
+                format!(", depends on {}", c.depends_on.join(","))
+            },
+        );
+    }
+    let _ = writeln!(out, "channels:");
+    for ch in &config.channels {
+        let _ = writeln!(out, "  {}  {}", ch.name, ch.spec.kind());
+    }
+    let _ = writeln!(out, "routes:");
+    for r in &config.routes {
+        let severities: Vec<&str> = r.severities.iter().map(|s| s.as_str()).collect();
+        let matches: Vec<String> = r.matches.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(
+            out,
+            "  [{}] -> {}{}",
+            if severities.is_empty() {
+                "any".to_string()
+            } else {
+                severities.join(", ")
+            },
+            r.channels.join(", "),
+            if matches.is_empty() {
+                String::new()
+            } else {
+                format!(" (match {})", matches.join(","))
+            },
+        );
+    }
+    out
+}
+
+async fn status(path: &std::path::Path, url: Option<String>) -> anyhow::Result<ExitCode> {
+    let base = match url {
+        Some(u) => u,
+        None => format!("http://{}", load(path)?.server.listen),
+    };
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .context("building the HTTP client")?;
+    let mut req = client.get(format!("{}/api/v1/checks", base.trim_end_matches('/')));
+    if let Ok(token) = std::env::var("KEEPER_API_TOKEN") {
+        req = req.bearer_auth(token);
+    }
+    let resp = req
+        .send()
+        .await
+        .with_context(|| format!("asking keeper at {base}"))?;
+    if !resp.status().is_success() {
+        bail!("keeper at {base} answered {}", resp.status());
+    }
+    let checks: Vec<serde_json::Value> = resp.json().await.context("reading keeper's answer")?;
+    let mut worst = 0;
+    for c in &checks {
+        let color = c["color"].as_str().unwrap_or("?");
+        let (mark, code) = match color {
+            "green" => ("\x1b[32m●\x1b[0m", 0),
+            "yellow" => ("\x1b[33m●\x1b[0m", 1),
+            _ => ("\x1b[31m●\x1b[0m", 2),
+        };
+        worst = worst.max(code);
+        println!(
+            "{mark} {:24} {:8} {:>8} {}",
+            c["name"].as_str().unwrap_or("?"),
+            c["severity"].as_str().unwrap_or("-"),
+            c["latency_ms"]
+                .as_f64()
+                .map_or("-".into(), |l| format!("{l:.0} ms")),
+            c["message"].as_str().unwrap_or(""),
+        );
+    }
+    Ok(if worst == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(worst)
+    })
+}

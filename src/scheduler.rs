@@ -1,0 +1,209 @@
+//! When each check runs: fixed intervals (first runs spread evenly across the
+//! interval, so a thousand checks with one interval do not fire together) or
+//! crontab schedules; a global concurrency limit; never two runs of one check
+//! at once; the lag between planned and actual start as a metric.
+//!
+//! [`Timetable`] is the pure part (what is due when); [`run`] is the loop that
+//! sleeps until the next due time and spawns the runs.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::config::Schedule;
+use crate::engine::Sink;
+use crate::metrics::Metrics;
+use crate::probe::Probe;
+
+/// The schedule of every check: a min-heap of next due times.
+#[derive(Debug)]
+pub struct Timetable {
+    schedules: Vec<Schedule>,
+    heap: BinaryHeap<Reverse<(Instant, usize)>>,
+}
+
+impl Timetable {
+    /// First runs: interval checks are spread evenly over their interval (by
+    /// position among the checks sharing it); cron checks at their next firing.
+    pub fn new(schedules: Vec<Schedule>, now: Instant) -> Timetable {
+        let mut by_interval: BTreeMap<Duration, Vec<usize>> = BTreeMap::new();
+        for (i, s) in schedules.iter().enumerate() {
+            if let Schedule::Every(d) = s {
+                by_interval.entry(*d).or_default().push(i);
+            }
+        }
+        let mut heap = BinaryHeap::with_capacity(schedules.len());
+        for (interval, members) in &by_interval {
+            let n = members.len() as u32;
+            for (k, &i) in members.iter().enumerate() {
+                let offset = interval.mul_f64(f64::from(k as u32) / f64::from(n));
+                heap.push(Reverse((now + offset, i)));
+            }
+        }
+        for (i, s) in schedules.iter().enumerate() {
+            if let Schedule::Cron(_) = s
+                && let Some(at) = next_cron(s, now)
+            {
+                heap.push(Reverse((at, i)));
+            }
+        }
+        Timetable { schedules, heap }
+    }
+
+    /// When the next check is due.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// Takes every check due at `now` (with its planned start) and plans its next run.
+    pub fn take_due(&mut self, now: Instant) -> Vec<(usize, Instant)> {
+        let mut due = Vec::new();
+        while let Some(Reverse((at, i))) = self.heap.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.heap.pop();
+            due.push((i, at));
+            let next = match &self.schedules[i] {
+                Schedule::Every(interval) => {
+                    let mut next = at + *interval;
+                    // Far behind (a suspended process): skip the missed runs.
+                    if next <= now {
+                        let behind = now - next;
+                        let skip = behind.as_nanos() / interval.as_nanos().max(1) + 1;
+                        next += interval.mul_f64(skip as f64);
+                    }
+                    Some(next)
+                }
+                s @ Schedule::Cron(_) => next_cron(s, now),
+            };
+            if let Some(next) = next {
+                self.heap.push(Reverse((next, i)));
+            }
+        }
+        due
+    }
+}
+
+/// The next firing of a cron schedule, as an `Instant`.
+fn next_cron(schedule: &Schedule, now: Instant) -> Option<Instant> {
+    let Schedule::Cron(cron) = schedule else {
+        return None;
+    };
+    let wall = Utc::now();
+    let next = cron.next_after(wall)?;
+    let wait = (next - wall).to_std().unwrap_or(Duration::ZERO);
+    Some(now + wait)
+}
+
+/// A check as the scheduler runs it.
+pub struct Job {
+    pub name: Arc<str>,
+    pub probe: Arc<Probe>,
+    pub timeout: Duration,
+    pub running: Arc<AtomicBool>,
+}
+
+/// Runs checks on their schedules until `shutdown`; returns once every run it
+/// started has finished or `grace` has passed.
+pub async fn run(
+    mut timetable: Timetable,
+    jobs: Vec<Job>,
+    concurrency: usize,
+    sink: Sink,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+    grace: Duration,
+) {
+    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+    let tracker = TaskTracker::new();
+    let jobs: Vec<Arc<Job>> = jobs.into_iter().map(Arc::new).collect();
+    loop {
+        let Some(next) = timetable.next_due() else {
+            shutdown.cancelled().await;
+            break;
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep_until(next) => {}
+        }
+        for (i, planned) in timetable.take_due(Instant::now()) {
+            let job = jobs[i].clone();
+            if job.running.swap(true, Ordering::AcqRel) {
+                metrics.runs_skipped.with_label_values(&[&job.name]).inc();
+                continue;
+            }
+            let permits = permits.clone();
+            let sink = sink.clone();
+            let metrics = metrics.clone();
+            let span = tracing::debug_span!("check", check = %job.name);
+            tracker.spawn(
+                async move {
+                    let Ok(_permit) = permits.acquire_owned().await else {
+                        job.running.store(false, Ordering::Release);
+                        return;
+                    };
+                    metrics
+                        .scheduler_lag
+                        .observe(planned.elapsed().as_secs_f64());
+                    let sample = job.probe.run(job.timeout).await;
+                    job.running.store(false, Ordering::Release);
+                    tracing::debug!(
+                        up = sample.is_up(),
+                        latency_ms = sample.latency_ms(),
+                        "probed"
+                    );
+                    sink.deliver(i, sample).await;
+                }
+                .instrument(span),
+            );
+        }
+    }
+    tracker.close();
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!(
+            in_flight = tracker.len(),
+            "probes still running at shutdown; abandoning them"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_runs_spread_evenly_over_the_interval() {
+        let now = Instant::now();
+        let every = Schedule::Every(Duration::from_secs(10));
+        let t = Timetable::new(vec![every.clone(); 4], now);
+        let mut starts: Vec<Duration> = t.heap.iter().map(|Reverse((at, _))| *at - now).collect();
+        starts.sort();
+        assert_eq!(
+            starts,
+            [0, 2500, 5000, 7500].map(Duration::from_millis).to_vec()
+        );
+    }
+
+    #[test]
+    fn due_checks_are_taken_once_and_rescheduled() {
+        let now = Instant::now();
+        let mut t = Timetable::new(vec![Schedule::Every(Duration::from_secs(1))], now);
+        assert_eq!(t.take_due(now), vec![(0, now)]);
+        assert!(t.take_due(now).is_empty());
+        assert_eq!(t.next_due(), Some(now + Duration::from_secs(1)));
+        // ten seconds late: one run, and the missed ones are skipped
+        let late = now + Duration::from_millis(10_500);
+        assert_eq!(t.take_due(late).len(), 1);
+        assert_eq!(t.next_due(), Some(now + Duration::from_secs(11)));
+    }
+}

@@ -1,0 +1,203 @@
+//! Per-check state after hysteresis: a check turns non-green only after
+//! `failures_before_alert` non-green samples in a row, and green again only
+//! after `successes_before_resolve` green ones, so a blip neither pages nor flaps.
+//! Pure: the engine owns one [`CheckState`] per check and feeds it verdicts.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::classify::{Color, Severity, Verdict};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckState {
+    /// The color people see (after hysteresis).
+    pub color: Color,
+    /// `None` while green.
+    pub severity: Option<Severity>,
+    /// The latest verdict's reason.
+    pub reason: String,
+    /// When `color` last changed.
+    pub since: Option<DateTime<Utc>>,
+    fail_streak: u32,
+    ok_streak: u32,
+}
+
+/// What an observation did to the state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Nothing people need to hear about.
+    None,
+    /// Green → non-green after enough failures.
+    Unhealthy,
+    /// Still non-green; color or severity may have moved.
+    StillUnhealthy,
+    /// Non-green → green after enough successes.
+    Recovered,
+}
+
+impl Default for CheckState {
+    fn default() -> Self {
+        CheckState {
+            color: Color::Green,
+            severity: None,
+            reason: String::new(),
+            since: None,
+            fail_streak: 0,
+            ok_streak: 0,
+        }
+    }
+}
+
+impl CheckState {
+    /// The state of a check that had an open incident when keeper stopped: it
+    /// stays non-green until enough green samples arrive.
+    pub fn restored(
+        color: Color,
+        severity: Severity,
+        reason: String,
+        since: DateTime<Utc>,
+    ) -> Self {
+        CheckState {
+            color,
+            severity: Some(severity),
+            reason,
+            since: Some(since),
+            fail_streak: 0,
+            ok_streak: 0,
+        }
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.color == Color::Green
+    }
+
+    /// Takes one verdict into account.
+    pub fn observe(
+        &mut self,
+        verdict: &Verdict,
+        at: DateTime<Utc>,
+        failures_before_alert: u32,
+        successes_before_resolve: u32,
+    ) -> Change {
+        self.reason.clone_from(&verdict.reason);
+        if verdict.color == Color::Green {
+            self.fail_streak = 0;
+            self.ok_streak = self.ok_streak.saturating_add(1);
+            if !self.is_healthy() && self.ok_streak >= successes_before_resolve {
+                self.color = Color::Green;
+                self.severity = None;
+                self.since = Some(at);
+                return Change::Recovered;
+            }
+            if self.since.is_none() {
+                self.since = Some(at);
+            }
+            return if self.is_healthy() {
+                Change::None
+            } else {
+                Change::StillUnhealthy
+            };
+        }
+        self.ok_streak = 0;
+        self.fail_streak = self.fail_streak.saturating_add(1);
+        if self.is_healthy() {
+            if self.fail_streak < failures_before_alert {
+                return Change::None;
+            }
+            self.color = verdict.color;
+            self.severity = verdict.severity;
+            self.since = Some(at);
+            return Change::Unhealthy;
+        }
+        if self.color != verdict.color {
+            self.since = Some(at);
+        }
+        self.color = verdict.color;
+        self.severity = verdict.severity;
+        Change::StillUnhealthy
+    }
+}
+
+/// What the API and status page show of a check.
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckStatus {
+    pub name: String,
+    pub kind: &'static str,
+    pub target: String,
+    pub description: Option<String>,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub color: Color,
+    pub severity: Option<Severity>,
+    pub message: String,
+    pub since: Option<DateTime<Utc>>,
+    pub last_run_at: Option<DateTime<Utc>>,
+    pub latency_ms: Option<f64>,
+    pub incident: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn red() -> Verdict {
+        Verdict {
+            color: Color::Red,
+            severity: Some(Severity::Critical),
+            reason: "503".into(),
+        }
+    }
+
+    fn green() -> Verdict {
+        Verdict::green("200 OK")
+    }
+
+    fn run(state: &mut CheckState, verdicts: &[Verdict]) -> Vec<Change> {
+        verdicts
+            .iter()
+            .map(|v| state.observe(v, Utc::now(), 2, 2))
+            .collect()
+    }
+
+    #[test]
+    fn one_blip_changes_nothing() {
+        let mut s = CheckState::default();
+        let changes = run(&mut s, &[green(), red(), green(), red(), green()]);
+        assert!(changes.iter().all(|c| *c == Change::None), "{changes:?}");
+        assert!(s.is_healthy());
+    }
+
+    #[test]
+    fn turns_red_after_failures_and_green_after_successes() {
+        let mut s = CheckState::default();
+        let changes = run(
+            &mut s,
+            &[red(), red(), red(), green(), red(), green(), green()],
+        );
+        use Change::*;
+        assert_eq!(
+            changes,
+            vec![
+                None,
+                Unhealthy,
+                StillUnhealthy,
+                StillUnhealthy,
+                StillUnhealthy,
+                StillUnhealthy,
+                Recovered
+            ]
+        );
+        assert!(s.is_healthy());
+        assert_eq!(s.severity, Option::None);
+    }
+
+    #[test]
+    fn restored_state_recovers_without_reopening() {
+        let mut s = CheckState::restored(Color::Red, Severity::Critical, "503".into(), Utc::now());
+        assert_eq!(s.observe(&red(), Utc::now(), 2, 2), Change::StillUnhealthy);
+        assert_eq!(
+            s.observe(&green(), Utc::now(), 2, 2),
+            Change::StillUnhealthy
+        );
+        assert_eq!(s.observe(&green(), Utc::now(), 2, 2), Change::Recovered);
+    }
+}
