@@ -1,0 +1,338 @@
+//! keeper's benchmark: prints numbers, asserts nothing (machines here are
+//! shared and noisy; compare ratios within one run).
+//!
+//! 1. Scheduler + HTTP probes: starts `keeper run` as a child process with N
+//!    `http` checks against a loopback target served by this process, at a
+//!    chosen total rate; reports checks/s (counted at the target), CPU ms per
+//!    check (user+sys of the keeper process, from /proc), peak RSS (VmHWM),
+//!    and scheduler lag p50/p99 (from keeper's own histogram).
+//! 2. Sample writes: batched inserts into SQLite and PostgreSQL, rows/s.
+//!
+//! Usage: `cargo run --release --bin bench -- [--checks 100,1000,10000]
+//!         [--rate 2000] [--seconds 20] [--warmup 5] [--samples 200000]`
+//! PostgreSQL from `KEEPER_TEST_PG_URL` (default postgres://postgres@127.0.0.1:5432).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use chrono::Utc;
+use keeper::classify::Color;
+use keeper::store::{SampleRow, Store};
+
+struct Args {
+    checks: Vec<usize>,
+    rate: f64,
+    seconds: u64,
+    warmup: u64,
+    samples: usize,
+    pg_url: String,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut args = Args {
+        checks: vec![100, 1_000, 10_000],
+        rate: 2_000.0,
+        seconds: 20,
+        warmup: 5,
+        samples: 200_000,
+        pg_url: std::env::var("KEEPER_TEST_PG_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into()),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--checks" => {
+                args.checks = value()?
+                    .split(',')
+                    .map(|n| n.trim().parse().context("--checks takes numbers"))
+                    .collect::<Result<_, _>>()?
+            }
+            "--rate" => args.rate = value()?.parse().context("--rate")?,
+            "--seconds" => args.seconds = value()?.parse().context("--seconds")?,
+            "--warmup" => args.warmup = value()?.parse().context("--warmup")?,
+            "--samples" => args.samples = value()?.parse().context("--samples")?,
+            other => bail!("unknown flag {other}"),
+        }
+    }
+    Ok(args)
+}
+
+fn main() -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let args = parse_args()?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let hits = Arc::new(AtomicU64::new(0));
+    let target = rt.block_on(start_target(hits.clone()))?;
+    let keeper_bin = sibling_binary("keeper")?;
+    let dir = tempfile::tempdir()?;
+    println!(
+        "# keeper bench {} on {} CPUs; target http://{target}/ok",
+        Utc::now().format("%Y-%m-%dT%H:%M:%SZ"),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!("checks  rate/s  checks/s  cpu_ms/check  peak_rss_MB  lag_p50_ms  lag_p99_ms  start_s");
+    for &n in &args.checks {
+        let r = rt.block_on(probe_run(&keeper_bin, dir.path(), target, n, &args, &hits))?;
+        println!(
+            "{:>6}  {:>6.0}  {:>8.0}  {:>12.4}  {:>11.1}  {:>10}  {:>10}  {:>7.2}",
+            n, r.planned_rate, r.checks_per_s, r.cpu_ms_per_check, r.peak_rss_mb, r.lag_p50, r.lag_p99, r.start_s
+        );
+    }
+    println!();
+    println!("backend   rows     seconds  rows/s");
+    let sqlite_url = format!("sqlite://{}", dir.path().join("bench-samples.db").display());
+    let (secs, rate) = rt.block_on(write_samples(&sqlite_url, args.samples))?;
+    println!("sqlite    {:>7}  {secs:>7.3}  {rate:>8.0}", args.samples);
+    match rt.block_on(with_pg_database(&args.pg_url, |url| async move {
+        write_samples(&url, args.samples).await
+    })) {
+        Ok((secs, rate)) => println!("postgres  {:>7}  {secs:>7.3}  {rate:>8.0}", args.samples),
+        Err(e) => println!("postgres  skipped: {e:#}"),
+    }
+    Ok(())
+}
+
+/// A loopback HTTP target answering `ok`, counting requests.
+async fn start_target(hits: Arc<AtomicU64>) -> anyhow::Result<SocketAddr> {
+    use axum::routing::get;
+    let app = axum::Router::new().route(
+        "/ok",
+        get(move || {
+            let hits = hits.clone();
+            async move {
+                hits.fetch_add(1, Ordering::Relaxed);
+                "ok\n"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            eprintln!("bench target stopped: {e}");
+        }
+    });
+    Ok(addr)
+}
+
+fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe.with_file_name(name);
+    if !path.exists() {
+        bail!("{} not found: build it first (cargo build --release --bins)", path.display());
+    }
+    Ok(path)
+}
+
+struct RunResult {
+    planned_rate: f64,
+    checks_per_s: f64,
+    cpu_ms_per_check: f64,
+    peak_rss_mb: f64,
+    lag_p50: String,
+    lag_p99: String,
+    start_s: f64,
+}
+
+/// Kills the child when dropped, so a failed run leaves nothing behind.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+        let _ = self.0.wait();
+    }
+}
+
+async fn probe_run(
+    keeper: &Path,
+    dir: &Path,
+    target: SocketAddr,
+    n: usize,
+    args: &Args,
+    hits: &AtomicU64,
+) -> anyhow::Result<RunResult> {
+    let interval_ms = ((n as f64 / args.rate) * 1000.0).max(1000.0).round() as u64;
+    let planned_rate = n as f64 * 1000.0 / interval_ms as f64;
+    let port = free_port()?;
+    let mut config = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[storage]\nurl = \"sqlite://{}\"\n\n[defaults]\ninterval = \"{interval_ms}ms\"\ntimeout = \"5s\"\nconcurrency = 1024\n\n",
+        dir.join(format!("bench-{n}.db")).display()
+    );
+    for i in 0..n {
+        config.push_str(&format!(
+            "[checks.c{i}]\nkind = \"http\"\nurl = \"http://{target}/ok?i={i}\"\n\n"
+        ));
+    }
+    let path = dir.join(format!("bench-{n}.toml"));
+    std::fs::write(&path, config)?;
+    let started = Instant::now();
+    let child = Command::new(keeper)
+        .args(["run", "-c"])
+        .arg(&path)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting keeper")?;
+    let guard = ChildGuard(child);
+    let pid = guard.0.id();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = http.get(format!("{base}/readyz")).send().await
+            && r.status().is_success()
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("keeper with {n} checks did not become ready within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let start_s = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(args.warmup)).await;
+    let cpu0 = cpu_ticks(pid)?;
+    let hits0 = hits.load(Ordering::Relaxed);
+    let lag0 = lag_buckets(&http, &base).await?;
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    let cpu1 = cpu_ticks(pid)?;
+    let hits1 = hits.load(Ordering::Relaxed);
+    let lag1 = lag_buckets(&http, &base).await?;
+    let elapsed = t0.elapsed().as_secs_f64();
+    let peak_rss_mb = peak_rss_kb(pid)? as f64 / 1024.0;
+    drop(guard);
+    let checks = (hits1 - hits0) as f64;
+    let cpu_ms = (cpu1 - cpu0) as f64 * 1000.0 / ticks_per_second();
+    let lag: Vec<(f64, f64)> = lag1
+        .iter()
+        .zip(&lag0)
+        .map(|((le, c1), (_, c0))| (*le, c1 - c0))
+        .collect();
+    Ok(RunResult {
+        planned_rate,
+        checks_per_s: checks / elapsed,
+        cpu_ms_per_check: if checks > 0.0 { cpu_ms / checks } else { f64::NAN },
+        peak_rss_mb,
+        lag_p50: quantile(&lag, 0.50),
+        lag_p99: quantile(&lag, 0.99),
+        start_s,
+    })
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn ticks_per_second() -> f64 {
+    100.0 // USER_HZ on Linux
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let after = stat.rsplit_once(')').map_or("", |(_, a)| a);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let utime: u64 = fields.get(11).context("utime")?.parse()?;
+    let stime: u64 = fields.get(12).context("stime")?.parse()?;
+    Ok(utime + stime)
+}
+
+fn peak_rss_kb(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .context("VmHWM")?
+        .parse()
+        .context("VmHWM value")
+}
+
+/// Cumulative `keeper_scheduler_lag_seconds` buckets: (le, count).
+async fn lag_buckets(http: &reqwest::Client, base: &str) -> anyhow::Result<Vec<(f64, f64)>> {
+    let text = http.get(format!("{base}/metrics")).send().await?.text().await?;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("keeper_scheduler_lag_seconds_bucket{le=\"") else {
+            continue;
+        };
+        let (le, count) = rest.split_once("\"} ").context("bucket line")?;
+        let le = if le == "+Inf" { f64::INFINITY } else { le.parse()? };
+        out.push((le, count.trim().parse()?));
+    }
+    Ok(out)
+}
+
+/// The bucket bound under which fraction `q` of the observations fall, in ms.
+fn quantile(cumulative: &[(f64, f64)], q: f64) -> String {
+    let total = cumulative.last().map_or(0.0, |(_, c)| *c);
+    if total == 0.0 {
+        return "-".into();
+    }
+    for (le, c) in cumulative {
+        if *c >= q * total {
+            return if le.is_infinite() {
+                ">5000".into()
+            } else {
+                format!("<={}", le * 1000.0)
+            };
+        }
+    }
+    "-".into()
+}
+
+/// Writes `n` samples in batches of 5,000 through the store; returns (seconds, rows/s).
+async fn write_samples(url: &str, n: usize) -> anyhow::Result<(f64, f64)> {
+    let store = Store::connect(url).await?;
+    store.migrate().await?;
+    let check: Arc<str> = Arc::from("bench");
+    let now = Utc::now();
+    let rows: Vec<SampleRow> = (0..n)
+        .map(|i| SampleRow {
+            check: check.clone(),
+            at: now + chrono::Duration::milliseconds(i as i64),
+            duration_ms: 1.5,
+            up: i % 50 != 0,
+            color: if i % 50 != 0 { Color::Green } else { Color::Red },
+            status_code: Some(200),
+            latency_ms: 1.5,
+            message: "200 OK in 1 ms".into(),
+        })
+        .collect();
+    let started = Instant::now();
+    for batch in rows.chunks(5_000) {
+        store.insert_samples(batch).await?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    Ok((secs, n as f64 / secs))
+}
+
+/// Runs `f` against a fresh PostgreSQL database, dropped afterwards.
+async fn with_pg_database<F, Fut, T>(server: &str, f: F) -> anyhow::Result<T>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    use sqlx::Connection;
+    let name = format!("keeper_bench_{}", std::process::id());
+    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .with_context(|| format!("connecting to {server}"))?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await?;
+    let result = f(format!("{server}/{name}")).await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+        .execute(&mut admin)
+        .await?;
+    result
+}
