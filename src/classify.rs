@@ -46,7 +46,9 @@ impl FromStr for Color {
             "green" => Ok(Color::Green),
             "yellow" => Ok(Color::Yellow),
             "red" => Ok(Color::Red),
-            other => Err(format!("unknown color {other:?} (expected green, yellow or red)")),
+            other => Err(format!(
+                "unknown color {other:?} (expected green, yellow or red)"
+            )),
         }
     }
 }
@@ -437,13 +439,21 @@ mod tests {
         s.metrics.push((Metric::CertDaysLeft, 3.0));
         let v = classify(&s, &Thresholds::builtin(), Severity::Critical);
         assert_eq!((v.color, v.severity), (Color::Red, Some(Severity::High)));
-        assert!(v.reason.contains("cert_days_left 3 below 7"), "{}", v.reason);
+        assert!(
+            v.reason.contains("cert_days_left 3 below 7"),
+            "{}",
+            v.reason
+        );
     }
 
     #[test]
     fn layered_thresholds_replace_per_metric() {
         let over = Thresholds(
-            [(Metric::LatencyMs, Levels::short(Metric::LatencyMs, 300.0, 800.0))].into(),
+            [(
+                Metric::LatencyMs,
+                Levels::short(Metric::LatencyMs, 300.0, 800.0),
+            )]
+            .into(),
         );
         let t = Thresholds::builtin().layered(&over);
         let v = classify(&up_with(Metric::LatencyMs, 400.0), &t, Severity::Critical);

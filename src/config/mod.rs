@@ -133,9 +133,8 @@ pub const DEFAULT_STORAGE_URL: &str = "sqlite://keeper.db";
 impl Config {
     /// Reads and validates `path`, with `${VAR}` taken from the process environment.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors::single(path, format!("reading {}: {e}", path.display()))
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigErrors::single(path, format!("reading {}: {e}", path.display())))?;
         let mut config = Config::parse(path, &text, &|name| std::env::var(name).ok())?;
         config.apply_env_overrides(&|name| std::env::var(name).ok());
         Ok(config)
@@ -226,8 +225,8 @@ fn expand_str(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, S
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(format!("invalid variable name {name:?} in ${{…}}"));
             }
-            let value = env(name)
-                .ok_or_else(|| format!("environment variable {name} is not set"))?;
+            let value =
+                env(name).ok_or_else(|| format!("environment variable {name} is not set"))?;
             out.push_str(&value);
             rest = &body[end + 1..];
         } else {
@@ -298,7 +297,10 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
         .collect();
     let routes = read_routes(routes, &channels, errors);
 
-    let listen = server.listen.as_ref().map(|l| (l.span(), l.get_ref().as_str()));
+    let listen = server
+        .listen
+        .as_ref()
+        .map(|l| (l.span(), l.get_ref().as_str()));
     let listen = match listen {
         None => DEFAULT_LISTEN.parse().ok()?,
         Some((span, l)) => match l.parse() {
@@ -314,11 +316,17 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
         server: Server {
             listen,
             api_token: server.api_token.filter(|t| !t.is_empty()),
-            public_url: server.public_url.map(|u| u.trim_end_matches('/').to_string()),
+            public_url: server
+                .public_url
+                .map(|u| u.trim_end_matches('/').to_string()),
         },
         storage: Storage {
-            url: storage.url.unwrap_or_else(|| DEFAULT_STORAGE_URL.to_string()),
-            retention: storage.retention.map_or(Duration::from_secs(30 * 86_400), |d| d.0),
+            url: storage
+                .url
+                .unwrap_or_else(|| DEFAULT_STORAGE_URL.to_string()),
+            retention: storage
+                .retention
+                .map_or(Duration::from_secs(30 * 86_400), |d| d.0),
             buffer: storage.buffer.unwrap_or(100_000),
         },
         concurrency: defaults.concurrency,
@@ -337,7 +345,11 @@ fn named_tables<'i>(
 ) -> Vec<(Spanned<String>, Spanned<DeTable<'i>>)> {
     let span = value.span();
     let DeValue::Table(table) = value.into_inner() else {
-        errors.at(span, section, format!("{section} must be a table of named tables"));
+        errors.at(
+            span,
+            section,
+            format!("{section} must be a table of named tables"),
+        );
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -372,7 +384,11 @@ fn split_kind<'i>(
             let vspan = v.span();
             match v.into_inner() {
                 DeValue::String(s) => kind = Some(s.into_owned()),
-                _ => errors.at(vspan, &format!("{key}.kind"), "kind must be a string".into()),
+                _ => errors.at(
+                    vspan,
+                    &format!("{key}.kind"),
+                    "kind must be a string".into(),
+                ),
             }
         } else if shared.contains(&k.get_ref().as_ref()) {
             common.insert(k, v);

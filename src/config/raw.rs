@@ -56,14 +56,20 @@ pub struct ResolvedDefaults {
 impl Defaults {
     pub fn resolve(self, errors: &mut Collector) -> ResolvedDefaults {
         let thresholds = match self.thresholds {
-            Some(raw) => Thresholds::builtin().layered(&thresholds("defaults.thresholds", raw, errors)),
+            Some(raw) => {
+                Thresholds::builtin().layered(&thresholds("defaults.thresholds", raw, errors))
+            }
             None => Thresholds::builtin(),
         };
         ResolvedDefaults {
             interval: self.interval.map_or(Duration::from_secs(30), |d| d.0),
             timeout: self.timeout.map_or(Duration::from_secs(10), |d| d.0),
-            failures_before_alert: at_least_one("defaults.failures_before_alert", self.failures_before_alert, errors)
-                .unwrap_or(2),
+            failures_before_alert: at_least_one(
+                "defaults.failures_before_alert",
+                self.failures_before_alert,
+                errors,
+            )
+            .unwrap_or(2),
             successes_before_resolve: at_least_one(
                 "defaults.successes_before_resolve",
                 self.successes_before_resolve,
@@ -115,12 +121,12 @@ impl Severities {
             let window = window.unwrap_or_default();
             repeat.insert(
                 severity,
-                window.repeat.map_or(Duration::from_secs(default_s), |d| d.0),
+                window
+                    .repeat
+                    .map_or(Duration::from_secs(default_s), |d| d.0),
             );
             if severity == Severity::Low {
-                low_digest = window
-                    .digest
-                    .or_else(|| "0 9 * * *".parse().ok());
+                low_digest = window.digest.or_else(|| "0 9 * * *".parse().ok());
             }
         }
         ResolvedSeverities { repeat, low_digest }
@@ -190,7 +196,11 @@ impl Common {
                 return None;
             }
             (Some(i), None) if i.get_ref().0.is_zero() => {
-                errors.at(i.span(), &format!("{key}.interval"), "interval must be above 0".into());
+                errors.at(
+                    i.span(),
+                    &format!("{key}.interval"),
+                    "interval must be above 0".into(),
+                );
                 return None;
             }
             (Some(i), None) => Schedule::Every(i.into_inner().0),
@@ -199,7 +209,11 @@ impl Common {
         };
         for dep in &self.depends_on {
             if dep.get_ref() == name.get_ref() {
-                errors.at(dep.span(), &format!("{key}.depends_on"), "a check cannot depend on itself".into());
+                errors.at(
+                    dep.span(),
+                    &format!("{key}.depends_on"),
+                    "a check cannot depend on itself".into(),
+                );
             } else if !known_checks.contains(dep.get_ref()) {
                 errors.at(
                     dep.span(),
@@ -209,14 +223,23 @@ impl Common {
             }
         }
         let thresholds = match self.thresholds {
-            Some(raw) => defaults
-                .thresholds
-                .layered(&thresholds(&format!("{key}.thresholds"), raw, errors)),
+            Some(raw) => {
+                defaults
+                    .thresholds
+                    .layered(&thresholds(&format!("{key}.thresholds"), raw, errors))
+            }
             None => defaults.thresholds.clone(),
         };
-        let failures = at_least_one(&format!("{key}.failures_before_alert"), self.failures_before_alert, errors);
-        let successes =
-            at_least_one(&format!("{key}.successes_before_resolve"), self.successes_before_resolve, errors);
+        let failures = at_least_one(
+            &format!("{key}.failures_before_alert"),
+            self.failures_before_alert,
+            errors,
+        );
+        let successes = at_least_one(
+            &format!("{key}.successes_before_resolve"),
+            self.successes_before_resolve,
+            errors,
+        );
         Some(CheckConfig {
             name: name.into_inner().into(),
             description: self.description,
@@ -283,7 +306,10 @@ fn levels(metric: Metric, value: &toml::Value) -> Result<Levels, String> {
             .map(|item| level(metric, item))
             .collect::<Result<Vec<_>, _>>()
             .map(Levels),
-        _ => Err("expected { yellow = …, red = … } or a list of { above|below = …, color, severity }".into()),
+        _ => Err(
+            "expected { yellow = …, red = … } or a list of { above|below = …, color, severity }"
+                .into(),
+        ),
     }
 }
 
@@ -300,7 +326,11 @@ fn level(metric: Metric, item: &toml::Value) -> Result<Level, String> {
                 if direction.is_some() {
                     return Err("a level takes one of above or below".into());
                 }
-                let d = if k == "above" { Direction::Above } else { Direction::Below };
+                let d = if k == "above" {
+                    Direction::Above
+                } else {
+                    Direction::Below
+                };
                 direction = Some((d, number(v).ok_or_else(|| format!("{k} must be a number"))?));
             }
             "color" => {
@@ -311,7 +341,11 @@ fn level(metric: Metric, item: &toml::Value) -> Result<Level, String> {
                 let s: Severity = v.as_str().ok_or("severity must be a string")?.parse()?;
                 severity = Some(s);
             }
-            other => return Err(format!("unknown key {other} (expected above or below, color, severity)")),
+            other => {
+                return Err(format!(
+                    "unknown key {other} (expected above or below, color, severity)"
+                ));
+            }
         }
     }
     let (direction, bound) = direction.ok_or("a level needs above or below")?;
@@ -321,7 +355,9 @@ fn level(metric: Metric, item: &toml::Value) -> Result<Level, String> {
     }
     let severity = severity.unwrap_or_else(|| {
         let s = metric.default_levels();
-        s.0.iter().find(|l| l.color == color).map_or(Severity::High, |l| l.severity)
+        s.0.iter()
+            .find(|l| l.color == color)
+            .map_or(Severity::High, |l| l.severity)
     });
     Ok(Level {
         direction,

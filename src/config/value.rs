@@ -187,7 +187,11 @@ mod tests {
         );
         for sunday in ["0 3 * * 0", "0 3 * * 7", "0 3 * * SUN"] {
             let c: Crontab = sunday.parse().unwrap();
-            assert_eq!(c.next_after(from).unwrap().weekday(), Weekday::Sun, "{sunday}");
+            assert_eq!(
+                c.next_after(from).unwrap().weekday(),
+                Weekday::Sun,
+                "{sunday}"
+            );
         }
     }
 

@@ -7,8 +7,8 @@
 
 pub mod email;
 pub mod outbox;
-pub mod render;
 pub mod policy;
+pub mod render;
 pub mod slack;
 pub mod webhook;
 

@@ -2,7 +2,9 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Incident, IncidentChange, IncidentEvent, OutboxEntry, Outgoing, SampleRow, StoreError};
+use super::{
+    Incident, IncidentChange, IncidentEvent, OutboxEntry, Outgoing, SampleRow, StoreError,
+};
 
 #[derive(Clone, Debug)]
 pub struct PgStore {}
@@ -30,13 +32,21 @@ impl PgStore {
         todo!("helper")
     }
 
-    pub async fn uptime_pct(&self, check: &str, since: DateTime<Utc>,) -> Result<Option<f64>, StoreError> {
+    pub async fn uptime_pct(
+        &self,
+        check: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Option<f64>, StoreError> {
         let _ = check;
         let _ = since;
         todo!("helper")
     }
 
-    pub async fn record(&self, change: IncidentChange, outgoing: Vec<Outgoing>,) -> Result<Incident, StoreError> {
+    pub async fn record(
+        &self,
+        change: IncidentChange,
+        outgoing: Vec<Outgoing>,
+    ) -> Result<Incident, StoreError> {
         let _ = change;
         let _ = outgoing;
         todo!("helper")
@@ -56,7 +66,11 @@ impl PgStore {
         todo!("helper")
     }
 
-    pub async fn due_notifications(&self, now: DateTime<Utc>, limit: u32,) -> Result<Vec<OutboxEntry>, StoreError> {
+    pub async fn due_notifications(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
         let _ = now;
         let _ = limit;
         todo!("helper")
@@ -68,7 +82,13 @@ impl PgStore {
         todo!("helper")
     }
 
-    pub async fn notification_retry(&self, id: i64, attempts: u32, next_at: DateTime<Utc>, error: &str,) -> Result<(), StoreError> {
+    pub async fn notification_retry(
+        &self,
+        id: i64,
+        attempts: u32,
+        next_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<(), StoreError> {
         let _ = id;
         let _ = attempts;
         let _ = next_at;
@@ -76,11 +96,15 @@ impl PgStore {
         todo!("helper")
     }
 
-    pub async fn notification_failed(&self, id: i64, attempts: u32, error: &str,) -> Result<(), StoreError> {
+    pub async fn notification_failed(
+        &self,
+        id: i64,
+        attempts: u32,
+        error: &str,
+    ) -> Result<(), StoreError> {
         let _ = id;
         let _ = attempts;
         let _ = error;
         todo!("helper")
     }
-
 }
