@@ -7,6 +7,7 @@
 //! blackbox_exporter does.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -246,8 +247,9 @@ impl Probe {
         add(&mut run.phases.dns, conn.dns);
         add(&mut run.phases.connect, Some(conn.connect));
         let request = self.request(url, method, body)?;
+        let addr = conn.addr;
         if url.scheme() != "https" {
-            return send(conn.stream, request, run).await;
+            return send(conn.stream, addr, request, run).await;
         }
         let name = tlsconf::server_name(&host).map_err(|e| e.0)?;
         let started = Instant::now();
@@ -272,9 +274,9 @@ impl Probe {
         }
         if let Err(err) = verdict {
             let reason = tlsconf::describe(&err, cert.as_ref());
-            return Err(format!("TLS handshake: {reason}"));
+            return Err(format!("TLS handshake with {addr}: {reason}"));
         }
-        send(stream, request, run).await
+        send(stream, addr, request, run).await
     }
 
     fn request(
@@ -403,20 +405,25 @@ impl Run {
 }
 
 /// Sends `request` over `io` and reads the response, timing first byte and transfer.
-async fn send<S>(io: S, request: Request<Full<Bytes>>, run: &mut Run) -> Result<Response, String>
+async fn send<S>(
+    io: S,
+    addr: SocketAddr,
+    request: Request<Full<Bytes>>,
+    run: &mut Run,
+) -> Result<Response, String>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
-        .map_err(|e| hyper_reason(&e))?;
+        .map_err(|e| hyper_reason(&e, "request to", addr))?;
     // The connection task ends when the response is read or dropped, and is
     // aborted with this guard if the probe is abandoned.
     let _connection = AbortOnDropHandle::new(tokio::spawn(connection));
     let started = Instant::now();
     let head = match timeout_at(run.deadline, sender.send_request(request)).await {
         Err(_) => return Err(run.timed_out("waiting for the response")),
-        Ok(Err(e)) => return Err(hyper_reason(&e)),
+        Ok(Err(e)) => return Err(hyper_reason(&e, "request to", addr)),
         Ok(Ok(head)) => head,
     };
     add(&mut run.phases.first_byte, Some(started.elapsed()));
@@ -442,7 +449,7 @@ where
     let mut truncated = false;
     let reading = async {
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| format!("reading the body: {}", hyper_reason(&e)))?;
+            let frame = frame.map_err(|e| hyper_reason(&e, "reading the body from", addr))?;
             let Ok(data) = frame.into_data() else {
                 continue;
             };
@@ -470,22 +477,23 @@ where
     })
 }
 
-/// A hyper error in a few words: the I/O error underneath when there is one.
-fn hyper_reason(err: &hyper::Error) -> String {
+/// A hyper error in a few words, saying what was being done with whom:
+/// `request to 127.0.0.1:8080: connection reset by peer`.
+fn hyper_reason(err: &hyper::Error, doing: &str, addr: SocketAddr) -> String {
     if err.is_parse() || err.is_parse_status() || err.is_parse_too_large() {
-        return format!("invalid HTTP response: {err}");
+        return format!("invalid HTTP response from {addr}: {err}");
     }
     let mut source = std::error::Error::source(err);
     while let Some(cause) = source {
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            return tcp::io_reason(io);
+            return format!("{doing} {addr}: {}", tcp::io_reason(io));
         }
         source = cause.source();
     }
     if err.is_incomplete_message() {
-        return "connection closed before a complete response".into();
+        return format!("{doing} {addr}: connection closed before a complete response");
     }
-    err.to_string()
+    format!("{doing} {addr}: {err}")
 }
 
 /// `503 Service Unavailable`, or just the number when it has no name.

@@ -114,7 +114,7 @@ impl Probe {
             Err(err) => {
                 let problem = tlsconf::describe(&err, Some(&cert));
                 Sample::down(format!(
-                    "{problem} (certificate for {}, {}, issued by {})",
+                    "{problem}; certificate for {}, {}, issued by {}",
                     self.name,
                     days_text(days),
                     cert.issuer

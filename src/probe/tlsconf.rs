@@ -252,11 +252,31 @@ pub fn describe(err: &rustls::Error, cert: Option<&CertInfo>) -> String {
             "unknown issuer: the certificate chain does not lead to a trusted CA".into()
         }
         CertificateError::NotValidForName => "certificate not valid for this name".into(),
-        CertificateError::NotValidForNameContext { .. } => problem.to_string(),
+        CertificateError::NotValidForNameContext {
+            expected,
+            presented,
+        } => {
+            let names: Vec<&str> = presented.iter().map(|n| bare_name(n)).collect();
+            format!(
+                "certificate not valid for name {:?} (it names {})",
+                expected.to_str(),
+                names.join(", ")
+            )
+        }
         CertificateError::BadSignature => "bad certificate signature".into(),
         CertificateError::Revoked => "certificate revoked".into(),
         other => format!("invalid certificate: {other}"),
     }
+}
+
+/// `localhost` from rustls's `DnsName("localhost")`, `127.0.0.1` from `IpAddress(127.0.0.1)`.
+fn bare_name(presented: &str) -> &str {
+    let inner = presented
+        .strip_prefix("DnsName(")
+        .or_else(|| presented.strip_prefix("IpAddress("))
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or(presented);
+    inner.trim_matches('"')
 }
 
 /// The rustls error inside an I/O error from tokio-rustls, if that is what it is.
