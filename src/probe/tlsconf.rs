@@ -283,3 +283,43 @@ fn bare_name(presented: &str) -> &str {
 pub fn rustls_error(err: &std::io::Error) -> Option<&rustls::Error> {
     err.get_ref()?.downcast_ref::<rustls::Error>()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presented_names_lose_their_rustls_wrapping() {
+        assert_eq!(bare_name("DnsName(\"localhost\")"), "localhost");
+        assert_eq!(bare_name("IpAddress(127.0.0.1)"), "127.0.0.1");
+        assert_eq!(bare_name("something else"), "something else");
+    }
+
+    #[test]
+    fn server_names_accept_ip_literals_with_or_without_brackets() {
+        assert!(matches!(
+            server_name("127.0.0.1"),
+            Ok(ServerName::IpAddress(_))
+        ));
+        assert!(matches!(server_name("[::1]"), Ok(ServerName::IpAddress(_))));
+        assert!(matches!(
+            server_name("example.com"),
+            Ok(ServerName::DnsName(_))
+        ));
+        assert!(server_name("not a name!").is_err());
+    }
+
+    #[test]
+    fn a_missing_ca_file_is_a_build_error_naming_it() {
+        let err = Tls::new(
+            &Roots::system(),
+            Some(Path::new("/nonexistent/ca.pem")),
+            false,
+            &[],
+        )
+        .err()
+        .map(|e| e.0)
+        .unwrap_or_default();
+        assert!(err.contains("/nonexistent/ca.pem"), "{err}");
+    }
+}

@@ -552,6 +552,8 @@ where
         let mut connections = JoinSet::new();
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
+                // Out of file descriptors or similar: let it pass rather than spin.
+                tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             };
             while connections.try_join_next().is_some() {}
