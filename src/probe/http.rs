@@ -1,14 +1,35 @@
 //! The `http` probe: one request on a fresh connection, timed phase by phase
 //! (dns, connect, tls, first byte, transfer), bounded redirects, at most 1 MiB
 //! of body read, status / body / JSON expectations.
+//!
+//! Speaks HTTP/1.1 through hyper's connection API rather than a pooled client,
+//! so every phase can be timed and every run measures a new connection, as
+//! blackbox_exporter does.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
+use bytes::Bytes;
+use http::header::{CONNECTION, HOST, HeaderMap, HeaderName, HeaderValue, LOCATION, USER_AGENT};
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
 use serde::Deserialize;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{Instant, timeout_at};
+use tokio_util::task::AbortOnDropHandle;
+use url::Url;
 
-use super::{BuildError, Sample, tlsconf};
+use super::{BuildError, CertInfo, HttpInfo, Phases, Sample, tcp, tlsconf};
+use crate::classify::Metric;
 use crate::config::value::Pattern;
+
+/// The most body read; the rest is not downloaded.
+const BODY_LIMIT: usize = 1024 * 1024;
+/// The most redirects followed.
+const MAX_REDIRECTS: u32 = 5;
 
 /// `[checks.NAME]` keys of kind `http`.
 #[derive(Clone, Debug, Deserialize)]
@@ -47,17 +68,503 @@ impl Spec {
     }
 
     pub fn build(&self, roots: &tlsconf::Roots) -> Result<Probe, BuildError> {
-        let _ = roots;
-        todo!("helper")
+        let url =
+            Url::parse(&self.url).map_err(|e| BuildError(format!("url {:?}: {e}", self.url)))?;
+        check_url(&url).map_err(|e| BuildError(format!("url {:?}: {e}", self.url)))?;
+        let method = Method::from_bytes(self.method.to_ascii_uppercase().as_bytes())
+            .map_err(|_| BuildError(format!("method {:?}: not an HTTP method", self.method)))?;
+        let mut headers = HeaderMap::new();
+        for (name, value) in &self.headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| BuildError(format!("headers: {name:?} is not a valid header name")))?;
+            let value = HeaderValue::from_str(value).map_err(|_| {
+                BuildError(format!("headers.{name}: the value has invalid characters"))
+            })?;
+            headers.append(name, value);
+        }
+        if !headers.contains_key(USER_AGENT) {
+            let agent = concat!("keeper/", env!("CARGO_PKG_VERSION"));
+            headers.insert(USER_AGENT, HeaderValue::from_static(agent));
+        }
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
+        if let Some(bad) = self
+            .expect_status
+            .iter()
+            .flatten()
+            .find(|s| !(100..=599).contains(*s))
+        {
+            return Err(BuildError(format!(
+                "expect_status: {bad} is not an HTTP status"
+            )));
+        }
+        let json = self.json.iter().flatten();
+        let json = json
+            .map(|(path, value)| (path.clone(), value.clone()))
+            .collect();
+        // Built even for http:// URLs: a redirect may lead to https.
+        let tls = tlsconf::Tls::new(
+            roots,
+            self.ca_file.as_deref(),
+            self.insecure_skip_verify,
+            &[b"http/1.1"],
+        )?;
+        Ok(Probe {
+            url,
+            method,
+            headers,
+            body: Bytes::from(self.body.clone().unwrap_or_default()),
+            expect: Box::new(Expect {
+                status: self.expect_status.clone(),
+                body_contains: self.body_contains.clone(),
+                body_regex: self.body_regex.as_ref().map(|p| p.0.clone()),
+                json,
+            }),
+            follow_redirects: self.follow_redirects,
+            tls,
+        })
     }
 }
 
+/// Only absolute http(s) URLs with a host can be probed.
+fn check_url(url: &Url) -> Result<(), String> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("scheme {:?} is not http or https", url.scheme()));
+    }
+    if url.host().is_none() {
+        return Err("no host".into());
+    }
+    Ok(())
+}
+
+/// A built `http` probe: the request and expectations, parsed once.
 #[derive(Debug)]
-pub struct Probe {}
+pub struct Probe {
+    url: Url,
+    method: Method,
+    /// The configured headers plus User-Agent and `Connection: close`.
+    headers: HeaderMap,
+    body: Bytes,
+    expect: Box<Expect>,
+    follow_redirects: bool,
+    tls: tlsconf::Tls,
+}
+
+#[derive(Debug)]
+struct Expect {
+    status: Option<Vec<u16>>,
+    body_contains: Option<String>,
+    body_regex: Option<regex::Regex>,
+    /// (dotted path, expected value)
+    json: Vec<(String, String)>,
+}
+
+/// What one run has seen so far, over all its hops.
+struct Run {
+    started: Instant,
+    deadline: Instant,
+    phases: Phases,
+    redirects: u32,
+    cert: Option<CertInfo>,
+}
+
+/// A response as far as the probe read it.
+struct Response {
+    status: StatusCode,
+    location: Option<String>,
+    body: Bytes,
+    /// The body went on past [`BODY_LIMIT`].
+    truncated: bool,
+}
 
 impl Probe {
-    pub async fn run(&self, deadline: tokio::time::Instant) -> Sample {
-        let _ = deadline;
-        todo!("helper")
+    pub async fn run(&self, deadline: Instant) -> Sample {
+        let mut run = Run {
+            started: Instant::now(),
+            deadline,
+            phases: Phases::default(),
+            redirects: 0,
+            cert: None,
+        };
+        let mut url = self.url.clone();
+        let mut method = self.method.clone();
+        let mut body = self.body.clone();
+        loop {
+            let response = match self.exchange(&url, &method, &body, &mut run).await {
+                Ok(response) => response,
+                Err(reason) => return run.sample(Err(reason), 0),
+            };
+            let status = response.status;
+            let location = match (&response.location, self.follow_redirects) {
+                (Some(location), true) if status.is_redirection() => location,
+                _ => {
+                    let verdict = self.judge(&response, &run);
+                    return run.sample(verdict, status.as_u16());
+                }
+            };
+            if run.redirects == MAX_REDIRECTS {
+                let reason =
+                    format!("too many redirects (more than {MAX_REDIRECTS}), last to {location}");
+                return run.sample(Err(reason), status.as_u16());
+            }
+            url = match url
+                .join(location)
+                .map_err(|e| e.to_string())
+                .and_then(|u| check_url(&u).map(|()| u))
+            {
+                Ok(next) => next,
+                Err(e) => {
+                    let reason = format!("{} redirect to {location:?}: {e}", status_text(status));
+                    return run.sample(Err(reason), status.as_u16());
+                }
+            };
+            run.redirects += 1;
+            // Browsers' and curl's rule: 303, and 301/302 after a POST, become a GET without body.
+            if status == StatusCode::SEE_OTHER
+                || (method == Method::POST && matches!(status.as_u16(), 301 | 302))
+            {
+                method = Method::GET;
+                body = Bytes::new();
+            }
+        }
+    }
+
+    /// One request to `url` on a new connection.
+    async fn exchange(
+        &self,
+        url: &Url,
+        method: &Method,
+        body: &Bytes,
+        run: &mut Run,
+    ) -> Result<Response, String> {
+        let host = match url.host() {
+            Some(url::Host::Domain(name)) => name.to_string(),
+            Some(url::Host::Ipv4(ip)) => ip.to_string(),
+            Some(url::Host::Ipv6(ip)) => ip.to_string(),
+            None => return Err(format!("{url}: no host")),
+        };
+        let port = url.port_or_known_default().unwrap_or(80);
+        let conn = tcp::connect(&host, port, run.deadline).await?;
+        add(&mut run.phases.dns, conn.dns);
+        add(&mut run.phases.connect, Some(conn.connect));
+        let request = self.request(url, method, body)?;
+        let addr = conn.addr;
+        if url.scheme() != "https" {
+            return send(conn.stream, addr, request, run).await;
+        }
+        let name = tlsconf::server_name(&host).map_err(|e| e.0)?;
+        let started = Instant::now();
+        let handshake = self.tls.connector().connect(name.clone(), conn.stream);
+        let stream = match timeout_at(run.deadline, handshake).await {
+            Err(_) => return Err(run.timed_out("in the TLS handshake")),
+            Ok(Err(e)) => {
+                let reason = match tlsconf::rustls_error(&e) {
+                    Some(err) => tlsconf::describe(err, None),
+                    None => tcp::io_reason(&e),
+                };
+                return Err(format!("TLS handshake with {}: {reason}", conn.addr));
+            }
+            Ok(Ok(stream)) => stream,
+        };
+        add(&mut run.phases.tls, Some(started.elapsed()));
+        let chain = stream.get_ref().1.peer_certificates().unwrap_or_default();
+        let cert = tlsconf::earliest_expiring(chain);
+        let verdict = self.tls.verify(chain, &name);
+        if let Some(cert) = &cert {
+            run.see_cert(cert.clone());
+        }
+        if let Err(err) = verdict {
+            let reason = tlsconf::describe(&err, cert.as_ref());
+            return Err(format!("TLS handshake with {addr}: {reason}"));
+        }
+        send(stream, addr, request, run).await
+    }
+
+    fn request(
+        &self,
+        url: &Url,
+        method: &Method,
+        body: &Bytes,
+    ) -> Result<Request<Full<Bytes>>, String> {
+        let target = &url[url::Position::BeforePath..url::Position::AfterQuery];
+        let mut request = Request::builder()
+            .method(method.clone())
+            .uri(target)
+            .body(Full::new(body.clone()))
+            .map_err(|e| format!("building the request for {url}: {e}"))?;
+        *request.headers_mut() = self.headers.clone();
+        if !request.headers().contains_key(HOST) {
+            let host = url.host_str().unwrap_or_default();
+            let host = match url.port() {
+                Some(port) => format!("{host}:{port}"),
+                None => host.to_string(),
+            };
+            let host = HeaderValue::from_str(&host).map_err(|e| format!("Host {host:?}: {e}"))?;
+            request.headers_mut().insert(HOST, host);
+        }
+        Ok(request)
+    }
+
+    /// The expectations, in order: status, body text, regex, JSON values.
+    fn judge(&self, response: &Response, run: &Run) -> Result<String, String> {
+        let status = response.status;
+        let ok = match &self.expect.status {
+            Some(accepted) => accepted.contains(&status.as_u16()),
+            None => status.is_success(),
+        };
+        if !ok {
+            let wanted = match &self.expect.status {
+                Some(accepted) => {
+                    let list: Vec<String> = accepted.iter().map(u16::to_string).collect();
+                    format!("status {}", list.join(" or "))
+                }
+                None => "a 2xx status".into(),
+            };
+            return Err(format!("expected {wanted}, got {}", status_text(status)));
+        }
+        let text = String::from_utf8_lossy(&response.body);
+        let read = if response.truncated {
+            " (only the first 1 MiB was read)"
+        } else {
+            ""
+        };
+        if let Some(needle) = &self.expect.body_contains
+            && !text.contains(needle.as_str())
+        {
+            return Err(format!("body does not contain {needle:?}{read}"));
+        }
+        if let Some(regex) = &self.expect.body_regex
+            && !regex.is_match(&text)
+        {
+            return Err(format!("body does not match /{}/{read}", regex.as_str()));
+        }
+        if !self.expect.json.is_empty() {
+            let doc: serde_json::Value = serde_json::from_slice(&response.body)
+                .map_err(|e| format!("body is not JSON: {e}{read}"))?;
+            for (path, expected) in &self.expect.json {
+                match json_at(&doc, path) {
+                    None => return Err(format!("json {path}: not found in the body")),
+                    Some(found) if found != *expected => {
+                        return Err(format!(
+                            "json {path}: expected {expected:?}, found {found:?}"
+                        ));
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        let ms = tcp::ms(run.started.elapsed());
+        let mut message = format!("{} in {ms:.0} ms", status_text(status));
+        match run.redirects {
+            0 => {}
+            1 => message.push_str(" after 1 redirect"),
+            n => message.push_str(&format!(" after {n} redirects")),
+        }
+        Ok(message)
+    }
+}
+
+impl Run {
+    /// The sample for `result` (the up message or the down reason).
+    fn sample(self, result: Result<String, String>, status: u16) -> Sample {
+        let mut sample = match result {
+            Ok(message) => Sample::up(message),
+            Err(reason) => Sample::down(reason),
+        };
+        sample
+            .metrics
+            .push((Metric::LatencyMs, tcp::ms(self.started.elapsed())));
+        if let Some(cert) = &self.cert {
+            sample
+                .metrics
+                .push((Metric::CertDaysLeft, cert.days_left(chrono::Utc::now())));
+        }
+        sample.http = Some(HttpInfo {
+            status,
+            redirects: self.redirects,
+            phases: self.phases,
+        });
+        sample.cert = self.cert;
+        sample
+    }
+
+    /// Keeps the earliest-expiring certificate over all hops.
+    fn see_cert(&mut self, cert: CertInfo) {
+        if self
+            .cert
+            .as_ref()
+            .is_none_or(|seen| cert.not_after < seen.not_after)
+        {
+            self.cert = Some(cert);
+        }
+    }
+
+    fn timed_out(&self, doing: &str) -> String {
+        let ms = tcp::ms(self.started.elapsed());
+        format!("timed out after {ms:.0} ms {doing}")
+    }
+}
+
+/// Sends `request` over `io` and reads the response, timing first byte and transfer.
+async fn send<S>(
+    io: S,
+    addr: SocketAddr,
+    request: Request<Full<Bytes>>,
+    run: &mut Run,
+) -> Result<Response, String>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| hyper_reason(&e, "request to", addr))?;
+    // The connection task ends when the response is read or dropped, and is
+    // aborted with this guard if the probe is abandoned.
+    let _connection = AbortOnDropHandle::new(tokio::spawn(connection));
+    let started = Instant::now();
+    let head = match timeout_at(run.deadline, sender.send_request(request)).await {
+        Err(_) => return Err(run.timed_out("waiting for the response")),
+        Ok(Err(e)) => return Err(hyper_reason(&e, "request to", addr)),
+        Ok(Ok(head)) => head,
+    };
+    add(&mut run.phases.first_byte, Some(started.elapsed()));
+    let started = Instant::now();
+    let status = head.status();
+    let location = head
+        .headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if location.is_some() && status.is_redirection() {
+        // Redirect bodies are not read: the connection closes with this hop.
+        add(&mut run.phases.transfer, Some(started.elapsed()));
+        return Ok(Response {
+            status,
+            location,
+            body: Bytes::new(),
+            truncated: false,
+        });
+    }
+    let mut body = head.into_body();
+    let mut read = Vec::new();
+    let mut truncated = false;
+    let reading = async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| hyper_reason(&e, "reading the body from", addr))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            let room = BODY_LIMIT - read.len();
+            if data.len() > room {
+                read.extend_from_slice(&data[..room]);
+                truncated = true;
+                break;
+            }
+            read.extend_from_slice(&data);
+        }
+        Ok::<(), String>(())
+    };
+    match timeout_at(run.deadline, reading).await {
+        Err(_) => return Err(run.timed_out("reading the body")),
+        Ok(Err(reason)) => return Err(reason),
+        Ok(Ok(())) => {}
+    }
+    add(&mut run.phases.transfer, Some(started.elapsed()));
+    Ok(Response {
+        status,
+        location,
+        body: Bytes::from(read),
+        truncated,
+    })
+}
+
+/// A hyper error in a few words, saying what was being done with whom:
+/// `request to 127.0.0.1:8080: connection reset by peer`.
+fn hyper_reason(err: &hyper::Error, doing: &str, addr: SocketAddr) -> String {
+    if err.is_parse() || err.is_parse_status() || err.is_parse_too_large() {
+        return format!("invalid HTTP response from {addr}: {err}");
+    }
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return format!("{doing} {addr}: {}", tcp::io_reason(io));
+        }
+        source = cause.source();
+    }
+    if err.is_incomplete_message() {
+        return format!("{doing} {addr}: connection closed before a complete response");
+    }
+    format!("{doing} {addr}: {err}")
+}
+
+/// `503 Service Unavailable`, or just the number when it has no name.
+fn status_text(status: StatusCode) -> String {
+    match status.canonical_reason() {
+        Some(reason) => format!("{} {reason}", status.as_u16()),
+        None => status.as_u16().to_string(),
+    }
+}
+
+/// Adds a phase's time to what earlier hops spent in it.
+fn add(slot: &mut Option<Duration>, d: Option<Duration>) {
+    if let Some(d) = d {
+        *slot = Some(slot.unwrap_or_default() + d);
+    }
+}
+
+/// The value at a dotted `path` (`checks.db`, `items.0.name`), as a string:
+/// strings as they are, anything else as compact JSON.
+fn json_at(doc: &serde_json::Value, path: &str) -> Option<String> {
+    let mut at = doc;
+    for key in path.split('.') {
+        at = match at {
+            serde_json::Value::Object(map) => map.get(key)?,
+            serde_json::Value::Array(items) => items.get(key.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(match at {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_paths_reach_into_objects_and_arrays() {
+        let doc = serde_json::json!({"status": "ok", "checks": {"db": "up", "n": 3}, "items": [{"ok": true}]});
+        assert_eq!(json_at(&doc, "status").as_deref(), Some("ok"));
+        assert_eq!(json_at(&doc, "checks.db").as_deref(), Some("up"));
+        assert_eq!(json_at(&doc, "checks.n").as_deref(), Some("3"));
+        assert_eq!(json_at(&doc, "items.0.ok").as_deref(), Some("true"));
+        assert_eq!(json_at(&doc, "checks.cache"), None);
+        assert_eq!(json_at(&doc, "status.deeper"), None);
+    }
+
+    #[test]
+    fn build_rejects_bad_urls_methods_and_headers() {
+        let roots = tlsconf::Roots::system();
+        let spec = |url: &str, method: &str, header: (&str, &str)| Spec {
+            url: url.into(),
+            method: method.into(),
+            headers: [(header.0.to_string(), header.1.to_string())].into(),
+            body: None,
+            expect_status: None,
+            body_contains: None,
+            body_regex: None,
+            json: None,
+            follow_redirects: true,
+            ca_file: None,
+            insecure_skip_verify: false,
+        };
+        let err = |s: Spec| s.build(&roots).err().map(|e| e.0).unwrap_or_default();
+        assert!(err(spec("ftp://x/", "GET", ("a", "b"))).contains("not http or https"));
+        assert!(err(spec("not a url", "GET", ("a", "b"))).contains("url"));
+        assert!(err(spec("http://x/", "GE T", ("a", "b"))).contains("method"));
+        assert!(err(spec("http://x/", "GET", ("bad name", "b"))).contains("header"));
+        assert!(err(spec("http://x/", "GET", ("a", "b\nc"))).contains("headers.a"));
+        assert!(spec("http://x/", "get", ("a", "b")).build(&roots).is_ok());
     }
 }

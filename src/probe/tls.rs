@@ -1,12 +1,17 @@
 //! The `tls` probe: handshake with SNI, read the peer's chain; report the
 //! earliest-expiring certificate's days left (even when the chain is invalid or
-//! expired), hostname match and chain validity.
+//! expired), hostname match and chain validity. Whether the days left are
+//! worrying is for the thresholds to say, not this probe.
 
 use std::path::PathBuf;
 
+use chrono::Utc;
+use rustls::pki_types::ServerName;
 use serde::Deserialize;
+use tokio::time::{Instant, timeout_at};
 
-use super::{BuildError, Sample, tlsconf};
+use super::{BuildError, CertInfo, Sample, tcp, tlsconf};
+use crate::classify::Metric;
 use crate::config::value::HostPort;
 
 /// `[checks.NAME]` keys of kind `tls`.
@@ -27,17 +32,108 @@ impl Spec {
     }
 
     pub fn build(&self, roots: &tlsconf::Roots) -> Result<Probe, BuildError> {
-        let _ = roots;
-        todo!("helper")
+        let name = self.server_name.as_deref().unwrap_or(&self.host.host);
+        let server_name =
+            tlsconf::server_name(name).map_err(|e| BuildError(format!("server_name: {}", e.0)))?;
+        let tls = tlsconf::Tls::new(
+            roots,
+            self.ca_file.as_deref(),
+            self.insecure_skip_verify,
+            &[],
+        )?;
+        Ok(Probe {
+            host: self.host.clone(),
+            name: name.to_string(),
+            server_name,
+            tls,
+        })
     }
 }
 
 #[derive(Debug)]
-pub struct Probe {}
+pub struct Probe {
+    host: HostPort,
+    /// The name as configured, for messages.
+    name: String,
+    server_name: ServerName<'static>,
+    tls: tlsconf::Tls,
+}
 
 impl Probe {
-    pub async fn run(&self, deadline: tokio::time::Instant) -> Sample {
-        let _ = deadline;
-        todo!("helper")
+    pub async fn run(&self, deadline: Instant) -> Sample {
+        let conn = match tcp::connect(&self.host.host, self.host.port, deadline).await {
+            Ok(conn) => conn,
+            Err(reason) => return Sample::down(reason),
+        };
+        let addr = conn.addr;
+        let handshake = self
+            .tls
+            .connector()
+            .connect(self.server_name.clone(), conn.stream);
+        let stream = match timeout_at(deadline, handshake).await {
+            Err(_) => return Sample::down(format!("timed out in the TLS handshake with {addr}")),
+            Ok(Err(e)) => {
+                let reason = match tlsconf::rustls_error(&e) {
+                    Some(err) => tlsconf::describe(err, None),
+                    None => tcp::io_reason(&e),
+                };
+                return Sample::down(format!("TLS handshake with {addr}: {reason}"));
+            }
+            Ok(Ok(stream)) => stream,
+        };
+        let chain = stream.get_ref().1.peer_certificates().unwrap_or_default();
+        let Some(cert) = tlsconf::earliest_expiring(chain) else {
+            return Sample::down(format!("{addr} presented no readable certificate"));
+        };
+        let verdict = self.tls.verify(chain, &self.server_name);
+        drop(stream);
+        self.sample(cert, verdict)
+    }
+
+    fn sample(&self, cert: CertInfo, verdict: Result<(), rustls::Error>) -> Sample {
+        let now = Utc::now();
+        let days = cert.days_left(now);
+        let date = cert.not_after.format("%Y-%m-%d");
+        let mut sample = match verdict {
+            Ok(()) if days < 0.0 => {
+                // Only reachable with insecure_skip_verify: the chain is not
+                // judged, the dates are still reported.
+                Sample::up(format!(
+                    "certificate for {} expired on {date} ({}), issued by {}",
+                    self.name,
+                    days_text(days),
+                    cert.issuer
+                ))
+            }
+            Ok(()) => Sample::up(format!(
+                "certificate for {} expires {date} ({}), issued by {}",
+                self.name,
+                days_text(days),
+                cert.issuer
+            )),
+            Err(err) => {
+                let problem = tlsconf::describe(&err, Some(&cert));
+                Sample::down(format!(
+                    "{problem}; certificate for {}, {}, issued by {}",
+                    self.name,
+                    days_text(days),
+                    cert.issuer
+                ))
+            }
+        };
+        sample.metrics.push((Metric::CertDaysLeft, days));
+        sample.cert = Some(cert);
+        sample
+    }
+}
+
+/// `5 days`, `1 day`, `3 days ago`.
+fn days_text(days: f64) -> String {
+    let n = days.abs().round() as i64;
+    let unit = if n == 1 { "day" } else { "days" };
+    if days < 0.0 {
+        format!("{n} {unit} ago")
+    } else {
+        format!("{n} {unit} left")
     }
 }
