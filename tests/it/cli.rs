@@ -1,0 +1,120 @@
+//! The `keeper` binary as a process: `check-config` output and exit codes,
+//! and `run` stopping cleanly on SIGTERM with its samples flushed.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support;
+
+fn keeper() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_keeper"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+#[test]
+fn check_config_prints_what_will_run() {
+    let out = keeper()
+        .args(["check-config", "-c", "examples/keeper.toml"])
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("keeper-self"), "{stdout}");
+    assert!(stdout.contains("http://127.0.0.1:9400/healthz"), "{stdout}");
+    assert!(stdout.contains("every 10s"), "{stdout}");
+}
+
+#[test]
+fn check_config_refuses_a_bad_file_naming_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[checks.web]\nkind = \"http\"\nurl = \"http://127.0.0.1:1/\"\nintervall = \"30s\"\n").unwrap();
+    let out = keeper()
+        .args(["check-config", "-c"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("bad.toml:4:1: checks.web.intervall"), "{stderr}");
+}
+
+#[tokio::test]
+async fn sigterm_stops_cleanly_and_flushes_samples() {
+    support::init();
+    let dir = tempfile::tempdir().unwrap();
+    let target = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target_addr = target.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = target.accept().await {
+            drop(socket);
+        }
+    });
+    let port = free_port();
+    let db = dir.path().join("keeper.db");
+    let config = dir.path().join("keeper.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\nurl = \"sqlite://{}\"\n\n[checks.port]\nkind = \"tcp\"\nhost = \"{target_addr}\"\ninterval = \"200ms\"\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+    let mut child = keeper()
+        .args(["run", "-c"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("keeper starts");
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    support::wait_until("keeper has run the check", Duration::from_secs(20), || async {
+        let Ok(resp) = http.get(format!("{base}/api/v1/checks/port")).send().await else {
+            return false;
+        };
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        !body["last_run_at"].is_null()
+    })
+    .await;
+    assert!(http.get(format!("{base}/readyz")).send().await.unwrap().status().is_success());
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let stopped_by = Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        if Instant::now() > stopped_by {
+            let _ = child.kill();
+            panic!("keeper did not exit within 10 s of SIGTERM");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let stderr = {
+        use std::io::Read;
+        let mut s = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut s).unwrap();
+        s
+    };
+    assert!(exit.success(), "exit {exit:?}\n{stderr}");
+    assert!(stderr.contains("keeper stopped"), "{stderr}");
+
+    let store = keeper::store::Store::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let latest = store.latest_samples().await.unwrap();
+    assert_eq!(latest.len(), 1, "the check's samples were flushed before exit");
+    assert!(latest[0].up);
+}
