@@ -205,8 +205,12 @@ impl Outbox {
             while let Some(done) = steps.try_join_next() {
                 log_step(done);
             }
-            let this = self.clone();
-            steps.spawn(async move { this.step().await });
+            // Live steps are bounded: each ends when its slowest channel does,
+            // and a busy channel is in one step only. A hung store is not.
+            if steps.len() <= self.channels.len() {
+                let this = self.clone();
+                steps.spawn(async move { this.step().await });
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = self.wake.notified() => {}

@@ -20,6 +20,8 @@ use super::{Notification, SendError, render};
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How much of an error response's body goes into the error message.
 const ERROR_BODY_MAX: usize = 200;
+/// How much of an error response's body is read at most, in bytes.
+const ERROR_BODY_READ: usize = 4096;
 
 /// `[channels.NAME]` keys of kind `webhook`.
 #[derive(Clone, Debug, Deserialize)]
@@ -108,9 +110,23 @@ pub(crate) async fn post_json(
     let text = if status.is_success() {
         String::new()
     } else {
-        response.text().await.unwrap_or_default()
+        read_prefix(response, ERROR_BODY_READ).await
     };
     classify_response(status, retry_after, &text)
+}
+
+/// At most `max` bytes of a response body, as lossy UTF-8 (a receiver's error
+/// page may be huge; only its start goes into the message).
+async fn read_prefix(mut response: reqwest::Response, max: usize) -> String {
+    let mut buf = Vec::new();
+    while buf.len() < max {
+        match response.chunk().await {
+            Ok(Some(chunk)) => buf.extend_from_slice(&chunk),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    buf.truncate(max);
+    String::from_utf8_lossy(&buf).into_owned()
 }
 
 /// The delivery rule: 2xx success; 429 retry (after `retry_after` when given);

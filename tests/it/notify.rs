@@ -291,7 +291,10 @@ async fn store_with_queued(dir: &tempfile::TempDir, channels: &[&str]) -> (Store
     let url = format!("sqlite://{}", dir.path().join("t.db").display());
     let store = Store::connect(&url).await.expect("connect");
     store.migrate().await.expect("migrate");
-    let n = notification(EventKind::Opened, Severity::Critical);
+    // Rows are due from the change's time on: now.
+    let mut n = notification(EventKind::Opened, Severity::Critical);
+    n.started_at = Utc::now();
+    n.at = n.started_at;
     let outgoing = channels
         .iter()
         .map(|c| Outgoing {
