@@ -76,12 +76,21 @@ fn main() -> anyhow::Result<()> {
         Utc::now().format("%Y-%m-%dT%H:%M:%SZ"),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    println!("checks  rate/s  checks/s  cpu_ms/check  peak_rss_MB  lag_p50_ms  lag_p99_ms  start_s");
+    println!(
+        "checks  rate/s  checks/s  cpu_ms/check  peak_rss_MB  lag_p50_ms  lag_p99_ms  start_s"
+    );
     for &n in &args.checks {
         let r = rt.block_on(probe_run(&keeper_bin, dir.path(), target, n, &args, &hits))?;
         println!(
             "{:>6}  {:>6.0}  {:>8.0}  {:>12.4}  {:>11.1}  {:>10}  {:>10}  {:>7.2}",
-            n, r.planned_rate, r.checks_per_s, r.cpu_ms_per_check, r.peak_rss_mb, r.lag_p50, r.lag_p99, r.start_s
+            n,
+            r.planned_rate,
+            r.checks_per_s,
+            r.cpu_ms_per_check,
+            r.peak_rss_mb,
+            r.lag_p50,
+            r.lag_p99,
+            r.start_s
         );
     }
     println!();
@@ -125,7 +134,10 @@ fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let path = exe.with_file_name(name);
     if !path.exists() {
-        bail!("{} not found: build it first (cargo build --release --bins)", path.display());
+        bail!(
+            "{} not found: build it first (cargo build --release --bins)",
+            path.display()
+        );
     }
     Ok(path)
 }
@@ -219,7 +231,11 @@ async fn probe_run(
     Ok(RunResult {
         planned_rate,
         checks_per_s: checks / elapsed,
-        cpu_ms_per_check: if checks > 0.0 { cpu_ms / checks } else { f64::NAN },
+        cpu_ms_per_check: if checks > 0.0 {
+            cpu_ms / checks
+        } else {
+            f64::NAN
+        },
         peak_rss_mb,
         lag_p50: quantile(&lag, 0.50),
         lag_p99: quantile(&lag, 0.99),
@@ -228,7 +244,9 @@ async fn probe_run(
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn ticks_per_second() -> f64 {
@@ -259,14 +277,23 @@ fn peak_rss_kb(pid: u32) -> anyhow::Result<u64> {
 
 /// Cumulative `keeper_scheduler_lag_seconds` buckets: (le, count).
 async fn lag_buckets(http: &reqwest::Client, base: &str) -> anyhow::Result<Vec<(f64, f64)>> {
-    let text = http.get(format!("{base}/metrics")).send().await?.text().await?;
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
     let mut out = Vec::new();
     for line in text.lines() {
         let Some(rest) = line.strip_prefix("keeper_scheduler_lag_seconds_bucket{le=\"") else {
             continue;
         };
         let (le, count) = rest.split_once("\"} ").context("bucket line")?;
-        let le = if le == "+Inf" { f64::INFINITY } else { le.parse()? };
+        let le = if le == "+Inf" {
+            f64::INFINITY
+        } else {
+            le.parse()?
+        };
         out.push((le, count.trim().parse()?));
     }
     Ok(out)
@@ -302,7 +329,11 @@ async fn write_samples(url: &str, n: usize) -> anyhow::Result<(f64, f64)> {
             at: now + chrono::Duration::milliseconds(i as i64),
             duration_ms: 1.5,
             up: i % 50 != 0,
-            color: if i % 50 != 0 { Color::Green } else { Color::Red },
+            color: if i % 50 != 0 {
+                Color::Green
+            } else {
+                Color::Red
+            },
             status_code: Some(200),
             latency_ms: 1.5,
             message: "200 OK in 1 ms".into(),
@@ -327,12 +358,14 @@ where
     let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
         .await
         .with_context(|| format!("connecting to {server}"))?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await?;
     let result = f(format!("{server}/{name}")).await;
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
     )))
-        .execute(&mut admin)
-        .await?;
+    .execute(&mut admin)
+    .await?;
     result
 }

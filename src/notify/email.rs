@@ -1,9 +1,28 @@
 //! The `email` channel: lettre over SMTP. `smtp://` upgrades with STARTTLS
 //! when the server offers it, `smtps://` is implicit TLS; `user:password@` authenticates.
+//!
+//! The transport is built once in [`Email::new`] from the URL; `send` renders
+//! the subject and body with [`render`] and classifies SMTP failures: a 5xx
+//! reply is permanent, everything else (4xx, connection, TLS, timeout) transient.
 
+use std::fmt;
+use std::time::Duration;
+
+use lettre::message::header::ContentType;
+use lettre::message::{Mailbox, Message};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde::Deserialize;
 
-use super::{Notification, SendError};
+use super::{Notification, SendError, render};
+
+/// Default port of `smtp://` (plain SMTP, upgraded with STARTTLS when offered).
+pub const SMTP_PORT: u16 = 25;
+/// Default port of `smtps://` (implicit TLS).
+pub const SMTPS_PORT: u16 = 465;
+/// Timeout of each SMTP command, connect included.
+const SMTP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `[channels.NAME]` keys of kind `email`.
 #[derive(Clone, Debug, Deserialize)]
@@ -15,17 +34,212 @@ pub struct Spec {
     pub to: Vec<String>,
 }
 
-#[derive(Clone, Debug)]
-pub struct Email {}
+#[derive(Clone)]
+pub struct Email {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    /// `host:port`, for messages (never the credentials).
+    server: String,
+    from: Mailbox,
+    to: Vec<Mailbox>,
+}
+
+impl fmt::Debug for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Email")
+            .field("server", &self.server)
+            .field("from", &self.from.to_string())
+            .field(
+                "to",
+                &self.to.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
 
 impl Email {
     pub fn new(spec: &Spec) -> Result<Email, String> {
-        let _ = spec;
-        todo!("helper")
+        let from: Mailbox = spec
+            .from
+            .parse()
+            .map_err(|e| format!("invalid from address {:?}: {e}", spec.from))?;
+        if spec.to.is_empty() {
+            return Err("to: at least one address is needed".into());
+        }
+        let to = spec
+            .to
+            .iter()
+            .map(|a| {
+                a.parse::<Mailbox>()
+                    .map_err(|e| format!("invalid to address {a:?}: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let (transport, server) = transport(&spec.smtp)?;
+        Ok(Email {
+            transport,
+            server,
+            from,
+            to,
+        })
     }
 
     pub async fn send(&self, n: &Notification) -> Result<(), SendError> {
-        let _ = n;
-        todo!("helper")
+        let mut builder = Message::builder()
+            .from(self.from.clone())
+            .subject(render::email_subject(n))
+            .header(ContentType::TEXT_PLAIN);
+        for to in &self.to {
+            builder = builder.to(to.clone());
+        }
+        let message = builder
+            .body(render::email_body(n))
+            .map_err(|e| SendError::permanent(format!("building the email: {e}")))?;
+        match self.transport.send(message).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let message = format!("sending through {}: {e}", self.server);
+                if e.is_permanent() {
+                    Err(SendError::permanent(message))
+                } else {
+                    Err(SendError::transient(message))
+                }
+            }
+        }
+    }
+}
+
+/// Builds the transport from `smtp://` or `smtps://`; returns it with `host:port`.
+fn transport(raw: &str) -> Result<(AsyncSmtpTransport<Tokio1Executor>, String), String> {
+    // The error never repeats the URL: its password may be in it.
+    let url = url::Url::parse(raw).map_err(|e| format!("invalid smtp url: {e}"))?;
+    let (implicit_tls, default_port) = match url.scheme() {
+        "smtp" => (false, SMTP_PORT),
+        "smtps" => (true, SMTPS_PORT),
+        other => {
+            return Err(format!(
+                "invalid smtp url: scheme {other:?}, expected smtp or smtps"
+            ));
+        }
+    };
+    let host = match url.host() {
+        Some(url::Host::Domain(d)) if !d.is_empty() => d.to_string(),
+        Some(url::Host::Ipv4(ip)) => ip.to_string(),
+        Some(url::Host::Ipv6(ip)) => ip.to_string(),
+        _ => return Err("invalid smtp url: no host".into()),
+    };
+    if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
+        return Err("invalid smtp url: expected smtp[s]://[user:password@]host[:port] only".into());
+    }
+    let port = url.port().unwrap_or(default_port);
+    let tls_parameters =
+        TlsParameters::new(host.clone()).map_err(|e| format!("smtp tls setup for {host}: {e}"))?;
+    let tls = if implicit_tls {
+        Tls::Wrapper(tls_parameters)
+    } else {
+        Tls::Opportunistic(tls_parameters)
+    };
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.clone())
+        .port(port)
+        .tls(tls)
+        .timeout(Some(SMTP_TIMEOUT));
+    if !url.username().is_empty() {
+        let user = percent_decode(url.username()).ok_or("invalid smtp url: bad user encoding")?;
+        let password = percent_decode(url.password().unwrap_or(""))
+            .ok_or("invalid smtp url: bad password encoding")?;
+        builder = builder.credentials(Credentials::new(user, password));
+    }
+    Ok((builder.build(), format!("{host}:{port}")))
+}
+
+/// Decodes `%XX` escapes (URL userinfo); `None` when malformed or not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(smtp: &str, from: &str, to: &[&str]) -> Spec {
+        Spec {
+            smtp: smtp.into(),
+            from: from.into(),
+            to: to.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%40b%3Ac").as_deref(), Some("a@b:c"));
+        assert_eq!(percent_decode("plain").as_deref(), Some("plain"));
+        assert_eq!(percent_decode("%e2%9c%85").as_deref(), Some("✅"));
+        assert_eq!(percent_decode("%4"), None);
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%ff"), None);
+    }
+
+    #[test]
+    fn urls() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let ok = |url: &str| {
+            Email::new(&spec(url, "keeper@example.com", &["ops@example.com"]))
+                .map(|e| e.server)
+                .unwrap_or_else(|e| panic!("{url}: {e}"))
+        };
+        assert_eq!(ok("smtp://mail.example.com"), "mail.example.com:25");
+        assert_eq!(
+            ok("smtp://u:p%40ss@mail.example.com:587"),
+            "mail.example.com:587"
+        );
+        assert_eq!(ok("smtps://mail.example.com"), "mail.example.com:465");
+        assert_eq!(ok("smtp://127.0.0.1:2525/"), "127.0.0.1:2525");
+        assert_eq!(ok("smtp://[::1]:2525"), "::1:2525");
+
+        for bad in [
+            "http://mail.example.com",
+            "smtp://",
+            "smtp://user:hunter2@host/path",
+            "smtp://host?tls=no",
+            "nonsense",
+        ] {
+            let e =
+                Email::new(&spec(bad, "keeper@example.com", &["ops@example.com"])).expect_err(bad);
+            assert!(e.starts_with("invalid smtp url"), "{bad}: {e}");
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+    }
+
+    #[test]
+    fn addresses_are_checked() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let e = Email::new(&spec(
+            "smtp://h",
+            "keeper@example.com",
+            &["ops@example.com", "not an address"],
+        ))
+        .unwrap_err();
+        assert!(e.contains("invalid to address \"not an address\""), "{e}");
+        let e = Email::new(&spec("smtp://h", "keeper", &["ops@example.com"])).unwrap_err();
+        assert!(e.contains("invalid from address \"keeper\""), "{e}");
+        let e = Email::new(&spec("smtp://h", "keeper@example.com", &[])).unwrap_err();
+        assert!(e.contains("at least one"), "{e}");
+        let ok = Email::new(&spec(
+            "smtp://h",
+            "Keeper <keeper@example.com>",
+            &["ops@example.com"],
+        ));
+        assert!(ok.is_ok());
     }
 }

@@ -1,28 +1,505 @@
-//! outbox (stub until the notify branch lands)
-use super::Channel;
-use crate::store::Store;
-use std::collections::BTreeMap;
+//! The durable delivery worker: claims due rows of the store's outbox, sends
+//! each through its channel, and marks it sent, due again later (exponential
+//! backoff) or failed. It owns retries; channels do transport only, and
+//! rendering is [`super::render`]'s.
+//!
+//! One step ([`Outbox::step`]) claims the due rows, groups them by channel and
+//! sends the groups concurrently: rows of one channel go in order, one at a
+//! time, and a transient failure backs off the rest of that channel's group
+//! with it, so a dead channel costs one attempt per step, not one per row. A
+//! channel still busy from an earlier step is left alone (its rows stay due),
+//! so a slow channel never holds up another. [`Outbox::run`] is the thin loop:
+//! a step on every wake-up ([`Outbox::waker`]) or poll tick, each in its own task.
+
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use tokio::sync::Notify;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures_util::future::join_all;
+use prometheus::IntCounterVec;
+use rand::Rng;
+use tokio::sync::{Mutex, Notify};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-pub struct Outbox {}
+
+use super::{Channel, SendError, policy};
+use crate::store::{OutboxEntry, Store, StoreError};
+
+/// Attempts before a notification is given up (1 + 2 + … + 64 s ≈ 2 min of retries).
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
+/// The first retry's delay; each next one doubles.
+pub const DEFAULT_BACKOFF_BASE: Duration = Duration::from_secs(1);
+/// The longest delay between two attempts.
+pub const DEFAULT_BACKOFF_CAP: Duration = Duration::from_secs(300);
+/// The longest a receiver's `Retry-After` may hold a notification back.
+const RETRY_AFTER_MAX: Duration = Duration::from_secs(3600);
+/// How long one send may take before it counts as a transient failure.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the loop looks for due rows when nobody wakes it.
+pub const DEFAULT_POLL: Duration = Duration::from_secs(1);
+/// Rows claimed per step.
+const BATCH: u32 = 500;
+
+/// What one step did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StepReport {
+    /// Delivered.
+    pub sent: usize,
+    /// Failed this time, due again later.
+    pub retried: usize,
+    /// Given up: permanent error, too many attempts, or unknown channel.
+    pub failed: usize,
+    /// Not tried this step: their channel was busy or had just failed.
+    pub deferred: usize,
+}
+
+impl StepReport {
+    fn add(&mut self, other: &StepReport) {
+        self.sent += other.sent;
+        self.retried += other.retried;
+        self.failed += other.failed;
+        self.deferred += other.deferred;
+    }
+}
+
+/// The outbox worker. Cheap to clone: clones share the channels, the wake-up
+/// and the set of busy channels.
+#[derive(Clone, Debug)]
+pub struct Outbox {
+    store: Store,
+    channels: Arc<BTreeMap<String, Channel>>,
+    wake: Arc<Notify>,
+    sent: IntCounterVec,
+    max_attempts: u32,
+    backoff_base: Duration,
+    backoff_cap: Duration,
+    send_timeout: Duration,
+    poll: Duration,
+    /// Base URL for incident links (`server.public_url`).
+    public_url: Option<String>,
+    /// Channels with a send in flight. Claiming rows and releasing a channel
+    /// both hold this lock, so no row is claimed twice.
+    busy: Arc<Mutex<HashSet<String>>>,
+}
+
+/// What becomes of a row after an attempt.
+#[derive(Clone, Debug, PartialEq)]
+enum Disposition {
+    Sent,
+    Retry {
+        attempts: u32,
+        delay: Duration,
+        error: String,
+    },
+    Failed {
+        attempts: u32,
+        error: String,
+    },
+}
+
 impl Outbox {
+    /// A worker over `store`'s outbox, sending through `channels` (by name) and
+    /// counting into `keeper_notifications_total` (see [`crate::metrics::Metrics`]).
     pub fn new(
         store: Store,
         channels: Arc<BTreeMap<String, Channel>>,
-        sent: prometheus::IntCounterVec,
+        notifications_total: IntCounterVec,
     ) -> Outbox {
-        let _ = (store, channels, sent);
-        todo!()
+        Outbox {
+            store,
+            channels,
+            wake: Arc::new(Notify::new()),
+            sent: notifications_total,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            backoff_base: DEFAULT_BACKOFF_BASE,
+            backoff_cap: DEFAULT_BACKOFF_CAP,
+            send_timeout: DEFAULT_SEND_TIMEOUT,
+            poll: DEFAULT_POLL,
+            public_url: None,
+            busy: Arc::new(Mutex::new(HashSet::new())),
+        }
     }
-    pub fn with_public_url(self, url: Option<String>) -> Outbox {
-        let _ = url;
+
+    /// Retry delays: `base`, `2 × base`, `4 × base`… at most `cap`.
+    pub fn with_backoff(mut self, base: Duration, cap: Duration) -> Outbox {
+        self.backoff_base = base;
+        self.backoff_cap = cap.max(base);
         self
     }
-    pub fn waker(&self) -> Arc<Notify> {
-        todo!()
+
+    /// Attempts before giving up (at least 1).
+    pub fn with_max_attempts(mut self, max_attempts: u32) -> Outbox {
+        self.max_attempts = max_attempts.max(1);
+        self
     }
+
+    pub fn with_send_timeout(mut self, timeout: Duration) -> Outbox {
+        self.send_timeout = timeout;
+        self
+    }
+
+    /// Links notifications to `{public_url}/incidents/{id}` when they carry no link yet.
+    pub fn with_public_url(mut self, public_url: Option<String>) -> Outbox {
+        self.public_url = public_url;
+        self
+    }
+
+    pub fn with_poll_interval(mut self, poll: Duration) -> Outbox {
+        self.poll = poll;
+        self
+    }
+
+    /// Wake the worker right after committing new rows (`notify_one`), so they
+    /// go out at once rather than at the next poll tick.
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// Claims the due rows and delivers them, each channel's group concurrently.
+    /// Returns after every send it started has been marked.
+    pub async fn step(&self) -> Result<StepReport, StoreError> {
+        let mut report = StepReport::default();
+        let groups = {
+            let mut busy = self.busy.lock().await;
+            let due = self.store.due_notifications(Utc::now(), BATCH).await?;
+            let mut groups: BTreeMap<String, Vec<OutboxEntry>> = BTreeMap::new();
+            for entry in due {
+                if busy.contains(&entry.channel) {
+                    report.deferred += 1;
+                } else {
+                    groups.entry(entry.channel.clone()).or_default().push(entry);
+                }
+            }
+            busy.extend(groups.keys().cloned());
+            groups
+        };
+        let results = join_all(
+            groups
+                .into_iter()
+                .map(|(channel, entries)| self.deliver_group(channel, entries)),
+        )
+        .await;
+        let mut first_error = None;
+        for (group, error) in results {
+            report.add(&group);
+            if first_error.is_none() {
+                first_error = error;
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
+    }
+
+    /// Steps until `shutdown`: on every wake-up or poll tick, a step in its own
+    /// task (so a slow channel delays no one). On shutdown, waits for the sends
+    /// in flight (each bounded by the send timeout).
     pub async fn run(self, shutdown: CancellationToken) {
-        let _ = shutdown;
+        let mut steps = JoinSet::new();
+        loop {
+            while let Some(done) = steps.try_join_next() {
+                log_step(done);
+            }
+            // Live steps are bounded: each ends when its slowest channel does,
+            // and a busy channel is in one step only. A hung store is not.
+            if steps.len() <= self.channels.len() {
+                let this = self.clone();
+                steps.spawn(async move { this.step().await });
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.poll) => {}
+            }
+        }
+        while let Some(done) = steps.join_next().await {
+            log_step(done);
+        }
+    }
+
+    /// Sends one channel's rows in order, then releases the channel.
+    async fn deliver_group(
+        &self,
+        channel: String,
+        entries: Vec<OutboxEntry>,
+    ) -> (StepReport, Option<StoreError>) {
+        let result = self.deliver_in_order(&channel, &entries).await;
+        self.busy.lock().await.remove(&channel);
+        result
+    }
+
+    async fn deliver_in_order(
+        &self,
+        name: &str,
+        entries: &[OutboxEntry],
+    ) -> (StepReport, Option<StoreError>) {
+        let mut report = StepReport::default();
+        let Some(channel) = self.channels.get(name) else {
+            let error = format!("channel {name:?} is not configured");
+            for entry in entries {
+                let failed = Disposition::Failed {
+                    attempts: entry.attempts,
+                    error: error.clone(),
+                };
+                if let Err(e) = self.mark(entry, failed, &mut report).await {
+                    return (report, Some(e));
+                }
+            }
+            return (report, None);
+        };
+        for (i, entry) in entries.iter().enumerate() {
+            let mut notification = entry.notification.clone();
+            if notification.url.is_none() {
+                notification.url =
+                    policy::incident_url(self.public_url.as_deref(), notification.incident);
+            }
+            let result = tokio::time::timeout(self.send_timeout, channel.send(&notification))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(SendError::transient(format!(
+                        "no answer within {:?}",
+                        self.send_timeout
+                    )))
+                });
+            let jitter = rand::rng().random::<f64>();
+            let disposition = decide(
+                entry.attempts,
+                result,
+                self.max_attempts,
+                backoff(entry.attempts + 1, self.backoff_base, self.backoff_cap),
+                jitter,
+            );
+            let retry = match &disposition {
+                Disposition::Retry { delay, error, .. } => Some((*delay, error.clone())),
+                _ => None,
+            };
+            if let Err(e) = self.mark(entry, disposition, &mut report).await {
+                return (report, Some(e));
+            }
+            // The channel is failing: the rest of its rows wait with this one.
+            if let Some((delay, error)) = retry {
+                let rest = &entries[i + 1..];
+                if let Err(e) = self.defer(rest, delay, &error).await {
+                    return (report, Some(e));
+                }
+                report.deferred += rest.len();
+                break;
+            }
+        }
+        (report, None)
+    }
+
+    /// Records a disposition in the store, the counter and the log.
+    async fn mark(
+        &self,
+        entry: &OutboxEntry,
+        disposition: Disposition,
+        report: &mut StepReport,
+    ) -> Result<(), StoreError> {
+        let channel = entry.channel.as_str();
+        let incident = entry.notification.incident;
+        match disposition {
+            Disposition::Sent => {
+                self.store.notification_sent(entry.id, Utc::now()).await?;
+                self.count(channel, "sent");
+                report.sent += 1;
+                tracing::debug!(channel, incident, state = %entry.notification.state, "notification sent");
+            }
+            Disposition::Retry {
+                attempts,
+                delay,
+                error,
+            } => {
+                let next_at = Utc::now() + delay;
+                self.store
+                    .notification_retry(entry.id, attempts, next_at, &error)
+                    .await?;
+                self.count(channel, "retry");
+                report.retried += 1;
+                tracing::warn!(channel, incident, attempts, retry_in = ?delay, %error, "notification failed, will retry");
+            }
+            Disposition::Failed { attempts, error } => {
+                self.store
+                    .notification_failed(entry.id, attempts, &error)
+                    .await?;
+                self.count(channel, "failed");
+                report.failed += 1;
+                tracing::error!(channel, incident, attempts, %error, "notification given up");
+            }
+        }
+        Ok(())
+    }
+
+    /// Pushes untried rows back by `delay`, their attempt counts unchanged.
+    async fn defer(
+        &self,
+        entries: &[OutboxEntry],
+        delay: Duration,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        let next_at = Utc::now() + delay;
+        let why = format!("not tried: an earlier notification to this channel failed: {error}");
+        for entry in entries {
+            self.store
+                .notification_retry(entry.id, entry.attempts, next_at, &why)
+                .await?;
+        }
+        Ok(())
+    }
+
+    fn count(&self, channel: &str, outcome: &str) {
+        self.sent.with_label_values(&[channel, outcome]).inc();
+    }
+}
+
+fn log_step(done: Result<Result<StepReport, StoreError>, tokio::task::JoinError>) {
+    match done {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "outbox step failed"),
+        Err(e) => tracing::error!(error = %e, "outbox step panicked"),
+    }
+}
+
+/// The delay after the `attempt`-th failed attempt (1-based): `base × 2^(attempt-1)`, at most `cap`.
+fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
+    let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
+    base.saturating_mul(factor).min(cap)
+}
+
+/// The fate of a row that had `attempts_before` attempts and just got `result`.
+/// `jitter` in [0, 1) adds up to a tenth of `delay`; a longer `Retry-After` wins.
+fn decide(
+    attempts_before: u32,
+    result: Result<(), SendError>,
+    max_attempts: u32,
+    delay: Duration,
+    jitter: f64,
+) -> Disposition {
+    let error = match result {
+        Ok(()) => return Disposition::Sent,
+        Err(e) => e,
+    };
+    let attempts = attempts_before.saturating_add(1);
+    if error.permanent {
+        return Disposition::Failed {
+            attempts,
+            error: error.message,
+        };
+    }
+    if attempts >= max_attempts {
+        return Disposition::Failed {
+            attempts,
+            error: format!("{} (gave up after {attempts} attempts)", error.message),
+        };
+    }
+    let delay = delay + delay.mul_f64(jitter.clamp(0.0, 1.0) / 10.0);
+    let delay = match error.retry_after {
+        Some(asked) => delay.max(asked.min(RETRY_AFTER_MAX)),
+        None => delay,
+    };
+    Disposition::Retry {
+        attempts,
+        delay,
+        error: error.message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let cap = Duration::from_secs(300);
+        let got: Vec<u64> = (1..=12).map(|a| backoff(a, S, cap).as_secs()).collect();
+        assert_eq!(got, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
+        assert_eq!(backoff(0, S, cap), S);
+        assert_eq!(backoff(u32::MAX, S, cap), cap);
+        let ms = Duration::from_millis(10);
+        assert_eq!(
+            backoff(3, ms, Duration::from_millis(25)),
+            Duration::from_millis(25)
+        );
+    }
+
+    #[test]
+    fn decisions() {
+        let transient = || Err(SendError::transient("503"));
+        assert_eq!(decide(0, Ok(()), 8, S, 0.0), Disposition::Sent);
+        assert_eq!(
+            decide(0, transient(), 8, S, 0.0),
+            Disposition::Retry {
+                attempts: 1,
+                delay: S,
+                error: "503".into()
+            }
+        );
+        assert_eq!(
+            decide(0, Err(SendError::permanent("404")), 8, S, 0.0),
+            Disposition::Failed {
+                attempts: 1,
+                error: "404".into()
+            }
+        );
+        match decide(7, transient(), 8, S, 0.0) {
+            Disposition::Failed { attempts, error } => {
+                assert_eq!(attempts, 8);
+                assert!(error.contains("gave up after 8 attempts"), "{error}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn jitter_adds_at_most_a_tenth() {
+        for jitter in [0.0, 0.5, 0.999, 7.0, -1.0] {
+            match decide(
+                0,
+                Err(SendError::transient("x")),
+                8,
+                Duration::from_secs(10),
+                jitter,
+            ) {
+                Disposition::Retry { delay, .. } => {
+                    assert!(delay >= Duration::from_secs(10) && delay <= Duration::from_secs(11))
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn retry_after_wins_when_longer() {
+        let limited = |secs| {
+            let mut e = SendError::transient("429");
+            e.retry_after = Some(Duration::from_secs(secs));
+            Err(e)
+        };
+        let delay = |d: Disposition| match d {
+            Disposition::Retry { delay, .. } => delay,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            delay(decide(0, limited(7), 8, S, 0.0)),
+            Duration::from_secs(7)
+        );
+        assert_eq!(
+            delay(decide(
+                5,
+                limited(7),
+                8,
+                backoff(6, S, DEFAULT_BACKOFF_CAP),
+                0.0
+            )),
+            Duration::from_secs(32)
+        );
+        assert_eq!(
+            delay(decide(0, limited(86_400), 8, S, 0.0)),
+            RETRY_AFTER_MAX
+        );
     }
 }

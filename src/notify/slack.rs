@@ -1,8 +1,17 @@
 //! The `slack` channel: an incoming-webhook message colored by severity.
+//!
+//! The payload is [`render::slack_payload`]; delivery and the retry rule are
+//! the webhook channel's ([`super::webhook::post_json`]). Slack answers a
+//! plaintext `ok`, and a plaintext code such as `invalid_payload` on error,
+//! which ends up in the error message. The URL is the secret: never shown.
 
+use std::fmt;
+
+use reqwest::header::HeaderMap;
 use serde::Deserialize;
 
-use super::{Notification, SendError};
+use super::webhook::{parse_url, post_json};
+use super::{Notification, SendError, render};
 
 /// `[channels.NAME]` keys of kind `slack`.
 #[derive(Clone, Debug, Deserialize)]
@@ -12,17 +21,31 @@ pub struct Spec {
     pub url: String,
 }
 
-#[derive(Clone, Debug)]
-pub struct Slack {}
+#[derive(Clone)]
+pub struct Slack {
+    http: reqwest::Client,
+    url: reqwest::Url,
+}
+
+impl fmt::Debug for Slack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Slack")
+            .field("host", &self.url.host_str())
+            .finish_non_exhaustive()
+    }
+}
 
 impl Slack {
     pub fn new(spec: &Spec, http: reqwest::Client) -> Result<Slack, String> {
-        let _ = (spec, http);
-        todo!("helper")
+        Ok(Slack {
+            http,
+            url: parse_url(&spec.url)?,
+        })
     }
 
     pub async fn send(&self, n: &Notification) -> Result<(), SendError> {
-        let _ = n;
-        todo!("helper")
+        let body = serde_json::to_vec(&render::slack_payload(n))
+            .map_err(|e| SendError::permanent(format!("encoding the slack payload: {e}")))?;
+        post_json(&self.http, &self.url, &HeaderMap::new(), body).await
     }
 }

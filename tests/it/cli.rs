@@ -24,7 +24,11 @@ fn check_config_prints_what_will_run() {
         .output()
         .expect("runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("keeper-self"), "{stdout}");
     assert!(stdout.contains("http://127.0.0.1:9400/healthz"), "{stdout}");
     assert!(stdout.contains("every 10s"), "{stdout}");
@@ -34,7 +38,11 @@ fn check_config_prints_what_will_run() {
 fn check_config_refuses_a_bad_file_naming_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
-    std::fs::write(&path, "[checks.web]\nkind = \"http\"\nurl = \"http://127.0.0.1:1/\"\nintervall = \"30s\"\n").unwrap();
+    std::fs::write(
+        &path,
+        "[checks.web]\nkind = \"http\"\nurl = \"http://127.0.0.1:1/\"\nintervall = \"30s\"\n",
+    )
+    .unwrap();
     let out = keeper()
         .args(["check-config", "-c"])
         .arg(&path)
@@ -42,7 +50,10 @@ fn check_config_refuses_a_bad_file_naming_line_and_column() {
         .expect("runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("bad.toml:4:1: checks.web.intervall"), "{stderr}");
+    assert!(
+        stderr.contains("bad.toml:4:1: checks.web.intervall"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
@@ -76,15 +87,26 @@ async fn sigterm_stops_cleanly_and_flushes_samples() {
         .expect("keeper starts");
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    support::wait_until("keeper has run the check", Duration::from_secs(20), || async {
-        let Ok(resp) = http.get(format!("{base}/api/v1/checks/port")).send().await else {
-            return false;
-        };
-        let body: serde_json::Value = resp.json().await.unwrap_or_default();
-        !body["last_run_at"].is_null()
-    })
+    support::wait_until(
+        "keeper has run the check",
+        Duration::from_secs(20),
+        || async {
+            let Ok(resp) = http.get(format!("{base}/api/v1/checks/port")).send().await else {
+                return false;
+            };
+            let body: serde_json::Value = resp.json().await.unwrap_or_default();
+            !body["last_run_at"].is_null()
+        },
+    )
     .await;
-    assert!(http.get(format!("{base}/readyz")).send().await.unwrap().status().is_success());
+    assert!(
+        http.get(format!("{base}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
 
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -115,6 +137,10 @@ async fn sigterm_stops_cleanly_and_flushes_samples() {
         .await
         .unwrap();
     let latest = store.latest_samples().await.unwrap();
-    assert_eq!(latest.len(), 1, "the check's samples were flushed before exit");
+    assert_eq!(
+        latest.len(),
+        1,
+        "the check's samples were flushed before exit"
+    );
     assert!(latest[0].up);
 }

@@ -1,1 +1,208 @@
-//! smtp
+//! A real SMTP server for the email channel: aiosmtpd as a child process on a
+//! free 127.0.0.1 port, with a small handler that writes each message it
+//! accepts as one JSON file (subject, header from/to, envelope, decoded plain
+//! body). Recipients starting with `reject` get `550` (permanent), those
+//! starting with `later` get `451` (transient).
+//!
+//! Uses Debian's `/usr/bin/python3` (package `python3-aiosmtpd`), else the
+//! `python3` on PATH if it can import aiosmtpd; panics with the install hint
+//! otherwise. The child is killed when the [`SmtpServer`] is dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+const HANDLER: &str = r#"
+import email, email.policy, json, os
+
+class Sink:
+    def __init__(self):
+        self.out = os.environ["KEEPER_SMTP_OUT"]
+        self.count = 0
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.startswith("reject"):
+            return "550 5.1.1 no such mailbox"
+        if address.startswith("later"):
+            return "451 4.3.0 try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        msg = email.message_from_bytes(envelope.original_content or envelope.content,
+                                       policy=email.policy.default)
+        part = msg.get_body(preferencelist=("plain",))
+        record = {
+            "mail_from": envelope.mail_from,
+            "rcpt_tos": list(envelope.rcpt_tos),
+            "subject": str(msg.get("Subject", "")),
+            "from": str(msg.get("From", "")),
+            "to": str(msg.get("To", "")),
+            "content_type": msg.get_content_type(),
+            "body": part.get_content() if part is not None else "",
+        }
+        self.count += 1
+        name = os.path.join(self.out, "%06d.json" % self.count)
+        with open(name + ".tmp", "w", encoding="utf-8") as f:
+            json.dump(record, f)
+        os.rename(name + ".tmp", name)
+        return "250 OK"
+"#;
+
+/// One message the server accepted.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Received {
+    /// Envelope sender (`MAIL FROM`).
+    pub mail_from: String,
+    /// Envelope recipients (`RCPT TO`).
+    pub rcpt_tos: Vec<String>,
+    /// The decoded `Subject` header.
+    pub subject: String,
+    /// The `From` header.
+    pub from: String,
+    /// The `To` header.
+    pub to: String,
+    pub content_type: String,
+    /// The decoded text/plain body.
+    pub body: String,
+}
+
+/// The running aiosmtpd; killed on drop.
+#[derive(Debug)]
+pub struct SmtpServer {
+    port: u16,
+    child: Child,
+    out: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl SmtpServer {
+    /// Starts aiosmtpd and waits until it accepts connections.
+    pub async fn start() -> SmtpServer {
+        let python = python_with_aiosmtpd().await;
+        let dir = tempfile::tempdir().expect("creating a temp dir for the SMTP server");
+        let out = dir.path().join("messages");
+        std::fs::create_dir(&out).expect("creating the SMTP message dir");
+        std::fs::write(dir.path().join("keeper_sink.py"), HANDLER)
+            .expect("writing the SMTP handler");
+        let log =
+            std::fs::File::create(dir.path().join("aiosmtpd.log")).expect("creating the SMTP log");
+        let port = free_port();
+        let child = Command::new(&python)
+            .args(["-m", "aiosmtpd", "-n", "-l"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["-c", "keeper_sink.Sink"])
+            .current_dir(dir.path())
+            .env("PYTHONPATH", dir.path())
+            .env("KEEPER_SMTP_OUT", &out)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {python} -m aiosmtpd: {e}"));
+        let mut server = SmtpServer {
+            port,
+            child,
+            out,
+            _dir: dir,
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    /// `smtp://127.0.0.1:PORT` (plain; no STARTTLS offered).
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Every message accepted so far, in arrival order.
+    pub fn messages(&self) -> Vec<Received> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&self.out)
+            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        files.retain(|p| p.extension().is_some_and(|e| e == "json"));
+        files.sort();
+        files.iter().map(|p| read_message(p)).collect()
+    }
+
+    /// Waits until at least `n` messages arrived; returns all of them.
+    pub async fn wait_for_messages(&self, n: usize, timeout: Duration) -> Vec<Received> {
+        let what = format!("aiosmtpd on port {} receives {n} message(s)", self.port);
+        super::wait_until(&what, timeout, || async { self.messages().len() >= n }).await;
+        self.messages()
+    }
+
+    async fn wait_ready(&mut self) {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("aiosmtpd exited at start ({status}): {}", self.log());
+            }
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            if start.elapsed() > Duration::from_secs(15) {
+                panic!(
+                    "aiosmtpd did not listen on 127.0.0.1:{} within 15s: {}",
+                    self.port,
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("aiosmtpd.log")).unwrap_or_default()
+    }
+}
+
+fn read_message(path: &Path) -> Received {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
+}
+
+/// A port free right now on 127.0.0.1 (aiosmtpd binds it itself).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("finding a free port on 127.0.0.1")
+}
+
+/// Debian's python3 first (python3-aiosmtpd), then the one on PATH.
+async fn python_with_aiosmtpd() -> String {
+    for python in ["/usr/bin/python3", "python3"] {
+        let ok = tokio::process::Command::new(python)
+            .args(["-c", "import aiosmtpd"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await
+            .is_ok_and(|s| s.success());
+        if ok {
+            return python.to_string();
+        }
+    }
+    panic!(
+        "no python3 can import aiosmtpd: install it with `apt-get install python3-aiosmtpd` \
+         (for /usr/bin/python3) or `pip install aiosmtpd` (for the python3 on PATH)"
+    );
+}
