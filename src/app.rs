@@ -114,6 +114,7 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
     for ch in &config.channels {
         match ch.spec.build(&http_client) {
             Ok(c) => {
+                metrics.declare_channel(&ch.name);
                 channels.insert(ch.name.clone(), c);
             }
             Err(e) => problems.push(format!("channels.{}: {e}", ch.name)),

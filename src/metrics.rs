@@ -179,6 +179,13 @@ impl Metrics {
         self.last_sample.set(sample.at.timestamp() as f64);
     }
 
+    /// Makes a channel's notification counters visible at 0 before its first send.
+    pub fn declare_channel(&self, channel: &str) {
+        for outcome in ["sent", "retry", "failed"] {
+            self.notifications.with_label_values(&[channel, outcome]);
+        }
+    }
+
     pub fn set_status(&self, check: &str, color: Color) {
         self.check_status
             .with_label_values(&[check])

@@ -1,1 +1,192 @@
+//! keeper end to end, in-process against real servers on loopback: a target
+//! that fails and recovers, a webhook receiver, a real SMTP server (aiosmtpd),
+//! a TLS server with a short-lived certificate; on SQLite and on PostgreSQL.
 
+use std::time::{Duration, Instant};
+
+use crate::support::app::TestApp;
+use crate::support::db::both_backends;
+use crate::support::receiver::Receiver;
+use crate::support::smtp::SmtpServer;
+use crate::support::target::{Target, TestCa};
+use crate::support::{wait_for, wait_until};
+
+const INTERVAL: Duration = Duration::from_secs(1);
+const FAILURES_BEFORE_ALERT: u32 = 2;
+
+/// A config paging `hook` (webhook) and `mail` (email) for every severity.
+fn config(db_url: &str, checks: &str, hook: &Receiver, smtp: &SmtpServer) -> String {
+    format!(
+        r#"
+[storage]
+url = "{db_url}"
+
+[defaults]
+failures_before_alert = {FAILURES_BEFORE_ALERT}
+successes_before_resolve = 2
+
+{checks}
+
+[channels.hook]
+kind = "webhook"
+url = "{hook}"
+
+[channels.mail]
+kind = "email"
+smtp = "{smtp}"
+from = "keeper@example.test"
+to = ["oncall@example.test"]
+
+[[routes]]
+channels = ["hook", "mail"]
+"#,
+        hook = hook.url(),
+        smtp = smtp.url(),
+    )
+}
+
+fn web_check(target: &Target) -> String {
+    format!(
+        "[checks.web]\nkind = \"http\"\nurl = \"{}\"\ninterval = \"1s\"\ntimeout = \"2s\"\nlabels = {{ app = \"web\" }}\n",
+        target.url("/health")
+    )
+}
+
+/// Notifications the receiver got, with `state`.
+fn with_state(hook: &Receiver, state: &str) -> Vec<serde_json::Value> {
+    hook.json_bodies()
+        .into_iter()
+        .filter(|n| n["state"] == state)
+        .collect()
+}
+
+async fn wait_for_state(hook: &Receiver, state: &str, n: usize) -> Vec<serde_json::Value> {
+    wait_for(&format!("{n} {state:?} webhook(s)"), Duration::from_secs(20), || async {
+        let got = with_state(hook, state);
+        (got.len() >= n).then_some(got)
+    })
+    .await
+}
+
+both_backends!(
+    async fn failing_target_pages_by_webhook_and_email_then_resolves(db) {
+        let target = Target::start().await;
+        let hook = Receiver::start().await;
+        let smtp = SmtpServer::start().await;
+        let app = TestApp::start(&config(db.url(), &web_check(&target), &hook, &smtp)).await;
+        wait_until("web is probed green", Duration::from_secs(10), || async {
+            let c = app.check("web").await;
+            c["color"] == "green" && !c["last_run_at"].is_null()
+        })
+        .await;
+
+        target.set_status(503);
+        let flipped = Instant::now();
+        let bound = INTERVAL * FAILURES_BEFORE_ALERT + Duration::from_secs(1);
+        let opened = wait_for_state(&hook, "opened", 1).await.remove(0);
+        let webhook_after = flipped.elapsed();
+        let mail = smtp.wait_for_messages(1, Duration::from_secs(20)).await.remove(0);
+        let mail_after = flipped.elapsed();
+        assert!(webhook_after <= bound, "webhook after {webhook_after:?}, bound {bound:?}");
+        assert!(mail_after <= bound, "email after {mail_after:?}, bound {bound:?}");
+
+        assert_eq!(opened["check"], "web");
+        assert_eq!(opened["severity"], "critical");
+        assert_eq!(opened["color"], "red");
+        assert_eq!(opened["labels"]["app"], "web");
+        assert!(opened["message"].as_str().unwrap().contains("503"), "{opened}");
+        let id = opened["incident"].as_i64().expect("incident id");
+        assert!(id > 0);
+        assert!(mail.subject.starts_with("[CRITICAL] web opened: "), "{}", mail.subject);
+        assert!(mail.subject.contains("503"), "{}", mail.subject);
+        assert_eq!(mail.rcpt_tos, ["oncall@example.test"]);
+
+        let web = app.check("web").await;
+        assert_eq!(web["color"], "red");
+        assert_eq!(web["severity"], "critical");
+        assert_eq!(web["incident"], id);
+
+        target.set_status(200);
+        let resolved = wait_for_state(&hook, "resolved", 1).await.remove(0);
+        assert_eq!(resolved["incident"], id);
+        assert_eq!(resolved["color"], "green");
+        let mails = smtp.wait_for_messages(2, Duration::from_secs(20)).await;
+        assert!(mails[1].subject.starts_with("[CRITICAL] web resolved"), "{}", mails[1].subject);
+        assert_eq!(with_state(&hook, "opened").len(), 1, "one page for one outage");
+        wait_until("the API shows web green without an incident", Duration::from_secs(5), || async {
+            let c = app.check("web").await;
+            c["color"] == "green" && c["incident"].is_null()
+        })
+        .await;
+        app.stop().await;
+    }
+);
+
+both_backends!(
+    async fn restart_while_failing_sends_no_second_open_and_resolves_the_same_incident(db) {
+        let target = Target::start().await;
+        target.set_status(500);
+        let hook = Receiver::start().await;
+        let smtp = SmtpServer::start().await;
+        let config = config(db.url(), &web_check(&target), &hook, &smtp);
+
+        let first = TestApp::start(&config).await;
+        let id = wait_for_state(&hook, "opened", 1).await[0]["incident"].clone();
+        first.stop().await;
+
+        let second = TestApp::start(&config).await;
+        let web = second.check("web").await;
+        assert_eq!(web["incident"], id, "the open incident is restored at start");
+        assert_eq!(web["color"], "red");
+        // Enough failing runs after the restart that a forgotten incident would have reopened.
+        let seen = target.requests();
+        wait_until("three more failing probes", Duration::from_secs(20), || async {
+            target.requests() >= seen + FAILURES_BEFORE_ALERT as usize + 1
+        })
+        .await;
+        let sent_to_api = second.check("web").await;
+        assert_eq!(sent_to_api["incident"], id);
+        assert_eq!(with_state(&hook, "opened").len(), 1, "no second \"opened\" after a restart");
+
+        target.set_status(200);
+        let resolved = wait_for_state(&hook, "resolved", 1).await;
+        assert_eq!(resolved[0]["incident"], id, "the recovery resolves the same incident");
+        assert_eq!(with_state(&hook, "opened").len(), 1);
+        second.stop().await;
+    }
+);
+
+#[tokio::test]
+async fn certificate_expiring_in_five_days_opens_a_high_incident() {
+    crate::support::init();
+    let db = crate::support::db::TestDb::sqlite();
+    let ca = TestCa::new();
+    let leaf = ca.leaf_expiring_in(chrono::Duration::days(5));
+    let server = Target::start_tls(&leaf).await;
+    let hook = Receiver::start().await;
+    let smtp = SmtpServer::start().await;
+    let check = format!(
+        "[checks.cert]\nkind = \"tls\"\nhost = \"{}\"\nserver_name = \"localhost\"\nca_file = \"{}\"\ninterval = \"1s\"\n",
+        server.host_port(),
+        ca.ca_file().display()
+    );
+    let app = TestApp::start(&config(db.url(), &check, &hook, &smtp)).await;
+    let opened = wait_for_state(&hook, "opened", 1).await.remove(0);
+    assert_eq!(opened["check"], "cert");
+    assert_eq!(opened["severity"], "high");
+    assert_eq!(opened["color"], "red");
+    assert!(opened["message"].as_str().unwrap().contains("cert_days_left"), "{opened}");
+
+    let metrics = app.get_text("/metrics").await;
+    let expiry = metric_value(&metrics, "probe_ssl_earliest_cert_expiry{check=\"cert\"}")
+        .expect("probe_ssl_earliest_cert_expiry for the check");
+    assert_eq!(expiry, leaf.not_after.timestamp() as f64, "the certificate's notAfter");
+    app.stop().await;
+}
+
+/// The value of one exposition line starting with `series`.
+pub fn metric_value(exposition: &str, series: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}

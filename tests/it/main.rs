@@ -6,5 +6,7 @@ mod support;
 
 mod cli;
 mod config;
+mod e2e;
+mod metrics;
 mod notify;
 mod probes;
