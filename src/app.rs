@@ -22,9 +22,9 @@ use crate::store::writer::{SampleBuffer, Writer};
 use crate::store::{Store, StoreError};
 
 /// How long in-flight probes get to finish at shutdown.
-const PROBE_GRACE: Duration = Duration::from_secs(5);
-/// How long the sample writer gets to flush at shutdown.
-const FLUSH_GRACE: Duration = Duration::from_secs(3);
+const PROBE_GRACE: Duration = Duration::from_secs(4);
+/// How long the sample writer gets to flush at shutdown (it gives up on its own after 5 s).
+const FLUSH_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -124,7 +124,7 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
         return Err(AppError::Build(problems.join("\n")));
     }
 
-    let buffer = SampleBuffer::new(config.storage.buffer, metrics.writer.clone());
+    let buffer = SampleBuffer::new(config.storage.buffer);
     let writer = Writer::new(store.clone(), buffer.clone(), metrics.writer.clone());
     let outbox = Outbox::new(
         store.clone(),
@@ -210,7 +210,7 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
             let _ = scheduler_task.await;
             let _ = engine_task.await;
             stop_writer.cancel();
-            if tokio::time::timeout(FLUSH_GRACE + Duration::from_secs(1), writer_task)
+            if tokio::time::timeout(FLUSH_GRACE, writer_task)
                 .await
                 .is_err()
             {

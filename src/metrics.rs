@@ -3,8 +3,8 @@
 //! Every check series carries a `check` label.
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::classify::{Color, Severity};
@@ -93,17 +93,7 @@ impl Metrics {
                 check,
             )
             .expect("valid metric"),
-            writer: WriterMetrics {
-                written: IntCounter::new("keeper_samples_written_total", "Samples written to the database.")
-                    .expect("valid metric"),
-                dropped: IntCounter::new(
-                    "keeper_samples_dropped_total",
-                    "Samples dropped because the write buffer was full while the database was slow or away.",
-                )
-                .expect("valid metric"),
-                pending: IntGauge::new("keeper_samples_pending", "Samples waiting to be written.")
-                    .expect("valid metric"),
-            },
+            writer: WriterMetrics::new().expect("valid metrics"),
             store_errors: IntCounter::new(
                 "keeper_store_errors_total",
                 "Incident changes the database could not take (retried on the next sample).",
@@ -135,9 +125,6 @@ impl Metrics {
             Box::new(m.notifications.clone()),
             Box::new(m.scheduler_lag.clone()),
             Box::new(m.runs_skipped.clone()),
-            Box::new(m.writer.written.clone()),
-            Box::new(m.writer.dropped.clone()),
-            Box::new(m.writer.pending.clone()),
             Box::new(m.store_errors.clone()),
             Box::new(m.last_sample.clone()),
             Box::new(build_info),
@@ -145,6 +132,9 @@ impl Metrics {
         for c in collectors {
             m.registry.register(c).expect("metric names are unique");
         }
+        m.writer
+            .register(&m.registry)
+            .expect("metric names are unique");
         for severity in Severity::ALL {
             m.incidents_open
                 .with_label_values(&[severity.as_str()])

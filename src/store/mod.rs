@@ -110,6 +110,13 @@ pub enum StoreError {
     NotFound(i64),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// A database error with what was being done when it happened.
+    #[error("{doing}: {source}")]
+    Query {
+        doing: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
     #[error("migrating the database: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is corrupt: {0}")]
@@ -232,4 +239,38 @@ impl Store {
     ) -> Result<(), StoreError> {
         each!(self, s => s.notification_failed(id, attempts, error).await)
     }
+}
+
+/// Attaches what was being done to a database error.
+pub(crate) trait Doing<T> {
+    fn doing(self, doing: &'static str) -> Result<T, StoreError>;
+}
+
+impl<T> Doing<T> for Result<T, sqlx::Error> {
+    fn doing(self, doing: &'static str) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::Query { doing, source })
+    }
+}
+
+// Column decoding shared by both backends: enums are stored as their
+// lowercase names, notifications as JSON text.
+
+pub(crate) fn decode_color(s: &str, what: &str) -> Result<Color, StoreError> {
+    s.parse()
+        .map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+pub(crate) fn decode_severity(s: &str, what: &str) -> Result<Severity, StoreError> {
+    s.parse()
+        .map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+pub(crate) fn encode_notification(n: &Notification) -> Result<String, StoreError> {
+    serde_json::to_string(n)
+        .map_err(|e| StoreError::Corrupt(format!("encoding a notification as JSON: {e}")))
+}
+
+pub(crate) fn decode_notification(json: &str, outbox_id: i64) -> Result<Notification, StoreError> {
+    serde_json::from_str(json)
+        .map_err(|e| StoreError::Corrupt(format!("outbox row {outbox_id}: payload: {e}")))
 }

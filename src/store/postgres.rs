@@ -1,35 +1,138 @@
-//! The postgres backend of the store.
+//! The PostgreSQL backend of the store, for production and for several keeper
+//! instances sharing one database. Owns the SQL for PostgreSQL only; the
+//! contract is in `store/mod.rs`. Samples go in with one
+//! `INSERT … SELECT FROM UNNEST(arrays)` per batch.
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 
 use super::{
-    Incident, IncidentChange, IncidentEvent, OutboxEntry, Outgoing, SampleRow, StoreError,
+    Doing, Incident, IncidentChange, IncidentEvent, OutboxEntry, Outgoing, SampleRow, StoreError,
+    decode_color, decode_notification, decode_severity, encode_notification,
 };
 
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Samples per UNNEST statement; bigger batches are split inside one transaction.
+const ROWS_PER_INSERT: usize = 10_000;
+
+/// A slow or unreachable database fails callers after this, never hangs them.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+const INCIDENT_COLUMNS: &str =
+    "id, check_name, severity, color, message, started_at, acknowledged_at, resolved_at";
+
 #[derive(Clone, Debug)]
-pub struct PgStore {}
+pub struct PgStore {
+    pool: PgPool,
+}
+
+#[derive(sqlx::FromRow)]
+struct SampleRecord {
+    check_name: String,
+    at: DateTime<Utc>,
+    duration_ms: f64,
+    up: bool,
+    color: String,
+    status_code: Option<i32>,
+    latency_ms: f64,
+    message: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct IncidentRecord {
+    id: i64,
+    check_name: String,
+    severity: String,
+    color: String,
+    message: String,
+    started_at: DateTime<Utc>,
+    acknowledged_at: Option<DateTime<Utc>>,
+    resolved_at: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct OutboxRecord {
+    id: i64,
+    channel: String,
+    payload: String,
+    attempts: i32,
+}
 
 impl PgStore {
     pub async fn connect(url: &str) -> Result<PgStore, StoreError> {
-        let _ = url;
-        todo!("helper")
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect(url)
+            .await
+            .doing("connecting to postgres")?;
+        Ok(PgStore { pool })
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        todo!("helper")
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
-        todo!("helper")
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .doing("pinging postgres")?;
+        Ok(())
     }
 
+    /// One UNNEST statement per [`ROWS_PER_INSERT`] rows, all in one transaction.
     pub async fn insert_samples(&self, rows: &[SampleRow]) -> Result<(), StoreError> {
-        let _ = rows;
-        todo!("helper")
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .doing("starting a transaction to insert samples")?;
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            sqlx::query(
+                "INSERT INTO samples \
+                 (check_name, at, duration_ms, up, color, status_code, latency_ms, message) \
+                 SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::float8[], $4::bool[], \
+                                      $5::text[], $6::int4[], $7::float8[], $8::text[])",
+            )
+            .bind(chunk.iter().map(|s| &*s.check).collect::<Vec<&str>>())
+            .bind(chunk.iter().map(|s| s.at).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|s| s.duration_ms).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|s| s.up).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|s| s.color.as_str()).collect::<Vec<_>>())
+            .bind(
+                chunk
+                    .iter()
+                    .map(|s| s.status_code.map(i32::from))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(chunk.iter().map(|s| s.latency_ms).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|s| s.message.as_str()).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await
+            .doing("inserting samples")?;
+        }
+        tx.commit().await.doing("committing samples")?;
+        Ok(())
     }
 
     pub async fn latest_samples(&self) -> Result<Vec<SampleRow>, StoreError> {
-        todo!("helper")
+        let records: Vec<SampleRecord> = sqlx::query_as(
+            "SELECT DISTINCT ON (check_name) check_name, at, duration_ms, up, color, \
+                    status_code, latency_ms, message \
+             FROM samples ORDER BY check_name, at DESC",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .doing("reading the latest sample of each check")?;
+        records.into_iter().map(SampleRecord::into_row).collect()
     }
 
     pub async fn uptime_pct(
@@ -37,9 +140,16 @@ impl PgStore {
         check: &str,
         since: DateTime<Utc>,
     ) -> Result<Option<f64>, StoreError> {
-        let _ = check;
-        let _ = since;
-        todo!("helper")
+        let (total, up): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), COUNT(*) FILTER (WHERE up) FROM samples \
+             WHERE check_name = $1 AND at >= $2",
+        )
+        .bind(check)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await
+        .doing("computing uptime")?;
+        Ok((total > 0).then(|| 100.0 * up as f64 / total as f64))
     }
 
     pub async fn record(
@@ -47,23 +157,69 @@ impl PgStore {
         change: IncidentChange,
         outgoing: Vec<Outgoing>,
     ) -> Result<Incident, StoreError> {
-        let _ = change;
-        let _ = outgoing;
-        todo!("helper")
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .doing("starting a transaction to record an incident change")?;
+        let (record, at) = apply_change(&mut tx, change).await?;
+        for out in outgoing {
+            let mut notification = out.notification;
+            notification.incident = record.id;
+            sqlx::query(
+                "INSERT INTO outbox (incident_id, channel, payload, next_attempt_at, created_at) \
+                 VALUES ($1, $2, $3, $4, $4)",
+            )
+            .bind(record.id)
+            .bind(out.channel)
+            .bind(encode_notification(&notification)?)
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .doing("queueing a notification in the outbox")?;
+        }
+        tx.commit().await.doing("committing an incident change")?;
+        record.into_incident()
     }
 
     pub async fn open_incidents(&self) -> Result<Vec<Incident>, StoreError> {
-        todo!("helper")
+        let records: Vec<IncidentRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE resolved_at IS NULL \
+             ORDER BY started_at, id"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .doing("reading open incidents")?;
+        records
+            .into_iter()
+            .map(IncidentRecord::into_incident)
+            .collect()
     }
 
     pub async fn incident(&self, id: i64) -> Result<Incident, StoreError> {
-        let _ = id;
-        todo!("helper")
+        let record: Option<IncidentRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .doing("reading an incident")?;
+        record.ok_or(StoreError::NotFound(id))?.into_incident()
     }
 
     pub async fn incident_events(&self, id: i64) -> Result<Vec<IncidentEvent>, StoreError> {
-        let _ = id;
-        todo!("helper")
+        let records: Vec<(DateTime<Utc>, String, String)> = sqlx::query_as(
+            "SELECT at, kind, detail FROM incident_events WHERE incident_id = $1 \
+             ORDER BY at, id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .doing("reading an incident's events")?;
+        Ok(records
+            .into_iter()
+            .map(|(at, kind, detail)| IncidentEvent { at, kind, detail })
+            .collect())
     }
 
     pub async fn due_notifications(
@@ -71,15 +227,39 @@ impl PgStore {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
-        let _ = now;
-        let _ = limit;
-        todo!("helper")
+        let records: Vec<OutboxRecord> = sqlx::query_as(
+            "SELECT id, channel, payload, attempts FROM outbox \
+             WHERE status = 'pending' AND next_attempt_at <= $1 \
+             ORDER BY id LIMIT $2",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .doing("reading due notifications")?;
+        records
+            .into_iter()
+            .map(|r| {
+                Ok(OutboxEntry {
+                    notification: decode_notification(&r.payload, r.id)?,
+                    attempts: u32::try_from(r.attempts).map_err(|_| {
+                        StoreError::Corrupt(format!("outbox row {}: attempts {}", r.id, r.attempts))
+                    })?,
+                    id: r.id,
+                    channel: r.channel,
+                })
+            })
+            .collect()
     }
 
     pub async fn notification_sent(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
-        let _ = id;
-        let _ = at;
-        todo!("helper")
+        let done = sqlx::query("UPDATE outbox SET status = 'sent', sent_at = $1 WHERE id = $2")
+            .bind(at)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .doing("marking a notification sent")?;
+        outbox_row_updated(id, done.rows_affected())
     }
 
     pub async fn notification_retry(
@@ -89,11 +269,17 @@ impl PgStore {
         next_at: DateTime<Utc>,
         error: &str,
     ) -> Result<(), StoreError> {
-        let _ = id;
-        let _ = attempts;
-        let _ = next_at;
-        let _ = error;
-        todo!("helper")
+        let done = sqlx::query(
+            "UPDATE outbox SET attempts = $1, next_attempt_at = $2, last_error = $3 WHERE id = $4",
+        )
+        .bind(attempts_column(attempts))
+        .bind(next_at)
+        .bind(error)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .doing("scheduling a notification retry")?;
+        outbox_row_updated(id, done.rows_affected())
     }
 
     pub async fn notification_failed(
@@ -102,9 +288,155 @@ impl PgStore {
         attempts: u32,
         error: &str,
     ) -> Result<(), StoreError> {
-        let _ = id;
-        let _ = attempts;
-        let _ = error;
-        todo!("helper")
+        let done = sqlx::query(
+            "UPDATE outbox SET status = 'failed', attempts = $1, last_error = $2 WHERE id = $3",
+        )
+        .bind(attempts_column(attempts))
+        .bind(error)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .doing("marking a notification failed")?;
+        outbox_row_updated(id, done.rows_affected())
+    }
+}
+
+/// Applies the incident part of a change and appends its event. Returns the
+/// incident as it now is and the change's time.
+async fn apply_change(
+    tx: &mut PgConnection,
+    change: IncidentChange,
+) -> Result<(IncidentRecord, DateTime<Utc>), StoreError> {
+    let (record, kind, detail, at) = match change {
+        IncidentChange::Open {
+            check,
+            severity,
+            color,
+            message,
+            at,
+        } => {
+            let inserted: Result<IncidentRecord, sqlx::Error> =
+                sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO incidents (check_name, severity, color, message, started_at) \
+                     VALUES ($1, $2, $3, $4, $5) RETURNING {INCIDENT_COLUMNS}"
+                )))
+                .bind(&check)
+                .bind(severity.as_str())
+                .bind(color.as_str())
+                .bind(&message)
+                .bind(at)
+                .fetch_one(&mut *tx)
+                .await;
+            let record = match inserted {
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                    return Err(StoreError::AlreadyOpen(check));
+                }
+                other => other.doing("opening an incident")?,
+            };
+            (record, "opened", message, at)
+        }
+        IncidentChange::Escalate {
+            id,
+            severity,
+            color,
+            message,
+            at,
+        } => {
+            let record: Option<IncidentRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "UPDATE incidents SET severity = $1, color = $2, message = $3 \
+                 WHERE id = $4 AND resolved_at IS NULL RETURNING {INCIDENT_COLUMNS}"
+            )))
+            .bind(severity.as_str())
+            .bind(color.as_str())
+            .bind(&message)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .doing("escalating an incident")?;
+            (
+                record.ok_or(StoreError::NotFound(id))?,
+                "escalated",
+                message,
+                at,
+            )
+        }
+        IncidentChange::Resolve { id, message, at } => {
+            let record: Option<IncidentRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "UPDATE incidents SET resolved_at = $1 \
+                 WHERE id = $2 AND resolved_at IS NULL RETURNING {INCIDENT_COLUMNS}"
+            )))
+            .bind(at)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .doing("resolving an incident")?;
+            (
+                record.ok_or(StoreError::NotFound(id))?,
+                "resolved",
+                message,
+                at,
+            )
+        }
+    };
+    sqlx::query(
+        "INSERT INTO incident_events (incident_id, at, kind, detail) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(record.id)
+    .bind(at)
+    .bind(kind)
+    .bind(detail)
+    .execute(&mut *tx)
+    .await
+    .doing("appending an incident event")?;
+    Ok((record, at))
+}
+
+/// `attempts` is an INTEGER column; a count past i32::MAX is clamped, not an error.
+fn attempts_column(attempts: u32) -> i32 {
+    i32::try_from(attempts).unwrap_or(i32::MAX)
+}
+
+fn outbox_row_updated(id: i64, rows: u64) -> Result<(), StoreError> {
+    if rows == 0 {
+        return Err(StoreError::Corrupt(format!(
+            "outbox row {id} does not exist"
+        )));
+    }
+    Ok(())
+}
+
+impl SampleRecord {
+    fn into_row(self) -> Result<SampleRow, StoreError> {
+        let status_code = match self.status_code {
+            None => None,
+            Some(code) => Some(u16::try_from(code).map_err(|_| {
+                StoreError::Corrupt(format!("samples.status_code: {code} is not an HTTP status"))
+            })?),
+        };
+        Ok(SampleRow {
+            color: decode_color(&self.color, "samples.color")?,
+            check: self.check_name.into(),
+            at: self.at,
+            duration_ms: self.duration_ms,
+            up: self.up,
+            status_code,
+            latency_ms: self.latency_ms,
+            message: self.message,
+        })
+    }
+}
+
+impl IncidentRecord {
+    fn into_incident(self) -> Result<Incident, StoreError> {
+        Ok(Incident {
+            id: self.id,
+            severity: decode_severity(&self.severity, "incidents.severity")?,
+            color: decode_color(&self.color, "incidents.color")?,
+            check: self.check_name,
+            message: self.message,
+            started_at: self.started_at,
+            acknowledged_at: self.acknowledged_at,
+            resolved_at: self.resolved_at,
+        })
     }
 }

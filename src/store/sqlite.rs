@@ -1,35 +1,171 @@
-//! The sqlite backend of the store.
+//! The SQLite backend of the store: one embedded file (`sqlite://keeper.db`,
+//! created on first use, WAL) or `sqlite::memory:`. Owns the SQL for SQLite
+//! only; the contract is in `store/mod.rs`. Timestamps are INTEGER unix
+//! milliseconds (UTC), enums their lowercase names, notifications JSON text.
+
+use std::str::FromStr;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use super::{
-    Incident, IncidentChange, IncidentEvent, OutboxEntry, Outgoing, SampleRow, StoreError,
+    Doing, Incident, IncidentChange, IncidentEvent, OutboxEntry, Outgoing, SampleRow, StoreError,
+    decode_color, decode_notification, decode_severity, encode_notification,
 };
 
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// Samples per multi-row INSERT: 8 parameters each, far below SQLite's 32,766,
+/// and large enough that the per-statement round trip no longer matters.
+const ROWS_PER_INSERT: usize = 500;
+
+/// How long a writer waits for another connection's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+const INCIDENT_COLUMNS: &str =
+    "id, check_name, severity, color, message, started_at, acknowledged_at, resolved_at";
+
 #[derive(Clone, Debug)]
-pub struct SqliteStore {}
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+#[derive(sqlx::FromRow)]
+struct SampleRecord {
+    check_name: String,
+    at: i64,
+    duration_ms: f64,
+    up: bool,
+    color: String,
+    status_code: Option<i64>,
+    latency_ms: f64,
+    message: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct IncidentRecord {
+    id: i64,
+    check_name: String,
+    severity: String,
+    color: String,
+    message: String,
+    started_at: i64,
+    acknowledged_at: Option<i64>,
+    resolved_at: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct EventRecord {
+    at: i64,
+    kind: String,
+    detail: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct OutboxRecord {
+    id: i64,
+    channel: String,
+    payload: String,
+    attempts: i64,
+}
 
 impl SqliteStore {
     pub async fn connect(url: &str) -> Result<SqliteStore, StoreError> {
-        let _ = url;
-        todo!("helper")
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let mut options = SqliteConnectOptions::from_str(url)
+            .doing("parsing the sqlite url")?
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        if !in_memory {
+            options = options
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal);
+        }
+        // A memory database lives as long as its connection: keep exactly one, forever.
+        let pool = if in_memory {
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+        } else {
+            SqlitePoolOptions::new().max_connections(4)
+        };
+        let pool = pool
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .doing("opening the sqlite database")?;
+        Ok(SqliteStore { pool })
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        todo!("helper")
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
-        todo!("helper")
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .doing("pinging the sqlite database")?;
+        Ok(())
     }
 
+    /// Multi-row INSERTs of [`ROWS_PER_INSERT`] rows, all in one transaction.
     pub async fn insert_samples(&self, rows: &[SampleRow]) -> Result<(), StoreError> {
-        let _ = rows;
-        todo!("helper")
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .doing("starting a transaction to insert samples")?;
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO samples \
+                 (check_name, at, duration_ms, up, color, status_code, latency_ms, message) ",
+            );
+            insert.push_values(chunk, |mut row, s| {
+                row.push_bind(s.check.clone())
+                    .push_bind(s.at.timestamp_millis())
+                    .push_bind(s.duration_ms)
+                    .push_bind(s.up)
+                    .push_bind(s.color.as_str())
+                    .push_bind(s.status_code.map(i64::from))
+                    .push_bind(s.latency_ms)
+                    .push_bind(s.message.clone());
+            });
+            insert
+                .build()
+                .execute(&mut *tx)
+                .await
+                .doing("inserting samples")?;
+        }
+        tx.commit().await.doing("committing samples")?;
+        Ok(())
     }
 
     pub async fn latest_samples(&self) -> Result<Vec<SampleRow>, StoreError> {
-        todo!("helper")
+        let records: Vec<SampleRecord> = sqlx::query_as(
+            "SELECT s.check_name, s.at, s.duration_ms, s.up, s.color, s.status_code, \
+                    s.latency_ms, s.message \
+             FROM (SELECT DISTINCT check_name FROM samples) c \
+             JOIN samples s ON s.rowid = ( \
+                 SELECT rowid FROM samples \
+                 WHERE check_name = c.check_name ORDER BY at DESC LIMIT 1) \
+             ORDER BY s.check_name",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .doing("reading the latest sample of each check")?;
+        records.into_iter().map(SampleRecord::into_row).collect()
     }
 
     pub async fn uptime_pct(
@@ -37,9 +173,16 @@ impl SqliteStore {
         check: &str,
         since: DateTime<Utc>,
     ) -> Result<Option<f64>, StoreError> {
-        let _ = check;
-        let _ = since;
-        todo!("helper")
+        let (total, up): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*), COALESCE(SUM(up), 0) FROM samples \
+             WHERE check_name = ? AND at >= ?",
+        )
+        .bind(check)
+        .bind(since.timestamp_millis())
+        .fetch_one(&self.pool)
+        .await
+        .doing("computing uptime")?;
+        Ok((total > 0).then(|| 100.0 * up as f64 / total as f64))
     }
 
     pub async fn record(
@@ -47,23 +190,76 @@ impl SqliteStore {
         change: IncidentChange,
         outgoing: Vec<Outgoing>,
     ) -> Result<Incident, StoreError> {
-        let _ = change;
-        let _ = outgoing;
-        todo!("helper")
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .doing("starting a transaction to record an incident change")?;
+        let (record, at) = apply_change(&mut tx, change).await?;
+        for out in outgoing {
+            let mut notification = out.notification;
+            notification.incident = record.id;
+            sqlx::query(
+                "INSERT INTO outbox (incident_id, channel, payload, next_attempt_at, created_at) \
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(record.id)
+            .bind(out.channel)
+            .bind(encode_notification(&notification)?)
+            .bind(at)
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .doing("queueing a notification in the outbox")?;
+        }
+        tx.commit().await.doing("committing an incident change")?;
+        record.into_incident()
     }
 
     pub async fn open_incidents(&self) -> Result<Vec<Incident>, StoreError> {
-        todo!("helper")
+        let records: Vec<IncidentRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE resolved_at IS NULL \
+             ORDER BY started_at, id"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .doing("reading open incidents")?;
+        records
+            .into_iter()
+            .map(IncidentRecord::into_incident)
+            .collect()
     }
 
     pub async fn incident(&self, id: i64) -> Result<Incident, StoreError> {
-        let _ = id;
-        todo!("helper")
+        let record: Option<IncidentRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .doing("reading an incident")?;
+        record.ok_or(StoreError::NotFound(id))?.into_incident()
     }
 
     pub async fn incident_events(&self, id: i64) -> Result<Vec<IncidentEvent>, StoreError> {
-        let _ = id;
-        todo!("helper")
+        let records: Vec<EventRecord> = sqlx::query_as(
+            "SELECT at, kind, detail FROM incident_events WHERE incident_id = ? \
+             ORDER BY at, id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .doing("reading an incident's events")?;
+        records
+            .into_iter()
+            .map(|r| {
+                Ok(IncidentEvent {
+                    at: from_millis(r.at, "incident_events.at")?,
+                    kind: r.kind,
+                    detail: r.detail,
+                })
+            })
+            .collect()
     }
 
     pub async fn due_notifications(
@@ -71,15 +267,39 @@ impl SqliteStore {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
-        let _ = now;
-        let _ = limit;
-        todo!("helper")
+        let records: Vec<OutboxRecord> = sqlx::query_as(
+            "SELECT id, channel, payload, attempts FROM outbox \
+             WHERE status = 'pending' AND next_attempt_at <= ? \
+             ORDER BY id LIMIT ?",
+        )
+        .bind(now.timestamp_millis())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .doing("reading due notifications")?;
+        records
+            .into_iter()
+            .map(|r| {
+                Ok(OutboxEntry {
+                    notification: decode_notification(&r.payload, r.id)?,
+                    attempts: u32::try_from(r.attempts).map_err(|_| {
+                        StoreError::Corrupt(format!("outbox row {}: attempts {}", r.id, r.attempts))
+                    })?,
+                    id: r.id,
+                    channel: r.channel,
+                })
+            })
+            .collect()
     }
 
     pub async fn notification_sent(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
-        let _ = id;
-        let _ = at;
-        todo!("helper")
+        let done = sqlx::query("UPDATE outbox SET status = 'sent', sent_at = ? WHERE id = ?")
+            .bind(at.timestamp_millis())
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .doing("marking a notification sent")?;
+        outbox_row_updated(id, done.rows_affected())
     }
 
     pub async fn notification_retry(
@@ -89,11 +309,17 @@ impl SqliteStore {
         next_at: DateTime<Utc>,
         error: &str,
     ) -> Result<(), StoreError> {
-        let _ = id;
-        let _ = attempts;
-        let _ = next_at;
-        let _ = error;
-        todo!("helper")
+        let done = sqlx::query(
+            "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
+        )
+        .bind(i64::from(attempts))
+        .bind(next_at.timestamp_millis())
+        .bind(error)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .doing("scheduling a notification retry")?;
+        outbox_row_updated(id, done.rows_affected())
     }
 
     pub async fn notification_failed(
@@ -102,9 +328,160 @@ impl SqliteStore {
         attempts: u32,
         error: &str,
     ) -> Result<(), StoreError> {
-        let _ = id;
-        let _ = attempts;
-        let _ = error;
-        todo!("helper")
+        let done = sqlx::query(
+            "UPDATE outbox SET status = 'failed', attempts = ?, last_error = ? WHERE id = ?",
+        )
+        .bind(i64::from(attempts))
+        .bind(error)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .doing("marking a notification failed")?;
+        outbox_row_updated(id, done.rows_affected())
+    }
+}
+
+/// Applies the incident part of a change and appends its event. Returns the
+/// incident as it now is and the change's time.
+async fn apply_change(
+    tx: &mut SqliteConnection,
+    change: IncidentChange,
+) -> Result<(IncidentRecord, i64), StoreError> {
+    let (record, kind, detail, at) = match change {
+        IncidentChange::Open {
+            check,
+            severity,
+            color,
+            message,
+            at,
+        } => {
+            let inserted: Result<IncidentRecord, sqlx::Error> =
+                sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO incidents (check_name, severity, color, message, started_at) \
+                     VALUES (?, ?, ?, ?, ?) RETURNING {INCIDENT_COLUMNS}"
+                )))
+                .bind(&check)
+                .bind(severity.as_str())
+                .bind(color.as_str())
+                .bind(&message)
+                .bind(at.timestamp_millis())
+                .fetch_one(&mut *tx)
+                .await;
+            let record = match inserted {
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                    return Err(StoreError::AlreadyOpen(check));
+                }
+                other => other.doing("opening an incident")?,
+            };
+            (record, "opened", message, at)
+        }
+        IncidentChange::Escalate {
+            id,
+            severity,
+            color,
+            message,
+            at,
+        } => {
+            let record: Option<IncidentRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "UPDATE incidents SET severity = ?, color = ?, message = ? \
+                 WHERE id = ? AND resolved_at IS NULL RETURNING {INCIDENT_COLUMNS}"
+            )))
+            .bind(severity.as_str())
+            .bind(color.as_str())
+            .bind(&message)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .doing("escalating an incident")?;
+            (
+                record.ok_or(StoreError::NotFound(id))?,
+                "escalated",
+                message,
+                at,
+            )
+        }
+        IncidentChange::Resolve { id, message, at } => {
+            let record: Option<IncidentRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "UPDATE incidents SET resolved_at = ? \
+                 WHERE id = ? AND resolved_at IS NULL RETURNING {INCIDENT_COLUMNS}"
+            )))
+            .bind(at.timestamp_millis())
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .doing("resolving an incident")?;
+            (
+                record.ok_or(StoreError::NotFound(id))?,
+                "resolved",
+                message,
+                at,
+            )
+        }
+    };
+    let at = at.timestamp_millis();
+    sqlx::query("INSERT INTO incident_events (incident_id, at, kind, detail) VALUES (?, ?, ?, ?)")
+        .bind(record.id)
+        .bind(at)
+        .bind(kind)
+        .bind(detail)
+        .execute(&mut *tx)
+        .await
+        .doing("appending an incident event")?;
+    Ok((record, at))
+}
+
+fn outbox_row_updated(id: i64, rows: u64) -> Result<(), StoreError> {
+    if rows == 0 {
+        return Err(StoreError::Corrupt(format!(
+            "outbox row {id} does not exist"
+        )));
+    }
+    Ok(())
+}
+
+fn from_millis(ms: i64, what: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| StoreError::Corrupt(format!("{what}: timestamp {ms} out of range")))
+}
+
+impl SampleRecord {
+    fn into_row(self) -> Result<SampleRow, StoreError> {
+        let status_code = match self.status_code {
+            None => None,
+            Some(code) => Some(u16::try_from(code).map_err(|_| {
+                StoreError::Corrupt(format!("samples.status_code: {code} is not an HTTP status"))
+            })?),
+        };
+        Ok(SampleRow {
+            at: from_millis(self.at, "samples.at")?,
+            color: decode_color(&self.color, "samples.color")?,
+            check: self.check_name.into(),
+            duration_ms: self.duration_ms,
+            up: self.up,
+            status_code,
+            latency_ms: self.latency_ms,
+            message: self.message,
+        })
+    }
+}
+
+impl IncidentRecord {
+    fn into_incident(self) -> Result<Incident, StoreError> {
+        Ok(Incident {
+            id: self.id,
+            severity: decode_severity(&self.severity, "incidents.severity")?,
+            color: decode_color(&self.color, "incidents.color")?,
+            started_at: from_millis(self.started_at, "incidents.started_at")?,
+            acknowledged_at: self
+                .acknowledged_at
+                .map(|t| from_millis(t, "incidents.acknowledged_at"))
+                .transpose()?,
+            resolved_at: self
+                .resolved_at
+                .map(|t| from_millis(t, "incidents.resolved_at"))
+                .transpose()?,
+            check: self.check_name,
+            message: self.message,
+        })
     }
 }

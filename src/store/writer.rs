@@ -1,33 +1,301 @@
-//! writer (stub until the store branch lands)
+//! The one sample writer (DESIGN.md §6). Probes [`SampleBuffer::push`] samples
+//! into a bounded buffer, which never blocks and drops the oldest row when
+//! full; the [`Writer`] task flushes the buffer to the store in batches, and
+//! while the database is away holds the rows and retries with backoff. Reading
+//! samples back is the store's business, not this file's.
 
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use prometheus::{IntCounter, IntGauge, Registry};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{SampleRow, Store, StoreError};
+
+/// Rows per write: one multi-row / UNNEST batch.
+pub const DEFAULT_BATCH_SIZE: usize = 5_000;
+/// How often the writer flushes what has gathered, full batch or not.
+pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long shutdown keeps trying to write what is left.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The writer's metrics. Handles are cheap clones; the caller registers them.
 #[derive(Clone, Debug)]
 pub struct WriterMetrics {
-    pub written: prometheus::IntCounter,
-    pub dropped: prometheus::IntCounter,
-    pub pending: prometheus::IntGauge,
+    /// `keeper_samples_written_total`
+    pub written: IntCounter,
+    /// `keeper_samples_dropped_total`: rows pushed out of a full buffer.
+    pub dropped: IntCounter,
+    /// `keeper_samples_pending`: rows waiting in the buffer.
+    pub pending: IntGauge,
 }
 
-#[derive(Clone, Debug, Default)]
-pub struct SampleBuffer {}
+impl WriterMetrics {
+    /// Creates the three metrics, not yet registered anywhere.
+    pub fn new() -> Result<WriterMetrics, prometheus::Error> {
+        Ok(WriterMetrics {
+            written: IntCounter::new(
+                "keeper_samples_written_total",
+                "Samples written to the database.",
+            )?,
+            dropped: IntCounter::new(
+                "keeper_samples_dropped_total",
+                "Samples dropped, oldest first, because the write buffer was full.",
+            )?,
+            pending: IntGauge::new(
+                "keeper_samples_pending",
+                "Samples waiting in the write buffer.",
+            )?,
+        })
+    }
+
+    pub fn register(&self, registry: &Registry) -> Result<(), prometheus::Error> {
+        registry.register(Box::new(self.written.clone()))?;
+        registry.register(Box::new(self.dropped.clone()))?;
+        registry.register(Box::new(self.pending.clone()))?;
+        Ok(())
+    }
+}
+
+/// The bounded queue between probes and the [`Writer`]. Cheap to clone; all
+/// clones share one queue.
+#[derive(Clone, Debug)]
+pub struct SampleBuffer {
+    inner: Arc<BufferInner>,
+}
+
+#[derive(Debug)]
+struct BufferInner {
+    rows: Mutex<VecDeque<SampleRow>>,
+    capacity: usize,
+    /// Wake the writer once this many rows wait (a full batch).
+    wake_at: AtomicUsize,
+    dropped: AtomicU64,
+    ready: Notify,
+}
 
 impl SampleBuffer {
-    pub fn push(&self, row: super::SampleRow) {
-        let _ = row;
+    /// A buffer holding at most `capacity` rows (at least one).
+    pub fn new(capacity: usize) -> SampleBuffer {
+        let capacity = capacity.max(1);
+        SampleBuffer {
+            inner: Arc::new(BufferInner {
+                rows: Mutex::new(VecDeque::with_capacity(capacity.min(DEFAULT_BATCH_SIZE))),
+                capacity,
+                wake_at: AtomicUsize::new(capacity.min(DEFAULT_BATCH_SIZE)),
+                dropped: AtomicU64::new(0),
+                ready: Notify::new(),
+            }),
+        }
+    }
+
+    /// Queues a row. Never blocks on the database and never awaits: when the
+    /// buffer is full the oldest row is dropped and counted.
+    pub fn push(&self, row: SampleRow) {
+        let waiting = {
+            let mut rows = self.lock();
+            if rows.len() >= self.inner.capacity {
+                rows.pop_front();
+                self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            rows.push_back(row);
+            rows.len()
+        };
+        if waiting >= self.inner.wake_at.load(Ordering::Relaxed) {
+            self.inner.ready.notify_one();
+        }
+    }
+
+    /// Rows waiting to be written.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.inner.capacity
+    }
+
+    /// Rows dropped because the buffer was full, since it was created.
+    pub fn dropped(&self) -> u64 {
+        self.inner.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Takes up to `max` of the oldest rows.
+    fn take(&self, max: usize) -> Vec<SampleRow> {
+        let mut rows = self.lock();
+        let n = rows.len().min(max);
+        rows.drain(..n).collect()
+    }
+
+    /// Puts rows that failed to write back at the front, oldest first. Still
+    /// bounded: if rows arrived meanwhile, the oldest returning ones are dropped.
+    fn put_back(&self, mut batch: Vec<SampleRow>) {
+        let mut rows = self.lock();
+        let room = self.inner.capacity.saturating_sub(rows.len());
+        if batch.len() > room {
+            let excess = batch.len() - room;
+            batch.drain(..excess);
+            self.inner
+                .dropped
+                .fetch_add(excess as u64, Ordering::Relaxed);
+        }
+        for row in batch.into_iter().rev() {
+            rows.push_front(row);
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, VecDeque<SampleRow>> {
+        // A panic while holding the lock cannot leave the queue half-changed.
+        self.inner
+            .rows
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
-impl SampleBuffer {
-    pub fn new(cap: usize, m: WriterMetrics) -> Self {
-        let _ = (cap, m);
-        todo!()
-    }
+
+/// The task that writes buffered samples to the store in batches.
+pub struct Writer {
+    store: Store,
+    buffer: SampleBuffer,
+    metrics: WriterMetrics,
+    batch_size: usize,
+    flush_interval: Duration,
+    /// The buffer's drop count already added to `metrics.dropped`.
+    dropped_seen: u64,
 }
-pub struct Writer {}
+
 impl Writer {
-    pub fn new(s: super::Store, b: SampleBuffer, m: WriterMetrics) -> Self {
-        let _ = (s, b, m);
-        todo!()
+    /// A writer for `buffer`; the metrics mirror this buffer (one writer per buffer).
+    pub fn new(store: Store, buffer: SampleBuffer, metrics: WriterMetrics) -> Writer {
+        let writer = Writer {
+            store,
+            buffer,
+            metrics,
+            batch_size: DEFAULT_BATCH_SIZE,
+            flush_interval: DEFAULT_FLUSH_INTERVAL,
+            dropped_seen: 0,
+        };
+        writer.set_wake_at();
+        writer
     }
-    pub async fn run(self, t: tokio_util::sync::CancellationToken) {
-        let _ = t;
+
+    /// Rows per write (default [`DEFAULT_BATCH_SIZE`]).
+    pub fn batch_size(mut self, rows: usize) -> Writer {
+        self.batch_size = rows.max(1);
+        self.set_wake_at();
+        self
+    }
+
+    /// How often to write a partial batch (default [`DEFAULT_FLUSH_INTERVAL`]).
+    pub fn flush_interval(mut self, every: Duration) -> Writer {
+        self.flush_interval = every;
+        self
+    }
+
+    /// One step: writes up to one batch. On failure the rows go back to the
+    /// front of the buffer for a later try. Returns how many rows were written.
+    pub async fn flush_once(&mut self) -> Result<usize, StoreError> {
+        let batch = self.buffer.take(self.batch_size);
+        if batch.is_empty() {
+            self.sync_metrics();
+            return Ok(0);
+        }
+        let result = self.store.insert_samples(&batch).await;
+        let written = batch.len();
+        match result {
+            Ok(()) => self.metrics.written.inc_by(written as u64),
+            Err(_) => self.buffer.put_back(batch),
+        }
+        self.sync_metrics();
+        result.map(|()| written)
+    }
+
+    /// Flushes whenever a full batch waits or every flush interval, backing off
+    /// while the database fails. On `shutdown`, writes what is left (giving up
+    /// after a few seconds) and returns.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut backoff = MIN_BACKOFF;
+        while !shutdown.is_cancelled() {
+            match self.flush_once().await {
+                Ok(written) => {
+                    backoff = MIN_BACKOFF;
+                    if written >= self.batch_size {
+                        continue; // more may be waiting
+                    }
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {}
+                        _ = self.buffer.inner.ready.notified() => {}
+                        _ = tokio::time::sleep(self.flush_interval) => {}
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        %error,
+                        pending = self.buffer.len(),
+                        retry_in_ms = backoff.as_millis() as u64,
+                        "writing samples failed; holding them"
+                    );
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {}
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+        self.drain(SHUTDOWN_GRACE).await;
+    }
+
+    /// Writes everything left, for at most `grace`. A batch in flight when the
+    /// time runs out is lost with the rest.
+    async fn drain(&mut self, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        let mut backoff = MIN_BACKOFF;
+        while !self.buffer.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match tokio::time::timeout(left, self.flush_once()).await {
+                Ok(Ok(_)) => backoff = MIN_BACKOFF,
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, pending = self.buffer.len(), "writing samples at shutdown failed");
+                    tokio::time::sleep(backoff.min(left)).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                Err(_) => break,
+            }
+        }
+        let lost = self.buffer.len();
+        if lost > 0 {
+            tracing::error!(lost, "shutting down with samples not written");
+        }
+        self.sync_metrics();
+    }
+
+    fn set_wake_at(&self) {
+        let wake_at = self.batch_size.min(self.buffer.capacity());
+        self.buffer.inner.wake_at.store(wake_at, Ordering::Relaxed);
+    }
+
+    fn sync_metrics(&mut self) {
+        let dropped = self.buffer.dropped();
+        self.metrics
+            .dropped
+            .inc_by(dropped.saturating_sub(self.dropped_seen));
+        self.dropped_seen = dropped;
+        self.metrics
+            .pending
+            .set(i64::try_from(self.buffer.len()).unwrap_or(i64::MAX));
     }
 }

@@ -61,10 +61,14 @@ fn with_state(hook: &Receiver, state: &str) -> Vec<serde_json::Value> {
 }
 
 async fn wait_for_state(hook: &Receiver, state: &str, n: usize) -> Vec<serde_json::Value> {
-    wait_for(&format!("{n} {state:?} webhook(s)"), Duration::from_secs(20), || async {
-        let got = with_state(hook, state);
-        (got.len() >= n).then_some(got)
-    })
+    wait_for(
+        &format!("{n} {state:?} webhook(s)"),
+        Duration::from_secs(20),
+        || async {
+            let got = with_state(hook, state);
+            (got.len() >= n).then_some(got)
+        },
+    )
     .await
 }
 
@@ -175,12 +179,22 @@ async fn certificate_expiring_in_five_days_opens_a_high_incident() {
     assert_eq!(opened["check"], "cert");
     assert_eq!(opened["severity"], "high");
     assert_eq!(opened["color"], "red");
-    assert!(opened["message"].as_str().unwrap().contains("cert_days_left"), "{opened}");
+    assert!(
+        opened["message"]
+            .as_str()
+            .unwrap()
+            .contains("cert_days_left"),
+        "{opened}"
+    );
 
     let metrics = app.get_text("/metrics").await;
     let expiry = metric_value(&metrics, "probe_ssl_earliest_cert_expiry{check=\"cert\"}")
         .expect("probe_ssl_earliest_cert_expiry for the check");
-    assert_eq!(expiry, leaf.not_after.timestamp() as f64, "the certificate's notAfter");
+    assert_eq!(
+        expiry,
+        leaf.not_after.timestamp() as f64,
+        "the certificate's notAfter"
+    );
     app.stop().await;
 }
 

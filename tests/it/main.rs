@@ -10,3 +10,4 @@ mod e2e;
 mod metrics;
 mod notify;
 mod probes;
+mod store;

@@ -57,15 +57,20 @@ channels = ["hook"]
         hook = hook.url(),
     ))
     .await;
-    wait_until("every check has run and a sample is written", Duration::from_secs(20), || async {
-        let checks = app.get_json("/api/v1/checks").await;
-        let all_ran = checks
-            .as_array()
-            .is_some_and(|cs| cs.iter().all(|c| !c["last_run_at"].is_null()));
-        let metrics = app.get_text("/metrics").await;
-        all_ran
-            && crate::e2e::metric_value(&metrics, "keeper_samples_written_total").unwrap_or(0.0) > 0.0
-    })
+    wait_until(
+        "every check has run and a sample is written",
+        Duration::from_secs(20),
+        || async {
+            let checks = app.get_json("/api/v1/checks").await;
+            let all_ran = checks
+                .as_array()
+                .is_some_and(|cs| cs.iter().all(|c| !c["last_run_at"].is_null()));
+            let metrics = app.get_text("/metrics").await;
+            all_ran
+                && crate::e2e::metric_value(&metrics, "keeper_samples_written_total").unwrap_or(0.0)
+                    > 0.0
+        },
+    )
     .await;
     let metrics = app.get_text("/metrics").await;
 

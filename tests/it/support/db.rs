@@ -1,1 +1,221 @@
-//! db
+//! A fresh database per test, on either backend: [`TestDb::sqlite`] (a file in
+//! a temp dir) or [`TestDb::postgres`] (a new `keeper_test_<random>` database
+//! on the server at `KEEPER_TEST_PG_URL`, dropped when the `TestDb` is).
+//! [`both_backends!`] runs one async test body against each backend.
+
+use std::time::Duration;
+
+use keeper::store::Store;
+use sqlx::{AssertSqlSafe, Connection};
+
+/// The server tests use unless `KEEPER_TEST_PG_URL` names another.
+pub const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// One test's database. Dropping it removes the database (PostgreSQL: `DROP
+/// DATABASE … WITH (FORCE)`, which also ends connections still open).
+pub struct TestDb {
+    url: String,
+    backend: Backend,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { admin_url: String, name: String },
+    Done,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> TestDb {
+        match backend {
+            Backend::Sqlite => TestDb::sqlite(),
+            Backend::Postgres => TestDb::postgres().await,
+        }
+    }
+
+    /// A new SQLite database file in a temp dir (the file itself is created on connect).
+    pub fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("creating a temp dir for the test database");
+        let url = format!("sqlite://{}", dir.path().join("keeper.db").display());
+        TestDb {
+            url,
+            backend: Backend::Sqlite,
+            cleanup: Cleanup::Sqlite(dir),
+        }
+    }
+
+    /// A new, empty PostgreSQL database. Panics (never skips) when no server answers.
+    pub async fn postgres() -> TestDb {
+        let admin_url =
+            std::env::var("KEEPER_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_PG_URL.to_string());
+        let name = format!("keeper_test_{:016x}", rand::random::<u64>());
+        let mut admin = admin_connection(&admin_url).await;
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut admin)
+            .await
+            .unwrap_or_else(|e| panic!("creating test database {name} on {admin_url}: {e}"));
+        let _ = admin.close().await;
+        let mut url = url::Url::parse(&admin_url)
+            .unwrap_or_else(|e| panic!("KEEPER_TEST_PG_URL {admin_url:?} is not a URL: {e}"));
+        url.set_path(&name);
+        TestDb {
+            url: url.to_string(),
+            backend: Backend::Postgres,
+            cleanup: Cleanup::Postgres { admin_url, name },
+        }
+    }
+
+    /// The database's URL, as `storage.url` would name it.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// A store connected to this database, not migrated.
+    pub async fn connect(&self) -> Store {
+        Store::connect(&self.url)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to test database {}: {e}", self.url))
+    }
+
+    /// A store connected to this database and migrated.
+    pub async fn store(&self) -> Store {
+        let store = self.connect().await;
+        store
+            .migrate()
+            .await
+            .unwrap_or_else(|e| panic!("migrating test database {}: {e}", self.url));
+        store
+    }
+
+    /// Rows in `table` (a trusted name), read with a connection of its own.
+    pub async fn count(&self, table: &str) -> i64 {
+        let sql = AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"));
+        let counted: Result<i64, sqlx::Error> = match self.backend {
+            Backend::Sqlite => {
+                async {
+                    let mut conn = sqlx::SqliteConnection::connect(&self.url).await?;
+                    sqlx::query_scalar(sql).fetch_one(&mut conn).await
+                }
+                .await
+            }
+            Backend::Postgres => {
+                async {
+                    let mut conn = sqlx::PgConnection::connect(&self.url).await?;
+                    sqlx::query_scalar(sql).fetch_one(&mut conn).await
+                }
+                .await
+            }
+        };
+        counted.unwrap_or_else(|e| panic!("counting rows of {table} in {}: {e}", self.url))
+    }
+
+    /// Removes the database now, while stores may still point at it (they
+    /// then fail: a database gone away). Dropping the `TestDb` does the same.
+    pub async fn drop_now(&mut self) {
+        if let Cleanup::Postgres { admin_url, name } = &self.cleanup {
+            drop_database(admin_url, name).await;
+        }
+        self.cleanup = Cleanup::Done;
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Cleanup::Postgres { admin_url, name } = &self.cleanup {
+            // Drop may run inside a runtime (or while one unwinds): clean up on a
+            // thread with a runtime of its own, and wait for it.
+            let (admin_url, name) = (admin_url.clone(), name.clone());
+            let cleaned = std::thread::spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(drop_database(&admin_url, &name)),
+                    Err(e) => eprintln!("dropping test database {name}: no runtime: {e}"),
+                }
+            })
+            .join();
+            if cleaned.is_err() {
+                eprintln!("dropping a test database panicked");
+            }
+        }
+    }
+}
+
+async fn admin_connection(admin_url: &str) -> sqlx::PgConnection {
+    match tokio::time::timeout(
+        Duration::from_secs(10),
+        sqlx::PgConnection::connect(admin_url),
+    )
+    .await
+    {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => panic!(
+            "PostgreSQL is required for these tests and did not accept a connection at \
+             {admin_url} (set KEEPER_TEST_PG_URL, or start it: pg_ctlcluster \
+             --skip-systemctl-redirect <version> main start): {e}"
+        ),
+        Err(_) => panic!("PostgreSQL at {admin_url} did not answer within 10 s"),
+    }
+}
+
+async fn drop_database(admin_url: &str, name: &str) {
+    let mut admin = admin_connection(admin_url).await;
+    let dropped = sqlx::query(AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await;
+    if let Err(e) = dropped {
+        eprintln!("dropping test database {name} on {admin_url}: {e}");
+    }
+    let _ = admin.close().await;
+}
+
+/// Runs one async test body against SQLite and against PostgreSQL, each on a
+/// fresh [`TestDb`] bound to the given name. Expands to a module named after
+/// the test holding two `#[tokio::test]`s, `sqlite` and `postgres`:
+///
+/// ```ignore
+/// both_backends!(async fn opens_once(db) {
+///     let store = db.store().await;
+///     // …
+/// });
+/// ```
+macro_rules! both_backends {
+    ($(#[$attr:meta])* async fn $name:ident($db:ident) $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            $(#[$attr])*
+            #[tokio::test]
+            async fn sqlite() {
+                $crate::support::init();
+                #[allow(unused_mut)]
+                let mut $db = $crate::support::db::TestDb::sqlite();
+                $body
+            }
+
+            $(#[$attr])*
+            #[tokio::test]
+            async fn postgres() {
+                $crate::support::init();
+                #[allow(unused_mut)]
+                let mut $db = $crate::support::db::TestDb::postgres().await;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use both_backends;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod db;
 pub mod receiver;
 pub mod smtp;
 pub mod target;
