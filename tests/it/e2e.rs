@@ -145,7 +145,7 @@ both_backends!(
         // Enough failing runs after the restart that a forgotten incident would have reopened.
         let seen = target.requests();
         wait_until("three more failing probes", Duration::from_secs(20), || async {
-            target.requests() >= seen + FAILURES_BEFORE_ALERT as usize + 1
+            target.requests() > seen + FAILURES_BEFORE_ALERT as usize
         })
         .await;
         let sent_to_api = second.check("web").await;
