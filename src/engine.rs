@@ -140,6 +140,8 @@ struct CheckRuntime {
 
 /// How long the engine leaves the database alone after it failed a change.
 const STORE_BACKOFF: Duration = Duration::from_secs(2);
+/// The longest the engine waits for the database to take one incident change.
+const STORE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Engine {
     checks: Vec<CheckRuntime>,
@@ -346,7 +348,10 @@ impl Engine {
         };
         let outgoing = policy::route(&self.routes, &event);
         let queued = outgoing.len();
-        match self.store.record(change, outgoing).await {
+        let recorded = tokio::time::timeout(STORE_TIMEOUT, self.store.record(change, outgoing))
+            .await
+            .unwrap_or(Err(StoreError::Timeout(STORE_TIMEOUT)));
+        match recorded {
             Ok(incident) => {
                 tracing::info!(check = %config.name, incident = incident.id, event = %kind, severity = %severity, notifications = queued, "incident {kind}");
                 let rt = &mut self.checks[check];

@@ -148,7 +148,7 @@ pub async fn run(
             let span = tracing::debug_span!("check", check = %job.name);
             tracker.spawn(
                 async move {
-                    let Ok(_permit) = permits.acquire_owned().await else {
+                    let Ok(permit) = permits.acquire_owned().await else {
                         job.running.store(false, Ordering::Release);
                         return;
                     };
@@ -156,13 +156,16 @@ pub async fn run(
                         .scheduler_lag
                         .observe(planned.elapsed().as_secs_f64());
                     let sample = job.probe.run(job.timeout).await;
-                    job.running.store(false, Ordering::Release);
+                    // The permit is for probing only: a busy engine must not hold back other checks.
+                    drop(permit);
                     tracing::debug!(
                         up = sample.is_up(),
                         latency_ms = sample.latency_ms(),
                         "probed"
                     );
                     sink.deliver(i, sample).await;
+                    // Cleared only now, so at most one sample per check waits for the engine.
+                    job.running.store(false, Ordering::Release);
                 }
                 .instrument(span),
             );

@@ -1,5 +1,7 @@
 //! The read side of the JSON API: `GET /api/v1/checks` and `/api/v1/checks/{name}`.
 
+use std::collections::HashMap;
+
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -44,17 +46,41 @@ pub struct Uptime {
     pub d30: Option<f64>,
 }
 
-async fn uptime(state: &AppState, check: &str) -> Result<Uptime, ApiError> {
+/// Uptime over 24 h, 7 d and 30 d for `check`, or for every check when `None`.
+async fn uptimes(
+    state: &AppState,
+    check: Option<&str>,
+) -> Result<HashMap<String, Uptime>, ApiError> {
     let now = Utc::now();
-    let mut out = Uptime::default();
-    for (slot, days) in [(&mut out.h24, 1), (&mut out.d7, 7), (&mut out.d30, 30)] {
-        *slot = state
-            .store
-            .uptime_pct(check, now - chrono::Duration::days(days))
-            .await
-            .map_err(|e| ApiError::unavailable(format!("reading uptime: {e}")))?;
+    let mut out: HashMap<String, Uptime> = HashMap::new();
+    for (window, days) in [(Window::H24, 1), (Window::D7, 7), (Window::D30, 30)] {
+        let since = now - chrono::Duration::days(days);
+        let per_check = match check {
+            Some(name) => state
+                .store
+                .uptime_pct(name, since)
+                .await
+                .map(|pct| pct.map(|p| (name.to_string(), p)).into_iter().collect()),
+            None => state.store.uptime_by_check(since).await,
+        }
+        .map_err(|e| ApiError::unavailable(format!("reading uptime: {e}")))?;
+        for (name, pct) in per_check {
+            let slot = out.entry(name).or_default();
+            match window {
+                Window::H24 => slot.h24 = Some(pct),
+                Window::D7 => slot.d7 = Some(pct),
+                Window::D30 => slot.d30 = Some(pct),
+            }
+        }
     }
     Ok(out)
+}
+
+#[derive(Clone, Copy)]
+enum Window {
+    H24,
+    D7,
+    D30,
 }
 
 fn view(s: CheckStatus, uptime_pct: Uptime) -> CheckView {
@@ -76,12 +102,17 @@ fn view(s: CheckStatus, uptime_pct: Uptime) -> CheckView {
 }
 
 async fn list_checks(State(state): State<AppState>) -> Result<Json<Vec<CheckView>>, ApiError> {
-    let mut out = Vec::new();
-    for s in state.board.all() {
-        let up = uptime(&state, &s.name).await?;
-        out.push(view(s, up));
-    }
-    Ok(Json(out))
+    let mut uptime = uptimes(&state, None).await?;
+    let checks = state.board.all();
+    Ok(Json(
+        checks
+            .into_iter()
+            .map(|s| {
+                let up = uptime.remove(&s.name).unwrap_or_default();
+                view(s, up)
+            })
+            .collect(),
+    ))
 }
 
 async fn get_check(
@@ -92,6 +123,9 @@ async fn get_check(
         .board
         .get(&name)
         .ok_or_else(|| ApiError::not_found(format!("no check named {name:?}")))?;
-    let up = uptime(&state, &s.name).await?;
+    let up = uptimes(&state, Some(&s.name))
+        .await?
+        .remove(&s.name)
+        .unwrap_or_default();
     Ok(Json(view(s, up)))
 }

@@ -10,6 +10,7 @@ pub mod postgres;
 pub mod sqlite;
 pub mod writer;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -119,6 +120,8 @@ pub enum StoreError {
     },
     #[error("migrating the database: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("the database did not answer within {0:?}")]
+    Timeout(std::time::Duration),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
 }
@@ -181,6 +184,14 @@ impl Store {
         each!(self, s => s.uptime_pct(check, since).await)
     }
 
+    /// Percentage of up samples since `since`, for every check that has samples.
+    pub async fn uptime_by_check(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<HashMap<String, f64>, StoreError> {
+        each!(self, s => s.uptime_by_check(since).await)
+    }
+
     /// Applies an incident change, appends its timeline event and queues its
     /// notifications, all in one transaction. Returns the incident as it now is.
     pub async fn record(
@@ -239,6 +250,14 @@ impl Store {
     ) -> Result<(), StoreError> {
         each!(self, s => s.notification_failed(id, attempts, error).await)
     }
+}
+
+/// `(check, total, up)` counts → uptime percentage per check.
+pub(crate) fn uptime_map(rows: Vec<(String, i64, i64)>) -> HashMap<String, f64> {
+    rows.into_iter()
+        .filter(|(_, total, _)| *total > 0)
+        .map(|(check, total, up)| (check, 100.0 * up as f64 / total as f64))
+        .collect()
 }
 
 /// Attaches what was being done to a database error.

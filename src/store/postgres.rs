@@ -3,6 +3,7 @@
 //! contract is in `store/mod.rs`. Samples go in with one
 //! `INSERT … SELECT FROM UNNEST(arrays)` per batch.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -10,7 +11,7 @@ use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 
 use super::{
     Doing, Incident, IncidentChange, IncidentEvent, OutboxEntry, Outgoing, SampleRow, StoreError,
-    decode_color, decode_notification, decode_severity, encode_notification,
+    decode_color, decode_notification, decode_severity, encode_notification, uptime_map,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -150,6 +151,21 @@ impl PgStore {
         .await
         .doing("computing uptime")?;
         Ok((total > 0).then(|| 100.0 * up as f64 / total as f64))
+    }
+
+    pub async fn uptime_by_check(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<HashMap<String, f64>, StoreError> {
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT check_name, COUNT(*), COUNT(*) FILTER (WHERE up) FROM samples \
+             WHERE at >= $1 GROUP BY check_name",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await
+        .doing("computing uptime per check")?;
+        Ok(uptime_map(rows))
     }
 
     pub async fn record(

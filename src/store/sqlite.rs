@@ -3,6 +3,7 @@
 //! only; the contract is in `store/mod.rs`. Timestamps are INTEGER unix
 //! milliseconds (UTC), enums their lowercase names, notifications JSON text.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use super::{
     Doing, Incident, IncidentChange, IncidentEvent, OutboxEntry, Outgoing, SampleRow, StoreError,
-    decode_color, decode_notification, decode_severity, encode_notification,
+    decode_color, decode_notification, decode_severity, encode_notification, uptime_map,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -183,6 +184,21 @@ impl SqliteStore {
         .await
         .doing("computing uptime")?;
         Ok((total > 0).then(|| 100.0 * up as f64 / total as f64))
+    }
+
+    pub async fn uptime_by_check(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<HashMap<String, f64>, StoreError> {
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT check_name, COUNT(*), COALESCE(SUM(up), 0) FROM samples \
+             WHERE at >= ? GROUP BY check_name",
+        )
+        .bind(since.timestamp_millis())
+        .fetch_all(&self.pool)
+        .await
+        .doing("computing uptime per check")?;
+        Ok(uptime_map(rows))
     }
 
     pub async fn record(

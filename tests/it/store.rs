@@ -112,6 +112,10 @@ both_backends!(
         assert_eq!(store.uptime_pct("c3", t(991)).await.expect("uptime"), Some(100.0));
         assert_eq!(store.uptime_pct("nope", t(0)).await.expect("uptime"), None);
         assert_eq!(store.uptime_pct("c3", t(5_000)).await.expect("uptime"), None);
+        let all = store.uptime_by_check(t(0)).await.expect("uptime per check");
+        assert_eq!(all.len(), 10);
+        assert!(all.values().all(|pct| *pct == 90.0), "{all:?}");
+        assert!(store.uptime_by_check(t(5_000)).await.expect("uptime").is_empty());
         store.insert_samples(&[]).await.expect("an empty batch");
     }
 );
