@@ -89,7 +89,8 @@ impl Keeper {
 /// Builds every part from `config` and starts them.
 pub async fn start(config: Config) -> Result<Keeper, AppError> {
     let store = open_store(&config).await?;
-    let metrics = Metrics::new();
+    let names: Vec<_> = config.checks.iter().map(|c| c.name.clone()).collect();
+    let metrics = Metrics::new(&names);
 
     let roots = Roots::system();
     let mut problems = Vec::new();

@@ -44,7 +44,7 @@ impl Sink {
     pub async fn deliver(&self, check: usize, sample: Sample) {
         let config = &self.checks[check];
         let verdict = classify(&sample, &config.thresholds, config.down_severity);
-        self.metrics.observe_sample(&config.name, &sample);
+        self.metrics.observe_sample(check, &sample);
         self.buffer.push(SampleRow {
             check: config.name.clone(),
             at: sample.at,
@@ -227,7 +227,7 @@ impl Engine {
                     s.message.clone_from(&state.reason);
                 }
             });
-            self.metrics.set_status(&rt.config.name, state.color);
+            self.metrics.set_status(i, state.color);
         }
         self.publish_open_counts();
         Ok(())
@@ -252,7 +252,7 @@ impl Engine {
             config.failures_before_alert,
             config.successes_before_resolve,
         );
-        self.metrics.set_status(&config.name, rt.state.color);
+        self.metrics.set_status(obs.check, rt.state.color);
         if let Some(decision) = incident::decide(&rt.state, rt.open.as_ref()) {
             self.apply(obs.check, decision).await;
         }

@@ -1,10 +1,19 @@
-//! Every Prometheus metric keeper exports (DESIGN.md §7), in one registry:
-//! blackbox_exporter-compatible `probe_*` per check, plus `keeper_*`.
-//! Every check series carries a `check` label.
+//! Every Prometheus metric keeper exports (DESIGN.md §7): blackbox_exporter-
+//! compatible `probe_*` per check, plus `keeper_*`. Every check series carries
+//! a `check` label.
+//!
+//! Per-check series live in a compact table of atomics written straight into
+//! the exposition ([`CheckTable`]): the prometheus crate's labelled vectors
+//! cost about 800 bytes a series, 70 MB for 10,000 checks. Everything else
+//! is a regular registry metric.
+
+use std::fmt::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::classify::{Color, Severity};
@@ -14,66 +23,31 @@ use crate::store::writer::WriterMetrics;
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
-    probe_success: IntGaugeVec,
-    probe_duration: GaugeVec,
-    http_status: IntGaugeVec,
-    http_phase: GaugeVec,
-    cert_expiry: GaugeVec,
-    check_status: IntGaugeVec,
+    checks: Arc<CheckTable>,
     incidents_open: IntGaugeVec,
     pub notifications: IntCounterVec,
     pub scheduler_lag: Histogram,
-    pub runs_skipped: IntCounterVec,
     pub writer: WriterMetrics,
     pub store_errors: IntCounter,
     pub last_sample: Gauge,
 }
 
 impl Metrics {
-    pub fn new() -> Metrics {
+    /// The metrics of a keeper running `checks` (by index, as the scheduler numbers them).
+    pub fn new(checks: &[Arc<str>]) -> Metrics {
         let registry = Registry::new();
-        let check = &["check"];
         let m = Metrics {
-            probe_success: IntGaugeVec::new(
-                Opts::new("probe_success", "Whether the last probe of the check succeeded (1) or failed (0)."),
-                check,
-            )
-            .expect("valid metric"),
-            probe_duration: GaugeVec::new(
-                Opts::new("probe_duration_seconds", "How long the last probe of the check took."),
-                check,
-            )
-            .expect("valid metric"),
-            http_status: IntGaugeVec::new(
-                Opts::new("probe_http_status_code", "HTTP status of the last probe's final response; 0 without one."),
-                check,
-            )
-            .expect("valid metric"),
-            http_phase: GaugeVec::new(
-                Opts::new("probe_http_duration_seconds", "Duration of each phase of the last HTTP probe."),
-                &["check", "phase"],
-            )
-            .expect("valid metric"),
-            cert_expiry: GaugeVec::new(
-                Opts::new(
-                    "probe_ssl_earliest_cert_expiry",
-                    "notAfter of the earliest-expiring certificate the peer presented, in unix seconds.",
-                ),
-                check,
-            )
-            .expect("valid metric"),
-            check_status: IntGaugeVec::new(
-                Opts::new("keeper_check_status", "Color of the check after hysteresis: 0 green, 1 yellow, 2 red."),
-                check,
-            )
-            .expect("valid metric"),
+            checks: Arc::new(CheckTable::new(checks)),
             incidents_open: IntGaugeVec::new(
                 Opts::new("keeper_incidents_open", "Open incidents by severity."),
                 &["severity"],
             )
             .expect("valid metric"),
             notifications: IntCounterVec::new(
-                Opts::new("keeper_notifications_total", "Notification sends by channel and outcome (sent, retry, failed)."),
+                Opts::new(
+                    "keeper_notifications_total",
+                    "Notification sends by channel and outcome (sent, retry, failed).",
+                ),
                 &["channel", "outcome"],
             )
             .expect("valid metric"),
@@ -82,15 +56,9 @@ impl Metrics {
                     "keeper_scheduler_lag_seconds",
                     "Delay between a check's planned start and its actual start.",
                 )
-                .buckets(vec![0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
-            )
-            .expect("valid metric"),
-            runs_skipped: IntCounterVec::new(
-                Opts::new(
-                    "keeper_probe_runs_skipped_total",
-                    "Runs skipped because the previous run of the check was still going.",
-                ),
-                check,
+                .buckets(vec![
+                    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ]),
             )
             .expect("valid metric"),
             writer: WriterMetrics::new().expect("valid metrics"),
@@ -115,16 +83,9 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
-            Box::new(m.probe_success.clone()),
-            Box::new(m.probe_duration.clone()),
-            Box::new(m.http_status.clone()),
-            Box::new(m.http_phase.clone()),
-            Box::new(m.cert_expiry.clone()),
-            Box::new(m.check_status.clone()),
             Box::new(m.incidents_open.clone()),
             Box::new(m.notifications.clone()),
             Box::new(m.scheduler_lag.clone()),
-            Box::new(m.runs_skipped.clone()),
             Box::new(m.store_errors.clone()),
             Box::new(m.last_sample.clone()),
             Box::new(build_info),
@@ -143,28 +104,10 @@ impl Metrics {
         m
     }
 
-    /// Records a sample's blackbox-compatible gauges.
-    pub fn observe_sample(&self, check: &str, sample: &Sample) {
-        self.probe_success
-            .with_label_values(&[check])
-            .set(i64::from(sample.is_up()));
-        self.probe_duration
-            .with_label_values(&[check])
-            .set(sample.duration.as_secs_f64());
-        if let Some(http) = &sample.http {
-            self.http_status
-                .with_label_values(&[check])
-                .set(i64::from(http.status));
-            for (phase, d) in http.phases.named() {
-                self.http_phase
-                    .with_label_values(&[check, phase])
-                    .set(d.as_secs_f64());
-            }
-        }
-        if let Some(cert) = &sample.cert {
-            self.cert_expiry
-                .with_label_values(&[check])
-                .set(cert.not_after.timestamp() as f64);
+    /// Records a sample's blackbox-compatible gauges for check number `check`.
+    pub fn observe_sample(&self, check: usize, sample: &Sample) {
+        if let Some(slot) = self.checks.slots.get(check) {
+            slot.observe(sample);
         }
         self.last_sample.set(sample.at.timestamp() as f64);
     }
@@ -176,10 +119,19 @@ impl Metrics {
         }
     }
 
-    pub fn set_status(&self, check: &str, color: Color) {
-        self.check_status
-            .with_label_values(&[check])
-            .set(color.as_metric());
+    /// The color of check number `check` after hysteresis.
+    pub fn set_status(&self, check: usize, color: Color) {
+        if let Some(slot) = self.checks.slots.get(check) {
+            slot.status
+                .store(color.as_metric() as u8, Ordering::Relaxed);
+        }
+    }
+
+    /// A run of check number `check` was skipped: the previous one was still going.
+    pub fn run_skipped(&self, check: usize) {
+        if let Some(slot) = self.checks.slots.get(check) {
+            slot.skipped.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub fn set_incidents_open(&self, severity: Severity, n: i64) {
@@ -192,12 +144,276 @@ impl Metrics {
     pub fn render(&self) -> Result<String, prometheus::Error> {
         let mut buf = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
-        String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))
+        let mut out = String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))?;
+        self.checks.render(&mut out);
+        Ok(out)
     }
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics::new()
+/// Marks a value that was never measured (a phase that did not happen).
+const ABSENT: u64 = u64::MAX;
+
+/// The last sample's values of one check, lock-free.
+struct CheckSlot {
+    name: Arc<str>,
+    /// Whether a sample arrived yet; `probe_*` series appear only after one.
+    seen: AtomicBool,
+    success: AtomicBool,
+    /// f64 bits.
+    duration_s: AtomicU64,
+    /// HTTP status; `ABSENT` for checks that are not HTTP.
+    http_status: AtomicU64,
+    /// f64 bits per phase (dns, connect, tls, first_byte, transfer), or `ABSENT`.
+    phases: [AtomicU64; 5],
+    /// notAfter in unix seconds, or `ABSENT`.
+    cert_expiry: AtomicU64,
+    status: AtomicU8,
+    skipped: AtomicU64,
+}
+
+const PHASES: [&str; 5] = ["dns", "connect", "tls", "first_byte", "transfer"];
+
+impl CheckSlot {
+    fn observe(&self, sample: &Sample) {
+        self.success.store(sample.is_up(), Ordering::Relaxed);
+        self.duration_s
+            .store(sample.duration.as_secs_f64().to_bits(), Ordering::Relaxed);
+        if let Some(http) = &sample.http {
+            self.http_status
+                .store(u64::from(http.status), Ordering::Relaxed);
+            let p = &http.phases;
+            let values = [p.dns, p.connect, p.tls, p.first_byte, p.transfer];
+            for (slot, value) in self.phases.iter().zip(values) {
+                slot.store(
+                    value.map_or(ABSENT, |d| d.as_secs_f64().to_bits()),
+                    Ordering::Relaxed,
+                );
+            }
+        }
+        if let Some(cert) = &sample.cert {
+            self.cert_expiry
+                .store(cert.not_after.timestamp() as u64, Ordering::Relaxed);
+        }
+        self.seen.store(true, Ordering::Release);
+    }
+}
+
+/// Every check's slot, in check order.
+struct CheckTable {
+    slots: Vec<CheckSlot>,
+}
+
+impl CheckTable {
+    fn new(names: &[Arc<str>]) -> CheckTable {
+        CheckTable {
+            slots: names
+                .iter()
+                .map(|name| CheckSlot {
+                    name: name.clone(),
+                    seen: AtomicBool::new(false),
+                    success: AtomicBool::new(false),
+                    duration_s: AtomicU64::new(0),
+                    http_status: AtomicU64::new(ABSENT),
+                    phases: std::array::from_fn(|_| AtomicU64::new(ABSENT)),
+                    cert_expiry: AtomicU64::new(ABSENT),
+                    status: AtomicU8::new(0),
+                    skipped: AtomicU64::new(0),
+                })
+                .collect(),
+        }
+    }
+
+    /// Appends the per-check families to an exposition.
+    fn render(&self, out: &mut String) {
+        let seen: Vec<&CheckSlot> = self
+            .slots
+            .iter()
+            .filter(|s| s.seen.load(Ordering::Acquire))
+            .collect();
+        family(
+            out,
+            "probe_success",
+            "gauge",
+            "Whether the last probe of the check succeeded (1) or failed (0).",
+        );
+        for s in &seen {
+            sample(
+                out,
+                "probe_success",
+                &s.name,
+                None,
+                f64::from(u8::from(s.success.load(Ordering::Relaxed))),
+            );
+        }
+        family(
+            out,
+            "probe_duration_seconds",
+            "gauge",
+            "How long the last probe of the check took.",
+        );
+        for s in &seen {
+            sample(
+                out,
+                "probe_duration_seconds",
+                &s.name,
+                None,
+                f64::from_bits(s.duration_s.load(Ordering::Relaxed)),
+            );
+        }
+        family(
+            out,
+            "probe_http_status_code",
+            "gauge",
+            "HTTP status of the last probe's final response; 0 without one.",
+        );
+        for s in &seen {
+            let status = s.http_status.load(Ordering::Relaxed);
+            if status != ABSENT {
+                sample(out, "probe_http_status_code", &s.name, None, status as f64);
+            }
+        }
+        family(
+            out,
+            "probe_http_duration_seconds",
+            "gauge",
+            "Duration of each phase of the last HTTP probe.",
+        );
+        for s in &seen {
+            for (phase, value) in PHASES.iter().zip(&s.phases) {
+                let bits = value.load(Ordering::Relaxed);
+                if bits != ABSENT {
+                    sample(
+                        out,
+                        "probe_http_duration_seconds",
+                        &s.name,
+                        Some(("phase", phase)),
+                        f64::from_bits(bits),
+                    );
+                }
+            }
+        }
+        family(
+            out,
+            "probe_ssl_earliest_cert_expiry",
+            "gauge",
+            "notAfter of the earliest-expiring certificate the peer presented, in unix seconds.",
+        );
+        for s in &seen {
+            let expiry = s.cert_expiry.load(Ordering::Relaxed);
+            if expiry != ABSENT {
+                sample(
+                    out,
+                    "probe_ssl_earliest_cert_expiry",
+                    &s.name,
+                    None,
+                    expiry as i64 as f64,
+                );
+            }
+        }
+        family(
+            out,
+            "keeper_check_status",
+            "gauge",
+            "Color of the check after hysteresis: 0 green, 1 yellow, 2 red.",
+        );
+        for s in &self.slots {
+            sample(
+                out,
+                "keeper_check_status",
+                &s.name,
+                None,
+                f64::from(s.status.load(Ordering::Relaxed)),
+            );
+        }
+        family(
+            out,
+            "keeper_probe_runs_skipped_total",
+            "counter",
+            "Runs skipped because the previous run of the check was still going.",
+        );
+        for s in &self.slots {
+            sample(
+                out,
+                "keeper_probe_runs_skipped_total",
+                &s.name,
+                None,
+                s.skipped.load(Ordering::Relaxed) as f64,
+            );
+        }
+    }
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// One exposition line: `name{check="…"[,k="v"]} value`.
+fn sample(out: &mut String, name: &str, check: &str, extra: Option<(&str, &str)>, value: f64) {
+    out.push_str(name);
+    out.push_str("{check=\"");
+    escape_label(out, check);
+    out.push('"');
+    if let Some((k, v)) = extra {
+        let _ = write!(out, ",{k}=\"");
+        escape_label(out, v);
+        out.push('"');
+    }
+    out.push_str("} ");
+    if value.is_finite() {
+        let _ = write!(out, "{value}");
+    } else if value.is_nan() {
+        out.push_str("NaN");
+    } else if value > 0.0 {
+        out.push_str("+Inf");
+    } else {
+        out.push_str("-Inf");
+    }
+    out.push('\n');
+}
+
+/// Label values escape `\`, `"` and newlines.
+fn escape_label(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut out = String::new();
+        sample(&mut out, "probe_success", "a\"b\\c\nd", None, 1.0);
+        assert_eq!(out, "probe_success{check=\"a\\\"b\\\\c\\nd\"} 1\n");
+    }
+
+    #[test]
+    fn per_check_series_appear_after_the_first_sample() {
+        let m = Metrics::new(&[Arc::from("web")]);
+        let before = m.render().unwrap();
+        assert!(!before.contains("probe_success{check=\"web\"}"), "{before}");
+        assert!(
+            before.contains("keeper_check_status{check=\"web\"} 0"),
+            "{before}"
+        );
+        m.observe_sample(0, &Sample::down("refused"));
+        m.set_status(0, Color::Red);
+        let after = m.render().unwrap();
+        assert!(
+            after.contains("probe_success{check=\"web\"} 0\n"),
+            "{after}"
+        );
+        assert!(
+            after.contains("keeper_check_status{check=\"web\"} 2\n"),
+            "{after}"
+        );
+        assert!(!after.contains("probe_http_status_code{check"), "{after}");
     }
 }

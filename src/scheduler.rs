@@ -139,7 +139,7 @@ pub async fn run(
         for (i, planned) in timetable.take_due(Instant::now()) {
             let job = jobs[i].clone();
             if job.running.swap(true, Ordering::AcqRel) {
-                metrics.runs_skipped.with_label_values(&[&job.name]).inc();
+                metrics.run_skipped(i);
                 continue;
             }
             let permits = permits.clone();

@@ -77,16 +77,17 @@ fn main() -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
-        "checks  rate/s  checks/s  cpu_ms/check  peak_rss_MB  lag_p50_ms  lag_p99_ms  start_s"
+        "checks  rate/s  checks/s  cpu_ms/check  rss_MB  peak_rss_MB  lag_p50_ms  lag_p99_ms  start_s"
     );
     for &n in &args.checks {
         let r = rt.block_on(probe_run(&keeper_bin, dir.path(), target, n, &args, &hits))?;
         println!(
-            "{:>6}  {:>6.0}  {:>8.0}  {:>12.4}  {:>11.1}  {:>10}  {:>10}  {:>7.2}",
+            "{:>6}  {:>6.0}  {:>8.0}  {:>12.4}  {:>6.1}  {:>11.1}  {:>10}  {:>10}  {:>7.2}",
             n,
             r.planned_rate,
             r.checks_per_s,
             r.cpu_ms_per_check,
+            r.rss_mb,
             r.peak_rss_mb,
             r.lag_p50,
             r.lag_p99,
@@ -146,6 +147,7 @@ struct RunResult {
     planned_rate: f64,
     checks_per_s: f64,
     cpu_ms_per_check: f64,
+    rss_mb: f64,
     peak_rss_mb: f64,
     lag_p50: String,
     lag_p99: String,
@@ -210,6 +212,7 @@ async fn probe_run(
     }
     let start_s = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(args.warmup)).await;
+    let rss_mb = proc_status_kb(pid, "VmRSS:")? as f64 / 1024.0;
     let cpu0 = cpu_ticks(pid)?;
     let hits0 = hits.load(Ordering::Relaxed);
     let lag0 = lag_buckets(&http, &base).await?;
@@ -219,7 +222,7 @@ async fn probe_run(
     let hits1 = hits.load(Ordering::Relaxed);
     let lag1 = lag_buckets(&http, &base).await?;
     let elapsed = t0.elapsed().as_secs_f64();
-    let peak_rss_mb = peak_rss_kb(pid)? as f64 / 1024.0;
+    let peak_rss_mb = proc_status_kb(pid, "VmHWM:")? as f64 / 1024.0;
     drop(guard);
     let checks = (hits1 - hits0) as f64;
     let cpu_ms = (cpu1 - cpu0) as f64 * 1000.0 / ticks_per_second();
@@ -236,6 +239,7 @@ async fn probe_run(
         } else {
             f64::NAN
         },
+        rss_mb,
         peak_rss_mb,
         lag_p50: quantile(&lag, 0.50),
         lag_p99: quantile(&lag, 0.99),
@@ -264,15 +268,16 @@ fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     Ok(utime + stime)
 }
 
-fn peak_rss_kb(pid: u32) -> anyhow::Result<u64> {
+/// A `/proc/PID/status` field in kB (`VmRSS:`, `VmHWM:`).
+fn proc_status_kb(pid: u32, field: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next())
-        .context("VmHWM")?
+        .with_context(|| format!("{field} in /proc/{pid}/status"))?
         .parse()
-        .context("VmHWM value")
+        .with_context(|| format!("{field} value"))
 }
 
 /// Cumulative `keeper_scheduler_lag_seconds` buckets: (le, count).

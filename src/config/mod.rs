@@ -93,8 +93,9 @@ pub struct CheckConfig {
     pub labels: BTreeMap<String, String>,
     pub depends_on: Vec<CheckName>,
     pub down_severity: Severity,
-    /// Built-in, then `[defaults.thresholds]`, then the check's own: already layered.
-    pub thresholds: Thresholds,
+    /// Built-in, then `[defaults.thresholds]`, then the check's own: already
+    /// layered, and shared by every check without overrides of its own.
+    pub thresholds: Arc<Thresholds>,
     pub failures_before_alert: u32,
     pub successes_before_resolve: u32,
     pub probe: probe::Spec,

@@ -2,6 +2,7 @@
 //! Every struct denies unknown keys.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -50,7 +51,7 @@ pub struct ResolvedDefaults {
     pub failures_before_alert: u32,
     pub successes_before_resolve: u32,
     pub concurrency: usize,
-    pub thresholds: Thresholds,
+    pub thresholds: Arc<Thresholds>,
 }
 
 impl Defaults {
@@ -77,7 +78,7 @@ impl Defaults {
             )
             .unwrap_or(2),
             concurrency: self.concurrency.unwrap_or(256).max(1),
-            thresholds,
+            thresholds: Arc::new(thresholds),
         }
     }
 }
@@ -223,11 +224,11 @@ impl Common {
             }
         }
         let thresholds = match self.thresholds {
-            Some(raw) => {
-                defaults
-                    .thresholds
-                    .layered(&thresholds(&format!("{key}.thresholds"), raw, errors))
-            }
+            Some(raw) => Arc::new(defaults.thresholds.layered(&thresholds(
+                &format!("{key}.thresholds"),
+                raw,
+                errors,
+            ))),
             None => defaults.thresholds.clone(),
         };
         let failures = at_least_one(

@@ -11,8 +11,9 @@
 //! per connection (a verifier inside a shared `ClientConfig` cannot record
 //! anything per connection without races).
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use chrono::{DateTime, Utc};
 use rustls::client::WebPkiServerVerifier;
@@ -30,6 +31,9 @@ use super::{BuildError, CertInfo};
 #[derive(Clone, Debug)]
 pub struct Roots {
     store: Arc<RootCertStore>,
+    /// Configs without a `ca_file`, shared by every check that asks for the same
+    /// (`insecure_skip_verify`, ALPN): ten thousand checks, a handful of configs.
+    shared: Arc<Mutex<HashMap<(bool, Vec<Vec<u8>>), Tls>>>,
 }
 
 impl Roots {
@@ -51,6 +55,7 @@ impl Roots {
                 }
                 Roots {
                     store: Arc::new(store),
+                    shared: Arc::default(),
                 }
             })
             .clone()
@@ -97,6 +102,28 @@ impl Tls {
     /// Builds the client config from `roots` plus an optional `ca_file` (PEM,
     /// read now, at config time), offering the `alpn` protocols.
     pub fn new(
+        roots: &Roots,
+        ca_file: Option<&Path>,
+        insecure_skip_verify: bool,
+        alpn: &[&[u8]],
+    ) -> Result<Tls, BuildError> {
+        if ca_file.is_some() {
+            return Tls::build(roots, ca_file, insecure_skip_verify, alpn);
+        }
+        let key = (
+            insecure_skip_verify,
+            alpn.iter().map(|p| p.to_vec()).collect(),
+        );
+        let mut shared = roots.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(tls) = shared.get(&key) {
+            return Ok(tls.clone());
+        }
+        let tls = Tls::build(roots, None, insecure_skip_verify, alpn)?;
+        shared.insert(key, tls.clone());
+        Ok(tls)
+    }
+
+    fn build(
         roots: &Roots,
         ca_file: Option<&Path>,
         insecure_skip_verify: bool,

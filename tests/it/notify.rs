@@ -330,7 +330,7 @@ fn outbox(store: Store, channels: &[(&str, &Receiver)]) -> (Outbox, prometheus::
             (name.to_string(), spec.build(&http).expect("channel"))
         })
         .collect();
-    let counter = keeper::metrics::Metrics::new().notifications;
+    let counter = keeper::metrics::Metrics::new(&[]).notifications;
     let outbox = Outbox::new(store, Arc::new(channels), counter.clone())
         .with_backoff(Duration::from_millis(20), Duration::from_millis(100));
     (outbox, counter)
