@@ -8,7 +8,7 @@
 //!    and scheduler lag p50/p99 (from keeper's own histogram).
 //! 2. Sample writes: batched inserts into SQLite and PostgreSQL, rows/s.
 //!
-//! Usage: `cargo run --release --bin bench -- [--checks 100,1000,10000]
+//! Usage: `cargo run --release --bin bench -- [--checks 100,1000,10000 ("": none)]
 //!         [--rate 2000] [--seconds 20] [--warmup 5] [--samples 200000]`
 //! PostgreSQL from `KEEPER_TEST_PG_URL` (default postgres://postgres@127.0.0.1:5432).
 
@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use chrono::Utc;
 use keeper::classify::Color;
+use keeper::store::writer::DEFAULT_BATCH_SIZE;
 use keeper::store::{SampleRow, Store};
 
 struct Args {
@@ -50,6 +51,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--checks" => {
                 args.checks = value()?
                     .split(',')
+                    .filter(|n| !n.trim().is_empty())
                     .map(|n| n.trim().parse().context("--checks takes numbers"))
                     .collect::<Result<_, _>>()?
             }
@@ -99,11 +101,15 @@ fn main() -> anyhow::Result<()> {
     let sqlite_url = format!("sqlite://{}", dir.path().join("bench-samples.db").display());
     let (secs, rate) = rt.block_on(write_samples(&sqlite_url, args.samples))?;
     println!("sqlite    {:>7}  {secs:>7.3}  {rate:>8.0}", args.samples);
-    match rt.block_on(with_pg_database(&args.pg_url, |url| async move {
-        write_samples(&url, args.samples).await
-    })) {
-        Ok((secs, rate)) => println!("postgres  {:>7}  {secs:>7.3}  {rate:>8.0}", args.samples),
-        Err(e) => println!("postgres  skipped: {e:#}"),
+    // sqlx's default sslmode=prefer uses TLS when the server offers it.
+    for (label, suffix) in [("postgres", ""), ("pg-notls", "?sslmode=disable")] {
+        let written = rt.block_on(with_pg_database(&args.pg_url, |url| async move {
+            write_samples(&format!("{url}{suffix}"), args.samples).await
+        }));
+        match written {
+            Ok((secs, rate)) => println!("{label:9} {:>7}  {secs:>7.3}  {rate:>8.0}", args.samples),
+            Err(e) => println!("{label:9} failed: {e:#}"),
+        }
     }
     Ok(())
 }
@@ -322,7 +328,7 @@ fn quantile(cumulative: &[(f64, f64)], q: f64) -> String {
     "-".into()
 }
 
-/// Writes `n` samples in batches of 5,000 through the store; returns (seconds, rows/s).
+/// Writes `n` samples through the store in the writer's batches; returns (seconds, rows/s).
 async fn write_samples(url: &str, n: usize) -> anyhow::Result<(f64, f64)> {
     let store = Store::connect(url).await?;
     store.migrate().await?;
@@ -345,7 +351,7 @@ async fn write_samples(url: &str, n: usize) -> anyhow::Result<(f64, f64)> {
         })
         .collect();
     let started = Instant::now();
-    for batch in rows.chunks(5_000) {
+    for batch in rows.chunks(DEFAULT_BATCH_SIZE) {
         store.insert_samples(batch).await?;
     }
     let secs = started.elapsed().as_secs_f64();

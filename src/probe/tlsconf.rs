@@ -27,13 +27,16 @@ use rustls::{
 
 use super::{BuildError, CertInfo};
 
+/// (`insecure_skip_verify`, ALPN protocols): what tells shared configs apart.
+type SharedKey = (bool, Vec<Vec<u8>>);
+
 /// Trust anchors loaded once at start-up and shared by every probe.
 #[derive(Clone, Debug)]
 pub struct Roots {
     store: Arc<RootCertStore>,
     /// Configs without a `ca_file`, shared by every check that asks for the same
     /// (`insecure_skip_verify`, ALPN): ten thousand checks, a handful of configs.
-    shared: Arc<Mutex<HashMap<(bool, Vec<Vec<u8>>), Tls>>>,
+    shared: Arc<Mutex<HashMap<SharedKey, Tls>>>,
 }
 
 impl Roots {

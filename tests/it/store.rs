@@ -412,3 +412,15 @@ async fn store_urls_choose_the_backend() {
         Err(StoreError::UnsupportedUrl(_))
     ));
 }
+
+both_backends!(
+    async fn sample_text_with_tabs_newlines_and_backslashes_round_trips(db) {
+        let store = db.store().await;
+        let mut row = sample("odd\tname\\x", t(1), false);
+        row.message = "line one\nline\ttwo \\N back\\slash\r end".into();
+        row.status_code = None;
+        store.insert_samples(std::slice::from_ref(&row)).await.expect("insert");
+        let latest = store.latest_samples().await.expect("latest");
+        assert_eq!(latest, vec![row]);
+    }
+);
