@@ -10,4 +10,5 @@ mod e2e;
 mod metrics;
 mod notify;
 mod probes;
+mod scheduler;
 mod store;
