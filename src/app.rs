@@ -21,9 +21,11 @@ use crate::scheduler::{self, Job, Timetable};
 use crate::store::writer::{SampleBuffer, Writer};
 use crate::store::{Store, StoreError};
 
+// Shutdown budget (DESIGN: exit within 10 s): probes 4 s, then the sample
+// writer (gives up on its own after 4 s) and the outbox (2 s) side by side.
 /// How long in-flight probes get to finish at shutdown.
 const PROBE_GRACE: Duration = Duration::from_secs(4);
-/// How long the sample writer gets to flush at shutdown (it gives up on its own after 5 s).
+/// How long the sample writer gets to flush at shutdown.
 const FLUSH_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
@@ -210,15 +212,14 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
             scheduler_running.store(false, Ordering::Release);
             let _ = scheduler_task.await;
             let _ = engine_task.await;
+            // The writer flushes and the outbox finishes its sends side by side.
             stop_writer.cancel();
-            if tokio::time::timeout(FLUSH_GRACE, writer_task)
-                .await
-                .is_err()
-            {
+            stop_outbox.cancel();
+            let (writer_done, _) =
+                tokio::join!(tokio::time::timeout(FLUSH_GRACE, writer_task), outbox_task);
+            if writer_done.is_err() {
                 tracing::warn!("sample writer did not finish flushing in time");
             }
-            stop_outbox.cancel();
-            let _ = outbox_task.await;
             stop_http.cancel();
             let server_result = match server_result {
                 Some(r) => r,

@@ -38,6 +38,8 @@ const RETRY_AFTER_MAX: Duration = Duration::from_secs(3600);
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the loop looks for due rows when nobody wakes it.
 pub const DEFAULT_POLL: Duration = Duration::from_secs(1);
+/// How long shutdown waits for sends in flight (keeper exits within 10 s).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// Rows claimed per step.
 const BATCH: u32 = 500;
 
@@ -214,8 +216,17 @@ impl Outbox {
                 _ = tokio::time::sleep(self.poll) => {}
             }
         }
-        while let Some(done) = steps.join_next().await {
-            log_step(done);
+        let drain = async {
+            while let Some(done) = steps.join_next().await {
+                log_step(done);
+            }
+        };
+        if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+            // Still pending in the outbox: sent after the next start.
+            tracing::warn!(
+                grace = ?SHUTDOWN_GRACE,
+                "notifications still sending at shutdown; leaving them to the next start"
+            );
         }
     }
 
