@@ -47,10 +47,9 @@ pub struct Uptime {
 }
 
 /// Uptime over 24 h, 7 d and 30 d for `check`, or for every check when `None`.
-async fn uptimes(
-    state: &AppState,
-    check: Option<&str>,
-) -> Result<HashMap<String, Uptime>, ApiError> {
+/// Without the database the uptime is unknown (null), and the rest of the
+/// answer still comes from memory: an outage of storage must not blind people.
+async fn uptimes(state: &AppState, check: Option<&str>) -> HashMap<String, Uptime> {
     let now = Utc::now();
     let mut out: HashMap<String, Uptime> = HashMap::new();
     for (window, days) in [(Window::H24, 1), (Window::D7, 7), (Window::D30, 30)] {
@@ -62,8 +61,14 @@ async fn uptimes(
                 .await
                 .map(|pct| pct.map(|p| (name.to_string(), p)).into_iter().collect()),
             None => state.store.uptime_by_check(since).await,
-        }
-        .map_err(|e| ApiError::unavailable(format!("reading uptime: {e}")))?;
+        };
+        let per_check: HashMap<String, f64> = match per_check {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading uptime; answering without it");
+                return HashMap::new();
+            }
+        };
         for (name, pct) in per_check {
             let slot = out.entry(name).or_default();
             match window {
@@ -73,7 +78,7 @@ async fn uptimes(
             }
         }
     }
-    Ok(out)
+    out
 }
 
 #[derive(Clone, Copy)]
@@ -102,7 +107,7 @@ fn view(s: CheckStatus, uptime_pct: Uptime) -> CheckView {
 }
 
 async fn list_checks(State(state): State<AppState>) -> Result<Json<Vec<CheckView>>, ApiError> {
-    let mut uptime = uptimes(&state, None).await?;
+    let mut uptime = uptimes(&state, None).await;
     let checks = state.board.all();
     Ok(Json(
         checks
@@ -124,7 +129,7 @@ async fn get_check(
         .get(&name)
         .ok_or_else(|| ApiError::not_found(format!("no check named {name:?}")))?;
     let up = uptimes(&state, Some(&s.name))
-        .await?
+        .await
         .remove(&s.name)
         .unwrap_or_default();
     Ok(Json(view(s, up)))

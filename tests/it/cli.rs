@@ -144,3 +144,32 @@ async fn sigterm_stops_cleanly_and_flushes_samples() {
     );
     assert!(latest[0].up);
 }
+
+#[test]
+fn migrate_creates_the_sqlite_database_and_applies_the_migrations() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("fresh.db");
+    let config = dir.path().join("keeper.toml");
+    std::fs::write(
+        &config,
+        format!("[storage]\nurl = \"sqlite://{}\"\n", db.display()),
+    )
+    .unwrap();
+    let out = keeper()
+        .args(["migrate", "-c"])
+        .arg(&config)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(db.exists(), "the database file is created");
+    let again = keeper()
+        .args(["migrate", "-c"])
+        .arg(&config)
+        .output()
+        .expect("runs");
+    assert!(again.status.success(), "migrating twice is fine");
+}

@@ -204,3 +204,57 @@ pub fn metric_value(exposition: &str, series: &str) -> Option<f64> {
         .lines()
         .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
 }
+
+#[tokio::test]
+async fn probing_and_the_api_go_on_while_the_database_is_gone() {
+    crate::support::init();
+    let mut db = crate::support::db::TestDb::postgres().await;
+    let target = Target::start().await;
+    let hook = Receiver::start().await;
+    let smtp = SmtpServer::start().await;
+    let app = TestApp::start(&config(db.url(), &web_check(&target), &hook, &smtp)).await;
+    let metric = |name: &'static str| {
+        let app = &app;
+        async move { metric_value(&app.get_text("/metrics").await, name).unwrap_or(0.0) }
+    };
+    wait_until("a sample is written", Duration::from_secs(20), || async {
+        metric("keeper_samples_written_total").await > 0.0
+    })
+    .await;
+
+    db.drop_now().await;
+    let seen = target.requests();
+    wait_until(
+        "/readyz reports storage unreachable",
+        Duration::from_secs(20),
+        || async {
+            let resp = app
+                .http
+                .get(format!("{}/readyz", app.base))
+                .send()
+                .await
+                .unwrap();
+            resp.status() == 503 && resp.text().await.unwrap().contains("storage")
+        },
+    )
+    .await;
+    wait_until(
+        "probes go on without the database",
+        Duration::from_secs(20),
+        || async { target.requests() >= seen + 3 },
+    )
+    .await;
+    wait_until(
+        "unwritten samples wait in the buffer",
+        Duration::from_secs(20),
+        || async { metric("keeper_samples_pending").await > 0.0 },
+    )
+    .await;
+    let web = app.check("web").await;
+    assert_eq!(web["color"], "green", "{web}");
+    assert!(
+        web["uptime_pct"]["24h"].is_null(),
+        "uptime is unknown without the database: {web}"
+    );
+    app.stop().await;
+}
