@@ -56,14 +56,15 @@ impl Sink {
             message: sample.message.clone(),
         });
         // The engine only does memory work and rare transactions: waiting here is brief.
-        let _ = self
-            .engine
-            .send(Observation {
-                check,
-                sample,
-                verdict,
-            })
-            .await;
+        let observation = Observation {
+            check,
+            sample,
+            verdict,
+        };
+        if self.engine.send(observation).await.is_err() {
+            // Only while shutting down: the sample itself is already buffered for the store.
+            tracing::debug!(check = %config.name, "engine stopped; sample not classified");
+        }
     }
 }
 

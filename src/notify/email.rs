@@ -6,12 +6,13 @@
 //! reply is permanent, everything else (4xx, connection, TLS, timeout) transient.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, Message};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde::Deserialize;
 
@@ -32,6 +33,9 @@ pub struct Spec {
     pub smtp: String,
     pub from: String,
     pub to: Vec<String>,
+    /// Extra trusted CA certificates (PEM) for the server's TLS, beside the
+    /// bundled roots: for a relay with a private CA.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Clone)]
@@ -73,7 +77,7 @@ impl Email {
                     .map_err(|e| format!("invalid to address {a:?}: {e}"))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let (transport, server) = transport(&spec.smtp)?;
+        let (transport, server) = transport(&spec.smtp, spec.ca_file.as_deref())?;
         Ok(Email {
             transport,
             server,
@@ -108,7 +112,10 @@ impl Email {
 }
 
 /// Builds the transport from `smtp://` or `smtps://`; returns it with `host:port`.
-fn transport(raw: &str) -> Result<(AsyncSmtpTransport<Tokio1Executor>, String), String> {
+fn transport(
+    raw: &str,
+    ca_file: Option<&Path>,
+) -> Result<(AsyncSmtpTransport<Tokio1Executor>, String), String> {
     // The error never repeats the URL: its password may be in it.
     let url = url::Url::parse(raw).map_err(|e| format!("invalid smtp url: {e}"))?;
     let (implicit_tls, default_port) = match url.scheme() {
@@ -130,8 +137,17 @@ fn transport(raw: &str) -> Result<(AsyncSmtpTransport<Tokio1Executor>, String), 
         return Err("invalid smtp url: expected smtp[s]://[user:password@]host[:port] only".into());
     }
     let port = url.port().unwrap_or(default_port);
-    let tls_parameters =
-        TlsParameters::new(host.clone()).map_err(|e| format!("smtp tls setup for {host}: {e}"))?;
+    let mut tls_parameters = TlsParameters::builder(host.clone());
+    if let Some(path) = ca_file {
+        let pem =
+            std::fs::read(path).map_err(|e| format!("reading ca_file {}: {e}", path.display()))?;
+        let cert =
+            Certificate::from_pem(&pem).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+        tls_parameters = tls_parameters.add_root_certificate(cert);
+    }
+    let tls_parameters = tls_parameters
+        .build_rustls()
+        .map_err(|e| format!("smtp tls setup for {host}: {e}"))?;
     let tls = if implicit_tls {
         Tls::Wrapper(tls_parameters)
     } else {
@@ -177,6 +193,7 @@ mod tests {
             smtp: smtp.into(),
             from: from.into(),
             to: to.iter().map(|s| s.to_string()).collect(),
+            ca_file: None,
         }
     }
 

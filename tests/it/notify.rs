@@ -190,6 +190,7 @@ fn email_spec(smtp: &SmtpServer, to: &[&str]) -> email::Spec {
         smtp: smtp.url(),
         from: "Keeper <keeper@example.com>".into(),
         to: to.iter().map(|s| s.to_string()).collect(),
+        ca_file: None,
     }
 }
 
@@ -258,6 +259,7 @@ async fn email_unreachable_server_is_transient() {
         smtp: format!("smtp://user:pa%40ss@127.0.0.1:{port}"),
         from: "keeper@example.com".into(),
         to: vec!["ops@example.com".into()],
+        ca_file: None,
     };
     let e = email::Email::new(&spec)
         .expect("spec")
@@ -278,6 +280,7 @@ async fn email_invalid_address_is_refused_at_build() {
         smtp: "smtp://127.0.0.1:25".into(),
         from: "keeper@example.com".into(),
         to: vec!["oncall@example.com".into(), "not-an-address".into()],
+        ca_file: None,
     };
     let e = email::Email::new(&spec).expect_err("bad to");
     assert!(e.contains("not-an-address"), "{e}");
@@ -473,4 +476,62 @@ async fn outbox_run_delivers_soon_after_a_wake_up_and_stops_on_shutdown() {
         .await
         .expect("run stops on shutdown")
         .expect("run does not panic");
+}
+
+#[tokio::test]
+async fn email_upgrades_with_starttls_when_the_server_offers_it() {
+    crate::support::init();
+    let ca = crate::support::target::TestCa::new();
+    let leaf = ca.leaf_expiring_in(chrono::Duration::days(30));
+    let smtp = SmtpServer::start_tls(&leaf).await;
+    // aiosmtpd here requires STARTTLS: the message only arrives if the channel upgraded.
+    let trusting = email::Email::new(&email::Spec {
+        ca_file: Some(ca.ca_file().to_path_buf()),
+        ..email_spec(&smtp, &["oncall@example.com"])
+    })
+    .expect("email channel");
+    trusting
+        .send(&notification(EventKind::Opened, Severity::Critical))
+        .await
+        .expect("sent over STARTTLS");
+    let got = smtp.wait_for_messages(1, Duration::from_secs(10)).await;
+    assert!(
+        got[0].subject.starts_with("[CRITICAL] web opened"),
+        "{}",
+        got[0].subject
+    );
+
+    // Without the CA the upgrade fails: a transient error naming the certificate.
+    let untrusting =
+        email::Email::new(&email_spec(&smtp, &["oncall@example.com"])).expect("email channel");
+    let e = untrusting
+        .send(&notification(EventKind::Opened, Severity::Critical))
+        .await
+        .expect_err("untrusted certificate");
+    assert!(!e.permanent, "{e}");
+    assert!(e.message.to_lowercase().contains("certificate"), "{e}");
+}
+
+#[tokio::test]
+async fn email_speaks_implicit_tls_to_smtps() {
+    crate::support::init();
+    let ca = crate::support::target::TestCa::new();
+    let leaf = ca.leaf_expiring_in(chrono::Duration::days(30));
+    let smtp = SmtpServer::start_smtps(&leaf).await;
+    let channel = email::Email::new(&email::Spec {
+        smtp: smtp.smtps_url(),
+        ca_file: Some(ca.ca_file().to_path_buf()),
+        ..email_spec(&smtp, &["oncall@example.com"])
+    })
+    .expect("email channel");
+    channel
+        .send(&notification(EventKind::Resolved, Severity::High))
+        .await
+        .expect("sent over implicit TLS");
+    let got = smtp.wait_for_messages(1, Duration::from_secs(10)).await;
+    assert!(
+        got[0].subject.starts_with("[HIGH] web resolved"),
+        "{}",
+        got[0].subject
+    );
 }

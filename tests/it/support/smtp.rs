@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+use super::target::Leaf;
+
 const HANDLER: &str = r#"
 import email, email.policy, json, os
 
@@ -69,6 +71,13 @@ pub struct Received {
     pub body: String,
 }
 
+/// How the server protects the connection.
+enum Security<'a> {
+    Plain,
+    StartTls(&'a Leaf),
+    Implicit(&'a Leaf),
+}
+
 /// The running aiosmtpd; killed on drop.
 #[derive(Debug)]
 pub struct SmtpServer {
@@ -88,6 +97,26 @@ impl Drop for SmtpServer {
 impl SmtpServer {
     /// Starts aiosmtpd and waits until it accepts connections.
     pub async fn start() -> SmtpServer {
+        SmtpServer::spawn(Security::Plain).await
+    }
+
+    /// Starts aiosmtpd offering and requiring STARTTLS with this certificate
+    /// (it answers `530 Must issue a STARTTLS command first` to plain senders).
+    pub async fn start_tls(leaf: &Leaf) -> SmtpServer {
+        SmtpServer::spawn(Security::StartTls(leaf)).await
+    }
+
+    /// Starts aiosmtpd speaking TLS from the first byte (SMTPS); use [`Self::smtps_url`].
+    pub async fn start_smtps(leaf: &Leaf) -> SmtpServer {
+        SmtpServer::spawn(Security::Implicit(leaf)).await
+    }
+
+    /// `smtps://127.0.0.1:PORT`.
+    pub fn smtps_url(&self) -> String {
+        format!("smtps://127.0.0.1:{}", self.port)
+    }
+
+    async fn spawn(security: Security<'_>) -> SmtpServer {
         let python = python_with_aiosmtpd().await;
         let dir = tempfile::tempdir().expect("creating a temp dir for the SMTP server");
         let out = dir.path().join("messages");
@@ -97,10 +126,27 @@ impl SmtpServer {
         let log =
             std::fs::File::create(dir.path().join("aiosmtpd.log")).expect("creating the SMTP log");
         let port = free_port();
-        let child = Command::new(&python)
+        let mut command = Command::new(&python);
+        command
             .args(["-m", "aiosmtpd", "-n", "-l"])
             .arg(format!("127.0.0.1:{port}"))
-            .args(["-c", "keeper_sink.Sink"])
+            .args(["-c", "keeper_sink.Sink"]);
+        match security {
+            Security::Plain => {}
+            Security::StartTls(leaf) => {
+                let (cert, key) = leaf.write_pem(dir.path());
+                command.arg("--tlscert").arg(cert).arg("--tlskey").arg(key);
+            }
+            Security::Implicit(leaf) => {
+                let (cert, key) = leaf.write_pem(dir.path());
+                command
+                    .arg("--smtpscert")
+                    .arg(cert)
+                    .arg("--smtpskey")
+                    .arg(key);
+            }
+        }
+        let child = command
             .current_dir(dir.path())
             .env("PYTHONPATH", dir.path())
             .env("KEEPER_SMTP_OUT", &out)

@@ -486,6 +486,8 @@ impl TestCa {
         Leaf {
             chain: vec![cert.der().clone()],
             key: key.serialize_der(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
             not_after,
         }
     }
@@ -502,11 +504,23 @@ pub struct Leaf {
     /// The chain the server presents: the leaf alone.
     pub chain: Vec<CertificateDer<'static>>,
     key: Vec<u8>,
+    cert_pem: String,
+    key_pem: String,
     /// The leaf's notAfter, to the second.
     pub not_after: DateTime<Utc>,
 }
 
 impl Leaf {
+    /// Writes `cert.pem` and `key.pem` into `dir`, for servers that read files
+    /// (aiosmtpd); returns their paths.
+    pub fn write_pem(&self, dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+        let cert = dir.join("cert.pem");
+        let key = dir.join("key.pem");
+        std::fs::write(&cert, &self.cert_pem).expect("writing cert.pem");
+        std::fs::write(&key, &self.key_pem).expect("writing key.pem");
+        (cert, key)
+    }
+
     /// A rustls server config presenting this certificate.
     pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key.clone()));
