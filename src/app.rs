@@ -19,7 +19,7 @@ use crate::notify::outbox::Outbox;
 use crate::probe::tlsconf::Roots;
 use crate::scheduler::{self, Job, Timetable};
 use crate::store::writer::{SampleBuffer, Writer};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, retention};
 
 // Shutdown budget (DESIGN: exit within 10 s): probes 4 s, then the sample
 // writer (gives up on its own after 4 s) and the outbox (2 s) side by side.
@@ -172,7 +172,7 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
     let shutdown = CancellationToken::new();
     let stop_http = CancellationToken::new();
     let stop_writer = CancellationToken::new();
-    let stop_outbox = CancellationToken::new();
+    let stop_workers = CancellationToken::new();
     let server = tokio::spawn({
         let stop = stop_http.clone();
         async move {
@@ -182,8 +182,13 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
         }
     });
     let writer_task = tokio::spawn(writer.run(stop_writer.clone()));
-    let outbox_task = tokio::spawn(outbox.run(stop_outbox.clone()));
+    let outbox_task = tokio::spawn(outbox.run(stop_workers.clone()));
     let engine_task = tokio::spawn(engine.run(rx));
+    let retention_task = tokio::spawn(retention::run(
+        store.clone(),
+        config.storage.retention,
+        stop_workers.clone(),
+    ));
     let timetable = Timetable::new(
         config.checks.iter().map(|c| c.schedule.clone()).collect(),
         tokio::time::Instant::now(),
@@ -212,11 +217,14 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
             scheduler_running.store(false, Ordering::Release);
             let _ = scheduler_task.await;
             let _ = engine_task.await;
-            // The writer flushes and the outbox finishes its sends side by side.
+            // The writer flushes while the outbox finishes its sends and retention stops.
             stop_writer.cancel();
-            stop_outbox.cancel();
-            let (writer_done, _) =
-                tokio::join!(tokio::time::timeout(FLUSH_GRACE, writer_task), outbox_task);
+            stop_workers.cancel();
+            let (writer_done, _, _) = tokio::join!(
+                tokio::time::timeout(FLUSH_GRACE, writer_task),
+                outbox_task,
+                retention_task
+            );
             if writer_done.is_err() {
                 tracing::warn!("sample writer did not finish flushing in time");
             }

@@ -7,6 +7,7 @@
 //! committed together with their outbox rows in one transaction by [`Store::record`].
 
 pub mod postgres;
+pub mod retention;
 pub mod sqlite;
 pub mod writer;
 
@@ -168,6 +169,11 @@ impl Store {
     /// Writes a batch of samples in as few round trips as the backend allows.
     pub async fn insert_samples(&self, rows: &[SampleRow]) -> Result<(), StoreError> {
         each!(self, s => s.insert_samples(rows).await)
+    }
+
+    /// Deletes samples taken before `cutoff` (`storage.retention`); returns how many.
+    pub async fn delete_samples_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        each!(self, s => s.delete_samples_before(cutoff).await)
     }
 
     /// The newest sample of each check.

@@ -86,6 +86,15 @@ impl PgStore {
         Ok(())
     }
 
+    pub async fn delete_samples_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM samples WHERE at < $1")
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await
+            .doing("deleting samples past retention")?;
+        Ok(done.rows_affected())
+    }
+
     /// One `COPY … FROM STDIN` per batch (faster than UNNEST here: ~320k rows/s
     /// against ~190k in `bench`), sent in chunks of [`ROWS_PER_CHUNK`] rows.
     pub async fn insert_samples(&self, rows: &[SampleRow]) -> Result<(), StoreError> {

@@ -118,6 +118,15 @@ impl SqliteStore {
         Ok(())
     }
 
+    pub async fn delete_samples_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM samples WHERE at < ?")
+            .bind(cutoff.timestamp_millis())
+            .execute(&self.pool)
+            .await
+            .doing("deleting samples past retention")?;
+        Ok(done.rows_affected())
+    }
+
     /// Multi-row INSERTs of [`ROWS_PER_INSERT`] rows, all in one transaction.
     pub async fn insert_samples(&self, rows: &[SampleRow]) -> Result<(), StoreError> {
         if rows.is_empty() {

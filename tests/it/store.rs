@@ -424,3 +424,20 @@ both_backends!(
         assert_eq!(latest, vec![row]);
     }
 );
+
+both_backends!(
+    async fn retention_deletes_only_samples_past_it(db) {
+        let store = db.store().await;
+        let now = chrono::DateTime::from_timestamp_millis(chrono::Utc::now().timestamp_millis())
+            .expect("now, to the millisecond");
+        let old = sample("web", now - chrono::Duration::days(31), true);
+        let recent = sample("web", now - chrono::Duration::days(29), true);
+        store.insert_samples(&[old, recent.clone()]).await.expect("insert");
+        let deleted = keeper::store::retention::prune(&store, std::time::Duration::from_secs(30 * 86_400))
+            .await
+            .expect("prune");
+        assert_eq!(deleted, 1);
+        assert_eq!(db.count("samples").await, 1);
+        assert_eq!(store.latest_samples().await.expect("latest"), vec![recent]);
+    }
+);
