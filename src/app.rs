@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::engine::{Board, Engine};
+use crate::engine::{Board, Engine, Parts};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::notify::outbox::Outbox;
@@ -136,15 +136,16 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
     )
     .with_public_url(config.server.public_url.clone());
     let checks: Vec<_> = config.checks.iter().cloned().map(Arc::new).collect();
-    let (mut engine, sink, rx) = Engine::new(
+    let (mut engine, sink, engine_handle, engine_inputs) = Engine::new(Parts {
         checks,
-        config.routes.clone(),
-        store.clone(),
+        routes: config.routes.clone(),
+        repeat: config.severities.repeat.clone(),
+        store: store.clone(),
         buffer,
-        metrics.clone(),
-        outbox.waker(),
-        4096,
-    );
+        metrics: metrics.clone(),
+        outbox: outbox.waker(),
+        queue: 4096,
+    });
     engine.restore().await.map_err(|source| AppError::Store {
         url: redact(&config.storage.url),
         source,
@@ -166,6 +167,8 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
         board: board.clone(),
         metrics: metrics.clone(),
         store: store.clone(),
+        engine: engine_handle,
+        api_token: config.server.api_token.clone().map(Arc::from),
         scheduler_running: scheduler_running.clone(),
     });
 
@@ -183,7 +186,7 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
     });
     let writer_task = tokio::spawn(writer.run(stop_writer.clone()));
     let outbox_task = tokio::spawn(outbox.run(stop_workers.clone()));
-    let engine_task = tokio::spawn(engine.run(rx));
+    let engine_task = tokio::spawn(engine.run(engine_inputs));
     let retention_task = tokio::spawn(retention::run(
         store.clone(),
         config.storage.retention,

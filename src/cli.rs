@@ -1,5 +1,5 @@
 //! The command line (DESIGN.md §8): `run` (the default), `check-config`,
-//! `migrate`, and `status` (a client of the daemon's API).
+//! `migrate`, and the clients of a running daemon's API: `status`, `ack`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,6 +44,17 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Acknowledge an incident: its repeats stop (token from KEEPER_API_TOKEN).
+    Ack {
+        /// The incident's id.
+        incident: i64,
+        /// Who takes it on (default: $USER).
+        #[arg(long)]
+        by: Option<String>,
+        /// keeper's URL (default: from the config's server.listen).
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 /// Parses the command line and runs the verb.
@@ -78,7 +89,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("migrations applied to {}", app::redact(&config.storage.url));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Status { url } => status(&cli.config, url).await,
+        Command::Status { url } => status(&Api::new(&cli.config, url)?).await,
+        Command::Ack { incident, by, url } => {
+            let by = by.or_else(|| std::env::var("USER").ok());
+            ack(&Api::new(&cli.config, url)?, incident, by).await
+        }
     }
 }
 
@@ -197,26 +212,75 @@ pub fn describe(config: &Config) -> String {
     out
 }
 
-async fn status(path: &std::path::Path, url: Option<String>) -> anyhow::Result<ExitCode> {
-    let base = match url {
-        Some(u) => u,
-        None => format!("http://{}", load(path)?.server.listen),
-    };
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
-        .build()
-        .context("building the HTTP client")?;
-    let mut req = client.get(format!("{}/api/v1/checks", base.trim_end_matches('/')));
-    if let Ok(token) = std::env::var("KEEPER_API_TOKEN") {
-        req = req.bearer_auth(token);
+/// A client of a running keeper's API: `--url`, or `http://` + the config's
+/// `server.listen`; the token from `KEEPER_API_TOKEN`.
+struct Api {
+    base: String,
+    client: reqwest::Client,
+    token: Option<String>,
+}
+
+impl Api {
+    fn new(config: &std::path::Path, url: Option<String>) -> anyhow::Result<Api> {
+        let base = match url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => format!("http://{}", load(config)?.server.listen),
+        };
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .context("building the HTTP client")?;
+        let token = std::env::var("KEEPER_API_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty());
+        Ok(Api {
+            base,
+            client,
+            token,
+        })
     }
-    let resp = req
-        .send()
-        .await
-        .with_context(|| format!("asking keeper at {base}"))?;
-    if !resp.status().is_success() {
-        bail!("keeper at {base} answered {}", resp.status());
+
+    /// Sends a request to `path`; a non-2xx answer is an error carrying keeper's reason.
+    async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+        let req = match &self.token {
+            Some(token) => req.bearer_auth(token),
+            None => req,
+        };
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("asking keeper at {}", self.base))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let body: serde_json::Value = resp.json().await.unwrap_or_default();
+            let reason = body["error"].as_str().unwrap_or("no reason given");
+            bail!("keeper at {} answered {status}: {reason}", self.base);
+        }
+        Ok(resp)
     }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+async fn ack(api: &Api, incident: i64, by: Option<String>) -> anyhow::Result<ExitCode> {
+    let req = api
+        .client
+        .post(api.url(&format!("/api/v1/incidents/{incident}/ack")))
+        .json(&serde_json::json!({ "by": by }));
+    let resp = api.send(req).await?;
+    let view: serde_json::Value = resp.json().await.context("reading keeper's answer")?;
+    println!(
+        "incident {incident} ({}) acknowledged at {}",
+        view["check"].as_str().unwrap_or("?"),
+        view["acknowledged_at"].as_str().unwrap_or("?")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn status(api: &Api) -> anyhow::Result<ExitCode> {
+    let resp = api.send(api.client.get(api.url("/api/v1/checks"))).await?;
     let checks: Vec<serde_json::Value> = resp.json().await.context("reading keeper's answer")?;
     let mut worst = 0;
     for c in &checks {

@@ -3,6 +3,8 @@
 //! so a change the database could not take is simply decided again on the next
 //! sample. MTTA and MTTR are derived here too.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 
 use crate::classify::{Color, Severity};
@@ -14,17 +16,35 @@ use crate::store::Incident;
 pub struct OpenIncident {
     pub id: i64,
     pub severity: Severity,
+    pub color: Color,
+    pub message: String,
     pub started_at: DateTime<Utc>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    /// When people last heard of it (opened, escalated, reminded).
+    pub last_notified_at: DateTime<Utc>,
 }
 
-impl From<&Incident> for OpenIncident {
-    fn from(i: &Incident) -> Self {
+impl OpenIncident {
+    /// The engine's view of a stored incident last notified at `notified_at`.
+    pub fn new(i: &Incident, notified_at: DateTime<Utc>) -> Self {
         OpenIncident {
             id: i.id,
             severity: i.severity,
+            color: i.color,
+            message: i.message.clone(),
             started_at: i.started_at,
+            acknowledged_at: i.acknowledged_at,
+            last_notified_at: notified_at,
         }
     }
+}
+
+/// Whether an open incident is due to be sent again: unacknowledged, and its
+/// severity's response window has passed since people last heard of it.
+pub fn reminder_due(open: &OpenIncident, window: Duration, now: DateTime<Utc>) -> bool {
+    open.acknowledged_at.is_none()
+        && chrono::Duration::from_std(window)
+            .is_ok_and(|window| now - open.last_notified_at >= window)
 }
 
 /// A change to make to the check's incident.
@@ -99,8 +119,23 @@ mod tests {
         OpenIncident {
             id: 7,
             severity,
+            color: Color::Red,
+            message: "503".into(),
             started_at: Utc::now(),
+            acknowledged_at: None,
+            last_notified_at: Utc::now(),
         }
+    }
+
+    #[test]
+    fn reminders_fall_due_per_window_and_never_once_acknowledged() {
+        let mut o = open(Severity::Critical);
+        let window = Duration::from_secs(300);
+        let at = |s: i64| o.last_notified_at + chrono::Duration::seconds(s);
+        assert!(!reminder_due(&o, window, at(299)));
+        assert!(reminder_due(&o, window, at(300)));
+        o.acknowledged_at = Some(at(10));
+        assert!(!reminder_due(&o, window, at(3_000)));
     }
 
     #[test]

@@ -2,12 +2,15 @@
 //! and the JSON API. Routing and shared state here; handlers in their files.
 
 mod api;
+mod auth;
 mod error;
+mod incidents;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
@@ -15,9 +18,12 @@ use axum::routing::get;
 
 pub use error::ApiError;
 
-use crate::engine::Board;
+use crate::engine::{Board, EngineHandle};
 use crate::metrics::Metrics;
 use crate::store::Store;
+
+/// The largest request body accepted (API bodies are small JSON).
+const BODY_LIMIT: usize = 64 * 1024;
 
 /// What handlers share.
 #[derive(Clone)]
@@ -25,6 +31,10 @@ pub struct AppState {
     pub board: Board,
     pub metrics: Metrics,
     pub store: Store,
+    /// Incident changes (acknowledgements) go through the engine, which owns incidents.
+    pub engine: EngineHandle,
+    /// `server.api_token`: write endpoints need `Authorization: Bearer` with it when set.
+    pub api_token: Option<Arc<str>>,
     /// Set once the scheduler runs; cleared when shutting down.
     pub scheduler_running: Arc<AtomicBool>,
 }
@@ -34,8 +44,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .nest("/api/v1", api::router())
+        .nest("/api/v1", api::router().merge(incidents::router()))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
@@ -67,6 +79,13 @@ async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError>
         Ok(Err(e)) => Err(ApiError::unavailable(format!("storage unreachable: {e}"))),
         Err(_) => Err(ApiError::unavailable("storage did not answer within 2s")),
     }
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this path",
+    )
 }
 
 async fn not_found() -> ApiError {

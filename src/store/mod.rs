@@ -82,6 +82,63 @@ pub enum IncidentChange {
         message: String,
         at: DateTime<Utc>,
     },
+    /// Someone took the incident on: repeats stop. `NotFound` unless it is
+    /// open and not yet acknowledged.
+    Acknowledge {
+        id: i64,
+        by: Option<String>,
+        at: DateTime<Utc>,
+    },
+    /// The open incident was notified again (its response window passed).
+    Remind { id: i64, at: DateTime<Utc> },
+}
+
+/// Which incidents a listing wants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IncidentFilter {
+    Open,
+    Resolved,
+    All,
+}
+
+impl IncidentFilter {
+    /// The SQL condition, the same on both backends.
+    pub(crate) fn condition(self) -> &'static str {
+        match self {
+            IncidentFilter::Open => "resolved_at IS NULL",
+            IncidentFilter::Resolved => "resolved_at IS NOT NULL",
+            IncidentFilter::All => "TRUE",
+        }
+    }
+}
+
+impl std::str::FromStr for IncidentFilter {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "open" => Ok(IncidentFilter::Open),
+            "resolved" => Ok(IncidentFilter::Resolved),
+            "all" => Ok(IncidentFilter::All),
+            other => Err(format!(
+                "state must be open, resolved or all, not {other:?}"
+            )),
+        }
+    }
+}
+
+/// The timeline entry an incident change appends: (kind, detail).
+pub(crate) fn event_of(change: &IncidentChange) -> (&'static str, String) {
+    match change {
+        IncidentChange::Open { message, .. } => ("opened", message.clone()),
+        IncidentChange::Escalate { message, .. } => ("escalated", message.clone()),
+        IncidentChange::Resolve { message, .. } => ("resolved", message.clone()),
+        IncidentChange::Acknowledge { by, .. } => (
+            "acknowledged",
+            by.as_ref()
+                .map_or_else(String::new, |by| format!("by {by}")),
+        ),
+        IncidentChange::Remind { .. } => ("reminder", String::new()),
+    }
 }
 
 /// A notification to put in the outbox with an incident change. For
@@ -211,6 +268,15 @@ impl Store {
     /// Every incident not yet resolved (to restore state after a restart).
     pub async fn open_incidents(&self) -> Result<Vec<Incident>, StoreError> {
         each!(self, s => s.open_incidents().await)
+    }
+
+    /// Incidents matching `filter`, newest first, at most `limit`.
+    pub async fn incidents(
+        &self,
+        filter: IncidentFilter,
+        limit: u32,
+    ) -> Result<Vec<Incident>, StoreError> {
+        each!(self, s => s.incidents(filter, limit).await)
     }
 
     pub async fn incident(&self, id: i64) -> Result<Incident, StoreError> {

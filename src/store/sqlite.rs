@@ -14,8 +14,9 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use super::{
-    Doing, Incident, IncidentChange, IncidentEvent, OutboxEntry, Outgoing, SampleRow, StoreError,
-    decode_color, decode_notification, decode_severity, encode_notification, uptime_map,
+    Doing, Incident, IncidentChange, IncidentEvent, IncidentFilter, OutboxEntry, Outgoing,
+    SampleRow, StoreError, decode_color, decode_notification, decode_severity, encode_notification,
+    event_of, uptime_map,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -255,6 +256,26 @@ impl SqliteStore {
             .collect()
     }
 
+    pub async fn incidents(
+        &self,
+        filter: IncidentFilter,
+        limit: u32,
+    ) -> Result<Vec<Incident>, StoreError> {
+        let records: Vec<IncidentRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE {} \
+             ORDER BY started_at DESC, id DESC LIMIT ?",
+            filter.condition()
+        )))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .doing("listing incidents")?;
+        records
+            .into_iter()
+            .map(IncidentRecord::into_incident)
+            .collect()
+    }
+
     pub async fn incident(&self, id: i64) -> Result<Incident, StoreError> {
         let record: Option<IncidentRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?"
@@ -372,6 +393,7 @@ async fn apply_change(
     tx: &mut SqliteConnection,
     change: IncidentChange,
 ) -> Result<(IncidentRecord, i64), StoreError> {
+    let (kind, detail) = event_of(&change);
     let (record, kind, detail, at) = match change {
         IncidentChange::Open {
             check,
@@ -398,7 +420,7 @@ async fn apply_change(
                 }
                 other => other.doing("opening an incident")?,
             };
-            (record, "opened", message, at)
+            (record, kind, detail, at)
         }
         IncidentChange::Escalate {
             id,
@@ -418,14 +440,9 @@ async fn apply_change(
             .fetch_optional(&mut *tx)
             .await
             .doing("escalating an incident")?;
-            (
-                record.ok_or(StoreError::NotFound(id))?,
-                "escalated",
-                message,
-                at,
-            )
+            (record.ok_or(StoreError::NotFound(id))?, kind, detail, at)
         }
-        IncidentChange::Resolve { id, message, at } => {
+        IncidentChange::Resolve { id, at, .. } => {
             let record: Option<IncidentRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "UPDATE incidents SET resolved_at = ? \
                  WHERE id = ? AND resolved_at IS NULL RETURNING {INCIDENT_COLUMNS}"
@@ -435,12 +452,30 @@ async fn apply_change(
             .fetch_optional(&mut *tx)
             .await
             .doing("resolving an incident")?;
-            (
-                record.ok_or(StoreError::NotFound(id))?,
-                "resolved",
-                message,
-                at,
-            )
+            (record.ok_or(StoreError::NotFound(id))?, kind, detail, at)
+        }
+        IncidentChange::Acknowledge { id, at, .. } => {
+            let record: Option<IncidentRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "UPDATE incidents SET acknowledged_at = ? \
+                 WHERE id = ? AND resolved_at IS NULL AND acknowledged_at IS NULL \
+                 RETURNING {INCIDENT_COLUMNS}"
+            )))
+            .bind(at.timestamp_millis())
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .doing("acknowledging an incident")?;
+            (record.ok_or(StoreError::NotFound(id))?, kind, detail, at)
+        }
+        IncidentChange::Remind { id, at } => {
+            let record: Option<IncidentRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ? AND resolved_at IS NULL"
+            )))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .doing("reading an incident to remind of")?;
+            (record.ok_or(StoreError::NotFound(id))?, kind, detail, at)
         }
     };
     let at = at.timestamp_millis();

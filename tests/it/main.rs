@@ -4,6 +4,7 @@
 
 mod support;
 
+mod alerting;
 mod cli;
 mod config;
 mod e2e;

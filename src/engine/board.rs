@@ -1,0 +1,73 @@
+//! What people see of every check: a snapshot the engine updates and the API
+//! and status page read.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use crate::config::CheckConfig;
+use crate::state::CheckStatus;
+
+/// The current status of every check, for the API and status page.
+#[derive(Clone, Default)]
+pub struct Board {
+    inner: Arc<RwLock<BoardInner>>,
+}
+
+#[derive(Default)]
+struct BoardInner {
+    checks: Vec<CheckStatus>,
+    by_name: HashMap<String, usize>,
+}
+
+impl Board {
+    pub(super) fn new(checks: &[Arc<CheckConfig>]) -> Board {
+        let statuses: Vec<CheckStatus> = checks
+            .iter()
+            .map(|c| CheckStatus {
+                name: c.name.to_string(),
+                kind: c.probe.kind(),
+                target: c.probe.target(),
+                description: c.description.clone(),
+                labels: c.labels.clone(),
+                color: crate::classify::Color::Green,
+                severity: None,
+                message: "not run yet".into(),
+                since: None,
+                last_run_at: None,
+                latency_ms: None,
+                incident: None,
+            })
+            .collect();
+        let by_name = statuses
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), i))
+            .collect();
+        Board {
+            inner: Arc::new(RwLock::new(BoardInner {
+                checks: statuses,
+                by_name,
+            })),
+        }
+    }
+
+    pub fn all(&self) -> Vec<CheckStatus> {
+        self.inner
+            .read()
+            .map(|b| b.checks.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn get(&self, name: &str) -> Option<CheckStatus> {
+        let b = self.inner.read().ok()?;
+        b.by_name.get(name).map(|&i| b.checks[i].clone())
+    }
+
+    pub(super) fn update(&self, i: usize, f: impl FnOnce(&mut CheckStatus)) {
+        if let Ok(mut b) = self.inner.write()
+            && let Some(s) = b.checks.get_mut(i)
+        {
+            f(s);
+        }
+    }
+}

@@ -1,0 +1,536 @@
+//! The engine: the one task that owns every check's state and incidents.
+//! Samples come in through the [`Sink`] (which also feeds the metrics and the
+//! sample writer); the engine applies hysteresis, decides incident changes,
+//! sends reminders when a response window passes, takes acknowledgements,
+//! and commits each change with its outbox rows in one transaction. Nothing
+//! else mutates check state or incidents.
+
+mod board;
+mod sink;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::time::Instant;
+
+pub use board::Board;
+pub use sink::Sink;
+
+use crate::classify::{Color, Severity, Verdict};
+use crate::config::{CheckConfig, Route};
+use crate::incident::{self, Decision, OpenIncident};
+use crate::metrics::Metrics;
+use crate::notify::{EventKind, policy};
+use crate::probe::Sample;
+use crate::state::CheckState;
+use crate::store::writer::SampleBuffer;
+use crate::store::{Incident, IncidentChange, Store, StoreError};
+
+/// A classified sample on its way to the engine.
+#[derive(Debug)]
+pub struct Observation {
+    pub check: usize,
+    pub sample: Sample,
+    pub verdict: Verdict,
+}
+
+/// Why an acknowledgement was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AckError {
+    #[error("no incident {0}")]
+    NotFound(i64),
+    #[error("incident {0} is already resolved")]
+    Resolved(i64),
+    #[error("keeper is shutting down")]
+    Stopped,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Requests to the engine from the API.
+#[derive(Debug)]
+pub enum Command {
+    Acknowledge {
+        id: i64,
+        by: Option<String>,
+        reply: oneshot::Sender<Result<Incident, AckError>>,
+    },
+}
+
+/// How the API talks to the engine. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct EngineHandle {
+    commands: mpsc::Sender<Command>,
+}
+
+impl EngineHandle {
+    /// Acknowledges incident `id`: repeats stop and "acknowledged" is sent.
+    /// Acknowledging twice is not an error and notifies once.
+    pub async fn acknowledge(&self, id: i64, by: Option<String>) -> Result<Incident, AckError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Acknowledge { id, by, reply })
+            .await
+            .map_err(|_| AckError::Stopped)?;
+        answer.await.map_err(|_| AckError::Stopped)?
+    }
+}
+
+struct CheckRuntime {
+    config: Arc<CheckConfig>,
+    state: CheckState,
+    open: Option<OpenIncident>,
+}
+
+/// How long the engine leaves the database alone after it failed a change.
+const STORE_BACKOFF: Duration = Duration::from_secs(2);
+/// The longest the engine waits for the database to take one incident change.
+const STORE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often open incidents are looked at for reminders.
+const REMINDER_TICK: Duration = Duration::from_secs(1);
+
+pub struct Engine {
+    checks: Vec<CheckRuntime>,
+    routes: Vec<Route>,
+    /// Response window per severity: an unacknowledged open incident is sent again after it.
+    repeat: BTreeMap<Severity, Duration>,
+    store: Store,
+    board: Board,
+    metrics: Metrics,
+    outbox: Arc<Notify>,
+    store_backoff_until: Option<Instant>,
+}
+
+/// What the engine's parts are built from.
+pub struct Parts {
+    pub checks: Vec<Arc<CheckConfig>>,
+    pub routes: Vec<Route>,
+    pub repeat: BTreeMap<Severity, Duration>,
+    pub store: Store,
+    pub buffer: SampleBuffer,
+    pub metrics: Metrics,
+    /// Woken after every commit that queued notifications.
+    pub outbox: Arc<Notify>,
+    /// Samples that may wait for the engine.
+    pub queue: usize,
+}
+
+/// The engine's inputs, handed to [`Engine::run`].
+pub struct Inputs {
+    observations: mpsc::Receiver<Observation>,
+    commands: mpsc::Receiver<Command>,
+}
+
+impl Engine {
+    /// Builds the engine, the [`Sink`] probes feed, and the handle the API uses.
+    pub fn new(parts: Parts) -> (Engine, Sink, EngineHandle, Inputs) {
+        let (tx, observations) = mpsc::channel(parts.queue.max(1));
+        let (commands_tx, commands) = mpsc::channel(64);
+        let board = Board::new(&parts.checks);
+        let sink = Sink {
+            checks: parts.checks.clone().into(),
+            metrics: parts.metrics.clone(),
+            buffer: parts.buffer,
+            engine: tx,
+        };
+        let engine = Engine {
+            checks: parts
+                .checks
+                .into_iter()
+                .map(|config| CheckRuntime {
+                    config,
+                    state: CheckState::default(),
+                    open: None,
+                })
+                .collect(),
+            routes: parts.routes,
+            repeat: parts.repeat,
+            store: parts.store,
+            board,
+            metrics: parts.metrics,
+            outbox: parts.outbox,
+            store_backoff_until: None,
+        };
+        let handle = EngineHandle {
+            commands: commands_tx,
+        };
+        (
+            engine,
+            sink,
+            handle,
+            Inputs {
+                observations,
+                commands,
+            },
+        )
+    }
+
+    pub fn board(&self) -> Board {
+        self.board.clone()
+    }
+
+    /// Restores open incidents and the last sample of each check, so a restart
+    /// while a check fails sends no second "opened" and the recovery resolves
+    /// the same incident.
+    pub async fn restore(&mut self) -> Result<(), StoreError> {
+        let open = self.store.open_incidents().await?;
+        let latest = self.store.latest_samples().await?;
+        let now = Utc::now();
+        for (i, rt) in self.checks.iter_mut().enumerate() {
+            if let Some(inc) = open.iter().find(|inc| inc.check == *rt.config.name) {
+                rt.state = CheckState::restored(
+                    inc.color,
+                    inc.severity,
+                    inc.message.clone(),
+                    inc.started_at,
+                );
+                // The next reminder comes a full window after the restart.
+                rt.open = Some(OpenIncident::new(inc, now));
+            }
+            let last = latest.iter().find(|s| s.check == rt.config.name);
+            let state = rt.state.clone();
+            let incident = rt.open.as_ref().map(|o| o.id);
+            self.board.update(i, |s| {
+                s.color = state.color;
+                s.severity = state.severity;
+                s.since = state.since;
+                s.incident = incident;
+                if let Some(last) = last {
+                    s.message.clone_from(&last.message);
+                    s.last_run_at = Some(last.at);
+                    s.latency_ms = Some(last.latency_ms);
+                } else if !state.is_healthy() {
+                    s.message.clone_from(&state.reason);
+                }
+            });
+            self.metrics.set_status(i, state.color);
+        }
+        self.publish_open_counts();
+        Ok(())
+    }
+
+    /// Runs until every [`Sink`] is dropped and the sample queue is drained.
+    pub async fn run(mut self, inputs: Inputs) {
+        let Inputs {
+            mut observations,
+            mut commands,
+        } = inputs;
+        let mut tick = tokio::time::interval(REMINDER_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                obs = observations.recv() => match obs {
+                    Some(obs) => self.handle(obs).await,
+                    None => break,
+                },
+                Some(command) = commands.recv() => self.command(command).await,
+                _ = tick.tick() => self.remind(Utc::now()).await,
+            }
+        }
+    }
+
+    /// One step: takes one observation into account.
+    pub async fn handle(&mut self, obs: Observation) {
+        let Some(rt) = self.checks.get_mut(obs.check) else {
+            return;
+        };
+        let config = &rt.config;
+        rt.state.observe(
+            &obs.verdict,
+            obs.sample.at,
+            config.failures_before_alert,
+            config.successes_before_resolve,
+        );
+        self.metrics.set_status(obs.check, rt.state.color);
+        if let Some(decision) = incident::decide(&rt.state, rt.open.as_ref()) {
+            self.decided(obs.check, decision).await;
+        }
+        let rt = &self.checks[obs.check];
+        let state = rt.state.clone();
+        let incident = rt.open.as_ref().map(|o| o.id);
+        self.board.update(obs.check, |s| {
+            s.color = state.color;
+            s.severity = state.severity;
+            s.since = state.since;
+            s.message.clone_from(&obs.sample.message);
+            s.last_run_at = Some(obs.sample.at);
+            s.latency_ms = Some(obs.sample.latency_ms());
+            s.incident = incident;
+        });
+    }
+
+    async fn command(&mut self, command: Command) {
+        match command {
+            Command::Acknowledge { id, by, reply } => {
+                let result = self.acknowledge(id, by).await;
+                // The asker may have gone away (client disconnected): nothing to tell then.
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    /// One step: sends a reminder for every open, unacknowledged incident
+    /// whose response window has passed since it was last notified.
+    pub async fn remind(&mut self, now: DateTime<Utc>) {
+        let due: Vec<usize> = self
+            .checks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, rt)| {
+                let open = rt.open.as_ref()?;
+                let window = self.repeat.get(&open.severity)?;
+                incident::reminder_due(open, *window, now).then_some(i)
+            })
+            .collect();
+        for i in due {
+            let Some(open) = self.checks[i].open.clone() else {
+                continue;
+            };
+            let event = EventFacts::of(&open, EventKind::Reminder, now);
+            if self.outgoing(i, &event).is_empty() {
+                // No route wants it: nothing to remind anyone of.
+                if let Some(open) = &mut self.checks[i].open {
+                    open.last_notified_at = now;
+                }
+                continue;
+            }
+            let change = IncidentChange::Remind {
+                id: open.id,
+                at: now,
+            };
+            if self.commit(i, change, event).await.is_ok()
+                && let Some(open) = &mut self.checks[i].open
+            {
+                open.last_notified_at = now;
+            }
+        }
+    }
+
+    async fn acknowledge(&mut self, id: i64, by: Option<String>) -> Result<Incident, AckError> {
+        let Some(i) = self
+            .checks
+            .iter()
+            .position(|rt| rt.open.as_ref().is_some_and(|o| o.id == id))
+        else {
+            return match self.store.incident(id).await {
+                Ok(inc) if inc.resolved_at.is_some() => Err(AckError::Resolved(id)),
+                Ok(inc) => Ok(inc),
+                Err(StoreError::NotFound(_)) => Err(AckError::NotFound(id)),
+                Err(e) => Err(e.into()),
+            };
+        };
+        let open = self.checks[i].open.clone().ok_or(AckError::NotFound(id))?;
+        if open.acknowledged_at.is_some() {
+            return Ok(self.store.incident(id).await?);
+        }
+        let now = Utc::now();
+        let event = EventFacts::of(&open, EventKind::Acknowledged, now);
+        let change = IncidentChange::Acknowledge { id, by, at: now };
+        let incident = self.commit(i, change, event).await?;
+        if let Some(open) = &mut self.checks[i].open {
+            open.acknowledged_at = incident.acknowledged_at;
+        }
+        Ok(incident)
+    }
+
+    /// Turns a decision into an incident change and commits it.
+    async fn decided(&mut self, check: usize, decision: Decision) {
+        if let Some(until) = self.store_backoff_until {
+            if Instant::now() < until {
+                return;
+            }
+            self.store_backoff_until = None;
+        }
+        let now = Utc::now();
+        let open = self.checks[check].open.clone();
+        let started_at = open.as_ref().map_or(now, |o| o.started_at);
+        let (change, event) = match decision {
+            Decision::Open {
+                severity,
+                color,
+                message,
+            } => (
+                IncidentChange::Open {
+                    check: self.checks[check].config.name.to_string(),
+                    severity,
+                    color,
+                    message: message.clone(),
+                    at: now,
+                },
+                EventFacts {
+                    kind: EventKind::Opened,
+                    incident: 0,
+                    severity,
+                    color,
+                    message,
+                    started_at: now,
+                    at: now,
+                },
+            ),
+            Decision::Escalate {
+                id,
+                severity,
+                color,
+                message,
+            } => (
+                IncidentChange::Escalate {
+                    id,
+                    severity,
+                    color,
+                    message: message.clone(),
+                    at: now,
+                },
+                EventFacts {
+                    kind: EventKind::Escalated,
+                    incident: id,
+                    severity,
+                    color,
+                    message,
+                    started_at,
+                    at: now,
+                },
+            ),
+            Decision::Resolve { id, message } => (
+                IncidentChange::Resolve {
+                    id,
+                    message: message.clone(),
+                    at: now,
+                },
+                EventFacts {
+                    kind: EventKind::Resolved,
+                    incident: id,
+                    severity: open.as_ref().map_or(Severity::Low, |o| o.severity),
+                    color: Color::Green,
+                    message,
+                    started_at,
+                    at: now,
+                },
+            ),
+        };
+        let kind = event.kind;
+        match self.commit(check, change, event).await {
+            Ok(incident) => {
+                let rt = &mut self.checks[check];
+                rt.open = match kind {
+                    EventKind::Resolved => None,
+                    // A new or escalated incident was just notified; its acknowledgement stands.
+                    _ => Some(OpenIncident::new(&incident, now)),
+                };
+                self.publish_open_counts();
+            }
+            Err(StoreError::AlreadyOpen(_)) => {
+                // Another writer opened one first: adopt it.
+                match self.store.open_incidents().await {
+                    Ok(open) => {
+                        let rt = &mut self.checks[check];
+                        rt.open = open
+                            .iter()
+                            .find(|i| i.check == *rt.config.name)
+                            .map(|i| OpenIncident::new(i, now));
+                    }
+                    Err(e) => self.store_failed(&e),
+                }
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// The outbox rows an event of check `check` makes, by the routes.
+    fn outgoing(&self, check: usize, event: &EventFacts) -> Vec<crate::store::Outgoing> {
+        let config = &self.checks[check].config;
+        policy::route(
+            &self.routes,
+            &policy::Event {
+                check: &config.name,
+                labels: &config.labels,
+                kind: event.kind,
+                incident: event.incident,
+                severity: event.severity,
+                color: event.color,
+                message: &event.message,
+                started_at: event.started_at,
+                at: event.at,
+            },
+        )
+    }
+
+    /// Commits one incident change with its notifications, in one transaction,
+    /// and wakes the outbox. A failure backs the engine off the database for a while.
+    async fn commit(
+        &mut self,
+        check: usize,
+        change: IncidentChange,
+        event: EventFacts,
+    ) -> Result<Incident, StoreError> {
+        let outgoing = self.outgoing(check, &event);
+        let queued = outgoing.len();
+        let result = tokio::time::timeout(STORE_TIMEOUT, self.store.record(change, outgoing))
+            .await
+            .unwrap_or(Err(StoreError::Timeout(STORE_TIMEOUT)));
+        match &result {
+            Ok(incident) => {
+                tracing::info!(
+                    check = %self.checks[check].config.name,
+                    incident = incident.id,
+                    event = %event.kind,
+                    severity = %event.severity,
+                    notifications = queued,
+                    "incident {}", event.kind
+                );
+                if queued > 0 {
+                    self.outbox.notify_one();
+                }
+            }
+            Err(StoreError::AlreadyOpen(_)) => {}
+            Err(e) => self.store_failed(e),
+        }
+        result
+    }
+
+    fn store_failed(&mut self, e: &StoreError) {
+        tracing::error!(error = %e, "could not record an incident change; will retry");
+        self.metrics.store_errors.inc();
+        self.store_backoff_until = Some(Instant::now() + STORE_BACKOFF);
+    }
+
+    fn publish_open_counts(&self) {
+        for severity in Severity::ALL {
+            let n = self
+                .checks
+                .iter()
+                .filter(|rt| rt.open.as_ref().is_some_and(|o| o.severity == severity))
+                .count();
+            self.metrics.set_incidents_open(severity, n as i64);
+        }
+    }
+}
+
+/// The facts a notification is made from, owned.
+struct EventFacts {
+    kind: EventKind,
+    /// 0 for a new incident: the store fills in its id.
+    incident: i64,
+    severity: Severity,
+    color: Color,
+    message: String,
+    started_at: DateTime<Utc>,
+    at: DateTime<Utc>,
+}
+
+impl EventFacts {
+    /// An event about an open incident as it stands.
+    fn of(open: &OpenIncident, kind: EventKind, at: DateTime<Utc>) -> EventFacts {
+        EventFacts {
+            kind,
+            incident: open.id,
+            severity: open.severity,
+            color: open.color,
+            message: open.message.clone(),
+            started_at: open.started_at,
+            at,
+        }
+    }
+}

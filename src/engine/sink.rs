@@ -1,0 +1,52 @@
+//! The scheduler's output: each sample is classified once and fanned out to
+//! the metrics, the sample writer and the engine.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::Observation;
+use crate::classify::classify;
+use crate::config::CheckConfig;
+use crate::metrics::Metrics;
+use crate::probe::Sample;
+use crate::store::SampleRow;
+use crate::store::writer::SampleBuffer;
+
+/// The scheduler's output: fans each sample out to the metrics, the sample
+/// writer and the engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Sink {
+    pub(super) checks: Arc<[Arc<CheckConfig>]>,
+    pub(super) metrics: Metrics,
+    pub(super) buffer: SampleBuffer,
+    pub(super) engine: mpsc::Sender<Observation>,
+}
+
+impl Sink {
+    pub async fn deliver(&self, check: usize, sample: Sample) {
+        let config = &self.checks[check];
+        let verdict = classify(&sample, &config.thresholds, config.down_severity);
+        self.metrics.observe_sample(check, &sample);
+        self.buffer.push(SampleRow {
+            check: config.name.clone(),
+            at: sample.at,
+            duration_ms: sample.duration.as_secs_f64() * 1000.0,
+            up: sample.is_up(),
+            color: verdict.color,
+            status_code: sample.http.as_ref().map(|h| h.status),
+            latency_ms: sample.latency_ms(),
+            message: sample.message.clone(),
+        });
+        // The engine only does memory work and rare transactions: waiting here is brief.
+        let observation = Observation {
+            check,
+            sample,
+            verdict,
+        };
+        if self.engine.send(observation).await.is_err() {
+            // Only while shutting down: the sample itself is already buffered for the store.
+            tracing::debug!(check = %config.name, "engine stopped; sample not classified");
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! Incidents over the API: `GET /api/v1/incidents?state=open|resolved|all`
+//! (with timelines, MTTA and MTTR), `GET /api/v1/incidents/{id}`, and
+//! `POST /api/v1/incidents/{id}/ack` (bearer token when one is set).
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::auth::Authorized;
+use super::{ApiError, AppState};
+use crate::classify::{Color, Severity};
+use crate::engine::AckError;
+use crate::incident::{mtta_s, mttr_s};
+use crate::store::{Incident, IncidentFilter, StoreError};
+
+/// The most incidents one listing returns.
+const MAX_LIMIT: u32 = 1000;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/incidents", get(list))
+        .route("/incidents/{id}", get(one))
+        .route("/incidents/{id}/ack", post(acknowledge))
+}
+
+/// An incident as the API shows it (DESIGN.md §7).
+#[derive(Debug, Serialize)]
+pub struct IncidentView {
+    pub id: i64,
+    pub check: String,
+    /// `open` or `resolved`.
+    pub state: &'static str,
+    pub severity: Severity,
+    pub color: Color,
+    pub message: String,
+    pub started_at: DateTime<Utc>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub mtta_s: Option<i64>,
+    pub mttr_s: Option<i64>,
+    pub events: Vec<EventView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EventView {
+    pub at: DateTime<Utc>,
+    pub kind: String,
+    pub detail: String,
+}
+
+fn unavailable(e: StoreError) -> ApiError {
+    ApiError::unavailable(format!("reading incidents: {e}"))
+}
+
+async fn view(state: &AppState, incident: Incident) -> Result<IncidentView, ApiError> {
+    let events = state
+        .store
+        .incident_events(incident.id)
+        .await
+        .map_err(unavailable)?;
+    Ok(IncidentView {
+        id: incident.id,
+        state: if incident.resolved_at.is_some() {
+            "resolved"
+        } else {
+            "open"
+        },
+        mtta_s: mtta_s(&incident),
+        mttr_s: mttr_s(&incident),
+        check: incident.check,
+        severity: incident.severity,
+        color: incident.color,
+        message: incident.message,
+        started_at: incident.started_at,
+        acknowledged_at: incident.acknowledged_at,
+        resolved_at: incident.resolved_at,
+        events: events
+            .into_iter()
+            .map(|e| EventView {
+                at: e.at,
+                kind: e.kind,
+                detail: e.detail,
+            })
+            .collect(),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    state: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Vec<IncidentView>>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let filter: IncidentFilter = query
+        .state
+        .as_deref()
+        .unwrap_or("open")
+        .parse()
+        .map_err(|e: String| ApiError::new(StatusCode::BAD_REQUEST, e))?;
+    let limit = query.limit.unwrap_or(100).clamp(1, MAX_LIMIT);
+    let incidents = state
+        .store
+        .incidents(filter, limit)
+        .await
+        .map_err(unavailable)?;
+    let mut out = Vec::with_capacity(incidents.len());
+    for incident in incidents {
+        out.push(view(&state, incident).await?);
+    }
+    Ok(Json(out))
+}
+
+async fn one(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<IncidentView>, ApiError> {
+    let id = parse_id(&id)?;
+    let incident = match state.store.incident(id).await {
+        Ok(i) => i,
+        Err(StoreError::NotFound(_)) => {
+            return Err(ApiError::not_found(format!("no incident {id}")));
+        }
+        Err(e) => return Err(unavailable(e)),
+    };
+    Ok(Json(view(&state, incident).await?))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckBody {
+    /// Who takes the incident on.
+    by: Option<String>,
+}
+
+async fn acknowledge(
+    _: Authorized,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<IncidentView>, ApiError> {
+    let id = parse_id(&id)?;
+    let body = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+    let body: AckBody = if body.iter().all(u8::is_ascii_whitespace) {
+        AckBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}"))
+        })?
+    };
+    let by = body
+        .by
+        .map(|b| b.trim().to_string())
+        .filter(|b| !b.is_empty());
+    let incident = state
+        .engine
+        .acknowledge(id, by)
+        .await
+        .map_err(|e| match e {
+            AckError::NotFound(_) => ApiError::not_found(e.to_string()),
+            AckError::Resolved(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+            AckError::Stopped => ApiError::unavailable(e.to_string()),
+            AckError::Store(e) => unavailable(e),
+        })?;
+    Ok(Json(view(&state, incident).await?))
+}
+
+fn parse_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse().ok().filter(|id: &i64| *id > 0).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{raw:?} is not an incident id"),
+        )
+    })
+}
