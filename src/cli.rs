@@ -1,5 +1,6 @@
 //! The command line (DESIGN.md §8): `run` (the default), `check-config`,
-//! `migrate`, and the clients of a running daemon's API: `status`, `ack`.
+//! `migrate`, and the clients of a running daemon's API: `status`, `ack`,
+//! `silence`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +41,20 @@ enum Command {
     Migrate,
     /// Show every check's current state, from a running keeper.
     Status {
+        /// keeper's URL (default: from the config's server.listen).
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Silence a check's notifications for a while (token from KEEPER_API_TOKEN).
+    Silence {
+        /// The check to silence.
+        check: String,
+        /// How long: 30m, 1h, 2h30m…
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: String,
+        /// Why (shown with the silence).
+        #[arg(long, default_value = "")]
+        comment: String,
         /// keeper's URL (default: from the config's server.listen).
         #[arg(long)]
         url: Option<String>,
@@ -90,6 +105,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { url } => status(&Api::new(&cli.config, url)?).await,
+        Command::Silence {
+            check,
+            duration,
+            comment,
+            url,
+        } => silence(&Api::new(&cli.config, url)?, &check, &duration, &comment).await,
         Command::Ack { incident, by, url } => {
             let by = by.or_else(|| std::env::var("USER").ok());
             ack(&Api::new(&cli.config, url)?, incident, by).await
@@ -275,6 +296,33 @@ async fn ack(api: &Api, incident: i64, by: Option<String>) -> anyhow::Result<Exi
         "incident {incident} ({}) acknowledged at {}",
         view["check"].as_str().unwrap_or("?"),
         view["acknowledged_at"].as_str().unwrap_or("?")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn silence(
+    api: &Api,
+    check: &str,
+    duration: &str,
+    comment: &str,
+) -> anyhow::Result<ExitCode> {
+    let body = serde_json::json!({
+        "check": check,
+        "for": duration,
+        "comment": comment,
+        "by": std::env::var("USER").ok(),
+    });
+    let req = api.client.post(api.url("/api/v1/silences")).json(&body);
+    let created: serde_json::Value = api
+        .send(req)
+        .await?
+        .json()
+        .await
+        .context("reading keeper's answer")?;
+    println!(
+        "silence {} on {check} until {}",
+        created["id"],
+        created["ends_at"].as_str().unwrap_or("?")
     );
     Ok(ExitCode::SUCCESS)
 }

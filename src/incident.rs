@@ -22,6 +22,10 @@ pub struct OpenIncident {
     pub acknowledged_at: Option<DateTime<Utc>>,
     /// When people last heard of it (opened, escalated, reminded).
     pub last_notified_at: DateTime<Utc>,
+    /// Whether its opening was notified; false while held back.
+    pub notified: bool,
+    /// What held its opening back, for the timeline when it goes out.
+    pub held_by: Option<String>,
 }
 
 impl OpenIncident {
@@ -35,14 +39,17 @@ impl OpenIncident {
             started_at: i.started_at,
             acknowledged_at: i.acknowledged_at,
             last_notified_at: notified_at,
+            notified: i.notified_at.is_some(),
+            held_by: None,
         }
     }
 }
 
-/// Whether an open incident is due to be sent again: unacknowledged, and its
-/// severity's response window has passed since people last heard of it.
+/// Whether an open incident is due to be sent again: notified, unacknowledged,
+/// and its severity's response window has passed since people last heard of it.
 pub fn reminder_due(open: &OpenIncident, window: Duration, now: DateTime<Utc>) -> bool {
-    open.acknowledged_at.is_none()
+    open.notified
+        && open.acknowledged_at.is_none()
         && chrono::Duration::from_std(window)
             .is_ok_and(|window| now - open.last_notified_at >= window)
 }
@@ -124,6 +131,8 @@ mod tests {
             started_at: Utc::now(),
             acknowledged_at: None,
             last_notified_at: Utc::now(),
+            notified: true,
+            held_by: None,
         }
     }
 
@@ -136,6 +145,12 @@ mod tests {
         assert!(reminder_due(&o, window, at(300)));
         o.acknowledged_at = Some(at(10));
         assert!(!reminder_due(&o, window, at(3_000)));
+        o.acknowledged_at = None;
+        o.notified = false;
+        assert!(
+            !reminder_due(&o, window, at(3_000)),
+            "held back: nobody heard of it yet"
+        );
     }
 
     #[test]

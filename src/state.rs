@@ -18,6 +18,8 @@ pub struct CheckState {
     pub reason: String,
     /// When `color` last changed.
     pub since: Option<DateTime<Utc>>,
+    /// When the latest non-green sample was taken.
+    pub last_failure_at: Option<DateTime<Utc>>,
     fail_streak: u32,
     ok_streak: u32,
 }
@@ -42,6 +44,7 @@ impl Default for CheckState {
             severity: None,
             reason: String::new(),
             since: None,
+            last_failure_at: None,
             fail_streak: 0,
             ok_streak: 0,
         }
@@ -62,6 +65,7 @@ impl CheckState {
             severity: Some(severity),
             reason,
             since: Some(since),
+            last_failure_at: None,
             fail_streak: 0,
             ok_streak: 0,
         }
@@ -69,6 +73,13 @@ impl CheckState {
 
     pub fn is_healthy(&self) -> bool {
         self.color == Color::Green
+    }
+
+    /// Non-green, or green but its latest sample failed: what a dependent
+    /// looks at, so that a dependency's first failure already holds its
+    /// dependents' pages back.
+    pub fn is_failing(&self) -> bool {
+        !self.is_healthy() || self.fail_streak > 0
     }
 
     /// Takes one verdict into account.
@@ -100,6 +111,7 @@ impl CheckState {
         }
         self.ok_streak = 0;
         self.fail_streak = self.fail_streak.saturating_add(1);
+        self.last_failure_at = Some(at);
         if self.is_healthy() {
             if self.fail_streak < failures_before_alert {
                 return Change::None;

@@ -27,7 +27,7 @@ use crate::notify::{EventKind, policy};
 use crate::probe::Sample;
 use crate::state::CheckState;
 use crate::store::writer::SampleBuffer;
-use crate::store::{Incident, IncidentChange, Store, StoreError};
+use crate::store::{Incident, IncidentChange, NewSilence, Silence, Store, StoreError};
 
 /// A classified sample on its way to the engine.
 #[derive(Debug)]
@@ -58,6 +58,14 @@ pub enum Command {
         by: Option<String>,
         reply: oneshot::Sender<Result<Incident, AckError>>,
     },
+    Silence {
+        silence: NewSilence,
+        reply: oneshot::Sender<Result<Silence, StoreError>>,
+    },
+    EndSilence {
+        id: i64,
+        reply: oneshot::Sender<Result<Silence, StoreError>>,
+    },
 }
 
 /// How the API talks to the engine. Cheap to clone.
@@ -77,10 +85,34 @@ impl EngineHandle {
             .map_err(|_| AckError::Stopped)?;
         answer.await.map_err(|_| AckError::Stopped)?
     }
+
+    /// Creates a silence: matching checks' notifications are held back until it ends.
+    pub async fn silence(&self, silence: NewSilence) -> Result<Silence, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.ask(Command::Silence { silence, reply }, answer).await
+    }
+
+    /// Ends a silence now; incidents it held back are notified then.
+    pub async fn end_silence(&self, id: i64) -> Result<Silence, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.ask(Command::EndSilence { id, reply }, answer).await
+    }
+
+    async fn ask<T>(
+        &self,
+        command: Command,
+        answer: oneshot::Receiver<Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let stopped = || StoreError::Corrupt("keeper is shutting down".into());
+        self.commands.send(command).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
 }
 
 struct CheckRuntime {
     config: Arc<CheckConfig>,
+    /// Indices of the checks it `depends_on`.
+    deps: Vec<usize>,
     state: CheckState,
     open: Option<OpenIncident>,
 }
@@ -97,6 +129,8 @@ pub struct Engine {
     routes: Vec<Route>,
     /// Response window per severity: an unacknowledged open incident is sent again after it.
     repeat: BTreeMap<Severity, Duration>,
+    /// Silences not yet ended, as the store has them.
+    silences: Vec<Silence>,
     store: Store,
     board: Board,
     metrics: Metrics,
@@ -136,16 +170,35 @@ impl Engine {
             buffer: parts.buffer,
             engine: tx,
         };
+        let index: std::collections::HashMap<&str, usize> = parts
+            .checks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (&*c.name, i))
+            .collect();
+        let deps: Vec<Vec<usize>> = parts
+            .checks
+            .iter()
+            .map(|c| {
+                c.depends_on
+                    .iter()
+                    .filter_map(|d| index.get(&**d).copied())
+                    .collect()
+            })
+            .collect();
         let engine = Engine {
             checks: parts
                 .checks
                 .into_iter()
-                .map(|config| CheckRuntime {
+                .zip(deps)
+                .map(|(config, deps)| CheckRuntime {
                     config,
+                    deps,
                     state: CheckState::default(),
                     open: None,
                 })
                 .collect(),
+            silences: Vec::new(),
             routes: parts.routes,
             repeat: parts.repeat,
             store: parts.store,
@@ -179,6 +232,7 @@ impl Engine {
         let open = self.store.open_incidents().await?;
         let latest = self.store.latest_samples().await?;
         let now = Utc::now();
+        self.silences = self.store.silences(now).await?;
         for (i, rt) in self.checks.iter_mut().enumerate() {
             if let Some(inc) = open.iter().find(|inc| inc.check == *rt.config.name) {
                 rt.state = CheckState::restored(
@@ -227,7 +281,7 @@ impl Engine {
                     None => break,
                 },
                 Some(command) = commands.recv() => self.command(command).await,
-                _ = tick.tick() => self.remind(Utc::now()).await,
+                _ = tick.tick() => self.tick(Utc::now()).await,
             }
         }
     }
@@ -264,17 +318,93 @@ impl Engine {
 
     async fn command(&mut self, command: Command) {
         match command {
+            // The asker may have gone away (client disconnected): nothing to tell then.
             Command::Acknowledge { id, by, reply } => {
-                let result = self.acknowledge(id, by).await;
-                // The asker may have gone away (client disconnected): nothing to tell then.
-                let _ = reply.send(result);
+                let _ = reply.send(self.acknowledge(id, by).await);
+            }
+            Command::Silence { silence, reply } => {
+                let created = self.store.create_silence(&silence).await;
+                if let Ok(s) = &created {
+                    self.silences.push(s.clone());
+                }
+                let _ = reply.send(created);
+            }
+            Command::EndSilence { id, reply } => {
+                let ended = self.store.expire_silence(id, Utc::now()).await;
+                if let Ok(ended) = &ended {
+                    self.silences.retain(|s| s.id != ended.id);
+                    // Held openings go out at once, not at the next tick.
+                    self.release_held(Utc::now()).await;
+                }
+                let _ = reply.send(ended);
+            }
+        }
+    }
+
+    /// Why check `i`'s notifications are held back at `now`, if they are.
+    fn hold(&self, i: usize, now: DateTime<Utc>) -> Option<String> {
+        let rt = &self.checks[i];
+        let deps: Vec<policy::Dependency<'_>> = rt
+            .deps
+            .iter()
+            .map(|&d| policy::Dependency {
+                name: &self.checks[d].config.name,
+                state: &self.checks[d].state,
+            })
+            .collect();
+        policy::hold(
+            &rt.config.name,
+            &rt.config.labels,
+            &rt.state,
+            &deps,
+            &self.silences,
+            now,
+        )
+    }
+
+    /// One step of the clock: held-back openings whose hold ended go out,
+    /// then reminders; ended silences are forgotten.
+    pub async fn tick(&mut self, now: DateTime<Utc>) {
+        self.silences.retain(|s| s.ends_at > now);
+        self.release_held(now).await;
+        self.remind(now).await;
+    }
+
+    /// Notifies the opening of every held-back incident whose hold has ended.
+    async fn release_held(&mut self, now: DateTime<Utc>) {
+        let due: Vec<usize> = (0..self.checks.len())
+            .filter(|&i| {
+                self.checks[i].open.as_ref().is_some_and(|o| !o.notified)
+                    && self.hold(i, now).is_none()
+            })
+            .collect();
+        for i in due {
+            let Some(open) = self.checks[i].open.clone() else {
+                continue;
+            };
+            let reason = open.held_by.as_ref().map_or_else(
+                || "held back until now".to_string(),
+                |h| format!("held back while {h}"),
+            );
+            let event = EventFacts::of(&open, EventKind::Opened, now);
+            let change = IncidentChange::Notify {
+                id: open.id,
+                reason,
+                at: now,
+            };
+            if self.commit(i, change, Some(event)).await.is_ok()
+                && let Some(open) = &mut self.checks[i].open
+            {
+                open.notified = true;
+                open.held_by = None;
+                open.last_notified_at = now;
             }
         }
     }
 
     /// One step: sends a reminder for every open, unacknowledged incident
     /// whose response window has passed since it was last notified.
-    pub async fn remind(&mut self, now: DateTime<Utc>) {
+    async fn remind(&mut self, now: DateTime<Utc>) {
         let due: Vec<usize> = self
             .checks
             .iter()
@@ -284,6 +414,7 @@ impl Engine {
                 let window = self.repeat.get(&open.severity)?;
                 incident::reminder_due(open, *window, now).then_some(i)
             })
+            .filter(|&i| self.hold(i, now).is_none())
             .collect();
         for i in due {
             let Some(open) = self.checks[i].open.clone() else {
@@ -301,7 +432,7 @@ impl Engine {
                 id: open.id,
                 at: now,
             };
-            if self.commit(i, change, event).await.is_ok()
+            if self.commit(i, change, Some(event)).await.is_ok()
                 && let Some(open) = &mut self.checks[i].open
             {
                 open.last_notified_at = now;
@@ -327,7 +458,10 @@ impl Engine {
             return Ok(self.store.incident(id).await?);
         }
         let now = Utc::now();
-        let event = EventFacts::of(&open, EventKind::Acknowledged, now);
+        // Who never heard of it needs no word that it is taken care of.
+        let event = open
+            .notified
+            .then(|| EventFacts::of(&open, EventKind::Acknowledged, now));
         let change = IncidentChange::Acknowledge { id, by, at: now };
         let incident = self.commit(i, change, event).await?;
         if let Some(open) = &mut self.checks[i].open {
@@ -336,7 +470,9 @@ impl Engine {
         Ok(incident)
     }
 
-    /// Turns a decision into an incident change and commits it.
+    /// Turns a decision into an incident change and commits it, notifying
+    /// people unless the check is held back (a dependency failing, a silence).
+    /// A resolve is always notified when the opening was.
     async fn decided(&mut self, check: usize, decision: Decision) {
         if let Some(until) = self.store_backoff_until {
             if Instant::now() < until {
@@ -345,7 +481,9 @@ impl Engine {
             self.store_backoff_until = None;
         }
         let now = Utc::now();
+        let hold = self.hold(check, now);
         let open = self.checks[check].open.clone();
+        let notified = open.as_ref().is_some_and(|o| o.notified);
         let started_at = open.as_ref().map_or(now, |o| o.started_at);
         let (change, event) = match decision {
             Decision::Open {
@@ -359,8 +497,9 @@ impl Engine {
                     color,
                     message: message.clone(),
                     at: now,
+                    notify: hold.is_none(),
                 },
-                EventFacts {
+                hold.is_none().then_some(EventFacts {
                     kind: EventKind::Opened,
                     incident: 0,
                     severity,
@@ -368,7 +507,7 @@ impl Engine {
                     message,
                     started_at: now,
                     at: now,
-                },
+                }),
             ),
             Decision::Escalate {
                 id,
@@ -383,7 +522,7 @@ impl Engine {
                     message: message.clone(),
                     at: now,
                 },
-                EventFacts {
+                (notified && hold.is_none()).then_some(EventFacts {
                     kind: EventKind::Escalated,
                     incident: id,
                     severity,
@@ -391,7 +530,7 @@ impl Engine {
                     message,
                     started_at,
                     at: now,
-                },
+                }),
             ),
             Decision::Resolve { id, message } => (
                 IncidentChange::Resolve {
@@ -399,7 +538,7 @@ impl Engine {
                     message: message.clone(),
                     at: now,
                 },
-                EventFacts {
+                notified.then_some(EventFacts {
                     kind: EventKind::Resolved,
                     incident: id,
                     severity: open.as_ref().map_or(Severity::Low, |o| o.severity),
@@ -407,17 +546,27 @@ impl Engine {
                     message,
                     started_at,
                     at: now,
-                },
+                }),
             ),
         };
-        let kind = event.kind;
+        let resolving = matches!(change, IncidentChange::Resolve { .. });
         match self.commit(check, change, event).await {
             Ok(incident) => {
                 let rt = &mut self.checks[check];
-                rt.open = match kind {
-                    EventKind::Resolved => None,
-                    // A new or escalated incident was just notified; its acknowledgement stands.
-                    _ => Some(OpenIncident::new(&incident, now)),
+                rt.open = if resolving {
+                    None
+                } else {
+                    // Just opened or escalated: the acknowledgement and notification state stand.
+                    let mut now_open = OpenIncident::new(&incident, now);
+                    if let Some(before) = &open {
+                        now_open.last_notified_at = if notified && hold.is_none() {
+                            now
+                        } else {
+                            before.last_notified_at
+                        };
+                    }
+                    now_open.held_by = if now_open.notified { None } else { hold };
+                    Some(now_open)
                 };
                 self.publish_open_counts();
             }
@@ -457,16 +606,20 @@ impl Engine {
         )
     }
 
-    /// Commits one incident change with its notifications, in one transaction,
-    /// and wakes the outbox. A failure backs the engine off the database for a while.
+    /// Commits one incident change with the notifications of `event` (none
+    /// when `None`), in one transaction, and wakes the outbox. A failure backs
+    /// the engine off the database for a while.
     async fn commit(
         &mut self,
         check: usize,
         change: IncidentChange,
-        event: EventFacts,
+        event: Option<EventFacts>,
     ) -> Result<Incident, StoreError> {
-        let outgoing = self.outgoing(check, &event);
+        let outgoing = event
+            .as_ref()
+            .map_or_else(Vec::new, |e| self.outgoing(check, e));
         let queued = outgoing.len();
+        let (kind, _) = crate::store::event_of(&change);
         let result = tokio::time::timeout(STORE_TIMEOUT, self.store.record(change, outgoing))
             .await
             .unwrap_or(Err(StoreError::Timeout(STORE_TIMEOUT)));
@@ -475,10 +628,10 @@ impl Engine {
                 tracing::info!(
                     check = %self.checks[check].config.name,
                     incident = incident.id,
-                    event = %event.kind,
-                    severity = %event.severity,
+                    event = kind,
+                    severity = %incident.severity,
                     notifications = queued,
-                    "incident {}", event.kind
+                    "incident {kind}"
                 );
                 if queued > 0 {
                     self.outbox.notify_one();

@@ -5,6 +5,7 @@ mod api;
 mod auth;
 mod error;
 mod incidents;
+mod silences;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,7 +45,12 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .nest("/api/v1", api::router().merge(incidents::router()))
+        .nest(
+            "/api/v1",
+            api::router()
+                .merge(incidents::router())
+                .merge(silences::router()),
+        )
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -1,9 +1,10 @@
-//! Notification policy, pure: which channels hear about an incident change.
-//! Routes match by severity and labels; every matching route's channels get
-//! the notification, each channel once.
+//! Notification policy, pure: which channels hear about an incident change
+//! ([`route`]: routes match by severity and labels; every matching route's
+//! channels get the notification, each channel once), and whether a check's
+//! notifications are held back right now ([`hold`]: a dependency failing, a
+//! silence).
 //!
-//! Not yet here (issue 3): repeats, acknowledgement, silences, maintenance,
-//! depends_on suppression and `group_wait` folding.
+//! Not yet here (issue 3): maintenance windows and `group_wait` folding.
 
 use std::collections::BTreeMap;
 
@@ -12,7 +13,8 @@ use chrono::{DateTime, Utc};
 use super::{EventKind, Notification};
 use crate::classify::{Color, Severity};
 use crate::config::Route;
-use crate::store::Outgoing;
+use crate::state::CheckState;
+use crate::store::{Outgoing, Silence};
 
 /// The facts of an incident change a notification is made from.
 #[derive(Clone, Debug)]
@@ -66,6 +68,59 @@ pub fn route(routes: &[Route], event: &Event<'_>) -> Vec<Outgoing> {
         .collect()
 }
 
+/// A check's dependency as the policy sees it.
+pub struct Dependency<'a> {
+    pub name: &'a str,
+    pub state: &'a CheckState,
+}
+
+/// Why notifications about `check` are held back at `now`, if they are:
+/// - a dependency (`depends_on`) is failing: one page for one root cause;
+/// - a dependency recovered but `check` has not failed since: its failures
+///   were the dependency's, so wait for a failure of its own;
+/// - an active silence matches it (by name, or all its labels).
+pub fn hold(
+    check: &str,
+    labels: &BTreeMap<String, String>,
+    state: &CheckState,
+    dependencies: &[Dependency<'_>],
+    silences: &[Silence],
+    now: DateTime<Utc>,
+) -> Option<String> {
+    for dep in dependencies {
+        if dep.state.is_failing() {
+            return Some(format!("dependency {} is failing", dep.name));
+        }
+        if let (Some(recovered), Some(failed)) = (dep.state.since, state.last_failure_at)
+            && failed <= recovered
+        {
+            return Some(format!(
+                "dependency {} recovered; {check} has not failed since",
+                dep.name
+            ));
+        }
+    }
+    silences
+        .iter()
+        .find(|s| s.starts_at <= now && now < s.ends_at && silences_check(s, check, labels))
+        .map(|s| {
+            format!(
+                "silence {} until {}",
+                s.id,
+                s.ends_at.format("%Y-%m-%dT%H:%M:%SZ")
+            )
+        })
+}
+
+/// Whether a silence covers a check: its name when it names one, and every label it lists.
+pub fn silences_check(silence: &Silence, check: &str, labels: &BTreeMap<String, String>) -> bool {
+    silence.check.as_deref().is_none_or(|c| c == check)
+        && silence
+            .labels
+            .iter()
+            .all(|(k, v)| labels.get(k).is_some_and(|have| have == v))
+}
+
 /// The link to an incident, when keeper knows its public URL.
 pub fn incident_url(public_url: Option<&str>, id: i64) -> Option<String> {
     public_url.map(|base| format!("{base}/incidents/{id}"))
@@ -74,7 +129,78 @@ pub fn incident_url(public_url: Option<&str>, id: i64) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::classify::Verdict;
     use std::time::Duration;
+
+    fn observed(verdicts: &[(Color, i64)]) -> CheckState {
+        let mut s = CheckState::default();
+        let t0 = Utc::now();
+        for (color, at) in verdicts {
+            let v = Verdict {
+                color: *color,
+                severity: (*color != Color::Green).then_some(Severity::Critical),
+                reason: String::new(),
+            };
+            s.observe(&v, t0 + chrono::Duration::seconds(*at), 2, 2);
+        }
+        s
+    }
+
+    #[test]
+    fn a_failing_dependency_holds_and_a_recovered_one_waits_for_a_failure_of_our_own() {
+        let labels = BTreeMap::new();
+        let now = Utc::now();
+        let web = observed(&[(Color::Red, 1), (Color::Red, 2)]);
+        let db_failing = observed(&[(Color::Green, 0), (Color::Red, 1)]);
+        let deps = [Dependency {
+            name: "db",
+            state: &db_failing,
+        }];
+        let why = hold("web", &labels, &web, &deps, &[], now).expect("held");
+        assert!(why.contains("db is failing"), "{why}");
+
+        // db green again at t=4 (two successes); web's last failure was at t=2.
+        let db_back = observed(&[
+            (Color::Red, 0),
+            (Color::Red, 1),
+            (Color::Green, 3),
+            (Color::Green, 4),
+        ]);
+        let deps = [Dependency {
+            name: "db",
+            state: &db_back,
+        }];
+        assert!(hold("web", &labels, &web, &deps, &[], now).is_some());
+        // web fails again at t=5, on its own: no longer held.
+        let web_again = observed(&[(Color::Red, 1), (Color::Red, 2), (Color::Red, 5)]);
+        assert_eq!(hold("web", &labels, &web_again, &deps, &[], now), None);
+    }
+
+    #[test]
+    fn silences_match_by_name_or_labels_while_active() {
+        let now = Utc::now();
+        let labels: BTreeMap<String, String> = [("team".to_string(), "ops".to_string())].into();
+        let silence = |check: Option<&str>, labels: &[(&str, &str)], from: i64, to: i64| Silence {
+            id: 1,
+            check: check.map(str::to_string),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            starts_at: now + chrono::Duration::seconds(from),
+            ends_at: now + chrono::Duration::seconds(to),
+            comment: String::new(),
+            created_by: None,
+        };
+        let state = CheckState::default();
+        let held = |s: Silence| hold("web", &labels, &state, &[], &[s], now).is_some();
+        assert!(held(silence(Some("web"), &[], -10, 10)));
+        assert!(!held(silence(Some("db"), &[], -10, 10)));
+        assert!(held(silence(None, &[("team", "ops")], -10, 10)));
+        assert!(!held(silence(None, &[("team", "dev")], -10, 10)));
+        assert!(!held(silence(Some("web"), &[], -10, 0)), "ended");
+        assert!(!held(silence(Some("web"), &[], 5, 10)), "not started");
+    }
 
     fn route_for(severities: &[Severity], channels: &[&str], matches: &[(&str, &str)]) -> Route {
         Route {

@@ -44,6 +44,9 @@ pub struct Incident {
     pub started_at: DateTime<Utc>,
     pub acknowledged_at: Option<DateTime<Utc>>,
     pub resolved_at: Option<DateTime<Utc>>,
+    /// When its opening was notified; `None` while held back (a dependency
+    /// down, a silence) or when it resolved before anyone needed to hear.
+    pub notified_at: Option<DateTime<Utc>>,
 }
 
 /// One entry of an incident's timeline.
@@ -67,6 +70,8 @@ pub enum IncidentChange {
         color: Color,
         message: String,
         at: DateTime<Utc>,
+        /// Whether its opening is notified now (`notified_at = at`) or held back.
+        notify: bool,
     },
     /// The open incident's severity rose.
     Escalate {
@@ -91,6 +96,38 @@ pub enum IncidentChange {
     },
     /// The open incident was notified again (its response window passed).
     Remind { id: i64, at: DateTime<Utc> },
+    /// A held-back opening is notified now (the hold ended). `NotFound`
+    /// unless it is open and was not notified yet.
+    Notify {
+        id: i64,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+}
+
+/// A silence: notifications for matching checks are held back until `ends_at`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Silence {
+    pub id: i64,
+    /// The check it silences; `None` with labels.
+    pub check: Option<String>,
+    /// Labels a check must all carry to be silenced.
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub comment: String,
+    pub created_by: Option<String>,
+}
+
+/// A silence to create.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewSilence {
+    pub check: Option<String>,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub comment: String,
+    pub created_by: Option<String>,
 }
 
 /// Which incidents a listing wants.
@@ -127,7 +164,7 @@ impl std::str::FromStr for IncidentFilter {
 }
 
 /// The timeline entry an incident change appends: (kind, detail).
-pub(crate) fn event_of(change: &IncidentChange) -> (&'static str, String) {
+pub fn event_of(change: &IncidentChange) -> (&'static str, String) {
     match change {
         IncidentChange::Open { message, .. } => ("opened", message.clone()),
         IncidentChange::Escalate { message, .. } => ("escalated", message.clone()),
@@ -138,6 +175,7 @@ pub(crate) fn event_of(change: &IncidentChange) -> (&'static str, String) {
                 .map_or_else(String::new, |by| format!("by {by}")),
         ),
         IncidentChange::Remind { .. } => ("reminder", String::new()),
+        IncidentChange::Notify { reason, .. } => ("notified", reason.clone()),
     }
 }
 
@@ -279,6 +317,20 @@ impl Store {
         each!(self, s => s.incidents(filter, limit).await)
     }
 
+    pub async fn create_silence(&self, silence: &NewSilence) -> Result<Silence, StoreError> {
+        each!(self, s => s.create_silence(silence).await)
+    }
+
+    /// Silences not yet ended at `now` (active or starting later), soonest end first.
+    pub async fn silences(&self, now: DateTime<Utc>) -> Result<Vec<Silence>, StoreError> {
+        each!(self, s => s.silences(now).await)
+    }
+
+    /// Ends a silence at `at` (if it ends later); `NotFound` if there is no such silence.
+    pub async fn expire_silence(&self, id: i64, at: DateTime<Utc>) -> Result<Silence, StoreError> {
+        each!(self, s => s.expire_silence(id, at).await)
+    }
+
     pub async fn incident(&self, id: i64) -> Result<Incident, StoreError> {
         each!(self, s => s.incident(id).await)
     }
@@ -330,6 +382,20 @@ pub(crate) fn uptime_map(rows: Vec<(String, i64, i64)>) -> HashMap<String, f64> 
         .filter(|(_, total, _)| *total > 0)
         .map(|(check, total, up)| (check, 100.0 * up as f64 / total as f64))
         .collect()
+}
+
+/// Labels of a silence as stored (JSON text).
+pub(crate) fn encode_labels(
+    labels: &std::collections::BTreeMap<String, String>,
+) -> Result<String, StoreError> {
+    serde_json::to_string(labels)
+        .map_err(|e| StoreError::Corrupt(format!("encoding silence labels: {e}")))
+}
+
+pub(crate) fn decode_labels(
+    text: &str,
+) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("silences.labels: {e}")))
 }
 
 /// Attaches what was being done to a database error.

@@ -10,9 +10,9 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 
 use super::{
-    Doing, Incident, IncidentChange, IncidentEvent, IncidentFilter, OutboxEntry, Outgoing,
-    SampleRow, StoreError, decode_color, decode_notification, decode_severity, encode_notification,
-    event_of, uptime_map,
+    Doing, Incident, IncidentChange, IncidentEvent, IncidentFilter, NewSilence, OutboxEntry,
+    Outgoing, SampleRow, Silence, StoreError, decode_color, decode_labels, decode_notification,
+    decode_severity, encode_labels, encode_notification, event_of, uptime_map,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -23,8 +23,7 @@ const ROWS_PER_CHUNK: usize = 10_000;
 /// A slow or unreachable database fails callers after this, never hangs them.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
-const INCIDENT_COLUMNS: &str =
-    "id, check_name, severity, color, message, started_at, acknowledged_at, resolved_at";
+const INCIDENT_COLUMNS: &str = "id, check_name, severity, color, message, started_at, acknowledged_at, resolved_at, notified_at";
 
 #[derive(Clone, Debug)]
 pub struct PgStore {
@@ -53,6 +52,7 @@ struct IncidentRecord {
     started_at: DateTime<Utc>,
     acknowledged_at: Option<DateTime<Utc>>,
     resolved_at: Option<DateTime<Utc>>,
+    notified_at: Option<DateTime<Utc>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -235,6 +235,50 @@ impl PgStore {
             .collect()
     }
 
+    pub async fn create_silence(&self, new: &NewSilence) -> Result<Silence, StoreError> {
+        let record: SilenceRecord = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO silences (check_name, labels, starts_at, ends_at, comment, created_by) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {SILENCE_COLUMNS}"
+        )))
+        .bind(&new.check)
+        .bind(encode_labels(&new.labels)?)
+        .bind(new.starts_at)
+        .bind(new.ends_at)
+        .bind(&new.comment)
+        .bind(&new.created_by)
+        .fetch_one(&self.pool)
+        .await
+        .doing("creating a silence")?;
+        record.into_silence()
+    }
+
+    pub async fn silences(&self, now: DateTime<Utc>) -> Result<Vec<Silence>, StoreError> {
+        let records: Vec<SilenceRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {SILENCE_COLUMNS} FROM silences WHERE ends_at > $1 ORDER BY ends_at, id"
+        )))
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .doing("reading silences")?;
+        records
+            .into_iter()
+            .map(SilenceRecord::into_silence)
+            .collect()
+    }
+
+    pub async fn expire_silence(&self, id: i64, at: DateTime<Utc>) -> Result<Silence, StoreError> {
+        let record: Option<SilenceRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE silences SET ends_at = CASE WHEN ends_at > $1 THEN $1 ELSE ends_at END \
+             WHERE id = $2 RETURNING {SILENCE_COLUMNS}"
+        )))
+        .bind(at)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .doing("ending a silence")?;
+        record.ok_or(StoreError::NotFound(id))?.into_silence()
+    }
+
     pub async fn incident(&self, id: i64) -> Result<Incident, StoreError> {
         let record: Option<IncidentRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1"
@@ -354,17 +398,20 @@ async fn apply_change(
             color,
             message,
             at,
+            notify,
         } => {
             let inserted: Result<IncidentRecord, sqlx::Error> =
                 sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "INSERT INTO incidents (check_name, severity, color, message, started_at) \
-                     VALUES ($1, $2, $3, $4, $5) RETURNING {INCIDENT_COLUMNS}"
+                    "INSERT INTO incidents \
+                     (check_name, severity, color, message, started_at, notified_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING {INCIDENT_COLUMNS}"
                 )))
                 .bind(&check)
                 .bind(severity.as_str())
                 .bind(color.as_str())
                 .bind(&message)
                 .bind(at)
+                .bind(notify.then_some(at))
                 .fetch_one(&mut *tx)
                 .await;
             let record = match inserted {
@@ -430,6 +477,19 @@ async fn apply_change(
             .doing("reading an incident to remind of")?;
             (record.ok_or(StoreError::NotFound(id))?, kind, detail, at)
         }
+        IncidentChange::Notify { id, at, .. } => {
+            let record: Option<IncidentRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "UPDATE incidents SET notified_at = $1 \
+                 WHERE id = $2 AND resolved_at IS NULL AND notified_at IS NULL \
+                 RETURNING {INCIDENT_COLUMNS}"
+            )))
+            .bind(at)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .doing("notifying a held-back incident")?;
+            (record.ok_or(StoreError::NotFound(id))?, kind, detail, at)
+        }
     };
     sqlx::query(
         "INSERT INTO incident_events (incident_id, at, kind, detail) VALUES ($1, $2, $3, $4)",
@@ -490,6 +550,7 @@ impl IncidentRecord {
             started_at: self.started_at,
             acknowledged_at: self.acknowledged_at,
             resolved_at: self.resolved_at,
+            notified_at: self.notified_at,
         })
     }
 }
@@ -527,5 +588,32 @@ fn copy_text(buf: &mut String, value: &str) {
             '\r' => buf.push_str("\\r"),
             c => buf.push(c),
         }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct SilenceRecord {
+    id: i64,
+    check_name: Option<String>,
+    labels: String,
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+    comment: String,
+    created_by: Option<String>,
+}
+
+const SILENCE_COLUMNS: &str = "id, check_name, labels, starts_at, ends_at, comment, created_by";
+
+impl SilenceRecord {
+    fn into_silence(self) -> Result<Silence, StoreError> {
+        Ok(Silence {
+            id: self.id,
+            check: self.check_name,
+            labels: decode_labels(&self.labels)?,
+            starts_at: self.starts_at,
+            ends_at: self.ends_at,
+            comment: self.comment,
+            created_by: self.created_by,
+        })
     }
 }

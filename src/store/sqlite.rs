@@ -14,9 +14,9 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use super::{
-    Doing, Incident, IncidentChange, IncidentEvent, IncidentFilter, OutboxEntry, Outgoing,
-    SampleRow, StoreError, decode_color, decode_notification, decode_severity, encode_notification,
-    event_of, uptime_map,
+    Doing, Incident, IncidentChange, IncidentEvent, IncidentFilter, NewSilence, OutboxEntry,
+    Outgoing, SampleRow, Silence, StoreError, decode_color, decode_labels, decode_notification,
+    decode_severity, encode_labels, encode_notification, event_of, uptime_map,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -28,8 +28,7 @@ const ROWS_PER_INSERT: usize = 500;
 /// How long a writer waits for another connection's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-const INCIDENT_COLUMNS: &str =
-    "id, check_name, severity, color, message, started_at, acknowledged_at, resolved_at";
+const INCIDENT_COLUMNS: &str = "id, check_name, severity, color, message, started_at, acknowledged_at, resolved_at, notified_at";
 
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
@@ -58,6 +57,7 @@ struct IncidentRecord {
     started_at: i64,
     acknowledged_at: Option<i64>,
     resolved_at: Option<i64>,
+    notified_at: Option<i64>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -276,6 +276,50 @@ impl SqliteStore {
             .collect()
     }
 
+    pub async fn create_silence(&self, new: &NewSilence) -> Result<Silence, StoreError> {
+        let record: SilenceRecord = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO silences (check_name, labels, starts_at, ends_at, comment, created_by) \
+             VALUES (?, ?, ?, ?, ?, ?) RETURNING {SILENCE_COLUMNS}"
+        )))
+        .bind(&new.check)
+        .bind(encode_labels(&new.labels)?)
+        .bind(new.starts_at.timestamp_millis())
+        .bind(new.ends_at.timestamp_millis())
+        .bind(&new.comment)
+        .bind(&new.created_by)
+        .fetch_one(&self.pool)
+        .await
+        .doing("creating a silence")?;
+        record.into_silence()
+    }
+
+    pub async fn silences(&self, now: DateTime<Utc>) -> Result<Vec<Silence>, StoreError> {
+        let records: Vec<SilenceRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {SILENCE_COLUMNS} FROM silences WHERE ends_at > ? ORDER BY ends_at, id"
+        )))
+        .bind(now.timestamp_millis())
+        .fetch_all(&self.pool)
+        .await
+        .doing("reading silences")?;
+        records
+            .into_iter()
+            .map(SilenceRecord::into_silence)
+            .collect()
+    }
+
+    pub async fn expire_silence(&self, id: i64, at: DateTime<Utc>) -> Result<Silence, StoreError> {
+        let record: Option<SilenceRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE silences SET ends_at = CASE WHEN ends_at > ?1 THEN ?1 ELSE ends_at END \
+             WHERE id = ?2 RETURNING {SILENCE_COLUMNS}"
+        )))
+        .bind(at.timestamp_millis())
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .doing("ending a silence")?;
+        record.ok_or(StoreError::NotFound(id))?.into_silence()
+    }
+
     pub async fn incident(&self, id: i64) -> Result<Incident, StoreError> {
         let record: Option<IncidentRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?"
@@ -401,17 +445,20 @@ async fn apply_change(
             color,
             message,
             at,
+            notify,
         } => {
             let inserted: Result<IncidentRecord, sqlx::Error> =
                 sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "INSERT INTO incidents (check_name, severity, color, message, started_at) \
-                     VALUES (?, ?, ?, ?, ?) RETURNING {INCIDENT_COLUMNS}"
+                    "INSERT INTO incidents \
+                     (check_name, severity, color, message, started_at, notified_at) \
+                     VALUES (?, ?, ?, ?, ?, ?) RETURNING {INCIDENT_COLUMNS}"
                 )))
                 .bind(&check)
                 .bind(severity.as_str())
                 .bind(color.as_str())
                 .bind(&message)
                 .bind(at.timestamp_millis())
+                .bind(notify.then_some(at.timestamp_millis()))
                 .fetch_one(&mut *tx)
                 .await;
             let record = match inserted {
@@ -477,6 +524,19 @@ async fn apply_change(
             .doing("reading an incident to remind of")?;
             (record.ok_or(StoreError::NotFound(id))?, kind, detail, at)
         }
+        IncidentChange::Notify { id, at, .. } => {
+            let record: Option<IncidentRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "UPDATE incidents SET notified_at = ? \
+                 WHERE id = ? AND resolved_at IS NULL AND notified_at IS NULL \
+                 RETURNING {INCIDENT_COLUMNS}"
+            )))
+            .bind(at.timestamp_millis())
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .doing("notifying a held-back incident")?;
+            (record.ok_or(StoreError::NotFound(id))?, kind, detail, at)
+        }
     };
     let at = at.timestamp_millis();
     sqlx::query("INSERT INTO incident_events (incident_id, at, kind, detail) VALUES (?, ?, ?, ?)")
@@ -540,8 +600,39 @@ impl IncidentRecord {
                 .resolved_at
                 .map(|t| from_millis(t, "incidents.resolved_at"))
                 .transpose()?,
+            notified_at: self
+                .notified_at
+                .map(|t| from_millis(t, "incidents.notified_at"))
+                .transpose()?,
             check: self.check_name,
             message: self.message,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct SilenceRecord {
+    id: i64,
+    check_name: Option<String>,
+    labels: String,
+    starts_at: i64,
+    ends_at: i64,
+    comment: String,
+    created_by: Option<String>,
+}
+
+const SILENCE_COLUMNS: &str = "id, check_name, labels, starts_at, ends_at, comment, created_by";
+
+impl SilenceRecord {
+    fn into_silence(self) -> Result<Silence, StoreError> {
+        Ok(Silence {
+            id: self.id,
+            check: self.check_name,
+            labels: decode_labels(&self.labels)?,
+            starts_at: from_millis(self.starts_at, "silences.starts_at")?,
+            ends_at: from_millis(self.ends_at, "silences.ends_at")?,
+            comment: self.comment,
+            created_by: self.created_by,
         })
     }
 }

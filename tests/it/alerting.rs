@@ -258,3 +258,253 @@ async fn keeper_ack_on_the_command_line_acknowledges() {
     );
     app.stop().await;
 }
+
+/// Counts the notifications of `state` per incident id.
+fn per_incident(hook: &Receiver, state: &str) -> std::collections::BTreeMap<i64, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for n in with_state(hook, state) {
+        *out.entry(n["incident"].as_i64().unwrap()).or_insert(0) += 1;
+    }
+    out
+}
+
+both_backends!(
+    async fn a_failing_dependency_pages_once_and_dependents_page_if_they_still_fail_after_it(db) {
+        let database = Target::start().await;
+        let app_server = Target::start().await;
+        let hook = Receiver::start().await;
+        let mut checks = format!(
+            "[checks.db]\nkind = \"http\"\nurl = \"{}\"\ninterval = \"200ms\"\n",
+            database.url("/db")
+        );
+        for i in 0..3 {
+            checks.push_str(&format!(
+                "[checks.web{i}]\nkind = \"http\"\nurl = \"{}\"\ninterval = \"200ms\"\ndepends_on = [\"db\"]\n",
+                app_server.url(&format!("/web{i}"))
+            ));
+        }
+        let app = TestApp::start(&format!(
+            "[storage]\nurl = \"{}\"\n{checks}\n[channels.hook]\nkind = \"webhook\"\nurl = \"{}\"\n\n[[routes]]\nchannels = [\"hook\"]\n",
+            db.url(),
+            hook.url()
+        ))
+        .await;
+        wait_until("every check probed green", Duration::from_secs(20), || async {
+            let checks = app.get_json("/api/v1/checks").await;
+            checks.as_array().unwrap().iter().all(|c| c["color"] == "green" && !c["last_run_at"].is_null())
+        })
+        .await;
+
+        // The database goes down and takes the app with it.
+        database.set_status(503);
+        app_server.set_status(503);
+        let opened = wait_for("the database's page", Duration::from_secs(20), || async {
+            with_state(&hook, "opened").pop()
+        })
+        .await;
+        assert_eq!(opened["check"], "db");
+        let seen = app_server.requests();
+        wait_until("every dependent failed four more times", Duration::from_secs(20), || async {
+            app_server.requests() >= seen + 12
+        })
+        .await;
+        assert_eq!(with_state(&hook, "opened").len(), 1, "one page for one root cause");
+        let web0 = app.check("web0").await;
+        assert!(web0["incident"].is_i64(), "the dependent's incident is recorded: {web0}");
+
+        // The database recovers; the app does not: now the app pages.
+        database.set_status(200);
+        wait_until("db resolved and the three dependents paged", Duration::from_secs(20), || async {
+            with_state(&hook, "resolved").len() == 1 && with_state(&hook, "opened").len() == 4
+        })
+        .await;
+        let pages = per_incident(&hook, "opened");
+        assert!(pages.values().all(|n| *n == 1), "each incident paged once: {pages:?}");
+        app_server.set_status(200);
+        wait_until("the dependents resolved", Duration::from_secs(20), || async {
+            with_state(&hook, "resolved").len() == 4
+        })
+        .await;
+        app.stop().await;
+    }
+);
+
+both_backends!(
+    async fn a_silence_holds_the_page_until_it_ends_then_pages_once(db) {
+        let target = Target::start().await;
+        let hook = Receiver::start().await;
+        let app = TestApp::start(&config(db.url(), &target, &hook)).await;
+        let resp = app
+            .http
+            .post(format!("{}/api/v1/silences", app.base))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({"check": "web", "for": "1h", "comment": "deploying", "by": "carol"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+        let silence: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(silence["check"], "web");
+        assert_eq!(silence["comment"], "deploying");
+        let listed = app.get_json("/api/v1/silences").await;
+        assert_eq!(listed.as_array().unwrap().len(), 1);
+
+        target.set_status(503);
+        let incident = wait_for("the incident, recorded", Duration::from_secs(20), || async {
+            app.check("web").await["incident"].as_i64()
+        })
+        .await;
+        let seen = target.requests();
+        wait_until("four more failing probes", Duration::from_secs(20), || async {
+            target.requests() >= seen + 4
+        })
+        .await;
+        assert!(hook.json_bodies().is_empty(), "silenced: {:?}", hook.json_bodies());
+
+        let resp = app
+            .http
+            .delete(format!("{}/api/v1/silences/{}", app.base, silence["id"]))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let opened = wait_for("the page once the silence ended", Duration::from_secs(10), || async {
+            with_state(&hook, "opened").pop()
+        })
+        .await;
+        assert_eq!(opened["incident"], incident);
+        let timeline = app.get_json(&format!("/api/v1/incidents/{incident}")).await;
+        let notified = timeline["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["kind"] == "notified")
+            .expect("a notified event")
+            .clone();
+        assert!(notified["detail"].as_str().unwrap().contains("silence"), "{notified}");
+
+        target.set_status(200);
+        wait_until("the resolve", Duration::from_secs(20), || async {
+            with_state(&hook, "resolved").len() == 1
+        })
+        .await;
+        assert_eq!(with_state(&hook, "opened").len(), 1);
+        app.stop().await;
+    }
+);
+
+#[tokio::test]
+async fn silence_requests_are_checked_and_keeper_silence_creates_one() {
+    let db = crate::support::db::TestDb::sqlite();
+    let target = Target::start().await;
+    let hook = Receiver::start().await;
+    let app = TestApp::start(&config(db.url(), &target, &hook)).await;
+    let post = |body: serde_json::Value, token: Option<&'static str>| {
+        let mut req = app
+            .http
+            .post(format!("{}/api/v1/silences", app.base))
+            .json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let cases = [
+        (
+            serde_json::json!({"check": "web", "for": "1h"}),
+            None,
+            401,
+            "Bearer",
+        ),
+        (
+            serde_json::json!({"for": "1h"}),
+            Some(TOKEN),
+            400,
+            "a check or labels",
+        ),
+        (
+            serde_json::json!({"check": "nope", "for": "1h"}),
+            Some(TOKEN),
+            400,
+            "no check named",
+        ),
+        (
+            serde_json::json!({"check": "web"}),
+            Some(TOKEN),
+            400,
+            "needs for",
+        ),
+        (
+            serde_json::json!({"check": "web", "for": "1h", "ends_at": "2099-01-01T00:00:00Z"}),
+            Some(TOKEN),
+            400,
+            "not both",
+        ),
+        (
+            serde_json::json!({"check": "web", "ends_at": "2000-01-01T00:00:00Z"}),
+            Some(TOKEN),
+            400,
+            "not in the future",
+        ),
+        (
+            serde_json::json!({"check": "web", "for": "soon"}),
+            Some(TOKEN),
+            400,
+            "invalid duration",
+        ),
+        (
+            serde_json::json!({"check": "web", "for": "1h", "why": "x"}),
+            Some(TOKEN),
+            400,
+            "unknown field",
+        ),
+    ];
+    for (body, token, status, reason) in cases {
+        let (got, answer) = post(body.clone(), token).await;
+        assert_eq!(got, status, "{body} → {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains(reason),
+            "{body} → {answer}"
+        );
+    }
+    let resp = app
+        .http
+        .delete(format!("{}/api/v1/silences/999", app.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_keeper"))
+        .args([
+            "silence",
+            "web",
+            "--for",
+            "2h",
+            "--comment",
+            "maintenance",
+            "--url",
+            &app.base,
+        ])
+        .env("KEEPER_API_TOKEN", TOKEN)
+        .output()
+        .await
+        .expect("keeper silence runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("on web until"), "{stdout}");
+    let listed = app.get_json("/api/v1/silences").await;
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["comment"], "maintenance");
+    app.stop().await;
+}

@@ -313,6 +313,7 @@ async fn store_with_queued(dir: &tempfile::TempDir, channels: &[&str]) -> (Store
                 color: Color::Red,
                 message: n.message.clone(),
                 at: n.at,
+                notify: true,
             },
             outgoing,
         )

@@ -68,6 +68,7 @@ fn open(check: &str, at: DateTime<Utc>) -> IncidentChange {
         color: Color::Red,
         message: "503 Service Unavailable".into(),
         at,
+        notify: true,
     }
 }
 
@@ -439,5 +440,61 @@ both_backends!(
         assert_eq!(deleted, 1);
         assert_eq!(db.count("samples").await, 1);
         assert_eq!(store.latest_samples().await.expect("latest"), vec![recent]);
+    }
+);
+
+both_backends!(
+    async fn held_openings_are_notified_once_and_silences_end(db) {
+        let store = db.store().await;
+        let held = store
+            .record(
+                IncidentChange::Open {
+                    check: "web".into(),
+                    severity: Severity::Critical,
+                    color: Color::Red,
+                    message: "503".into(),
+                    at: t(0),
+                    notify: false,
+                },
+                vec![],
+            )
+            .await
+            .expect("open held back");
+        assert_eq!(held.notified_at, None);
+        let notify = |at| IncidentChange::Notify {
+            id: held.id,
+            reason: "held back while dependency db is failing".into(),
+            at,
+        };
+        let notified = store.record(notify(t(5)), vec![]).await.expect("notify");
+        assert_eq!(notified.notified_at, Some(t(5)));
+        assert!(matches!(
+            store.record(notify(t(6)), vec![]).await,
+            Err(StoreError::NotFound(_))
+        ));
+        let events = store.incident_events(held.id).await.expect("events");
+        assert_eq!(events[1].kind, "notified");
+        assert_eq!(events[1].detail, "held back while dependency db is failing");
+
+        let silence = store
+            .create_silence(&keeper::store::NewSilence {
+                check: None,
+                labels: [("team".to_string(), "ops".to_string())].into(),
+                starts_at: t(0),
+                ends_at: t(100),
+                comment: "deploy".into(),
+                created_by: Some("alice".into()),
+            })
+            .await
+            .expect("silence");
+        assert_eq!(store.silences(t(50)).await.expect("silences"), vec![silence.clone()]);
+        assert!(store.silences(t(100)).await.expect("silences").is_empty());
+        let ended = store.expire_silence(silence.id, t(20)).await.expect("expire");
+        assert_eq!(ended.ends_at, t(20));
+        assert!(store.silences(t(30)).await.expect("silences").is_empty());
+        assert!(matches!(
+            store.expire_silence(9_999, t(30)).await,
+            Err(StoreError::NotFound(9_999))
+        ));
     }
 );

@@ -1,0 +1,129 @@
+//! Silences over the API: `POST /api/v1/silences` (a check or labels, `for`
+//! or `ends_at`, a comment), `GET /api/v1/silences` (active and upcoming),
+//! `DELETE /api/v1/silences/{id}` (ends it now). Writes need the API token.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use super::auth::Authorized;
+use super::{ApiError, AppState};
+use crate::config::HumanDuration;
+use crate::store::{NewSilence, Silence, StoreError};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/silences", get(list).post(create))
+        .route("/silences/{id}", delete(end))
+}
+
+/// `POST /api/v1/silences` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SilenceBody {
+    check: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(rename = "for")]
+    duration: Option<HumanDuration>,
+    ends_at: Option<DateTime<Utc>>,
+    starts_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    comment: String,
+    by: Option<String>,
+}
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, message)
+}
+
+fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound(id) => ApiError::not_found(format!("no silence {id}")),
+        e => ApiError::unavailable(format!("silences: {e}")),
+    }
+}
+
+/// Checks a request against the config and the clock, into a silence to create.
+fn validate(
+    state: &AppState,
+    body: SilenceBody,
+    now: DateTime<Utc>,
+) -> Result<NewSilence, ApiError> {
+    if body.check.is_none() && body.labels.is_empty() {
+        return Err(bad("a silence needs a check or labels"));
+    }
+    if let Some(check) = &body.check
+        && state.board.get(check).is_none()
+    {
+        return Err(bad(format!("no check named {check:?}")));
+    }
+    let starts_at = body.starts_at.unwrap_or(now);
+    let ends_at = match (body.duration, body.ends_at) {
+        (Some(d), None) => {
+            let d = chrono::Duration::from_std(d.0).map_err(|_| bad("for: too long"))?;
+            if d <= chrono::Duration::zero() {
+                return Err(bad("for: must be above 0"));
+            }
+            starts_at + d
+        }
+        (None, Some(end)) => end,
+        (Some(_), Some(_)) => return Err(bad("give for or ends_at, not both")),
+        (None, None) => return Err(bad("a silence needs for (\"1h\") or ends_at (RFC 3339)")),
+    };
+    if ends_at <= now {
+        return Err(bad(format!("ends_at {ends_at} is not in the future")));
+    }
+    if ends_at <= starts_at {
+        return Err(bad("ends_at must come after starts_at"));
+    }
+    Ok(NewSilence {
+        check: body.check,
+        labels: body.labels,
+        starts_at,
+        ends_at,
+        comment: body.comment,
+        created_by: body.by.filter(|b| !b.trim().is_empty()),
+    })
+}
+
+async fn create(
+    _: Authorized,
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<Silence>), ApiError> {
+    let body = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+    let body: SilenceBody =
+        serde_json::from_slice(&body).map_err(|e| bad(format!("invalid JSON body: {e}")))?;
+    let new = validate(&state, body, Utc::now())?;
+    let silence = state.engine.silence(new).await.map_err(store_error)?;
+    Ok((StatusCode::CREATED, Json(silence)))
+}
+
+async fn list(State(state): State<AppState>) -> Result<Json<Vec<Silence>>, ApiError> {
+    let silences = state
+        .store
+        .silences(Utc::now())
+        .await
+        .map_err(store_error)?;
+    Ok(Json(silences))
+}
+
+async fn end(
+    _: Authorized,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Silence>, ApiError> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| bad(format!("{id:?} is not a silence id")))?;
+    let silence = state.engine.end_silence(id).await.map_err(store_error)?;
+    Ok(Json(silence))
+}
