@@ -140,6 +140,7 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
         checks,
         routes: config.routes.clone(),
         repeat: config.severities.repeat.clone(),
+        maintenance: config.maintenance.clone(),
         store: store.clone(),
         buffer,
         metrics: metrics.clone(),

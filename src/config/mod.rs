@@ -42,6 +42,7 @@ pub struct Config {
     pub checks: Vec<CheckConfig>,
     pub channels: Vec<ChannelConfig>,
     pub routes: Vec<Route>,
+    pub maintenance: Vec<Maintenance>,
 }
 
 #[derive(Clone, Debug)]
@@ -121,6 +122,40 @@ pub struct Route {
 impl Route {
     pub fn matches(&self, severity: Severity, labels: &BTreeMap<String, String>) -> bool {
         (self.severities.is_empty() || self.severities.contains(&severity))
+            && self
+                .matches
+                .iter()
+                .all(|(k, v)| labels.get(k).is_some_and(|have| have == v))
+    }
+}
+
+/// `[[maintenance]]`: a recurring window (crontab start + duration) during
+/// which matching checks' notifications are held back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Maintenance {
+    pub schedule: Crontab,
+    pub duration: Duration,
+    /// Labels a check must all carry (with `checks` empty: every check when empty too).
+    pub matches: BTreeMap<String, String>,
+    /// Checks it covers by name; empty: by labels only.
+    pub checks: Vec<String>,
+    pub comment: String,
+}
+
+impl Maintenance {
+    /// When the window around `now` ends, if `now` is inside one.
+    pub fn active_until(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        let started = self.schedule.last_at_or_before(now)?;
+        let ends = started + chrono::Duration::from_std(self.duration).ok()?;
+        (now < ends).then_some(ends)
+    }
+
+    /// Whether it covers the check `name` with `labels`.
+    pub fn covers(&self, name: &str, labels: &BTreeMap<String, String>) -> bool {
+        (self.checks.is_empty() || self.checks.iter().any(|c| c == name))
             && self
                 .matches
                 .iter()
@@ -266,6 +301,7 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
     let mut checks = Vec::new();
     let mut channels = Vec::new();
     let mut routes = Vec::new();
+    let mut maintenance = Vec::new();
     for (key, value) in root {
         let name = key.get_ref().to_string();
         match name.as_str() {
@@ -274,13 +310,14 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
             "defaults" => defaults = read(&name, value, errors).unwrap_or_default(),
             "severities" => severities = read(&name, value, errors).unwrap_or_default(),
             "routes" => routes = read(&name, value, errors).unwrap_or_default(),
+            "maintenance" => maintenance = read(&name, value, errors).unwrap_or_default(),
             "checks" => checks = named_tables(&name, value, errors),
             "channels" => channels = named_tables(&name, value, errors),
             _ => errors.at(
                 key.span(),
                 &name,
                 format!(
-                    "unknown key {name} (expected server, storage, defaults, severities, checks, channels or routes)"
+                    "unknown key {name} (expected server, storage, defaults, severities, checks, channels, routes or maintenance)"
                 ),
             ),
         }
@@ -297,6 +334,7 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
         .filter_map(|(name, table)| read_check(name, table, &defaults, &known_checks, errors))
         .collect();
     let routes = read_routes(routes, &channels, errors);
+    let maintenance = read_maintenance(maintenance, &known_checks, errors);
 
     let listen = server
         .listen
@@ -335,7 +373,46 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
         checks,
         channels,
         routes,
+        maintenance,
     })
+}
+
+fn read_maintenance(
+    windows: Vec<raw::Maintenance>,
+    known_checks: &BTreeSet<String>,
+    errors: &mut error::Collector,
+) -> Vec<Maintenance> {
+    windows
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, m)| {
+            let key = format!("maintenance[{i}]");
+            if m.duration.get_ref().0.is_zero() {
+                errors.at(
+                    m.duration.span(),
+                    &format!("{key}.duration"),
+                    "must be above 0".into(),
+                );
+                return None;
+            }
+            for check in &m.checks {
+                if !known_checks.contains(check.get_ref()) {
+                    errors.at(
+                        check.span(),
+                        &format!("{key}.checks"),
+                        format!("unknown check {:?}", check.get_ref()),
+                    );
+                }
+            }
+            Some(Maintenance {
+                schedule: m.schedule,
+                duration: m.duration.into_inner().0,
+                matches: m.matches,
+                checks: m.checks.into_iter().map(Spanned::into_inner).collect(),
+                comment: m.comment,
+            })
+        })
+        .collect()
 }
 
 /// `[checks.NAME]` / `[channels.NAME]`: each name with its table.

@@ -145,6 +145,20 @@ pub struct Route {
     pub group_wait: Option<HumanDuration>,
 }
 
+/// `[[maintenance]]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Maintenance {
+    pub schedule: Crontab,
+    pub duration: Spanned<HumanDuration>,
+    #[serde(default, rename = "match")]
+    pub matches: BTreeMap<String, String>,
+    #[serde(default)]
+    pub checks: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub comment: String,
+}
+
 /// The keys every check shares, whatever its kind.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

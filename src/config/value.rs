@@ -90,6 +90,16 @@ impl Crontab {
     }
 }
 
+impl Crontab {
+    /// The latest firing at or before `at`, in UTC.
+    pub fn last_at_or_before(
+        &self,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.cron.find_previous_occurrence(&at, true).ok()
+    }
+}
+
 impl<'de> Deserialize<'de> for Crontab {
     fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
         from_str(de, "crontab schedule")

@@ -20,7 +20,7 @@ pub use board::Board;
 pub use sink::Sink;
 
 use crate::classify::{Color, Severity, Verdict};
-use crate::config::{CheckConfig, Route};
+use crate::config::{CheckConfig, Maintenance, Route};
 use crate::incident::{self, Decision, OpenIncident};
 use crate::metrics::Metrics;
 use crate::notify::{EventKind, policy};
@@ -131,6 +131,7 @@ pub struct Engine {
     repeat: BTreeMap<Severity, Duration>,
     /// Silences not yet ended, as the store has them.
     silences: Vec<Silence>,
+    maintenance: Vec<Maintenance>,
     store: Store,
     board: Board,
     metrics: Metrics,
@@ -143,6 +144,7 @@ pub struct Parts {
     pub checks: Vec<Arc<CheckConfig>>,
     pub routes: Vec<Route>,
     pub repeat: BTreeMap<Severity, Duration>,
+    pub maintenance: Vec<Maintenance>,
     pub store: Store,
     pub buffer: SampleBuffer,
     pub metrics: Metrics,
@@ -199,6 +201,7 @@ impl Engine {
                 })
                 .collect(),
             silences: Vec::new(),
+            maintenance: parts.maintenance,
             routes: parts.routes,
             repeat: parts.repeat,
             store: parts.store,
@@ -358,6 +361,7 @@ impl Engine {
             &rt.state,
             &deps,
             &self.silences,
+            &self.maintenance,
             now,
         )
     }

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 
 use super::{EventKind, Notification};
 use crate::classify::{Color, Severity};
-use crate::config::Route;
+use crate::config::{Maintenance, Route};
 use crate::state::CheckState;
 use crate::store::{Outgoing, Silence};
 
@@ -78,13 +78,15 @@ pub struct Dependency<'a> {
 /// - a dependency (`depends_on`) is failing: one page for one root cause;
 /// - a dependency recovered but `check` has not failed since: its failures
 ///   were the dependency's, so wait for a failure of its own;
-/// - an active silence matches it (by name, or all its labels).
+/// - an active silence matches it (by name, or all its labels);
+/// - a maintenance window covering it is open.
 pub fn hold(
     check: &str,
     labels: &BTreeMap<String, String>,
     state: &CheckState,
     dependencies: &[Dependency<'_>],
     silences: &[Silence],
+    maintenance: &[Maintenance],
     now: DateTime<Utc>,
 ) -> Option<String> {
     for dep in dependencies {
@@ -100,16 +102,21 @@ pub fn hold(
             ));
         }
     }
-    silences
+    if let Some(s) = silences
         .iter()
         .find(|s| s.starts_at <= now && now < s.ends_at && silences_check(s, check, labels))
-        .map(|s| {
-            format!(
-                "silence {} until {}",
-                s.id,
-                s.ends_at.format("%Y-%m-%dT%H:%M:%SZ")
-            )
-        })
+    {
+        return Some(format!("silence {} until {}", s.id, rfc3339(s.ends_at)));
+    }
+    maintenance
+        .iter()
+        .filter(|m| m.covers(check, labels))
+        .find_map(|m| m.active_until(now))
+        .map(|until| format!("maintenance window until {}", rfc3339(until)))
+}
+
+fn rfc3339(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// Whether a silence covers a check: its name when it names one, and every label it lists.
@@ -156,7 +163,7 @@ mod tests {
             name: "db",
             state: &db_failing,
         }];
-        let why = hold("web", &labels, &web, &deps, &[], now).expect("held");
+        let why = hold("web", &labels, &web, &deps, &[], &[], now).expect("held");
         assert!(why.contains("db is failing"), "{why}");
 
         // db green again at t=4 (two successes); web's last failure was at t=2.
@@ -170,10 +177,10 @@ mod tests {
             name: "db",
             state: &db_back,
         }];
-        assert!(hold("web", &labels, &web, &deps, &[], now).is_some());
+        assert!(hold("web", &labels, &web, &deps, &[], &[], now).is_some());
         // web fails again at t=5, on its own: no longer held.
         let web_again = observed(&[(Color::Red, 1), (Color::Red, 2), (Color::Red, 5)]);
-        assert_eq!(hold("web", &labels, &web_again, &deps, &[], now), None);
+        assert_eq!(hold("web", &labels, &web_again, &deps, &[], &[], now), None);
     }
 
     #[test]
@@ -193,13 +200,48 @@ mod tests {
             created_by: None,
         };
         let state = CheckState::default();
-        let held = |s: Silence| hold("web", &labels, &state, &[], &[s], now).is_some();
+        let held = |s: Silence| hold("web", &labels, &state, &[], &[s], &[], now).is_some();
         assert!(held(silence(Some("web"), &[], -10, 10)));
         assert!(!held(silence(Some("db"), &[], -10, 10)));
         assert!(held(silence(None, &[("team", "ops")], -10, 10)));
         assert!(!held(silence(None, &[("team", "dev")], -10, 10)));
         assert!(!held(silence(Some("web"), &[], -10, 0)), "ended");
         assert!(!held(silence(Some("web"), &[], 5, 10)), "not started");
+    }
+
+    #[test]
+    fn maintenance_windows_hold_covered_checks_while_open() {
+        use chrono::TimeZone;
+        let labels: BTreeMap<String, String> = [("app".to_string(), "web".to_string())].into();
+        let window = Maintenance {
+            schedule: "0 3 * * SUN".parse().unwrap(),
+            duration: Duration::from_secs(3600),
+            matches: labels.clone(),
+            checks: vec![],
+            comment: String::new(),
+        };
+        let state = CheckState::default();
+        // 2026-11-29 is a Sunday.
+        let at = |h, m| Utc.with_ymd_and_hms(2026, 11, 29, h, m, 0).unwrap();
+        let held = |labels: &BTreeMap<String, String>, now| {
+            hold(
+                "web",
+                labels,
+                &state,
+                &[],
+                &[],
+                std::slice::from_ref(&window),
+                now,
+            )
+        };
+        assert_eq!(held(&labels, at(2, 59)), None);
+        let why = held(&labels, at(3, 30)).expect("inside the window");
+        assert!(
+            why.contains("maintenance window until 2026-11-29T04:00:00Z"),
+            "{why}"
+        );
+        assert_eq!(held(&labels, at(4, 0)), None, "the window ended");
+        assert_eq!(held(&BTreeMap::new(), at(3, 30)), None, "labels must match");
     }
 
     fn route_for(severities: &[Severity], channels: &[&str], matches: &[(&str, &str)]) -> Route {

@@ -508,3 +508,80 @@ async fn silence_requests_are_checked_and_keeper_silence_creates_one() {
     assert_eq!(listed[0]["comment"], "maintenance");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_check_in_an_open_maintenance_window_is_recorded_but_not_paged() {
+    let db = crate::support::db::TestDb::sqlite();
+    let target = Target::start().await;
+    target.set_status(503);
+    let other = Target::start().await;
+    other.set_status(503);
+    let hook = Receiver::start().await;
+    // A window starting every minute and lasting an hour is always open.
+    let app = TestApp::start(&format!(
+        r#"
+[storage]
+url = "{db}"
+
+[checks.web]
+kind = "http"
+url = "{web}"
+interval = "200ms"
+labels = {{ app = "web" }}
+
+[checks.api]
+kind = "http"
+url = "{api}"
+interval = "200ms"
+labels = {{ app = "api" }}
+
+[channels.hook]
+kind = "webhook"
+url = "{hook}"
+
+[[routes]]
+channels = ["hook"]
+
+[[maintenance]]
+schedule = "* * * * *"
+duration = "1h"
+match = {{ app = "web" }}
+comment = "weekly upgrade"
+"#,
+        db = db.url(),
+        web = target.url("/"),
+        api = other.url("/"),
+        hook = hook.url(),
+    ))
+    .await;
+    let paged = wait_for(
+        "the uncovered check's page",
+        Duration::from_secs(20),
+        || async { with_state(&hook, "opened").pop() },
+    )
+    .await;
+    assert_eq!(paged["check"], "api");
+    let web = wait_for(
+        "web's incident, recorded",
+        Duration::from_secs(20),
+        || async {
+            let c = app.check("web").await;
+            c["incident"].is_i64().then_some(c)
+        },
+    )
+    .await;
+    assert_eq!(web["color"], "red");
+    let seen = target.requests();
+    wait_until(
+        "four more failing probes of web",
+        Duration::from_secs(20),
+        || async { target.requests() >= seen + 4 },
+    )
+    .await;
+    let pages: Vec<_> = with_state(&hook, "opened")
+        .into_iter()
+        .map(|n| n["check"].clone())
+        .collect();
+    assert_eq!(pages, ["api"], "web is in maintenance");
+    app.stop().await;
+}

@@ -182,3 +182,35 @@ fn defaults_apply_and_schedule_and_interval_exclude_each_other() {
     ));
     assert!(err.contains("either interval or schedule"), "{err}");
 }
+
+#[test]
+fn maintenance_windows_are_checked() {
+    let ok = parse(&format!(
+        "{BASE}\n[[maintenance]]\nschedule = \"0 3 * * SUN\"\nduration = \"1h\"\nmatch = {{ app = \"web\" }}\nchecks = [\"web\"]\n"
+    ))
+    .unwrap();
+    assert_eq!(ok.maintenance.len(), 1);
+    assert_eq!(
+        ok.maintenance[0].duration,
+        std::time::Duration::from_secs(3600)
+    );
+    let err = one_error(&format!(
+        "{BASE}\n[[maintenance]]\nschedule = \"0 3 * * SUN\"\nduration = \"1h\"\nchecks = [\"wbe\"]\n"
+    ));
+    assert!(
+        err.starts_with("keeper.toml:9:11: maintenance[0].checks:"),
+        "{err}"
+    );
+    assert!(err.contains("unknown check \"wbe\""), "{err}");
+    let err = one_error(&format!(
+        "{BASE}\n[[maintenance]]\nschedule = \"0 3 * * FUNDAY\"\nduration = \"1h\"\n"
+    ));
+    assert!(err.contains("invalid crontab schedule"), "{err}");
+    let err = one_error(&format!(
+        "{BASE}\n[[maintenance]]\nschedule = \"0 3 * * *\"\nduration = \"0s\"\n"
+    ));
+    assert!(
+        err.contains("maintenance[0].duration: must be above 0"),
+        "{err}"
+    );
+}
