@@ -7,6 +7,7 @@ mod support;
 mod alerting;
 mod cli;
 mod config;
+mod durability;
 mod e2e;
 mod metrics;
 mod notify;

@@ -1,0 +1,164 @@
+//! Durable delivery across crashes: keeper killed with SIGKILL while a channel
+//! is down delivers each pending notification exactly once after a restart;
+//! killed after a delivery, it does not send it again.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::support::receiver::Receiver;
+use crate::support::target::Target;
+use crate::support::{wait_for, wait_until};
+
+/// A keeper process, SIGKILLed when dropped.
+struct Process(Child);
+
+impl Process {
+    fn start(config: &Path) -> Process {
+        let child = Command::new(env!("CARGO_BIN_EXE_keeper"))
+            .args(["run", "-c"])
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("keeper starts");
+        Process(child)
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    fn kill(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn write_config(dir: &Path, target: &Target, hook: &Receiver) -> std::path::PathBuf {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let path = dir.join("keeper.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:{port}"
+
+[storage]
+url = "sqlite://{db}"
+
+[checks.web]
+kind = "http"
+url = "{target}"
+interval = "200ms"
+
+[channels.hook]
+kind = "webhook"
+url = "{hook}"
+
+[[routes]]
+channels = ["hook"]
+"#,
+            db = dir.join("keeper.db").display(),
+            target = target.url("/"),
+            hook = hook.url(),
+        ),
+    )
+    .expect("writing the config");
+    path
+}
+
+fn opened(bodies: &[serde_json::Value]) -> Vec<serde_json::Value> {
+    bodies
+        .iter()
+        .filter(|b| b["state"] == "opened")
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn pending_notifications_survive_sigkill_and_are_delivered_once() {
+    crate::support::init();
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target::start().await;
+    target.set_status(503);
+    let hook = Receiver::start().await;
+    hook.set_response(500, "receiver down");
+    let config = write_config(dir.path(), &target, &hook);
+
+    let first = Process::start(&config);
+    wait_until(
+        "a delivery attempt failed",
+        Duration::from_secs(20),
+        || async { !hook.requests().is_empty() },
+    )
+    .await;
+    first.kill();
+
+    let failed_attempts = hook.requests().len();
+    hook.set_response(200, "ok");
+    let second = Process::start(&config);
+    let delivered = wait_for(
+        "the pending page, delivered",
+        Duration::from_secs(30),
+        || async {
+            let after: Vec<serde_json::Value> = hook.json_bodies().split_off(failed_attempts);
+            let o = opened(&after);
+            (!o.is_empty()).then_some(o)
+        },
+    )
+    .await;
+    let id = delivered[0]["incident"].clone();
+    // Time passes: the target sees the probes go by, and retries would have come.
+    let seen = target.requests();
+    wait_until("ten more probes", Duration::from_secs(20), || async {
+        target.requests() >= seen + 10
+    })
+    .await;
+    let after: Vec<serde_json::Value> = hook.json_bodies().split_off(failed_attempts);
+    assert_eq!(opened(&after).len(), 1, "delivered exactly once: {after:?}");
+    assert!(
+        opened(&hook.json_bodies())
+            .iter()
+            .all(|o| o["incident"] == id),
+        "one incident"
+    );
+    second.kill();
+}
+
+#[tokio::test]
+async fn a_delivered_notification_is_not_sent_again_after_sigkill() {
+    crate::support::init();
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target::start().await;
+    target.set_status(503);
+    let hook = Receiver::start().await;
+    let config = write_config(dir.path(), &target, &hook);
+
+    let first = Process::start(&config);
+    wait_until("the page", Duration::from_secs(20), || async {
+        opened(&hook.json_bodies()).len() == 1
+    })
+    .await;
+    first.kill();
+
+    let second = Process::start(&config);
+    let seen = target.requests();
+    wait_until(
+        "ten probes after the restart",
+        Duration::from_secs(20),
+        || async { target.requests() >= seen + 10 },
+    )
+    .await;
+    assert_eq!(opened(&hook.json_bodies()).len(), 1, "not sent again");
+    second.kill();
+}
