@@ -585,3 +585,63 @@ comment = "weekly upgrade"
     assert_eq!(pages, ["api"], "web is in maintenance");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_target_failing_one_probe_in_three_never_pages_with_two_failures_before_alert() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let db = crate::support::db::TestDb::sqlite();
+    // Every third request fails: never two failures in a row.
+    let served = Arc::new(AtomicUsize::new(0));
+    let app_router = axum::Router::new().route(
+        "/",
+        axum::routing::get({
+            let served = served.clone();
+            move || {
+                let n = served.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if n % 3 == 2 {
+                        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "blip")
+                    } else {
+                        (axum::http::StatusCode::OK, "ok")
+                    }
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app_router).await });
+    let hook = Receiver::start().await;
+    let app = TestApp::start(&format!(
+        "[storage]\nurl = \"{}\"\n[defaults]\nfailures_before_alert = 2\n\n[checks.flaky]\nkind = \"http\"\nurl = \"http://{addr}/\"\ninterval = \"100ms\"\n\n[channels.hook]\nkind = \"webhook\"\nurl = \"{}\"\n\n[[routes]]\nchannels = [\"hook\"]\n",
+        db.url(),
+        hook.url()
+    ))
+    .await;
+    wait_until(
+        "thirty probes, ten of them failing",
+        Duration::from_secs(30),
+        || async { served.load(Ordering::SeqCst) >= 30 },
+    )
+    .await;
+    wait_until(
+        "the failures are stored",
+        Duration::from_secs(10),
+        || async {
+            app.check("flaky").await["uptime_pct"]["24h"]
+                .as_f64()
+                .is_some_and(|pct| pct < 100.0)
+        },
+    )
+    .await;
+    let flaky = app.check("flaky").await;
+    assert!(flaky["incident"].is_null(), "{flaky}");
+    assert!(
+        hook.requests().is_empty(),
+        "a blip never pages: {:?}",
+        hook.json_bodies()
+    );
+    app.stop().await;
+    server.abort();
+}
