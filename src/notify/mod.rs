@@ -5,11 +5,16 @@
 //! Adding a channel: one file here, one variant in [`ChannelSpec`] and
 //! [`Channel`], one match arm each.
 
+pub mod alertmanager;
+pub mod discord;
 pub mod email;
+pub mod ntfy;
 pub mod outbox;
+pub mod pagerduty;
 pub mod policy;
 pub mod render;
 pub mod slack;
+pub mod teams;
 pub mod webhook;
 
 use std::collections::BTreeMap;
@@ -98,16 +103,40 @@ impl SendError {
     }
 }
 
-/// `[channels.NAME]` config, by kind. Each kind's keys are read strictly.
+/// `[channels.NAME]` config, by kind. Each kind's keys are read strictly:
+///
+/// - `webhook`: `url`, optional `headers`, optional `secret` (signs each body:
+///   `X-Keeper-Signature: sha256=<hex HMAC-SHA256>`).
+/// - `slack`: `url`.
+/// - `email`: `smtp`, `from`, `to` (see [`email::Spec`]).
+/// - `discord`: `url`.
+/// - `teams`: `url` (the Workflows trigger).
+/// - `pagerduty`: `routing_key`, optional `url` (default the Events API v2 endpoint).
+/// - `ntfy`: `url` (the topic), optional `token`.
+/// - `alertmanager`: `url` (the base), optional `headers`.
 #[derive(Clone, Debug)]
 pub enum ChannelSpec {
     Webhook(webhook::Spec),
     Slack(slack::Spec),
     Email(email::Spec),
+    Discord(discord::Spec),
+    Teams(teams::Spec),
+    PagerDuty(pagerduty::Spec),
+    Ntfy(ntfy::Spec),
+    Alertmanager(alertmanager::Spec),
 }
 
 impl ChannelSpec {
-    pub const KINDS: [&'static str; 3] = ["webhook", "slack", "email"];
+    pub const KINDS: [&'static str; 8] = [
+        "webhook",
+        "slack",
+        "email",
+        "discord",
+        "teams",
+        "pagerduty",
+        "ntfy",
+        "alertmanager",
+    ];
 
     /// Reads the kind-specific keys of a channel of kind `kind`.
     pub fn deserialize_kind<'de, D: serde::Deserializer<'de>>(
@@ -119,6 +148,11 @@ impl ChannelSpec {
             "webhook" => webhook::Spec::deserialize(de).map(ChannelSpec::Webhook),
             "slack" => slack::Spec::deserialize(de).map(ChannelSpec::Slack),
             "email" => email::Spec::deserialize(de).map(ChannelSpec::Email),
+            "discord" => discord::Spec::deserialize(de).map(ChannelSpec::Discord),
+            "teams" => teams::Spec::deserialize(de).map(ChannelSpec::Teams),
+            "pagerduty" => pagerduty::Spec::deserialize(de).map(ChannelSpec::PagerDuty),
+            "ntfy" => ntfy::Spec::deserialize(de).map(ChannelSpec::Ntfy),
+            "alertmanager" => alertmanager::Spec::deserialize(de).map(ChannelSpec::Alertmanager),
             other => Err(D::Error::custom(format!(
                 "unknown channel kind {other:?} (known: {})",
                 ChannelSpec::KINDS.join(", ")
@@ -131,6 +165,11 @@ impl ChannelSpec {
             ChannelSpec::Webhook(_) => "webhook",
             ChannelSpec::Slack(_) => "slack",
             ChannelSpec::Email(_) => "email",
+            ChannelSpec::Discord(_) => "discord",
+            ChannelSpec::Teams(_) => "teams",
+            ChannelSpec::PagerDuty(_) => "pagerduty",
+            ChannelSpec::Ntfy(_) => "ntfy",
+            ChannelSpec::Alertmanager(_) => "alertmanager",
         }
     }
 
@@ -140,6 +179,15 @@ impl ChannelSpec {
             ChannelSpec::Webhook(s) => Channel::Webhook(webhook::Webhook::new(s, http.clone())?),
             ChannelSpec::Slack(s) => Channel::Slack(slack::Slack::new(s, http.clone())?),
             ChannelSpec::Email(s) => Channel::Email(email::Email::new(s)?),
+            ChannelSpec::Discord(s) => Channel::Discord(discord::Discord::new(s, http.clone())?),
+            ChannelSpec::Teams(s) => Channel::Teams(teams::Teams::new(s, http.clone())?),
+            ChannelSpec::PagerDuty(s) => {
+                Channel::PagerDuty(pagerduty::PagerDuty::new(s, http.clone())?)
+            }
+            ChannelSpec::Ntfy(s) => Channel::Ntfy(ntfy::Ntfy::new(s, http.clone())?),
+            ChannelSpec::Alertmanager(s) => {
+                Channel::Alertmanager(alertmanager::Alertmanager::new(s, http.clone())?)
+            }
         })
     }
 }
@@ -150,6 +198,11 @@ pub enum Channel {
     Webhook(webhook::Webhook),
     Slack(slack::Slack),
     Email(email::Email),
+    Discord(discord::Discord),
+    Teams(teams::Teams),
+    PagerDuty(pagerduty::PagerDuty),
+    Ntfy(ntfy::Ntfy),
+    Alertmanager(alertmanager::Alertmanager),
 }
 
 impl Channel {
@@ -160,6 +213,11 @@ impl Channel {
             Channel::Webhook(c) => c.send(n).await,
             Channel::Slack(c) => c.send(n).await,
             Channel::Email(c) => c.send(n).await,
+            Channel::Discord(c) => c.send(n).await,
+            Channel::Teams(c) => c.send(n).await,
+            Channel::PagerDuty(c) => c.send(n).await,
+            Channel::Ntfy(c) => c.send(n).await,
+            Channel::Alertmanager(c) => c.send(n).await,
         }
     }
 }

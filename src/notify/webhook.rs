@@ -4,15 +4,20 @@
 //! ([`post_json`], [`classify_response`]): 2xx is success; 5xx, 429 and network
 //! errors are worth retrying; any other 4xx is permanent. URLs may carry
 //! secrets, so neither errors nor `Debug` ever show them.
+//!
+//! With a `secret`, each body is signed: `X-Keeper-Signature: sha256=<hex>`,
+//! the HMAC-SHA256 of the exact body bytes under the secret ([`signature`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use hmac::{Hmac, KeyInit, Mac};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use serde::Deserialize;
+use sha2::Sha256;
 
 use super::{Notification, SendError, render};
 
@@ -23,6 +28,9 @@ const ERROR_BODY_MAX: usize = 200;
 /// How much of an error response's body is read at most, in bytes.
 const ERROR_BODY_READ: usize = 4096;
 
+/// The header carrying a signed body's HMAC: `sha256=<lowercase hex>`.
+pub const SIGNATURE_HEADER: &str = "x-keeper-signature";
+
 /// `[channels.NAME]` keys of kind `webhook`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,6 +39,12 @@ pub struct Spec {
     /// Extra request headers (an `Authorization` for the receiver, say).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Signs every body (e.g. `secret = "${WEBHOOK_SECRET}"`): the request carries
+    /// `X-Keeper-Signature: sha256=<hex>`, the HMAC-SHA256 of the exact body
+    /// bytes keyed with this secret. A receiver recomputes it over the raw body
+    /// and compares in constant time.
+    #[serde(default)]
+    pub secret: Option<String>,
 }
 
 #[derive(Clone)]
@@ -38,6 +52,7 @@ pub struct Webhook {
     http: reqwest::Client,
     url: reqwest::Url,
     headers: HeaderMap,
+    secret: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for Webhook {
@@ -46,6 +61,7 @@ impl fmt::Debug for Webhook {
         f.debug_struct("Webhook")
             .field("host", &self.url.host_str())
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("signed", &self.secret.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -53,23 +69,59 @@ impl fmt::Debug for Webhook {
 impl Webhook {
     pub fn new(spec: &Spec, http: reqwest::Client) -> Result<Webhook, String> {
         let url = parse_url(&spec.url)?;
-        let mut headers = HeaderMap::new();
-        for (name, value) in &spec.headers {
-            let header = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| format!("invalid header name {name:?}"))?;
-            let mut value = HeaderValue::from_str(value)
-                .map_err(|_| format!("invalid value for header {name:?}"))?;
-            value.set_sensitive(true);
-            headers.insert(header, value);
-        }
-        Ok(Webhook { http, url, headers })
+        let headers = parse_headers(&spec.headers)?;
+        let secret = match &spec.secret {
+            Some(s) if s.is_empty() => return Err("secret is empty".to_string()),
+            Some(s) => Some(s.as_bytes().to_vec()),
+            None => None,
+        };
+        Ok(Webhook {
+            http,
+            url,
+            headers,
+            secret,
+        })
     }
 
     pub async fn send(&self, n: &Notification) -> Result<(), SendError> {
         let body = render::webhook_body(n)
             .map_err(|e| SendError::permanent(format!("encoding the notification: {e}")))?;
-        post_json(&self.http, &self.url, &self.headers, body).await
+        match &self.secret {
+            None => post_json(&self.http, &self.url, &self.headers, body).await,
+            Some(secret) => {
+                let mut headers = self.headers.clone();
+                let value = HeaderValue::from_str(&signature(secret, &body))
+                    .map_err(|e| SendError::permanent(format!("signing the body: {e}")))?;
+                headers.insert(HeaderName::from_static(SIGNATURE_HEADER), value);
+                post_json(&self.http, &self.url, &headers, body).await
+            }
+        }
     }
+}
+
+/// `sha256=<hex>`: the HMAC-SHA256 of `body` keyed with `secret`.
+pub fn signature(secret: &[u8], body: &[u8]) -> String {
+    // HMAC takes a key of any length; the error arm cannot happen.
+    let Ok(mut mac) = <Hmac<Sha256> as KeyInit>::new_from_slice(secret) else {
+        return String::new();
+    };
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Config `headers` as a [`HeaderMap`], values marked sensitive. Errors name
+/// the header, never its value.
+pub(crate) fn parse_headers(raw: &BTreeMap<String, String>) -> Result<HeaderMap, String> {
+    let mut headers = HeaderMap::new();
+    for (name, value) in raw {
+        let header = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("invalid header name {name:?}"))?;
+        let mut value = HeaderValue::from_str(value)
+            .map_err(|_| format!("invalid value for header {name:?}"))?;
+        value.set_sensitive(true);
+        headers.insert(header, value);
+    }
+    Ok(headers)
 }
 
 /// Parses a channel URL, accepting only http and https. The error never repeats
@@ -91,10 +143,22 @@ pub(crate) async fn post_json(
     headers: &HeaderMap,
     body: Vec<u8>,
 ) -> Result<(), SendError> {
+    post(http, url, headers, "application/json", body).await
+}
+
+/// POSTs `body` of `content_type` with `headers` and [`REQUEST_TIMEOUT`], and
+/// classifies the answer ([`classify_response`]).
+pub(crate) async fn post(
+    http: &reqwest::Client,
+    url: &reqwest::Url,
+    headers: &HeaderMap,
+    content_type: &'static str,
+    body: Vec<u8>,
+) -> Result<(), SendError> {
     let response = http
         .post(url.clone())
         .headers(headers.clone())
-        .header(CONTENT_TYPE, "application/json")
+        .header(CONTENT_TYPE, content_type)
         .timeout(REQUEST_TIMEOUT)
         .body(body)
         .send()
@@ -271,6 +335,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            secret: None,
         };
         let e = Webhook::new(&spec("ftp://secret@x/", &[]), http.clone()).unwrap_err();
         assert!(!e.contains("secret"), "{e}");
@@ -281,7 +346,23 @@ mod tests {
         let e =
             Webhook::new(&spec("http://x/", &[("X-Token", "sec\nret")]), http.clone()).unwrap_err();
         assert!(!e.contains("sec"), "{e}");
-        let ok = Webhook::new(&spec("http://x/", &[("X-Token", "secret")]), http).unwrap();
+        let ok = Webhook::new(&spec("http://x/", &[("X-Token", "secret")]), http.clone()).unwrap();
         assert!(!format!("{ok:?}").contains("secret"));
+        let mut signed = spec("http://x/", &[]);
+        signed.secret = Some("hush-hush".into());
+        let ok = Webhook::new(&signed, http.clone()).unwrap();
+        assert!(!format!("{ok:?}").contains("hush"), "{ok:?}");
+        signed.secret = Some(String::new());
+        let e = Webhook::new(&signed, http).unwrap_err();
+        assert_eq!(e, "secret is empty");
+    }
+
+    #[test]
+    fn signature_is_hmac_sha256_hex() {
+        // RFC 4231, test case 2.
+        assert_eq!(
+            signature(b"Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
     }
 }

@@ -5,6 +5,7 @@
 mod support;
 
 mod alerting;
+mod channels;
 mod cli;
 mod config;
 mod durability;

@@ -46,6 +46,7 @@ fn webhook_to(rx: &Receiver, headers: &[(&str, &str)]) -> webhook::Webhook {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        secret: None,
     };
     webhook::Webhook::new(&spec, http()).expect("webhook spec")
 }
@@ -119,6 +120,7 @@ async fn webhook_network_error_is_transient_and_hides_the_url() {
     let spec = webhook::Spec {
         url: format!("http://{}/token-s3cret", rx.addr()),
         headers: BTreeMap::new(),
+        secret: None,
     };
     drop(rx); // nothing listens there any more
     let hook = webhook::Webhook::new(&spec, http()).expect("webhook spec");
@@ -330,6 +332,7 @@ fn outbox(store: Store, channels: &[(&str, &Receiver)]) -> (Outbox, prometheus::
             let spec = ChannelSpec::Webhook(webhook::Spec {
                 url: rx.url(),
                 headers: BTreeMap::new(),
+                secret: None,
             });
             (name.to_string(), spec.build(&http).expect("channel"))
         })

@@ -2,6 +2,7 @@
 //! SMTP server, and `wait_until` (tests poll for a condition, never sleep and hope).
 #![allow(dead_code)]
 
+pub mod alertmanager;
 pub mod app;
 pub mod db;
 pub mod receiver;

@@ -1,0 +1,67 @@
+//! The `alertmanager` channel: keeper as an Alertmanager client,
+//! `POST {url}/api/v2/alerts` with [`render::alertmanager_alerts`].
+//!
+//! Alertmanager owns routing, grouping and silences from there on. A firing
+//! alert ends [`render::ALERTMANAGER_HORIZON_HOURS`] ahead unless keeper sends
+//! again (a reminder, an escalation, the ack); a resolve ends it at once.
+//! Alertmanager answers 200; 400 is permanent, 5xx retried (the shared rule of
+//! [`super::webhook::post_json`]). Headers (basic auth for a proxy, say) are
+//! secrets and never shown.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use reqwest::header::HeaderMap;
+use serde::Deserialize;
+
+use super::webhook::{parse_headers, parse_url, post_json};
+use super::{Notification, SendError, render};
+
+/// `[channels.NAME]` keys of kind `alertmanager`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// Alertmanager's base URL, e.g. `http://127.0.0.1:9093` (a path prefix is kept).
+    pub url: String,
+    /// Extra request headers (an `Authorization` for a proxy in front, say).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Clone)]
+pub struct Alertmanager {
+    http: reqwest::Client,
+    url: reqwest::Url,
+    headers: HeaderMap,
+}
+
+impl fmt::Debug for Alertmanager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Alertmanager")
+            .field("host", &self.url.host_str())
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Alertmanager {
+    pub fn new(spec: &Spec, http: reqwest::Client) -> Result<Alertmanager, String> {
+        let mut url = parse_url(&spec.url)?;
+        if url.query().is_some() {
+            return Err("invalid url: a base URL takes no query".to_string());
+        }
+        let path = format!("{}/api/v2/alerts", url.path().trim_end_matches('/'));
+        url.set_path(&path);
+        Ok(Alertmanager {
+            http,
+            url,
+            headers: parse_headers(&spec.headers)?,
+        })
+    }
+
+    pub async fn send(&self, n: &Notification) -> Result<(), SendError> {
+        let body = serde_json::to_vec(&render::alertmanager_alerts(n))
+            .map_err(|e| SendError::permanent(format!("encoding the alerts: {e}")))?;
+        post_json(&self.http, &self.url, &self.headers, body).await
+    }
+}

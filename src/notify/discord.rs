@@ -1,0 +1,51 @@
+//! The `discord` channel: a webhook message with one embed colored by
+//! severity ([`render::discord_payload`]).
+//!
+//! Discord answers 204. A 404 means the webhook was deleted: permanent, never
+//! retried; 429 waits for its Retry-After (the shared rule of
+//! [`super::webhook::post_json`]). The URL carries the token: never shown.
+
+use std::fmt;
+
+use reqwest::header::HeaderMap;
+use serde::Deserialize;
+
+use super::webhook::{parse_url, post_json};
+use super::{Notification, SendError, render};
+
+/// `[channels.NAME]` keys of kind `discord`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// `https://discord.com/api/webhooks/{id}/{token}` (it carries the secret).
+    pub url: String,
+}
+
+#[derive(Clone)]
+pub struct Discord {
+    http: reqwest::Client,
+    url: reqwest::Url,
+}
+
+impl fmt::Debug for Discord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Discord")
+            .field("host", &self.url.host_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Discord {
+    pub fn new(spec: &Spec, http: reqwest::Client) -> Result<Discord, String> {
+        Ok(Discord {
+            http,
+            url: parse_url(&spec.url)?,
+        })
+    }
+
+    pub async fn send(&self, n: &Notification) -> Result<(), SendError> {
+        let body = serde_json::to_vec(&render::discord_payload(n))
+            .map_err(|e| SendError::permanent(format!("encoding the discord payload: {e}")))?;
+        post_json(&self.http, &self.url, &HeaderMap::new(), body).await
+    }
+}
