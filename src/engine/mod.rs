@@ -132,6 +132,8 @@ pub struct Engine {
     /// Silences not yet ended, as the store has them.
     silences: Vec<Silence>,
     maintenance: Vec<Maintenance>,
+    /// Grouping windows per channel (a route's `group_wait`).
+    windows: policy::Windows,
     store: Store,
     board: Board,
     metrics: Metrics,
@@ -202,6 +204,7 @@ impl Engine {
                 .collect(),
             silences: Vec::new(),
             maintenance: parts.maintenance,
+            windows: policy::Windows::default(),
             routes: parts.routes,
             repeat: parts.repeat,
             store: parts.store,
@@ -591,23 +594,29 @@ impl Engine {
         }
     }
 
-    /// The outbox rows an event of check `check` makes, by the routes.
-    fn outgoing(&self, check: usize, event: &EventFacts) -> Vec<crate::store::Outgoing> {
+    /// The outbox rows an event of check `check` makes, by the routes; rows
+    /// for a channel with a `group_wait` join its open window.
+    fn outgoing(&mut self, check: usize, event: &EventFacts) -> Vec<crate::store::Outgoing> {
         let config = &self.checks[check].config;
-        policy::route(
-            &self.routes,
-            &policy::Event {
-                check: &config.name,
-                labels: &config.labels,
-                kind: event.kind,
-                incident: event.incident,
-                severity: event.severity,
-                color: event.color,
-                message: &event.message,
-                started_at: event.started_at,
-                at: event.at,
-            },
-        )
+        let event = policy::Event {
+            check: &config.name,
+            labels: &config.labels,
+            kind: event.kind,
+            incident: event.incident,
+            severity: event.severity,
+            color: event.color,
+            message: &event.message,
+            started_at: event.started_at,
+            at: event.at,
+        };
+        let mut rows = policy::route(&self.routes, &event);
+        for row in &mut rows {
+            let wait = policy::group_wait(&self.routes, &event, &row.channel);
+            if !wait.is_zero() {
+                row.batch_at = Some(self.windows.batch_at(&row.channel, wait, event.at));
+            }
+        }
+        rows
     }
 
     /// Commits one incident change with the notifications of `event` (none

@@ -60,7 +60,19 @@ impl Alertmanager {
     }
 
     pub async fn send(&self, n: &Notification) -> Result<(), SendError> {
-        let body = serde_json::to_vec(&render::alertmanager_alerts(n))
+        self.send_group(std::slice::from_ref(n)).await
+    }
+
+    /// Every notification's alerts in one `POST /api/v2/alerts` array.
+    pub async fn send_group(&self, ns: &[Notification]) -> Result<(), SendError> {
+        let alerts: Vec<serde_json::Value> = ns
+            .iter()
+            .flat_map(|n| match render::alertmanager_alerts(n) {
+                serde_json::Value::Array(alerts) => alerts,
+                other => vec![other],
+            })
+            .collect();
+        let body = serde_json::to_vec(&alerts)
             .map_err(|e| SendError::permanent(format!("encoding the alerts: {e}")))?;
         post_json(&self.http, &self.url, &self.headers, body).await
     }

@@ -87,15 +87,29 @@ impl Email {
     }
 
     pub async fn send(&self, n: &Notification) -> Result<(), SendError> {
+        self.send_text(render::email_subject(n), render::email_body(n))
+            .await
+    }
+
+    /// A grouped send: one email listing every notification.
+    pub async fn send_group(&self, ns: &[Notification]) -> Result<(), SendError> {
+        self.send_text(
+            render::email_group_subject(ns),
+            render::email_group_body(ns),
+        )
+        .await
+    }
+
+    async fn send_text(&self, subject: String, body: String) -> Result<(), SendError> {
         let mut builder = Message::builder()
             .from(self.from.clone())
-            .subject(render::email_subject(n))
+            .subject(subject)
             .header(ContentType::TEXT_PLAIN);
         for to in &self.to {
             builder = builder.to(to.clone());
         }
         let message = builder
-            .body(render::email_body(n))
+            .body(body)
             .map_err(|e| SendError::permanent(format!("building the email: {e}")))?;
         match self.transport.send(message).await {
             Ok(_) => Ok(()),

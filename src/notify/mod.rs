@@ -220,4 +220,24 @@ impl Channel {
             Channel::Alertmanager(c) => c.send(n).await,
         }
     }
+
+    /// Sends several notifications as one message (a route's `group_wait`):
+    /// a JSON array for `webhook` and `alertmanager`, one message listing them
+    /// all for `slack` and `email`. `discord`, `teams`, `ntfy` and `pagerduty`
+    /// (one event per incident by design) still get one message each, in order;
+    /// a failure stops there and the whole group is tried again.
+    pub async fn send_group(&self, ns: &[Notification]) -> Result<(), SendError> {
+        match self {
+            Channel::Webhook(c) => c.send_group(ns).await,
+            Channel::Slack(c) => c.send_group(ns).await,
+            Channel::Email(c) => c.send_group(ns).await,
+            Channel::Alertmanager(c) => c.send_group(ns).await,
+            Channel::Discord(_) | Channel::Teams(_) | Channel::PagerDuty(_) | Channel::Ntfy(_) => {
+                for n in ns {
+                    self.send(n).await?;
+                }
+                Ok(())
+            }
+        }
+    }
 }

@@ -23,7 +23,7 @@ use tokio::sync::{Mutex, Notify};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::{Channel, SendError, policy};
+use super::{Channel, Notification, SendError, policy};
 use crate::store::{OutboxEntry, Store, StoreError};
 
 /// Attempts before a notification is given up (1 + 2 + … + 64 s ≈ 2 min of retries).
@@ -83,6 +83,23 @@ pub struct Outbox {
     /// Channels with a send in flight. Claiming rows and releasing a channel
     /// both hold this lock, so no row is claimed twice.
     busy: Arc<Mutex<HashSet<String>>>,
+}
+
+/// A channel's due rows as units of delivery, in order: rows sharing a
+/// `batch_at` (a route's `group_wait` window) go out as one message; the
+/// others one by one.
+fn batches(entries: &[OutboxEntry]) -> Vec<Vec<&OutboxEntry>> {
+    let mut units: Vec<Vec<&OutboxEntry>> = Vec::new();
+    for entry in entries {
+        let joins = entry
+            .batch_at
+            .and_then(|at| units.iter().position(|u| u[0].batch_at == Some(at)));
+        match joins {
+            Some(i) => units[i].push(entry),
+            None => units.push(vec![entry]),
+        }
+    }
+    units
 }
 
 /// What becomes of a row after an attempt.
@@ -260,13 +277,25 @@ impl Outbox {
             }
             return (report, None);
         };
-        for (i, entry) in entries.iter().enumerate() {
-            let mut notification = entry.notification.clone();
-            if notification.url.is_none() {
-                notification.url =
-                    policy::incident_url(self.public_url.as_deref(), notification.incident);
-            }
-            let result = tokio::time::timeout(self.send_timeout, channel.send(&notification))
+        let units = batches(entries);
+        for (i, unit) in units.iter().enumerate() {
+            let notifications: Vec<Notification> = unit
+                .iter()
+                .map(|entry| {
+                    let mut n = entry.notification.clone();
+                    if n.url.is_none() {
+                        n.url = policy::incident_url(self.public_url.as_deref(), n.incident);
+                    }
+                    n
+                })
+                .collect();
+            let send = async {
+                match notifications.as_slice() {
+                    [one] => channel.send(one).await,
+                    many => channel.send_group(many).await,
+                }
+            };
+            let result = tokio::time::timeout(self.send_timeout, send)
                 .await
                 .unwrap_or_else(|_| {
                     Err(SendError::transient(format!(
@@ -274,25 +303,32 @@ impl Outbox {
                         self.send_timeout
                     )))
                 });
+            // A batch went out together, so it was tried as often as its first row.
+            let attempts = unit[0].attempts;
             let jitter = rand::rng().random::<f64>();
             let disposition = decide(
-                entry.attempts,
+                attempts,
                 result,
                 self.max_attempts,
-                backoff(entry.attempts + 1, self.backoff_base, self.backoff_cap),
+                backoff(attempts + 1, self.backoff_base, self.backoff_cap),
                 jitter,
             );
             let retry = match &disposition {
                 Disposition::Retry { delay, error, .. } => Some((*delay, error.clone())),
                 _ => None,
             };
-            if let Err(e) = self.mark(entry, disposition, &mut report).await {
-                return (report, Some(e));
+            for entry in unit {
+                if let Err(e) = self.mark(entry, disposition.clone(), &mut report).await {
+                    return (report, Some(e));
+                }
             }
             // The channel is failing: the rest of its rows wait with this one.
             if let Some((delay, error)) = retry {
-                let rest = &entries[i + 1..];
-                if let Err(e) = self.defer(rest, delay, &error).await {
+                let rest: Vec<OutboxEntry> = units[i + 1..]
+                    .iter()
+                    .flat_map(|u| u.iter().map(|e| (*e).clone()))
+                    .collect();
+                if let Err(e) = self.defer(&rest, delay, &error).await {
                     return (report, Some(e));
                 }
                 report.deferred += rest.len();

@@ -64,8 +64,46 @@ pub fn route(routes: &[Route], event: &Event<'_>) -> Vec<Outgoing> {
         .map(|channel| Outgoing {
             channel: channel.to_string(),
             notification: notification.clone(),
+            batch_at: None,
         })
         .collect()
+}
+
+/// How long notifications for `channel` are gathered before they go out as
+/// one message: the longest `group_wait` of the routes that send this event there.
+pub fn group_wait(routes: &[Route], event: &Event<'_>, channel: &str) -> std::time::Duration {
+    routes
+        .iter()
+        .filter(|r| {
+            r.matches(event.severity, event.labels) && r.channels.iter().any(|c| c == channel)
+        })
+        .map(|r| r.group_wait)
+        .max()
+        .unwrap_or_default()
+}
+
+/// The open grouping windows per channel: the first notification for a
+/// channel opens one, later ones within it join it.
+#[derive(Debug, Default)]
+pub struct Windows(std::collections::HashMap<String, DateTime<Utc>>);
+
+impl Windows {
+    /// When the batch `channel`'s notification at `now` joins goes out.
+    pub fn batch_at(
+        &mut self,
+        channel: &str,
+        wait: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> DateTime<Utc> {
+        match self.0.get(channel) {
+            Some(end) if *end > now => *end,
+            _ => {
+                let end = now + chrono::Duration::from_std(wait).unwrap_or_default();
+                self.0.insert(channel.to_string(), end);
+                end
+            }
+        }
+    }
 }
 
 /// A check's dependency as the policy sees it.

@@ -106,6 +106,57 @@ pub fn slack_payload(n: &Notification) -> Value {
     json!({"text": text, "attachments": [attachment]})
 }
 
+/// Slack's limit on attachments in one message.
+const SLACK_ATTACHMENTS_MAX: usize = 100;
+
+/// `[CRITICAL] 3 notifications: web opened, api opened, db escalated`: the
+/// worst severity, the count, and the checks with their states.
+pub fn email_group_subject(ns: &[Notification]) -> String {
+    let worst = ns.iter().map(|n| n.severity).max().unwrap_or(Severity::Low);
+    let what: Vec<String> = ns
+        .iter()
+        .map(|n| format!("{} {}", n.check, n.state))
+        .collect();
+    format!(
+        "[{}] {} notifications: {}",
+        worst.as_str().to_uppercase(),
+        ns.len(),
+        truncate(&what.join(", "), SUBJECT_MESSAGE_MAX)
+    )
+}
+
+/// One email body listing every notification of a group, each as [`email_body`] renders it.
+pub fn email_group_body(ns: &[Notification]) -> String {
+    let mut out = format!("{} notifications\n", ns.len());
+    for n in ns {
+        let _ = write!(
+            out,
+            "\n----------------------------------------\n\n{}",
+            email_body(n)
+        );
+    }
+    out
+}
+
+/// One Slack message for a group: a text listing them, an attachment each.
+pub fn slack_group_payload(ns: &[Notification]) -> Value {
+    let what: Vec<String> = ns
+        .iter()
+        .map(|n| format!("{} {}", n.check, n.state))
+        .collect();
+    let text = format!(
+        "{} notifications: {}",
+        ns.len(),
+        slack_escape(&truncate(&what.join(", "), SLACK_MESSAGE_MAX))
+    );
+    let attachments: Vec<Value> = ns
+        .iter()
+        .take(SLACK_ATTACHMENTS_MAX)
+        .filter_map(|n| slack_payload(n)["attachments"].get(0).cloned())
+        .collect();
+    json!({"text": text, "attachments": attachments})
+}
+
 /// The webhook body: the notification's own JSON, exactly DESIGN.md §5.
 pub fn webhook_body(n: &Notification) -> Result<Vec<u8>, serde_json::Error> {
     serde_json::to_vec(n)
@@ -428,6 +479,27 @@ mod tests {
 
     use super::*;
     use crate::classify::Color;
+
+    #[test]
+    fn groups_name_the_worst_severity_and_every_check() {
+        let mut a = n(EventKind::Opened, Severity::High, "503");
+        a.check = "api".into();
+        let b = n(EventKind::Opened, Severity::Critical, "refused");
+        let subject = email_group_subject(&[a.clone(), b.clone()]);
+        assert_eq!(
+            subject,
+            "[CRITICAL] 2 notifications: api opened, web opened"
+        );
+        let body = email_group_body(&[a.clone(), b.clone()]);
+        assert!(body.starts_with("2 notifications\n"), "{body}");
+        assert!(
+            body.contains("Check:    api") && body.contains("Check:    web"),
+            "{body}"
+        );
+        let slack = slack_group_payload(&[a, b]);
+        assert_eq!(slack["attachments"].as_array().unwrap().len(), 2);
+        assert_eq!(slack["text"], "2 notifications: api opened, web opened");
+    }
 
     fn n(state: EventKind, severity: Severity, message: &str) -> Notification {
         Notification {

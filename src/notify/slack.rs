@@ -48,4 +48,11 @@ impl Slack {
             .map_err(|e| SendError::permanent(format!("encoding the slack payload: {e}")))?;
         post_json(&self.http, &self.url, &HeaderMap::new(), body).await
     }
+
+    /// A grouped send: one message, an attachment per notification.
+    pub async fn send_group(&self, ns: &[Notification]) -> Result<(), SendError> {
+        let body = serde_json::to_vec(&render::slack_group_payload(ns))
+            .map_err(|e| SendError::permanent(format!("encoding the slack payload: {e}")))?;
+        post_json(&self.http, &self.url, &HeaderMap::new(), body).await
+    }
 }

@@ -86,6 +86,18 @@ impl Webhook {
     pub async fn send(&self, n: &Notification) -> Result<(), SendError> {
         let body = render::webhook_body(n)
             .map_err(|e| SendError::permanent(format!("encoding the notification: {e}")))?;
+        self.post_signed(body).await
+    }
+
+    /// A grouped send: one JSON array of the notifications.
+    pub async fn send_group(&self, ns: &[Notification]) -> Result<(), SendError> {
+        let body = serde_json::to_vec(ns)
+            .map_err(|e| SendError::permanent(format!("encoding the notifications: {e}")))?;
+        self.post_signed(body).await
+    }
+
+    /// POSTs a JSON body, signed when the channel has a secret.
+    async fn post_signed(&self, body: Vec<u8>) -> Result<(), SendError> {
         match &self.secret {
             None => post_json(&self.http, &self.url, &self.headers, body).await,
             Some(secret) => {

@@ -185,6 +185,10 @@ pub fn event_of(change: &IncidentChange) -> (&'static str, String) {
 pub struct Outgoing {
     pub channel: String,
     pub notification: Notification,
+    /// With a route's `group_wait`: when the channel's window closes. Every
+    /// notification of a channel with the same `batch_at` goes out as one
+    /// message then. `None`: on its own, at once.
+    pub batch_at: Option<DateTime<Utc>>,
 }
 
 /// A notification waiting in the outbox.
@@ -195,6 +199,8 @@ pub struct OutboxEntry {
     pub notification: Notification,
     /// Sends tried so far.
     pub attempts: u32,
+    /// The batch it goes out in (see [`Outgoing::batch_at`]).
+    pub batch_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -61,6 +61,7 @@ struct OutboxRecord {
     channel: String,
     payload: String,
     attempts: i32,
+    batch_at: Option<DateTime<Utc>>,
 }
 
 impl PgStore {
@@ -186,13 +187,15 @@ impl PgStore {
             let mut notification = out.notification;
             notification.incident = record.id;
             sqlx::query(
-                "INSERT INTO outbox (incident_id, channel, payload, next_attempt_at, created_at) \
-                 VALUES ($1, $2, $3, $4, $4)",
+                "INSERT INTO outbox \
+                 (incident_id, channel, payload, next_attempt_at, created_at, batch_at) \
+                 VALUES ($1, $2, $3, GREATEST($4, $5), $4, $5)",
             )
             .bind(record.id)
             .bind(out.channel)
             .bind(encode_notification(&notification)?)
             .bind(at)
+            .bind(out.batch_at)
             .execute(&mut *tx)
             .await
             .doing("queueing a notification in the outbox")?;
@@ -311,7 +314,7 @@ impl PgStore {
         limit: u32,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
         let records: Vec<OutboxRecord> = sqlx::query_as(
-            "SELECT id, channel, payload, attempts FROM outbox \
+            "SELECT id, channel, payload, attempts, batch_at FROM outbox \
              WHERE status = 'pending' AND next_attempt_at <= $1 \
              ORDER BY id LIMIT $2",
         )
@@ -328,6 +331,7 @@ impl PgStore {
                     attempts: u32::try_from(r.attempts).map_err(|_| {
                         StoreError::Corrupt(format!("outbox row {}: attempts {}", r.id, r.attempts))
                     })?,
+                    batch_at: r.batch_at,
                     id: r.id,
                     channel: r.channel,
                 })

@@ -73,6 +73,7 @@ struct OutboxRecord {
     channel: String,
     payload: String,
     attempts: i64,
+    batch_at: Option<i64>,
 }
 
 impl SqliteStore {
@@ -226,14 +227,16 @@ impl SqliteStore {
             let mut notification = out.notification;
             notification.incident = record.id;
             sqlx::query(
-                "INSERT INTO outbox (incident_id, channel, payload, next_attempt_at, created_at) \
-                 VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO outbox \
+                 (incident_id, channel, payload, next_attempt_at, created_at, batch_at) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
             )
             .bind(record.id)
             .bind(out.channel)
             .bind(encode_notification(&notification)?)
+            .bind(out.batch_at.map_or(at, |b| b.timestamp_millis().max(at)))
             .bind(at)
-            .bind(at)
+            .bind(out.batch_at.map(|b| b.timestamp_millis()))
             .execute(&mut *tx)
             .await
             .doing("queueing a notification in the outbox")?;
@@ -358,7 +361,7 @@ impl SqliteStore {
         limit: u32,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
         let records: Vec<OutboxRecord> = sqlx::query_as(
-            "SELECT id, channel, payload, attempts FROM outbox \
+            "SELECT id, channel, payload, attempts, batch_at FROM outbox \
              WHERE status = 'pending' AND next_attempt_at <= ? \
              ORDER BY id LIMIT ?",
         )
@@ -375,6 +378,10 @@ impl SqliteStore {
                     attempts: u32::try_from(r.attempts).map_err(|_| {
                         StoreError::Corrupt(format!("outbox row {}: attempts {}", r.id, r.attempts))
                     })?,
+                    batch_at: r
+                        .batch_at
+                        .map(|b| from_millis(b, "outbox.batch_at"))
+                        .transpose()?,
                     id: r.id,
                     channel: r.channel,
                 })

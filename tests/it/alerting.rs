@@ -645,3 +645,87 @@ async fn a_target_failing_one_probe_in_three_never_pages_with_two_failures_befor
     app.stop().await;
     server.abort();
 }
+
+#[tokio::test]
+async fn ten_checks_failing_within_group_wait_make_one_message_per_channel() {
+    let db = crate::support::db::TestDb::sqlite();
+    let target = Target::start().await;
+    let hook = Receiver::start().await;
+    let smtp = crate::support::smtp::SmtpServer::start().await;
+    let checks: String = (0..10)
+        .map(|i| {
+            format!(
+                "[checks.c{i}]\nkind = \"http\"\nurl = \"{}\"\ninterval = \"200ms\"\n",
+                target.url(&format!("/c{i}"))
+            )
+        })
+        .collect();
+    let app = TestApp::start(&format!(
+        r#"
+[storage]
+url = "{db}"
+
+{checks}
+
+[channels.hook]
+kind = "webhook"
+url = "{hook}"
+
+[channels.mail]
+kind = "email"
+smtp = "{smtp}"
+from = "keeper@example.test"
+to = ["oncall@example.test"]
+
+[[routes]]
+channels = ["hook", "mail"]
+group_wait = "2s"
+"#,
+        db = db.url(),
+        hook = hook.url(),
+        smtp = smtp.url(),
+    ))
+    .await;
+    wait_until("every check probed", Duration::from_secs(20), || async {
+        app.get_json("/api/v1/checks")
+            .await
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| !c["last_run_at"].is_null())
+    })
+    .await;
+
+    target.set_status(503);
+    let batch = wait_for("one grouped webhook", Duration::from_secs(20), || async {
+        hook.json_bodies().pop()
+    })
+    .await;
+    let batch = batch.as_array().expect("a grouped webhook is a JSON array");
+    assert_eq!(batch.len(), 10, "{batch:?}");
+    assert!(batch.iter().all(|n| n["state"] == "opened"));
+    let mails = smtp.wait_for_messages(1, Duration::from_secs(20)).await;
+    assert!(
+        mails[0]
+            .subject
+            .starts_with("[CRITICAL] 10 notifications: "),
+        "{}",
+        mails[0].subject
+    );
+    for i in 0..10 {
+        let line = format!("Check:    c{i}");
+        assert!(
+            mails[0].body.lines().any(|l| l.trim_end() == line),
+            "c{i} listed in {:?}",
+            mails[0].body
+        );
+    }
+    let seen = target.requests();
+    wait_until("twenty more probes", Duration::from_secs(20), || async {
+        target.requests() >= seen + 20
+    })
+    .await;
+    assert_eq!(hook.requests().len(), 1, "one message for the storm");
+    assert_eq!(smtp.messages().len(), 1, "one email for the storm");
+    app.stop().await;
+}

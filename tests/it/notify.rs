@@ -305,6 +305,7 @@ async fn store_with_queued(dir: &tempfile::TempDir, channels: &[&str]) -> (Store
         .map(|c| Outgoing {
             channel: c.to_string(),
             notification: n.clone(),
+            batch_at: None,
         })
         .collect();
     let incident = store
@@ -463,6 +464,7 @@ async fn outbox_run_delivers_soon_after_a_wake_up_and_stops_on_shutdown() {
             vec![Outgoing {
                 channel: "hook".into(),
                 notification: resolved,
+                batch_at: None,
             }],
         )
         .await

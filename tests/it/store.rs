@@ -58,6 +58,7 @@ fn outgoing(channel: &str, n: Notification) -> Outgoing {
     Outgoing {
         channel: channel.into(),
         notification: n,
+        batch_at: None,
     }
 }
 
