@@ -277,7 +277,7 @@ both_backends!(
             "[checks.db]\nkind = \"http\"\nurl = \"{}\"\ninterval = \"200ms\"\n",
             database.url("/db")
         );
-        for i in 0..3 {
+        for i in 0..10 {
             checks.push_str(&format!(
                 "[checks.web{i}]\nkind = \"http\"\nurl = \"{}\"\ninterval = \"200ms\"\ndepends_on = [\"db\"]\n",
                 app_server.url(&format!("/web{i}"))
@@ -305,7 +305,7 @@ both_backends!(
         assert_eq!(opened["check"], "db");
         let seen = app_server.requests();
         wait_until("every dependent failed four more times", Duration::from_secs(20), || async {
-            app_server.requests() >= seen + 12
+            app_server.requests() >= seen + 40
         })
         .await;
         assert_eq!(with_state(&hook, "opened").len(), 1, "one page for one root cause");
@@ -314,15 +314,15 @@ both_backends!(
 
         // The database recovers; the app does not: now the app pages.
         database.set_status(200);
-        wait_until("db resolved and the three dependents paged", Duration::from_secs(20), || async {
-            with_state(&hook, "resolved").len() == 1 && with_state(&hook, "opened").len() == 4
+        wait_until("db resolved and the ten dependents paged", Duration::from_secs(20), || async {
+            with_state(&hook, "resolved").len() == 1 && with_state(&hook, "opened").len() == 11
         })
         .await;
         let pages = per_incident(&hook, "opened");
         assert!(pages.values().all(|n| *n == 1), "each incident paged once: {pages:?}");
         app_server.set_status(200);
         wait_until("the dependents resolved", Duration::from_secs(20), || async {
-            with_state(&hook, "resolved").len() == 4
+            with_state(&hook, "resolved").len() == 11
         })
         .await;
         app.stop().await;
@@ -679,7 +679,7 @@ to = ["oncall@example.test"]
 
 [[routes]]
 channels = ["hook", "mail"]
-group_wait = "2s"
+group_wait = "5s"
 "#,
         db = db.url(),
         hook = hook.url(),
