@@ -141,6 +141,7 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
         routes: config.routes.clone(),
         repeat: config.severities.repeat.clone(),
         maintenance: config.maintenance.clone(),
+        digest: config.severities.low_digest.clone(),
         store: store.clone(),
         buffer,
         metrics: metrics.clone(),

@@ -20,7 +20,7 @@ pub use board::Board;
 pub use sink::Sink;
 
 use crate::classify::{Color, Severity, Verdict};
-use crate::config::{CheckConfig, Maintenance, Route};
+use crate::config::{CheckConfig, Crontab, Maintenance, Route};
 use crate::incident::{self, Decision, OpenIncident};
 use crate::metrics::Metrics;
 use crate::notify::{EventKind, policy};
@@ -121,6 +121,8 @@ struct CheckRuntime {
 const STORE_BACKOFF: Duration = Duration::from_secs(2);
 /// The longest the engine waits for the database to take one incident change.
 const STORE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a digest's notifications gather before the outbox sends them as one.
+const DIGEST_GATHER: chrono::Duration = chrono::Duration::seconds(2);
 /// How often open incidents are looked at for reminders.
 const REMINDER_TICK: Duration = Duration::from_secs(1);
 
@@ -134,6 +136,9 @@ pub struct Engine {
     maintenance: Vec<Maintenance>,
     /// Grouping windows per channel (a route's `group_wait`).
     windows: policy::Windows,
+    /// When low incidents go out, all in one message (`[severities] low.digest`).
+    digest: Option<Crontab>,
+    next_digest: Option<DateTime<Utc>>,
     store: Store,
     board: Board,
     metrics: Metrics,
@@ -147,6 +152,8 @@ pub struct Parts {
     pub routes: Vec<Route>,
     pub repeat: BTreeMap<Severity, Duration>,
     pub maintenance: Vec<Maintenance>,
+    /// `[severities] low.digest`: low incidents wait for it instead of paging one by one.
+    pub digest: Option<Crontab>,
     pub store: Store,
     pub buffer: SampleBuffer,
     pub metrics: Metrics,
@@ -205,6 +212,8 @@ impl Engine {
             silences: Vec::new(),
             maintenance: parts.maintenance,
             windows: policy::Windows::default(),
+            next_digest: parts.digest.as_ref().and_then(|d| d.next_after(Utc::now())),
+            digest: parts.digest,
             routes: parts.routes,
             repeat: parts.repeat,
             store: parts.store,
@@ -347,8 +356,13 @@ impl Engine {
         }
     }
 
-    /// Why check `i`'s notifications are held back at `now`, if they are.
-    fn hold(&self, i: usize, now: DateTime<Utc>) -> Option<String> {
+    /// Why check `i`'s notifications about an incident of `severity` are held
+    /// back at `now`, if they are: low incidents wait for the daily digest,
+    /// then the policy's holds (dependencies, silences, maintenance).
+    fn hold(&self, i: usize, severity: Severity, now: DateTime<Utc>) -> Option<String> {
+        if severity == Severity::Low && self.digest.is_some() {
+            return Some("low: waiting for the daily digest".into());
+        }
         let rt = &self.checks[i];
         let deps: Vec<policy::Dependency<'_>> = rt
             .deps
@@ -375,14 +389,67 @@ impl Engine {
         self.silences.retain(|s| s.ends_at > now);
         self.release_held(now).await;
         self.remind(now).await;
+        if self.next_digest.is_some_and(|at| now >= at) {
+            self.send_digest(now).await;
+            self.next_digest = self.digest.as_ref().and_then(|d| d.next_after(now));
+        }
+    }
+
+    /// The daily digest: every open low incident, in one message per channel
+    /// (its notifications share a batch, see [`crate::store::Outgoing::batch_at`]).
+    async fn send_digest(&mut self, now: DateTime<Utc>) {
+        let low: Vec<usize> = (0..self.checks.len())
+            .filter(|&i| {
+                self.checks[i]
+                    .open
+                    .as_ref()
+                    .is_some_and(|o| o.severity == Severity::Low)
+            })
+            .collect();
+        for i in low {
+            let Some(open) = self.checks[i].open.clone() else {
+                continue;
+            };
+            let (kind, change) = if open.notified {
+                (
+                    EventKind::Reminder,
+                    IncidentChange::Remind {
+                        id: open.id,
+                        at: now,
+                    },
+                )
+            } else {
+                let reason = "in the daily digest of low incidents".to_string();
+                (
+                    EventKind::Opened,
+                    IncidentChange::Notify {
+                        id: open.id,
+                        reason,
+                        at: now,
+                    },
+                )
+            };
+            let mut event = EventFacts::of(&open, kind, now);
+            // Due a moment later, so the outbox finds the whole digest in place.
+            event.batch_at = Some(now + DIGEST_GATHER);
+            if self.commit(i, change, Some(event)).await.is_ok()
+                && let Some(open) = &mut self.checks[i].open
+            {
+                open.notified = true;
+                open.held_by = None;
+                open.last_notified_at = now;
+            }
+        }
     }
 
     /// Notifies the opening of every held-back incident whose hold has ended.
     async fn release_held(&mut self, now: DateTime<Utc>) {
         let due: Vec<usize> = (0..self.checks.len())
             .filter(|&i| {
-                self.checks[i].open.as_ref().is_some_and(|o| !o.notified)
-                    && self.hold(i, now).is_none()
+                self.checks[i]
+                    .open
+                    .as_ref()
+                    .is_some_and(|o| !o.notified && self.hold(i, o.severity, now).is_none())
             })
             .collect();
         for i in due {
@@ -421,7 +488,12 @@ impl Engine {
                 let window = self.repeat.get(&open.severity)?;
                 incident::reminder_due(open, *window, now).then_some(i)
             })
-            .filter(|&i| self.hold(i, now).is_none())
+            .filter(|&i| {
+                self.checks[i]
+                    .open
+                    .as_ref()
+                    .is_some_and(|o| self.hold(i, o.severity, now).is_none())
+            })
             .collect();
         for i in due {
             let Some(open) = self.checks[i].open.clone() else {
@@ -488,8 +560,12 @@ impl Engine {
             self.store_backoff_until = None;
         }
         let now = Utc::now();
-        let hold = self.hold(check, now);
         let open = self.checks[check].open.clone();
+        let severity = match &decision {
+            Decision::Open { severity, .. } | Decision::Escalate { severity, .. } => *severity,
+            Decision::Resolve { .. } => open.as_ref().map_or(Severity::Low, |o| o.severity),
+        };
+        let hold = self.hold(check, severity, now);
         let notified = open.as_ref().is_some_and(|o| o.notified);
         let started_at = open.as_ref().map_or(now, |o| o.started_at);
         let (change, event) = match decision {
@@ -514,6 +590,7 @@ impl Engine {
                     message,
                     started_at: now,
                     at: now,
+                    batch_at: None,
                 }),
             ),
             Decision::Escalate {
@@ -537,6 +614,7 @@ impl Engine {
                     message,
                     started_at,
                     at: now,
+                    batch_at: None,
                 }),
             ),
             Decision::Resolve { id, message } => (
@@ -553,6 +631,7 @@ impl Engine {
                     message,
                     started_at,
                     at: now,
+                    batch_at: None,
                 }),
             ),
         };
@@ -596,25 +675,27 @@ impl Engine {
 
     /// The outbox rows an event of check `check` makes, by the routes; rows
     /// for a channel with a `group_wait` join its open window.
-    fn outgoing(&mut self, check: usize, event: &EventFacts) -> Vec<crate::store::Outgoing> {
+    fn outgoing(&mut self, check: usize, facts: &EventFacts) -> Vec<crate::store::Outgoing> {
         let config = &self.checks[check].config;
         let event = policy::Event {
             check: &config.name,
             labels: &config.labels,
-            kind: event.kind,
-            incident: event.incident,
-            severity: event.severity,
-            color: event.color,
-            message: &event.message,
-            started_at: event.started_at,
-            at: event.at,
+            kind: facts.kind,
+            incident: facts.incident,
+            severity: facts.severity,
+            color: facts.color,
+            message: &facts.message,
+            started_at: facts.started_at,
+            at: facts.at,
         };
         let mut rows = policy::route(&self.routes, &event);
         for row in &mut rows {
             let wait = policy::group_wait(&self.routes, &event, &row.channel);
-            if !wait.is_zero() {
-                row.batch_at = Some(self.windows.batch_at(&row.channel, wait, event.at));
-            }
+            row.batch_at = match facts.batch_at {
+                Some(at) => Some(at),
+                None if wait.is_zero() => None,
+                None => Some(self.windows.batch_at(&row.channel, wait, event.at)),
+            };
         }
         rows
     }
@@ -684,6 +765,8 @@ struct EventFacts {
     message: String,
     started_at: DateTime<Utc>,
     at: DateTime<Utc>,
+    /// Goes out in this batch rather than by the routes' grouping windows.
+    batch_at: Option<DateTime<Utc>>,
 }
 
 impl EventFacts {
@@ -697,6 +780,7 @@ impl EventFacts {
             message: open.message.clone(),
             started_at: open.started_at,
             at,
+            batch_at: None,
         }
     }
 }

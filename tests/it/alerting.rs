@@ -729,3 +729,96 @@ group_wait = "5s"
     assert_eq!(smtp.messages().len(), 1, "one email for the storm");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn low_incidents_go_out_together_in_the_digest() {
+    let db = crate::support::db::TestDb::sqlite();
+    let target = Target::start().await;
+    target.set_status(503);
+    let hook = Receiver::start().await;
+    // A digest every two seconds stands in for the daily one.
+    let app = TestApp::start(&format!(
+        r#"
+[storage]
+url = "{db}"
+
+[severities]
+low = {{ digest = "*/2 * * * * *" }}
+
+[checks.docs]
+kind = "http"
+url = "{docs}"
+interval = "200ms"
+down_severity = "low"
+
+[checks.blog]
+kind = "http"
+url = "{blog}"
+interval = "200ms"
+down_severity = "low"
+
+[channels.hook]
+kind = "webhook"
+url = "{hook}"
+
+[[routes]]
+channels = ["hook"]
+"#,
+        db = db.url(),
+        docs = target.url("/docs"),
+        blog = target.url("/blog"),
+        hook = hook.url(),
+    ))
+    .await;
+    wait_until(
+        "both low incidents recorded",
+        Duration::from_secs(20),
+        || async {
+            app.get_json("/api/v1/incidents")
+                .await
+                .as_array()
+                .unwrap()
+                .len()
+                == 2
+        },
+    )
+    .await;
+    // A digest may fire between the two openings and list one; from the first
+    // one listing both on, every message lists both.
+    let (k, first) = wait_for(
+        "the first digest with both",
+        Duration::from_secs(20),
+        || async {
+            hook.json_bodies()
+                .into_iter()
+                .enumerate()
+                .find(|(_, b)| b.as_array().is_some_and(|a| a.len() == 2))
+        },
+    )
+    .await;
+    let mut checks: Vec<&str> = first
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["check"].as_str().unwrap())
+        .collect();
+    checks.sort();
+    assert_eq!(checks, ["blog", "docs"]);
+    assert!(
+        first
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["severity"] == "low")
+    );
+    wait_until("the next digest", Duration::from_secs(20), || async {
+        hook.json_bodies().len() > k + 1
+    })
+    .await;
+    for later in &hook.json_bodies()[k + 1..] {
+        let later = later.as_array().expect("one message listing them all");
+        assert_eq!(later.len(), 2, "{later:?}");
+        assert!(later.iter().all(|n| n["state"] == "reminder"), "{later:?}");
+    }
+    app.stop().await;
+}
