@@ -5,12 +5,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::{TimeZone, Utc};
+use chrono::Utc;
 use hmac::{Hmac, KeyInit, Mac};
-use keeper::classify::{Color, Severity};
+use keeper::classify::Severity;
 use keeper::notify::{
-    Channel, ChannelSpec, EventKind, Notification, alertmanager, discord, ntfy, pagerduty, teams,
-    webhook,
+    Channel, ChannelSpec, EventKind, alertmanager, discord, ntfy, pagerduty, teams, webhook,
 };
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -21,26 +20,7 @@ use crate::support::{init, wait_for};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-fn notification(state: EventKind, severity: Severity) -> Notification {
-    Notification {
-        incident: 42,
-        check: "web".into(),
-        state,
-        severity,
-        color: Color::Red,
-        message: "GET https://example.com/health: 503 Service Unavailable".into(),
-        labels: BTreeMap::from([("app".into(), "web".into())]),
-        started_at: Utc.with_ymd_and_hms(2026, 11, 27, 8, 0, 0).unwrap(),
-        at: Utc.with_ymd_and_hms(2026, 11, 27, 8, 0, 30).unwrap(),
-        url: Some("http://keeper.example/incidents/42".into()),
-        duration_s: None,
-    }
-}
-
-fn http() -> reqwest::Client {
-    init();
-    reqwest::Client::new()
-}
+use crate::notify::{http, notification};
 
 /// What a receiver does: HMAC-SHA256 over the raw body, compared in constant time.
 fn verifies(secret: &str, r: &Recorded) -> bool {

@@ -18,7 +18,8 @@ use crate::support::{init, wait_until};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-fn notification(state: EventKind, severity: Severity) -> Notification {
+/// The notification channel tests send (also used by `channels`).
+pub(crate) fn notification(state: EventKind, severity: Severity) -> Notification {
     Notification {
         incident: 42,
         check: "web".into(),
@@ -34,7 +35,8 @@ fn notification(state: EventKind, severity: Severity) -> Notification {
     }
 }
 
-fn http() -> reqwest::Client {
+/// A client with the crypto provider installed.
+pub(crate) fn http() -> reqwest::Client {
     init();
     reqwest::Client::new()
 }
