@@ -134,7 +134,14 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
         Arc::new(channels),
         metrics.notifications.clone(),
     )
-    .with_public_url(config.server.public_url.clone());
+    .with_public_url(config.server.public_url.clone())
+    .with_pacing(
+        config
+            .channels
+            .iter()
+            .map(|c| (c.name.clone(), c.min_interval))
+            .collect(),
+    );
     let checks: Vec<_> = config.checks.iter().cloned().map(Arc::new).collect();
     let (mut engine, sink, engine_handle, engine_inputs) = Engine::new(Parts {
         checks,

@@ -106,6 +106,9 @@ pub struct CheckConfig {
 pub struct ChannelConfig {
     pub name: String,
     pub spec: ChannelSpec,
+    /// At most one message per this interval (`min_interval`; default by kind,
+    /// from the service's documented rate limit).
+    pub min_interval: Duration,
 }
 
 /// `[[routes]]`: which notifications go to which channels.
@@ -509,13 +512,18 @@ fn read_channel(
     errors: &mut error::Collector,
 ) -> Option<ChannelConfig> {
     let key = format!("channels.{}", name.get_ref());
-    let (kind, _common, specific) = split_kind(&key, table, &[], errors)?;
+    let (kind, common, specific) = split_kind(&key, table, raw::ChannelCommon::KEYS, errors)?;
+    let common: Option<raw::ChannelCommon> = read(&key, common, errors);
     let spec = ChannelSpec::deserialize_kind(&kind, ValueDeserializer::from(specific))
         .map_err(|e| errors.toml(&key, e))
         .ok()?;
+    let min_interval = common?
+        .min_interval
+        .map_or_else(|| spec.default_min_interval(), |d| d.0);
     Some(ChannelConfig {
         name: name.into_inner(),
         spec,
+        min_interval,
     })
 }
 

@@ -145,6 +145,17 @@ pub struct Route {
     pub group_wait: Option<HumanDuration>,
 }
 
+/// The keys every channel shares, whatever its kind.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelCommon {
+    pub min_interval: Option<HumanDuration>,
+}
+
+impl ChannelCommon {
+    pub const KEYS: &'static [&'static str] = &["min_interval"];
+}
+
 /// `[[maintenance]]` as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

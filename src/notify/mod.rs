@@ -173,6 +173,18 @@ impl ChannelSpec {
         }
     }
 
+    /// The pace a channel keeps by default, from the service's documented
+    /// limits (external-apis.md §5): Slack about one message a second per
+    /// webhook, Discord 5 per 2 s, Teams 4 per second; the rest unpaced.
+    pub fn default_min_interval(&self) -> Duration {
+        match self {
+            ChannelSpec::Slack(_) => Duration::from_secs(1),
+            ChannelSpec::Discord(_) => Duration::from_millis(400),
+            ChannelSpec::Teams(_) => Duration::from_millis(250),
+            _ => Duration::ZERO,
+        }
+    }
+
     /// Builds the channel's client once; sends reuse it.
     pub fn build(&self, http: &reqwest::Client) -> Result<Channel, String> {
         Ok(match self {

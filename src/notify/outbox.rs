@@ -80,6 +80,10 @@ pub struct Outbox {
     poll: Duration,
     /// Base URL for incident links (`server.public_url`).
     public_url: Option<String>,
+    /// At most one message per interval, by channel (`min_interval`).
+    pacing: Arc<BTreeMap<String, Duration>>,
+    /// When each channel last sent, for the pacing.
+    last_sent: Arc<std::sync::Mutex<std::collections::HashMap<String, tokio::time::Instant>>>,
     /// Channels with a send in flight. Claiming rows and releasing a channel
     /// both hold this lock, so no row is claimed twice.
     busy: Arc<Mutex<HashSet<String>>>,
@@ -136,6 +140,8 @@ impl Outbox {
             send_timeout: DEFAULT_SEND_TIMEOUT,
             poll: DEFAULT_POLL,
             public_url: None,
+            pacing: Arc::default(),
+            last_sent: Arc::default(),
             busy: Arc::new(Mutex::new(HashSet::new())),
         }
     }
@@ -162,6 +168,30 @@ impl Outbox {
     pub fn with_public_url(mut self, public_url: Option<String>) -> Outbox {
         self.public_url = public_url;
         self
+    }
+
+    /// Paces channels: at most one message per interval, by channel name.
+    pub fn with_pacing(mut self, pacing: BTreeMap<String, Duration>) -> Outbox {
+        self.pacing = Arc::new(pacing);
+        self
+    }
+
+    /// Waits until channel `name` may send again, then books the send.
+    async fn pace(&self, name: &str) {
+        let Some(interval) = self.pacing.get(name).filter(|i| !i.is_zero()) else {
+            return;
+        };
+        let next = {
+            let mut last = self
+                .last_sent
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let now = tokio::time::Instant::now();
+            let next = last.get(name).map_or(now, |at| (*at + *interval).max(now));
+            last.insert(name.to_string(), next);
+            next
+        };
+        tokio::time::sleep_until(next).await;
     }
 
     pub fn with_poll_interval(mut self, poll: Duration) -> Outbox {
@@ -289,6 +319,8 @@ impl Outbox {
                     n
                 })
                 .collect();
+            // A channel keeps its pace; only its own rows wait.
+            self.pace(name).await;
             let send = async {
                 match notifications.as_slice() {
                     [one] => channel.send(one).await,

@@ -543,3 +543,71 @@ async fn email_speaks_implicit_tls_to_smtps() {
         got[0].subject
     );
 }
+
+#[tokio::test]
+async fn a_channel_keeps_its_pace() {
+    init();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, _) = store_with_queued(&dir, &["fast"]).await;
+    for check in ["a", "b", "c"] {
+        let mut n = notification(EventKind::Opened, Severity::Critical);
+        n.check = check.into();
+        n.at = Utc::now();
+        n.started_at = n.at;
+        store
+            .record(
+                IncidentChange::Open {
+                    check: check.into(),
+                    severity: Severity::Critical,
+                    color: Color::Red,
+                    message: n.message.clone(),
+                    at: n.at,
+                    notify: true,
+                },
+                vec![Outgoing {
+                    channel: "paced".into(),
+                    notification: n,
+                    batch_at: None,
+                }],
+            )
+            .await
+            .expect("record");
+    }
+    let paced = Receiver::start().await;
+    let fast = Receiver::start().await;
+    let (outbox, counter) = outbox(store, &[("paced", &paced), ("fast", &fast)]);
+    let outbox = outbox.with_pacing(BTreeMap::from([(
+        "paced".to_string(),
+        Duration::from_millis(300),
+    )]));
+    let started = std::time::Instant::now();
+    let report = outbox.step().await.expect("step");
+    let took = started.elapsed();
+    assert_eq!(report.sent, 4);
+    assert_eq!(count(&counter, "paced", "sent"), 3);
+    assert_eq!(paced.requests().len(), 3);
+    assert_eq!(fast.requests().len(), 1);
+    // Three messages one pace apart: at least two intervals (a lower bound, so noise cannot break it).
+    assert!(took >= Duration::from_millis(600), "sent three in {took:?}");
+}
+
+#[test]
+fn channels_take_min_interval_with_defaults_by_kind() {
+    let config = keeper::config::Config::parse(
+        std::path::Path::new("keeper.toml"),
+        "[channels.chat]\nkind = \"slack\"\nurl = \"http://127.0.0.1:1/\"\n\n[channels.hook]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:1/\"\nmin_interval = \"2s\"\n",
+        &|_| None,
+    )
+    .expect("config");
+    let by_name: BTreeMap<_, _> = config
+        .channels
+        .iter()
+        .map(|c| (c.name.as_str(), c.min_interval))
+        .collect();
+    assert_eq!(
+        by_name["chat"],
+        Duration::from_secs(1),
+        "Slack's documented pace"
+    );
+    assert_eq!(by_name["hook"], Duration::from_secs(2));
+}
