@@ -94,7 +94,10 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
     let names: Vec<_> = config.checks.iter().map(|c| c.name.clone()).collect();
     let metrics = Metrics::new(&names);
 
-    let roots = Roots::system();
+    // Reads and parses the system CA bundle: off the async runtime.
+    let roots = tokio::task::spawn_blocking(Roots::system)
+        .await
+        .map_err(|e| AppError::Build(format!("loading the system CA certificates: {e}")))?;
     let mut problems = Vec::new();
     let mut jobs = Vec::new();
     for check in &config.checks {

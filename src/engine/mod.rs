@@ -6,6 +6,8 @@
 //! else mutates check state or incidents.
 
 mod board;
+mod clock;
+mod requests;
 mod sink;
 
 use std::collections::BTreeMap;
@@ -13,10 +15,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
 pub use board::Board;
+pub use requests::{AckError, Command, EngineHandle};
 pub use sink::Sink;
 
 use crate::classify::{Color, Severity, Verdict};
@@ -27,7 +30,7 @@ use crate::notify::{EventKind, policy};
 use crate::probe::Sample;
 use crate::state::CheckState;
 use crate::store::writer::SampleBuffer;
-use crate::store::{Incident, IncidentChange, NewSilence, Silence, Store, StoreError};
+use crate::store::{Incident, IncidentChange, Silence, Store, StoreError};
 
 /// A classified sample on its way to the engine.
 #[derive(Debug)]
@@ -35,78 +38,6 @@ pub struct Observation {
     pub check: usize,
     pub sample: Sample,
     pub verdict: Verdict,
-}
-
-/// Why an acknowledgement was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum AckError {
-    #[error("no incident {0}")]
-    NotFound(i64),
-    #[error("incident {0} is already resolved")]
-    Resolved(i64),
-    #[error("keeper is shutting down")]
-    Stopped,
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-/// Requests to the engine from the API.
-#[derive(Debug)]
-pub enum Command {
-    Acknowledge {
-        id: i64,
-        by: Option<String>,
-        reply: oneshot::Sender<Result<Incident, AckError>>,
-    },
-    Silence {
-        silence: NewSilence,
-        reply: oneshot::Sender<Result<Silence, StoreError>>,
-    },
-    EndSilence {
-        id: i64,
-        reply: oneshot::Sender<Result<Silence, StoreError>>,
-    },
-}
-
-/// How the API talks to the engine. Cheap to clone.
-#[derive(Clone, Debug)]
-pub struct EngineHandle {
-    commands: mpsc::Sender<Command>,
-}
-
-impl EngineHandle {
-    /// Acknowledges incident `id`: repeats stop and "acknowledged" is sent.
-    /// Acknowledging twice is not an error and notifies once.
-    pub async fn acknowledge(&self, id: i64, by: Option<String>) -> Result<Incident, AckError> {
-        let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(Command::Acknowledge { id, by, reply })
-            .await
-            .map_err(|_| AckError::Stopped)?;
-        answer.await.map_err(|_| AckError::Stopped)?
-    }
-
-    /// Creates a silence: matching checks' notifications are held back until it ends.
-    pub async fn silence(&self, silence: NewSilence) -> Result<Silence, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.ask(Command::Silence { silence, reply }, answer).await
-    }
-
-    /// Ends a silence now; incidents it held back are notified then.
-    pub async fn end_silence(&self, id: i64) -> Result<Silence, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.ask(Command::EndSilence { id, reply }, answer).await
-    }
-
-    async fn ask<T>(
-        &self,
-        command: Command,
-        answer: oneshot::Receiver<Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        let stopped = || StoreError::Corrupt("keeper is shutting down".into());
-        self.commands.send(command).await.map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
-    }
 }
 
 struct CheckRuntime {
@@ -121,8 +52,6 @@ struct CheckRuntime {
 const STORE_BACKOFF: Duration = Duration::from_secs(2);
 /// The longest the engine waits for the database to take one incident change.
 const STORE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a digest's notifications gather before the outbox sends them as one.
-const DIGEST_GATHER: chrono::Duration = chrono::Duration::seconds(2);
 /// How often open incidents are looked at for reminders.
 const REMINDER_TICK: Duration = Duration::from_secs(1);
 
@@ -331,31 +260,6 @@ impl Engine {
         });
     }
 
-    async fn command(&mut self, command: Command) {
-        match command {
-            // The asker may have gone away (client disconnected): nothing to tell then.
-            Command::Acknowledge { id, by, reply } => {
-                let _ = reply.send(self.acknowledge(id, by).await);
-            }
-            Command::Silence { silence, reply } => {
-                let created = self.store.create_silence(&silence).await;
-                if let Ok(s) = &created {
-                    self.silences.push(s.clone());
-                }
-                let _ = reply.send(created);
-            }
-            Command::EndSilence { id, reply } => {
-                let ended = self.store.expire_silence(id, Utc::now()).await;
-                if let Ok(ended) = &ended {
-                    self.silences.retain(|s| s.id != ended.id);
-                    // Held openings go out at once, not at the next tick.
-                    self.release_held(Utc::now()).await;
-                }
-                let _ = reply.send(ended);
-            }
-        }
-    }
-
     /// Why check `i`'s notifications about an incident of `severity` are held
     /// back at `now`, if they are: low incidents wait for the daily digest,
     /// then the policy's holds (dependencies, silences, maintenance).
@@ -381,172 +285,6 @@ impl Engine {
             &self.maintenance,
             now,
         )
-    }
-
-    /// One step of the clock: held-back openings whose hold ended go out,
-    /// then reminders; ended silences are forgotten.
-    pub async fn tick(&mut self, now: DateTime<Utc>) {
-        self.silences.retain(|s| s.ends_at > now);
-        self.release_held(now).await;
-        self.remind(now).await;
-        if self.next_digest.is_some_and(|at| now >= at) {
-            self.send_digest(now).await;
-            self.next_digest = self.digest.as_ref().and_then(|d| d.next_after(now));
-        }
-    }
-
-    /// The daily digest: every open low incident, in one message per channel
-    /// (its notifications share a batch, see [`crate::store::Outgoing::batch_at`]).
-    async fn send_digest(&mut self, now: DateTime<Utc>) {
-        let low: Vec<usize> = (0..self.checks.len())
-            .filter(|&i| {
-                self.checks[i]
-                    .open
-                    .as_ref()
-                    .is_some_and(|o| o.severity == Severity::Low)
-            })
-            .collect();
-        for i in low {
-            let Some(open) = self.checks[i].open.clone() else {
-                continue;
-            };
-            let (kind, change) = if open.notified {
-                (
-                    EventKind::Reminder,
-                    IncidentChange::Remind {
-                        id: open.id,
-                        at: now,
-                    },
-                )
-            } else {
-                let reason = "in the daily digest of low incidents".to_string();
-                (
-                    EventKind::Opened,
-                    IncidentChange::Notify {
-                        id: open.id,
-                        reason,
-                        at: now,
-                    },
-                )
-            };
-            let mut event = EventFacts::of(&open, kind, now);
-            // Due a moment later, so the outbox finds the whole digest in place.
-            event.batch_at = Some(now + DIGEST_GATHER);
-            if self.commit(i, change, Some(event)).await.is_ok()
-                && let Some(open) = &mut self.checks[i].open
-            {
-                open.notified = true;
-                open.held_by = None;
-                open.last_notified_at = now;
-            }
-        }
-    }
-
-    /// Notifies the opening of every held-back incident whose hold has ended.
-    async fn release_held(&mut self, now: DateTime<Utc>) {
-        let due: Vec<usize> = (0..self.checks.len())
-            .filter(|&i| {
-                self.checks[i]
-                    .open
-                    .as_ref()
-                    .is_some_and(|o| !o.notified && self.hold(i, o.severity, now).is_none())
-            })
-            .collect();
-        for i in due {
-            let Some(open) = self.checks[i].open.clone() else {
-                continue;
-            };
-            let reason = open.held_by.as_ref().map_or_else(
-                || "held back until now".to_string(),
-                |h| format!("held back while {h}"),
-            );
-            let event = EventFacts::of(&open, EventKind::Opened, now);
-            let change = IncidentChange::Notify {
-                id: open.id,
-                reason,
-                at: now,
-            };
-            if self.commit(i, change, Some(event)).await.is_ok()
-                && let Some(open) = &mut self.checks[i].open
-            {
-                open.notified = true;
-                open.held_by = None;
-                open.last_notified_at = now;
-            }
-        }
-    }
-
-    /// One step: sends a reminder for every open, unacknowledged incident
-    /// whose response window has passed since it was last notified.
-    async fn remind(&mut self, now: DateTime<Utc>) {
-        let due: Vec<usize> = self
-            .checks
-            .iter()
-            .enumerate()
-            .filter_map(|(i, rt)| {
-                let open = rt.open.as_ref()?;
-                let window = self.repeat.get(&open.severity)?;
-                incident::reminder_due(open, *window, now).then_some(i)
-            })
-            .filter(|&i| {
-                self.checks[i]
-                    .open
-                    .as_ref()
-                    .is_some_and(|o| self.hold(i, o.severity, now).is_none())
-            })
-            .collect();
-        for i in due {
-            let Some(open) = self.checks[i].open.clone() else {
-                continue;
-            };
-            let event = EventFacts::of(&open, EventKind::Reminder, now);
-            if self.outgoing(i, &event).is_empty() {
-                // No route wants it: nothing to remind anyone of.
-                if let Some(open) = &mut self.checks[i].open {
-                    open.last_notified_at = now;
-                }
-                continue;
-            }
-            let change = IncidentChange::Remind {
-                id: open.id,
-                at: now,
-            };
-            if self.commit(i, change, Some(event)).await.is_ok()
-                && let Some(open) = &mut self.checks[i].open
-            {
-                open.last_notified_at = now;
-            }
-        }
-    }
-
-    async fn acknowledge(&mut self, id: i64, by: Option<String>) -> Result<Incident, AckError> {
-        let Some(i) = self
-            .checks
-            .iter()
-            .position(|rt| rt.open.as_ref().is_some_and(|o| o.id == id))
-        else {
-            return match self.store.incident(id).await {
-                Ok(inc) if inc.resolved_at.is_some() => Err(AckError::Resolved(id)),
-                Ok(inc) => Ok(inc),
-                Err(StoreError::NotFound(_)) => Err(AckError::NotFound(id)),
-                Err(e) => Err(e.into()),
-            };
-        };
-        let open = self.checks[i].open.clone().ok_or(AckError::NotFound(id))?;
-        if open.acknowledged_at.is_some() {
-            return Ok(self.store.incident(id).await?);
-        }
-        let now = Utc::now();
-        // Who never heard of it needs no word that it is taken care of.
-        let event = open
-            .notified
-            .then(|| EventFacts::of(&open, EventKind::Acknowledged, now));
-        let change = IncidentChange::Acknowledge { id, by, at: now };
-        let incident = self.commit(i, change, event).await?;
-        if let Some(open) = &mut self.checks[i].open {
-            open.acknowledged_at = incident.acknowledged_at;
-        }
-        Ok(incident)
     }
 
     /// Turns a decision into an incident change and commits it, notifying
@@ -671,6 +409,12 @@ impl Engine {
             }
             Err(_) => {}
         }
+    }
+
+    /// Whether any route sends check `check`'s notifications of `severity` anywhere.
+    fn routed(&self, check: usize, severity: Severity) -> bool {
+        let labels = &self.checks[check].config.labels;
+        self.routes.iter().any(|r| r.matches(severity, labels))
     }
 
     /// The outbox rows an event of check `check` makes, by the routes; rows

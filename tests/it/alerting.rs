@@ -29,15 +29,10 @@ kind = "http"
 url = "{target}"
 interval = "250ms"
 
-[channels.hook]
-kind = "webhook"
-url = "{hook}"
-
-[[routes]]
-channels = ["hook"]
+{hook}
 "#,
         target = target.url("/health"),
-        hook = hook.url(),
+        hook = hook.webhook_route(),
     )
 }
 
@@ -535,12 +530,7 @@ url = "{api}"
 interval = "200ms"
 labels = {{ app = "api" }}
 
-[channels.hook]
-kind = "webhook"
-url = "{hook}"
-
-[[routes]]
-channels = ["hook"]
+{hook}
 
 [[maintenance]]
 schedule = "* * * * *"
@@ -551,7 +541,7 @@ comment = "weekly upgrade"
         db = db.url(),
         web = target.url("/"),
         api = other.url("/"),
-        hook = hook.url(),
+        hook = hook.webhook_route(),
     ))
     .await;
     let paged = wait_for(
@@ -757,17 +747,12 @@ url = "{blog}"
 interval = "200ms"
 down_severity = "low"
 
-[channels.hook]
-kind = "webhook"
-url = "{hook}"
-
-[[routes]]
-channels = ["hook"]
+{hook}
 "#,
         db = db.url(),
         docs = target.url("/docs"),
         blog = target.url("/blog"),
-        hook = hook.url(),
+        hook = hook.webhook_route(),
     ))
     .await;
     wait_until(

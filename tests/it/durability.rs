@@ -61,16 +61,11 @@ kind = "http"
 url = "{target}"
 interval = "200ms"
 
-[channels.hook]
-kind = "webhook"
-url = "{hook}"
-
-[[routes]]
-channels = ["hook"]
+{hook}
 "#,
             db = dir.join("keeper.db").display(),
             target = target.url("/"),
-            hook = hook.url(),
+            hook = hook.webhook_route(),
         ),
     )
     .expect("writing the config");

@@ -42,19 +42,14 @@ server_name = "localhost"
 ca_file = "{ca}"
 interval = "200ms"
 
-[channels.hook]
-kind = "webhook"
-url = "{hook}"
-
-[[routes]]
-channels = ["hook"]
+{hook}
 "#,
         db = db.url(),
         web = web.url("/"),
         secure = tls.url_localhost("/"),
         tls_host = tls.host_port(),
         ca = ca.ca_file().display(),
-        hook = hook.url(),
+        hook = hook.webhook_route(),
     ))
     .await;
     wait_until(

@@ -13,13 +13,14 @@ pub struct TestApp {
 }
 
 impl TestApp {
-    /// Starts keeper with `config` (TOML). Put `listen = "127.0.0.1:0"` in it, or leave
-    /// `[server]` out: the listener defaults to a free loopback port here.
+    /// Starts keeper with `config` (TOML). Without a `listen` of its own, the
+    /// listener takes a free loopback port instead of the default one.
     pub async fn start(config: &str) -> TestApp {
         super::init();
         let mut config = Config::parse(Path::new("test.toml"), config, &|_| None)
             .unwrap_or_else(|e| panic!("test config is invalid:\n{e}"));
-        if config.server.listen.port() == 9400 {
+        let default: std::net::SocketAddr = keeper::config::DEFAULT_LISTEN.parse().unwrap();
+        if config.server.listen == default {
             config.server.listen = "127.0.0.1:0".parse().unwrap();
         }
         let keeper = app::start(config).await.expect("keeper starts");
@@ -31,7 +32,8 @@ impl TestApp {
         }
     }
 
-    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+    /// `GET path`, which must answer 2xx.
+    async fn get_ok(&self, path: &str) -> reqwest::Response {
         let resp = self
             .http
             .get(format!("{}{path}", self.base))
@@ -39,18 +41,15 @@ impl TestApp {
             .await
             .unwrap_or_else(|e| panic!("GET {path}: {e}"));
         assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
-        resp.json().await.expect("JSON")
+        resp
+    }
+
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        self.get_ok(path).await.json().await.expect("JSON")
     }
 
     pub async fn get_text(&self, path: &str) -> String {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-        assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
-        resp.text().await.expect("text")
+        self.get_ok(path).await.text().await.expect("text")
     }
 
     /// The check as `GET /api/v1/checks/{name}` shows it.

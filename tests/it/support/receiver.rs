@@ -127,6 +127,15 @@ impl Receiver {
         self.url_for("/hook")
     }
 
+    /// Config text: a `webhook` channel named `hook` posting here, and a
+    /// route sending every notification to it.
+    pub fn webhook_route(&self) -> String {
+        format!(
+            "[channels.hook]\nkind = \"webhook\"\nurl = \"{}\"\n\n[[routes]]\nchannels = [\"hook\"]\n",
+            self.url()
+        )
+    }
+
     /// `http://127.0.0.1:PORT` + `path`.
     pub fn url_for(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)

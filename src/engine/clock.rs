@@ -1,0 +1,151 @@
+//! What the engine does as time passes, once a tick: held-back openings whose
+//! hold ended go out, reminders fall due, and the daily digest of low incidents.
+
+use chrono::{DateTime, Utc};
+
+use super::{Engine, EventFacts};
+use crate::classify::Severity;
+use crate::incident;
+use crate::notify::EventKind;
+use crate::store::IncidentChange;
+
+/// How long a digest's notifications gather before the outbox sends them as one.
+const DIGEST_GATHER: chrono::Duration = chrono::Duration::seconds(2);
+
+impl Engine {
+    /// One step of the clock: held-back openings whose hold ended go out,
+    /// then reminders; ended silences are forgotten.
+    pub async fn tick(&mut self, now: DateTime<Utc>) {
+        self.silences.retain(|s| s.ends_at > now);
+        self.release_held(now).await;
+        self.remind(now).await;
+        if self.next_digest.is_some_and(|at| now >= at) {
+            self.send_digest(now).await;
+            self.next_digest = self.digest.as_ref().and_then(|d| d.next_after(now));
+        }
+    }
+
+    /// The daily digest: every open low incident, in one message per channel
+    /// (its notifications share a batch, see [`crate::store::Outgoing::batch_at`]).
+    async fn send_digest(&mut self, now: DateTime<Utc>) {
+        let low: Vec<usize> = (0..self.checks.len())
+            .filter(|&i| {
+                self.checks[i]
+                    .open
+                    .as_ref()
+                    .is_some_and(|o| o.severity == Severity::Low)
+            })
+            .collect();
+        for i in low {
+            let Some(open) = self.checks[i].open.clone() else {
+                continue;
+            };
+            let (kind, change) = if open.notified {
+                (
+                    EventKind::Reminder,
+                    IncidentChange::Remind {
+                        id: open.id,
+                        at: now,
+                    },
+                )
+            } else {
+                let reason = "in the daily digest of low incidents".to_string();
+                (
+                    EventKind::Opened,
+                    IncidentChange::Notify {
+                        id: open.id,
+                        reason,
+                        at: now,
+                    },
+                )
+            };
+            let mut event = EventFacts::of(&open, kind, now);
+            // Due a moment later, so the outbox finds the whole digest in place.
+            event.batch_at = Some(now + DIGEST_GATHER);
+            if self.commit(i, change, Some(event)).await.is_ok()
+                && let Some(open) = &mut self.checks[i].open
+            {
+                open.notified = true;
+                open.held_by = None;
+                open.last_notified_at = now;
+            }
+        }
+    }
+
+    /// Notifies the opening of every held-back incident whose hold has ended.
+    pub(super) async fn release_held(&mut self, now: DateTime<Utc>) {
+        let due: Vec<usize> = (0..self.checks.len())
+            .filter(|&i| {
+                self.checks[i]
+                    .open
+                    .as_ref()
+                    .is_some_and(|o| !o.notified && self.hold(i, o.severity, now).is_none())
+            })
+            .collect();
+        for i in due {
+            let Some(open) = self.checks[i].open.clone() else {
+                continue;
+            };
+            let reason = open.held_by.as_ref().map_or_else(
+                || "held back until now".to_string(),
+                |h| format!("held back while {h}"),
+            );
+            let event = EventFacts::of(&open, EventKind::Opened, now);
+            let change = IncidentChange::Notify {
+                id: open.id,
+                reason,
+                at: now,
+            };
+            if self.commit(i, change, Some(event)).await.is_ok()
+                && let Some(open) = &mut self.checks[i].open
+            {
+                open.notified = true;
+                open.held_by = None;
+                open.last_notified_at = now;
+            }
+        }
+    }
+
+    /// One step: sends a reminder for every open, unacknowledged incident
+    /// whose response window has passed since it was last notified.
+    async fn remind(&mut self, now: DateTime<Utc>) {
+        let due: Vec<usize> = self
+            .checks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, rt)| {
+                let open = rt.open.as_ref()?;
+                let window = self.repeat.get(&open.severity)?;
+                incident::reminder_due(open, *window, now).then_some(i)
+            })
+            .filter(|&i| {
+                self.checks[i]
+                    .open
+                    .as_ref()
+                    .is_some_and(|o| self.hold(i, o.severity, now).is_none())
+            })
+            .collect();
+        for i in due {
+            let Some(open) = self.checks[i].open.clone() else {
+                continue;
+            };
+            let event = EventFacts::of(&open, EventKind::Reminder, now);
+            if !self.routed(i, open.severity) {
+                // No route wants it: nothing to remind anyone of.
+                if let Some(open) = &mut self.checks[i].open {
+                    open.last_notified_at = now;
+                }
+                continue;
+            }
+            let change = IncidentChange::Remind {
+                id: open.id,
+                at: now,
+            };
+            if self.commit(i, change, Some(event)).await.is_ok()
+                && let Some(open) = &mut self.checks[i].open
+            {
+                open.last_notified_at = now;
+            }
+        }
+    }
+}

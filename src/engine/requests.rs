@@ -1,0 +1,139 @@
+//! What the API asks of the engine (acknowledge an incident, create or end a
+//! silence), through [`EngineHandle`]: the engine owns incidents and
+//! silences, so changes to them go through its queue.
+
+use chrono::Utc;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Engine, EventFacts};
+use crate::notify::EventKind;
+use crate::store::{Incident, IncidentChange, NewSilence, Silence, StoreError};
+
+/// Why an acknowledgement was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AckError {
+    #[error("no incident {0}")]
+    NotFound(i64),
+    #[error("incident {0} is already resolved")]
+    Resolved(i64),
+    #[error("keeper is shutting down")]
+    Stopped,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Requests to the engine from the API.
+#[derive(Debug)]
+pub enum Command {
+    Acknowledge {
+        id: i64,
+        by: Option<String>,
+        reply: oneshot::Sender<Result<Incident, AckError>>,
+    },
+    Silence {
+        silence: NewSilence,
+        reply: oneshot::Sender<Result<Silence, StoreError>>,
+    },
+    EndSilence {
+        id: i64,
+        reply: oneshot::Sender<Result<Silence, StoreError>>,
+    },
+}
+
+/// How the API talks to the engine. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct EngineHandle {
+    pub(super) commands: mpsc::Sender<Command>,
+}
+
+impl EngineHandle {
+    /// Acknowledges incident `id`: repeats stop and "acknowledged" is sent.
+    /// Acknowledging twice is not an error and notifies once.
+    pub async fn acknowledge(&self, id: i64, by: Option<String>) -> Result<Incident, AckError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Acknowledge { id, by, reply })
+            .await
+            .map_err(|_| AckError::Stopped)?;
+        answer.await.map_err(|_| AckError::Stopped)?
+    }
+
+    /// Creates a silence: matching checks' notifications are held back until it ends.
+    pub async fn silence(&self, silence: NewSilence) -> Result<Silence, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.ask(Command::Silence { silence, reply }, answer).await
+    }
+
+    /// Ends a silence now; incidents it held back are notified then.
+    pub async fn end_silence(&self, id: i64) -> Result<Silence, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.ask(Command::EndSilence { id, reply }, answer).await
+    }
+
+    async fn ask<T>(
+        &self,
+        command: Command,
+        answer: oneshot::Receiver<Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let stopped = || StoreError::Corrupt("keeper is shutting down".into());
+        self.commands.send(command).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+impl Engine {
+    pub(super) async fn command(&mut self, command: Command) {
+        match command {
+            // The asker may have gone away (client disconnected): nothing to tell then.
+            Command::Acknowledge { id, by, reply } => {
+                let _ = reply.send(self.acknowledge(id, by).await);
+            }
+            Command::Silence { silence, reply } => {
+                let created = self.store.create_silence(&silence).await;
+                if let Ok(s) = &created {
+                    self.silences.push(s.clone());
+                }
+                let _ = reply.send(created);
+            }
+            Command::EndSilence { id, reply } => {
+                let ended = self.store.expire_silence(id, Utc::now()).await;
+                if let Ok(ended) = &ended {
+                    self.silences.retain(|s| s.id != ended.id);
+                    // Held openings go out at once, not at the next tick.
+                    self.release_held(Utc::now()).await;
+                }
+                let _ = reply.send(ended);
+            }
+        }
+    }
+
+    async fn acknowledge(&mut self, id: i64, by: Option<String>) -> Result<Incident, AckError> {
+        let Some(i) = self
+            .checks
+            .iter()
+            .position(|rt| rt.open.as_ref().is_some_and(|o| o.id == id))
+        else {
+            return match self.store.incident(id).await {
+                Ok(inc) if inc.resolved_at.is_some() => Err(AckError::Resolved(id)),
+                Ok(inc) => Ok(inc),
+                Err(StoreError::NotFound(_)) => Err(AckError::NotFound(id)),
+                Err(e) => Err(e.into()),
+            };
+        };
+        let open = self.checks[i].open.clone().ok_or(AckError::NotFound(id))?;
+        if open.acknowledged_at.is_some() {
+            return Ok(self.store.incident(id).await?);
+        }
+        let now = Utc::now();
+        // Who never heard of it needs no word that it is taken care of.
+        let event = open
+            .notified
+            .then(|| EventFacts::of(&open, EventKind::Acknowledged, now));
+        let change = IncidentChange::Acknowledge { id, by, at: now };
+        let incident = self.commit(i, change, event).await?;
+        if let Some(open) = &mut self.checks[i].open {
+            open.acknowledged_at = incident.acknowledged_at;
+        }
+        Ok(incident)
+    }
+}
