@@ -16,7 +16,7 @@ use crate::engine::{Board, Engine, Parts};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::notify::outbox::Outbox;
-use crate::probe::tlsconf::Roots;
+use crate::probe;
 use crate::scheduler::{self, Job, Timetable};
 use crate::store::writer::{SampleBuffer, Writer};
 use crate::store::{Store, StoreError, retention};
@@ -95,13 +95,13 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
     let metrics = Metrics::new(&names);
 
     // Reads and parses the system CA bundle: off the async runtime.
-    let roots = tokio::task::spawn_blocking(Roots::system)
+    let probe_context = tokio::task::spawn_blocking(probe::Context::system)
         .await
         .map_err(|e| AppError::Build(format!("loading the system CA certificates: {e}")))?;
     let mut problems = Vec::new();
     let mut jobs = Vec::new();
     for check in &config.checks {
-        match check.probe.build(&roots) {
+        match check.probe.build(&probe_context) {
             Ok(probe) => jobs.push(Job {
                 name: check.name.clone(),
                 probe: Arc::new(probe),

@@ -113,6 +113,11 @@ pub enum Metric {
     QueryMs,
     DiskPct,
     CertDaysLeft,
+    /// Database connections in use, as a percentage of `max_connections`.
+    ConnectionsPct,
+    /// A value with no meaning of its own (a PromQL result): no default
+    /// levels, the check's `thresholds = { value = … }` give its bands.
+    Value,
 }
 
 /// Which way a metric gets worse.
@@ -125,7 +130,7 @@ pub enum Direction {
 }
 
 impl Metric {
-    pub const ALL: [Metric; 8] = [
+    pub const ALL: [Metric; 10] = [
         Metric::UptimePct,
         Metric::LatencyMs,
         Metric::ErrorRatePct,
@@ -134,6 +139,8 @@ impl Metric {
         Metric::QueryMs,
         Metric::DiskPct,
         Metric::CertDaysLeft,
+        Metric::ConnectionsPct,
+        Metric::Value,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -146,6 +153,8 @@ impl Metric {
             Metric::QueryMs => "query_ms",
             Metric::DiskPct => "disk_pct",
             Metric::CertDaysLeft => "cert_days_left",
+            Metric::ConnectionsPct => "connections_pct",
+            Metric::Value => "value",
         }
     }
 
@@ -176,6 +185,8 @@ impl Metric {
             Metric::QueryMs => (100.0, 500.0),
             Metric::DiskPct => (80.0, 90.0),
             Metric::CertDaysLeft => (30.0, 7.0),
+            Metric::ConnectionsPct => (80.0, 95.0),
+            Metric::Value => return Levels(Vec::new()),
         };
         let mut levels = Levels::short(self, yellow, red);
         match self {
@@ -330,13 +341,35 @@ impl Verdict {
 /// Classifies one sample: a failed probe is red at `down_severity`; otherwise the
 /// worst metric decides.
 pub fn classify(sample: &Sample, thresholds: &Thresholds, down_severity: Severity) -> Verdict {
-    if let Outcome::Down(reason) = &sample.outcome {
-        return Verdict {
-            color: Color::Red,
-            severity: Some(down_severity),
-            reason: reason.clone(),
-        };
+    match &sample.outcome {
+        Outcome::Down(reason) => {
+            return Verdict {
+                color: Color::Red,
+                severity: Some(down_severity),
+                reason: reason.clone(),
+            };
+        }
+        // The probe's own judgement of a partial failure (a machine stopped,
+        // a plugin's WARNING): yellow, and the metrics may still make it worse.
+        Outcome::Warn(reason) => {
+            let by_metrics = classify_metrics(sample, thresholds);
+            let warned = Verdict {
+                color: Color::Yellow,
+                severity: Some(Severity::Medium),
+                reason: reason.clone(),
+            };
+            return match by_metrics {
+                Some(v) if (v.color, v.severity) > (warned.color, warned.severity) => v,
+                _ => warned,
+            };
+        }
+        Outcome::Up => {}
     }
+    classify_metrics(sample, thresholds).unwrap_or_else(|| Verdict::green(sample.message.clone()))
+}
+
+/// The worst level any of the sample's metrics reaches, if any.
+fn classify_metrics(sample: &Sample, thresholds: &Thresholds) -> Option<Verdict> {
     let worst = sample
         .metrics
         .iter()
@@ -345,22 +378,19 @@ pub fn classify(sample: &Sample, thresholds: &Thresholds, down_severity: Severit
             Some((level, *metric, *value))
         })
         .max_by_key(|(level, _, _)| (level.color, level.severity));
-    match worst {
-        None => Verdict::green(sample.message.clone()),
-        Some((level, metric, value)) => Verdict {
-            color: level.color,
-            severity: Some(level.severity),
-            reason: format!(
-                "{} ({metric} {} {})",
-                sample.message,
-                format_value(value),
-                match level.direction {
-                    Direction::Above => format!("past {}", format_value(level.bound)),
-                    Direction::Below => format!("below {}", format_value(level.bound)),
-                }
-            ),
-        },
-    }
+    worst.map(|(level, metric, value)| Verdict {
+        color: level.color,
+        severity: Some(level.severity),
+        reason: format!(
+            "{} ({metric} {} {})",
+            sample.message,
+            format_value(value),
+            match level.direction {
+                Direction::Above => format!("past {}", format_value(level.bound)),
+                Direction::Below => format!("below {}", format_value(level.bound)),
+            }
+        ),
+    })
 }
 
 fn format_value(v: f64) -> String {

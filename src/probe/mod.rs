@@ -29,6 +29,9 @@ pub struct Sample {
     pub message: String,
     /// Values thresholds apply to (latency_ms, cert_days_left, …).
     pub metrics: Vec<(Metric, f64)>,
+    /// Other named values the probe measured (a plugin's perfdata, a
+    /// database's size): stored with the sample, no thresholds apply.
+    pub values: Vec<(String, f64)>,
     /// HTTP details, for `probe_http_*` metrics and the API.
     pub http: Option<HttpInfo>,
     /// The earliest-expiring certificate the peer presented, if any was seen.
@@ -39,6 +42,10 @@ pub struct Sample {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
     Up,
+    /// The target answered but is degraded by the probe's own judgement (a
+    /// machine stopped, a plugin's WARNING): yellow at medium severity unless
+    /// the metrics say worse. The string says why.
+    Warn(String),
     /// The probe failed; the string says why (`connection refused`, `expected status 200, got 503`).
     Down(String),
 }
@@ -104,6 +111,7 @@ impl Sample {
             outcome: Outcome::Up,
             message: message.into(),
             metrics: Vec::new(),
+            values: Vec::new(),
             http: None,
             cert: None,
         }
@@ -118,8 +126,18 @@ impl Sample {
         }
     }
 
+    /// A degraded sample: the reason is also the message.
+    pub fn warn(reason: impl Into<String>) -> Sample {
+        let reason = reason.into();
+        Sample {
+            outcome: Outcome::Warn(reason.clone()),
+            ..Sample::up(reason)
+        }
+    }
+
+    /// Whether the target answered (`probe_success`): a degraded answer counts.
     pub fn is_up(&self) -> bool {
-        self.outcome == Outcome::Up
+        !matches!(self.outcome, Outcome::Down(_))
     }
 
     pub fn metric(&self, metric: Metric) -> Option<f64> {
@@ -185,12 +203,28 @@ impl Spec {
 
     /// Builds the runnable probe: loads CA files, builds TLS configs and clients,
     /// once per configuration.
-    pub fn build(&self, roots: &tlsconf::Roots) -> Result<Probe, BuildError> {
+    pub fn build(&self, ctx: &Context) -> Result<Probe, BuildError> {
         Ok(match self {
-            Spec::Http(s) => Probe::Http(s.build(roots)?),
+            Spec::Http(s) => Probe::Http(s.build(&ctx.roots)?),
             Spec::Tcp(s) => Probe::Tcp(s.build()?),
-            Spec::Tls(s) => Probe::Tls(s.build(roots)?),
+            Spec::Tls(s) => Probe::Tls(s.build(&ctx.roots)?),
         })
+    }
+}
+
+/// What building probes shares: loaded once, handed to every kind's `build`.
+#[derive(Clone, Debug)]
+pub struct Context {
+    /// The system's CA certificates.
+    pub roots: tlsconf::Roots,
+}
+
+impl Context {
+    /// Loads the system's CA certificates (blocking: call it off the runtime).
+    pub fn system() -> Context {
+        Context {
+            roots: tlsconf::Roots::system(),
+        }
     }
 }
 

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use keeper::classify::Metric;
-use keeper::probe::tlsconf::Roots;
-use keeper::probe::{Outcome, Probe, Sample, Spec, http, tcp, tls};
+
+use keeper::probe::{Context, Outcome, Probe, Sample, Spec, http, tcp, tls};
 
 use crate::support::{
     self,
@@ -19,21 +19,21 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 fn http_probe(toml: &str) -> Probe {
     let spec: http::Spec = toml::from_str(toml).expect("http spec");
     Spec::Http(spec)
-        .build(&Roots::system())
+        .build(&Context::system())
         .expect("build http probe")
 }
 
 fn tls_probe(toml: &str) -> Probe {
     let spec: tls::Spec = toml::from_str(toml).expect("tls spec");
     Spec::Tls(spec)
-        .build(&Roots::system())
+        .build(&Context::system())
         .expect("build tls probe")
 }
 
 fn tcp_probe(toml: &str) -> Probe {
     let spec: tcp::Spec = toml::from_str(toml).expect("tcp spec");
     Spec::Tcp(spec)
-        .build(&Roots::system())
+        .build(&Context::system())
         .expect("build tcp probe")
 }
 
@@ -41,7 +41,7 @@ fn tcp_probe(toml: &str) -> Probe {
 fn reason(sample: &Sample) -> &str {
     match &sample.outcome {
         Outcome::Down(reason) => reason,
-        Outcome::Up => panic!("expected a down sample, got {sample:?}"),
+        Outcome::Up | Outcome::Warn(_) => panic!("expected a down sample, got {sample:?}"),
     }
 }
 
@@ -352,7 +352,10 @@ async fn http_build_rejects_bad_url_and_unreadable_ca_file() {
     support::init();
     let build = |toml: &str| {
         let spec: http::Spec = toml::from_str(toml).expect("http spec");
-        Spec::Http(spec).build(&Roots::system()).err().map(|e| e.0)
+        Spec::Http(spec)
+            .build(&Context::system())
+            .err()
+            .map(|e| e.0)
     };
     let err = build("url = \"gopher://example.com/\"").unwrap_or_default();
     assert!(err.contains("not http or https"), "{err}");
