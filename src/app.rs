@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::engine::{Board, Engine, Parts};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
+use crate::notify::health::ChannelHealth;
 use crate::notify::outbox::Outbox;
 use crate::probe;
 use crate::scheduler::{self, Job, Timetable};
@@ -95,9 +96,15 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
     let metrics = Metrics::new(&names);
 
     // Reads and parses the system CA bundle: off the async runtime.
-    let probe_context = tokio::task::spawn_blocking(probe::Context::system)
+    let mut probe_context = tokio::task::spawn_blocking(probe::Context::system)
         .await
         .map_err(|e| AppError::Build(format!("loading the system CA certificates: {e}")))?;
+    let channel_health = ChannelHealth::default();
+    probe_context.keeper = Some(probe::keeper::Sources {
+        store: store.clone(),
+        channels: channel_health.clone(),
+        scheduler_lag: metrics.scheduler_lag_worst.clone(),
+    });
     let mut problems = Vec::new();
     let mut jobs = Vec::new();
     for check in &config.checks {
@@ -137,6 +144,7 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
         Arc::new(channels),
         metrics.notifications.clone(),
     )
+    .with_health(channel_health)
     .with_public_url(config.server.public_url.clone())
     .with_pacing(
         config
@@ -156,6 +164,7 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
         buffer,
         metrics: metrics.clone(),
         outbox: outbox.waker(),
+        direct: outbox.direct(),
         queue: 4096,
     });
     engine.restore().await.map_err(|source| AppError::Store {

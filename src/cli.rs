@@ -164,11 +164,16 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
 pub fn describe(config: &Config) -> String {
     use std::fmt::Write;
     let mut out = String::new();
+    let own = config
+        .checks
+        .iter()
+        .filter(|c| matches!(c.probe, crate::probe::Spec::Keeper(_)))
+        .count();
     let _ = writeln!(
         out,
-        "{}: OK: {} checks, {} channels, {} routes",
+        "{}: OK: {} checks (and {own} of keeper's own), {} channels, {} routes",
         config.path.display(),
-        config.checks.len(),
+        config.checks.len() - own,
         config.channels.len(),
         config.routes.len()
     );

@@ -27,6 +27,8 @@ pub struct Metrics {
     incidents_open: IntGaugeVec,
     pub notifications: IntCounterVec,
     pub scheduler_lag: Histogram,
+    /// The worst lag since `keeper:scheduler` last looked.
+    pub scheduler_lag_worst: crate::probe::keeper::SchedulerLag,
     pub writer: WriterMetrics,
     pub store_errors: IntCounter,
     pub last_sample: Gauge,
@@ -61,6 +63,7 @@ impl Metrics {
                 ]),
             )
             .expect("valid metric"),
+            scheduler_lag_worst: Default::default(),
             writer: WriterMetrics::new().expect("valid metrics"),
             store_errors: IntCounter::new(
                 "keeper_store_errors_total",

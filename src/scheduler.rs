@@ -152,9 +152,9 @@ pub async fn run(
                         job.running.store(false, Ordering::Release);
                         return;
                     };
-                    metrics
-                        .scheduler_lag
-                        .observe(planned.elapsed().as_secs_f64());
+                    let lag = planned.elapsed();
+                    metrics.scheduler_lag.observe(lag.as_secs_f64());
+                    metrics.scheduler_lag_worst.observe(lag);
                     let sample = job.probe.run(job.timeout).await;
                     // The permit is for probing only: a busy engine must not hold back other checks.
                     drop(permit);

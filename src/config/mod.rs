@@ -305,6 +305,7 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
     let mut channels = Vec::new();
     let mut routes = Vec::new();
     let mut maintenance = Vec::new();
+    let mut watchdog = raw::Watchdog::default();
     for (key, value) in root {
         let name = key.get_ref().to_string();
         match name.as_str() {
@@ -314,13 +315,14 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
             "severities" => severities = read(&name, value, errors).unwrap_or_default(),
             "routes" => routes = read(&name, value, errors).unwrap_or_default(),
             "maintenance" => maintenance = read(&name, value, errors).unwrap_or_default(),
+            "watchdog" => watchdog = read(&name, value, errors).unwrap_or_default(),
             "checks" => checks = named_tables(&name, value, errors),
             "channels" => channels = named_tables(&name, value, errors),
             _ => errors.at(
                 key.span(),
                 &name,
                 format!(
-                    "unknown key {name} (expected server, storage, defaults, severities, checks, channels, routes or maintenance)"
+                    "unknown key {name} (expected server, storage, defaults, severities, checks, channels, routes, maintenance or watchdog)"
                 ),
             ),
         }
@@ -332,10 +334,23 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
         .filter_map(|(name, table)| read_channel(name, table, errors))
         .collect();
     let known_checks: BTreeSet<String> = checks.iter().map(|(n, _)| n.get_ref().clone()).collect();
-    let checks: Vec<CheckConfig> = checks
+    for (name, _) in &checks {
+        if name.get_ref().starts_with(probe::keeper::PREFIX) {
+            errors.at(
+                name.span(),
+                &format!("checks.{}", name.get_ref()),
+                format!(
+                    "check names starting with {:?} are keeper's own",
+                    probe::keeper::PREFIX
+                ),
+            );
+        }
+    }
+    let mut checks: Vec<CheckConfig> = checks
         .into_iter()
         .filter_map(|(name, table)| read_check(name, table, &defaults, &known_checks, errors))
         .collect();
+    checks.extend(watchdog.checks(&channels, &defaults, errors));
     let routes = read_routes(routes, &channels, errors);
     let maintenance = read_maintenance(maintenance, &known_checks, errors);
 

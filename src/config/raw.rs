@@ -156,6 +156,93 @@ impl ChannelCommon {
     pub const KEYS: &'static [&'static str] = &["min_interval"];
 }
 
+/// `[watchdog]`: keeper's checks of itself.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Watchdog {
+    pub enabled: Option<bool>,
+    pub interval: Option<Spanned<HumanDuration>>,
+    pub timeout: Option<HumanDuration>,
+    pub failures_before_alert: Option<Spanned<u32>>,
+    pub channel_failing_for: Option<HumanDuration>,
+}
+
+impl Watchdog {
+    /// keeper's own checks: its storage, its scheduler, and each channel.
+    pub fn checks(
+        self,
+        channels: &[super::ChannelConfig],
+        defaults: &ResolvedDefaults,
+        errors: &mut Collector,
+    ) -> Vec<CheckConfig> {
+        if self.enabled == Some(false) {
+            return Vec::new();
+        }
+        let interval = match self.interval {
+            Some(i) if i.get_ref().0.is_zero() => {
+                errors.at(i.span(), "watchdog.interval", "must be above 0".into());
+                return Vec::new();
+            }
+            Some(i) => i.into_inner().0,
+            None => Duration::from_secs(15),
+        };
+        let timeout = self.timeout.map_or(Duration::from_secs(5), |d| d.0);
+        let failures = at_least_one(
+            "watchdog.failures_before_alert",
+            self.failures_before_alert,
+            errors,
+        )
+        .unwrap_or(4);
+        let failing_for = self
+            .channel_failing_for
+            .map_or(Duration::from_secs(600), |d| d.0);
+        let check = |spec: probe::keeper::Spec, down_severity, failures, successes| {
+            let mut labels = BTreeMap::new();
+            let (what, channel) = match &spec {
+                probe::keeper::Spec::Storage => ("storage", None),
+                probe::keeper::Spec::Scheduler => ("scheduler", None),
+                probe::keeper::Spec::Channel { name, .. } => ("channel", Some(name.clone())),
+            };
+            labels.insert("keeper".to_string(), what.to_string());
+            if let Some(channel) = channel {
+                labels.insert("channel".to_string(), channel);
+            }
+            CheckConfig {
+                name: spec.check_name().into(),
+                description: None,
+                schedule: Schedule::Every(interval),
+                timeout,
+                labels,
+                depends_on: Vec::new(),
+                down_severity,
+                thresholds: defaults.thresholds.clone(),
+                failures_before_alert: failures,
+                successes_before_resolve: successes,
+                probe: probe::Spec::Keeper(spec),
+            }
+        };
+        let mut checks = vec![
+            check(
+                probe::keeper::Spec::Storage,
+                Severity::Critical,
+                failures,
+                2,
+            ),
+            check(probe::keeper::Spec::Scheduler, Severity::High, failures, 2),
+        ];
+        // The streak's length is the grace: one look past it is enough, and
+        // one delivery that works ends it.
+        checks.extend(channels.iter().map(|c| {
+            let spec = probe::keeper::Spec::Channel {
+                name: c.name.clone(),
+                failing_for,
+            };
+            check(spec, Severity::High, 1, 1)
+        }));
+        checks
+    }
+}
+
 /// `[[maintenance]]` as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -86,6 +86,15 @@ impl Engine {
             let Some(open) = self.checks[i].open.clone() else {
                 continue;
             };
+            if self.is_offline(i) {
+                self.send_offline(i, &EventFacts::of(&open, EventKind::Opened, now));
+                if let Some(open) = &mut self.checks[i].open {
+                    open.notified = true;
+                    open.held_by = None;
+                    open.last_notified_at = now;
+                }
+                continue;
+            }
             let reason = open.held_by.as_ref().map_or_else(
                 || "held back until now".to_string(),
                 |h| format!("held back while {h}"),
@@ -132,6 +141,13 @@ impl Engine {
             let event = EventFacts::of(&open, EventKind::Reminder, now);
             if !self.routed(i, open.severity) {
                 // No route wants it: nothing to remind anyone of.
+                if let Some(open) = &mut self.checks[i].open {
+                    open.last_notified_at = now;
+                }
+                continue;
+            }
+            if self.is_offline(i) {
+                self.send_offline(i, &event);
                 if let Some(open) = &mut self.checks[i].open {
                     open.last_notified_at = now;
                 }

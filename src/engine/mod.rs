@@ -7,6 +7,7 @@
 
 mod board;
 mod clock;
+mod offline;
 mod requests;
 mod sink;
 
@@ -26,6 +27,7 @@ use crate::classify::{Color, Severity, Verdict};
 use crate::config::{CheckConfig, Crontab, Maintenance, Route};
 use crate::incident::{self, Decision, OpenIncident};
 use crate::metrics::Metrics;
+use crate::notify::outbox::Direct;
 use crate::notify::{EventKind, policy};
 use crate::probe::Sample;
 use crate::state::CheckState;
@@ -72,6 +74,8 @@ pub struct Engine {
     board: Board,
     metrics: Metrics,
     outbox: Arc<Notify>,
+    /// Sends without the store: `keeper:storage`'s incident while the store is away.
+    direct: Direct,
     store_backoff_until: Option<Instant>,
 }
 
@@ -88,6 +92,8 @@ pub struct Parts {
     pub metrics: Metrics,
     /// Woken after every commit that queued notifications.
     pub outbox: Arc<Notify>,
+    /// The outbox worker's way around the store.
+    pub direct: Direct,
     /// Samples that may wait for the engine.
     pub queue: usize,
 }
@@ -149,6 +155,7 @@ impl Engine {
             board,
             metrics: parts.metrics,
             outbox: parts.outbox,
+            direct: parts.direct,
             store_backoff_until: None,
         };
         let handle = EngineHandle {
@@ -291,8 +298,13 @@ impl Engine {
     /// people unless the check is held back (a dependency failing, a silence).
     /// A resolve is always notified when the opening was.
     async fn decided(&mut self, check: usize, decision: Decision) {
+        let storage = self.watches_storage(check);
+        if storage && self.is_offline(check) {
+            return self.decided_offline(check, decision).await;
+        }
         if let Some(until) = self.store_backoff_until {
-            if Instant::now() < until {
+            // keeper:storage failing is what the backoff is about: it goes on.
+            if Instant::now() < until && !storage {
                 return;
             }
             self.store_backoff_until = None;
@@ -374,6 +386,19 @@ impl Engine {
             ),
         };
         let resolving = matches!(change, IncidentChange::Resolve { .. });
+        // If the store cannot take keeper:storage's opening, it is held in memory.
+        let offline_opening = match (&change, storage) {
+            (
+                IncidentChange::Open {
+                    severity,
+                    color,
+                    message,
+                    ..
+                },
+                true,
+            ) => Some((*severity, *color, message.clone())),
+            _ => None,
+        };
         match self.commit(check, change, event).await {
             Ok(incident) => {
                 let rt = &mut self.checks[check];
@@ -407,7 +432,11 @@ impl Engine {
                     Err(e) => self.store_failed(&e),
                 }
             }
-            Err(_) => {}
+            Err(_) => {
+                if let Some((severity, color, message)) = offline_opening {
+                    self.open_offline(check, severity, color, message, hold, now);
+                }
+            }
         }
     }
 
@@ -433,6 +462,12 @@ impl Engine {
             at: facts.at,
         };
         let mut rows = policy::route(&self.routes, &event);
+        // keeper:channel:NAME is not sent through NAME, the channel it says is failing.
+        if let crate::probe::Spec::Keeper(own) = &config.probe
+            && let Some(avoid) = own.avoids_channel()
+        {
+            rows.retain(|row| row.channel != avoid);
+        }
         for row in &mut rows {
             let wait = policy::group_wait(&self.routes, &event, &row.channel);
             row.batch_at = match facts.batch_at {

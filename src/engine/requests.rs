@@ -108,6 +108,10 @@ impl Engine {
     }
 
     async fn acknowledge(&mut self, id: i64, by: Option<String>) -> Result<Incident, AckError> {
+        // An incident held in memory while storage is away has no id to name.
+        if id == super::offline::OFFLINE {
+            return Err(AckError::NotFound(id));
+        }
         let Some(i) = self
             .checks
             .iter()

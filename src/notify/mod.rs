@@ -8,6 +8,7 @@
 pub mod alertmanager;
 pub mod discord;
 pub mod email;
+pub mod health;
 pub mod ntfy;
 pub mod outbox;
 pub mod pagerduty;

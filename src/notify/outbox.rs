@@ -10,6 +10,11 @@
 //! channel still busy from an earlier step is left alone (its rows stay due),
 //! so a slow channel never holds up another. [`Outbox::run`] is the thin loop:
 //! a step on every wake-up ([`Outbox::waker`]) or poll tick, each in its own task.
+//!
+//! Keeper's own incidents about its storage cannot wait in a store that is
+//! away: [`Outbox::direct`] hands such notifications straight to the worker,
+//! which sends them with the same retries, in memory. Every attempt, either
+//! way, is recorded in [`ChannelHealth`].
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -19,12 +24,13 @@ use chrono::Utc;
 use futures_util::future::join_all;
 use prometheus::IntCounterVec;
 use rand::Rng;
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::{Mutex, Notify, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::health::ChannelHealth;
 use super::{Channel, Notification, SendError, policy};
-use crate::store::{OutboxEntry, Store, StoreError};
+use crate::store::{OutboxEntry, Outgoing, Store, StoreError};
 
 /// Attempts before a notification is given up (1 + 2 + … + 64 s ≈ 2 min of retries).
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
@@ -87,6 +93,27 @@ pub struct Outbox {
     /// Channels with a send in flight. Claiming rows and releasing a channel
     /// both hold this lock, so no row is claimed twice.
     busy: Arc<Mutex<HashSet<String>>>,
+    /// Every attempt's outcome, by channel.
+    health: ChannelHealth,
+    /// Notifications sent without the store ([`Outbox::direct`]).
+    direct_tx: mpsc::UnboundedSender<Outgoing>,
+    direct_rx: Arc<std::sync::Mutex<Option<mpsc::UnboundedReceiver<Outgoing>>>>,
+}
+
+/// Hands notifications to the outbox worker to send at once, without the
+/// store. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Direct(mpsc::UnboundedSender<Outgoing>);
+
+impl Direct {
+    /// Queues `rows` for sending; dropped (and logged) when the worker has stopped.
+    pub fn send(&self, rows: Vec<Outgoing>) {
+        for row in rows {
+            if self.0.send(row).is_err() {
+                tracing::warn!("outbox stopped; a direct notification is dropped");
+            }
+        }
+    }
 }
 
 /// A channel's due rows as units of delivery, in order: rows sharing a
@@ -129,6 +156,7 @@ impl Outbox {
         channels: Arc<BTreeMap<String, Channel>>,
         notifications_total: IntCounterVec,
     ) -> Outbox {
+        let (direct_tx, direct_rx) = mpsc::unbounded_channel();
         Outbox {
             store,
             channels,
@@ -143,7 +171,21 @@ impl Outbox {
             pacing: Arc::default(),
             last_sent: Arc::default(),
             busy: Arc::new(Mutex::new(HashSet::new())),
+            health: ChannelHealth::default(),
+            direct_tx,
+            direct_rx: Arc::new(std::sync::Mutex::new(Some(direct_rx))),
         }
+    }
+
+    /// Records every attempt in `health` (shared with keeper's own channel checks).
+    pub fn with_health(mut self, health: ChannelHealth) -> Outbox {
+        self.health = health;
+        self
+    }
+
+    /// Where to hand notifications that must not wait for the store.
+    pub fn direct(&self) -> Direct {
+        Direct(self.direct_tx.clone())
     }
 
     /// Retry delays: `base`, `2 × base`, `4 × base`… at most `cap`.
@@ -247,7 +289,15 @@ impl Outbox {
     /// in flight (each bounded by the send timeout).
     pub async fn run(self, shutdown: CancellationToken) {
         let mut steps = JoinSet::new();
+        let mut direct_sends = JoinSet::new();
+        let mut direct = self
+            .direct_rx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+            .expect("Outbox::run is called once");
         loop {
+            while direct_sends.try_join_next().is_some() {}
             while let Some(done) = steps.try_join_next() {
                 log_step(done);
             }
@@ -260,6 +310,10 @@ impl Outbox {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = self.wake.notified() => {}
+                Some(row) = direct.recv() => {
+                    let this = self.clone();
+                    direct_sends.spawn(async move { this.deliver_direct(row).await });
+                }
                 _ = tokio::time::sleep(self.poll) => {}
             }
         }
@@ -267,6 +321,7 @@ impl Outbox {
             while let Some(done) = steps.join_next().await {
                 log_step(done);
             }
+            while direct_sends.join_next().await.is_some() {}
         };
         if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
             // Still pending in the outbox: sent after the next start.
@@ -381,6 +436,7 @@ impl Outbox {
         let incident = entry.notification.incident;
         match disposition {
             Disposition::Sent => {
+                self.health.succeeded(channel);
                 self.store.notification_sent(entry.id, Utc::now()).await?;
                 self.count(channel, "sent");
                 report.sent += 1;
@@ -391,6 +447,7 @@ impl Outbox {
                 delay,
                 error,
             } => {
+                self.health.failed(channel, &error, Utc::now());
                 let next_at = Utc::now() + delay;
                 self.store
                     .notification_retry(entry.id, attempts, next_at, &error)
@@ -400,6 +457,9 @@ impl Outbox {
                 tracing::warn!(channel, incident, attempts, retry_in = ?delay, %error, "notification failed, will retry");
             }
             Disposition::Failed { attempts, error } => {
+                if self.channels.contains_key(channel) {
+                    self.health.failed(channel, &error, Utc::now());
+                }
                 self.store
                     .notification_failed(entry.id, attempts, &error)
                     .await?;
@@ -426,6 +486,59 @@ impl Outbox {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Sends one notification without the store: tried like an outbox row
+    /// (backoff, `Retry-After`, bounded attempts), kept in memory meanwhile.
+    async fn deliver_direct(&self, row: Outgoing) {
+        let name = row.channel.as_str();
+        let Some(channel) = self.channels.get(name) else {
+            tracing::error!(channel = name, "direct notification for an unknown channel");
+            return;
+        };
+        let incident = row.notification.incident;
+        let mut attempts = 0;
+        loop {
+            self.pace(name).await;
+            let result = tokio::time::timeout(self.send_timeout, channel.send(&row.notification))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(SendError::transient(format!(
+                        "no answer within {:?}",
+                        self.send_timeout
+                    )))
+                });
+            let jitter = rand::rng().random::<f64>();
+            let delay = backoff(attempts + 1, self.backoff_base, self.backoff_cap);
+            match decide(attempts, result, self.max_attempts, delay, jitter) {
+                Disposition::Sent => {
+                    self.health.succeeded(name);
+                    self.count(name, "sent");
+                    tracing::info!(channel = name, check = %row.notification.check, state = %row.notification.state, "direct notification sent");
+                    return;
+                }
+                Disposition::Retry {
+                    attempts: tried,
+                    delay,
+                    error,
+                } => {
+                    self.health.failed(name, &error, Utc::now());
+                    self.count(name, "retry");
+                    tracing::warn!(channel = name, incident, attempts = tried, retry_in = ?delay, %error, "direct notification failed, will retry");
+                    attempts = tried;
+                    tokio::time::sleep(delay).await;
+                }
+                Disposition::Failed {
+                    attempts: tried,
+                    error,
+                } => {
+                    self.health.failed(name, &error, Utc::now());
+                    self.count(name, "failed");
+                    tracing::error!(channel = name, incident, attempts = tried, %error, "direct notification given up");
+                    return;
+                }
+            }
+        }
     }
 
     fn count(&self, channel: &str, outcome: &str) {

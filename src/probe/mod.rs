@@ -6,6 +6,7 @@
 //! Adding a kind: one file here, one variant in [`Spec`] and [`Probe`], one match arm each.
 
 pub mod http;
+pub mod keeper;
 pub mod tcp;
 pub mod tls;
 pub mod tlsconf;
@@ -161,6 +162,8 @@ pub enum Spec {
     Http(http::Spec),
     Tcp(tcp::Spec),
     Tls(tls::Spec),
+    /// keeper's own checks, made from `[watchdog]`: not a kind users write.
+    Keeper(keeper::Spec),
 }
 
 impl Spec {
@@ -189,6 +192,7 @@ impl Spec {
             Spec::Http(_) => "http",
             Spec::Tcp(_) => "tcp",
             Spec::Tls(_) => "tls",
+            Spec::Keeper(_) => "keeper",
         }
     }
 
@@ -198,6 +202,7 @@ impl Spec {
             Spec::Http(s) => s.target(),
             Spec::Tcp(s) => s.target(),
             Spec::Tls(s) => s.target(),
+            Spec::Keeper(s) => s.target(),
         }
     }
 
@@ -208,6 +213,7 @@ impl Spec {
             Spec::Http(s) => Probe::Http(s.build(&ctx.roots)?),
             Spec::Tcp(s) => Probe::Tcp(s.build()?),
             Spec::Tls(s) => Probe::Tls(s.build(&ctx.roots)?),
+            Spec::Keeper(s) => Probe::Keeper(s.build(ctx.keeper.as_ref())?),
         })
     }
 }
@@ -217,6 +223,8 @@ impl Spec {
 pub struct Context {
     /// The system's CA certificates.
     pub roots: tlsconf::Roots,
+    /// What keeper's own checks read; `None` outside the daemon.
+    pub keeper: Option<keeper::Sources>,
 }
 
 impl Context {
@@ -224,6 +232,7 @@ impl Context {
     pub fn system() -> Context {
         Context {
             roots: tlsconf::Roots::system(),
+            keeper: None,
         }
     }
 }
@@ -234,6 +243,7 @@ pub enum Probe {
     Http(http::Probe),
     Tcp(tcp::Probe),
     Tls(tls::Probe),
+    Keeper(keeper::Probe),
 }
 
 impl Probe {
@@ -248,6 +258,7 @@ impl Probe {
                 Probe::Http(p) => p.run(deadline).await,
                 Probe::Tcp(p) => p.run(deadline).await,
                 Probe::Tls(p) => p.run(deadline).await,
+                Probe::Keeper(p) => p.run(deadline).await,
             }
         };
         let mut sample = match tokio::time::timeout_at(deadline, run).await {

@@ -214,3 +214,43 @@ fn maintenance_windows_are_checked() {
         "{err}"
     );
 }
+
+#[test]
+fn watchdog_makes_keepers_own_checks_and_reserves_their_names() {
+    let config = parse(&format!(
+        "{BASE}\n[channels.ops]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:1/\"\n"
+    ))
+    .unwrap();
+    let own: Vec<&str> = config
+        .checks
+        .iter()
+        .filter(|c| c.probe.kind() == "keeper")
+        .map(|c| &*c.name)
+        .collect();
+    assert_eq!(
+        own,
+        ["keeper:storage", "keeper:scheduler", "keeper:channel:ops"]
+    );
+    let storage = config.check("keeper:storage").unwrap();
+    assert_eq!(
+        storage.schedule,
+        Schedule::Every(std::time::Duration::from_secs(15))
+    );
+    assert_eq!(storage.down_severity.as_str(), "critical");
+
+    let off = parse(&format!("{BASE}\n[watchdog]\nenabled = false\n")).unwrap();
+    assert!(off.checks.iter().all(|c| c.probe.kind() != "keeper"));
+
+    let err = one_error(&format!("{BASE}\n[watchdog]\nchannel_failing = \"1m\"\n"));
+    assert!(
+        err.starts_with("keeper.toml:7:1: watchdog.channel_failing:"),
+        "{err}"
+    );
+
+    let err = one_error("[checks.\"keeper:mine\"]\nkind = \"tcp\"\nhost = \"127.0.0.1:1\"\n");
+    assert!(
+        err.starts_with("keeper.toml:1:9: checks.keeper:mine:"),
+        "{err}"
+    );
+    assert!(err.contains("keeper's own"), "{err}");
+}

@@ -72,6 +72,20 @@ interval = "200ms"
     path
 }
 
+/// Outbox rows marked sent in the SQLite database at `url`.
+async fn sent_rows(url: &str) -> i64 {
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(url)
+        .await
+        .expect("open the database");
+    let n = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE status = 'sent'")
+        .fetch_one(&mut conn)
+        .await
+        .expect("count sent rows");
+    let _ = conn.close().await;
+    n
+}
+
 fn opened(bodies: &[serde_json::Value]) -> Vec<serde_json::Value> {
     bodies
         .iter()
@@ -142,6 +156,13 @@ async fn a_delivered_notification_is_not_sent_again_after_sigkill() {
     let first = Process::start(&config);
     wait_until("the page", Duration::from_secs(20), || async {
         opened(&hook.json_bodies()).len() == 1
+    })
+    .await;
+    // Killed once the send is on record (between the receiver's answer and
+    // that record, a resend is the price of never losing one).
+    let db = format!("sqlite://{}", dir.path().join("keeper.db").display());
+    wait_until("the send recorded", Duration::from_secs(20), || async {
+        sent_rows(&db).await > 0
     })
     .await;
     first.kill();

@@ -15,3 +15,4 @@ mod notify;
 mod probes;
 mod scheduler;
 mod store;
+mod watchdog;

@@ -1,0 +1,76 @@
+//! How each channel's deliveries have been going: the outbox records every
+//! attempt, keeper's own `keeper:channel:NAME` checks read it (a channel
+//! failing for `watchdog.channel_failing_for` is an incident of its own).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use chrono::{DateTime, Utc};
+
+/// The current failure streak of a channel: since its first failed attempt
+/// after the last success.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Failing {
+    pub since: DateTime<Utc>,
+    /// Attempts failed in this streak.
+    pub attempts: u32,
+    /// The last attempt's error.
+    pub error: String,
+}
+
+/// Per channel, the failure streak if the last attempt failed. Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct ChannelHealth {
+    failing: Arc<Mutex<HashMap<String, Failing>>>,
+}
+
+impl ChannelHealth {
+    /// A delivery through `channel` succeeded: its streak ends.
+    pub fn succeeded(&self, channel: &str) {
+        self.lock().remove(channel);
+    }
+
+    /// A delivery through `channel` failed at `at`: the streak starts or goes on.
+    pub fn failed(&self, channel: &str, error: &str, at: DateTime<Utc>) {
+        let mut failing = self.lock();
+        let streak = failing
+            .entry(channel.to_string())
+            .or_insert_with(|| Failing {
+                since: at,
+                attempts: 0,
+                error: String::new(),
+            });
+        streak.attempts += 1;
+        error.clone_into(&mut streak.error);
+    }
+
+    /// The channel's failure streak, if its last attempt failed.
+    pub fn failing(&self, channel: &str) -> Option<Failing> {
+        self.lock().get(channel).cloned()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Failing>> {
+        self.failing.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_streak_starts_at_the_first_failure_and_ends_at_a_success() {
+        let health = ChannelHealth::default();
+        let t0 = Utc::now();
+        assert_eq!(health.failing("slack"), None);
+        health.failed("slack", "503", t0);
+        health.failed("slack", "timed out", t0 + chrono::Duration::seconds(30));
+        let streak = health.failing("slack").expect("failing");
+        assert_eq!(streak.since, t0);
+        assert_eq!(streak.attempts, 2);
+        assert_eq!(streak.error, "timed out");
+        assert_eq!(health.failing("email"), None);
+        health.succeeded("slack");
+        assert_eq!(health.failing("slack"), None);
+    }
+}

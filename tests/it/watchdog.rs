@@ -1,0 +1,191 @@
+//! keeper watching itself: a channel failing for `channel_failing_for` and
+//! storage becoming unreachable are incidents of their own, sent through the
+//! channels that still work — storage's directly, around the database.
+
+use std::time::Duration;
+
+use crate::support::db::TestDb;
+use crate::support::proxy::Proxy;
+use crate::support::receiver::{Receiver, Reply};
+use crate::support::target::Target;
+use crate::support::{app::TestApp, wait_until};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The webhook bodies `rx` received about check `check` in state `state`.
+fn about(rx: &Receiver, check: &str, state: &str) -> Vec<serde_json::Value> {
+    rx.json_bodies()
+        .into_iter()
+        .filter(|b| b["check"] == check && b["state"] == state)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_channel_failing_for_its_window_pages_through_the_others_and_resolves() {
+    let target = Target::start().await;
+    target.set_status(503);
+    let dead = Receiver::start().await;
+    dead.set_reply(Reply::status(500));
+    let alive = Receiver::start().await;
+    let db = TestDb::sqlite();
+    let app = TestApp::start(&format!(
+        r#"
+        [storage]
+        url = "{db}"
+
+        [watchdog]
+        interval = "100ms"
+        channel_failing_for = "1s"
+
+        [checks.web]
+        kind = "http"
+        url = "{web}"
+        interval = "200ms"
+        failures_before_alert = 1
+
+        [channels.dead]
+        kind = "webhook"
+        url = "{dead}"
+
+        [channels.alive]
+        kind = "webhook"
+        url = "{alive}"
+
+        [[routes]]
+        channels = ["dead", "alive"]
+        "#,
+        db = db.url(),
+        web = target.url("/"),
+        dead = dead.url(),
+        alive = alive.url(),
+    ))
+    .await;
+
+    // web's page reaches alive; dead refuses it and keeps failing.
+    alive.wait_for_json(1, WAIT).await;
+    wait_until(
+        "keeper:channel:dead's incident reaches alive",
+        WAIT,
+        || async { !about(&alive, "keeper:channel:dead", "opened").is_empty() },
+    )
+    .await;
+    let opened = &about(&alive, "keeper:channel:dead", "opened")[0];
+    assert_eq!(opened["severity"], "high");
+    let message = opened["message"].as_str().unwrap();
+    assert!(
+        message.contains("channel dead failing for") && message.contains("500"),
+        "{message}"
+    );
+    let check = app.check("keeper:channel:dead").await;
+    assert_eq!(check["color"], "red", "{check}");
+
+    // The failing channel is never asked to carry news of its own failure.
+    dead.set_reply(Reply::status(200));
+    wait_until(
+        "keeper:channel:dead resolves once dead delivers again",
+        WAIT,
+        || async { !about(&alive, "keeper:channel:dead", "resolved").is_empty() },
+    )
+    .await;
+    let to_dead: Vec<_> = dead
+        .requests()
+        .iter()
+        .map(|r| r.json())
+        .filter(|b| b["check"] == "keeper:channel:dead")
+        .collect();
+    assert!(
+        to_dead.is_empty(),
+        "sent through the failing channel: {to_dead:?}"
+    );
+    // alive never failed: no incident about it.
+    assert!(about(&alive, "keeper:channel:alive", "opened").is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn storage_unreachable_pages_directly_and_is_recorded_once_back() {
+    let db = TestDb::postgres().await;
+    let mut url = url::Url::parse(db.url()).unwrap();
+    let upstream = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
+    let proxy = Proxy::start(
+        tokio::net::lookup_host(upstream)
+            .await
+            .unwrap()
+            .next()
+            .unwrap(),
+    )
+    .await;
+    url.set_port(Some(proxy.addr().port())).unwrap();
+    let alive = Receiver::start().await;
+    let app = TestApp::start(&format!(
+        r#"
+        [storage]
+        url = "{url}"
+
+        [watchdog]
+        interval = "100ms"
+        timeout = "500ms"
+        failures_before_alert = 2
+
+        {route}
+        "#,
+        route = alive.webhook_route(),
+    ))
+    .await;
+    wait_until("keeper:storage is green", WAIT, || async {
+        app.check("keeper:storage").await["color"] == "green"
+    })
+    .await;
+
+    proxy.cut();
+    wait_until("the storage incident is sent", WAIT, || async {
+        !about(&alive, "keeper:storage", "opened").is_empty()
+    })
+    .await;
+    let opened = &about(&alive, "keeper:storage", "opened")[0];
+    assert_eq!(opened["severity"], "critical");
+    assert!(
+        opened["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("storage unreachable"),
+        "{opened}"
+    );
+    // While the database is away, the API still answers from memory.
+    assert_eq!(app.check("keeper:storage").await["color"], "red");
+
+    proxy.restore();
+    wait_until("the storage incident resolves", WAIT, || async {
+        !about(&alive, "keeper:storage", "resolved").is_empty()
+    })
+    .await;
+    assert_eq!(about(&alive, "keeper:storage", "opened").len(), 1);
+    // Written down as it happened, once the database is back.
+    let recorded = || async {
+        let resolved = app.get_json("/api/v1/incidents?state=all").await;
+        resolved
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["check"] == "keeper:storage")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    wait_until(
+        "the storage incident is recorded, resolved",
+        WAIT,
+        || async {
+            recorded()
+                .await
+                .first()
+                .is_some_and(|i| i["state"] == "resolved")
+        },
+    )
+    .await;
+    let recorded = recorded().await;
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(recorded[0]["severity"], "critical");
+    assert!(recorded[0]["resolved_at"].is_string(), "{recorded:?}");
+    assert_eq!(recorded[0]["state"], "resolved");
+    app.stop().await;
+}
