@@ -4,10 +4,10 @@
 use chrono::{DateTime, Utc};
 
 use super::{Engine, EventFacts};
-use crate::classify::Severity;
+use crate::classify::{Color, Severity};
 use crate::incident;
 use crate::notify::EventKind;
-use crate::store::IncidentChange;
+use crate::store::{IncidentChange, IncidentFilter};
 
 /// How long a digest's notifications gather before the outbox sends them as one.
 const DIGEST_GATHER: chrono::Duration = chrono::Duration::seconds(2);
@@ -25,9 +25,11 @@ impl Engine {
         }
     }
 
-    /// The daily digest: every open low incident, in one message per channel
+    /// The daily digest: every open low incident, and every low incident that
+    /// came and went since the last digest unseen, in one message per channel
     /// (its notifications share a batch, see [`crate::store::Outgoing::batch_at`]).
     async fn send_digest(&mut self, now: DateTime<Utc>) {
+        self.digest_resolved(now).await;
         let low: Vec<usize> = (0..self.checks.len())
             .filter(|&i| {
                 self.checks[i]
@@ -69,6 +71,56 @@ impl Engine {
                 open.held_by = None;
                 open.last_notified_at = now;
             }
+        }
+    }
+
+    /// The digest's part about low incidents that opened and resolved since
+    /// the previous digest without anyone hearing of them: each listed once,
+    /// as resolved (the store marks it notified).
+    async fn digest_resolved(&mut self, now: DateTime<Utc>) {
+        let since = self
+            .digest
+            .as_ref()
+            .and_then(|d| d.last_at_or_before(now - chrono::Duration::seconds(1)))
+            .map_or(now, |previous| previous.min(now))
+            .min(now - chrono::Duration::days(1));
+        let resolved = match self.store.incidents(IncidentFilter::Resolved, 1000).await {
+            Ok(resolved) => resolved,
+            Err(e) => {
+                tracing::warn!(error = %e, "digest: could not list resolved incidents");
+                return;
+            }
+        };
+        let unseen = resolved.into_iter().filter(|inc| {
+            inc.severity == Severity::Low
+                && inc.notified_at.is_none()
+                && inc.resolved_at.is_some_and(|at| at >= since)
+        });
+        for inc in unseen {
+            let Some(i) = self
+                .checks
+                .iter()
+                .position(|rt| *rt.config.name == inc.check)
+            else {
+                continue;
+            };
+            let resolved_at = inc.resolved_at.unwrap_or(now);
+            let event = EventFacts {
+                kind: EventKind::Resolved,
+                incident: inc.id,
+                severity: inc.severity,
+                color: Color::Green,
+                message: inc.message.clone(),
+                started_at: inc.started_at,
+                at: resolved_at,
+                batch_at: Some(now + DIGEST_GATHER),
+            };
+            let change = IncidentChange::Notify {
+                id: inc.id,
+                reason: "in the daily digest of low incidents (already resolved)".into(),
+                at: now,
+            };
+            let _ = self.commit(i, change, Some(event)).await;
         }
     }
 

@@ -534,7 +534,7 @@ async fn apply_change(
         IncidentChange::Notify { id, at, .. } => {
             let record: Option<IncidentRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "UPDATE incidents SET notified_at = ? \
-                 WHERE id = ? AND resolved_at IS NULL AND notified_at IS NULL \
+                 WHERE id = ? AND notified_at IS NULL \
                  RETURNING {INCIDENT_COLUMNS}"
             )))
             .bind(at.timestamp_millis())
