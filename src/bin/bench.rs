@@ -348,6 +348,8 @@ async fn write_samples(url: &str, n: usize) -> anyhow::Result<(f64, f64)> {
             status_code: Some(200),
             latency_ms: 1.5,
             message: "200 OK in 1 ms".into(),
+            // Every tenth an https check, with its certificate's days left.
+            metrics: (i % 10 == 0).then(|| r#"{"cert_days_left":42.5}"#.to_string()),
         })
         .collect();
     let started = Instant::now();

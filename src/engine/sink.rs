@@ -37,6 +37,7 @@ impl Sink {
             status_code: sample.http.as_ref().map(|h| h.status),
             latency_ms: sample.latency_ms(),
             message: sample.message.clone(),
+            metrics: crate::store::metrics_json(&sample),
         });
         // The engine only does memory work and rare transactions: waiting here is brief.
         let observation = Observation {

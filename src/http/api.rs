@@ -1,12 +1,15 @@
-//! The read side of the JSON API: `GET /api/v1/checks` and `/api/v1/checks/{name}`.
+//! The read side of the JSON API: `GET /api/v1/checks`, `/api/v1/checks/{name}`
+//! and `/api/v1/checks/{name}/samples?since=…&limit=…`.
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState};
 use crate::classify::{Color, Severity};
@@ -16,6 +19,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/checks", get(list_checks))
         .route("/checks/{name}", get(get_check))
+        .route("/checks/{name}/samples", get(list_samples))
 }
 
 /// A check as the API shows it (DESIGN.md §7).
@@ -133,4 +137,70 @@ async fn get_check(
         .remove(&s.name)
         .unwrap_or_default();
     Ok(Json(view(s, up)))
+}
+
+/// How far back `samples` looks without `since`.
+const SAMPLES_DEFAULT_SINCE: chrono::Duration = chrono::Duration::hours(1);
+/// The most samples one request returns.
+const SAMPLES_MAX: u32 = 10_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SamplesQuery {
+    /// RFC 3339; default an hour ago.
+    since: Option<DateTime<Utc>>,
+    /// Default and maximum [`SAMPLES_MAX`].
+    limit: Option<u32>,
+}
+
+/// A stored sample as the API shows it.
+#[derive(Debug, Serialize)]
+struct SampleView {
+    at: DateTime<Utc>,
+    up: bool,
+    color: Color,
+    status_code: Option<u16>,
+    latency_ms: f64,
+    duration_ms: f64,
+    message: String,
+    /// What else it measured (`cert_days_left`, `query_ms`, a plugin's perfdata…).
+    metrics: serde_json::Map<String, serde_json::Value>,
+}
+
+async fn list_samples(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    query: Result<Query<SamplesQuery>, QueryRejection>,
+) -> Result<Json<Vec<SampleView>>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let check = state
+        .board
+        .get(&name)
+        .ok_or_else(|| ApiError::not_found(format!("no check named {name:?}")))?;
+    let since = query
+        .since
+        .unwrap_or_else(|| Utc::now() - SAMPLES_DEFAULT_SINCE);
+    let limit = query.limit.unwrap_or(SAMPLES_MAX).clamp(1, SAMPLES_MAX);
+    let rows = state
+        .store
+        .samples(&check.name, since, limit)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("reading samples: {e}")))?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|r| SampleView {
+                at: r.at,
+                up: r.up,
+                color: r.color,
+                status_code: r.status_code,
+                latency_ms: r.latency_ms,
+                duration_ms: r.duration_ms,
+                message: r.message,
+                metrics: r
+                    .metrics
+                    .and_then(|m| serde_json::from_str(&m).ok())
+                    .unwrap_or_default(),
+            })
+            .collect(),
+    ))
 }

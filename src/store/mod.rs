@@ -31,6 +31,40 @@ pub struct SampleRow {
     pub status_code: Option<u16>,
     pub latency_ms: f64,
     pub message: String,
+    /// What else the sample measured, as a JSON object (see [`metrics_json`]).
+    pub metrics: Option<String>,
+}
+
+/// A sample's measurements beyond its latency, as one JSON object: each
+/// thresholded metric at its worst value (several series or mounts may report
+/// one), then the probe's own named values. `None` when there are none.
+pub fn metrics_json(sample: &crate::probe::Sample) -> Option<String> {
+    use crate::classify::{Direction, Metric};
+    let mut out = serde_json::Map::new();
+    let mut worst: Vec<(Metric, f64)> = Vec::new();
+    for &(metric, value) in &sample.metrics {
+        if metric == Metric::LatencyMs || !value.is_finite() {
+            continue;
+        }
+        match worst.iter_mut().find(|(m, _)| *m == metric) {
+            Some((_, w)) => {
+                *w = match metric.direction() {
+                    Direction::Above => w.max(value),
+                    Direction::Below => w.min(value),
+                }
+            }
+            None => worst.push((metric, value)),
+        }
+    }
+    for (metric, value) in worst {
+        out.insert(metric.as_str().to_string(), value.into());
+    }
+    for (name, value) in &sample.values {
+        if value.is_finite() {
+            out.insert(name.clone(), (*value).into());
+        }
+    }
+    (!out.is_empty()).then(|| serde_json::Value::Object(out).to_string())
 }
 
 /// An incident as stored.
@@ -275,6 +309,16 @@ impl Store {
     /// Deletes samples taken before `cutoff` (`storage.retention`); returns how many.
     pub async fn delete_samples_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
         each!(self, s => s.delete_samples_before(cutoff).await)
+    }
+
+    /// `check`'s samples taken at or after `since`, oldest first, at most `limit`.
+    pub async fn samples(
+        &self,
+        check: &str,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<SampleRow>, StoreError> {
+        each!(self, s => s.samples(check, since, limit).await)
     }
 
     /// The newest sample of each check.

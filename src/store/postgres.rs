@@ -40,6 +40,7 @@ struct SampleRecord {
     status_code: Option<i32>,
     latency_ms: f64,
     message: String,
+    metrics: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -110,7 +111,8 @@ impl PgStore {
             .doing("starting a transaction to insert samples")?;
         let mut copy = tx
             .copy_in_raw(
-                "COPY samples (check_name, at, duration_ms, up, color, status_code, latency_ms, message) \
+                "COPY samples (check_name, at, duration_ms, up, color, status_code, latency_ms, message, \
+                               metrics) \
                  FROM STDIN (FORMAT text)",
             )
             .await
@@ -128,10 +130,30 @@ impl PgStore {
         Ok(())
     }
 
+    pub async fn samples(
+        &self,
+        check: &str,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<SampleRow>, StoreError> {
+        let records: Vec<SampleRecord> = sqlx::query_as(
+            "SELECT check_name, at, duration_ms, up, color, status_code, latency_ms, message, \
+                    metrics \
+             FROM samples WHERE check_name = $1 AND at >= $2 ORDER BY at LIMIT $3",
+        )
+        .bind(check)
+        .bind(since)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .doing("reading a check's samples")?;
+        records.into_iter().map(SampleRecord::into_row).collect()
+    }
+
     pub async fn latest_samples(&self) -> Result<Vec<SampleRow>, StoreError> {
         let records: Vec<SampleRecord> = sqlx::query_as(
             "SELECT DISTINCT ON (check_name) check_name, at, duration_ms, up, color, \
-                    status_code, latency_ms, message \
+                    status_code, latency_ms, message, metrics \
              FROM samples ORDER BY check_name, at DESC",
         )
         .fetch_all(&self.pool)
@@ -539,6 +561,7 @@ impl SampleRecord {
             status_code,
             latency_ms: self.latency_ms,
             message: self.message,
+            metrics: self.metrics,
         })
     }
 }
@@ -579,6 +602,11 @@ fn copy_row(buf: &mut String, row: &SampleRow) {
     }
     let _ = write!(buf, "\t{}\t", row.latency_ms);
     copy_text(buf, &row.message);
+    buf.push('\t');
+    match &row.metrics {
+        Some(json) => copy_text(buf, json),
+        None => buf.push_str("\\N"),
+    }
     buf.push('\n');
 }
 

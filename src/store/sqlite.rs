@@ -45,6 +45,7 @@ struct SampleRecord {
     status_code: Option<i64>,
     latency_ms: f64,
     message: String,
+    metrics: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -142,7 +143,8 @@ impl SqliteStore {
         for chunk in rows.chunks(ROWS_PER_INSERT) {
             let mut insert = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO samples \
-                 (check_name, at, duration_ms, up, color, status_code, latency_ms, message) ",
+                 (check_name, at, duration_ms, up, color, status_code, latency_ms, message, \
+                  metrics) ",
             );
             insert.push_values(chunk, |mut row, s| {
                 row.push_bind(s.check.clone())
@@ -152,7 +154,8 @@ impl SqliteStore {
                     .push_bind(s.color.as_str())
                     .push_bind(s.status_code.map(i64::from))
                     .push_bind(s.latency_ms)
-                    .push_bind(s.message.clone());
+                    .push_bind(s.message.clone())
+                    .push_bind(s.metrics.clone());
             });
             insert
                 .build()
@@ -164,10 +167,30 @@ impl SqliteStore {
         Ok(())
     }
 
+    pub async fn samples(
+        &self,
+        check: &str,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<SampleRow>, StoreError> {
+        let records: Vec<SampleRecord> = sqlx::query_as(
+            "SELECT check_name, at, duration_ms, up, color, status_code, latency_ms, message, \
+                    metrics \
+             FROM samples WHERE check_name = ? AND at >= ? ORDER BY at LIMIT ?",
+        )
+        .bind(check)
+        .bind(since.timestamp_millis())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .doing("reading a check's samples")?;
+        records.into_iter().map(SampleRecord::into_row).collect()
+    }
+
     pub async fn latest_samples(&self) -> Result<Vec<SampleRow>, StoreError> {
         let records: Vec<SampleRecord> = sqlx::query_as(
             "SELECT s.check_name, s.at, s.duration_ms, s.up, s.color, s.status_code, \
-                    s.latency_ms, s.message \
+                    s.latency_ms, s.message, s.metrics \
              FROM (SELECT DISTINCT check_name FROM samples) c \
              JOIN samples s ON s.rowid = ( \
                  SELECT rowid FROM samples \
@@ -588,6 +611,7 @@ impl SampleRecord {
             status_code,
             latency_ms: self.latency_ms,
             message: self.message,
+            metrics: self.metrics,
         })
     }
 }

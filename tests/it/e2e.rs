@@ -195,6 +195,41 @@ async fn certificate_expiring_in_five_days_opens_a_high_incident() {
         leaf.not_after.timestamp() as f64,
         "the certificate's notAfter"
     );
+
+    // The stored samples carry the days left; bad queries are refused with a reason.
+    let samples = crate::support::wait_for("stored samples", Duration::from_secs(20), || async {
+        let s = app.get_json("/api/v1/checks/cert/samples").await;
+        (!s.as_array().unwrap().is_empty()).then_some(s)
+    })
+    .await;
+    let days = samples[0]["metrics"]["cert_days_left"]
+        .as_f64()
+        .expect("cert_days_left");
+    assert!((4.9..=5.0).contains(&days), "{samples}");
+    assert_eq!(samples[0]["color"], "red");
+    let get = |path: &'static str| {
+        let app = &app;
+        async move {
+            app.http
+                .get(format!("{}{path}", app.base))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let bad = get("/api/v1/checks/cert/samples?since=yesterday").await;
+    assert_eq!(bad.status(), 400);
+    let reason: serde_json::Value = bad.json().await.unwrap();
+    assert!(
+        reason["error"].as_str().unwrap().contains("since"),
+        "{reason}"
+    );
+    assert_eq!(get("/api/v1/checks/nope/samples").await.status(), 404);
+    let future = get("/api/v1/checks/cert/samples?since=2999-01-01T00:00:00Z").await;
+    assert_eq!(
+        future.json::<serde_json::Value>().await.unwrap(),
+        serde_json::json!([])
+    );
     app.stop().await;
 }
 

@@ -35,6 +35,7 @@ fn sample(check: &str, at: DateTime<Utc>, up: bool) -> SampleRow {
         } else {
             "connection refused".into()
         },
+        metrics: up.then(|| r#"{"cert_days_left":12.5}"#.to_string()),
     }
 }
 
@@ -119,6 +120,14 @@ both_backends!(
         assert!(all.values().all(|pct| *pct == 90.0), "{all:?}");
         assert!(store.uptime_by_check(t(5_000)).await.expect("uptime").is_empty());
         store.insert_samples(&[]).await.expect("an empty batch");
+
+        // One check's samples since a time, oldest first, measurements and all.
+        let since = store.samples("c3", t(995), 100).await.expect("samples since");
+        let expected: Vec<SampleRow> = (995..1_000).map(|i| sample("c3", t(i), true)).collect();
+        assert_eq!(since, expected);
+        assert_eq!(since[0].metrics.as_deref(), Some(r#"{"cert_days_left":12.5}"#));
+        assert_eq!(store.samples("c3", t(0), 3).await.expect("limited").len(), 3);
+        assert!(store.samples("nope", t(0), 10).await.expect("none").is_empty());
     }
 );
 
@@ -420,6 +429,7 @@ both_backends!(
         let store = db.store().await;
         let mut row = sample("odd\tname\\x", t(1), false);
         row.message = "line one\nline\ttwo \\N back\\slash\r end".into();
+        row.metrics = Some(r#"{"say":"tab\there \\N"}"#.into());
         row.status_code = None;
         store.insert_samples(std::slice::from_ref(&row)).await.expect("insert");
         let latest = store.latest_samples().await.expect("latest");
