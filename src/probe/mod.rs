@@ -5,6 +5,7 @@
 //!
 //! Adding a kind: one file here, one variant in [`Spec`] and [`Probe`], one match arm each.
 
+pub mod host;
 pub mod http;
 pub mod postgres;
 pub mod tcp;
@@ -163,11 +164,12 @@ pub enum Spec {
     Tcp(tcp::Spec),
     Tls(tls::Spec),
     Postgres(postgres::Spec),
+    Host(host::Spec),
 }
 
 impl Spec {
     /// The kinds this build knows, as written in `kind = "…"`.
-    pub const KINDS: [&'static str; 4] = ["http", "tcp", "tls", "postgres"];
+    pub const KINDS: [&'static str; 5] = ["http", "tcp", "tls", "postgres", "host"];
 
     /// Reads the kind-specific keys of a check of kind `kind`.
     pub fn deserialize_kind<'de, D: serde::Deserializer<'de>>(
@@ -180,6 +182,7 @@ impl Spec {
             "tcp" => tcp::Spec::deserialize(de).map(Spec::Tcp),
             "tls" => tls::Spec::deserialize(de).map(Spec::Tls),
             "postgres" => postgres::Spec::deserialize(de).map(Spec::Postgres),
+            "host" => host::Spec::deserialize(de).map(Spec::Host),
             other => Err(D::Error::custom(format!(
                 "unknown kind {other:?} (known: {})",
                 Spec::KINDS.join(", ")
@@ -193,6 +196,7 @@ impl Spec {
             Spec::Tcp(_) => "tcp",
             Spec::Tls(_) => "tls",
             Spec::Postgres(_) => "postgres",
+            Spec::Host(_) => "host",
         }
     }
 
@@ -203,6 +207,7 @@ impl Spec {
             Spec::Tcp(s) => s.target(),
             Spec::Tls(s) => s.target(),
             Spec::Postgres(s) => s.target(),
+            Spec::Host(s) => s.target(),
         }
     }
 
@@ -214,6 +219,7 @@ impl Spec {
             Spec::Tcp(s) => Probe::Tcp(s.build()?),
             Spec::Tls(s) => Probe::Tls(s.build(&ctx.roots)?),
             Spec::Postgres(s) => Probe::Postgres(s.build()?),
+            Spec::Host(s) => Probe::Host(s.build()?),
         })
     }
 }
@@ -241,6 +247,7 @@ pub enum Probe {
     Tcp(tcp::Probe),
     Tls(tls::Probe),
     Postgres(postgres::Probe),
+    Host(host::Probe),
 }
 
 impl Probe {
@@ -256,6 +263,7 @@ impl Probe {
                 Probe::Tcp(p) => p.run(deadline).await,
                 Probe::Tls(p) => p.run(deadline).await,
                 Probe::Postgres(p) => p.run(deadline).await,
+                Probe::Host(p) => p.run(deadline).await,
             }
         };
         let mut sample = match tokio::time::timeout_at(deadline, run).await {
