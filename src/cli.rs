@@ -186,11 +186,17 @@ pub fn describe(config: &Config) -> String {
         .map(|c| c.name.len())
         .max()
         .unwrap_or(0);
+    let kind_width = config
+        .checks
+        .iter()
+        .map(|c| c.probe.kind().len())
+        .max()
+        .unwrap_or(0);
     for c in &config.checks {
         let labels: Vec<String> = c.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let _ = writeln!(
             out,
-            "  {:width$}  {:5} {}  {}, timeout {}, down={}, alert after {} / resolve after {}{}{}",
+            "  {:width$}  {:kind_width$} {}  {}, timeout {}, down={}, alert after {} / resolve after {}{}{}",
             c.name,
             c.probe.kind(),
             c.probe.target(),

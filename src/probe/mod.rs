@@ -5,8 +5,10 @@
 //!
 //! Adding a kind: one file here, one variant in [`Spec`] and [`Probe`], one match arm each.
 
+pub mod host;
 pub mod http;
 pub mod keeper;
+pub mod postgres;
 pub mod tcp;
 pub mod tls;
 pub mod tlsconf;
@@ -164,11 +166,13 @@ pub enum Spec {
     Tls(tls::Spec),
     /// keeper's own checks, made from `[watchdog]`: not a kind users write.
     Keeper(keeper::Spec),
+    Postgres(postgres::Spec),
+    Host(host::Spec),
 }
 
 impl Spec {
     /// The kinds this build knows, as written in `kind = "…"`.
-    pub const KINDS: [&'static str; 3] = ["http", "tcp", "tls"];
+    pub const KINDS: [&'static str; 5] = ["http", "tcp", "tls", "postgres", "host"];
 
     /// Reads the kind-specific keys of a check of kind `kind`.
     pub fn deserialize_kind<'de, D: serde::Deserializer<'de>>(
@@ -180,6 +184,8 @@ impl Spec {
             "http" => http::Spec::deserialize(de).map(Spec::Http),
             "tcp" => tcp::Spec::deserialize(de).map(Spec::Tcp),
             "tls" => tls::Spec::deserialize(de).map(Spec::Tls),
+            "postgres" => postgres::Spec::deserialize(de).map(Spec::Postgres),
+            "host" => host::Spec::deserialize(de).map(Spec::Host),
             other => Err(D::Error::custom(format!(
                 "unknown kind {other:?} (known: {})",
                 Spec::KINDS.join(", ")
@@ -193,6 +199,8 @@ impl Spec {
             Spec::Tcp(_) => "tcp",
             Spec::Tls(_) => "tls",
             Spec::Keeper(_) => "keeper",
+            Spec::Postgres(_) => "postgres",
+            Spec::Host(_) => "host",
         }
     }
 
@@ -203,6 +211,8 @@ impl Spec {
             Spec::Tcp(s) => s.target(),
             Spec::Tls(s) => s.target(),
             Spec::Keeper(s) => s.target(),
+            Spec::Postgres(s) => s.target(),
+            Spec::Host(s) => s.target(),
         }
     }
 
@@ -214,6 +224,8 @@ impl Spec {
             Spec::Tcp(s) => Probe::Tcp(s.build()?),
             Spec::Tls(s) => Probe::Tls(s.build(&ctx.roots)?),
             Spec::Keeper(s) => Probe::Keeper(s.build(ctx.keeper.as_ref())?),
+            Spec::Postgres(s) => Probe::Postgres(s.build()?),
+            Spec::Host(s) => Probe::Host(s.build()?),
         })
     }
 }
@@ -244,6 +256,8 @@ pub enum Probe {
     Tcp(tcp::Probe),
     Tls(tls::Probe),
     Keeper(keeper::Probe),
+    Postgres(postgres::Probe),
+    Host(host::Probe),
 }
 
 impl Probe {
@@ -259,6 +273,8 @@ impl Probe {
                 Probe::Tcp(p) => p.run(deadline).await,
                 Probe::Tls(p) => p.run(deadline).await,
                 Probe::Keeper(p) => p.run(deadline).await,
+                Probe::Postgres(p) => p.run(deadline).await,
+                Probe::Host(p) => p.run(deadline).await,
             }
         };
         let mut sample = match tokio::time::timeout_at(deadline, run).await {

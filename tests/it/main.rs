@@ -12,6 +12,8 @@ mod durability;
 mod e2e;
 mod metrics;
 mod notify;
+mod probe_host;
+mod probe_postgres;
 mod probes;
 mod scheduler;
 mod store;

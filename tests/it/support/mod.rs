@@ -6,6 +6,7 @@ pub mod alertmanager;
 pub mod app;
 pub mod db;
 pub mod proxy;
+pub mod pgcluster;
 pub mod receiver;
 pub mod smtp;
 pub mod target;
