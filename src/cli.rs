@@ -1,12 +1,14 @@
 //! The command line (DESIGN.md §8): `run` (the default), `check-config`,
 //! `migrate`, and the clients of a running daemon's API: `status`, `ack`,
-//! `silence`.
+//! `silence`; and `probe`, one run of a probe by hand ([`probe`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+
+mod probe;
 
 use crate::app;
 use crate::config::Config;
@@ -39,6 +41,9 @@ enum Command {
     CheckConfig,
     /// Apply the database migrations and exit.
     Migrate,
+    /// Probe a target once and show what keeper sees: phases, status,
+    /// certificate, verdict (exit 0 green, 1 yellow, 2 red).
+    Probe(probe::Args),
     /// Show every check's current state, from a running keeper.
     Status {
         /// keeper's URL (default: from the config's server.listen).
@@ -104,6 +109,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("migrations applied to {}", app::redact(&config.storage.url));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Probe(args) => probe::run(args).await,
         Command::Status { url } => status(&Api::new(&cli.config, url)?).await,
         Command::Silence {
             check,

@@ -174,3 +174,66 @@ fn migrate_creates_the_sqlite_database_and_applies_the_migrations() {
         .expect("runs");
     assert!(again.status.success(), "migrating twice is fine");
 }
+
+/// Runs `keeper probe ARGS…`; returns (exit code, stdout).
+async fn probe(args: &[&str]) -> (i32, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_keeper"))
+        .arg("probe")
+        .args(args)
+        .output()
+        .await
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), format!("{stdout}{stderr}"))
+}
+
+#[tokio::test]
+async fn probe_shows_phases_status_certificate_and_verdict() {
+    use crate::support::target::{Target, TestCa};
+    let web = Target::start().await;
+    let (code, out) = probe(&[&web.url("/health")]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.starts_with(&format!("http {}", web.url("/health"))),
+        "{out}"
+    );
+    assert!(out.contains("  status   200\n"), "{out}");
+    assert!(out.contains("  phases   connect "), "{out}");
+    assert!(out.contains("first byte "), "{out}");
+    assert!(out.contains("  verdict  green\n"), "{out}");
+
+    web.set_status(503);
+    let (code, out) = probe(&[&web.url("/health")]).await;
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("  status   503\n"), "{out}");
+    assert!(out.contains("  verdict  red (critical): "), "{out}");
+
+    // A certificate expiring in five days: its dates, and the default thresholds' high.
+    let ca = TestCa::new();
+    let leaf = ca.leaf_expiring_in(chrono::Duration::days(5));
+    let tls = Target::start_tls(&leaf).await;
+    let ca_file = ca.ca_file().display().to_string();
+    let target = format!("tls://{}", tls.host_port());
+    let (code, out) = probe(&[&target, "--server-name", "localhost", "--ca-file", &ca_file]).await;
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("  subject  "), "{out}");
+    assert!(out.contains("  issuer   "), "{out}");
+    assert!(out.contains("days left)"), "{out}");
+    assert!(out.contains("  verdict  red (high): "), "{out}");
+    assert!(out.contains("cert_days_left"), "{out}");
+    // Untrusted: red, and the dates are shown all the same.
+    let (code, out) = probe(&[&target, "--server-name", "localhost"]).await;
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("days left)"), "{out}");
+
+    // Nothing listening: red with the reason.
+    let closed = format!("127.0.0.1:{}", free_port());
+    let (code, out) = probe(&[&closed]).await;
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("connection refused"), "{out}");
+
+    let (code, out) = probe(&["gopher://x"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("expected http://"), "{out}");
+}

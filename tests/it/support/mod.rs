@@ -5,8 +5,8 @@
 pub mod alertmanager;
 pub mod app;
 pub mod db;
-pub mod proxy;
 pub mod pgcluster;
+pub mod proxy;
 pub mod receiver;
 pub mod smtp;
 pub mod target;
