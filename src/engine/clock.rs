@@ -131,7 +131,11 @@ impl Engine {
                 self.checks[i]
                     .open
                     .as_ref()
-                    .is_some_and(|o| !o.notified && self.hold(i, o.severity, now).is_none())
+                    .is_some_and(|o| {
+                        !o.notified
+                            && o.acknowledged_at.is_none()
+                            && self.hold(i, o.severity, now).is_none()
+                    })
             })
             .collect();
         for i in due {
