@@ -5,7 +5,10 @@
 //!
 //! Adding a kind: one file here, one variant in [`Spec`] and [`Probe`], one match arm each.
 
+pub mod api;
+pub mod fly;
 pub mod http;
+pub mod prometheus;
 pub mod tcp;
 pub mod tls;
 pub mod tlsconf;
@@ -161,11 +164,13 @@ pub enum Spec {
     Http(http::Spec),
     Tcp(tcp::Spec),
     Tls(tls::Spec),
+    Fly(fly::Spec),
+    Prometheus(prometheus::Spec),
 }
 
 impl Spec {
     /// The kinds this build knows, as written in `kind = "…"`.
-    pub const KINDS: [&'static str; 3] = ["http", "tcp", "tls"];
+    pub const KINDS: [&'static str; 5] = ["http", "tcp", "tls", "fly", "prometheus"];
 
     /// Reads the kind-specific keys of a check of kind `kind`.
     pub fn deserialize_kind<'de, D: serde::Deserializer<'de>>(
@@ -177,6 +182,8 @@ impl Spec {
             "http" => http::Spec::deserialize(de).map(Spec::Http),
             "tcp" => tcp::Spec::deserialize(de).map(Spec::Tcp),
             "tls" => tls::Spec::deserialize(de).map(Spec::Tls),
+            "fly" => fly::Spec::deserialize(de).map(Spec::Fly),
+            "prometheus" => prometheus::Spec::deserialize(de).map(Spec::Prometheus),
             other => Err(D::Error::custom(format!(
                 "unknown kind {other:?} (known: {})",
                 Spec::KINDS.join(", ")
@@ -189,6 +196,8 @@ impl Spec {
             Spec::Http(_) => "http",
             Spec::Tcp(_) => "tcp",
             Spec::Tls(_) => "tls",
+            Spec::Fly(_) => "fly",
+            Spec::Prometheus(_) => "prometheus",
         }
     }
 
@@ -198,6 +207,8 @@ impl Spec {
             Spec::Http(s) => s.target(),
             Spec::Tcp(s) => s.target(),
             Spec::Tls(s) => s.target(),
+            Spec::Fly(s) => s.target(),
+            Spec::Prometheus(s) => s.target(),
         }
     }
 
@@ -208,6 +219,8 @@ impl Spec {
             Spec::Http(s) => Probe::Http(s.build(&ctx.roots)?),
             Spec::Tcp(s) => Probe::Tcp(s.build()?),
             Spec::Tls(s) => Probe::Tls(s.build(&ctx.roots)?),
+            Spec::Fly(s) => Probe::Fly(s.build(&ctx.roots)?),
+            Spec::Prometheus(s) => Probe::Prometheus(s.build(&ctx.roots)?),
         })
     }
 }
@@ -234,6 +247,8 @@ pub enum Probe {
     Http(http::Probe),
     Tcp(tcp::Probe),
     Tls(tls::Probe),
+    Fly(fly::Probe),
+    Prometheus(prometheus::Probe),
 }
 
 impl Probe {
@@ -248,6 +263,8 @@ impl Probe {
                 Probe::Http(p) => p.run(deadline).await,
                 Probe::Tcp(p) => p.run(deadline).await,
                 Probe::Tls(p) => p.run(deadline).await,
+                Probe::Fly(p) => p.run(deadline).await,
+                Probe::Prometheus(p) => p.run(deadline).await,
             }
         };
         let mut sample = match tokio::time::timeout_at(deadline, run).await {
