@@ -111,6 +111,16 @@ pub fn join(url: &Url, segments: &[&str]) -> Url {
     url
 }
 
+/// `host:port` of `url` (just `host` when the port is the scheme's), for
+/// naming the server in a message.
+pub fn host_port(url: &Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    }
+}
+
 /// An answer as read: its status and its whole body (at most [`BODY_LIMIT`]).
 #[derive(Debug)]
 pub struct Reply {
@@ -156,14 +166,22 @@ pub async fn get(
 }
 
 /// A failed request in a few words: the I/O or TLS error at the bottom of
-/// reqwest's chain (`connection refused`, `unknown issuer …`), else reqwest's own.
+/// reqwest's chain (`connection refused`, `unknown issuer …`), else the
+/// innermost cause (`invalid HTTP version parsed`).
 pub fn reason(err: &reqwest::Error) -> String {
     let mut source = err.source();
     while let Some(cause) = source {
         if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
             return tlsconf::describe(tls, None);
         }
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+        if let Some(mut io) = cause.downcast_ref::<std::io::Error>() {
+            // The connector wraps I/O errors in I/O errors.
+            while let Some(inner) = io
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<std::io::Error>())
+            {
+                io = inner;
+            }
             if let Some(tls) = tlsconf::rustls_error(io) {
                 return tlsconf::describe(tls, None);
             }
@@ -171,13 +189,14 @@ pub fn reason(err: &reqwest::Error) -> String {
         }
         source = cause.source();
     }
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text = format!("{text}: {cause}");
-        source = cause.source();
+    // reqwest's own words name the URL and its layers ("error sending
+    // request for url (…): client error (SendRequest): …"): the innermost
+    // cause is what went wrong.
+    let mut innermost: &dyn std::error::Error = err;
+    while let Some(cause) = innermost.source() {
+        innermost = cause;
     }
-    text
+    innermost.to_string()
 }
 
 /// Why a non-2xx answer is bad, for people: `unauthorized: check the token

@@ -81,11 +81,7 @@ impl Probe {
         let reply = match api::get(&self.client, &self.url, Some(&self.authorization)).await {
             Ok(reply) => reply,
             Err(reason) => {
-                let host = self.url.host_str().unwrap_or_default();
-                let at = match self.url.port() {
-                    Some(port) => format!("{host}:{port}"),
-                    None => host.to_string(),
-                };
+                let at = api::host_port(&self.url);
                 return Sample::down(format!("Machines API at {at}: {reason}"));
             }
         };
@@ -202,99 +198,58 @@ enum Rank {
     Event,
 }
 
-/// What happened to one machine within [`RECENT`].
-#[derive(Default)]
-struct Recent {
-    /// (count, newest timestamp in ms)
-    oom: (u32, i64),
-    crashed: (u32, i64, Option<i64>),
-    restarted: (u32, i64),
+/// Events of one kind on one machine within [`RECENT`].
+#[derive(Clone, Copy, Default)]
+struct Tally {
+    count: u32,
+    /// Unix milliseconds of the newest.
+    newest: i64,
+    /// The newest one's exit code, for exits.
+    code: Option<i64>,
+}
+
+impl Tally {
+    fn add(&mut self, at: i64, code: Option<i64>) {
+        self.count += 1;
+        if at >= self.newest {
+            self.newest = at;
+            self.code = code;
+        }
+    }
+
+    /// `OOM-killed (12m ago)`, `OOM-killed 2× in the last hour (last 3m ago)`.
+    fn describe(&self, what: &str, now_ms: i64) -> Option<String> {
+        let ago = ago(now_ms - self.newest);
+        match self.count {
+            0 => None,
+            1 => Some(format!("{what} ({ago})")),
+            n => Some(format!("{what} {n}× in the last hour (last {ago})")),
+        }
+    }
 }
 
 /// Judges the machines at `now_ms` (Unix milliseconds).
 fn judge(machines: &[Machine], now_ms: i64) -> Sample {
     let mut listed: Vec<&Machine> = machines.iter().filter(|m| m.is_listed()).collect();
     listed.sort_by(|a, b| a.id.cmp(&b.id));
-    let total = listed.len();
     let started: Vec<&Machine> = listed
         .iter()
         .copied()
         .filter(|m| m.state() == "started")
         .collect();
-    let regions: BTreeSet<&str> = started
-        .iter()
-        .map(|m| m.region())
-        .filter(|r| !r.is_empty())
-        .collect();
 
     let mut problems: Vec<(Rank, String)> = Vec::new();
     let mut passing = 0;
     for m in &listed {
-        let id = m.short_id();
-        if m.state() != "started" {
-            let state = match m.state() {
-                "" => "in an unknown state",
-                s => s,
-            };
-            let region = match m.region() {
-                "" => String::new(),
-                r => format!(" ({r})"),
-            };
-            problems.push((Rank::NotStarted, format!("{id} {state}{region}")));
-        } else {
-            // Checks of a machine that is not running are stale: only a
-            // started machine's count.
-            for check in m.checks.iter().flatten() {
-                let name = check.name.as_deref().unwrap_or("?");
-                if name.starts_with("bg_deployments_compat") {
-                    continue;
-                }
-                let rank = match check.status.as_deref() {
-                    Some("passing") => {
-                        passing += 1;
-                        continue;
-                    }
-                    Some("critical") => Rank::Critical,
-                    Some("warning") => Rank::Warning,
-                    _ => continue,
-                };
-                let status = if rank == Rank::Critical {
-                    "critical"
-                } else {
-                    "warning"
-                };
-                let output = first_line(check.output.as_deref().unwrap_or(""));
-                let output = if output.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {output}")
-                };
-                problems.push((rank, format!("check {name:?} {status} on {id}{output}")));
-            }
-        }
-        if let Some(host) = m
-            .host_status
-            .as_deref()
-            .filter(|h| !h.is_empty() && *h != "ok")
-        {
-            problems.push((Rank::Host, format!("{id} host {host}")));
-        }
-        problems.extend(
-            recent_events(m, now_ms)
-                .into_iter()
-                .map(|text| (Rank::Event, format!("{id} {text}"))),
-        );
+        passing += problems_of(m, now_ms, &mut problems);
     }
     problems.sort_by_key(|(rank, _)| *rank);
 
-    let mut message = format!("{}/{total} machines started", started.len());
-    if !regions.is_empty() {
-        let regions: Vec<&str> = regions.into_iter().collect();
-        message.push_str(&format!(" ({})", regions.join(", ")));
-    }
-    if total == 0 {
-        message = "no machines".into();
-    }
+    let mut message = if listed.is_empty() {
+        "no machines".to_string()
+    } else {
+        headline(started.len(), &listed)
+    };
     for (_, text) in problems.iter().take(MAX_LISTED) {
         message.push_str("; ");
         message.push_str(text);
@@ -318,8 +273,79 @@ fn judge(machines: &[Machine], now_ms: i64) -> Sample {
     sample
         .values
         .push(("machines_started".into(), started.len() as f64));
-    sample.values.push(("machines_total".into(), total as f64));
     sample
+        .values
+        .push(("machines_total".into(), listed.len() as f64));
+    sample
+}
+
+/// `2/3 machines started (fra, iad)`: the regions of the started ones.
+fn headline(started: usize, listed: &[&Machine]) -> String {
+    let regions: BTreeSet<&str> = listed
+        .iter()
+        .filter(|m| m.state() == "started")
+        .map(|m| m.region())
+        .filter(|r| !r.is_empty())
+        .collect();
+    let mut line = format!("{started}/{} machines started", listed.len());
+    if !regions.is_empty() {
+        let regions: Vec<&str> = regions.into_iter().collect();
+        line.push_str(&format!(" ({})", regions.join(", ")));
+    }
+    line
+}
+
+/// Adds what is wrong with machine `m` to `problems`; returns how many of its
+/// checks pass. Only a started machine's checks count: a stopped one's are stale.
+fn problems_of(m: &Machine, now_ms: i64, problems: &mut Vec<(Rank, String)>) -> usize {
+    let id = m.short_id();
+    let mut passing = 0;
+    if m.state() != "started" {
+        let state = match m.state() {
+            "" => "in an unknown state",
+            s => s,
+        };
+        let region = match m.region() {
+            "" => String::new(),
+            r => format!(" ({r})"),
+        };
+        problems.push((Rank::NotStarted, format!("{id} {state}{region}")));
+    } else {
+        for check in m.checks.iter().flatten() {
+            let name = check.name.as_deref().unwrap_or("?");
+            // Injected by flaps for old deployments; flyctl hides them too.
+            if name.starts_with("bg_deployments_compat") {
+                continue;
+            }
+            let (rank, status) = match check.status.as_deref() {
+                Some("passing") => {
+                    passing += 1;
+                    continue;
+                }
+                Some("critical") => (Rank::Critical, "critical"),
+                Some("warning") => (Rank::Warning, "warning"),
+                _ => continue,
+            };
+            let output = match first_line(check.output.as_deref().unwrap_or("")) {
+                line if line.is_empty() => line,
+                line => format!(": {line}"),
+            };
+            problems.push((rank, format!("check {name:?} {status} on {id}{output}")));
+        }
+    }
+    if let Some(host) = m
+        .host_status
+        .as_deref()
+        .filter(|h| !h.is_empty() && *h != "ok")
+    {
+        problems.push((Rank::Host, format!("{id} host {host}")));
+    }
+    problems.extend(
+        recent_events(m, now_ms)
+            .into_iter()
+            .map(|text| (Rank::Event, format!("{id} {text}"))),
+    );
+    passing
 }
 
 /// The machine's OOM kills, crashes and platform restarts within [`RECENT`],
@@ -328,7 +354,8 @@ fn judge(machines: &[Machine], now_ms: i64) -> Sample {
 /// a restart by a user is not a problem.
 fn recent_events(machine: &Machine, now_ms: i64) -> Vec<String> {
     let since = now_ms - RECENT.as_millis() as i64;
-    let mut recent = Recent::default();
+    let (mut oom, mut crashed, mut restarted) =
+        (Tally::default(), Tally::default(), Tally::default());
     for event in machine.events.iter().flatten() {
         let Some(at) = event.at_ms().filter(|at| *at >= since) else {
             continue;
@@ -336,42 +363,28 @@ fn recent_events(machine: &Machine, now_ms: i64) -> Vec<String> {
         if let Some(exit) = event.exit() {
             let flag = |key: &str| exit.get(key).and_then(|v| v.as_bool()) == Some(true);
             if flag("oom_killed") {
-                recent.oom = (recent.oom.0 + 1, recent.oom.1.max(at));
+                oom.add(at, None);
             } else if !flag("requested_stop") {
-                let (n, newest, code) = recent.crashed;
-                let code = if at >= newest {
-                    exit.get("exit_code").and_then(|c| c.as_i64())
-                } else {
-                    code
-                };
-                recent.crashed = (n + 1, newest.max(at), code);
+                crashed.add(at, exit.get("exit_code").and_then(|c| c.as_i64()));
             }
         } else if event.kind.as_deref() == Some("restart")
             && event.source.as_deref() != Some("user")
         {
-            recent.restarted = (recent.restarted.0 + 1, recent.restarted.1.max(at));
+            restarted.add(at, None);
         }
     }
-    let mut out = Vec::new();
-    let mut say = |what: String, n: u32, newest: i64| {
-        if n == 1 {
-            out.push(format!("{what} ({})", ago(now_ms - newest)));
-        } else if n > 1 {
-            out.push(format!(
-                "{what} {n}× in the last hour (last {})",
-                ago(now_ms - newest)
-            ));
-        }
-    };
-    say("OOM-killed".into(), recent.oom.0, recent.oom.1);
-    let (n, newest, code) = recent.crashed;
-    let exited = match code {
+    let exited = match crashed.code {
         Some(code) => format!("exited with code {code}"),
         None => "exited unexpectedly".into(),
     };
-    say(exited, n, newest);
-    say("restarted".into(), recent.restarted.0, recent.restarted.1);
-    out
+    [
+        oom.describe("OOM-killed", now_ms),
+        crashed.describe(&exited, now_ms),
+        restarted.describe("restarted", now_ms),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// `42s ago`, `12m ago`, `2h ago`; `just now` for the future (clock skew).
@@ -501,7 +514,7 @@ mod tests {
                 r#"{"MonitorEvent":{"exit_event":{"exit_code":137,"oom_killed":true}}}"#,
             ),
             exit(
-                2 * 3600_000,
+                2 * 3_600_000,
                 r#"{"exit_event":{"exit_code":137,"oom_killed":true}}"#,
             ),
             exit(
@@ -571,6 +584,6 @@ mod tests {
         assert_eq!(ago(-5), "just now");
         assert_eq!(ago(42_000), "42s ago");
         assert_eq!(ago(12 * 60_000 + 5), "12m ago");
-        assert_eq!(ago(3 * 3600_000), "3h ago");
+        assert_eq!(ago(3 * 3_600_000), "3h ago");
     }
 }

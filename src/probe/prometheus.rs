@@ -89,11 +89,7 @@ impl Probe {
         let reply = match api::get(&self.client, &self.url, self.authorization.as_ref()).await {
             Ok(reply) => reply,
             Err(reason) => {
-                let host = self.url.host_str().unwrap_or_default();
-                let at = match self.url.port() {
-                    Some(port) => format!("{host}:{port}"),
-                    None => host.to_string(),
-                };
+                let at = api::host_port(&self.url);
                 return Sample::down(format!("Prometheus at {at}: {reason}"));
             }
         };
