@@ -156,6 +156,89 @@ async fn invalid_queries_empty_results_and_nan_are_reported_as_prometheus_says()
     assert!(!sample.is_up());
 }
 
+/// Series shaped as Fly's (external-apis.md §3), for the README's queries.
+const FLY_EXPOSITION: &str = "\
+fly_instance_memory_mem_total{app=\"my-app\",region=\"fra\",host=\"7a3c\",instance=\"148e127a0b4589\"} 1000
+fly_instance_memory_mem_available{app=\"my-app\",region=\"fra\",host=\"7a3c\",instance=\"148e127a0b4589\"} 100
+fly_instance_cpu{app=\"my-app\",region=\"fra\",host=\"7a3c\",instance=\"148e127a0b4589\",cpu_id=\"0\",mode=\"idle\"} 1000
+fly_instance_cpu{app=\"my-app\",region=\"fra\",host=\"7a3c\",instance=\"148e127a0b4589\",cpu_id=\"0\",mode=\"user\"} 500
+fly_instance_filesystem_blocks{app=\"my-app\",region=\"fra\",host=\"7a3c\",instance=\"148e127a0b4589\",mount=\"/\"} 800
+fly_instance_filesystem_blocks_avail{app=\"my-app\",region=\"fra\",host=\"7a3c\",instance=\"148e127a0b4589\",mount=\"/\"} 600
+fly_volume_used_pct{app=\"my-app\",region=\"fra\",host=\"7a3c\",id=\"vol_52e\"} 93.5
+";
+
+#[tokio::test]
+async fn the_readmes_fly_queries_give_one_percentage_per_machine_or_volume() {
+    support::init();
+    let exporter = Target::start().await;
+    exporter.set_body(FLY_EXPOSITION);
+    let prometheus = PrometheusServer::start(&[exporter.host_port()]).await;
+    let readme = include_str!("../../README.md");
+    // The labels of the machine's series, as scraped (job added, instance honoured).
+    let labels = |extra: &str| {
+        format!(
+            "{{app=\"my-app\", host=\"7a3c\", instance=\"148e127a0b4589\", job=\"keeper-test\", {extra}region=\"fra\"}}"
+        )
+    };
+    let cases = [
+        (
+            "memory_pct",
+            "100 * (1 - fly_instance_memory_mem_available{app=\"my-app\"} / fly_instance_memory_mem_total{app=\"my-app\"})",
+            format!("memory_pct: 90 {}", labels("")),
+            Color::Red,
+        ),
+        (
+            "cpu_pct",
+            "sum by (instance, region) (rate(fly_instance_cpu{app=\"my-app\", mode!=\"idle\"}[1m])) / count by (instance, region) (fly_instance_cpu{app=\"my-app\", mode=\"idle\"})",
+            // a counter that stands still: no CPU used
+            "cpu_pct: 0 {instance=\"148e127a0b4589\", region=\"fra\"}".to_string(),
+            Color::Green,
+        ),
+        (
+            "disk_pct",
+            "fly_volume_used_pct{app=\"my-app\"}",
+            // Fly's volume series have no instance; Prometheus adds the target's.
+            format!(
+                "disk_pct: 93.5 {{app=\"my-app\", host=\"7a3c\", id=\"vol_52e\", instance={:?}, job=\"keeper-test\", region=\"fra\"}}",
+                exporter.host_port()
+            ),
+            Color::Red,
+        ),
+        (
+            "disk_pct",
+            "100 * (1 - fly_instance_filesystem_blocks_avail{app=\"my-app\", mount=\"/\"} / fly_instance_filesystem_blocks{app=\"my-app\", mount=\"/\"})",
+            format!("disk_pct: 25 {}", labels("mount=\"/\", ")),
+            Color::Green,
+        ),
+    ];
+    for (metric, query, message, color) in cases {
+        assert!(
+            readme.contains(&format!("| `{metric}` | `{query}` |")),
+            "the README lists {query}"
+        );
+        // rate() needs two scrapes in its window: wait until every query answers.
+        prometheus.wait_for_series(query, 1).await;
+        let (check, probe) = check(&format!(
+            "url = {:?}\nquery = {query:?}\nmetric = {metric:?}",
+            prometheus.url()
+        ));
+        let sample = probe.run(TIMEOUT).await;
+        assert_eq!(sample.message, message, "{query}");
+        assert_eq!(verdict(&check, &sample).0, color, "{query}");
+    }
+
+    // Missing data made red, as the README says.
+    let (absent, probe) = check(&format!(
+        "url = {:?}\nquery = \"absent(fly_instance_up{{app=\\\"my-app\\\"}})\"\n\
+         thresholds = {{ value = [{{ above = 0, color = \"red\", severity = \"high\" }}] }}",
+        prometheus.url()
+    ));
+    let sample = probe.run(TIMEOUT).await;
+    assert_eq!(sample.message, "value: 1 {app=\"my-app\"}");
+    let (color, severity, _) = verdict(&absent, &sample);
+    assert_eq!((color, severity), (Color::Red, Some(Severity::High)));
+}
+
 #[tokio::test]
 async fn an_unreachable_prometheus_is_red_connection_refused() {
     let port = {
