@@ -5,10 +5,13 @@
 //!
 //! Adding a kind: one file here, one variant in [`Spec`] and [`Probe`], one match arm each.
 
+pub mod api;
+pub mod fly;
 pub mod host;
 pub mod http;
 pub mod keeper;
 pub mod postgres;
+pub mod prometheus;
 pub mod tcp;
 pub mod tls;
 pub mod tlsconf;
@@ -168,11 +171,21 @@ pub enum Spec {
     Keeper(keeper::Spec),
     Postgres(postgres::Spec),
     Host(host::Spec),
+    Fly(fly::Spec),
+    Prometheus(prometheus::Spec),
 }
 
 impl Spec {
     /// The kinds this build knows, as written in `kind = "…"`.
-    pub const KINDS: [&'static str; 5] = ["http", "tcp", "tls", "postgres", "host"];
+    pub const KINDS: [&'static str; 7] = [
+        "http",
+        "tcp",
+        "tls",
+        "postgres",
+        "host",
+        "fly",
+        "prometheus",
+    ];
 
     /// Reads the kind-specific keys of a check of kind `kind`.
     pub fn deserialize_kind<'de, D: serde::Deserializer<'de>>(
@@ -186,6 +199,8 @@ impl Spec {
             "tls" => tls::Spec::deserialize(de).map(Spec::Tls),
             "postgres" => postgres::Spec::deserialize(de).map(Spec::Postgres),
             "host" => host::Spec::deserialize(de).map(Spec::Host),
+            "fly" => fly::Spec::deserialize(de).map(Spec::Fly),
+            "prometheus" => prometheus::Spec::deserialize(de).map(Spec::Prometheus),
             other => Err(D::Error::custom(format!(
                 "unknown kind {other:?} (known: {})",
                 Spec::KINDS.join(", ")
@@ -201,6 +216,8 @@ impl Spec {
             Spec::Keeper(_) => "keeper",
             Spec::Postgres(_) => "postgres",
             Spec::Host(_) => "host",
+            Spec::Fly(_) => "fly",
+            Spec::Prometheus(_) => "prometheus",
         }
     }
 
@@ -213,6 +230,8 @@ impl Spec {
             Spec::Keeper(s) => s.target(),
             Spec::Postgres(s) => s.target(),
             Spec::Host(s) => s.target(),
+            Spec::Fly(s) => s.target(),
+            Spec::Prometheus(s) => s.target(),
         }
     }
 
@@ -226,6 +245,8 @@ impl Spec {
             Spec::Keeper(s) => Probe::Keeper(s.build(ctx.keeper.as_ref())?),
             Spec::Postgres(s) => Probe::Postgres(s.build()?),
             Spec::Host(s) => Probe::Host(s.build()?),
+            Spec::Fly(s) => Probe::Fly(s.build(&ctx.roots)?),
+            Spec::Prometheus(s) => Probe::Prometheus(s.build(&ctx.roots)?),
         })
     }
 }
@@ -258,6 +279,8 @@ pub enum Probe {
     Keeper(keeper::Probe),
     Postgres(postgres::Probe),
     Host(host::Probe),
+    Fly(fly::Probe),
+    Prometheus(prometheus::Probe),
 }
 
 impl Probe {
@@ -275,6 +298,8 @@ impl Probe {
                 Probe::Keeper(p) => p.run(deadline).await,
                 Probe::Postgres(p) => p.run(deadline).await,
                 Probe::Host(p) => p.run(deadline).await,
+                Probe::Fly(p) => p.run(deadline).await,
+                Probe::Prometheus(p) => p.run(deadline).await,
             }
         };
         let mut sample = match tokio::time::timeout_at(deadline, run).await {

@@ -73,6 +73,21 @@ impl Roots {
         self.store.is_empty()
     }
 
+    /// A plainly verifying client config over these roots (ring, safe
+    /// protocol versions, offering `alpn`), for clients that do their own
+    /// connecting, such as the reqwest client of the API probes. Cheap: the
+    /// roots are shared, nothing is read or parsed again.
+    pub fn verifying_config(&self, alpn: &[&[u8]]) -> Result<ClientConfig, BuildError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| BuildError(format!("building the TLS client config: {e}")))?
+            .with_root_certificates(self.store.clone())
+            .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Ok(config)
+    }
+
     /// These roots plus every certificate of the PEM file `ca_file`.
     fn with_ca_file(&self, ca_file: &Path) -> Result<Arc<RootCertStore>, BuildError> {
         let what = |e: &dyn std::fmt::Display| {

@@ -7,6 +7,7 @@ pub mod app;
 pub mod db;
 pub mod pgcluster;
 pub mod proxy;
+pub mod prometheus;
 pub mod receiver;
 pub mod smtp;
 pub mod target;
