@@ -5,11 +5,13 @@
 //!
 //! Adding a kind: one file here, one variant in [`Spec`] and [`Probe`], one match arm each.
 
+pub mod heartbeat;
 pub mod http;
 pub mod tcp;
 pub mod tls;
 pub mod tlsconf;
 
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -161,11 +163,12 @@ pub enum Spec {
     Http(http::Spec),
     Tcp(tcp::Spec),
     Tls(tls::Spec),
+    Heartbeat(heartbeat::Spec),
 }
 
 impl Spec {
     /// The kinds this build knows, as written in `kind = "…"`.
-    pub const KINDS: [&'static str; 3] = ["http", "tcp", "tls"];
+    pub const KINDS: [&'static str; 4] = ["http", "tcp", "tls", "heartbeat"];
 
     /// Reads the kind-specific keys of a check of kind `kind`.
     pub fn deserialize_kind<'de, D: serde::Deserializer<'de>>(
@@ -177,6 +180,7 @@ impl Spec {
             "http" => http::Spec::deserialize(de).map(Spec::Http),
             "tcp" => tcp::Spec::deserialize(de).map(Spec::Tcp),
             "tls" => tls::Spec::deserialize(de).map(Spec::Tls),
+            "heartbeat" => heartbeat::Spec::deserialize(de).map(Spec::Heartbeat),
             other => Err(D::Error::custom(format!(
                 "unknown kind {other:?} (known: {})",
                 Spec::KINDS.join(", ")
@@ -189,6 +193,7 @@ impl Spec {
             Spec::Http(_) => "http",
             Spec::Tcp(_) => "tcp",
             Spec::Tls(_) => "tls",
+            Spec::Heartbeat(_) => "heartbeat",
         }
     }
 
@@ -198,6 +203,7 @@ impl Spec {
             Spec::Http(s) => s.target(),
             Spec::Tcp(s) => s.target(),
             Spec::Tls(s) => s.target(),
+            Spec::Heartbeat(s) => s.target(),
         }
     }
 
@@ -208,8 +214,38 @@ impl Spec {
             Spec::Http(s) => Probe::Http(s.build(&ctx.roots)?),
             Spec::Tcp(s) => Probe::Tcp(s.build()?),
             Spec::Tls(s) => Probe::Tls(s.build(&ctx.roots)?),
+            Spec::Heartbeat(s) => Probe::Heartbeat(s.build(&ctx.heartbeats)?),
         })
     }
+
+    /// Problems with the keys that only show together (a heartbeat's `period`
+    /// and `schedule` both set), found at load so they carry a position.
+    pub fn problems(&self) -> Vec<SpecProblem> {
+        match self {
+            Spec::Heartbeat(s) => s.problems(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Tells the spec the name of its check (a heartbeat keeps its state under it).
+    pub fn for_check(self, name: &str) -> Spec {
+        match self {
+            Spec::Heartbeat(s) => Spec::Heartbeat(heartbeat::Spec {
+                check: name.into(),
+                ..s
+            }),
+            other => other,
+        }
+    }
+}
+
+/// A problem with a check's keys found at load: the key (empty: the check
+/// itself), its position in the file when known, and what is wrong.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpecProblem {
+    pub key: &'static str,
+    pub span: Option<Range<usize>>,
+    pub message: String,
 }
 
 /// What building probes shares: loaded once, handed to every kind's `build`.
@@ -217,6 +253,8 @@ impl Spec {
 pub struct Context {
     /// The system's CA certificates.
     pub roots: tlsconf::Roots,
+    /// Heartbeat checks register their tokens here; pings find them through it.
+    pub heartbeats: heartbeat::Registry,
 }
 
 impl Context {
@@ -224,6 +262,7 @@ impl Context {
     pub fn system() -> Context {
         Context {
             roots: tlsconf::Roots::system(),
+            heartbeats: heartbeat::Registry::default(),
         }
     }
 }
@@ -234,6 +273,7 @@ pub enum Probe {
     Http(http::Probe),
     Tcp(tcp::Probe),
     Tls(tls::Probe),
+    Heartbeat(heartbeat::Probe),
 }
 
 impl Probe {
@@ -248,6 +288,7 @@ impl Probe {
                 Probe::Http(p) => p.run(deadline).await,
                 Probe::Tcp(p) => p.run(deadline).await,
                 Probe::Tls(p) => p.run(deadline).await,
+                Probe::Heartbeat(p) => p.run(deadline).await,
             }
         };
         let mut sample = match tokio::time::timeout_at(deadline, run).await {
