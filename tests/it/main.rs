@@ -10,6 +10,7 @@ mod cli;
 mod config;
 mod durability;
 mod e2e;
+mod heartbeat;
 mod metrics;
 mod notify;
 mod probes;
