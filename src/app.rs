@@ -136,6 +136,15 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
     if !problems.is_empty() {
         return Err(AppError::Build(problems.join("\n")));
     }
+    // Heartbeats' signals and generated tokens, as the last run left them.
+    let heartbeats = probe_context.heartbeats.clone();
+    heartbeats
+        .load(&store)
+        .await
+        .map_err(|source| AppError::Store {
+            url: redact(&config.storage.url),
+            source,
+        })?;
 
     let buffer = SampleBuffer::new(config.storage.buffer);
     let writer = Writer::new(store.clone(), buffer.clone(), metrics.writer.clone());
@@ -183,6 +192,13 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
         addr: config.server.listen,
         source,
     })?;
+    let (wakes, wake_requests) = scheduler::wakes(1024);
+    let ping_base = config
+        .server
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    heartbeats.attach(store.clone(), wakes, &names, ping_base);
     let scheduler_running = Arc::new(AtomicBool::new(true));
     let router = http::router(AppState {
         board: board.clone(),
@@ -191,6 +207,7 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
         engine: engine_handle,
         api_token: config.server.api_token.clone().map(Arc::from),
         scheduler_running: scheduler_running.clone(),
+        heartbeats: heartbeats.clone(),
     });
 
     let shutdown = CancellationToken::new();
@@ -225,8 +242,12 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
         metrics.clone(),
         shutdown.clone(),
         PROBE_GRACE,
+        wake_requests,
     ));
     tracing::info!(%addr, checks = config.checks.len(), channels = config.channels.len(), "keeper started");
+    for (check, ping_url) in heartbeats.generated() {
+        tracing::info!(%check, %ping_url, "heartbeat ping URL (generated token)");
+    }
 
     let done = tokio::spawn({
         let shutdown = shutdown.clone();

@@ -1,6 +1,6 @@
 //! The command line (DESIGN.md §8): `run` (the default), `check-config`,
 //! `migrate`, and the clients of a running daemon's API: `status`, `ack`,
-//! `silence`; and `probe`, one run of a probe by hand ([`probe`]).
+//! `silence`; and `probe`, one run of a probe by hand ([`oneshot`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,10 +8,11 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
-mod probe;
+mod oneshot;
 
 use crate::app;
 use crate::config::Config;
+use crate::probe;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -43,7 +44,7 @@ enum Command {
     Migrate,
     /// Probe a target once and show what keeper sees: phases, status,
     /// certificate, verdict (exit 0 green, 1 yellow, 2 red).
-    Probe(probe::Args),
+    Probe(oneshot::Args),
     /// Show every check's current state, from a running keeper.
     Status {
         /// keeper's URL (default: from the config's server.listen).
@@ -102,14 +103,14 @@ pub fn main() -> ExitCode {
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(&cli.config).await,
-        Command::CheckConfig => check_config(&cli.config),
+        Command::CheckConfig => check_config(&cli.config).await,
         Command::Migrate => {
             let config = load(&cli.config)?;
             app::open_store(&config).await?;
             println!("migrations applied to {}", app::redact(&config.storage.url));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Probe(args) => probe::run(args).await,
+        Command::Probe(args) => oneshot::run(args).await,
         Command::Status { url } => status(&Api::new(&cli.config, url)?).await,
         Command::Silence {
             check,
@@ -153,7 +154,7 @@ async fn shutdown_signal() -> anyhow::Result<&'static str> {
     })
 }
 
-fn check_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+async fn check_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(errors) => {
@@ -163,7 +164,79 @@ fn check_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         }
     };
     print!("{}", describe(&config));
+    print!("{}", heartbeat_urls(&config).await);
     Ok(ExitCode::SUCCESS)
+}
+
+/// `check-config`'s heartbeat lines: each heartbeat's ping URL. A generated
+/// token is read from the configured storage when it can be opened (never
+/// created or migrated here); a token from the config is a secret and is not
+/// printed.
+async fn heartbeat_urls(config: &Config) -> String {
+    use std::fmt::Write;
+    let beats: Vec<(&str, bool)> = config
+        .checks
+        .iter()
+        .filter_map(|c| match &c.probe {
+            probe::Spec::Heartbeat(h) => Some((&*c.name, h.has_token())),
+            _ => None,
+        })
+        .collect();
+    if beats.is_empty() {
+        return String::new();
+    }
+    let base = config
+        .server
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", config.server.listen));
+    let stored = stored_heartbeat_tokens(&config.storage.url).await;
+    let mut out = String::from("heartbeats:\n");
+    for (name, configured) in beats {
+        let _ = match (configured, stored.as_ref().ok().and_then(|s| s.get(name))) {
+            (true, _) => writeln!(out, "  {name}  {base}/ping/<token from the config>"),
+            (false, Some(token)) => writeln!(out, "  {name}  {base}/ping/{token}"),
+            (false, None) => writeln!(
+                out,
+                "  {name}  token will be generated at first run (then shown here and in the startup log)"
+            ),
+        };
+    }
+    if let Err(why) = stored {
+        let _ = writeln!(out, "  (generated tokens not read: {why})");
+    }
+    out
+}
+
+/// Generated heartbeat tokens by check, from the configured storage, which
+/// must already exist: a SQLite file is not created by looking.
+async fn stored_heartbeat_tokens(
+    url: &str,
+) -> Result<std::collections::HashMap<String, String>, String> {
+    if let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        let file = rest.split('?').next().unwrap_or_default();
+        if file.is_empty() || file.contains(":memory:") || url.contains("mode=memory") {
+            return Err("the database is in memory".into());
+        }
+        if !std::path::Path::new(file).exists() {
+            return Err(format!("{file} does not exist yet"));
+        }
+    }
+    let read = async {
+        let store = crate::store::Store::connect(url).await?;
+        store.heartbeats().await
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(5), read).await {
+        Ok(Ok(rows)) => Ok(rows
+            .into_iter()
+            .filter_map(|r| Some((r.check, r.token?)))
+            .collect()),
+        Ok(Err(e)) => Err(format!("{}: {e}", app::redact(url))),
+        Err(_) => Err(format!("{} did not answer within 5s", app::redact(url))),
+    }
 }
 
 /// What `check-config` prints: everything that will run, without secrets.

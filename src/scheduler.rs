@@ -4,7 +4,8 @@
 //! at once; the lag between planned and actual start as a metric.
 //!
 //! [`Timetable`] is the pure part (what is due when); [`run`] is the loop that
-//! sleeps until the next due time and spawns the runs.
+//! sleeps until the next due time and spawns the runs. [`Wakes`] asks for a
+//! run now, off the timetable (a heartbeat ping changed its check's state).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -13,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -113,8 +114,37 @@ pub struct Job {
     pub running: Arc<AtomicBool>,
 }
 
-/// Runs checks on their schedules until `shutdown`; returns once every run it
-/// started has finished or `grace` has passed.
+/// Asks the scheduler to run a check now, off its timetable: a heartbeat's
+/// ping changed what its next evaluation says. Cheap to clone; a request
+/// that finds the queue full is dropped (the timetable runs the check soon
+/// anyway).
+#[derive(Clone, Debug)]
+pub struct Wakes(mpsc::Sender<usize>);
+
+impl Wakes {
+    /// Requests a run of check `check` (its index among the jobs).
+    pub fn wake(&self, check: usize) {
+        let _ = self.0.try_send(check);
+    }
+}
+
+/// A [`Wakes`] handle and the receiver [`run`] takes.
+pub fn wakes(capacity: usize) -> (Wakes, mpsc::Receiver<usize>) {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    (Wakes(tx), rx)
+}
+
+/// A job with the scheduler's own bookkeeping.
+struct Slot {
+    job: Job,
+    /// A wake arrived: the run in flight (if any) may have looked too early,
+    /// so it runs once more when it ends.
+    woken: AtomicBool,
+}
+
+/// Runs checks on their schedules, and at once when woken, until `shutdown`;
+/// returns once every run it started has finished or `grace` has passed.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     mut timetable: Timetable,
     jobs: Vec<Job>,
@@ -123,38 +153,96 @@ pub async fn run(
     metrics: Metrics,
     shutdown: CancellationToken,
     grace: Duration,
+    mut wakes: mpsc::Receiver<usize>,
 ) {
-    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
-    let tracker = TaskTracker::new();
-    let jobs: Vec<Arc<Job>> = jobs.into_iter().map(Arc::new).collect();
+    let launcher = Launcher {
+        permits: Arc::new(Semaphore::new(concurrency.max(1))),
+        tracker: TaskTracker::new(),
+        slots: jobs
+            .into_iter()
+            .map(|job| {
+                Arc::new(Slot {
+                    job,
+                    woken: AtomicBool::new(false),
+                })
+            })
+            .collect(),
+        sink,
+        metrics,
+    };
+    let mut wakes_open = true;
     loop {
-        let Some(next) = timetable.next_due() else {
-            shutdown.cancelled().await;
-            break;
+        let next = timetable.next_due();
+        let due = async {
+            match next {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
         };
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep_until(next) => {}
-        }
-        for (i, planned) in timetable.take_due(Instant::now()) {
-            let job = jobs[i].clone();
-            if job.running.swap(true, Ordering::AcqRel) {
-                metrics.run_skipped(i);
-                continue;
+            _ = due => {
+                for (i, planned) in timetable.take_due(Instant::now()) {
+                    launcher.launch(i, planned, false);
+                }
             }
-            let permits = permits.clone();
-            let sink = sink.clone();
-            let metrics = metrics.clone();
-            let span = tracing::debug_span!("check", check = %job.name);
-            tracker.spawn(
-                async move {
-                    let Ok(permit) = permits.acquire_owned().await else {
-                        job.running.store(false, Ordering::Release);
+            woken = wakes.recv(), if wakes_open => match woken {
+                Some(i) if i < launcher.slots.len() => launcher.launch(i, Instant::now(), true),
+                Some(_) => {}
+                None => wakes_open = false,
+            },
+        }
+    }
+    let tracker = launcher.tracker;
+    tracker.close();
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!(
+            in_flight = tracker.len(),
+            "probes still running at shutdown; abandoning them"
+        );
+    }
+}
+
+/// What starting a run needs.
+struct Launcher {
+    permits: Arc<Semaphore>,
+    tracker: TaskTracker,
+    slots: Vec<Arc<Slot>>,
+    sink: Sink,
+    metrics: Metrics,
+}
+
+impl Launcher {
+    /// Starts a run of check `i` unless one is in flight: then a timetable run
+    /// is skipped (and counted), and a wake makes the run in flight go again.
+    fn launch(&self, i: usize, planned: Instant, woken: bool) {
+        let slot = self.slots[i].clone();
+        if woken {
+            slot.woken.store(true, Ordering::SeqCst);
+        }
+        if slot.job.running.swap(true, Ordering::SeqCst) {
+            if !woken {
+                self.metrics.run_skipped(i);
+            }
+            return;
+        }
+        let permits = self.permits.clone();
+        let sink = self.sink.clone();
+        let metrics = self.metrics.clone();
+        let span = tracing::debug_span!("check", check = %slot.job.name);
+        self.tracker.spawn(
+            async move {
+                let mut planned = planned;
+                loop {
+                    slot.woken.store(false, Ordering::SeqCst);
+                    let Ok(permit) = permits.clone().acquire_owned().await else {
+                        slot.job.running.store(false, Ordering::SeqCst);
                         return;
                     };
                     let lag = planned.elapsed();
                     metrics.scheduler_lag.observe(lag.as_secs_f64());
                     metrics.scheduler_lag_worst.observe(lag);
+                    let job = &slot.job;
                     let sample = job.probe.run(job.timeout).await;
                     // The permit is for probing only: a busy engine must not hold back other checks.
                     drop(permit);
@@ -165,17 +253,18 @@ pub async fn run(
                     );
                     sink.deliver(i, sample).await;
                     // Cleared only now, so at most one sample per check waits for the engine.
-                    job.running.store(false, Ordering::Release);
+                    job.running.store(false, Ordering::SeqCst);
+                    // Woken while running: go again, unless a new launch took over.
+                    if slot.woken.load(Ordering::SeqCst)
+                        && !job.running.swap(true, Ordering::SeqCst)
+                    {
+                        planned = Instant::now();
+                        continue;
+                    }
+                    return;
                 }
-                .instrument(span),
-            );
-        }
-    }
-    tracker.close();
-    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-        tracing::warn!(
-            in_flight = tracker.len(),
-            "probes still running at shutdown; abandoning them"
+            }
+            .instrument(span),
         );
     }
 }

@@ -511,14 +511,72 @@ fn read_check(
     errors: &mut error::Collector,
 ) -> Option<CheckConfig> {
     let key = format!("checks.{}", name.get_ref());
-    let (kind, common, specific) = split_kind(&key, table, raw::Common::KEYS, errors)?;
+    let claimed = kind_claims(peek_kind(&table).as_deref());
+    let shared: Vec<&str> = raw::Common::KEYS
+        .iter()
+        .copied()
+        .filter(|k| !claimed.contains(k))
+        .collect();
+    let (kind, common, specific) = split_kind(&key, table, &shared, errors)?;
     let common: Option<raw::Common> = read(&key, common, errors);
     let spec = probe::Spec::deserialize_kind(&kind, ValueDeserializer::from(specific))
         .map_err(|e| errors.toml(&key, e))
         .ok();
-    let common = common?;
-    let spec = spec?;
+    let mut common = common?;
+    let spec = spec?.for_check(name.get_ref());
+    let problems = spec.problems();
+    for p in &problems {
+        let at = p.span.clone().unwrap_or_else(|| name.span());
+        let at_key = if p.key.is_empty() {
+            key.clone()
+        } else {
+            join_key(&key, p.key)
+        };
+        errors.at(at, &at_key, p.message.clone());
+    }
+    if !problems.is_empty() {
+        return None;
+    }
+    kind_defaults(&kind, &mut common);
     common.resolve(name, spec, defaults, known_checks, errors)
+}
+
+/// The `kind` a check table names, looked at before its keys are split.
+fn peek_kind(table: &Spanned<DeTable<'_>>) -> Option<String> {
+    table.get_ref().iter().find_map(|(k, v)| match v.get_ref() {
+        DeValue::String(s) if k.get_ref() == "kind" => Some(s.to_string()),
+        _ => None,
+    })
+}
+
+/// Common key names a kind takes for itself. A heartbeat's `schedule` is when
+/// pings are expected, not when to probe: it is evaluated every `interval`.
+fn kind_claims(kind: Option<&str>) -> &'static [&'static str] {
+    match kind {
+        Some("heartbeat") => &["schedule"],
+        _ => &[],
+    }
+}
+
+/// Defaults a kind gives the common keys a check leaves out, before
+/// `[defaults]`. A heartbeat is evaluated every 10s (pings that change its
+/// color wake it at once), is `high` when late (a job, not production, is
+/// down), and alerts and resolves on the first sample: its evaluations are
+/// exact readings of the pings received, with no blips to ride out.
+fn kind_defaults(kind: &str, common: &mut raw::Common) {
+    if kind == "heartbeat" {
+        let interval = HumanDuration(probe::heartbeat::DEFAULT_INTERVAL);
+        common
+            .interval
+            .get_or_insert_with(|| Spanned::new(0..0, interval));
+        common.down_severity.get_or_insert(Severity::High);
+        common
+            .failures_before_alert
+            .get_or_insert_with(|| Spanned::new(0..0, 1));
+        common
+            .successes_before_resolve
+            .get_or_insert_with(|| Spanned::new(0..0, 1));
+    }
 }
 
 fn read_channel(

@@ -128,14 +128,11 @@ impl Engine {
     pub(super) async fn release_held(&mut self, now: DateTime<Utc>) {
         let due: Vec<usize> = (0..self.checks.len())
             .filter(|&i| {
-                self.checks[i]
-                    .open
-                    .as_ref()
-                    .is_some_and(|o| {
-                        !o.notified
-                            && o.acknowledged_at.is_none()
-                            && self.hold(i, o.severity, now).is_none()
-                    })
+                self.checks[i].open.as_ref().is_some_and(|o| {
+                    !o.notified
+                        && o.acknowledged_at.is_none()
+                        && self.hold(i, o.severity, now).is_none()
+                })
             })
             .collect();
         for i in due {

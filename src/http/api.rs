@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
@@ -38,6 +38,10 @@ pub struct CheckView {
     pub latency_ms: Option<f64>,
     pub uptime_pct: Uptime,
     pub incident: Option<i64>,
+    /// A heartbeat's ping URL, when keeper generated its token: only for
+    /// requests carrying the API token (or when none is set).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ping_url: Option<String>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -107,6 +111,7 @@ fn view(s: CheckStatus, uptime_pct: Uptime) -> CheckView {
         latency_ms: s.latency_ms,
         uptime_pct,
         incident: s.incident,
+        ping_url: None,
     }
 }
 
@@ -127,6 +132,7 @@ async fn list_checks(State(state): State<AppState>) -> Result<Json<Vec<CheckView
 async fn get_check(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Json<CheckView>, ApiError> {
     let s = state
         .board
@@ -136,7 +142,11 @@ async fn get_check(
         .await
         .remove(&s.name)
         .unwrap_or_default();
-    Ok(Json(view(s, up)))
+    let mut view = view(s, up);
+    if super::auth::carries_api_token(&headers, &state) {
+        view.ping_url = state.heartbeats.ping_url(&view.name);
+    }
+    Ok(Json(view))
 }
 
 /// How far back `samples` looks without `since`.

@@ -3,7 +3,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 
 use super::{ApiError, AppState};
 
@@ -34,6 +34,18 @@ impl FromRequestParts<AppState> for Authorized {
             Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid API token"))
         }
     }
+}
+
+/// Whether a request may see secrets: it carries the API token, or none is set.
+pub fn carries_api_token(headers: &HeaderMap, state: &AppState) -> bool {
+    let Some(expected) = &state.api_token else {
+        return true;
+    };
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|given| constant_time_eq(expected.as_bytes(), given.trim().as_bytes()))
 }
 
 /// Equality whose time depends only on the lengths, not on where the bytes differ.

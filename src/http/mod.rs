@@ -1,10 +1,12 @@
 //! keeper's one HTTP listener (DESIGN.md §7): metrics, liveness and readiness,
-//! and the JSON API. Routing and shared state here; handlers in their files.
+//! the JSON API and heartbeat pings. Routing and shared state here; handlers
+//! in their files.
 
 mod api;
 mod auth;
 mod error;
 mod incidents;
+mod ping;
 mod silences;
 
 use std::sync::Arc;
@@ -38,6 +40,8 @@ pub struct AppState {
     pub api_token: Option<Arc<str>>,
     /// Set once the scheduler runs; cleared when shutting down.
     pub scheduler_running: Arc<AtomicBool>,
+    /// Heartbeat tokens and signals: `/ping/{token}` records into it.
+    pub heartbeats: crate::probe::heartbeat::Registry,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -51,6 +55,7 @@ pub fn router(state: AppState) -> Router {
                 .merge(incidents::router())
                 .merge(silences::router()),
         )
+        .merge(ping::router())
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

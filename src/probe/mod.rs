@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod fly;
+pub mod heartbeat;
 pub mod host;
 pub mod http;
 pub mod keeper;
@@ -16,6 +17,7 @@ pub mod tcp;
 pub mod tls;
 pub mod tlsconf;
 
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -173,11 +175,12 @@ pub enum Spec {
     Host(host::Spec),
     Fly(fly::Spec),
     Prometheus(prometheus::Spec),
+    Heartbeat(heartbeat::Spec),
 }
 
 impl Spec {
     /// The kinds this build knows, as written in `kind = "…"`.
-    pub const KINDS: [&'static str; 7] = [
+    pub const KINDS: [&'static str; 8] = [
         "http",
         "tcp",
         "tls",
@@ -185,6 +188,7 @@ impl Spec {
         "host",
         "fly",
         "prometheus",
+        "heartbeat",
     ];
 
     /// Reads the kind-specific keys of a check of kind `kind`.
@@ -201,6 +205,7 @@ impl Spec {
             "host" => host::Spec::deserialize(de).map(Spec::Host),
             "fly" => fly::Spec::deserialize(de).map(Spec::Fly),
             "prometheus" => prometheus::Spec::deserialize(de).map(Spec::Prometheus),
+            "heartbeat" => heartbeat::Spec::deserialize(de).map(Spec::Heartbeat),
             other => Err(D::Error::custom(format!(
                 "unknown kind {other:?} (known: {})",
                 Spec::KINDS.join(", ")
@@ -218,6 +223,7 @@ impl Spec {
             Spec::Host(_) => "host",
             Spec::Fly(_) => "fly",
             Spec::Prometheus(_) => "prometheus",
+            Spec::Heartbeat(_) => "heartbeat",
         }
     }
 
@@ -232,6 +238,7 @@ impl Spec {
             Spec::Host(s) => s.target(),
             Spec::Fly(s) => s.target(),
             Spec::Prometheus(s) => s.target(),
+            Spec::Heartbeat(s) => s.target(),
         }
     }
 
@@ -247,8 +254,38 @@ impl Spec {
             Spec::Host(s) => Probe::Host(s.build()?),
             Spec::Fly(s) => Probe::Fly(s.build(&ctx.roots)?),
             Spec::Prometheus(s) => Probe::Prometheus(s.build(&ctx.roots)?),
+            Spec::Heartbeat(s) => Probe::Heartbeat(s.build(&ctx.heartbeats)?),
         })
     }
+
+    /// Problems with the keys that only show together (a heartbeat's `period`
+    /// and `schedule` both set), found at load so they carry a position.
+    pub fn problems(&self) -> Vec<SpecProblem> {
+        match self {
+            Spec::Heartbeat(s) => s.problems(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Tells the spec the name of its check (a heartbeat keeps its state under it).
+    pub fn for_check(self, name: &str) -> Spec {
+        match self {
+            Spec::Heartbeat(s) => Spec::Heartbeat(heartbeat::Spec {
+                check: name.into(),
+                ..s
+            }),
+            other => other,
+        }
+    }
+}
+
+/// A problem with a check's keys found at load: the key (empty: the check
+/// itself), its position in the file when known, and what is wrong.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpecProblem {
+    pub key: &'static str,
+    pub span: Option<Range<usize>>,
+    pub message: String,
 }
 
 /// What building probes shares: loaded once, handed to every kind's `build`.
@@ -258,6 +295,8 @@ pub struct Context {
     pub roots: tlsconf::Roots,
     /// What keeper's own checks read; `None` outside the daemon.
     pub keeper: Option<keeper::Sources>,
+    /// Heartbeat checks register their tokens here; pings find them through it.
+    pub heartbeats: heartbeat::Registry,
 }
 
 impl Context {
@@ -266,6 +305,7 @@ impl Context {
         Context {
             roots: tlsconf::Roots::system(),
             keeper: None,
+            heartbeats: heartbeat::Registry::default(),
         }
     }
 }
@@ -281,6 +321,7 @@ pub enum Probe {
     Host(host::Probe),
     Fly(fly::Probe),
     Prometheus(prometheus::Probe),
+    Heartbeat(heartbeat::Probe),
 }
 
 impl Probe {
@@ -300,6 +341,7 @@ impl Probe {
                 Probe::Host(p) => p.run(deadline).await,
                 Probe::Fly(p) => p.run(deadline).await,
                 Probe::Prometheus(p) => p.run(deadline).await,
+                Probe::Heartbeat(p) => p.run(deadline).await,
             }
         };
         let mut sample = match tokio::time::timeout_at(deadline, run).await {

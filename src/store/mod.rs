@@ -237,6 +237,22 @@ pub struct OutboxEntry {
     pub batch_at: Option<DateTime<Utc>>,
 }
 
+/// A heartbeat check's state as stored: the latest of each signal, so a
+/// restart does not forget yesterday's ping.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeartbeatRow {
+    pub check: String,
+    /// The token keeper generated for the check; `None` when the config sets it.
+    pub token: Option<String>,
+    /// When keeper first saw the check (lateness before any ping counts from it).
+    pub first_seen: DateTime<Utc>,
+    pub last_success: Option<DateTime<Utc>>,
+    pub last_start: Option<DateTime<Utc>>,
+    pub last_fail: Option<DateTime<Utc>>,
+    /// Duration of the run that ended with `last_success` (its `/start` to it).
+    pub last_run_s: Option<f64>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("unsupported storage url {0:?}: expected sqlite://PATH or postgres://…")]
@@ -423,6 +439,20 @@ impl Store {
         error: &str,
     ) -> Result<(), StoreError> {
         each!(self, s => s.notification_failed(id, attempts, error).await)
+    }
+
+    /// Every stored heartbeat state (to restore them at start).
+    pub async fn heartbeats(&self) -> Result<Vec<HeartbeatRow>, StoreError> {
+        each!(self, s => s.heartbeats().await)
+    }
+
+    /// Stores a heartbeat's state in one upsert that never moves it backwards:
+    /// each timestamp keeps the later of the stored and the given one (writes
+    /// may land out of order, or come from several instances), `first_seen`
+    /// the earlier, and a stored token is never replaced. Returns the token
+    /// stored afterwards.
+    pub async fn save_heartbeat(&self, row: &HeartbeatRow) -> Result<Option<String>, StoreError> {
+        each!(self, s => s.save_heartbeat(row).await)
     }
 }
 

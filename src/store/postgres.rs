@@ -10,9 +10,9 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 
 use super::{
-    Doing, Incident, IncidentChange, IncidentEvent, IncidentFilter, NewSilence, OutboxEntry,
-    Outgoing, SampleRow, Silence, StoreError, decode_color, decode_labels, decode_notification,
-    decode_severity, encode_labels, encode_notification, event_of, uptime_map,
+    Doing, HeartbeatRow, Incident, IncidentChange, IncidentEvent, IncidentFilter, NewSilence,
+    OutboxEntry, Outgoing, SampleRow, Silence, StoreError, decode_color, decode_labels,
+    decode_notification, decode_severity, encode_labels, encode_notification, event_of, uptime_map,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -408,6 +408,45 @@ impl PgStore {
         .doing("marking a notification failed")?;
         outbox_row_updated(id, done.rows_affected())
     }
+
+    pub async fn heartbeats(&self) -> Result<Vec<HeartbeatRow>, StoreError> {
+        let rows: Vec<HeartbeatRecord> = sqlx::query_as(
+            "SELECT check_name, token, first_seen, last_success, last_start, last_fail, last_run_s \
+             FROM heartbeats",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .doing("reading heartbeat states")?;
+        Ok(rows.into_iter().map(HeartbeatRecord::into_row).collect())
+    }
+
+    /// One upsert; GREATEST and LEAST ignore NULLs.
+    pub async fn save_heartbeat(&self, row: &HeartbeatRow) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar(
+            "INSERT INTO heartbeats \
+             (check_name, token, first_seen, last_success, last_start, last_fail, last_run_s) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (check_name) DO UPDATE SET \
+             token = COALESCE(heartbeats.token, EXCLUDED.token), \
+             first_seen = LEAST(heartbeats.first_seen, EXCLUDED.first_seen), \
+             last_run_s = CASE WHEN EXCLUDED.last_success >= COALESCE(heartbeats.last_success, EXCLUDED.last_success) \
+                 THEN EXCLUDED.last_run_s ELSE heartbeats.last_run_s END, \
+             last_success = GREATEST(heartbeats.last_success, EXCLUDED.last_success), \
+             last_start = GREATEST(heartbeats.last_start, EXCLUDED.last_start), \
+             last_fail = GREATEST(heartbeats.last_fail, EXCLUDED.last_fail) \
+             RETURNING token",
+        )
+        .bind(&row.check)
+        .bind(&row.token)
+        .bind(row.first_seen)
+        .bind(row.last_success)
+        .bind(row.last_start)
+        .bind(row.last_fail)
+        .bind(row.last_run_s)
+        .fetch_one(&self.pool)
+        .await
+        .doing("saving a heartbeat state")
+    }
 }
 
 /// Applies the incident part of a change and appends its event. Returns the
@@ -647,5 +686,30 @@ impl SilenceRecord {
             comment: self.comment,
             created_by: self.created_by,
         })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct HeartbeatRecord {
+    check_name: String,
+    token: Option<String>,
+    first_seen: DateTime<Utc>,
+    last_success: Option<DateTime<Utc>>,
+    last_start: Option<DateTime<Utc>>,
+    last_fail: Option<DateTime<Utc>>,
+    last_run_s: Option<f64>,
+}
+
+impl HeartbeatRecord {
+    fn into_row(self) -> HeartbeatRow {
+        HeartbeatRow {
+            check: self.check_name,
+            token: self.token,
+            first_seen: self.first_seen,
+            last_success: self.last_success,
+            last_start: self.last_start,
+            last_fail: self.last_fail,
+            last_run_s: self.last_run_s,
+        }
     }
 }

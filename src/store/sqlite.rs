@@ -14,9 +14,9 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use super::{
-    Doing, Incident, IncidentChange, IncidentEvent, IncidentFilter, NewSilence, OutboxEntry,
-    Outgoing, SampleRow, Silence, StoreError, decode_color, decode_labels, decode_notification,
-    decode_severity, encode_labels, encode_notification, event_of, uptime_map,
+    Doing, HeartbeatRow, Incident, IncidentChange, IncidentEvent, IncidentFilter, NewSilence,
+    OutboxEntry, Outgoing, SampleRow, Silence, StoreError, decode_color, decode_labels,
+    decode_notification, decode_severity, encode_labels, encode_notification, event_of, uptime_map,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -459,6 +459,46 @@ impl SqliteStore {
         .doing("marking a notification failed")?;
         outbox_row_updated(id, done.rows_affected())
     }
+
+    pub async fn heartbeats(&self) -> Result<Vec<HeartbeatRow>, StoreError> {
+        let rows: Vec<HeartbeatRecord> = sqlx::query_as(
+            "SELECT check_name, token, first_seen, last_success, last_start, last_fail, last_run_s \
+             FROM heartbeats",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .doing("reading heartbeat states")?;
+        rows.into_iter().map(HeartbeatRecord::into_row).collect()
+    }
+
+    /// One upsert; `later(a, b)` is the later of two nullable timestamps.
+    pub async fn save_heartbeat(&self, row: &HeartbeatRow) -> Result<Option<String>, StoreError> {
+        let ms = |t: Option<DateTime<Utc>>| t.map(|t| t.timestamp_millis());
+        sqlx::query_scalar(
+            "INSERT INTO heartbeats \
+             (check_name, token, first_seen, last_success, last_start, last_fail, last_run_s) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (check_name) DO UPDATE SET \
+             token = COALESCE(heartbeats.token, excluded.token), \
+             first_seen = MIN(heartbeats.first_seen, excluded.first_seen), \
+             last_run_s = CASE WHEN excluded.last_success >= COALESCE(heartbeats.last_success, excluded.last_success) \
+                 THEN excluded.last_run_s ELSE heartbeats.last_run_s END, \
+             last_success = MAX(COALESCE(heartbeats.last_success, excluded.last_success), COALESCE(excluded.last_success, heartbeats.last_success)), \
+             last_start = MAX(COALESCE(heartbeats.last_start, excluded.last_start), COALESCE(excluded.last_start, heartbeats.last_start)), \
+             last_fail = MAX(COALESCE(heartbeats.last_fail, excluded.last_fail), COALESCE(excluded.last_fail, heartbeats.last_fail)) \
+             RETURNING token",
+        )
+        .bind(&row.check)
+        .bind(&row.token)
+        .bind(row.first_seen.timestamp_millis())
+        .bind(ms(row.last_success))
+        .bind(ms(row.last_start))
+        .bind(ms(row.last_fail))
+        .bind(row.last_run_s)
+        .fetch_one(&self.pool)
+        .await
+        .doing("saving a heartbeat state")
+    }
 }
 
 /// Applies the incident part of a change and appends its event. Returns the
@@ -664,6 +704,32 @@ impl SilenceRecord {
             ends_at: from_millis(self.ends_at, "silences.ends_at")?,
             comment: self.comment,
             created_by: self.created_by,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct HeartbeatRecord {
+    check_name: String,
+    token: Option<String>,
+    first_seen: i64,
+    last_success: Option<i64>,
+    last_start: Option<i64>,
+    last_fail: Option<i64>,
+    last_run_s: Option<f64>,
+}
+
+impl HeartbeatRecord {
+    fn into_row(self) -> Result<HeartbeatRow, StoreError> {
+        let at = |ms: Option<i64>, what| ms.map(|ms| from_millis(ms, what)).transpose();
+        Ok(HeartbeatRow {
+            first_seen: from_millis(self.first_seen, "heartbeats.first_seen")?,
+            last_success: at(self.last_success, "heartbeats.last_success")?,
+            last_start: at(self.last_start, "heartbeats.last_start")?,
+            last_fail: at(self.last_fail, "heartbeats.last_fail")?,
+            check: self.check_name,
+            token: self.token,
+            last_run_s: self.last_run_s,
         })
     }
 }

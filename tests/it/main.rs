@@ -11,6 +11,7 @@ mod config;
 mod durability;
 mod e2e;
 mod fly;
+mod heartbeat;
 mod metrics;
 mod notify;
 mod probe_host;
