@@ -5,6 +5,7 @@
 //!
 //! Adding a kind: one file here, one variant in [`Spec`] and [`Probe`], one match arm each.
 
+pub mod command;
 pub mod http;
 pub mod tcp;
 pub mod tls;
@@ -161,11 +162,12 @@ pub enum Spec {
     Http(http::Spec),
     Tcp(tcp::Spec),
     Tls(tls::Spec),
+    Command(command::Spec),
 }
 
 impl Spec {
     /// The kinds this build knows, as written in `kind = "…"`.
-    pub const KINDS: [&'static str; 3] = ["http", "tcp", "tls"];
+    pub const KINDS: [&'static str; 4] = ["http", "tcp", "tls", "command"];
 
     /// Reads the kind-specific keys of a check of kind `kind`.
     pub fn deserialize_kind<'de, D: serde::Deserializer<'de>>(
@@ -177,6 +179,7 @@ impl Spec {
             "http" => http::Spec::deserialize(de).map(Spec::Http),
             "tcp" => tcp::Spec::deserialize(de).map(Spec::Tcp),
             "tls" => tls::Spec::deserialize(de).map(Spec::Tls),
+            "command" => command::Spec::deserialize(de).map(Spec::Command),
             other => Err(D::Error::custom(format!(
                 "unknown kind {other:?} (known: {})",
                 Spec::KINDS.join(", ")
@@ -189,6 +192,7 @@ impl Spec {
             Spec::Http(_) => "http",
             Spec::Tcp(_) => "tcp",
             Spec::Tls(_) => "tls",
+            Spec::Command(_) => "command",
         }
     }
 
@@ -198,6 +202,7 @@ impl Spec {
             Spec::Http(s) => s.target(),
             Spec::Tcp(s) => s.target(),
             Spec::Tls(s) => s.target(),
+            Spec::Command(s) => s.target(),
         }
     }
 
@@ -208,6 +213,7 @@ impl Spec {
             Spec::Http(s) => Probe::Http(s.build(&ctx.roots)?),
             Spec::Tcp(s) => Probe::Tcp(s.build()?),
             Spec::Tls(s) => Probe::Tls(s.build(&ctx.roots)?),
+            Spec::Command(s) => Probe::Command(s.build()?),
         })
     }
 }
@@ -234,6 +240,7 @@ pub enum Probe {
     Http(http::Probe),
     Tcp(tcp::Probe),
     Tls(tls::Probe),
+    Command(command::Probe),
 }
 
 impl Probe {
@@ -248,6 +255,7 @@ impl Probe {
                 Probe::Http(p) => p.run(deadline).await,
                 Probe::Tcp(p) => p.run(deadline).await,
                 Probe::Tls(p) => p.run(deadline).await,
+                Probe::Command(p) => p.run(deadline).await,
             }
         };
         let mut sample = match tokio::time::timeout_at(deadline, run).await {

@@ -7,6 +7,7 @@ mod support;
 mod alerting;
 mod channels;
 mod cli;
+mod command;
 mod config;
 mod durability;
 mod e2e;
