@@ -6,6 +6,7 @@
 //! Adding a kind: one file here, one variant in [`Spec`] and [`Probe`], one match arm each.
 
 pub mod command;
+pub mod dns;
 pub mod http;
 pub mod tcp;
 pub mod tls;
@@ -163,11 +164,12 @@ pub enum Spec {
     Tcp(tcp::Spec),
     Tls(tls::Spec),
     Command(command::Spec),
+    Dns(dns::Spec),
 }
 
 impl Spec {
     /// The kinds this build knows, as written in `kind = "…"`.
-    pub const KINDS: [&'static str; 4] = ["http", "tcp", "tls", "command"];
+    pub const KINDS: [&'static str; 5] = ["http", "tcp", "tls", "command", "dns"];
 
     /// Reads the kind-specific keys of a check of kind `kind`.
     pub fn deserialize_kind<'de, D: serde::Deserializer<'de>>(
@@ -180,6 +182,7 @@ impl Spec {
             "tcp" => tcp::Spec::deserialize(de).map(Spec::Tcp),
             "tls" => tls::Spec::deserialize(de).map(Spec::Tls),
             "command" => command::Spec::deserialize(de).map(Spec::Command),
+            "dns" => dns::Spec::deserialize(de).map(Spec::Dns),
             other => Err(D::Error::custom(format!(
                 "unknown kind {other:?} (known: {})",
                 Spec::KINDS.join(", ")
@@ -193,6 +196,7 @@ impl Spec {
             Spec::Tcp(_) => "tcp",
             Spec::Tls(_) => "tls",
             Spec::Command(_) => "command",
+            Spec::Dns(_) => "dns",
         }
     }
 
@@ -203,6 +207,7 @@ impl Spec {
             Spec::Tcp(s) => s.target(),
             Spec::Tls(s) => s.target(),
             Spec::Command(s) => s.target(),
+            Spec::Dns(s) => s.target(),
         }
     }
 
@@ -214,6 +219,7 @@ impl Spec {
             Spec::Tcp(s) => Probe::Tcp(s.build()?),
             Spec::Tls(s) => Probe::Tls(s.build(&ctx.roots)?),
             Spec::Command(s) => Probe::Command(s.build()?),
+            Spec::Dns(s) => Probe::Dns(s.build()?),
         })
     }
 }
@@ -241,6 +247,7 @@ pub enum Probe {
     Tcp(tcp::Probe),
     Tls(tls::Probe),
     Command(command::Probe),
+    Dns(dns::Probe),
 }
 
 impl Probe {
@@ -256,6 +263,7 @@ impl Probe {
                 Probe::Tcp(p) => p.run(deadline).await,
                 Probe::Tls(p) => p.run(deadline).await,
                 Probe::Command(p) => p.run(deadline).await,
+                Probe::Dns(p) => p.run(deadline).await,
             }
         };
         let mut sample = match tokio::time::timeout_at(deadline, run).await {

@@ -5,6 +5,7 @@
 pub mod alertmanager;
 pub mod app;
 pub mod db;
+pub mod dns;
 pub mod receiver;
 pub mod smtp;
 pub mod target;
