@@ -118,7 +118,7 @@ pub struct Probe {
 
 impl Probe {
     pub async fn run(&self, deadline: Instant) -> Sample {
-        let budget = whole_ms(deadline.saturating_duration_since(Instant::now()));
+        let budget = as_configured(deadline.saturating_duration_since(Instant::now()));
         let mut child = match Command::new(&self.program)
             .args(&self.args)
             .stdin(Stdio::null())
@@ -285,10 +285,14 @@ impl Drop for Group {
     }
 }
 
-/// A duration rounded up to whole milliseconds: the budget a run had, as the
-/// `timeout` it came from (`5s`, not `4s 999ms 998µs`).
-pub(crate) fn whole_ms(d: Duration) -> Duration {
-    Duration::from_millis(d.as_nanos().div_ceil(1_000_000) as u64)
+/// The time a run has left, rounded as timeouts are written (`5s`, not
+/// `4s 999ms 998µs`): to 100 ms from a second up, else to 10 ms. The deadline
+/// was set a moment before the run began; the rounding absorbs that moment,
+/// even when the machine is busy.
+pub(crate) fn as_configured(d: Duration) -> Duration {
+    let step: u128 = if d >= Duration::from_secs(1) { 100 } else { 10 };
+    let ms = (d.as_micros() + step * 500) / (step * 1000) * step;
+    Duration::from_millis(ms as u64)
 }
 
 /// A spawn or wait error in a few words, without the `(os error 2)` tail.
@@ -343,11 +347,13 @@ mod tests {
     }
 
     #[test]
-    fn budget_rounds_up_to_whole_milliseconds() {
-        assert_eq!(
-            whole_ms(Duration::from_nanos(4_999_999_100)),
-            Duration::from_secs(5)
-        );
-        assert_eq!(whole_ms(Duration::from_secs(2)), Duration::from_secs(2));
+    fn budget_reads_as_the_configured_timeout() {
+        let ms = Duration::from_millis;
+        assert_eq!(as_configured(ms(4_999) + ms(1) / 2), ms(5_000));
+        assert_eq!(as_configured(ms(4_960)), ms(5_000));
+        assert_eq!(as_configured(ms(2_499)), ms(2_500));
+        assert_eq!(as_configured(ms(2_000)), ms(2_000));
+        assert_eq!(as_configured(ms(249)), ms(250));
+        assert_eq!(as_configured(ms(1)), ms(0));
     }
 }

@@ -11,29 +11,24 @@
 //! on every run (as the C library does) and tried in order, each given an
 //! equal share of what is left of the timeout.
 
+mod wire;
+
 use std::fmt;
-use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
-use std::time::Duration;
 
-use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use serde::Deserialize;
 use serde::de::{self, Deserializer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
-use tokio::time::{Instant, sleep_until, timeout_at};
+use tokio::time::Instant;
 
-use super::command::whole_ms;
-use super::tcp::{io_reason, ms};
+use super::tcp::ms;
 use super::{BuildError, Sample};
 use crate::classify::Metric;
 
 /// Where the system's resolvers are listed.
 const RESOLV_CONF: &str = "/etc/resolv.conf";
-/// A UDP query unanswered this long is sent again (same id), until the deadline.
-const RESEND_AFTER: Duration = Duration::from_secs(1);
 /// The most answers named in a message.
 const SHOWN_ANSWERS: usize = 8;
 /// The most characters of one TXT answer shown in a message.
@@ -316,6 +311,12 @@ impl Probe {
                 Err(e) => return Sample::down(format!("reading {RESOLV_CONF}: {e}")),
             },
         };
+        self.ask_in_turn(&servers, deadline).await
+    }
+
+    /// Asks `servers` in order, each given an equal share of the time left,
+    /// until one answers without trouble (NXDOMAIN is an answer).
+    async fn ask_in_turn(&self, servers: &[SocketAddr], deadline: Instant) -> Sample {
         let question = format!("{} {}", self.record, shown(&self.name));
         let started = Instant::now();
         let mut failures = Vec::new();
@@ -323,7 +324,7 @@ impl Probe {
         for (i, server) in servers.iter().enumerate() {
             let left = deadline.saturating_duration_since(Instant::now());
             let share = deadline.min(Instant::now() + left / (servers.len() - i) as u32);
-            match self.ask(*server, share).await {
+            match wire::exchange(*server, &self.name, self.record.record_type(), share).await {
                 // Another server may know better when one fails.
                 Ok(msg) if is_server_trouble(msg.response_code) => {
                     failures.push(format!("{} from {server}", rcode_words(msg.response_code)));
@@ -337,10 +338,20 @@ impl Probe {
             }
         }
         let latency = ms(started.elapsed());
+        // Every server in trouble: say what each said.
+        let reply =
+            reply.filter(|(msg, _)| !is_server_trouble(msg.response_code) || failures.len() == 1);
         let Some((msg, server)) = reply else {
             return Sample::down(format!("{question}: {}", failures.join("; ")));
         };
-        let mut sample = match answers(self.record, &self.name, &msg) {
+        let mut sample = self.judge(&question, &msg, server, latency);
+        sample.metrics.push((Metric::LatencyMs, latency));
+        sample
+    }
+
+    /// The sample for `server`'s reply: its answers, checked against `expect`.
+    fn judge(&self, question: &str, msg: &Message, server: SocketAddr, latency: f64) -> Sample {
+        match answers(self.record, &self.name, msg) {
             Err(reason) => Sample::down(format!("{question}: {reason} (from {server})")),
             Ok(got) => {
                 let listed = list(&got);
@@ -359,136 +370,8 @@ impl Probe {
                     ))
                 }
             }
-        };
-        sample.metrics.push((Metric::LatencyMs, latency));
-        sample
-    }
-
-    /// One exchange with `server`: over UDP, again over TCP when the answer
-    /// was truncated. `Err` is a short reason.
-    async fn ask(&self, server: SocketAddr, deadline: Instant) -> Result<Message, String> {
-        let mut query = Message::query();
-        query.metadata.recursion_desired = true;
-        query.add_query(Query::query(self.name.clone(), self.record.record_type()));
-        let bytes = query
-            .to_vec()
-            .map_err(|e| format!("encoding the query: {e}"))?;
-        let msg = ask_udp(server, &query, &bytes, deadline).await?;
-        if !msg.truncation {
-            return Ok(msg);
-        }
-        ask_tcp(server, &query, &bytes, deadline).await
-    }
-}
-
-/// Sends `bytes` to `server` over UDP (again every [`RESEND_AFTER`]) and
-/// waits for the reply that answers `query`, ignoring any other datagram.
-async fn ask_udp(
-    server: SocketAddr,
-    query: &Message,
-    bytes: &[u8],
-    deadline: Instant,
-) -> Result<Message, String> {
-    let budget = whole_ms(deadline.saturating_duration_since(Instant::now()));
-    let local: SocketAddr = match server {
-        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-    };
-    let socket = UdpSocket::bind(local)
-        .await
-        .map_err(|e| format!("opening a UDP socket: {}", io_reason(&e)))?;
-    socket
-        .connect(server)
-        .await
-        .map_err(|e| format!("udp: {}", io_reason(&e)))?;
-    let mut buf = vec![0u8; 65_535];
-    let mut unreadable = None;
-    let mut resend = Instant::now();
-    loop {
-        if Instant::now() >= resend {
-            socket
-                .send(bytes)
-                .await
-                .map_err(|e| format!("sending: {}", io_reason(&e)))?;
-            resend = Instant::now() + RESEND_AFTER;
-        }
-        tokio::select! {
-            received = socket.recv(&mut buf) => {
-                let n = received.map_err(|e| io_reason(&e))?;
-                match reply_to(query, &buf[..n]) {
-                    Ok(msg) => return Ok(msg),
-                    Err(why) => unreadable = Some(why),
-                }
-            }
-            _ = sleep_until(resend.min(deadline)) => {
-                if Instant::now() >= deadline {
-                    let waited = humantime::format_duration(budget);
-                    return Err(match unreadable {
-                        Some(why) => format!("no usable answer within {waited} ({why})"),
-                        None => format!("no answer within {waited}"),
-                    });
-                }
-            }
         }
     }
-}
-
-/// The same question over TCP (two-byte length prefix each way).
-async fn ask_tcp(
-    server: SocketAddr,
-    query: &Message,
-    bytes: &[u8],
-    deadline: Instant,
-) -> Result<Message, String> {
-    let exchange = async {
-        let mut stream = TcpStream::connect(server)
-            .await
-            .map_err(|e| format!("tcp connect: {}", io_reason(&e)))?;
-        let len = u16::try_from(bytes.len()).map_err(|_| "query too long".to_string())?;
-        let mut framed = len.to_be_bytes().to_vec();
-        framed.extend_from_slice(bytes);
-        stream
-            .write_all(&framed)
-            .await
-            .map_err(|e| format!("tcp send: {}", io_reason(&e)))?;
-        let len = stream
-            .read_u16()
-            .await
-            .map_err(|e| format!("tcp receive: {}", tcp_words(&e)))?;
-        let mut reply = vec![0u8; usize::from(len)];
-        stream
-            .read_exact(&mut reply)
-            .await
-            .map_err(|e| format!("tcp receive: {}", tcp_words(&e)))?;
-        reply_to(query, &reply).map_err(|why| format!("tcp: {why}"))
-    };
-    match timeout_at(deadline, exchange).await {
-        Ok(result) => result,
-        Err(_) => Err("truncated over UDP, no answer over TCP".into()),
-    }
-}
-
-fn tcp_words(e: &io::Error) -> String {
-    if e.kind() == io::ErrorKind::UnexpectedEof {
-        "connection closed before the whole answer".into()
-    } else {
-        io_reason(e)
-    }
-}
-
-/// `bytes` read as the reply to `query`; `Err` says why it is not one.
-fn reply_to(query: &Message, bytes: &[u8]) -> Result<Message, String> {
-    let msg = Message::from_vec(bytes).map_err(|_| "garbage reply".to_string())?;
-    if msg.id != query.id || msg.message_type != MessageType::Response {
-        return Err("reply to another query".into());
-    }
-    if msg.op_code != OpCode::Query || msg.queries != query.queries {
-        // A server may leave the question out of an error reply.
-        if !(msg.queries.is_empty() && msg.response_code != ResponseCode::NoError) {
-            return Err("reply for another question".into());
-        }
-    }
-    Ok(msg)
 }
 
 /// SERVFAIL, REFUSED and the like: the server's trouble, not the name's.
@@ -595,7 +478,10 @@ pub fn nameservers(resolv_conf: &str) -> Vec<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hickory_proto::op::OpCode;
     use hickory_proto::rr::rdata::{A, CNAME, MX, TXT};
+    use std::time::Duration;
+    use tokio::net::UdpSocket;
 
     fn name(s: &str) -> Name {
         parse_name(s).unwrap()
@@ -610,6 +496,71 @@ mod tests {
 
     fn rec(owner: &str, data: RData) -> Record {
         Record::from_rdata(name(owner), 60, data)
+    }
+
+    /// A UDP server on loopback answering every query with `code` and, when
+    /// given, one A record.
+    async fn responder(code: ResponseCode, a: Option<Ipv4Addr>) -> SocketAddr {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            while let Ok((n, peer)) = socket.recv_from(&mut buf).await {
+                let Ok(req) = Message::from_vec(&buf[..n]) else {
+                    continue;
+                };
+                let mut resp = Message::response(req.id, req.op_code);
+                resp.metadata.response_code = code;
+                resp.add_queries(req.queries.clone());
+                if let (Some(ip), Some(q)) = (a, req.queries.first()) {
+                    resp.add_answer(Record::from_rdata(q.name().clone(), 60, RData::A(A(ip))));
+                }
+                let _ = socket.send_to(&resp.to_vec().unwrap(), peer).await;
+            }
+        });
+        addr
+    }
+
+    fn probe() -> Probe {
+        Probe {
+            name: name("www.test"),
+            record: RecordKind::A,
+            expect: vec![],
+            resolver: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_next_server_is_asked_when_one_is_silent_or_in_trouble() {
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let silent = silent.local_addr().map(|a| (a, silent)).unwrap();
+        let servfail = responder(ResponseCode::ServFail, None).await;
+        let good = responder(ResponseCode::NoError, Some(Ipv4Addr::new(192, 0, 2, 1))).await;
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let s = probe()
+            .ask_in_turn(&[silent.0, servfail, good], deadline)
+            .await;
+        assert_eq!(s.outcome, crate::probe::Outcome::Up, "{s:?}");
+        assert!(s.message.starts_with("A www.test → 192.0.2.1 in "), "{s:?}");
+    }
+
+    #[tokio::test]
+    async fn when_every_server_fails_each_is_named_with_its_share_of_the_time() {
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let silent_addr = silent.local_addr().unwrap();
+        let servfail = responder(ResponseCode::ServFail, None).await;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let s = probe()
+            .ask_in_turn(&[silent_addr, servfail], deadline)
+            .await;
+        assert_eq!(
+            s.message,
+            format!("A www.test: {silent_addr}: no answer within 1s; SERVFAIL from {servfail}")
+        );
+        // One server in trouble: its answer is the reason.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let s = probe().ask_in_turn(&[servfail], deadline).await;
+        assert_eq!(s.message, format!("A www.test: SERVFAIL (from {servfail})"));
     }
 
     #[test]
