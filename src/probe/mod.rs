@@ -6,6 +6,8 @@
 //! Adding a kind: one file here, one variant in [`Spec`] and [`Probe`], one match arm each.
 
 pub mod api;
+pub mod command;
+pub mod dns;
 pub mod fly;
 pub mod heartbeat;
 pub mod host;
@@ -176,19 +178,23 @@ pub enum Spec {
     Fly(fly::Spec),
     Prometheus(prometheus::Spec),
     Heartbeat(heartbeat::Spec),
+    Command(command::Spec),
+    Dns(dns::Spec),
 }
 
 impl Spec {
     /// The kinds this build knows, as written in `kind = "…"`.
-    pub const KINDS: [&'static str; 8] = [
+    pub const KINDS: [&'static str; 10] = [
         "http",
         "tcp",
         "tls",
-        "postgres",
-        "host",
+        "dns",
         "fly",
+        "postgres",
         "prometheus",
+        "host",
         "heartbeat",
+        "command",
     ];
 
     /// Reads the kind-specific keys of a check of kind `kind`.
@@ -206,6 +212,8 @@ impl Spec {
             "fly" => fly::Spec::deserialize(de).map(Spec::Fly),
             "prometheus" => prometheus::Spec::deserialize(de).map(Spec::Prometheus),
             "heartbeat" => heartbeat::Spec::deserialize(de).map(Spec::Heartbeat),
+            "command" => command::Spec::deserialize(de).map(Spec::Command),
+            "dns" => dns::Spec::deserialize(de).map(Spec::Dns),
             other => Err(D::Error::custom(format!(
                 "unknown kind {other:?} (known: {})",
                 Spec::KINDS.join(", ")
@@ -224,6 +232,8 @@ impl Spec {
             Spec::Fly(_) => "fly",
             Spec::Prometheus(_) => "prometheus",
             Spec::Heartbeat(_) => "heartbeat",
+            Spec::Command(_) => "command",
+            Spec::Dns(_) => "dns",
         }
     }
 
@@ -239,6 +249,8 @@ impl Spec {
             Spec::Fly(s) => s.target(),
             Spec::Prometheus(s) => s.target(),
             Spec::Heartbeat(s) => s.target(),
+            Spec::Command(s) => s.target(),
+            Spec::Dns(s) => s.target(),
         }
     }
 
@@ -255,6 +267,8 @@ impl Spec {
             Spec::Fly(s) => Probe::Fly(s.build(&ctx.roots)?),
             Spec::Prometheus(s) => Probe::Prometheus(s.build(&ctx.roots)?),
             Spec::Heartbeat(s) => Probe::Heartbeat(s.build(&ctx.heartbeats)?),
+            Spec::Command(s) => Probe::Command(s.build()?),
+            Spec::Dns(s) => Probe::Dns(s.build()?),
         })
     }
 
@@ -322,6 +336,8 @@ pub enum Probe {
     Fly(fly::Probe),
     Prometheus(prometheus::Probe),
     Heartbeat(heartbeat::Probe),
+    Command(command::Probe),
+    Dns(dns::Probe),
 }
 
 impl Probe {
@@ -342,6 +358,8 @@ impl Probe {
                 Probe::Fly(p) => p.run(deadline).await,
                 Probe::Prometheus(p) => p.run(deadline).await,
                 Probe::Heartbeat(p) => p.run(deadline).await,
+                Probe::Command(p) => p.run(deadline).await,
+                Probe::Dns(p) => p.run(deadline).await,
             }
         };
         let mut sample = match tokio::time::timeout_at(deadline, run).await {

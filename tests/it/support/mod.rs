@@ -5,6 +5,7 @@
 pub mod alertmanager;
 pub mod app;
 pub mod db;
+pub mod dns;
 pub mod pgcluster;
 pub mod prometheus;
 pub mod proxy;
