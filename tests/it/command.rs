@@ -289,3 +289,44 @@ fn a_good_command_check_loads() {
         "/usr/lib/nagios/plugins/check_load -w 5"
     );
 }
+
+#[tokio::test]
+async fn a_plugins_warning_and_perfdata_reach_the_api() {
+    let db = crate::support::db::TestDb::sqlite();
+    let app = crate::support::app::TestApp::start(&format!(
+        r#"
+[storage]
+url = "{db}"
+
+[checks.disk]
+kind = "command"
+shell = true
+command = ["echo 'DISK WARNING - / is 83% full | used=83%;80;90 free=4.5GB'; exit 1"]
+interval = "200ms"
+failures_before_alert = 1
+"#,
+        db = db.url()
+    ))
+    .await;
+    let samples = support::wait_for("a stored sample", Duration::from_secs(20), || async {
+        let s = app.get_json("/api/v1/checks/disk/samples").await;
+        (!s.as_array().unwrap().is_empty()).then_some(s)
+    })
+    .await;
+    let sample = &samples[0];
+    assert_eq!(sample["color"], "yellow", "{sample}");
+    assert_eq!(
+        sample["message"], "DISK WARNING - / is 83% full",
+        "{sample}"
+    );
+    assert_eq!(sample["metrics"]["used_pct"], 83.0, "{sample}");
+    assert_eq!(
+        sample["metrics"]["free_bytes"],
+        4.5 * 1024.0 * 1024.0 * 1024.0,
+        "{sample}"
+    );
+    let check = app.check("disk").await;
+    assert_eq!(check["color"], "yellow", "{check}");
+    assert_eq!(check["severity"], "medium", "{check}");
+    app.stop().await;
+}
