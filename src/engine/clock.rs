@@ -114,6 +114,7 @@ impl Engine {
                 started_at: inc.started_at,
                 at: resolved_at,
                 batch_at: Some(now + DIGEST_GATHER),
+                heard: Vec::new(),
             };
             let change = IncidentChange::Notify {
                 id: inc.id,

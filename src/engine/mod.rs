@@ -318,6 +318,10 @@ impl Engine {
         let hold = self.hold(check, severity, now);
         let notified = open.as_ref().is_some_and(|o| o.notified);
         let started_at = open.as_ref().map_or(now, |o| o.started_at);
+        let heard = match (&decision, &open) {
+            (Decision::Resolve { .. }, Some(open)) if notified => self.heard_of(open.id).await,
+            _ => Vec::new(),
+        };
         let (change, event) = match decision {
             Decision::Open {
                 severity,
@@ -341,6 +345,7 @@ impl Engine {
                     started_at: now,
                     at: now,
                     batch_at: None,
+                    heard: Vec::new(),
                 }),
             ),
             Decision::Escalate {
@@ -365,6 +370,7 @@ impl Engine {
                     started_at,
                     at: now,
                     batch_at: None,
+                    heard: Vec::new(),
                 }),
             ),
             Decision::Resolve { id, message } => (
@@ -382,6 +388,7 @@ impl Engine {
                     started_at,
                     at: now,
                     batch_at: None,
+                    heard,
                 }),
             ),
         };
@@ -440,6 +447,18 @@ impl Engine {
         }
     }
 
+    /// The channels incident `id`'s notifications went to so far; on a store
+    /// error, none (the routes still apply).
+    async fn heard_of(&mut self, id: i64) -> Vec<String> {
+        match self.store.incident_channels(id).await {
+            Ok(channels) => channels,
+            Err(e) => {
+                tracing::warn!(incident = id, error = %e, "reading who heard of an incident; routing by severity alone");
+                Vec::new()
+            }
+        }
+    }
+
     /// Whether any route sends check `check`'s notifications of `severity` anywhere.
     fn routed(&self, check: usize, severity: Severity) -> bool {
         let labels = &self.checks[check].config.labels;
@@ -461,7 +480,7 @@ impl Engine {
             started_at: facts.started_at,
             at: facts.at,
         };
-        let mut rows = policy::route(&self.routes, &event);
+        let mut rows = policy::route_with(&self.routes, &event, &facts.heard);
         // keeper:channel:NAME is not sent through NAME, the channel it says is failing.
         if let crate::probe::Spec::Keeper(own) = &config.probe
             && let Some(avoid) = own.avoids_channel()
@@ -546,6 +565,8 @@ struct EventFacts {
     at: DateTime<Utc>,
     /// Goes out in this batch rather than by the routes' grouping windows.
     batch_at: Option<DateTime<Utc>>,
+    /// Channels that heard of the incident before: they hear this too.
+    heard: Vec<String>,
 }
 
 impl EventFacts {
@@ -560,6 +581,7 @@ impl EventFacts {
             started_at: open.started_at,
             at,
             batch_at: None,
+            heard: Vec::new(),
         }
     }
 }

@@ -130,9 +130,14 @@ impl Engine {
         }
         let now = Utc::now();
         // Who never heard of it needs no word that it is taken care of.
-        let event = open
-            .notified
-            .then(|| EventFacts::of(&open, EventKind::Acknowledged, now));
+        let event = match open.notified {
+            true => {
+                let mut event = EventFacts::of(&open, EventKind::Acknowledged, now);
+                event.heard = self.heard_of(id).await;
+                Some(event)
+            }
+            false => None,
+        };
         let change = IncidentChange::Acknowledge { id, by, at: now };
         let incident = self.commit(i, change, event).await?;
         if let Some(open) = &mut self.checks[i].open {

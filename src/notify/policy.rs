@@ -33,6 +33,13 @@ pub struct Event<'a> {
 
 /// One outbox row per channel of every route matching the event.
 pub fn route(routes: &[Route], event: &Event<'_>) -> Vec<Outgoing> {
+    route_with(routes, event, &[])
+}
+
+/// [`route`], plus the channels in `heard` (those an incident's earlier
+/// notifications went to): whoever heard it open hears it acknowledged and
+/// resolved, even when the incident's severity has since left their route.
+pub fn route_with(routes: &[Route], event: &Event<'_>, heard: &[String]) -> Vec<Outgoing> {
     let mut channels: Vec<&str> = Vec::new();
     for r in routes
         .iter()
@@ -42,6 +49,11 @@ pub fn route(routes: &[Route], event: &Event<'_>) -> Vec<Outgoing> {
             if !channels.contains(&ch.as_str()) {
                 channels.push(ch);
             }
+        }
+    }
+    for ch in heard {
+        if !channels.contains(&ch.as_str()) {
+            channels.push(ch);
         }
     }
     let notification = Notification {

@@ -337,6 +337,11 @@ impl Store {
         each!(self, s => s.samples(check, since, limit).await)
     }
 
+    /// The channels incident `id`'s notifications were queued for, whatever became of them.
+    pub async fn incident_channels(&self, id: i64) -> Result<Vec<String>, StoreError> {
+        each!(self, s => s.incident_channels(id).await)
+    }
+
     /// The newest sample of each check.
     pub async fn latest_samples(&self) -> Result<Vec<SampleRow>, StoreError> {
         each!(self, s => s.latest_samples().await)

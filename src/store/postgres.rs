@@ -150,6 +150,16 @@ impl PgStore {
         records.into_iter().map(SampleRecord::into_row).collect()
     }
 
+    pub async fn incident_channels(&self, id: i64) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT DISTINCT channel FROM outbox WHERE incident_id = $1 ORDER BY channel",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .doing("reading the channels an incident went to")
+    }
+
     pub async fn latest_samples(&self) -> Result<Vec<SampleRow>, StoreError> {
         let records: Vec<SampleRecord> = sqlx::query_as(
             "SELECT DISTINCT ON (check_name) check_name, at, duration_ms, up, color, \

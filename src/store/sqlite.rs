@@ -187,6 +187,16 @@ impl SqliteStore {
         records.into_iter().map(SampleRecord::into_row).collect()
     }
 
+    pub async fn incident_channels(&self, id: i64) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT DISTINCT channel FROM outbox WHERE incident_id = ? ORDER BY channel",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .doing("reading the channels an incident went to")
+    }
+
     pub async fn latest_samples(&self) -> Result<Vec<SampleRow>, StoreError> {
         let records: Vec<SampleRecord> = sqlx::query_as(
             "SELECT s.check_name, s.at, s.duration_ms, s.up, s.color, s.status_code, \

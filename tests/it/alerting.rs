@@ -870,3 +870,73 @@ successes_before_resolve = 1
     assert_eq!(hook.requests().len(), 1, "{:?}", hook.json_bodies());
     app.stop().await;
 }
+
+#[tokio::test]
+async fn whoever_heard_an_incident_open_hears_it_resolve_after_an_escalation() {
+    let db = crate::support::db::TestDb::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let code = dir.path().join("code");
+    std::fs::write(&code, "0").unwrap();
+    let chat = Receiver::start().await;
+    let pager = Receiver::start().await;
+    // A plugin whose exit code the test sets: 1 yellow (medium), 2 red (critical), 0 green.
+    let app = TestApp::start(&format!(
+        r#"
+[storage]
+url = "{db}"
+
+[checks.job]
+kind = "command"
+command = ["sh", "-c", "exit $(cat {code})"]
+interval = "100ms"
+failures_before_alert = 1
+successes_before_resolve = 1
+
+[channels.chat]
+kind = "webhook"
+url = "{chat}"
+
+[channels.pager]
+kind = "webhook"
+url = "{pager}"
+
+[[routes]]
+severities = ["medium"]
+channels = ["chat"]
+
+[[routes]]
+severities = ["critical"]
+channels = ["pager"]
+"#,
+        db = db.url(),
+        code = code.display(),
+        chat = chat.url(),
+        pager = pager.url(),
+    ))
+    .await;
+    let states = |rx: &Receiver| -> Vec<String> {
+        rx.json_bodies()
+            .iter()
+            .filter(|b| b["check"] == "job")
+            .map(|b| b["state"].as_str().unwrap().to_string())
+            .collect()
+    };
+    std::fs::write(&code, "1").unwrap();
+    wait_until("chat hears it open", Duration::from_secs(20), || async {
+        states(&chat) == ["opened"]
+    })
+    .await;
+    std::fs::write(&code, "2").unwrap();
+    wait_until(
+        "pager hears it escalate",
+        Duration::from_secs(20),
+        || async { states(&pager) == ["escalated"] },
+    )
+    .await;
+    std::fs::write(&code, "0").unwrap();
+    wait_until("both hear it resolve", Duration::from_secs(20), || async {
+        states(&chat) == ["opened", "resolved"] && states(&pager) == ["escalated", "resolved"]
+    })
+    .await;
+    app.stop().await;
+}
