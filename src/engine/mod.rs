@@ -180,9 +180,17 @@ impl Engine {
     /// while a check fails sends no second "opened" and the recovery resolves
     /// the same incident.
     pub async fn restore(&mut self) -> Result<(), StoreError> {
-        let open = self.store.open_incidents().await?;
+        let (open, orphans): (Vec<Incident>, Vec<Incident>) = self
+            .store
+            .open_incidents()
+            .await?
+            .into_iter()
+            .partition(|inc| self.checks.iter().any(|rt| *rt.config.name == inc.check));
         let latest = self.store.latest_samples().await?;
         let now = Utc::now();
+        for orphan in &orphans {
+            self.close_orphan(orphan, now).await?;
+        }
         self.silences = self.store.silences(now).await?;
         for (i, rt) in self.checks.iter_mut().enumerate() {
             if let Some(inc) = open.iter().find(|inc| inc.check == *rt.config.name) {
@@ -214,6 +222,41 @@ impl Engine {
             self.metrics.set_status(i, state.color);
         }
         self.publish_open_counts();
+        Ok(())
+    }
+
+    /// Resolves an open incident whose check is no longer in the config:
+    /// nothing would ever resolve it otherwise. Whoever heard it open hears why.
+    async fn close_orphan(&mut self, inc: &Incident, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let message = "resolved: the check is no longer in the config".to_string();
+        let heard = match inc.notified_at {
+            Some(_) => self.store.incident_channels(inc.id).await?,
+            None => Vec::new(),
+        };
+        let labels = BTreeMap::new();
+        let event = policy::Event {
+            check: &inc.check,
+            labels: &labels,
+            kind: EventKind::Resolved,
+            incident: inc.id,
+            severity: inc.severity,
+            color: Color::Green,
+            message: &message,
+            started_at: inc.started_at,
+            at: now,
+        };
+        let rows = policy::route_with(&[], &event, &heard);
+        let queued = rows.len();
+        let change = IncidentChange::Resolve {
+            id: inc.id,
+            message,
+            at: now,
+        };
+        self.store.record(change, rows).await?;
+        tracing::info!(check = %inc.check, incident = inc.id, notifications = queued, "incident of a check no longer configured resolved");
+        if queued > 0 {
+            self.outbox.notify_one();
+        }
         Ok(())
     }
 

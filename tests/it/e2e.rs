@@ -161,6 +161,35 @@ both_backends!(
 );
 
 #[tokio::test]
+async fn an_incident_of_a_check_removed_from_the_config_resolves_at_start() {
+    crate::support::init();
+    let db = crate::support::db::TestDb::sqlite();
+    let target = Target::start().await;
+    target.set_status(500);
+    let hook = Receiver::start().await;
+    let smtp = SmtpServer::start().await;
+    let first = TestApp::start(&config(db.url(), &web_check(&target), &hook, &smtp)).await;
+    let id = wait_for_state(&hook, "opened", 1).await[0]["incident"].clone();
+    first.stop().await;
+
+    // The same keeper, the check gone from its config.
+    let second = TestApp::start(&config(db.url(), "", &hook, &smtp)).await;
+    let resolved = wait_for_state(&hook, "resolved", 1).await;
+    assert_eq!(resolved[0]["incident"], id);
+    assert_eq!(resolved[0]["check"], "web");
+    assert!(
+        resolved[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no longer in the config"),
+        "{resolved:?}"
+    );
+    let incidents = second.get_json("/api/v1/incidents?state=open").await;
+    assert_eq!(incidents, serde_json::json!([]));
+    second.stop().await;
+}
+
+#[tokio::test]
 async fn certificate_expiring_in_five_days_opens_a_high_incident() {
     crate::support::init();
     let db = crate::support::db::TestDb::sqlite();
