@@ -174,6 +174,15 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
         metrics: metrics.clone(),
         outbox: outbox.waker(),
         direct: outbox.direct(),
+        resend: config
+            .channels
+            .iter()
+            .filter_map(|c| {
+                c.spec
+                    .resend_interval()
+                    .map(|every| (c.name.clone(), every))
+            })
+            .collect(),
         queue: 4096,
     });
     engine.restore().await.map_err(|source| AppError::Store {

@@ -19,6 +19,7 @@ impl Engine {
         self.silences.retain(|s| s.ends_at > now);
         self.release_held(now).await;
         self.remind(now).await;
+        self.resend_open(now).await;
         if self.next_digest.is_some_and(|at| now >= at) {
             self.send_digest(now).await;
             self.next_digest = self.digest.as_ref().and_then(|d| d.next_after(now));
@@ -122,6 +123,52 @@ impl Engine {
                 at: now,
             };
             let _ = self.commit(i, change, Some(event)).await;
+        }
+    }
+
+    /// Tells each forgetful channel (Alertmanager) again about every open
+    /// incident it heard of, once per its `resend`: directly, without a row
+    /// in the outbox or the timeline, since it repeats what was said.
+    async fn resend_open(&mut self, now: DateTime<Utc>) {
+        let due: Vec<String> = self
+            .resend
+            .iter_mut()
+            .filter(|(_, _, next)| now >= *next)
+            .map(|(channel, every, next)| {
+                *next = now + chrono::Duration::from_std(*every).unwrap_or_default();
+                channel.clone()
+            })
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        for i in 0..self.checks.len() {
+            let Some(open) = self.checks[i].open.clone() else {
+                continue;
+            };
+            if !open.notified || open.id == super::offline::OFFLINE {
+                continue;
+            }
+            let heard = self.heard_of(open.id).await;
+            let channels: Vec<String> = due.iter().filter(|c| heard.contains(c)).cloned().collect();
+            if channels.is_empty() {
+                continue;
+            }
+            let event = EventFacts::of(&open, EventKind::Reminder, now);
+            let config = &self.checks[i].config;
+            let facts = crate::notify::policy::Event {
+                check: &config.name,
+                labels: &config.labels,
+                kind: event.kind,
+                incident: event.incident,
+                severity: event.severity,
+                color: event.color,
+                message: &event.message,
+                started_at: event.started_at,
+                at: now,
+            };
+            let rows = crate::notify::policy::route_with(&[], &facts, &channels);
+            self.direct.send(rows);
         }
     }
 

@@ -74,8 +74,11 @@ pub struct Engine {
     board: Board,
     metrics: Metrics,
     outbox: Arc<Notify>,
-    /// Sends without the store: `keeper:storage`'s incident while the store is away.
+    /// Sends without the store: `keeper:storage`'s incident while the store is
+    /// away, and the re-sends of open incidents to forgetful channels.
     direct: Direct,
+    /// Per forgetful channel: how often, and when next.
+    resend: Vec<(String, Duration, DateTime<Utc>)>,
     store_backoff_until: Option<Instant>,
 }
 
@@ -94,6 +97,9 @@ pub struct Parts {
     pub outbox: Arc<Notify>,
     /// The outbox worker's way around the store.
     pub direct: Direct,
+    /// Channels that forget an incident unless told again, and how often
+    /// (Alertmanager's `resend`).
+    pub resend: Vec<(String, Duration)>,
     /// Samples that may wait for the engine.
     pub queue: usize,
 }
@@ -156,6 +162,14 @@ impl Engine {
             metrics: parts.metrics,
             outbox: parts.outbox,
             direct: parts.direct,
+            resend: parts
+                .resend
+                .into_iter()
+                .map(|(channel, every)| {
+                    let next = Utc::now() + chrono::Duration::from_std(every).unwrap_or_default();
+                    (channel, every, next)
+                })
+                .collect(),
             store_backoff_until: None,
         };
         let handle = EngineHandle {

@@ -3,7 +3,8 @@
 //!
 //! Alertmanager owns routing, grouping and silences from there on. A firing
 //! alert ends [`render::ALERTMANAGER_HORIZON_HOURS`] ahead unless keeper sends
-//! again (a reminder, an escalation, the ack); a resolve ends it at once.
+//! again: on every event, and every `resend` (1h by default) while the
+//! incident is open, whatever else happens; a resolve ends it at once.
 //! Alertmanager answers 200; 400 is permanent, 5xx retried (the shared rule of
 //! [`super::webhook::post_json`]). Headers (basic auth for a proxy, say) are
 //! secrets and never shown.
@@ -26,7 +27,13 @@ pub struct Spec {
     /// Extra request headers (an `Authorization` for a proxy in front, say).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// How often an open incident's alert is sent again, so Alertmanager
+    /// keeps it firing (default 1h; the alert's `endsAt` is a day ahead).
+    pub resend: Option<crate::config::value::HumanDuration>,
 }
+
+/// How often an open incident is re-sent when `resend` is not set.
+pub const DEFAULT_RESEND: std::time::Duration = std::time::Duration::from_secs(3600);
 
 #[derive(Clone)]
 pub struct Alertmanager {

@@ -174,6 +174,21 @@ impl ChannelSpec {
         }
     }
 
+    /// How often an open incident must be sent again for the receiver to
+    /// keep it active (Alertmanager forgets an alert at its `endsAt`); `None`
+    /// for channels that remember.
+    pub fn resend_interval(&self) -> Option<Duration> {
+        match self {
+            ChannelSpec::Alertmanager(s) => Some(
+                s.resend
+                    .as_ref()
+                    .map_or(alertmanager::DEFAULT_RESEND, |d| d.0)
+                    .max(Duration::from_secs(1)),
+            ),
+            _ => None,
+        }
+    }
+
     /// The pace a channel keeps by default, from the service's documented
     /// limits (external-apis.md §5): Slack about one message a second per
     /// webhook, Discord 5 per 2 s, Teams 4 per second; the rest unpaced.

@@ -30,11 +30,10 @@ pub const ALERTNAME: &str = "KeeperCheckFailing";
 /// How far ahead of `at` a firing alert's `endsAt` is set, in hours.
 ///
 /// Alertmanager resolves an alert by itself at `endsAt` unless the client
-/// re-sends it. keeper sends on open, escalation, each reminder and the ack,
-/// each one pushing `endsAt` on; an incident with none of those for a day
-/// would show resolved in Alertmanager while still open in keeper. Shorter
-/// would expire incidents without reminders; a lost resolve cannot happen
-/// (the outbox retries it), so a long horizon costs little.
+/// re-sends it. keeper sends on every event and re-sends each open incident
+/// every `resend` (1h by default), each push moving `endsAt` on; a day leaves
+/// room for a keeper restarting or a resend lost. A lost resolve cannot
+/// happen (the outbox retries it), so a long horizon costs little.
 pub const ALERTMANAGER_HORIZON_HOURS: i64 = 24;
 
 /// `[CRITICAL] web opened: GET https://…: 503 Service Unavailable`.

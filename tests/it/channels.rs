@@ -16,7 +16,7 @@ use sha2::Sha256;
 
 use crate::support::alertmanager::AlertmanagerServer;
 use crate::support::receiver::{Receiver, Recorded, Reply};
-use crate::support::{init, wait_for};
+use crate::support::{init, wait_for, wait_until};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -406,6 +406,7 @@ async fn alertmanager_shows_the_alert_active_then_gone_once_resolved() {
     let channel = ChannelSpec::Alertmanager(alertmanager::Spec {
         url: am.url(),
         headers: BTreeMap::new(),
+        resend: None,
     })
     .build(&http())
     .expect("alertmanager spec");
@@ -462,4 +463,73 @@ async fn alertmanager_shows_the_alert_active_then_gone_once_resolved() {
         keeper_alerts(&am).await.is_empty().then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn alertmanager_hears_an_open_incident_again_every_resend_until_it_resolves() {
+    let db = crate::support::db::TestDb::sqlite();
+    let target = crate::support::target::Target::start().await;
+    target.set_status(503);
+    let am = Receiver::start().await;
+    let app = crate::support::app::TestApp::start(&format!(
+        r#"
+[storage]
+url = "{db}"
+
+[checks.web]
+kind = "http"
+url = "{web}"
+interval = "200ms"
+
+[channels.am]
+kind = "alertmanager"
+url = "{am}"
+resend = "1s"
+
+[[routes]]
+channels = ["am"]
+"#,
+        db = db.url(),
+        web = target.url("/"),
+        am = am.url(),
+    ))
+    .await;
+    // The opening, then at least two re-sends a second apart, each still firing a day ahead.
+    let posts = am.wait_for_json(3, WAIT).await;
+    for post in &posts {
+        let web: Vec<&serde_json::Value> = post
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["labels"]["severity"] == "critical")
+            .collect();
+        assert_eq!(web.len(), 1, "{post}");
+        let ends: chrono::DateTime<Utc> = web[0]["endsAt"].as_str().unwrap().parse().unwrap();
+        assert!(ends > Utc::now() + chrono::Duration::hours(23), "{post}");
+    }
+    target.set_status(200);
+    let resolved = |posts: &[serde_json::Value]| {
+        posts.iter().position(|p| {
+            p.as_array().unwrap().iter().all(|a| {
+                a["endsAt"]
+                    .as_str()
+                    .unwrap()
+                    .parse::<chrono::DateTime<Utc>>()
+                    .unwrap()
+                    <= Utc::now()
+            })
+        })
+    };
+    let at = wait_for("the resolve", WAIT, || async {
+        resolved(&am.json_bodies())
+    })
+    .await;
+    // Two more resend periods: nothing is sent again for a resolved incident.
+    let seen = target.requests();
+    wait_until("ten probes", WAIT, || async {
+        target.requests() >= seen + 10
+    })
+    .await;
+    assert_eq!(am.json_bodies().len(), at + 1, "{:?}", am.json_bodies());
+    app.stop().await;
 }
