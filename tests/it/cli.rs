@@ -4,17 +4,10 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support;
+use crate::support::{self, free_port};
 
 fn keeper() -> Command {
     Command::new(env!("CARGO_BIN_EXE_keeper"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 #[test]

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::support::app::TestApp;
 use crate::support::db::{TestDb, both_backends};
-use crate::support::{wait_for, wait_until};
+use crate::support::{free_port, wait_for, wait_until};
 
 const TOKEN: &str = "backup-token-0123456789";
 const WAIT: Duration = Duration::from_secs(15);
@@ -281,13 +281,6 @@ async fn an_oversized_ping_body_is_refused_with_413() {
     assert!(stored(&db).await.last_success.is_some());
     wait_for_state(&app, "green", "last ping").await;
     app.stop().await;
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 fn check_config(path: &Path) -> String {

@@ -4,6 +4,7 @@
 //! temporary directory. Panics with the install hint when the binary is
 //! missing; killed when the [`AlertmanagerServer`] is dropped.
 
+use super::free_port;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -77,29 +78,7 @@ impl AlertmanagerServer {
 
     async fn wait_ready(&mut self) {
         let url = format!("{}/-/ready", self.url());
-        let what = format!("{BINARY} answers {url}");
-        let child = &mut self.child;
-        let start = std::time::Instant::now();
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("{BINARY} exited while starting: {status}");
-            }
-            if let Ok(r) = reqwest::get(&url).await
-                && r.status().is_success()
-            {
-                return;
-            }
-            if start.elapsed() > Duration::from_secs(20) {
-                panic!("timed out waiting until {what}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        crate::support::wait_http_ready(&mut self.child, BINARY, &url, Duration::from_secs(20))
+            .await;
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("finding a free port on 127.0.0.1")
 }

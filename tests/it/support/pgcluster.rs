@@ -7,6 +7,7 @@
 //! command runs as the `postgres` user through `runuser`, in a directory
 //! owned by it. Blocking: call it from a test before anything else runs.
 
+use super::free_port;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -154,13 +155,6 @@ fn server_bin() -> PathBuf {
         .pop()
         .map(|(_, bin)| bin)
         .unwrap_or_else(|| panic!("no initdb under {}", root.display()))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("binding a free loopback port")
-        .port()
 }
 
 fn run(cmd: &mut Command) {

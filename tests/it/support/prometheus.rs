@@ -4,8 +4,9 @@
 //! targets the test names. Panics with the install hint when the binary is
 //! missing; killed when the [`PrometheusServer`] is dropped.
 
+use super::free_port;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const BINARY: &str = "prometheus";
 
@@ -95,27 +96,7 @@ impl PrometheusServer {
 
     async fn wait_ready(&mut self) {
         let url = format!("{}/-/ready", self.url());
-        let start = Instant::now();
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("{BINARY} exited while starting: {status}");
-            }
-            if let Ok(r) = reqwest::get(&url).await
-                && r.status().is_success()
-            {
-                return;
-            }
-            if start.elapsed() > Duration::from_secs(30) {
-                panic!("timed out waiting until {BINARY} answers {url}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        crate::support::wait_http_ready(&mut self.child, BINARY, &url, Duration::from_secs(30))
+            .await;
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("finding a free port on 127.0.0.1")
 }

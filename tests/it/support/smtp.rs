@@ -8,6 +8,7 @@
 //! `python3` on PATH if it can import aiosmtpd; panics with the install hint
 //! otherwise. The child is killed when the [`SmtpServer`] is dropped.
 
+use super::free_port;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -223,14 +224,6 @@ fn read_message(path: &Path) -> Received {
     let text =
         std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
-}
-
-/// A port free right now on 127.0.0.1 (aiosmtpd binds it itself).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("finding a free port on 127.0.0.1")
 }
 
 /// Debian's python3 first (python3-aiosmtpd), then the one on PATH.
