@@ -1,0 +1,3 @@
+//! Log streams (DESIGN.md §2, kind `log`): the sources that deliver raw lines.
+
+pub mod ingest;
