@@ -14,6 +14,7 @@ mod durability;
 mod e2e;
 mod fly;
 mod heartbeat;
+mod ingest;
 mod metrics;
 mod notify;
 mod probe_host;
