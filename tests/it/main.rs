@@ -13,6 +13,7 @@ mod dns;
 mod durability;
 mod e2e;
 mod fly;
+mod flylogs;
 mod heartbeat;
 mod ingest;
 mod metrics;
