@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::engine::{Board, Engine, Parts};
 use crate::http::{self, AppState};
+use crate::logs::ingest;
 use crate::metrics::Metrics;
 use crate::notify::health::ChannelHealth;
 use crate::notify::outbox::Outbox;
@@ -59,6 +60,7 @@ pub async fn open_store(config: &Config) -> Result<Store, AppError> {
 pub struct Keeper {
     addr: SocketAddr,
     board: Board,
+    ingest: ingest::Registry,
     shutdown: CancellationToken,
     done: JoinHandle<Result<(), AppError>>,
 }
@@ -71,6 +73,11 @@ impl Keeper {
 
     pub fn board(&self) -> &Board {
         &self.board
+    }
+
+    /// The log ingest sources `POST /ingest/{source}` delivers to.
+    pub fn ingest(&self) -> &ingest::Registry {
+        &self.ingest
     }
 
     /// Stops scheduling, lets in-flight probes finish (or abandons them after
@@ -209,6 +216,8 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
         .unwrap_or_else(|| format!("http://{addr}"));
     heartbeats.attach(store.clone(), wakes, &names, ping_base);
     let scheduler_running = Arc::new(AtomicBool::new(true));
+    // Empty until `log` checks with `ingest = "SOURCE"` register their sources.
+    let ingest = ingest::Registry::default();
     let router = http::router(AppState {
         board: board.clone(),
         metrics: metrics.clone(),
@@ -217,6 +226,7 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
         api_token: config.server.api_token.clone().map(Arc::from),
         scheduler_running: scheduler_running.clone(),
         heartbeats: heartbeats.clone(),
+        ingest: ingest.clone(),
     });
 
     let shutdown = CancellationToken::new();
@@ -298,6 +308,7 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
     Ok(Keeper {
         addr,
         board,
+        ingest,
         shutdown,
         done,
     })

@@ -1,11 +1,12 @@
 //! keeper's one HTTP listener (DESIGN.md §7): metrics, liveness and readiness,
-//! the JSON API and heartbeat pings. Routing and shared state here; handlers
-//! in their files.
+//! the JSON API, heartbeat pings and log ingest. Routing and shared state
+//! here; handlers in their files.
 
 mod api;
 mod auth;
 mod error;
 mod incidents;
+mod ingest;
 mod ping;
 mod silences;
 
@@ -25,7 +26,8 @@ use crate::engine::{Board, EngineHandle};
 use crate::metrics::Metrics;
 use crate::store::Store;
 
-/// The largest request body accepted (API bodies are small JSON).
+/// The largest request body accepted (API bodies are small JSON; pings and
+/// ingest read their bodies with limits of their own).
 const BODY_LIMIT: usize = 64 * 1024;
 
 /// What handlers share.
@@ -42,6 +44,8 @@ pub struct AppState {
     pub scheduler_running: Arc<AtomicBool>,
     /// Heartbeat tokens and signals: `/ping/{token}` records into it.
     pub heartbeats: crate::probe::heartbeat::Registry,
+    /// Log ingest sources: `/ingest/{source}` delivers into it.
+    pub ingest: crate::logs::ingest::Registry,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -56,6 +60,7 @@ pub fn router(state: AppState) -> Router {
                 .merge(silences::router()),
         )
         .merge(ping::router())
+        .merge(ingest::router())
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -10,6 +10,7 @@ use std::error::Error as _;
 use std::fmt;
 
 use bytes::Bytes;
+use http::HeaderMap;
 use http::StatusCode;
 use http::header::{AUTHORIZATION, HeaderValue};
 use serde::Deserialize;
@@ -121,10 +122,11 @@ pub fn host_port(url: &Url) -> String {
     }
 }
 
-/// An answer as read: its status and its whole body (at most [`BODY_LIMIT`]).
+/// An answer as read: its status, its headers and its whole body (at most [`BODY_LIMIT`]).
 #[derive(Debug)]
 pub struct Reply {
     pub status: StatusCode,
+    pub headers: HeaderMap,
     pub body: Bytes,
 }
 
@@ -141,6 +143,7 @@ pub async fn get(
     }
     let mut response = request.send().await.map_err(|e| reason(&e))?;
     let status = response.status();
+    let headers = response.headers().clone();
     let too_large = || format!("answer larger than {} MiB", BODY_LIMIT / (1024 * 1024));
     if response
         .content_length()
@@ -161,6 +164,7 @@ pub async fn get(
     }
     Ok(Reply {
         status,
+        headers,
         body: Bytes::from(body),
     })
 }
