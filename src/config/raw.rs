@@ -96,7 +96,27 @@ fn at_least_one(key: &str, v: Option<Spanned<u32>>, errors: &mut Collector) -> O
 #[serde(deny_unknown_fields)]
 pub struct SeverityWindow {
     pub repeat: Option<HumanDuration>,
-    pub digest: Option<Crontab>,
+    pub digest: Option<Digest>,
+}
+
+/// `low.digest`: a crontab, or `"off"` (low incidents then page one by one
+/// and repeat every `low.repeat`, like the other severities).
+#[derive(Debug)]
+pub enum Digest {
+    Off,
+    At(Crontab),
+}
+
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(de)?;
+        if s == "off" {
+            return Ok(Digest::Off);
+        }
+        s.parse().map(Digest::At).map_err(|e| {
+            serde::de::Error::custom(format!("invalid crontab schedule (or \"off\") {s:?}: {e}"))
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -127,7 +147,11 @@ impl Severities {
                     .map_or(Duration::from_secs(default_s), |d| d.0),
             );
             if severity == Severity::Low {
-                low_digest = window.digest.or_else(|| "0 9 * * *".parse().ok());
+                low_digest = match window.digest {
+                    Some(Digest::Off) => None,
+                    Some(Digest::At(at)) => Some(at),
+                    None => "0 9 * * *".parse().ok(),
+                };
             }
         }
         ResolvedSeverities { repeat, low_digest }

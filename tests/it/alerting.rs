@@ -940,3 +940,37 @@ channels = ["pager"]
     .await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn with_the_digest_off_a_low_incident_pages_at_once() {
+    let db = crate::support::db::TestDb::sqlite();
+    let target = Target::start().await;
+    target.set_status(503);
+    let hook = Receiver::start().await;
+    let app = TestApp::start(&format!(
+        r#"
+[storage]
+url = "{db}"
+
+[severities]
+low = {{ digest = "off" }}
+
+[checks.docs]
+kind = "http"
+url = "{url}"
+interval = "100ms"
+down_severity = "low"
+
+{hook}
+"#,
+        db = db.url(),
+        url = target.url("/"),
+        hook = hook.webhook_route(),
+    ))
+    .await;
+    let opened = hook.wait_for_json(1, Duration::from_secs(20)).await;
+    assert_eq!(opened[0]["check"], "docs", "{opened:?}");
+    assert_eq!(opened[0]["state"], "opened", "{opened:?}");
+    assert_eq!(opened[0]["severity"], "low", "{opened:?}");
+    app.stop().await;
+}

@@ -254,3 +254,42 @@ fn watchdog_makes_keepers_own_checks_and_reserves_their_names() {
     );
     assert!(err.contains("keeper's own"), "{err}");
 }
+
+#[test]
+fn the_low_digest_has_a_default_a_crontab_or_off() {
+    let default = parse(BASE).unwrap();
+    assert_eq!(
+        default
+            .severities
+            .low_digest
+            .as_ref()
+            .map(|d| d.source.as_str()),
+        Some("0 9 * * *")
+    );
+    let monday = parse(&format!(
+        "{BASE}\n[severities]\nlow = {{ digest = \"0 9 * * 1\" }}\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        monday
+            .severities
+            .low_digest
+            .as_ref()
+            .map(|d| d.source.as_str()),
+        Some("0 9 * * 1")
+    );
+    let off = parse(&format!(
+        "{BASE}\n[severities]\nlow = {{ repeat = \"12h\", digest = \"off\" }}\n"
+    ))
+    .unwrap();
+    assert!(off.severities.low_digest.is_none());
+    assert_eq!(
+        off.severities.repeat[&keeper::classify::Severity::Low],
+        std::time::Duration::from_secs(12 * 3600)
+    );
+    let err = one_error(&format!(
+        "{BASE}\n[severities]\nlow = {{ digest = \"never\" }}\n"
+    ));
+    assert!(err.starts_with("keeper.toml:7:"), "{err}");
+    assert!(err.contains("\"off\""), "{err}");
+}
