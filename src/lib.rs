@@ -19,6 +19,7 @@ pub mod config;
 pub mod engine;
 pub mod http;
 pub mod incident;
+pub mod logs;
 pub mod metrics;
 pub mod notify;
 pub mod probe;
