@@ -14,6 +14,7 @@ mod durability;
 mod e2e;
 mod fly;
 mod heartbeat;
+mod logs;
 mod metrics;
 mod notify;
 mod probe_host;
