@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::engine::{Board, Engine, Parts};
 use crate::http::{self, AppState};
 use crate::logs::ingest;
+use crate::logs;
 use crate::metrics::Metrics;
 use crate::notify::health::ChannelHealth;
 use crate::notify::outbox::Outbox;
@@ -209,6 +210,10 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
         source,
     })?;
     let (wakes, wake_requests) = scheduler::wakes(1024);
+    // Log checks: a critical line wakes its check. `log_feeds` maps each log
+    // check to its feed and source: file sources are followed here.
+    let log_feeds = probe_context.logs.clone();
+    log_feeds.attach(&wakes, &names);
     let ping_base = config
         .server
         .public_url
@@ -241,6 +246,8 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
                 .await
         }
     });
+    // Each log file is opened now (at its end unless from_start), then followed in its own task.
+    let log_tasks = logs::file::spawn_all(&log_feeds, &shutdown).await;
     let writer_task = tokio::spawn(writer.run(stop_writer.clone()));
     let outbox_task = tokio::spawn(outbox.run(stop_workers.clone()));
     let engine_task = tokio::spawn(engine.run(engine_inputs));
@@ -280,6 +287,9 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
             shutdown.cancel();
             scheduler_running.store(false, Ordering::Release);
             let _ = scheduler_task.await;
+            for task in log_tasks {
+                let _ = task.await;
+            }
             let _ = engine_task.await;
             // The writer flushes while the outbox finishes its sends and retention stops.
             stop_writer.cancel();

@@ -118,6 +118,8 @@ pub enum Metric {
     /// A value with no meaning of its own (a PromQL result): no default
     /// levels, the check's `thresholds = { value = … }` give its bands.
     Value,
+    /// HTTP 401 and 403 responses per minute in a log stream (credential stuffing).
+    AuthFailuresPerMin,
 }
 
 /// Which way a metric gets worse.
@@ -130,7 +132,7 @@ pub enum Direction {
 }
 
 impl Metric {
-    pub const ALL: [Metric; 10] = [
+    pub const ALL: [Metric; 11] = [
         Metric::UptimePct,
         Metric::LatencyMs,
         Metric::ErrorRatePct,
@@ -141,6 +143,7 @@ impl Metric {
         Metric::CertDaysLeft,
         Metric::ConnectionsPct,
         Metric::Value,
+        Metric::AuthFailuresPerMin,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -155,6 +158,7 @@ impl Metric {
             Metric::CertDaysLeft => "cert_days_left",
             Metric::ConnectionsPct => "connections_pct",
             Metric::Value => "value",
+            Metric::AuthFailuresPerMin => "auth_failures_per_min",
         }
     }
 
@@ -186,6 +190,8 @@ impl Metric {
             Metric::DiskPct => (80.0, 90.0),
             Metric::CertDaysLeft => (30.0, 7.0),
             Metric::ConnectionsPct => (80.0, 95.0),
+            // A few mistyped passwords a minute is normal; one a second is an attack.
+            Metric::AuthFailuresPerMin => (10.0, 60.0),
             Metric::Value => return Levels(Vec::new()),
         };
         let mut levels = Levels::short(self, yellow, red);
@@ -445,6 +451,10 @@ mod tests {
             (Metric::CpuPct, 65.0, (Yellow, Some(Medium))),
             (Metric::QueryMs, 50.0, (Green, None)),
             (Metric::DiskPct, 95.0, (Red, Some(High))),
+            (Metric::AuthFailuresPerMin, 9.9, (Green, None)),
+            (Metric::AuthFailuresPerMin, 10.0, (Yellow, Some(Medium))),
+            (Metric::AuthFailuresPerMin, 60.0, (Yellow, Some(Medium))),
+            (Metric::AuthFailuresPerMin, 61.0, (Red, Some(High))),
         ];
         for (metric, value, want) in cases {
             assert_eq!(verdict(metric, value), want, "{metric} = {value}");

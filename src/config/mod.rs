@@ -564,6 +564,18 @@ fn kind_claims(kind: Option<&str>) -> &'static [&'static str] {
 /// down), and alerts and resolves on the first sample: its evaluations are
 /// exact readings of the pings received, with no blips to ride out.
 fn kind_defaults(kind: &str, common: &mut raw::Common) {
+    if kind == "log" {
+        // A log check's samples are readings of a sliding window, already
+        // smoothed: the first bad one alerts (a critical line must page at
+        // once); two good ones resolve, so a rate hovering at a threshold
+        // does not flap.
+        common
+            .failures_before_alert
+            .get_or_insert_with(|| Spanned::new(0..0, 1));
+        common
+            .successes_before_resolve
+            .get_or_insert_with(|| Spanned::new(0..0, 2));
+    }
     if kind == "heartbeat" {
         let interval = HumanDuration(probe::heartbeat::DEFAULT_INTERVAL);
         common

@@ -66,6 +66,12 @@ impl Token {
         Ok(value)
     }
 
+    /// The token as configured, for the one place that compares or sends it
+    /// (an ingest source's auth check). Never log or show it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
     /// `text` with every occurrence of the token replaced by `***`, for
     /// quoting a server that echoes what it was sent.
     pub fn scrub(&self, text: &str) -> String {

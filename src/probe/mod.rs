@@ -13,6 +13,7 @@ pub mod heartbeat;
 pub mod host;
 pub mod http;
 pub mod keeper;
+pub mod log;
 pub mod postgres;
 pub mod prometheus;
 pub mod tcp;
@@ -180,11 +181,12 @@ pub enum Spec {
     Heartbeat(heartbeat::Spec),
     Command(command::Spec),
     Dns(dns::Spec),
+    Log(log::Spec),
 }
 
 impl Spec {
     /// The kinds this build knows, as written in `kind = "…"`.
-    pub const KINDS: [&'static str; 10] = [
+    pub const KINDS: [&'static str; 11] = [
         "http",
         "tcp",
         "tls",
@@ -195,6 +197,7 @@ impl Spec {
         "host",
         "heartbeat",
         "command",
+        "log",
     ];
 
     /// Reads the kind-specific keys of a check of kind `kind`.
@@ -214,6 +217,7 @@ impl Spec {
             "heartbeat" => heartbeat::Spec::deserialize(de).map(Spec::Heartbeat),
             "command" => command::Spec::deserialize(de).map(Spec::Command),
             "dns" => dns::Spec::deserialize(de).map(Spec::Dns),
+            "log" => log::Spec::deserialize(de).map(Spec::Log),
             other => Err(D::Error::custom(format!(
                 "unknown kind {other:?} (known: {})",
                 Spec::KINDS.join(", ")
@@ -234,6 +238,7 @@ impl Spec {
             Spec::Heartbeat(_) => "heartbeat",
             Spec::Command(_) => "command",
             Spec::Dns(_) => "dns",
+            Spec::Log(_) => "log",
         }
     }
 
@@ -251,6 +256,7 @@ impl Spec {
             Spec::Heartbeat(s) => s.target(),
             Spec::Command(s) => s.target(),
             Spec::Dns(s) => s.target(),
+            Spec::Log(s) => s.target(),
         }
     }
 
@@ -269,6 +275,7 @@ impl Spec {
             Spec::Heartbeat(s) => Probe::Heartbeat(s.build(&ctx.heartbeats)?),
             Spec::Command(s) => Probe::Command(s.build()?),
             Spec::Dns(s) => Probe::Dns(s.build()?),
+            Spec::Log(s) => Probe::Log(s.build(&ctx.logs)?),
         })
     }
 
@@ -277,6 +284,7 @@ impl Spec {
     pub fn problems(&self) -> Vec<SpecProblem> {
         match self {
             Spec::Heartbeat(s) => s.problems(),
+            Spec::Log(s) => s.problems(),
             _ => Vec::new(),
         }
     }
@@ -285,6 +293,10 @@ impl Spec {
     pub fn for_check(self, name: &str) -> Spec {
         match self {
             Spec::Heartbeat(s) => Spec::Heartbeat(heartbeat::Spec {
+                check: name.into(),
+                ..s
+            }),
+            Spec::Log(s) => Spec::Log(log::Spec {
                 check: name.into(),
                 ..s
             }),
@@ -311,6 +323,8 @@ pub struct Context {
     pub keeper: Option<keeper::Sources>,
     /// Heartbeat checks register their tokens here; pings find them through it.
     pub heartbeats: heartbeat::Registry,
+    /// Log checks register their feeds and sources here; `app` connects the sources.
+    pub logs: crate::logs::Feeds,
 }
 
 impl Context {
@@ -320,6 +334,7 @@ impl Context {
             roots: tlsconf::Roots::system(),
             keeper: None,
             heartbeats: heartbeat::Registry::default(),
+            logs: crate::logs::Feeds::default(),
         }
     }
 }
@@ -338,6 +353,7 @@ pub enum Probe {
     Heartbeat(heartbeat::Probe),
     Command(command::Probe),
     Dns(dns::Probe),
+    Log(log::Probe),
 }
 
 impl Probe {
@@ -360,6 +376,7 @@ impl Probe {
                 Probe::Heartbeat(p) => p.run(deadline).await,
                 Probe::Command(p) => p.run(deadline).await,
                 Probe::Dns(p) => p.run(deadline).await,
+                Probe::Log(p) => p.run(deadline).await,
             }
         };
         let mut sample = match tokio::time::timeout_at(deadline, run).await {

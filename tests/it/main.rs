@@ -16,6 +16,7 @@ mod fly;
 mod flylogs;
 mod heartbeat;
 mod ingest;
+mod logs;
 mod metrics;
 mod notify;
 mod probe_host;
