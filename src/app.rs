@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::engine::{Board, Engine, Parts};
 use crate::http::{self, AppState};
-use crate::logs::ingest;
 use crate::logs;
+use crate::logs::ingest;
 use crate::metrics::Metrics;
 use crate::notify::health::ChannelHealth;
 use crate::notify::outbox::Outbox;
@@ -221,7 +221,7 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
         .unwrap_or_else(|| format!("http://{addr}"));
     heartbeats.attach(store.clone(), wakes, &names, ping_base);
     let scheduler_running = Arc::new(AtomicBool::new(true));
-    // Empty until `log` checks with `ingest = "SOURCE"` register their sources.
+    // Filled below by `log` checks with `ingest = "SOURCE"`.
     let ingest = ingest::Registry::default();
     let router = http::router(AppState {
         board: board.clone(),
@@ -238,6 +238,15 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
     let stop_http = CancellationToken::new();
     let stop_writer = CancellationToken::new();
     let stop_workers = CancellationToken::new();
+    // Each log check's source, in its own task: files opened now (at their
+    // end unless from_start) and followed, ingest sources registered before
+    // the listener serves, Fly apps polled.
+    let log_tasks = logs::sources::start(&log_feeds, &ingest, &probe_context.roots, &shutdown)
+        .await
+        .map_err(|e| {
+            shutdown.cancel();
+            AppError::Build(e)
+        })?;
     let server = tokio::spawn({
         let stop = stop_http.clone();
         async move {
@@ -246,8 +255,6 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
                 .await
         }
     });
-    // Each log file is opened now (at its end unless from_start), then followed in its own task.
-    let log_tasks = logs::file::spawn_all(&log_feeds, &shutdown).await;
     let writer_task = tokio::spawn(writer.run(stop_writer.clone()));
     let outbox_task = tokio::spawn(outbox.run(stop_workers.clone()));
     let engine_task = tokio::spawn(engine.run(engine_inputs));

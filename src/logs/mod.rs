@@ -12,6 +12,7 @@ pub mod flylogs;
 pub mod ingest;
 pub mod line;
 pub mod rules;
+pub mod sources;
 pub mod window;
 
 use std::path::PathBuf;

@@ -504,3 +504,151 @@ fn log_checks_alert_on_the_first_bad_sample_and_resolve_on_the_second_good_one()
         "{described}"
     );
 }
+
+// ---- the other sources, end to end: ingest and Fly's logs API ----------
+
+const SOURCE_TOKEN: &str = "ingest-t0ken-0123456789";
+
+/// A keeper with one `log` check `app` reading `source` (TOML keys).
+fn config_with_source(db: &TestDb, source: &str) -> String {
+    format!(
+        r#"
+[storage]
+url = "{}"
+
+[checks.app]
+kind = "log"
+{source}
+window = "2s"
+interval = "200ms"
+"#,
+        db.url()
+    )
+}
+
+#[tokio::test]
+async fn lines_posted_to_ingest_feed_the_check_and_open_incidents() {
+    let db = TestDb::sqlite();
+    let app = TestApp::start(&config_with_source(
+        &db,
+        &format!("ingest = \"web\"\ntoken = \"{SOURCE_TOKEN}\""),
+    ))
+    .await;
+    let post = |body: Vec<u8>, gzip: bool| {
+        let app = &app;
+        async move {
+            let mut req = app
+                .http
+                .post(format!("{}/ingest/web", app.base))
+                .bearer_auth(SOURCE_TOKEN)
+                .body(body);
+            if gzip {
+                req = req.header("Content-Encoding", "gzip");
+            }
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status(), 202);
+            resp.json::<Value>().await.unwrap()
+        }
+    };
+    // 8 % errors as NDJSON, plus a garbage line counted and skipped.
+    let mut body = burst(500, 8);
+    body.push_str("{not json\n");
+    let answer = post(body.into_bytes(), false).await;
+    assert_eq!(answer["accepted"], 500, "{answer}");
+    assert_eq!(answer["malformed"], 1, "{answer}");
+    let high = wait_for_incident(&app, "high").await;
+    assert!(
+        high["message"].as_str().unwrap().contains("errors"),
+        "{high}"
+    );
+    wait_until(
+        "a stored sample counts the malformed line",
+        WAIT,
+        || async {
+            sample_values(&app)
+                .await
+                .iter()
+                .any(|v| v["malformed"] == 1.0)
+        },
+    )
+    .await;
+    wait_resolved(&app).await;
+
+    // Fly's log shipper: one gzipped JSON array with an OOM line.
+    let shipped = serde_json::json!([
+        {"message": "GET /health 200", "log": {"level": "info"}},
+        {"message": "Out of memory: Killed process 4242 (web)", "log": {"level": "error"}}
+    ]);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(shipped.to_string().as_bytes()).unwrap();
+    post(gz.finish().unwrap(), true).await;
+    let critical = wait_for_incident(&app, "critical").await;
+    assert!(
+        critical["message"]
+            .as_str()
+            .unwrap()
+            .contains("Killed process 4242"),
+        "{critical}"
+    );
+    // The source's own token, not another's: 401.
+    let wrong = app
+        .http
+        .post(format!("{}/ingest/web", app.base))
+        .bearer_auth("ingest-t0ken-wrong-456789")
+        .body("x\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn fly_logs_api_lines_feed_the_check() {
+    use axum::routing::get;
+    // A stand-in for Fly's logs API: one page with an OOM line, then empty pages.
+    let served = Arc::new(AtomicBool::new(false));
+    let router = axum::Router::new().route(
+        "/api/v1/apps/{app}/logs",
+        get({
+            let served = served.clone();
+            move || {
+                let served = served.clone();
+                async move {
+                    let now = chrono::Utc::now().to_rfc3339();
+                    let data = if served.swap(true, Ordering::SeqCst) {
+                        serde_json::json!([])
+                    } else {
+                        serde_json::json!([
+                            {"id": "1", "type": "log", "attributes": {"timestamp": now,
+                              "message": "GET / 200", "level": "info"}},
+                            {"id": "2", "type": "log", "attributes": {"timestamp": now,
+                              "message": "Out of memory: Killed process 77 (app)", "level": "error"}}
+                        ])
+                    };
+                    axum::Json(serde_json::json!({"data": data, "meta": {"next_token": "t1"}}))
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let db = TestDb::sqlite();
+    let app = TestApp::start(&config_with_source(
+        &db,
+        &format!("fly = \"my-app\"\ntoken = \"fo1_logs-t0ken-0123456789\"\napi_url = \"{api}\""),
+    ))
+    .await;
+    let critical = wait_for_incident(&app, "critical").await;
+    assert!(
+        critical["message"]
+            .as_str()
+            .unwrap()
+            .contains("Killed process 77"),
+        "{critical}"
+    );
+    assert!(served.load(Ordering::SeqCst));
+    app.stop().await;
+}
