@@ -181,7 +181,8 @@ pub enum Spec {
     Heartbeat(heartbeat::Spec),
     Command(command::Spec),
     Dns(dns::Spec),
-    Log(log::Spec),
+    /// Boxed: the largest spec, and every check carries a `Spec`.
+    Log(Box<log::Spec>),
 }
 
 impl Spec {
@@ -217,7 +218,7 @@ impl Spec {
             "heartbeat" => heartbeat::Spec::deserialize(de).map(Spec::Heartbeat),
             "command" => command::Spec::deserialize(de).map(Spec::Command),
             "dns" => dns::Spec::deserialize(de).map(Spec::Dns),
-            "log" => log::Spec::deserialize(de).map(Spec::Log),
+            "log" => log::Spec::deserialize(de).map(|s| Spec::Log(Box::new(s))),
             other => Err(D::Error::custom(format!(
                 "unknown kind {other:?} (known: {})",
                 Spec::KINDS.join(", ")
@@ -268,7 +269,7 @@ impl Spec {
             Spec::Tcp(s) => Probe::Tcp(s.build()?),
             Spec::Tls(s) => Probe::Tls(s.build(&ctx.roots)?),
             Spec::Keeper(s) => Probe::Keeper(s.build(ctx.keeper.as_ref())?),
-            Spec::Postgres(s) => Probe::Postgres(s.build()?),
+            Spec::Postgres(s) => Probe::Postgres(Box::new(s.build()?)),
             Spec::Host(s) => Probe::Host(s.build()?),
             Spec::Fly(s) => Probe::Fly(s.build(&ctx.roots)?),
             Spec::Prometheus(s) => Probe::Prometheus(s.build(&ctx.roots)?),
@@ -296,10 +297,10 @@ impl Spec {
                 check: name.into(),
                 ..s
             }),
-            Spec::Log(s) => Spec::Log(log::Spec {
+            Spec::Log(s) => Spec::Log(Box::new(log::Spec {
                 check: name.into(),
-                ..s
-            }),
+                ..*s
+            })),
             other => other,
         }
     }
@@ -346,7 +347,8 @@ pub enum Probe {
     Tcp(tcp::Probe),
     Tls(tls::Probe),
     Keeper(keeper::Probe),
-    Postgres(postgres::Probe),
+    /// Boxed: the largest probe, and every check holds a `Probe`.
+    Postgres(Box<postgres::Probe>),
     Host(host::Probe),
     Fly(fly::Probe),
     Prometheus(prometheus::Probe),
