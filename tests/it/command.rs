@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use keeper::config::{Config, ConfigErrors};
+use keeper::config::Config;
 use keeper::probe::command::{self, MESSAGE_LIMIT};
 use keeper::probe::{Context, Outcome, Probe, Sample, Spec};
 
@@ -229,32 +229,26 @@ async fn a_missing_or_unrunnable_program_is_named() {
 
 // ---- config -----------------------------------------------------------
 
-fn config_error(text: &str) -> String {
-    let errors: ConfigErrors = Config::parse(Path::new("keeper.toml"), text, &|_| None)
-        .expect_err("config should be refused");
-    assert_eq!(errors.0.len(), 1, "expected one error, got: {errors}");
-    errors.0[0].to_string()
-}
-
 #[test]
 fn an_empty_command_is_refused_with_line_and_column() {
-    let err = config_error("[checks.backup]\nkind = \"command\"\ncommand = []\n");
+    let err = support::config_error("[checks.backup]\nkind = \"command\"\ncommand = []\n");
     assert!(
         err.starts_with("keeper.toml:3:11: checks.backup: command must not be empty"),
         "{err}"
     );
 
-    let err = config_error("[checks.backup]\nkind = \"command\"\ncommand = [\"\", \"-v\"]\n");
+    let err =
+        support::config_error("[checks.backup]\nkind = \"command\"\ncommand = [\"\", \"-v\"]\n");
     assert!(err.starts_with("keeper.toml:3:11:"), "{err}");
     assert!(err.contains("the program"), "{err}");
 
-    let err = config_error("[checks.backup]\nkind = \"command\"\n");
+    let err = support::config_error("[checks.backup]\nkind = \"command\"\n");
     assert!(err.contains("missing field `command`"), "{err}");
 }
 
 #[test]
 fn shell_wants_one_string_and_keys_are_strict() {
-    let err = config_error(
+    let err = support::config_error(
         "[checks.backup]\nkind = \"command\"\ncommand = [\"echo\", \"hi\"]\nshell = true\n",
     );
     assert!(err.starts_with("keeper.toml:1:"), "{err}");
@@ -263,13 +257,14 @@ fn shell_wants_one_string_and_keys_are_strict() {
         "{err}"
     );
 
-    let err = config_error(
+    let err = support::config_error(
         "[checks.backup]\nkind = \"command\"\ncommand = [\"true\"]\nshell = \"yes\"\n",
     );
     assert!(err.starts_with("keeper.toml:4:9:"), "{err}");
 
-    let err =
-        config_error("[checks.backup]\nkind = \"command\"\ncommand = [\"true\"]\nshel = true\n");
+    let err = support::config_error(
+        "[checks.backup]\nkind = \"command\"\ncommand = [\"true\"]\nshel = true\n",
+    );
     assert!(err.starts_with("keeper.toml:4:1:"), "{err}");
     assert!(err.contains("unknown field `shel`"), "{err}");
 }

@@ -207,11 +207,7 @@ async fn a_truncated_answer_is_asked_again_over_tcp() {
 // ---- config -----------------------------------------------------------
 
 fn config_error(keys: &str) -> String {
-    let text = format!("[checks.ns]\nkind = \"dns\"\n{keys}");
-    let errors = Config::parse(Path::new("keeper.toml"), &text, &|_| None)
-        .expect_err("config should be refused");
-    assert_eq!(errors.0.len(), 1, "expected one error, got: {errors}");
-    errors.0[0].to_string()
+    crate::support::config_error(&format!("[checks.ns]\nkind = \"dns\"\n{keys}"))
 }
 
 #[test]

@@ -8,13 +8,13 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use keeper::config::{Config, ConfigErrors, Schedule};
+use keeper::config::Schedule;
 use keeper::store::HeartbeatRow;
 use serde_json::Value;
 
 use crate::support::app::TestApp;
 use crate::support::db::{TestDb, both_backends};
-use crate::support::{free_port, wait_for, wait_until};
+use crate::support::{config_error, free_port, parse_config, wait_for, wait_until};
 
 const TOKEN: &str = "backup-token-0123456789";
 const WAIT: Duration = Duration::from_secs(15);
@@ -409,54 +409,44 @@ period = "1h"
     app.stop().await;
 }
 
-fn parse(text: &str) -> Result<Config, ConfigErrors> {
-    Config::parse(Path::new("keeper.toml"), text, &|_| None)
-}
-
-fn one_error(text: &str) -> String {
-    let errors = parse(text).expect_err("config should be refused");
-    assert_eq!(errors.0.len(), 1, "expected one error, got: {errors}");
-    errors.0[0].to_string()
-}
-
 #[test]
 fn heartbeat_config_mistakes_are_refused_with_line_and_column() {
     let head = "\n[checks.backup]\nkind = \"heartbeat\"\n";
-    let both = one_error(&format!(
+    let both = config_error(&format!(
         "{head}period = \"1d\"\nschedule = \"0 3 * * *\"\n"
     ));
     assert!(
         both.starts_with("keeper.toml:5:12: checks.backup.schedule: set either period or schedule"),
         "{both}"
     );
-    let neither = one_error(&format!("{head}grace = \"1h\"\n"));
+    let neither = config_error(&format!("{head}grace = \"1h\"\n"));
     assert!(
         neither.starts_with("keeper.toml:2:9: checks.backup: a heartbeat needs period"),
         "{neither}"
     );
-    let grace = one_error(&format!("{head}period = \"1d\"\ngrace = \"1 parsec\"\n"));
+    let grace = config_error(&format!("{head}period = \"1d\"\ngrace = \"1 parsec\"\n"));
     assert!(
         grace.starts_with("keeper.toml:5:9: checks.backup"),
         "{grace}"
     );
     assert!(grace.contains("invalid duration"), "{grace}");
-    let cron = one_error(&format!("{head}schedule = \"0 3 * *\"\n"));
+    let cron = config_error(&format!("{head}schedule = \"0 3 * *\"\n"));
     assert!(
         cron.starts_with("keeper.toml:4:12: checks.backup"),
         "{cron}"
     );
     assert!(cron.contains("invalid crontab schedule"), "{cron}");
-    let short = one_error(&format!("{head}period = \"1d\"\ntoken = \"abc\"\n"));
+    let short = config_error(&format!("{head}period = \"1d\"\ntoken = \"abc\"\n"));
     assert!(
         short.starts_with("keeper.toml:5:9: checks.backup.token: token must be at least 16"),
         "{short}"
     );
-    let typo = one_error(&format!("{head}periode = \"1d\"\n"));
+    let typo = config_error(&format!("{head}periode = \"1d\"\n"));
     assert!(
         typo.starts_with("keeper.toml:4:1: checks.backup.periode:"),
         "{typo}"
     );
-    let zero = one_error(&format!("{head}period = \"1d\"\nmax_runtime = \"0s\"\n"));
+    let zero = config_error(&format!("{head}period = \"1d\"\nmax_runtime = \"0s\"\n"));
     assert!(
         zero.starts_with("keeper.toml:5:15: checks.backup.max_runtime:"),
         "{zero}"
@@ -465,7 +455,7 @@ fn heartbeat_config_mistakes_are_refused_with_line_and_column() {
 
 #[test]
 fn a_heartbeat_schedule_is_when_pings_are_expected_not_when_to_evaluate() {
-    let config = parse(
+    let config = parse_config(
         "[checks.backup]\nkind = \"heartbeat\"\nschedule = \"0 3 * * *\"\n\n\
          [checks.hourly]\nkind = \"heartbeat\"\nperiod = \"1h\"\ninterval = \"1m\"\n\
          down_severity = \"critical\"\nfailures_before_alert = 3\n",

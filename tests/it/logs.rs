@@ -12,14 +12,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use keeper::config::{Config, ConfigErrors};
 use keeper::logs::file::{self, Follower, Sink};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::app::TestApp;
 use crate::support::db::TestDb;
-use crate::support::{wait_for, wait_until};
+use crate::support::{config_error, parse_config, wait_for, wait_until};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -434,20 +433,10 @@ async fn a_missing_file_is_yellow_until_it_appears() {
     app.stop().await;
 }
 
-fn parse(text: &str) -> Result<Config, ConfigErrors> {
-    Config::parse(Path::new("keeper.toml"), text, &|_| None)
-}
-
-fn one_error(text: &str) -> String {
-    let errors = parse(text).expect_err("config should be refused");
-    assert_eq!(errors.0.len(), 1, "expected one error, got: {errors}");
-    errors.0[0].to_string()
-}
-
 #[test]
 fn log_config_mistakes_are_refused_with_line_and_column() {
     let head = "\n[checks.app]\nkind = \"log\"\n";
-    let two = one_error(&format!(
+    let two = config_error(&format!(
         "{head}file = \"/var/log/app.log\"\ningest = \"web\"\ntoken = \"0123456789abcdef\"\n"
     ));
     assert!(
@@ -456,28 +445,28 @@ fn log_config_mistakes_are_refused_with_line_and_column() {
         ),
         "{two}"
     );
-    let none = one_error(&format!("{head}window = \"1m\"\n"));
+    let none = config_error(&format!("{head}window = \"1m\"\n"));
     assert!(
         none.starts_with("keeper.toml:2:9: checks.app: a log check needs one source"),
         "{none}"
     );
-    let regex = one_error(&format!(
+    let regex = config_error(&format!(
         "{head}file = \"/a\"\nerror_pattern = \"(unclosed\"\n"
     ));
     assert!(regex.starts_with("keeper.toml:5:17: checks.app"), "{regex}");
     assert!(regex.contains("invalid regex \"(unclosed\""), "{regex}");
-    let named = one_error(&format!(
+    let named = config_error(&format!(
         "{head}file = \"/a\"\npatterns = {{ slow = \"took [0-9\" }}\n"
     ));
     assert!(named.starts_with("keeper.toml:5:21: checks.app"), "{named}");
     assert!(named.contains("invalid regex"), "{named}");
-    let typo = one_error(&format!("{head}file = \"/a\"\nfrom_begining = true\n"));
+    let typo = config_error(&format!("{head}file = \"/a\"\nfrom_begining = true\n"));
     assert!(
         typo.starts_with("keeper.toml:5:1: checks.app.from_begining:"),
         "{typo}"
     );
     assert!(typo.contains("unknown field"), "{typo}");
-    let token = one_error(&format!("{head}ingest = \"web\"\ntoken = \"short\"\n"));
+    let token = config_error(&format!("{head}ingest = \"web\"\ntoken = \"short\"\n"));
     assert!(
         token.starts_with("keeper.toml:5:9: checks.app.token: must be at least 16"),
         "{token}"
@@ -486,7 +475,7 @@ fn log_config_mistakes_are_refused_with_line_and_column() {
 
 #[test]
 fn log_checks_alert_on_the_first_bad_sample_and_resolve_on_the_second_good_one() {
-    let config = parse(
+    let config = parse_config(
         "[checks.app]\nkind = \"log\"\nfile = \"/var/log/app.log\"\n\n[checks.web]\nkind = \"tcp\"\nhost = \"127.0.0.1:1\"\n",
     )
     .unwrap();

@@ -176,11 +176,7 @@ async fn cpu_is_a_percentage_on_the_first_run_and_after() {
 // ---- config ---------------------------------------------------------------
 
 fn config_error(keys: &str) -> String {
-    let text = format!("[checks.box]\nkind = \"host\"\n{keys}\n");
-    let errors = Config::parse(Path::new("keeper.toml"), &text, &|_| None)
-        .expect_err("config should be refused");
-    assert_eq!(errors.0.len(), 1, "{errors}");
-    errors.0[0].to_string()
+    crate::support::config_error(&format!("[checks.box]\nkind = \"host\"\n{keys}\n"))
 }
 
 #[test]

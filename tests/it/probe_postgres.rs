@@ -250,11 +250,7 @@ async fn without_pg_stat_statements_no_statements_are_named() {
 // ---- config ---------------------------------------------------------------
 
 fn config_error(keys: &str) -> String {
-    let text = format!("[checks.db]\nkind = \"postgres\"\n{keys}\n");
-    let errors = Config::parse(Path::new("keeper.toml"), &text, &|_| None)
-        .expect_err("config should be refused");
-    assert_eq!(errors.0.len(), 1, "{errors}");
-    errors.0[0].to_string()
+    crate::support::config_error(&format!("[checks.db]\nkind = \"postgres\"\n{keys}\n"))
 }
 
 #[test]

@@ -94,3 +94,16 @@ pub async fn wait_http_ready(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Parses config text as if read from `keeper.toml`, with no environment.
+pub fn parse_config(text: &str) -> Result<keeper::config::Config, keeper::config::ConfigErrors> {
+    keeper::config::Config::parse(std::path::Path::new("keeper.toml"), text, &|_| None)
+}
+
+/// The one error config text is refused with, as shown to people
+/// (`keeper.toml:LINE:COLUMN: key: reason`); panics unless refused with exactly one.
+pub fn config_error(text: &str) -> String {
+    let errors = parse_config(text).expect_err("config should be refused");
+    assert_eq!(errors.0.len(), 1, "expected one error, got: {errors}");
+    errors.0[0].to_string()
+}
