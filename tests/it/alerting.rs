@@ -813,14 +813,14 @@ async fn a_low_incident_that_came_and_went_is_in_the_next_digest_once() {
     let db = crate::support::db::TestDb::sqlite();
     let target = Target::start().await;
     let hook = Receiver::start().await;
-    // A digest every five seconds stands in for the daily one.
+    // A digest every ten seconds stands in for the daily one.
     let app = TestApp::start(&format!(
         r#"
 [storage]
 url = "{db}"
 
 [severities]
-low = {{ digest = "*/5 * * * * *" }}
+low = {{ digest = "*/10 * * * * *" }}
 
 [checks.flaky]
 kind = "http"
@@ -838,34 +838,36 @@ successes_before_resolve = 1
     ))
     .await;
     // Start the blip just after a digest, so it comes and goes before the next.
-    wait_until("just past a digest", Duration::from_secs(10), || async {
+    wait_until("just past a digest", Duration::from_secs(20), || async {
         let now = chrono::Utc::now();
-        now.timestamp() % 5 == 0 && now.timestamp_subsec_millis() < 300
+        now.timestamp() % 10 == 0 && now.timestamp_subsec_millis() < 300
     })
     .await;
     target.set_status(503);
     let incidents = || async { app.get_json("/api/v1/incidents?state=all").await };
-    wait_until("the low incident opens", Duration::from_secs(4), || async {
+    wait_until("the low incident opens", Duration::from_secs(8), || async {
         incidents().await.as_array().unwrap().len() == 1
     })
     .await;
     target.set_status(200);
-    wait_until("it resolves", Duration::from_secs(4), || async {
+    wait_until("it resolves", Duration::from_secs(8), || async {
         incidents().await[0]["state"] == "resolved"
     })
     .await;
     assert!(hook.requests().is_empty(), "nothing before the digest");
 
-    let told = hook.wait_for_json(1, Duration::from_secs(20)).await;
+    let told = hook.wait_for_json(1, Duration::from_secs(30)).await;
     assert_eq!(told[0]["check"], "flaky", "{told:?}");
     assert_eq!(told[0]["state"], "resolved", "{told:?}");
     assert_eq!(told[0]["severity"], "low", "{told:?}");
     assert!(told[0]["duration_s"].is_number(), "{told:?}");
     // Later digests do not list it again.
     let seen = target.requests();
-    wait_until("six seconds of probes", Duration::from_secs(30), || async {
-        target.requests() >= seen + 60
-    })
+    wait_until(
+        "eleven seconds of probes",
+        Duration::from_secs(60),
+        || async { target.requests() >= seen + 110 },
+    )
     .await;
     assert_eq!(hook.requests().len(), 1, "{:?}", hook.json_bodies());
     app.stop().await;
