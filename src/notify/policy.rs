@@ -1,10 +1,10 @@
 //! Notification policy, pure: which channels hear about an incident change
 //! ([`route`]: routes match by severity and labels; every matching route's
-//! channels get the notification, each channel once), and whether a check's
+//! channels get the notification, each channel once; [`route_with`] adds the
+//! channels that heard of the incident before), whether a check's
 //! notifications are held back right now ([`hold`]: a dependency failing, a
-//! silence).
-//!
-//! Not yet here (issue 3): maintenance windows and `group_wait` folding.
+//! silence, a maintenance window), and how long a channel gathers a storm
+//! into one message ([`group_wait`], [`Windows`]).
 
 use std::collections::BTreeMap;
 
