@@ -116,7 +116,7 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
     let mut problems = Vec::new();
     let mut jobs = Vec::new();
     for check in &config.checks {
-        match check.probe.build(&probe_context) {
+        match check.probe.build(&check.name, &probe_context) {
             Ok(probe) => jobs.push(Job {
                 name: check.name.clone(),
                 probe: Arc::new(probe),

@@ -38,7 +38,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .await
         .context("loading the system CA certificates")?;
     let probe = spec
-        .build(&ctx)
+        .build(&args.target, &ctx)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.target))?;
     let sample = probe.run(args.timeout).await;
     let verdict = classify::classify(

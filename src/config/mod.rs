@@ -523,7 +523,7 @@ fn read_check(
         .map_err(|e| errors.toml(&key, e))
         .ok();
     let mut common = common?;
-    let spec = spec?.for_check(name.get_ref());
+    let spec = spec?;
     let problems = spec.problems();
     for p in &problems {
         let at = p.span.clone().unwrap_or_else(|| name.span());

@@ -156,17 +156,7 @@ impl Engine {
             }
             let event = EventFacts::of(&open, EventKind::Reminder, now);
             let config = &self.checks[i].config;
-            let facts = crate::notify::policy::Event {
-                check: &config.name,
-                labels: &config.labels,
-                kind: event.kind,
-                incident: event.incident,
-                severity: event.severity,
-                color: event.color,
-                message: &event.message,
-                started_at: event.started_at,
-                at: now,
-            };
+            let facts = event.event(&config.name, &config.labels);
             let rows = crate::notify::policy::route_with(&[], &facts, &channels);
             self.direct.send(rows);
         }

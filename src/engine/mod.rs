@@ -247,19 +247,22 @@ impl Engine {
             Some(_) => self.store.incident_channels(inc.id).await?,
             None => Vec::new(),
         };
-        let labels = BTreeMap::new();
-        let event = policy::Event {
-            check: &inc.check,
-            labels: &labels,
+        let facts = EventFacts {
             kind: EventKind::Resolved,
             incident: inc.id,
             severity: inc.severity,
             color: Color::Green,
-            message: &message,
+            message: message.clone(),
             started_at: inc.started_at,
             at: now,
+            batch_at: None,
+            heard,
         };
-        let rows = policy::route_with(&[], &event, &heard);
+        let rows = policy::route_with(
+            &[],
+            &facts.event(&inc.check, &BTreeMap::new()),
+            &facts.heard,
+        );
         let queued = rows.len();
         let change = IncidentChange::Resolve {
             id: inc.id,
@@ -522,21 +525,12 @@ impl Engine {
         self.routes.iter().any(|r| r.matches(severity, labels))
     }
 
-    /// The outbox rows an event of check `check` makes, by the routes; rows
-    /// for a channel with a `group_wait` join its open window.
-    fn outgoing(&mut self, check: usize, facts: &EventFacts) -> Vec<crate::store::Outgoing> {
+    /// One row per channel that hears of an event of check `check`: the
+    /// routes' and those that heard of the incident before, each once, each
+    /// going out at once.
+    fn recipients(&self, check: usize, facts: &EventFacts) -> Vec<crate::store::Outgoing> {
         let config = &self.checks[check].config;
-        let event = policy::Event {
-            check: &config.name,
-            labels: &config.labels,
-            kind: facts.kind,
-            incident: facts.incident,
-            severity: facts.severity,
-            color: facts.color,
-            message: &facts.message,
-            started_at: facts.started_at,
-            at: facts.at,
-        };
+        let event = facts.event(&config.name, &config.labels);
         let mut rows = policy::route_with(&self.routes, &event, &facts.heard);
         // keeper:channel:NAME is not sent through NAME, the channel it says is failing.
         if let crate::probe::Spec::Keeper(own) = &config.probe
@@ -544,6 +538,15 @@ impl Engine {
         {
             rows.retain(|row| row.channel != avoid);
         }
+        rows
+    }
+
+    /// The outbox rows an event of check `check` makes, by the routes; rows
+    /// for a channel with a `group_wait` join its open window.
+    fn outgoing(&mut self, check: usize, facts: &EventFacts) -> Vec<crate::store::Outgoing> {
+        let mut rows = self.recipients(check, facts);
+        let config = &self.checks[check].config;
+        let event = facts.event(&config.name, &config.labels);
         for row in &mut rows {
             let wait = policy::group_wait(&self.routes, &event, &row.channel);
             row.batch_at = match facts.batch_at {
@@ -627,6 +630,25 @@ struct EventFacts {
 }
 
 impl EventFacts {
+    /// The policy's view of these facts about check `check`.
+    fn event<'a>(
+        &'a self,
+        check: &'a str,
+        labels: &'a BTreeMap<String, String>,
+    ) -> policy::Event<'a> {
+        policy::Event {
+            check,
+            labels,
+            kind: self.kind,
+            incident: self.incident,
+            severity: self.severity,
+            color: self.color,
+            message: &self.message,
+            started_at: self.started_at,
+            at: self.at,
+        }
+    }
+
     /// An event about an open incident as it stands.
     fn of(open: &OpenIncident, kind: EventKind, at: DateTime<Utc>) -> EventFacts {
         EventFacts {

@@ -101,13 +101,9 @@ impl Engine {
         }
     }
 
-    /// Sends one event of an in-memory incident to its routes' channels, now.
-    pub(super) fn send_offline(&mut self, check: usize, facts: &EventFacts) {
-        let mut rows = self.outgoing(check, facts);
-        for row in &mut rows {
-            row.batch_at = None;
-        }
-        self.direct.send(rows);
+    /// Sends one event of an in-memory incident to its channels, now.
+    pub(super) fn send_offline(&self, check: usize, facts: &EventFacts) {
+        self.direct.send(self.recipients(check, facts));
     }
 
     /// Writes an in-memory incident down once the store is back: opened when

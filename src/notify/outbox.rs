@@ -374,32 +374,10 @@ impl Outbox {
                     n
                 })
                 .collect();
-            // A channel keeps its pace; only its own rows wait.
-            self.pace(name).await;
-            let send = async {
-                match notifications.as_slice() {
-                    [one] => channel.send(one).await,
-                    many => channel.send_group(many).await,
-                }
-            };
-            let result = tokio::time::timeout(self.send_timeout, send)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(SendError::transient(format!(
-                        "no answer within {:?}",
-                        self.send_timeout
-                    )))
-                });
             // A batch went out together, so it was tried as often as its first row.
-            let attempts = unit[0].attempts;
-            let jitter = rand::rng().random::<f64>();
-            let disposition = decide(
-                attempts,
-                result,
-                self.max_attempts,
-                backoff(attempts + 1, self.backoff_base, self.backoff_cap),
-                jitter,
-            );
+            let disposition = self
+                .attempt(name, channel, &notifications, unit[0].attempts)
+                .await;
             let retry = match &disposition {
                 Disposition::Retry { delay, error, .. } => Some((*delay, error.clone())),
                 _ => None,
@@ -434,11 +412,10 @@ impl Outbox {
     ) -> Result<(), StoreError> {
         let channel = entry.channel.as_str();
         let incident = entry.notification.incident;
+        self.tally(channel, &disposition);
         match disposition {
             Disposition::Sent => {
-                self.health.succeeded(channel);
                 self.store.notification_sent(entry.id, Utc::now()).await?;
-                self.count(channel, "sent");
                 report.sent += 1;
                 tracing::debug!(channel, incident, state = %entry.notification.state, "notification sent");
             }
@@ -447,23 +424,17 @@ impl Outbox {
                 delay,
                 error,
             } => {
-                self.health.failed(channel, &error, Utc::now());
                 let next_at = Utc::now() + delay;
                 self.store
                     .notification_retry(entry.id, attempts, next_at, &error)
                     .await?;
-                self.count(channel, "retry");
                 report.retried += 1;
                 tracing::warn!(channel, incident, attempts, retry_in = ?delay, %error, "notification failed, will retry");
             }
             Disposition::Failed { attempts, error } => {
-                if self.channels.contains_key(channel) {
-                    self.health.failed(channel, &error, Utc::now());
-                }
                 self.store
                     .notification_failed(entry.id, attempts, &error)
                     .await?;
-                self.count(channel, "failed");
                 report.failed += 1;
                 tracing::error!(channel, incident, attempts, %error, "notification given up");
             }
@@ -499,21 +470,17 @@ impl Outbox {
         let incident = row.notification.incident;
         let mut attempts = 0;
         loop {
-            self.pace(name).await;
-            let result = tokio::time::timeout(self.send_timeout, channel.send(&row.notification))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(SendError::transient(format!(
-                        "no answer within {:?}",
-                        self.send_timeout
-                    )))
-                });
-            let jitter = rand::rng().random::<f64>();
-            let delay = backoff(attempts + 1, self.backoff_base, self.backoff_cap);
-            match decide(attempts, result, self.max_attempts, delay, jitter) {
+            let disposition = self
+                .attempt(
+                    name,
+                    channel,
+                    std::slice::from_ref(&row.notification),
+                    attempts,
+                )
+                .await;
+            self.tally(name, &disposition);
+            match disposition {
                 Disposition::Sent => {
-                    self.health.succeeded(name);
-                    self.count(name, "sent");
                     tracing::info!(channel = name, check = %row.notification.check, state = %row.notification.state, "direct notification sent");
                     return;
                 }
@@ -522,8 +489,6 @@ impl Outbox {
                     delay,
                     error,
                 } => {
-                    self.health.failed(name, &error, Utc::now());
-                    self.count(name, "retry");
                     tracing::warn!(channel = name, incident, attempts = tried, retry_in = ?delay, %error, "direct notification failed, will retry");
                     attempts = tried;
                     tokio::time::sleep(delay).await;
@@ -532,11 +497,61 @@ impl Outbox {
                     attempts: tried,
                     error,
                 } => {
-                    self.health.failed(name, &error, Utc::now());
-                    self.count(name, "failed");
                     tracing::error!(channel = name, incident, attempts = tried, %error, "direct notification given up");
                     return;
                 }
+            }
+        }
+    }
+
+    /// One paced, time-bounded try at sending `notifications` through
+    /// `channel` (one message, or one grouped message), judged after
+    /// `attempts` earlier tries.
+    async fn attempt(
+        &self,
+        name: &str,
+        channel: &Channel,
+        notifications: &[Notification],
+        attempts: u32,
+    ) -> Disposition {
+        // A channel keeps its pace; only its own rows wait.
+        self.pace(name).await;
+        let send = async {
+            match notifications {
+                [one] => channel.send(one).await,
+                many => channel.send_group(many).await,
+            }
+        };
+        let result = tokio::time::timeout(self.send_timeout, send)
+            .await
+            .unwrap_or_else(|_| {
+                Err(SendError::transient(format!(
+                    "no answer within {:?}",
+                    self.send_timeout
+                )))
+            });
+        let jitter = rand::rng().random::<f64>();
+        let delay = backoff(attempts + 1, self.backoff_base, self.backoff_cap);
+        decide(attempts, result, self.max_attempts, delay, jitter)
+    }
+
+    /// Counts an attempt's outcome in `keeper_notifications_total` and, for a
+    /// configured channel, in its health.
+    fn tally(&self, channel: &str, disposition: &Disposition) {
+        match disposition {
+            Disposition::Sent => {
+                self.health.succeeded(channel);
+                self.count(channel, "sent");
+            }
+            Disposition::Retry { error, .. } => {
+                self.health.failed(channel, error, Utc::now());
+                self.count(channel, "retry");
+            }
+            Disposition::Failed { error, .. } => {
+                if self.channels.contains_key(channel) {
+                    self.health.failed(channel, error, Utc::now());
+                }
+                self.count(channel, "failed");
             }
         }
     }

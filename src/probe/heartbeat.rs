@@ -20,7 +20,6 @@ use toml::Spanned;
 pub use registry::{Beat, Registry, Signal};
 
 use super::{BuildError, Sample, SpecProblem};
-use crate::config::CheckName;
 use crate::config::value::{Crontab, HumanDuration};
 
 /// How often a heartbeat is evaluated unless its `interval` says otherwise
@@ -41,16 +40,12 @@ pub struct Spec {
     pub schedule: Option<Spanned<Crontab>>,
     pub grace: Option<Spanned<HumanDuration>>,
     pub max_runtime: Option<Spanned<HumanDuration>>,
-    /// The check's name (its state is kept under it); set by the config loader.
-    #[serde(skip)]
-    pub check: CheckName,
 }
 
 impl std::fmt::Debug for Spec {
     /// Without the token: it is a secret.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("heartbeat::Spec")
-            .field("check", &self.check)
             .field("token", &self.token.as_ref().map(|_| "***"))
             .field("period", &self.period.as_ref().map(|p| p.get_ref()))
             .field("schedule", &self.schedule.as_ref().map(|s| s.get_ref()))
@@ -138,7 +133,8 @@ impl Spec {
     }
 
     /// Registers the check's token (when the config sets one) with `registry`.
-    pub fn build(&self, registry: &Registry) -> Result<Probe, BuildError> {
+    /// Registers check `check` (its state is kept under its name) with `registry`.
+    pub fn build(&self, check: &str, registry: &Registry) -> Result<Probe, BuildError> {
         let rules = self.rules()?;
         let token = match &self.token {
             Some(t) => {
@@ -147,7 +143,7 @@ impl Spec {
             }
             None => None,
         };
-        let beat = registry.register(self.check.clone(), token, rules)?;
+        let beat = registry.register(check.into(), token, rules)?;
         Ok(Probe { beat })
     }
 }

@@ -19,7 +19,6 @@ use super::api::{self, Token};
 use super::heartbeat::span;
 use super::{BuildError, Sample, SpecProblem};
 use crate::classify::Metric;
-use crate::config::CheckName;
 use crate::config::value::{HumanDuration, Pattern};
 use crate::logs::{Feed, Feeds, Reading, Rules, Source};
 
@@ -60,9 +59,6 @@ pub struct Spec {
     pub critical_pattern: Option<Spanned<Pattern>>,
     #[serde(default)]
     pub patterns: BTreeMap<Spanned<String>, Spanned<Pattern>>,
-    /// The check's name (its feed is kept under it); set by the config loader.
-    #[serde(skip)]
-    pub check: CheckName,
 }
 
 impl Spec {
@@ -260,8 +256,8 @@ impl Spec {
         }
     }
 
-    /// Compiles the rules and registers the check's feed and source with `feeds`.
-    pub fn build(&self, feeds: &Feeds) -> Result<Probe, BuildError> {
+    /// Compiles the rules and registers check `check`'s feed and source with `feeds`.
+    pub fn build(&self, check: &str, feeds: &Feeds) -> Result<Probe, BuildError> {
         let source = self.source()?;
         let rules = Rules::new(
             self.error_pattern.as_ref().map(|p| p.get_ref().0.clone()),
@@ -275,7 +271,7 @@ impl Spec {
         )
         .map_err(|e| BuildError(format!("patterns: {e}")))?;
         let feed = Feed::new(rules, self.window());
-        feeds.register(self.check.clone(), source, feed.clone())?;
+        feeds.register(check.into(), source, feed.clone())?;
         Ok(Probe { feed })
     }
 }
@@ -616,12 +612,11 @@ mod tests {
     #[test]
     fn build_registers_the_feed_under_the_check() {
         let feeds = Feeds::default();
-        let mut s = spec(
+        let s = spec(
             "file = \"/var/log/app.log\"\nfrom_start = true\nwindow = \"1m\"\npatterns = { slow = \"took [0-9]{4}ms\" }",
         );
-        s.check = "app".into();
         assert_eq!(s.target(), "/var/log/app.log, window 1m");
-        let probe = s.build(&feeds).unwrap();
+        let probe = s.build("app", &feeds).unwrap();
         let all = feeds.all();
         assert_eq!(all.len(), 1);
         assert!(matches!(

@@ -263,7 +263,8 @@ impl Spec {
 
     /// Builds the runnable probe: loads CA files, builds TLS configs and clients,
     /// once per configuration.
-    pub fn build(&self, ctx: &Context) -> Result<Probe, BuildError> {
+    /// `check` names the check: passive kinds (heartbeat, log) register under it.
+    pub fn build(&self, check: &str, ctx: &Context) -> Result<Probe, BuildError> {
         Ok(match self {
             Spec::Http(s) => Probe::Http(s.build(&ctx.roots)?),
             Spec::Tcp(s) => Probe::Tcp(s.build()?),
@@ -273,10 +274,10 @@ impl Spec {
             Spec::Host(s) => Probe::Host(s.build()?),
             Spec::Fly(s) => Probe::Fly(s.build(&ctx.roots)?),
             Spec::Prometheus(s) => Probe::Prometheus(s.build(&ctx.roots)?),
-            Spec::Heartbeat(s) => Probe::Heartbeat(s.build(&ctx.heartbeats)?),
+            Spec::Heartbeat(s) => Probe::Heartbeat(s.build(check, &ctx.heartbeats)?),
             Spec::Command(s) => Probe::Command(s.build()?),
             Spec::Dns(s) => Probe::Dns(s.build()?),
-            Spec::Log(s) => Probe::Log(s.build(&ctx.logs)?),
+            Spec::Log(s) => Probe::Log(s.build(check, &ctx.logs)?),
         })
     }
 
@@ -287,21 +288,6 @@ impl Spec {
             Spec::Heartbeat(s) => s.problems(),
             Spec::Log(s) => s.problems(),
             _ => Vec::new(),
-        }
-    }
-
-    /// Tells the spec the name of its check (a heartbeat keeps its state under it).
-    pub fn for_check(self, name: &str) -> Spec {
-        match self {
-            Spec::Heartbeat(s) => Spec::Heartbeat(heartbeat::Spec {
-                check: name.into(),
-                ..s
-            }),
-            Spec::Log(s) => Spec::Log(Box::new(log::Spec {
-                check: name.into(),
-                ..*s
-            })),
-            other => other,
         }
     }
 }

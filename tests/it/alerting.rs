@@ -36,6 +36,34 @@ interval = "250ms"
     )
 }
 
+/// A keeper whose low incidents go out by `digest` (a crontab or "off"),
+/// with one low-severity `http` check per `(name, url)`, probed every
+/// `interval` and alerting after `failures` bad samples, all routed to `hook`.
+fn low_config(
+    db: &crate::support::db::TestDb,
+    digest: &str,
+    checks: &[(&str, String)],
+    interval: &str,
+    failures: u32,
+    hook: &Receiver,
+) -> String {
+    let checks: String = checks
+        .iter()
+        .map(|(name, url)| {
+            format!(
+                "[checks.{name}]\nkind = \"http\"\nurl = \"{url}\"\ninterval = \"{interval}\"\n\
+                 down_severity = \"low\"\nfailures_before_alert = {failures}\n\
+                 successes_before_resolve = {failures}\n\n"
+            )
+        })
+        .collect();
+    format!(
+        "[storage]\nurl = \"{}\"\n\n[severities]\nlow = {{ digest = \"{digest}\" }}\n\n{checks}{}",
+        db.url(),
+        hook.webhook_route()
+    )
+}
+
 fn with_state(hook: &Receiver, state: &str) -> Vec<serde_json::Value> {
     hook.json_bodies()
         .into_iter()
@@ -727,32 +755,14 @@ async fn low_incidents_go_out_together_in_the_digest() {
     target.set_status(503);
     let hook = Receiver::start().await;
     // A digest every two seconds stands in for the daily one.
-    let app = TestApp::start(&format!(
-        r#"
-[storage]
-url = "{db}"
-
-[severities]
-low = {{ digest = "*/2 * * * * *" }}
-
-[checks.docs]
-kind = "http"
-url = "{docs}"
-interval = "200ms"
-down_severity = "low"
-
-[checks.blog]
-kind = "http"
-url = "{blog}"
-interval = "200ms"
-down_severity = "low"
-
-{hook}
-"#,
-        db = db.url(),
-        docs = target.url("/docs"),
-        blog = target.url("/blog"),
-        hook = hook.webhook_route(),
+    let checks = [("docs", target.url("/docs")), ("blog", target.url("/blog"))];
+    let app = TestApp::start(&low_config(
+        &db,
+        "*/2 * * * * *",
+        &checks,
+        "200ms",
+        2,
+        &hook,
     ))
     .await;
     wait_until(
@@ -814,27 +824,14 @@ async fn a_low_incident_that_came_and_went_is_in_the_next_digest_once() {
     let target = Target::start().await;
     let hook = Receiver::start().await;
     // A digest every ten seconds stands in for the daily one.
-    let app = TestApp::start(&format!(
-        r#"
-[storage]
-url = "{db}"
-
-[severities]
-low = {{ digest = "*/10 * * * * *" }}
-
-[checks.flaky]
-kind = "http"
-url = "{url}"
-interval = "100ms"
-down_severity = "low"
-failures_before_alert = 1
-successes_before_resolve = 1
-
-{hook}
-"#,
-        db = db.url(),
-        url = target.url("/"),
-        hook = hook.webhook_route(),
+    let checks = [("flaky", target.url("/"))];
+    let app = TestApp::start(&low_config(
+        &db,
+        "*/10 * * * * *",
+        &checks,
+        "100ms",
+        1,
+        &hook,
     ))
     .await;
     // Start the blip just after a digest, so it comes and goes before the next.
@@ -949,27 +946,8 @@ async fn with_the_digest_off_a_low_incident_pages_at_once() {
     let target = Target::start().await;
     target.set_status(503);
     let hook = Receiver::start().await;
-    let app = TestApp::start(&format!(
-        r#"
-[storage]
-url = "{db}"
-
-[severities]
-low = {{ digest = "off" }}
-
-[checks.docs]
-kind = "http"
-url = "{url}"
-interval = "100ms"
-down_severity = "low"
-
-{hook}
-"#,
-        db = db.url(),
-        url = target.url("/"),
-        hook = hook.webhook_route(),
-    ))
-    .await;
+    let checks = [("docs", target.url("/"))];
+    let app = TestApp::start(&low_config(&db, "off", &checks, "100ms", 2, &hook)).await;
     let opened = hook.wait_for_json(1, Duration::from_secs(20)).await;
     assert_eq!(opened[0]["check"], "docs", "{opened:?}");
     assert_eq!(opened[0]["state"], "opened", "{opened:?}");

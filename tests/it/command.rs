@@ -18,7 +18,7 @@ const HANG: Duration = Duration::from_secs(60);
 fn probe(toml: &str) -> Probe {
     let spec: command::Spec = toml::from_str(toml).expect("command spec");
     Spec::Command(spec)
-        .build(&Context::system())
+        .build("test", &Context::system())
         .expect("build command probe")
 }
 

@@ -20,7 +20,7 @@ fn probe(server: &DnsServer, keys: &str) -> Probe {
     let toml = format!("resolver = \"{}\"\n{keys}", server.addr);
     let spec: dns::Spec = toml::from_str(&toml).expect("dns spec");
     Spec::Dns(spec)
-        .build(&Context::system())
+        .build("test", &Context::system())
         .expect("build dns probe")
 }
 
@@ -181,7 +181,7 @@ async fn a_closed_port_is_red_at_once() {
     drop(closed);
     let spec: dns::Spec =
         toml::from_str(&format!("name = \"www.test\"\nresolver = \"{addr}\"")).expect("dns spec");
-    let probe = Spec::Dns(spec).build(&Context::system()).unwrap();
+    let probe = Spec::Dns(spec).build("test", &Context::system()).unwrap();
     let s = tokio::time::timeout(HANG, probe.run(Duration::from_secs(30)))
         .await
         .expect("the probe returned");

@@ -41,7 +41,7 @@ fn check(api_url: &str, extra: &str) -> (CheckConfig, Probe) {
     let check = config.checks[0].clone();
     let probe = check
         .probe
-        .build(&Context::system())
+        .build("test", &Context::system())
         .expect("build fly probe");
     (check, probe)
 }
@@ -160,7 +160,10 @@ async fn fly_macaroon_tokens_go_out_with_the_flyv1_scheme() {
             api.url("")
         ))
         .expect("config");
-        let probe = config.checks[0].probe.build(&Context::system()).unwrap();
+        let probe = config.checks[0]
+            .probe
+            .build("test", &Context::system())
+            .unwrap();
         assert!(probe.run(TIMEOUT).await.is_up());
         let last = api.recorded().pop().expect("a request");
         assert_eq!(
@@ -593,7 +596,7 @@ fn fly_config_mistakes_are_refused_with_line_and_column() {
     let config = parse("app = \"my-app\"\ntoken = \"t\"\napi_url = \"ftp://x\"").unwrap();
     let err = config.checks[0]
         .probe
-        .build(&Context::system())
+        .build("test", &Context::system())
         .unwrap_err();
     assert_eq!(
         err.0,
@@ -602,7 +605,7 @@ fn fly_config_mistakes_are_refused_with_line_and_column() {
     let config = parse("app = \"my-app\"\ntoken = \"\"").unwrap();
     let err = config.checks[0]
         .probe
-        .build(&Context::system())
+        .build("test", &Context::system())
         .unwrap_err();
     assert!(err.0.starts_with("token: empty"), "{}", err.0);
 }

@@ -15,7 +15,7 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 fn probe(toml: &str) -> Probe {
     let spec: host::Spec = toml::from_str(toml).expect("host spec");
     Spec::Host(spec)
-        .build(&Context::system())
+        .build("test", &Context::system())
         .expect("build host probe")
 }
 

@@ -20,7 +20,7 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 fn probe(toml: &str) -> Probe {
     let spec: postgres::Spec = toml::from_str(toml).expect("postgres spec");
     Spec::Postgres(spec)
-        .build(&Context::system())
+        .build("test", &Context::system())
         .expect("build postgres probe")
 }
 
@@ -178,7 +178,9 @@ async fn wrong_password_is_red_naming_authentication_and_never_the_password() {
     let spec: postgres::Spec =
         toml::from_str(&format!("url = {:?}", cluster.url(wrong))).expect("spec");
     let target = Spec::Postgres(spec.clone()).target();
-    let probe = Spec::Postgres(spec).build(&Context::system()).unwrap();
+    let probe = Spec::Postgres(spec)
+        .build("test", &Context::system())
+        .unwrap();
 
     let sample = probe.run(TIMEOUT).await;
 

@@ -19,21 +19,21 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 fn http_probe(toml: &str) -> Probe {
     let spec: http::Spec = toml::from_str(toml).expect("http spec");
     Spec::Http(spec)
-        .build(&Context::system())
+        .build("test", &Context::system())
         .expect("build http probe")
 }
 
 fn tls_probe(toml: &str) -> Probe {
     let spec: tls::Spec = toml::from_str(toml).expect("tls spec");
     Spec::Tls(spec)
-        .build(&Context::system())
+        .build("test", &Context::system())
         .expect("build tls probe")
 }
 
 fn tcp_probe(toml: &str) -> Probe {
     let spec: tcp::Spec = toml::from_str(toml).expect("tcp spec");
     Spec::Tcp(spec)
-        .build(&Context::system())
+        .build("test", &Context::system())
         .expect("build tcp probe")
 }
 
@@ -353,7 +353,7 @@ async fn http_build_rejects_bad_url_and_unreadable_ca_file() {
     let build = |toml: &str| {
         let spec: http::Spec = toml::from_str(toml).expect("http spec");
         Spec::Http(spec)
-            .build(&Context::system())
+            .build("test", &Context::system())
             .err()
             .map(|e| e.0)
     };

@@ -36,7 +36,7 @@ fn check(keys: &str) -> (CheckConfig, Probe) {
     let check = config.checks[0].clone();
     let probe = check
         .probe
-        .build(&Context::system())
+        .build("test", &Context::system())
         .expect("build prometheus probe");
     (check, probe)
 }
@@ -334,13 +334,13 @@ fn prometheus_config_mistakes_are_refused_with_line_and_column() {
     let config = parse("url = \"127.0.0.1:9090\"\nquery = \"up\"").unwrap();
     let err = config.checks[0]
         .probe
-        .build(&Context::system())
+        .build("test", &Context::system())
         .unwrap_err();
     assert!(err.0.starts_with("url \"127.0.0.1:9090\": "), "{}", err.0);
     let config = parse("url = \"http://127.0.0.1:9090\"\nquery = \" \"").unwrap();
     let err = config.checks[0]
         .probe
-        .build(&Context::system())
+        .build("test", &Context::system())
         .unwrap_err();
     assert_eq!(err.0, "query: empty");
 }

@@ -4,63 +4,38 @@
 //! temporary directory. Panics with the install hint when the binary is
 //! missing; killed when the [`AlertmanagerServer`] is dropped.
 
-use super::free_port;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+use super::child::ChildServer;
 
 const BINARY: &str = "prometheus-alertmanager";
 const CONFIG: &str = "route: {receiver: devnull}\nreceivers: [{name: devnull}]\n";
 
 /// The running Alertmanager; killed on drop.
 #[derive(Debug)]
-pub struct AlertmanagerServer {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for AlertmanagerServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+pub struct AlertmanagerServer(ChildServer);
 
 impl AlertmanagerServer {
     /// Starts Alertmanager and waits until `/-/ready` answers 200.
     pub async fn start() -> AlertmanagerServer {
-        let dir = tempfile::tempdir().expect("a temporary directory for alertmanager");
-        let config = dir.path().join("am.yml");
-        std::fs::write(&config, CONFIG).expect("writing am.yml");
-        let storage = dir.path().join("data");
-        let port = free_port();
-        let child = Command::new(BINARY)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.path={}", storage.display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--cluster.listen-address=")
-            .arg("--log.level=warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "starting {BINARY} ({e}): install it with \
-                     `apt-get install -y prometheus-alertmanager` (Debian)"
-                )
-            });
-        let mut server = AlertmanagerServer {
-            child,
-            port,
-            _dir: dir,
-        };
-        server.wait_ready().await;
-        server
+        let server = ChildServer::start(BINARY, BINARY, Duration::from_secs(20), |dir, port| {
+            let config = dir.join("am.yml");
+            std::fs::write(&config, CONFIG).expect("writing am.yml");
+            vec![
+                format!("--config.file={}", config.display()),
+                format!("--storage.path={}", dir.join("data").display()),
+                format!("--web.listen-address=127.0.0.1:{port}"),
+                "--cluster.listen-address=".into(),
+                "--log.level=warn".into(),
+            ]
+        })
+        .await;
+        AlertmanagerServer(server)
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.0.url()
     }
 
     /// `GET /api/v2/alerts` (Alertmanager's default filter: active, silenced,
@@ -74,11 +49,5 @@ impl AlertmanagerServer {
             response.status()
         );
         response.json().await.expect("alerts JSON")
-    }
-
-    async fn wait_ready(&mut self) {
-        let url = format!("{}/-/ready", self.url());
-        crate::support::wait_http_ready(&mut self.child, BINARY, &url, Duration::from_secs(20))
-            .await;
     }
 }

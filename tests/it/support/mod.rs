@@ -4,6 +4,7 @@
 
 pub mod alertmanager;
 pub mod app;
+pub mod child;
 pub mod db;
 pub mod dns;
 pub mod pgcluster;
@@ -68,31 +69,6 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("finding a free port on 127.0.0.1")
-}
-
-/// Waits until the server `child` (called `name`) answers `url` with a 2xx;
-/// panics if it exits first or takes longer than `timeout`.
-pub async fn wait_http_ready(
-    child: &mut std::process::Child,
-    name: &str,
-    url: &str,
-    timeout: Duration,
-) {
-    let start = Instant::now();
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("{name} exited while starting: {status}");
-        }
-        if let Ok(r) = reqwest::get(url).await
-            && r.status().is_success()
-        {
-            return;
-        }
-        if start.elapsed() > timeout {
-            panic!("timed out waiting until {name} answers {url}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Parses config text as if read from `keeper.toml`, with no environment.
