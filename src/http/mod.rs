@@ -42,6 +42,8 @@ pub struct AppState {
     pub api_token: Option<Arc<str>>,
     /// Set once the scheduler runs; cleared when shutting down.
     pub scheduler_running: Arc<AtomicBool>,
+    /// Set when a task keeper cannot run without ended unexpectedly: which, and why.
+    pub task_died: Arc<std::sync::OnceLock<String>>,
     /// Heartbeat tokens and signals: `/ping/{token}` records into it.
     pub heartbeats: crate::probe::heartbeat::Registry,
     /// Log ingest sources: `/ingest/{source}` delivers into it.
@@ -87,6 +89,9 @@ async fn healthz() -> &'static str {
 
 /// Ready when the database answers and the scheduler runs.
 async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    if let Some(died) = state.task_died.get() {
+        return Err(ApiError::unavailable(format!("stopping: {died}")));
+    }
     if !state.scheduler_running.load(Ordering::Acquire) {
         return Err(ApiError::unavailable("scheduler not running"));
     }

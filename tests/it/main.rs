@@ -12,6 +12,7 @@ mod config;
 mod dns;
 mod durability;
 mod e2e;
+mod faults;
 mod fly;
 mod flylogs;
 mod heartbeat;
