@@ -279,7 +279,8 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
     ));
     tracing::info!(%addr, checks = config.checks.len(), channels = config.channels.len(), "keeper started");
     for (check, ping_url) in heartbeats.generated() {
-        tracing::info!(%check, %ping_url, "heartbeat ping URL (generated token)");
+        // The URL carries the token: not at info (`keeper check-config` shows it).
+        tracing::debug!(%check, %ping_url, "heartbeat ping URL (generated token)");
     }
 
     let done = tokio::spawn({
@@ -331,13 +332,7 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
     })
 }
 
-/// A database URL without its password, for messages.
+/// A database URL without its password or query values, for messages.
 pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_string(),
-    }
+    crate::redact::dsn(url)
 }

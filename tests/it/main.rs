@@ -24,5 +24,6 @@ mod probe_postgres;
 mod probes;
 mod prometheus;
 mod scheduler;
+mod secrets;
 mod store;
 mod watchdog;
