@@ -10,7 +10,7 @@ use crate::support::receiver::Receiver;
 use crate::support::target::Target;
 use crate::support::{wait_for, wait_until};
 
-const TOKEN: &str = "s3cret-token";
+const TOKEN: &str = "s3cret-api-token-0001";
 
 fn config(db_url: &str, target: &Target, hook: &Receiver) -> String {
     format!(
