@@ -229,6 +229,7 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
         store: store.clone(),
         engine: engine_handle,
         api_token: config.server.api_token.clone().map(Arc::from),
+        listen: addr,
         scheduler_running: scheduler_running.clone(),
         heartbeats: heartbeats.clone(),
         ingest: ingest.clone(),

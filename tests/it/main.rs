@@ -5,6 +5,7 @@
 mod support;
 
 mod alerting;
+mod api_hardening;
 mod channels;
 mod cli;
 mod command;
