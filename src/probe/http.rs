@@ -203,8 +203,10 @@ impl Probe {
                 }
             };
             if run.redirects == MAX_REDIRECTS {
-                let reason =
-                    format!("too many redirects (more than {MAX_REDIRECTS}), last to {location}");
+                let reason = format!(
+                    "too many redirects (more than {MAX_REDIRECTS}), last to {}",
+                    crate::redact::url(location)
+                );
                 return run.sample(Err(reason), status.as_u16());
             }
             url = match url
@@ -214,7 +216,8 @@ impl Probe {
             {
                 Ok(next) => next,
                 Err(e) => {
-                    let reason = format!("{} redirect to {location:?}: {e}", status_text(status));
+                    let shown = crate::redact::url(location);
+                    let reason = format!("{} redirect to {shown:?}: {e}", status_text(status));
                     return run.sample(Err(reason), status.as_u16());
                 }
             };
