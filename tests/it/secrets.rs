@@ -107,6 +107,17 @@ async fn secrets_in_targets_never_reach_the_api_metrics_or_check_config() {
         "postgres://keeper:***@127.0.0.1:1/app?sslmode=***"
     );
     assert_no_secret("/metrics", &app.get_text("/metrics").await);
+    wait_until(
+        "prom and pg open incidents",
+        Duration::from_secs(20),
+        || async {
+            !app.check("prom").await["incident"].is_null()
+                && !app.check("pg").await["incident"].is_null()
+        },
+    )
+    .await;
+    let incidents = app.get_json("/api/v1/incidents?state=all").await;
+    assert_no_secret("GET /api/v1/incidents", &incidents.to_string());
     app.stop().await;
 
     let dir = tempfile::tempdir().expect("a temporary directory");
