@@ -251,7 +251,9 @@ async fn writes_answer_403_on_a_non_loopback_listener_without_a_token() {
     let db = TestDb::sqlite();
     let target = Target::start().await;
     target.set_status(503);
-    let app = TestApp::start(&config(&db, &target, "listen = \"0.0.0.0:0\"")).await;
+    let beat = "\n[checks.beat]\nkind = \"heartbeat\"\nperiod = \"1h\"\n";
+    let text = config(&db, &target, "listen = \"0.0.0.0:0\"") + beat;
+    let app = TestApp::start(&text).await;
     // Listening on every address; the test itself talks over loopback only.
     let port = app.base.rsplit(':').next().expect("a port");
     let base = format!("http://127.0.0.1:{port}");
@@ -287,6 +289,10 @@ async fn writes_answer_403_on_a_non_loopback_listener_without_a_token() {
     let (status, body) = answer(app.http.get(format!("{base}/api/v1/incidents/{incident}"))).await;
     assert_eq!(status, 200, "reads stay open: {body}");
     assert!(body["acknowledged_at"].is_null(), "{body}");
+    // Nor does the generated ping URL (its token) go to whoever reaches the port.
+    let (status, beat) = answer(app.http.get(format!("{base}/api/v1/checks/beat"))).await;
+    assert_eq!(status, 200, "{beat}");
+    assert!(beat.get("ping_url").is_none(), "{beat}");
     app.stop().await;
 }
 
