@@ -324,6 +324,7 @@ pub async fn start_with(config: Config, options: Options) -> Result<Keeper, AppE
         store: store.clone(),
         engine: engine_handle,
         api_token: config.server.api_token.clone().map(Arc::from),
+        listen: addr,
         scheduler_running: scheduler_running.clone(),
         task_died: task_died.clone(),
         heartbeats: heartbeats.clone(),
@@ -379,7 +380,8 @@ pub async fn start_with(config: Config, options: Options) -> Result<Keeper, AppE
     );
     tracing::info!(%addr, checks = config.checks.len(), channels = config.channels.len(), "keeper started");
     for (check, ping_url) in heartbeats.generated() {
-        tracing::info!(%check, %ping_url, "heartbeat ping URL (generated token)");
+        // The URL carries the token: not at info (`keeper check-config` shows it).
+        tracing::debug!(%check, %ping_url, "heartbeat ping URL (generated token)");
     }
 
     let done = tokio::spawn({
@@ -455,13 +457,7 @@ pub async fn start_with(config: Config, options: Options) -> Result<Keeper, AppE
     })
 }
 
-/// A database URL without its password, for messages.
+/// A database URL without its password or query values, for messages.
 pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_string(),
-    }
+    crate::redact::dsn(url)
 }

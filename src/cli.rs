@@ -213,7 +213,7 @@ async fn heartbeat_urls(config: &Config) -> String {
             (false, Some(token)) => writeln!(out, "  {name}  {base}/ping/{token}"),
             (false, None) => writeln!(
                 out,
-                "  {name}  token will be generated at first run (then shown here and in the startup log)"
+                "  {name}  token will be generated at first run (then shown here)"
             ),
         };
     }

@@ -23,6 +23,7 @@ pub mod logs;
 pub mod metrics;
 pub mod notify;
 pub mod probe;
+pub mod redact;
 pub mod scheduler;
 pub mod state;
 pub mod store;

@@ -10,6 +10,7 @@ mod ingest;
 mod ping;
 mod silences;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -40,6 +41,8 @@ pub struct AppState {
     pub engine: EngineHandle,
     /// `server.api_token`: write endpoints need `Authorization: Bearer` with it when set.
     pub api_token: Option<Arc<str>>,
+    /// The address listened on: beyond loopback, writes need `api_token`.
+    pub listen: SocketAddr,
     /// Set once the scheduler runs; cleared when shutting down.
     pub scheduler_running: Arc<AtomicBool>,
     /// Set when a task keeper cannot run without ended unexpectedly: which, and why.
@@ -51,6 +54,13 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
+    if !auth::writes_open(state.listen, state.api_token.is_some()) {
+        tracing::warn!(
+            "{}: API writes answer 403 until it is set; reads stay open",
+            auth::closed_reason(state.listen)
+        );
+    }
+    let guard = axum::middleware::from_fn_with_state(state.clone(), auth::guard_writes);
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
@@ -59,7 +69,8 @@ pub fn router(state: AppState) -> Router {
             "/api/v1",
             api::router()
                 .merge(incidents::router())
-                .merge(silences::router()),
+                .merge(silences::router())
+                .route_layer(guard),
         )
         .merge(ping::router())
         .merge(ingest::router())

@@ -39,6 +39,9 @@ pub struct Spec {
     /// The program and its arguments; with `shell`, one string for `/bin/sh -c`.
     pub command: Vec<String>,
     pub shell: bool,
+    /// How the API and `check-config` show the command (`display`); by
+    /// default only the program, as its arguments may carry secrets.
+    pub display: Option<String>,
 }
 
 /// The keys as written, before the checks that span both.
@@ -48,6 +51,7 @@ struct RawSpec {
     command: Argv,
     #[serde(default)]
     shell: bool,
+    display: Option<String>,
 }
 
 impl TryFrom<RawSpec> for Spec {
@@ -60,9 +64,13 @@ impl TryFrom<RawSpec> for Spec {
                 command.len()
             ));
         }
+        if raw.display.as_deref().is_some_and(|d| d.trim().is_empty()) {
+            return Err("display: must not be empty (leave it out to show the program)".into());
+        }
         Ok(Spec {
             command,
             shell: raw.shell,
+            display: raw.display,
         })
     }
 }
@@ -87,12 +95,14 @@ impl<'de> Deserialize<'de> for Argv {
 }
 
 impl Spec {
-    /// The command as people read it: `check_disk -w 10%`, or the shell line.
+    /// The command as people see it: `display`, else only the program
+    /// (`check_disk`, or `sh -c …` for a shell line): arguments, after
+    /// `${VAR}` expansion, may carry secrets.
     pub fn target(&self) -> String {
-        if self.shell {
-            format!("sh -c {:?}", self.command.join(" "))
-        } else {
-            self.command.join(" ")
+        match (&self.display, self.shell) {
+            (Some(display), _) => display.clone(),
+            (None, true) => "sh -c …".into(),
+            (None, false) => self.command.first().cloned().unwrap_or_default(),
         }
     }
 

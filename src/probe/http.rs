@@ -64,13 +64,14 @@ fn default_true() -> bool {
 
 impl Spec {
     pub fn target(&self) -> String {
-        self.url.clone()
+        crate::redact::url(&self.url)
     }
 
     pub fn build(&self, roots: &tlsconf::Roots) -> Result<Probe, BuildError> {
-        let url =
-            Url::parse(&self.url).map_err(|e| BuildError(format!("url {:?}: {e}", self.url)))?;
-        check_url(&url).map_err(|e| BuildError(format!("url {:?}: {e}", self.url)))?;
+        let url = Url::parse(&self.url)
+            .map_err(|e| BuildError(format!("url {:?}: {e}", crate::redact::url(&self.url))))?;
+        check_url(&url)
+            .map_err(|e| BuildError(format!("url {:?}: {e}", crate::redact::url(&self.url))))?;
         let method = Method::from_bytes(self.method.to_ascii_uppercase().as_bytes())
             .map_err(|_| BuildError(format!("method {:?}: not an HTTP method", self.method)))?;
         let mut headers = HeaderMap::new();
@@ -202,8 +203,10 @@ impl Probe {
                 }
             };
             if run.redirects == MAX_REDIRECTS {
-                let reason =
-                    format!("too many redirects (more than {MAX_REDIRECTS}), last to {location}");
+                let reason = format!(
+                    "too many redirects (more than {MAX_REDIRECTS}), last to {}",
+                    crate::redact::url(location)
+                );
                 return run.sample(Err(reason), status.as_u16());
             }
             url = match url
@@ -213,7 +216,8 @@ impl Probe {
             {
                 Ok(next) => next,
                 Err(e) => {
-                    let reason = format!("{} redirect to {location:?}: {e}", status_text(status));
+                    let shown = crate::redact::url(location);
+                    let reason = format!("{} redirect to {shown:?}: {e}", status_text(status));
                     return run.sample(Err(reason), status.as_u16());
                 }
             };
@@ -240,7 +244,7 @@ impl Probe {
             Some(url::Host::Domain(name)) => name.to_string(),
             Some(url::Host::Ipv4(ip)) => ip.to_string(),
             Some(url::Host::Ipv6(ip)) => ip.to_string(),
-            None => return Err(format!("{url}: no host")),
+            None => return Err(format!("{}: no host", crate::redact::url(url.as_str()))),
         };
         let port = url.port_or_known_default().unwrap_or(80);
         let conn = tcp::connect(&host, port, run.deadline).await?;
@@ -290,7 +294,12 @@ impl Probe {
             .method(method.clone())
             .uri(target)
             .body(Full::new(body.clone()))
-            .map_err(|e| format!("building the request for {url}: {e}"))?;
+            .map_err(|e| {
+                format!(
+                    "building the request for {}: {e}",
+                    crate::redact::url(url.as_str())
+                )
+            })?;
         *request.headers_mut() = self.headers.clone();
         if !request.headers().contains_key(HOST) {
             let host = url.host_str().unwrap_or_default();

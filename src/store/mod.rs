@@ -357,7 +357,7 @@ impl Store {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Store::Postgres(postgres::PgStore::connect(url).await?))
         } else {
-            Err(StoreError::UnsupportedUrl(url.to_string()))
+            Err(StoreError::UnsupportedUrl(crate::redact::dsn(url)))
         }
     }
 

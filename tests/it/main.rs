@@ -5,6 +5,7 @@
 mod support;
 
 mod alerting;
+mod api_hardening;
 mod channels;
 mod cli;
 mod command;
@@ -26,5 +27,6 @@ mod probe_postgres;
 mod probes;
 mod prometheus;
 mod scheduler;
+mod secrets;
 mod store;
 mod watchdog;
