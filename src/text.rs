@@ -11,6 +11,9 @@ use std::borrow::Cow;
 /// The longest text kept, in bytes (UTF-8).
 pub const MAX_TEXT: usize = 4096;
 
+/// The longest name kept (a label, who acknowledged), in bytes.
+pub const NAME_MAX: usize = 200;
+
 /// `text` as keeper may store and send it: control characters other than
 /// tab and newline replaced with U+FFFD, cut at [`MAX_TEXT`] bytes on a
 /// character boundary with a note saying how much was cut. Borrowed when

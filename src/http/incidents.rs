@@ -17,6 +17,7 @@ use crate::classify::{Color, Severity};
 use crate::engine::AckError;
 use crate::incident::{mtta_s, mttr_s};
 use crate::store::{Incident, IncidentFilter, StoreError};
+use crate::text::NAME_MAX;
 
 /// The most incidents one listing returns.
 const MAX_LIMIT: u32 = 1000;
@@ -160,9 +161,10 @@ async fn acknowledge(
             ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}"))
         })?
     };
+    // Free text reaches the store and every channel: keeper's text rule applies.
     let by = body
         .by
-        .map(|b| b.trim().to_string())
+        .map(|b| crate::text::clean_to(b.trim(), NAME_MAX).into_owned())
         .filter(|b| !b.is_empty());
     let incident = state
         .engine

@@ -17,6 +17,7 @@ use super::auth::Authorized;
 use super::{ApiError, AppState};
 use crate::config::HumanDuration;
 use crate::store::{NewSilence, Silence, StoreError};
+use crate::text::NAME_MAX;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -95,13 +96,19 @@ fn validate(
     if ends_at <= starts_at {
         return Err(bad("ends_at must come after starts_at"));
     }
+    // Free text reaches the store and the API: keeper's text rule applies.
+    let name = |t: String| crate::text::clean_to(&t, NAME_MAX).into_owned();
     Ok(NewSilence {
         check: body.check,
-        labels: body.labels,
+        labels: body
+            .labels
+            .into_iter()
+            .map(|(k, v)| (name(k), name(v)))
+            .collect(),
         starts_at,
         ends_at,
-        comment: body.comment,
-        created_by: body.by.filter(|b| !b.trim().is_empty()),
+        comment: crate::text::clean(&body.comment).into_owned(),
+        created_by: body.by.filter(|b| !b.trim().is_empty()).map(name),
     })
 }
 

@@ -113,9 +113,6 @@ impl CertInfo {
     }
 }
 
-/// The longest name of a measured value kept (a plugin's perfdata label).
-const NAME_MAX: usize = 200;
-
 impl Sample {
     /// An up sample started now with no measurements yet.
     pub fn up(message: impl Into<String>) -> Sample {
@@ -159,7 +156,7 @@ impl Sample {
             changed |= clean_in_place(reason);
         }
         for (name, _) in &mut self.values {
-            if let std::borrow::Cow::Owned(cleaned) = clean_to(name, NAME_MAX) {
+            if let std::borrow::Cow::Owned(cleaned) = clean_to(name, crate::text::NAME_MAX) {
                 *name = cleaned;
                 changed = true;
             }

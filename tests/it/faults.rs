@@ -296,3 +296,60 @@ async fn the_process_exits_non_zero_when_a_task_dies() {
     );
     assert!(stderr.contains("the engine task panicked"), "{stderr}");
 }
+
+both_backends!(
+    async fn free_text_from_the_api_with_a_nul_is_taken_cleaned(db) {
+        let target = Target::start().await;
+        target.set_status(503);
+        let rx = Receiver::start().await;
+        let app = TestApp::start(&format!(
+            r#"
+            [storage]
+            url = "{db}"
+
+            [checks.web]
+            kind = "http"
+            url = "{web}"
+            interval = "100ms"
+            failures_before_alert = 1
+
+            {route}
+            "#,
+            db = db.url(),
+            web = target.url("/"),
+            route = rx.webhook_route(),
+        ))
+        .await;
+        wait_until("web's incident is paged", WAIT, || async {
+            !about(&rx, "web", "opened").is_empty()
+        })
+        .await;
+        let id = about(&rx, "web", "opened")[0]["incident"].as_i64().unwrap();
+        let acked = app
+            .http
+            .post(format!("{}/api/v1/incidents/{id}/ack", app.base))
+            .json(&serde_json::json!({"by": "ops\u{0}team"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(acked.status(), 200, "{}", acked.text().await.unwrap());
+        let silenced = app
+            .http
+            .post(format!("{}/api/v1/silences", app.base))
+            .json(&serde_json::json!({
+                "labels": {"app\u{0}": "x\u{0}"}, "for": "1h", "comment": "deploy \u{0} window"
+            }))
+            .send()
+            .await
+            .unwrap();
+        let status = silenced.status();
+        let silence: serde_json::Value = silenced.json().await.unwrap();
+        assert_eq!(status, 201, "{silence}");
+        assert_eq!(silence["comment"], "deploy \u{FFFD} window", "{silence}");
+        wait_until("the acknowledgement reaches the channel", WAIT, || async {
+            !about(&rx, "web", "acknowledged").is_empty()
+        })
+        .await;
+        app.stop().await;
+    }
+);
