@@ -9,6 +9,7 @@ mod channels;
 mod cli;
 mod command;
 mod config;
+mod delivery;
 mod dns;
 mod durability;
 mod e2e;
