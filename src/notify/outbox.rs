@@ -286,10 +286,6 @@ impl Outbox {
             busy.extend(groups.keys().cloned());
             (groups, due.bad)
         };
-        for row in bad {
-            self.fail_bad_row(row).await?;
-            report.failed += 1;
-        }
         let results = join_all(
             groups
                 .into_iter()
@@ -297,6 +293,15 @@ impl Outbox {
         )
         .await;
         let mut first_error = None;
+        // After the groups: their channels are released whatever becomes of these.
+        for row in bad {
+            match self.fail_bad_row(row).await {
+                Ok(()) => report.failed += 1,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
         for (group, error) in results {
             report.add(&group);
             if first_error.is_none() {
