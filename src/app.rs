@@ -256,6 +256,8 @@ pub async fn start_with(config: Config, options: Options) -> Result<Keeper, AppE
         metrics.notifications.clone(),
     )
     .with_health(channel_health)
+    .with_backoff(config.delivery.min_backoff, config.delivery.max_backoff)
+    .with_max_age(config.delivery.max_age)
     .with_public_url(config.server.public_url.clone())
     .with_pacing(
         config

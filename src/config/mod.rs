@@ -36,6 +36,7 @@ pub struct Config {
     pub path: PathBuf,
     pub server: Server,
     pub storage: Storage,
+    pub delivery: Delivery,
     /// Global limit on probes running at once.
     pub concurrency: usize,
     pub severities: Severities,
@@ -59,6 +60,27 @@ pub struct Storage {
     pub retention: Duration,
     /// Samples held in memory while the database is slow or away; past it the oldest are dropped.
     pub buffer: usize,
+}
+
+/// `[delivery]` (DESIGN.md §4): a transiently failing notification is
+/// retried with backoff from `min_backoff` doubling up to `max_backoff`, until
+/// `max_age` after it was queued.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Delivery {
+    pub max_age: Duration,
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for Delivery {
+    fn default() -> Delivery {
+        use crate::notify::outbox;
+        Delivery {
+            max_age: outbox::DEFAULT_MAX_AGE,
+            min_backoff: outbox::DEFAULT_BACKOFF_BASE,
+            max_backoff: outbox::DEFAULT_BACKOFF_CAP,
+        }
+    }
 }
 
 /// Response windows per severity (DESIGN.md §4).
@@ -299,6 +321,7 @@ fn read<'i, T: serde::Deserialize<'i>>(
 fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> Option<Config> {
     let mut server = raw::Server::default();
     let mut storage = raw::Storage::default();
+    let mut delivery = raw::Delivery::default();
     let mut defaults = raw::Defaults::default();
     let mut severities = raw::Severities::default();
     let mut checks = Vec::new();
@@ -311,6 +334,7 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
         match name.as_str() {
             "server" => server = read(&name, value, errors).unwrap_or_default(),
             "storage" => storage = read(&name, value, errors).unwrap_or_default(),
+            "delivery" => delivery = read(&name, value, errors).unwrap_or_default(),
             "defaults" => defaults = read(&name, value, errors).unwrap_or_default(),
             "severities" => severities = read(&name, value, errors).unwrap_or_default(),
             "routes" => routes = read(&name, value, errors).unwrap_or_default(),
@@ -322,7 +346,7 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
                 key.span(),
                 &name,
                 format!(
-                    "unknown key {name} (expected server, storage, defaults, severities, checks, channels, routes, maintenance or watchdog)"
+                    "unknown key {name} (expected server, storage, delivery, defaults, severities, checks, channels, routes, maintenance or watchdog)"
                 ),
             ),
         }
@@ -352,6 +376,7 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
         .collect();
     checks.extend(watchdog.checks(&channels, &defaults, errors));
     let routes = read_routes(routes, &channels, errors);
+    let delivery = read_delivery(delivery, errors);
     let maintenance = read_maintenance(maintenance, &known_checks, errors);
 
     let listen = server
@@ -386,6 +411,7 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
                 .map_or(Duration::from_secs(30 * 86_400), |d| d.0),
             buffer: storage.buffer.unwrap_or(100_000),
         },
+        delivery,
         concurrency: defaults.concurrency,
         severities: severities.resolve(),
         checks,
@@ -433,6 +459,52 @@ fn api_token(token: Spanned<String>, errors: &mut error::Collector) -> Option<St
             None
         }
         None => Some(token),
+    }
+}
+
+/// `[delivery]` with defaults: every duration above 0, `min_backoff` at
+/// most `max_backoff`.
+fn read_delivery(raw: raw::Delivery, errors: &mut error::Collector) -> Delivery {
+    let defaults = Delivery::default();
+    let mut positive = |value: Option<Spanned<HumanDuration>>, key: &str, default: Duration| {
+        let Some(value) = value else {
+            return (default, None);
+        };
+        let span = value.span();
+        if value.get_ref().0.is_zero() {
+            errors.at(
+                span.clone(),
+                &format!("delivery.{key}"),
+                "must be above 0".into(),
+            );
+            return (default, None);
+        }
+        (value.get_ref().0, Some(span))
+    };
+    let (max_age, _) = positive(raw.max_age, "max_age", defaults.max_age);
+    let (min_backoff, min_span) = positive(raw.min_backoff, "min_backoff", defaults.min_backoff);
+    let (max_backoff, _) = positive(raw.max_backoff, "max_backoff", defaults.max_backoff);
+    // Without a min_backoff of its own, a small max_backoff lowers it too.
+    let min_backoff = match min_span {
+        None => min_backoff.min(max_backoff),
+        Some(span) => {
+            if min_backoff > max_backoff {
+                errors.at(
+                    span,
+                    "delivery.min_backoff",
+                    format!(
+                        "must be at most max_backoff ({})",
+                        humantime::format_duration(max_backoff)
+                    ),
+                );
+            }
+            min_backoff
+        }
+    };
+    Delivery {
+        max_age,
+        min_backoff,
+        max_backoff,
     }
 }
 

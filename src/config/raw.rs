@@ -30,6 +30,15 @@ pub struct Storage {
     pub buffer: Option<usize>,
 }
 
+/// `[delivery]`: how long and how often a failing notification is retried.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Delivery {
+    pub max_age: Option<Spanned<HumanDuration>>,
+    pub min_backoff: Option<Spanned<HumanDuration>>,
+    pub max_backoff: Option<Spanned<HumanDuration>>,
+}
+
 type RawThresholds = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
 
 #[derive(Debug, Default, Deserialize)]

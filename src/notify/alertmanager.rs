@@ -66,12 +66,12 @@ impl Alertmanager {
         })
     }
 
-    pub async fn send(&self, n: &Notification) -> Result<(), SendError> {
-        self.send_group(std::slice::from_ref(n)).await
+    pub async fn send(&self, n: &Notification, key: &str) -> Result<(), SendError> {
+        self.send_group(std::slice::from_ref(n), key).await
     }
 
     /// Every notification's alerts in one `POST /api/v2/alerts` array.
-    pub async fn send_group(&self, ns: &[Notification]) -> Result<(), SendError> {
+    pub async fn send_group(&self, ns: &[Notification], key: &str) -> Result<(), SendError> {
         let alerts: Vec<serde_json::Value> = ns
             .iter()
             .flat_map(|n| match render::alertmanager_alerts(n) {
@@ -81,6 +81,6 @@ impl Alertmanager {
             .collect();
         let body = serde_json::to_vec(&alerts)
             .map_err(|e| SendError::permanent(format!("encoding the alerts: {e}")))?;
-        post_json(&self.http, &self.url, &self.headers, body).await
+        post_json(&self.http, &self.url, &self.headers, key, body).await
     }
 }

@@ -4,6 +4,7 @@
 //! The transport is built once in [`Email::new`] from the URL; `send` renders
 //! the subject and body with [`render`] and classifies SMTP failures: a 5xx
 //! reply is permanent, everything else (4xx, connection, TLS, timeout) transient.
+//! The `Message-ID` comes from the notification's id ([`message_id`]).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -86,23 +87,25 @@ impl Email {
         })
     }
 
-    pub async fn send(&self, n: &Notification) -> Result<(), SendError> {
-        self.send_text(render::email_subject(n), render::email_body(n))
+    pub async fn send(&self, n: &Notification, key: &str) -> Result<(), SendError> {
+        self.send_text(render::email_subject(n), render::email_body(n), key)
             .await
     }
 
     /// A grouped send: one email listing every notification.
-    pub async fn send_group(&self, ns: &[Notification]) -> Result<(), SendError> {
+    pub async fn send_group(&self, ns: &[Notification], key: &str) -> Result<(), SendError> {
         self.send_text(
             render::email_group_subject(ns),
             render::email_group_body(ns),
+            key,
         )
         .await
     }
 
-    async fn send_text(&self, subject: String, body: String) -> Result<(), SendError> {
+    async fn send_text(&self, subject: String, body: String, key: &str) -> Result<(), SendError> {
         let mut builder = Message::builder()
             .from(self.from.clone())
+            .message_id(Some(message_id(key, &self.from)))
             .subject(subject)
             .header(ContentType::TEXT_PLAIN);
         for to in &self.to {
@@ -123,6 +126,23 @@ impl Email {
             }
         }
     }
+}
+
+/// A `Message-ID` derived from the notification's id alone, so every attempt
+/// (and a resend after a crash) carries the same one and mail systems can drop
+/// the duplicate: `<keeper.KEY@DOMAIN-OF-FROM>`.
+fn message_id(key: &str, from: &Mailbox) -> String {
+    let key: String = key
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("<keeper.{key}@{}>", from.email.domain())
 }
 
 /// Builds the transport from `smtp://` or `smtps://`; returns it with `host:port`.

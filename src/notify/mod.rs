@@ -14,6 +14,7 @@ pub mod outbox;
 pub mod pagerduty;
 pub mod policy;
 pub mod render;
+pub mod retry;
 pub mod slack;
 pub mod teams;
 pub mod webhook;
@@ -235,17 +236,19 @@ pub enum Channel {
 
 impl Channel {
     /// Sends one notification. Transport only: rendering is in [`render`],
-    /// retries are the outbox's.
-    pub async fn send(&self, n: &Notification) -> Result<(), SendError> {
+    /// retries are the outbox's. `key` is the notification's id, the same on
+    /// every attempt: `Idempotency-Key` on HTTP channels, the `Message-ID` of
+    /// an email (PagerDuty dedups by the incident's `dedup_key` as well).
+    pub async fn send(&self, n: &Notification, key: &str) -> Result<(), SendError> {
         match self {
-            Channel::Webhook(c) => c.send(n).await,
-            Channel::Slack(c) => c.send(n).await,
-            Channel::Email(c) => c.send(n).await,
-            Channel::Discord(c) => c.send(n).await,
-            Channel::Teams(c) => c.send(n).await,
-            Channel::PagerDuty(c) => c.send(n).await,
-            Channel::Ntfy(c) => c.send(n).await,
-            Channel::Alertmanager(c) => c.send(n).await,
+            Channel::Webhook(c) => c.send(n, key).await,
+            Channel::Slack(c) => c.send(n, key).await,
+            Channel::Email(c) => c.send(n, key).await,
+            Channel::Discord(c) => c.send(n, key).await,
+            Channel::Teams(c) => c.send(n, key).await,
+            Channel::PagerDuty(c) => c.send(n, key).await,
+            Channel::Ntfy(c) => c.send(n, key).await,
+            Channel::Alertmanager(c) => c.send(n, key).await,
         }
     }
 
@@ -253,16 +256,18 @@ impl Channel {
     /// a JSON array for `webhook` and `alertmanager`, one message listing them
     /// all for `slack` and `email`. `discord`, `teams`, `ntfy` and `pagerduty`
     /// (one event per incident by design) still get one message each, in order;
-    /// a failure stops there and the whole group is tried again.
-    pub async fn send_group(&self, ns: &[Notification]) -> Result<(), SendError> {
+    /// a failure stops there and the whole group is tried again. A group
+    /// carries its first notification's `key` (the one message of each of
+    /// those sends carries the key with its position appended, `key.N`).
+    pub async fn send_group(&self, ns: &[Notification], key: &str) -> Result<(), SendError> {
         match self {
-            Channel::Webhook(c) => c.send_group(ns).await,
-            Channel::Slack(c) => c.send_group(ns).await,
-            Channel::Email(c) => c.send_group(ns).await,
-            Channel::Alertmanager(c) => c.send_group(ns).await,
+            Channel::Webhook(c) => c.send_group(ns, key).await,
+            Channel::Slack(c) => c.send_group(ns, key).await,
+            Channel::Email(c) => c.send_group(ns, key).await,
+            Channel::Alertmanager(c) => c.send_group(ns, key).await,
             Channel::Discord(_) | Channel::Teams(_) | Channel::PagerDuty(_) | Channel::Ntfy(_) => {
-                for n in ns {
-                    self.send(n).await?;
+                for (i, n) in ns.iter().enumerate() {
+                    self.send(n, &format!("{key}.{i}")).await?;
                 }
                 Ok(())
             }

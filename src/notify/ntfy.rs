@@ -59,7 +59,7 @@ impl Ntfy {
         })
     }
 
-    pub async fn send(&self, n: &Notification) -> Result<(), SendError> {
+    pub async fn send(&self, n: &Notification, key: &str) -> Result<(), SendError> {
         let m = render::ntfy_message(n);
         let mut headers = HeaderMap::new();
         if let Some(auth) = &self.auth {
@@ -82,6 +82,7 @@ impl Ntfy {
             &self.url,
             &headers,
             "text/plain; charset=utf-8",
+            key,
             m.body.into_bytes(),
         )
         .await

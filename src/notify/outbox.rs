@@ -3,6 +3,16 @@
 //! backoff) or failed. It owns retries; channels do transport only, and
 //! rendering is [`super::render`]'s.
 //!
+//! A transient failure (timeout, connection error, 5xx, 408, 429) is retried
+//! with exponential backoff and jitter, capped at `delivery.max_backoff`, for
+//! as long as the row is younger than `delivery.max_age` (counted from when
+//! it was queued); the attempt count and the next attempt's time live in the
+//! row, so a restart carries on where it left off. A permanent refusal fails
+//! the row at once with the receiver's answer. Every attempt carries the same
+//! idempotency key, the notification's id ([`super::Channel::send`]). A row the
+//! store cannot decode is failed with the reason; the others go on. The rule
+//! itself is [`super::retry`]'s.
+//!
 //! One step ([`Outbox::step`]) claims the due rows, groups them by channel and
 //! sends the groups concurrently: rows of one channel go in order, one at a
 //! time, and a transient failure backs off the rest of that channel's group
@@ -20,7 +30,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 use prometheus::IntCounterVec;
 use rand::Rng;
@@ -29,17 +39,16 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::health::ChannelHealth;
+use super::retry::{Disposition, Limits, backoff, decide};
 use super::{Channel, Notification, SendError, policy};
-use crate::store::{OutboxEntry, Outgoing, Store, StoreError};
+use crate::store::{BadRow, OutboxEntry, Outgoing, Store, StoreError};
 
-/// Attempts before a notification is given up (1 + 2 + … + 64 s ≈ 2 min of retries).
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 8;
-/// The first retry's delay; each next one doubles.
+/// How long a notification is retried, from when it was queued (`delivery.max_age`).
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+/// The first retry's delay; each next one doubles (`delivery.min_backoff`).
 pub const DEFAULT_BACKOFF_BASE: Duration = Duration::from_secs(1);
-/// The longest delay between two attempts.
+/// The longest delay between two attempts (`delivery.max_backoff`).
 pub const DEFAULT_BACKOFF_CAP: Duration = Duration::from_secs(300);
-/// The longest a receiver's `Retry-After` may hold a notification back.
-const RETRY_AFTER_MAX: Duration = Duration::from_secs(3600);
 /// How long one send may take before it counts as a transient failure.
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the loop looks for due rows when nobody wakes it.
@@ -56,7 +65,7 @@ pub struct StepReport {
     pub sent: usize,
     /// Failed this time, due again later.
     pub retried: usize,
-    /// Given up: permanent error, too many attempts, or unknown channel.
+    /// Given up: permanent error, past `max_age`, unknown channel or undecodable row.
     pub failed: usize,
     /// Not tried this step: their channel was busy or had just failed.
     pub deferred: usize,
@@ -79,7 +88,7 @@ pub struct Outbox {
     channels: Arc<BTreeMap<String, Channel>>,
     wake: Arc<Notify>,
     sent: IntCounterVec,
-    max_attempts: u32,
+    max_age: Duration,
     backoff_base: Duration,
     backoff_cap: Duration,
     send_timeout: Duration,
@@ -96,20 +105,35 @@ pub struct Outbox {
     /// Every attempt's outcome, by channel.
     health: ChannelHealth,
     /// Notifications sent without the store ([`Outbox::direct`]).
-    direct_tx: mpsc::UnboundedSender<Outgoing>,
-    direct_rx: Arc<std::sync::Mutex<Option<mpsc::UnboundedReceiver<Outgoing>>>>,
+    direct_tx: mpsc::UnboundedSender<DirectRow>,
+    direct_rx: Arc<std::sync::Mutex<Option<mpsc::UnboundedReceiver<DirectRow>>>>,
 }
 
 /// Hands notifications to the outbox worker to send at once, without the
 /// store. Cheap to clone.
 #[derive(Clone, Debug)]
-pub struct Direct(mpsc::UnboundedSender<Outgoing>);
+pub struct Direct(mpsc::UnboundedSender<DirectRow>);
+
+/// A notification sent without the store, with what an outbox row would
+/// hold: its id (the idempotency key, made once here) and when it was made.
+#[derive(Debug)]
+struct DirectRow {
+    key: String,
+    created_at: DateTime<Utc>,
+    row: Outgoing,
+}
 
 impl Direct {
-    /// Queues `rows` for sending; dropped (and logged) when the worker has stopped.
+    /// Queues `rows` for sending, each with an id of its own that every
+    /// attempt carries; dropped (and logged) when the worker has stopped.
     pub fn send(&self, rows: Vec<Outgoing>) {
         for row in rows {
-            if self.0.send(row).is_err() {
+            let direct = DirectRow {
+                key: format!("direct-{:032x}", rand::rng().random::<u128>()),
+                created_at: Utc::now(),
+                row,
+            };
+            if self.0.send(direct).is_err() {
                 tracing::warn!("outbox stopped; a direct notification is dropped");
             }
         }
@@ -133,19 +157,15 @@ fn batches(entries: &[OutboxEntry]) -> Vec<Vec<&OutboxEntry>> {
     units
 }
 
-/// What becomes of a row after an attempt.
-#[derive(Clone, Debug, PartialEq)]
-enum Disposition {
-    Sent,
-    Retry {
-        attempts: u32,
-        delay: Duration,
-        error: String,
-    },
-    Failed {
-        attempts: u32,
-        error: String,
-    },
+/// What is being sent, as [`Outbox::attempt`] needs it.
+struct Unit<'a> {
+    notifications: &'a [Notification],
+    /// The idempotency key: the (first) notification's id.
+    key: &'a str,
+    /// Failed attempts so far.
+    attempts: u32,
+    /// When it was queued (its age is counted against `max_age`).
+    created_at: DateTime<Utc>,
 }
 
 impl Outbox {
@@ -162,7 +182,7 @@ impl Outbox {
             channels,
             wake: Arc::new(Notify::new()),
             sent: notifications_total,
-            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            max_age: DEFAULT_MAX_AGE,
             backoff_base: DEFAULT_BACKOFF_BASE,
             backoff_cap: DEFAULT_BACKOFF_CAP,
             send_timeout: DEFAULT_SEND_TIMEOUT,
@@ -195,9 +215,10 @@ impl Outbox {
         self
     }
 
-    /// Attempts before giving up (at least 1).
-    pub fn with_max_attempts(mut self, max_attempts: u32) -> Outbox {
-        self.max_attempts = max_attempts.max(1);
+    /// How long a transiently failing notification is retried, from when it
+    /// was queued; past it, it is failed.
+    pub fn with_max_age(mut self, max_age: Duration) -> Outbox {
+        self.max_age = max_age;
         self
     }
 
@@ -251,11 +272,11 @@ impl Outbox {
     /// Returns after every send it started has been marked.
     pub async fn step(&self) -> Result<StepReport, StoreError> {
         let mut report = StepReport::default();
-        let groups = {
+        let (groups, bad) = {
             let mut busy = self.busy.lock().await;
             let due = self.store.due_notifications(Utc::now(), BATCH).await?;
             let mut groups: BTreeMap<String, Vec<OutboxEntry>> = BTreeMap::new();
-            for entry in due {
+            for entry in due.entries {
                 if busy.contains(&entry.channel) {
                     report.deferred += 1;
                 } else {
@@ -263,7 +284,7 @@ impl Outbox {
                 }
             }
             busy.extend(groups.keys().cloned());
-            groups
+            (groups, due.bad)
         };
         let results = join_all(
             groups
@@ -272,6 +293,15 @@ impl Outbox {
         )
         .await;
         let mut first_error = None;
+        // After the groups: their channels are released whatever becomes of these.
+        for row in bad {
+            match self.fail_bad_row(row).await {
+                Ok(()) => report.failed += 1,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
         for (group, error) in results {
             report.add(&group);
             if first_error.is_none() {
@@ -374,10 +404,20 @@ impl Outbox {
                     n
                 })
                 .collect();
-            // A batch went out together, so it was tried as often as its first row.
-            let disposition = self
-                .attempt(name, channel, &notifications, unit[0].attempts)
-                .await;
+            // A batch went out together, so it was tried as often as its first
+            // row, and carries that row's id as its key.
+            let key = unit[0].id.to_string();
+            let sending = Unit {
+                notifications: &notifications,
+                key: &key,
+                attempts: unit[0].attempts,
+                created_at: unit
+                    .iter()
+                    .map(|e| e.created_at)
+                    .min()
+                    .unwrap_or_else(Utc::now),
+            };
+            let disposition = self.attempt(name, channel, &sending).await;
             let retry = match &disposition {
                 Disposition::Retry { delay, error, .. } => Some((*delay, error.clone())),
                 _ => None,
@@ -442,6 +482,18 @@ impl Outbox {
         Ok(())
     }
 
+    /// Fails a row the store could not decode, with the reason: it can never
+    /// be sent, and must not hold up the others.
+    async fn fail_bad_row(&self, row: BadRow) -> Result<(), StoreError> {
+        let error = format!("undecodable outbox row: {}", row.reason);
+        self.store
+            .notification_failed(row.id, row.attempts, &error)
+            .await?;
+        self.count(&row.channel, "failed");
+        tracing::error!(id = row.id, channel = %row.channel, %error, "notification failed");
+        Ok(())
+    }
+
     /// Pushes untried rows back by `delay`, their attempt counts unchanged.
     async fn defer(
         &self,
@@ -460,8 +512,13 @@ impl Outbox {
     }
 
     /// Sends one notification without the store: tried like an outbox row
-    /// (backoff, `Retry-After`, bounded attempts), kept in memory meanwhile.
-    async fn deliver_direct(&self, row: Outgoing) {
+    /// (backoff, `Retry-After`, `max_age`, one key), kept in memory meanwhile.
+    async fn deliver_direct(&self, direct: DirectRow) {
+        let DirectRow {
+            key,
+            created_at,
+            row,
+        } = direct;
         let name = row.channel.as_str();
         let Some(channel) = self.channels.get(name) else {
             tracing::error!(channel = name, "direct notification for an unknown channel");
@@ -470,14 +527,13 @@ impl Outbox {
         let incident = row.notification.incident;
         let mut attempts = 0;
         loop {
-            let disposition = self
-                .attempt(
-                    name,
-                    channel,
-                    std::slice::from_ref(&row.notification),
-                    attempts,
-                )
-                .await;
+            let sending = Unit {
+                notifications: std::slice::from_ref(&row.notification),
+                key: &key,
+                attempts,
+                created_at,
+            };
+            let disposition = self.attempt(name, channel, &sending).await;
             self.tally(name, &disposition);
             match disposition {
                 Disposition::Sent => {
@@ -504,22 +560,16 @@ impl Outbox {
         }
     }
 
-    /// One paced, time-bounded try at sending `notifications` through
-    /// `channel` (one message, or one grouped message), judged after
-    /// `attempts` earlier tries.
-    async fn attempt(
-        &self,
-        name: &str,
-        channel: &Channel,
-        notifications: &[Notification],
-        attempts: u32,
-    ) -> Disposition {
+    /// One paced, time-bounded try at sending `unit` through `channel` (one
+    /// message, or one grouped message), judged after its earlier tries and by
+    /// its age.
+    async fn attempt(&self, name: &str, channel: &Channel, unit: &Unit<'_>) -> Disposition {
         // A channel keeps its pace; only its own rows wait.
         self.pace(name).await;
         let send = async {
-            match notifications {
-                [one] => channel.send(one).await,
-                many => channel.send_group(many).await,
+            match unit.notifications {
+                [one] => channel.send(one, unit.key).await,
+                many => channel.send_group(many, unit.key).await,
             }
         };
         let result = tokio::time::timeout(self.send_timeout, send)
@@ -531,8 +581,15 @@ impl Outbox {
                 )))
             });
         let jitter = rand::rng().random::<f64>();
-        let delay = backoff(attempts + 1, self.backoff_base, self.backoff_cap);
-        decide(attempts, result, self.max_attempts, delay, jitter)
+        let delay = backoff(unit.attempts + 1, self.backoff_base, self.backoff_cap);
+        let age = (Utc::now() - unit.created_at).to_std().unwrap_or_default();
+        let limits = Limits {
+            age,
+            max_age: self.max_age,
+            delay,
+            jitter,
+        };
+        decide(unit.attempts, result, &limits)
     }
 
     /// Counts an attempt's outcome in `keeper_notifications_total` and, for a
@@ -566,147 +623,5 @@ fn log_step(done: Result<Result<StepReport, StoreError>, tokio::task::JoinError>
         Ok(Ok(_)) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "outbox step failed"),
         Err(e) => tracing::error!(error = %e, "outbox step panicked"),
-    }
-}
-
-/// The delay after the `attempt`-th failed attempt (1-based): `base × 2^(attempt-1)`, at most `cap`.
-fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
-    let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
-    base.saturating_mul(factor).min(cap)
-}
-
-/// The fate of a row that had `attempts_before` attempts and just got `result`.
-/// `jitter` in [0, 1) adds up to a tenth of `delay`; a longer `Retry-After` wins.
-fn decide(
-    attempts_before: u32,
-    result: Result<(), SendError>,
-    max_attempts: u32,
-    delay: Duration,
-    jitter: f64,
-) -> Disposition {
-    let error = match result {
-        Ok(()) => return Disposition::Sent,
-        Err(e) => e,
-    };
-    let attempts = attempts_before.saturating_add(1);
-    if error.permanent {
-        return Disposition::Failed {
-            attempts,
-            error: error.message,
-        };
-    }
-    if attempts >= max_attempts {
-        return Disposition::Failed {
-            attempts,
-            error: format!("{} (gave up after {attempts} attempts)", error.message),
-        };
-    }
-    let delay = delay + delay.mul_f64(jitter.clamp(0.0, 1.0) / 10.0);
-    let delay = match error.retry_after {
-        Some(asked) => delay.max(asked.min(RETRY_AFTER_MAX)),
-        None => delay,
-    };
-    Disposition::Retry {
-        attempts,
-        delay,
-        error: error.message,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const S: Duration = Duration::from_secs(1);
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        let cap = Duration::from_secs(300);
-        let got: Vec<u64> = (1..=12).map(|a| backoff(a, S, cap).as_secs()).collect();
-        assert_eq!(got, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
-        assert_eq!(backoff(0, S, cap), S);
-        assert_eq!(backoff(u32::MAX, S, cap), cap);
-        let ms = Duration::from_millis(10);
-        assert_eq!(
-            backoff(3, ms, Duration::from_millis(25)),
-            Duration::from_millis(25)
-        );
-    }
-
-    #[test]
-    fn decisions() {
-        let transient = || Err(SendError::transient("503"));
-        assert_eq!(decide(0, Ok(()), 8, S, 0.0), Disposition::Sent);
-        assert_eq!(
-            decide(0, transient(), 8, S, 0.0),
-            Disposition::Retry {
-                attempts: 1,
-                delay: S,
-                error: "503".into()
-            }
-        );
-        assert_eq!(
-            decide(0, Err(SendError::permanent("404")), 8, S, 0.0),
-            Disposition::Failed {
-                attempts: 1,
-                error: "404".into()
-            }
-        );
-        match decide(7, transient(), 8, S, 0.0) {
-            Disposition::Failed { attempts, error } => {
-                assert_eq!(attempts, 8);
-                assert!(error.contains("gave up after 8 attempts"), "{error}");
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn jitter_adds_at_most_a_tenth() {
-        for jitter in [0.0, 0.5, 0.999, 7.0, -1.0] {
-            match decide(
-                0,
-                Err(SendError::transient("x")),
-                8,
-                Duration::from_secs(10),
-                jitter,
-            ) {
-                Disposition::Retry { delay, .. } => {
-                    assert!(delay >= Duration::from_secs(10) && delay <= Duration::from_secs(11))
-                }
-                other => panic!("{other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn retry_after_wins_when_longer() {
-        let limited = |secs| {
-            let mut e = SendError::transient("429");
-            e.retry_after = Some(Duration::from_secs(secs));
-            Err(e)
-        };
-        let delay = |d: Disposition| match d {
-            Disposition::Retry { delay, .. } => delay,
-            other => panic!("{other:?}"),
-        };
-        assert_eq!(
-            delay(decide(0, limited(7), 8, S, 0.0)),
-            Duration::from_secs(7)
-        );
-        assert_eq!(
-            delay(decide(
-                5,
-                limited(7),
-                8,
-                backoff(6, S, DEFAULT_BACKOFF_CAP),
-                0.0
-            )),
-            Duration::from_secs(32)
-        );
-        assert_eq!(
-            delay(decide(0, limited(86_400), 8, S, 0.0)),
-            RETRY_AFTER_MAX
-        );
     }
 }

@@ -55,9 +55,9 @@ impl PagerDuty {
         })
     }
 
-    pub async fn send(&self, n: &Notification) -> Result<(), SendError> {
+    pub async fn send(&self, n: &Notification, key: &str) -> Result<(), SendError> {
         let body = serde_json::to_vec(&render::pagerduty_event(n, &self.routing_key))
             .map_err(|e| SendError::permanent(format!("encoding the pagerduty event: {e}")))?;
-        post_json(&self.http, &self.url, &HeaderMap::new(), body).await
+        post_json(&self.http, &self.url, &HeaderMap::new(), key, body).await
     }
 }

@@ -43,16 +43,16 @@ impl Slack {
         })
     }
 
-    pub async fn send(&self, n: &Notification) -> Result<(), SendError> {
+    pub async fn send(&self, n: &Notification, key: &str) -> Result<(), SendError> {
         let body = serde_json::to_vec(&render::slack_payload(n))
             .map_err(|e| SendError::permanent(format!("encoding the slack payload: {e}")))?;
-        post_json(&self.http, &self.url, &HeaderMap::new(), body).await
+        post_json(&self.http, &self.url, &HeaderMap::new(), key, body).await
     }
 
     /// A grouped send: one message, an attachment per notification.
-    pub async fn send_group(&self, ns: &[Notification]) -> Result<(), SendError> {
+    pub async fn send_group(&self, ns: &[Notification], key: &str) -> Result<(), SendError> {
         let body = serde_json::to_vec(&render::slack_group_payload(ns))
             .map_err(|e| SendError::permanent(format!("encoding the slack payload: {e}")))?;
-        post_json(&self.http, &self.url, &HeaderMap::new(), body).await
+        post_json(&self.http, &self.url, &HeaderMap::new(), key, body).await
     }
 }

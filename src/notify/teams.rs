@@ -43,9 +43,9 @@ impl Teams {
         })
     }
 
-    pub async fn send(&self, n: &Notification) -> Result<(), SendError> {
+    pub async fn send(&self, n: &Notification, key: &str) -> Result<(), SendError> {
         let body = serde_json::to_vec(&render::teams_payload(n))
             .map_err(|e| SendError::permanent(format!("encoding the teams card: {e}")))?;
-        post_json(&self.http, &self.url, &HeaderMap::new(), body).await
+        post_json(&self.http, &self.url, &HeaderMap::new(), key, body).await
     }
 }

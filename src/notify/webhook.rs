@@ -1,8 +1,10 @@
 //! The `webhook` channel: POSTs keeper's own JSON (DESIGN.md §5), one object per notification.
 //!
 //! Also home of the HTTP delivery rule every webhook-style channel shares
-//! ([`post_json`], [`classify_response`]): 2xx is success; 5xx, 429 and network
-//! errors are worth retrying; any other 4xx is permanent. URLs may carry
+//! ([`post_json`], [`classify_response`]): 2xx is success; 5xx, 408, 429 and
+//! network errors are worth retrying; any other 4xx is permanent. Every POST
+//! carries the notification's id as `Idempotency-Key` ([`IDEMPOTENCY_KEY`]), the
+//! same on every retry, so a receiver can drop a duplicate. URLs may carry
 //! secrets, so neither errors nor `Debug` ever show them.
 //!
 //! With a `secret`, each body is signed: `X-Keeper-Signature: sha256=<hex>`,
@@ -27,6 +29,9 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const ERROR_BODY_MAX: usize = 200;
 /// How much of an error response's body is read at most, in bytes.
 const ERROR_BODY_READ: usize = 4096;
+
+/// The header carrying the notification's id: the same on every attempt.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// The header carrying a signed body's HMAC: `sha256=<lowercase hex>`.
 pub const SIGNATURE_HEADER: &str = "x-keeper-signature";
@@ -83,29 +88,29 @@ impl Webhook {
         })
     }
 
-    pub async fn send(&self, n: &Notification) -> Result<(), SendError> {
+    pub async fn send(&self, n: &Notification, key: &str) -> Result<(), SendError> {
         let body = render::webhook_body(n)
             .map_err(|e| SendError::permanent(format!("encoding the notification: {e}")))?;
-        self.post_signed(body).await
+        self.post_signed(body, key).await
     }
 
     /// A grouped send: one JSON array of the notifications.
-    pub async fn send_group(&self, ns: &[Notification]) -> Result<(), SendError> {
+    pub async fn send_group(&self, ns: &[Notification], key: &str) -> Result<(), SendError> {
         let body = serde_json::to_vec(ns)
             .map_err(|e| SendError::permanent(format!("encoding the notifications: {e}")))?;
-        self.post_signed(body).await
+        self.post_signed(body, key).await
     }
 
     /// POSTs a JSON body, signed when the channel has a secret.
-    async fn post_signed(&self, body: Vec<u8>) -> Result<(), SendError> {
+    async fn post_signed(&self, body: Vec<u8>, key: &str) -> Result<(), SendError> {
         match &self.secret {
-            None => post_json(&self.http, &self.url, &self.headers, body).await,
+            None => post_json(&self.http, &self.url, &self.headers, key, body).await,
             Some(secret) => {
                 let mut headers = self.headers.clone();
                 let value = HeaderValue::from_str(&signature(secret, &body))
                     .map_err(|e| SendError::permanent(format!("signing the body: {e}")))?;
                 headers.insert(HeaderName::from_static(SIGNATURE_HEADER), value);
-                post_json(&self.http, &self.url, &headers, body).await
+                post_json(&self.http, &self.url, &headers, key, body).await
             }
         }
     }
@@ -148,29 +153,33 @@ pub(crate) fn parse_url(raw: &str) -> Result<reqwest::Url, String> {
     }
 }
 
-/// POSTs `body` as JSON with `headers` and [`REQUEST_TIMEOUT`], and classifies the answer.
+/// POSTs `body` as JSON with `headers`, idempotency `key` and
+/// [`REQUEST_TIMEOUT`], and classifies the answer.
 pub(crate) async fn post_json(
     http: &reqwest::Client,
     url: &reqwest::Url,
     headers: &HeaderMap,
+    key: &str,
     body: Vec<u8>,
 ) -> Result<(), SendError> {
-    post(http, url, headers, "application/json", body).await
+    post(http, url, headers, "application/json", key, body).await
 }
 
-/// POSTs `body` of `content_type` with `headers` and [`REQUEST_TIMEOUT`], and
-/// classifies the answer ([`classify_response`]).
+/// POSTs `body` of `content_type` with `headers`, `Idempotency-Key: key` and
+/// [`REQUEST_TIMEOUT`], and classifies the answer ([`classify_response`]).
 pub(crate) async fn post(
     http: &reqwest::Client,
     url: &reqwest::Url,
     headers: &HeaderMap,
     content_type: &'static str,
+    key: &str,
     body: Vec<u8>,
 ) -> Result<(), SendError> {
     let response = http
         .post(url.clone())
         .headers(headers.clone())
         .header(CONTENT_TYPE, content_type)
+        .header(IDEMPOTENCY_KEY, key)
         .timeout(REQUEST_TIMEOUT)
         .body(body)
         .send()
@@ -206,7 +215,8 @@ async fn read_prefix(mut response: reqwest::Response, max: usize) -> String {
 }
 
 /// The delivery rule: 2xx success; 429 retry (after `retry_after` when given);
-/// 5xx retry; any other status permanent. `body` goes into the error message.
+/// 408 and 5xx retry; any other status permanent (the receiver refused this
+/// notification and will refuse it again). `body` goes into the error message.
 pub(crate) fn classify_response(
     status: StatusCode,
     retry_after: Option<Duration>,
@@ -225,7 +235,7 @@ pub(crate) fn classify_response(
         let mut e = SendError::transient(message);
         e.retry_after = retry_after;
         Err(e)
-    } else if status.is_server_error() {
+    } else if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
         Err(SendError::transient(message))
     } else {
         Err(SendError::permanent(message))
@@ -281,6 +291,8 @@ mod tests {
             (400, false, true),
             (401, false, true),
             (404, false, true),
+            (408, false, false),
+            (422, false, true),
             (410, false, true),
             (429, false, false),
             (500, false, false),

@@ -235,6 +235,29 @@ pub struct OutboxEntry {
     pub attempts: u32,
     /// The batch it goes out in (see [`Outgoing::batch_at`]).
     pub batch_at: Option<DateTime<Utc>>,
+    /// When it was queued: retries end `delivery.max_age` after it.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A stored row that does not decode (a value keeper does not know, JSON
+/// that does not parse, a value of the wrong type).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BadRow {
+    pub id: i64,
+    /// The outbox row's channel, as far as it could be read.
+    pub channel: String,
+    /// Attempts recorded in the row (0 when unreadable).
+    pub attempts: u32,
+    /// Why it does not decode.
+    pub reason: String,
+}
+
+/// The outbox rows due now: those that decode, and those that do not (to be
+/// failed with the reason, never to stop the others).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DueNotifications {
+    pub entries: Vec<OutboxEntry>,
+    pub bad: Vec<BadRow>,
 }
 
 /// A heartbeat check's state as stored: the latest of each signal, so a
@@ -465,12 +488,13 @@ impl Store {
         each!(self, s => s.incident_events(id).await)
     }
 
-    /// Pending notifications due at `now`, oldest first, at most `limit`.
+    /// Pending notifications due at `now`, oldest first, at most `limit`
+    /// together: each decoded on its own, so one bad row stays there.
     pub async fn due_notifications(
         &self,
         now: DateTime<Utc>,
         limit: u32,
-    ) -> Result<Vec<OutboxEntry>, StoreError> {
+    ) -> Result<DueNotifications, StoreError> {
         each!(self, s => s.due_notifications(now, limit).await)
     }
 
@@ -569,6 +593,42 @@ pub(crate) fn encode_notification(n: &Notification) -> Result<String, StoreError
 pub(crate) fn decode_notification(json: &str, outbox_id: i64) -> Result<Notification, StoreError> {
     serde_json::from_str(json)
         .map_err(|e| StoreError::Corrupt(format!("outbox row {outbox_id}: payload: {e}")))
+}
+
+pub(crate) fn decode_attempts(attempts: i64, outbox_id: i64) -> Result<u32, StoreError> {
+    u32::try_from(attempts)
+        .map_err(|_| StoreError::Corrupt(format!("outbox row {outbox_id}: attempts {attempts}")))
+}
+
+/// Decodes rows read at start-up one by one: a row that does not decode is
+/// skipped with a warning naming `table`, its `key` and why, and a total is
+/// logged, so one bad row never stops keeper from starting.
+pub(crate) fn decode_each<R, T>(
+    table: &'static str,
+    rows: Vec<R>,
+    key: impl Fn(&R) -> String,
+    decode: impl Fn(&R) -> Result<T, StoreError>,
+) -> Vec<T> {
+    let mut good = Vec::with_capacity(rows.len());
+    let mut bad = 0usize;
+    for row in &rows {
+        match decode(row) {
+            Ok(value) => good.push(value),
+            Err(error) => {
+                bad += 1;
+                tracing::warn!(table, row = %key(row), %error, "skipping a stored row that does not decode");
+            }
+        }
+    }
+    if bad > 0 {
+        tracing::warn!(
+            table,
+            skipped = bad,
+            kept = good.len(),
+            "skipped rows that do not decode"
+        );
+    }
+    good
 }
 
 #[cfg(test)]

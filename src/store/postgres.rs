@@ -7,12 +7,14 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::{FromRow, Row};
 
 use super::{
-    Doing, HeartbeatRow, Incident, IncidentChange, IncidentEvent, IncidentFilter, NewSilence,
-    OutboxEntry, Outgoing, SampleRow, Silence, StoreError, decode_color, decode_labels,
-    decode_notification, decode_severity, encode_labels, encode_notification, event_of, uptime_map,
+    BadRow, Doing, DueNotifications, HeartbeatRow, Incident, IncidentChange, IncidentEvent,
+    IncidentFilter, NewSilence, OutboxEntry, Outgoing, SampleRow, Silence, StoreError,
+    decode_attempts, decode_color, decode_each, decode_labels, decode_notification,
+    decode_severity, encode_labels, encode_notification, event_of, uptime_map,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -63,6 +65,7 @@ struct OutboxRecord {
     payload: String,
     attempts: i32,
     batch_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
 }
 
 impl PgStore {
@@ -161,7 +164,7 @@ impl PgStore {
     }
 
     pub async fn latest_samples(&self) -> Result<Vec<SampleRow>, StoreError> {
-        let records: Vec<SampleRecord> = sqlx::query_as(
+        let rows: Vec<PgRow> = sqlx::query(
             "SELECT DISTINCT ON (check_name) check_name, at, duration_ms, up, color, \
                     status_code, latency_ms, message, metrics \
              FROM samples ORDER BY check_name, at DESC",
@@ -169,7 +172,9 @@ impl PgStore {
         .fetch_all(&self.pool)
         .await
         .doing("reading the latest sample of each check")?;
-        records.into_iter().map(SampleRecord::into_row).collect()
+        Ok(decode_each("samples", rows, check_key, |row| {
+            SampleRecord::from_row(row)?.into_row()
+        }))
     }
 
     pub async fn uptime_pct(
@@ -237,17 +242,16 @@ impl PgStore {
     }
 
     pub async fn open_incidents(&self) -> Result<Vec<Incident>, StoreError> {
-        let records: Vec<IncidentRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let rows: Vec<PgRow> = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE resolved_at IS NULL \
              ORDER BY started_at, id"
         )))
         .fetch_all(&self.pool)
         .await
         .doing("reading open incidents")?;
-        records
-            .into_iter()
-            .map(IncidentRecord::into_incident)
-            .collect()
+        Ok(decode_each("incidents", rows, id_key, |row| {
+            IncidentRecord::from_row(row)?.into_incident()
+        }))
     }
 
     pub async fn incidents(
@@ -288,17 +292,16 @@ impl PgStore {
     }
 
     pub async fn silences(&self, now: DateTime<Utc>) -> Result<Vec<Silence>, StoreError> {
-        let records: Vec<SilenceRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let rows: Vec<PgRow> = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {SILENCE_COLUMNS} FROM silences WHERE ends_at > $1 ORDER BY ends_at, id"
         )))
         .bind(now)
         .fetch_all(&self.pool)
         .await
         .doing("reading silences")?;
-        records
-            .into_iter()
-            .map(SilenceRecord::into_silence)
-            .collect()
+        Ok(decode_each("silences", rows, id_key, |row| {
+            SilenceRecord::from_row(row)?.into_silence()
+        }))
     }
 
     pub async fn expire_silence(&self, id: i64, at: DateTime<Utc>) -> Result<Silence, StoreError> {
@@ -344,9 +347,9 @@ impl PgStore {
         &self,
         now: DateTime<Utc>,
         limit: u32,
-    ) -> Result<Vec<OutboxEntry>, StoreError> {
-        let records: Vec<OutboxRecord> = sqlx::query_as(
-            "SELECT id, channel, payload, attempts, batch_at FROM outbox \
+    ) -> Result<DueNotifications, StoreError> {
+        let rows: Vec<PgRow> = sqlx::query(
+            "SELECT id, channel, payload, attempts, batch_at, created_at FROM outbox \
              WHERE status = 'pending' AND next_attempt_at <= $1 \
              ORDER BY id LIMIT $2",
         )
@@ -355,20 +358,26 @@ impl PgStore {
         .fetch_all(&self.pool)
         .await
         .doing("reading due notifications")?;
-        records
-            .into_iter()
-            .map(|r| {
-                Ok(OutboxEntry {
-                    notification: decode_notification(&r.payload, r.id)?,
-                    attempts: u32::try_from(r.attempts).map_err(|_| {
-                        StoreError::Corrupt(format!("outbox row {}: attempts {}", r.id, r.attempts))
-                    })?,
-                    batch_at: r.batch_at,
-                    id: r.id,
-                    channel: r.channel,
-                })
-            })
-            .collect()
+        let mut due = DueNotifications::default();
+        for row in rows {
+            match OutboxRecord::from_row(&row)
+                .map_err(StoreError::from)
+                .and_then(OutboxRecord::into_entry)
+            {
+                Ok(entry) => due.entries.push(entry),
+                Err(e) => due.bad.push(BadRow {
+                    id: row.try_get("id").unwrap_or_default(),
+                    channel: row.try_get("channel").unwrap_or_default(),
+                    attempts: row
+                        .try_get::<i32, _>("attempts")
+                        .ok()
+                        .and_then(|a| u32::try_from(a).ok())
+                        .unwrap_or(0),
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        Ok(due)
     }
 
     pub async fn notification_sent(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
@@ -420,14 +429,16 @@ impl PgStore {
     }
 
     pub async fn heartbeats(&self) -> Result<Vec<HeartbeatRow>, StoreError> {
-        let rows: Vec<HeartbeatRecord> = sqlx::query_as(
+        let rows: Vec<PgRow> = sqlx::query(
             "SELECT check_name, token, first_seen, last_success, last_start, last_fail, last_run_s \
              FROM heartbeats",
         )
         .fetch_all(&self.pool)
         .await
         .doing("reading heartbeat states")?;
-        Ok(rows.into_iter().map(HeartbeatRecord::into_row).collect())
+        Ok(decode_each("heartbeats", rows, check_key, |row| {
+            Ok(HeartbeatRecord::from_row(row)?.into_row())
+        }))
     }
 
     /// One upsert; GREATEST and LEAST ignore NULLs.
@@ -582,6 +593,31 @@ async fn apply_change(
 /// `attempts` is an INTEGER column; a count past i32::MAX is clamped, not an error.
 fn attempts_column(attempts: u32) -> i32 {
     i32::try_from(attempts).unwrap_or(i32::MAX)
+}
+
+/// A row's `id`, for logging a row that does not decode.
+fn id_key(row: &PgRow) -> String {
+    row.try_get::<i64, _>("id")
+        .map_or_else(|e| format!("(unreadable id: {e})"), |id| id.to_string())
+}
+
+/// A row's `check_name`, for logging a row that does not decode.
+fn check_key(row: &PgRow) -> String {
+    row.try_get::<String, _>("check_name")
+        .unwrap_or_else(|e| format!("(unreadable check_name: {e})"))
+}
+
+impl OutboxRecord {
+    fn into_entry(self) -> Result<OutboxEntry, StoreError> {
+        Ok(OutboxEntry {
+            notification: decode_notification(&self.payload, self.id)?,
+            attempts: decode_attempts(i64::from(self.attempts), self.id)?,
+            batch_at: self.batch_at,
+            created_at: self.created_at,
+            id: self.id,
+            channel: self.channel,
+        })
+    }
 }
 
 fn outbox_row_updated(id: i64, rows: u64) -> Result<(), StoreError> {

@@ -9,14 +9,16 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::{FromRow, QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use super::{
-    Doing, HeartbeatRow, Incident, IncidentChange, IncidentEvent, IncidentFilter, NewSilence,
-    OutboxEntry, Outgoing, SampleRow, Silence, StoreError, decode_color, decode_labels,
-    decode_notification, decode_severity, encode_labels, encode_notification, event_of, uptime_map,
+    BadRow, Doing, DueNotifications, HeartbeatRow, Incident, IncidentChange, IncidentEvent,
+    IncidentFilter, NewSilence, OutboxEntry, Outgoing, SampleRow, Silence, StoreError,
+    decode_attempts, decode_color, decode_each, decode_labels, decode_notification,
+    decode_severity, encode_labels, encode_notification, event_of, uptime_map,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -75,6 +77,7 @@ struct OutboxRecord {
     payload: String,
     attempts: i64,
     batch_at: Option<i64>,
+    created_at: i64,
 }
 
 impl SqliteStore {
@@ -198,7 +201,7 @@ impl SqliteStore {
     }
 
     pub async fn latest_samples(&self) -> Result<Vec<SampleRow>, StoreError> {
-        let records: Vec<SampleRecord> = sqlx::query_as(
+        let rows: Vec<SqliteRow> = sqlx::query(
             "SELECT s.check_name, s.at, s.duration_ms, s.up, s.color, s.status_code, \
                     s.latency_ms, s.message, s.metrics \
              FROM (SELECT DISTINCT check_name FROM samples) c \
@@ -210,7 +213,9 @@ impl SqliteStore {
         .fetch_all(&self.pool)
         .await
         .doing("reading the latest sample of each check")?;
-        records.into_iter().map(SampleRecord::into_row).collect()
+        Ok(decode_each("samples", rows, check_key, |row| {
+            SampleRecord::from_row(row)?.into_row()
+        }))
     }
 
     pub async fn uptime_pct(
@@ -279,17 +284,16 @@ impl SqliteStore {
     }
 
     pub async fn open_incidents(&self) -> Result<Vec<Incident>, StoreError> {
-        let records: Vec<IncidentRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let rows: Vec<SqliteRow> = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE resolved_at IS NULL \
              ORDER BY started_at, id"
         )))
         .fetch_all(&self.pool)
         .await
         .doing("reading open incidents")?;
-        records
-            .into_iter()
-            .map(IncidentRecord::into_incident)
-            .collect()
+        Ok(decode_each("incidents", rows, id_key, |row| {
+            IncidentRecord::from_row(row)?.into_incident()
+        }))
     }
 
     pub async fn incidents(
@@ -330,17 +334,16 @@ impl SqliteStore {
     }
 
     pub async fn silences(&self, now: DateTime<Utc>) -> Result<Vec<Silence>, StoreError> {
-        let records: Vec<SilenceRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let rows: Vec<SqliteRow> = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {SILENCE_COLUMNS} FROM silences WHERE ends_at > ? ORDER BY ends_at, id"
         )))
         .bind(now.timestamp_millis())
         .fetch_all(&self.pool)
         .await
         .doing("reading silences")?;
-        records
-            .into_iter()
-            .map(SilenceRecord::into_silence)
-            .collect()
+        Ok(decode_each("silences", rows, id_key, |row| {
+            SilenceRecord::from_row(row)?.into_silence()
+        }))
     }
 
     pub async fn expire_silence(&self, id: i64, at: DateTime<Utc>) -> Result<Silence, StoreError> {
@@ -392,9 +395,9 @@ impl SqliteStore {
         &self,
         now: DateTime<Utc>,
         limit: u32,
-    ) -> Result<Vec<OutboxEntry>, StoreError> {
-        let records: Vec<OutboxRecord> = sqlx::query_as(
-            "SELECT id, channel, payload, attempts, batch_at FROM outbox \
+    ) -> Result<DueNotifications, StoreError> {
+        let rows: Vec<SqliteRow> = sqlx::query(
+            "SELECT id, channel, payload, attempts, batch_at, created_at FROM outbox \
              WHERE status = 'pending' AND next_attempt_at <= ? \
              ORDER BY id LIMIT ?",
         )
@@ -403,23 +406,26 @@ impl SqliteStore {
         .fetch_all(&self.pool)
         .await
         .doing("reading due notifications")?;
-        records
-            .into_iter()
-            .map(|r| {
-                Ok(OutboxEntry {
-                    notification: decode_notification(&r.payload, r.id)?,
-                    attempts: u32::try_from(r.attempts).map_err(|_| {
-                        StoreError::Corrupt(format!("outbox row {}: attempts {}", r.id, r.attempts))
-                    })?,
-                    batch_at: r
-                        .batch_at
-                        .map(|b| from_millis(b, "outbox.batch_at"))
-                        .transpose()?,
-                    id: r.id,
-                    channel: r.channel,
-                })
-            })
-            .collect()
+        let mut due = DueNotifications::default();
+        for row in rows {
+            match OutboxRecord::from_row(&row)
+                .map_err(StoreError::from)
+                .and_then(OutboxRecord::into_entry)
+            {
+                Ok(entry) => due.entries.push(entry),
+                Err(e) => due.bad.push(BadRow {
+                    id: row.try_get("id").unwrap_or_default(),
+                    channel: row.try_get("channel").unwrap_or_default(),
+                    attempts: row
+                        .try_get::<i64, _>("attempts")
+                        .ok()
+                        .and_then(|a| u32::try_from(a).ok())
+                        .unwrap_or(0),
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        Ok(due)
     }
 
     pub async fn notification_sent(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
@@ -471,14 +477,16 @@ impl SqliteStore {
     }
 
     pub async fn heartbeats(&self) -> Result<Vec<HeartbeatRow>, StoreError> {
-        let rows: Vec<HeartbeatRecord> = sqlx::query_as(
+        let rows: Vec<SqliteRow> = sqlx::query(
             "SELECT check_name, token, first_seen, last_success, last_start, last_fail, last_run_s \
              FROM heartbeats",
         )
         .fetch_all(&self.pool)
         .await
         .doing("reading heartbeat states")?;
-        rows.into_iter().map(HeartbeatRecord::into_row).collect()
+        Ok(decode_each("heartbeats", rows, check_key, |row| {
+            HeartbeatRecord::from_row(row)?.into_row()
+        }))
     }
 
     /// One upsert; `later(a, b)` is the later of two nullable timestamps.
@@ -628,6 +636,34 @@ async fn apply_change(
         .await
         .doing("appending an incident event")?;
     Ok((record, at))
+}
+
+/// A row's `id`, for logging a row that does not decode.
+fn id_key(row: &SqliteRow) -> String {
+    row.try_get::<i64, _>("id")
+        .map_or_else(|e| format!("(unreadable id: {e})"), |id| id.to_string())
+}
+
+/// A row's `check_name`, for logging a row that does not decode.
+fn check_key(row: &SqliteRow) -> String {
+    row.try_get::<String, _>("check_name")
+        .unwrap_or_else(|e| format!("(unreadable check_name: {e})"))
+}
+
+impl OutboxRecord {
+    fn into_entry(self) -> Result<OutboxEntry, StoreError> {
+        Ok(OutboxEntry {
+            notification: decode_notification(&self.payload, self.id)?,
+            attempts: decode_attempts(self.attempts, self.id)?,
+            batch_at: self
+                .batch_at
+                .map(|b| from_millis(b, "outbox.batch_at"))
+                .transpose()?,
+            created_at: from_millis(self.created_at, "outbox.created_at")?,
+            id: self.id,
+            channel: self.channel,
+        })
+    }
 }
 
 fn outbox_row_updated(id: i64, rows: u64) -> Result<(), StoreError> {

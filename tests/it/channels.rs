@@ -62,8 +62,11 @@ async fn webhook_secret_signs_the_exact_body() {
     .expect("webhook spec");
 
     let n = notification(EventKind::Opened, Severity::Critical);
-    signed.send(&n).await.expect("signed delivered");
-    unsigned.send(&n).await.expect("unsigned delivered");
+    signed.send(&n, "key-1").await.expect("signed delivered");
+    unsigned
+        .send(&n, "key-1")
+        .await
+        .expect("unsigned delivered");
 
     let requests = rx.wait_for_requests(2, WAIT).await;
     let sig = requests[0].header("x-keeper-signature").unwrap_or_default();
@@ -113,7 +116,7 @@ async fn pagerduty_triggers_acknowledges_and_resolves_one_dedup_key() {
         (EventKind::Resolved, Severity::Critical, "resolve", ""),
     ];
     for (state, severity, _, _) in states {
-        pd.send(&notification(state, severity))
+        pd.send(&notification(state, severity), "key-1")
             .await
             .expect("202 is success");
     }
@@ -146,11 +149,11 @@ async fn pagerduty_triggers_acknowledges_and_resolves_one_dedup_key() {
 
     let n = notification(EventKind::Opened, Severity::Critical);
     rx.set_reply(Reply::status(400).body(r#"{"status":"invalid event"}"#));
-    let e = pd.send(&n).await.expect_err("400 fails");
+    let e = pd.send(&n, "key-1").await.expect_err("400 fails");
     assert!(e.permanent, "400 is permanent: {e}");
     assert!(!e.message.contains("s3cret"), "{e}");
     rx.set_reply(Reply::status(429).header("Retry-After", "3"));
-    let e = pd.send(&n).await.expect_err("429 fails");
+    let e = pd.send(&n, "key-1").await.expect_err("429 fails");
     assert!(!e.permanent, "429 is retried: {e}");
     assert_eq!(e.retry_after, Some(Duration::from_secs(3)));
 }
@@ -168,12 +171,18 @@ async fn discord_posts_an_embed_with_an_integer_color_and_404_is_permanent() {
     )
     .expect("discord spec");
 
-    d.send(&notification(EventKind::Opened, Severity::Critical))
-        .await
-        .expect("204 is success");
-    d.send(&notification(EventKind::Resolved, Severity::Critical))
-        .await
-        .expect("204 is success");
+    d.send(
+        &notification(EventKind::Opened, Severity::Critical),
+        "key-1",
+    )
+    .await
+    .expect("204 is success");
+    d.send(
+        &notification(EventKind::Resolved, Severity::Critical),
+        "key-1",
+    )
+    .await
+    .expect("204 is success");
     let requests = rx.wait_for_requests(2, WAIT).await;
     assert_eq!(requests[0].method, "POST");
     assert_eq!(requests[0].path, "/api/webhooks/1/tok");
@@ -190,14 +199,20 @@ async fn discord_posts_an_embed_with_an_integer_color_and_404_is_permanent() {
 
     rx.set_response(404, r#"{"message": "Unknown Webhook", "code": 10015}"#);
     let e = d
-        .send(&notification(EventKind::Opened, Severity::Critical))
+        .send(
+            &notification(EventKind::Opened, Severity::Critical),
+            "key-1",
+        )
         .await
         .expect_err("404 fails");
     assert!(e.permanent, "a deleted webhook is permanent: {e}");
     assert!(!e.message.contains("tok"), "{e}");
     rx.set_reply(Reply::status(429).header("Retry-After", "2"));
     let e = d
-        .send(&notification(EventKind::Opened, Severity::Critical))
+        .send(
+            &notification(EventKind::Opened, Severity::Critical),
+            "key-1",
+        )
         .await
         .expect_err("429 fails");
     assert!(!e.permanent);
@@ -256,7 +271,7 @@ async fn ntfy_publishes_plain_text_with_title_priority_tags_and_click() {
         ),
     ];
     for (state, severity, ..) in cases {
-        ntfy.send(&notification(state, severity))
+        ntfy.send(&notification(state, severity), "key-1")
             .await
             .expect("200 is success");
     }
@@ -285,7 +300,10 @@ async fn ntfy_publishes_plain_text_with_title_priority_tags_and_click() {
             .body(r#"{"code":42901,"http":429,"error":"limit reached: too many requests"}"#),
     );
     let e = ntfy
-        .send(&notification(EventKind::Opened, Severity::Critical))
+        .send(
+            &notification(EventKind::Opened, Severity::Critical),
+            "key-1",
+        )
         .await
         .expect_err("429 fails");
     assert!(!e.permanent);
@@ -307,7 +325,10 @@ async fn teams_posts_one_adaptive_card() {
     assert!(!format!("{teams:?}").contains("s3cret"));
 
     teams
-        .send(&notification(EventKind::Opened, Severity::Critical))
+        .send(
+            &notification(EventKind::Opened, Severity::Critical),
+            "key-1",
+        )
         .await
         .expect("202 is success");
     let requests = rx.wait_for_requests(1, WAIT).await;
@@ -337,7 +358,10 @@ async fn teams_posts_one_adaptive_card() {
 
     rx.set_response(500, "flow failed");
     let e = teams
-        .send(&notification(EventKind::Resolved, Severity::Critical))
+        .send(
+            &notification(EventKind::Resolved, Severity::Critical),
+            "key-1",
+        )
         .await
         .expect_err("500 fails");
     assert!(!e.permanent && !e.message.contains("s3cret"), "{e}");
@@ -417,7 +441,7 @@ async fn alertmanager_shows_the_alert_active_then_gone_once_resolved() {
     let mut n = notification(EventKind::Opened, Severity::High);
     n.started_at = now - chrono::Duration::seconds(30);
     n.at = now;
-    channel.send(&n).await.expect("200 is success");
+    channel.send(&n, "key-1").await.expect("200 is success");
 
     let active = wait_for("alertmanager lists the opened alert", WAIT, || async {
         let alerts = keeper_alerts(&am).await;
@@ -443,7 +467,10 @@ async fn alertmanager_shows_the_alert_active_then_gone_once_resolved() {
     n.state = EventKind::Escalated;
     n.severity = Severity::Critical;
     n.at = Utc::now();
-    channel.send(&n).await.expect("escalation accepted");
+    channel
+        .send(&n, "key-1")
+        .await
+        .expect("escalation accepted");
     wait_for("only the critical alert is active", WAIT, || async {
         let alerts = keeper_alerts(&am).await;
         let severities: Vec<&str> = alerts
@@ -458,7 +485,7 @@ async fn alertmanager_shows_the_alert_active_then_gone_once_resolved() {
     // passed out of GET /api/v2/alerts.
     n.state = EventKind::Resolved;
     n.at = Utc::now();
-    channel.send(&n).await.expect("resolve accepted");
+    channel.send(&n, "key-1").await.expect("resolve accepted");
     wait_for("alertmanager no longer lists the alert", WAIT, || async {
         keeper_alerts(&am).await.is_empty().then_some(())
     })

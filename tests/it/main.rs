@@ -11,6 +11,7 @@ mod cli;
 mod command;
 mod config;
 mod crash;
+mod delivery;
 mod dns;
 mod durability;
 mod e2e;

@@ -66,9 +66,12 @@ async fn webhook_posts_the_design_json_with_configured_headers() {
         &[("Authorization", "Bearer s3cret"), ("X-Team", "ops")],
     );
 
-    hook.send(&notification(EventKind::Opened, Severity::Critical))
-        .await
-        .expect("delivered");
+    hook.send(
+        &notification(EventKind::Opened, Severity::Critical),
+        "key-1",
+    )
+    .await
+    .expect("delivered");
 
     let requests = rx.wait_for_requests(1, WAIT).await;
     let r = &requests[0];
@@ -94,7 +97,7 @@ async fn webhook_classifies_failures() {
     let n = notification(EventKind::Opened, Severity::Critical);
 
     rx.set_response(500, "boom");
-    let e = hook.send(&n).await.expect_err("500 fails");
+    let e = hook.send(&n, "key-1").await.expect_err("500 fails");
     assert!(!e.permanent, "500 is transient: {e}");
     assert!(
         e.message.contains("500") && e.message.contains("boom"),
@@ -102,16 +105,16 @@ async fn webhook_classifies_failures() {
     );
 
     rx.set_response(404, "");
-    let e = hook.send(&n).await.expect_err("404 fails");
+    let e = hook.send(&n, "key-1").await.expect_err("404 fails");
     assert!(e.permanent, "404 is permanent: {e}");
 
     rx.set_reply(Reply::status(429).header("Retry-After", "7"));
-    let e = hook.send(&n).await.expect_err("429 fails");
+    let e = hook.send(&n, "key-1").await.expect_err("429 fails");
     assert!(!e.permanent, "429 is transient: {e}");
     assert_eq!(e.retry_after, Some(Duration::from_secs(7)));
 
     rx.set_response(204, "");
-    hook.send(&n).await.expect("204 is success");
+    hook.send(&n, "key-1").await.expect("204 is success");
     assert_eq!(rx.requests().len(), 4);
 }
 
@@ -127,7 +130,10 @@ async fn webhook_network_error_is_transient_and_hides_the_url() {
     drop(rx); // nothing listens there any more
     let hook = webhook::Webhook::new(&spec, http()).expect("webhook spec");
     let e = hook
-        .send(&notification(EventKind::Opened, Severity::Critical))
+        .send(
+            &notification(EventKind::Opened, Severity::Critical),
+            "key-1",
+        )
         .await
         .expect_err("refused");
     assert!(!e.permanent, "{e}");
@@ -148,7 +154,7 @@ async fn slack_payload_is_colored_by_severity_and_green_when_resolved() {
     ];
     for (state, severity, _) in cases {
         slack
-            .send(&notification(state, severity))
+            .send(&notification(state, severity), "key-1")
             .await
             .expect("delivered");
     }
@@ -182,7 +188,7 @@ async fn slack_error_body_is_in_the_error() {
     let rx = Receiver::start().await;
     rx.set_response(400, "invalid_payload");
     let e = slack_to(&rx)
-        .send(&notification(EventKind::Opened, Severity::High))
+        .send(&notification(EventKind::Opened, Severity::High), "key-1")
         .await
         .expect_err("400 fails");
     assert!(e.permanent, "{e}");
@@ -210,7 +216,7 @@ async fn email_goes_through_smtp_with_the_severity_subject() {
     let mut n = notification(EventKind::Opened, Severity::Critical);
     n.message = "GET https://example.com/health: 503 — ünïcode".into();
 
-    mail.send(&n).await.expect("delivered");
+    mail.send(&n, "key-1").await.expect("delivered");
 
     let messages = smtp.wait_for_messages(1, WAIT).await;
     let m = &messages[0];
@@ -243,11 +249,11 @@ async fn email_rejected_recipient_is_permanent_and_4xx_transient() {
     let n = notification(EventKind::Opened, Severity::Critical);
 
     let rejected = email::Email::new(&email_spec(&smtp, &["reject@example.com"])).expect("spec");
-    let e = rejected.send(&n).await.expect_err("550");
+    let e = rejected.send(&n, "key-1").await.expect_err("550");
     assert!(e.permanent, "{e}");
 
     let later = email::Email::new(&email_spec(&smtp, &["later@example.com"])).expect("spec");
-    let e = later.send(&n).await.expect_err("451");
+    let e = later.send(&n, "key-1").await.expect_err("451");
     assert!(!e.permanent, "{e}");
     assert!(smtp.messages().is_empty());
 }
@@ -267,7 +273,10 @@ async fn email_unreachable_server_is_transient() {
     };
     let e = email::Email::new(&spec)
         .expect("spec")
-        .send(&notification(EventKind::Opened, Severity::Critical))
+        .send(
+            &notification(EventKind::Opened, Severity::Critical),
+            "key-1",
+        )
         .await
         .expect_err("refused");
     assert!(!e.permanent, "{e}");
@@ -378,6 +387,7 @@ async fn outbox_retries_500_until_delivered_once() {
             .due_notifications(later, 10)
             .await
             .expect("due")
+            .entries
             .is_empty()
     );
     assert_eq!(rx.requests().len(), 3);
@@ -402,6 +412,7 @@ async fn outbox_gives_up_on_404_at_once() {
             .due_notifications(later, 10)
             .await
             .expect("due")
+            .entries
             .is_empty()
     );
     assert_eq!(rx.requests().len(), 1);
@@ -423,22 +434,25 @@ async fn outbox_fails_rows_of_an_unknown_channel_and_still_sends_the_others() {
 }
 
 #[tokio::test]
-async fn outbox_gives_up_after_max_attempts() {
+async fn outbox_gives_up_past_max_age() {
     init();
     let dir = tempfile::tempdir().expect("tempdir");
     let rx = Receiver::start().await;
     rx.set_response(503, "");
     let (store, _) = store_with_queued(&dir, &["hook"]).await;
     let (outbox, counter) = outbox(store.clone(), &[("hook", &rx)]);
-    let outbox = outbox.with_max_attempts(3);
+    let outbox = outbox.with_max_age(Duration::from_millis(400));
 
     wait_until("the notification is given up", WAIT, || async {
         outbox.step().await.expect("step");
         count(&counter, "hook", "failed") == 1
     })
     .await;
-    assert_eq!(count(&counter, "hook", "retry"), 2);
-    assert_eq!(rx.requests().len(), 3);
+    let retries = count(&counter, "hook", "retry");
+    assert!(retries >= 2, "retried until max_age: {retries}");
+    assert_eq!(rx.requests().len() as u64, retries + 1);
+    assert_eq!(outbox.step().await.expect("step").sent, 0);
+    assert_eq!(rx.requests().len() as u64, retries + 1);
 }
 
 #[tokio::test]
@@ -499,7 +513,10 @@ async fn email_upgrades_with_starttls_when_the_server_offers_it() {
     })
     .expect("email channel");
     trusting
-        .send(&notification(EventKind::Opened, Severity::Critical))
+        .send(
+            &notification(EventKind::Opened, Severity::Critical),
+            "key-1",
+        )
         .await
         .expect("sent over STARTTLS");
     let got = smtp.wait_for_messages(1, Duration::from_secs(10)).await;
@@ -513,7 +530,10 @@ async fn email_upgrades_with_starttls_when_the_server_offers_it() {
     let untrusting =
         email::Email::new(&email_spec(&smtp, &["oncall@example.com"])).expect("email channel");
     let e = untrusting
-        .send(&notification(EventKind::Opened, Severity::Critical))
+        .send(
+            &notification(EventKind::Opened, Severity::Critical),
+            "key-1",
+        )
         .await
         .expect_err("untrusted certificate");
     assert!(!e.permanent, "{e}");
@@ -533,7 +553,7 @@ async fn email_speaks_implicit_tls_to_smtps() {
     })
     .expect("email channel");
     channel
-        .send(&notification(EventKind::Resolved, Severity::High))
+        .send(&notification(EventKind::Resolved, Severity::High), "key-1")
         .await
         .expect("sent over implicit TLS");
     let got = smtp.wait_for_messages(1, Duration::from_secs(10)).await;

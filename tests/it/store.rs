@@ -226,7 +226,7 @@ both_backends!(
             )
             .await
             .expect("open with notifications");
-        let due = store.due_notifications(t(0), 10).await.expect("due");
+        let due = store.due_notifications(t(0), 10).await.expect("due").entries;
         let channels: Vec<_> = due.iter().map(|e| e.channel.as_str()).collect();
         assert_eq!(channels, ["oncall-email", "ops-slack"]);
         for entry in &due {
@@ -236,8 +236,8 @@ both_backends!(
             assert_eq!(entry.notification, expected);
         }
         // Not due before the change happened; the limit is honoured.
-        assert!(store.due_notifications(t(-1), 10).await.expect("due").is_empty());
-        assert_eq!(store.due_notifications(t(0), 1).await.expect("due").len(), 1);
+        assert!(store.due_notifications(t(-1), 10).await.expect("due").entries.is_empty());
+        assert_eq!(store.due_notifications(t(0), 1).await.expect("due").entries.len(), 1);
 
         store
             .record(
@@ -250,7 +250,7 @@ both_backends!(
             )
             .await
             .expect("resolve with a notification");
-        let due = store.due_notifications(t(60), 10).await.expect("due");
+        let due = store.due_notifications(t(60), 10).await.expect("due").entries;
         assert_eq!(due.len(), 3);
         assert_eq!(due[2].notification.state, EventKind::Resolved);
         assert_eq!(due[2].notification.incident, opened.id);
@@ -270,7 +270,7 @@ both_backends!(
             )
             .await
             .expect("open");
-        let due = store.due_notifications(t(1), 10).await.expect("due");
+        let due = store.due_notifications(t(1), 10).await.expect("due").entries;
         let (hook, mail) = (due[0].id, due[1].id);
 
         store
@@ -278,20 +278,20 @@ both_backends!(
             .await
             .expect("retry");
         let ids = |d: Vec<keeper::store::OutboxEntry>| d.iter().map(|e| e.id).collect::<Vec<_>>();
-        assert_eq!(ids(store.due_notifications(t(60), 10).await.expect("due")), [mail]);
-        let due = store.due_notifications(t(61), 10).await.expect("due");
+        assert_eq!(ids(store.due_notifications(t(60), 10).await.expect("due").entries), [mail]);
+        let due = store.due_notifications(t(61), 10).await.expect("due").entries;
         assert_eq!(ids(due.clone()), [hook, mail]);
         assert_eq!(due[0].attempts, 1);
         assert_eq!(due[0].notification.incident, opened.id);
 
         store.notification_sent(hook, t(62)).await.expect("sent");
-        assert_eq!(ids(store.due_notifications(t(10_000), 10).await.expect("due")), [mail]);
+        assert_eq!(ids(store.due_notifications(t(10_000), 10).await.expect("due").entries), [mail]);
 
         store
             .notification_failed(mail, 5, "550 no such user")
             .await
             .expect("failed");
-        assert!(store.due_notifications(t(10_000), 10).await.expect("due").is_empty());
+        assert!(store.due_notifications(t(10_000), 10).await.expect("due").entries.is_empty());
         assert_eq!(db.count("outbox").await, 2, "failed rows stay in the outbox");
 
         assert!(store.notification_sent(999_999, t(1)).await.is_err());

@@ -44,6 +44,7 @@ class Sink:
             "from": str(msg.get("From", "")),
             "to": str(msg.get("To", "")),
             "content_type": msg.get_content_type(),
+            "message_id": str(msg.get("Message-ID", "")),
             "body": part.get_content() if part is not None else "",
         }
         self.count += 1
@@ -70,6 +71,9 @@ pub struct Received {
     pub content_type: String,
     /// The decoded text/plain body.
     pub body: String,
+    /// The `Message-ID` header.
+    #[serde(default)]
+    pub message_id: String,
 }
 
 /// How the server protects the connection.
