@@ -2,6 +2,10 @@
 //! (dns, connect, tls, first byte, transfer), bounded redirects, at most 1 MiB
 //! of body read, status / body / JSON expectations.
 //!
+//! Redirects are followed safely: the configured headers (Authorization,
+//! cookies, anything in `headers`) go only to the configured URL's origin
+//! (scheme, host, port), and a redirect from `https` to `http` is refused.
+//!
 //! Speaks HTTP/1.1 through hyper's connection API rather than a pooled client,
 //! so every phase can be timed and every run measures a new connection, as
 //! blackbox_exporter does.
@@ -30,6 +34,8 @@ use crate::config::value::Pattern;
 const BODY_LIMIT: usize = 1024 * 1024;
 /// The most redirects followed.
 const MAX_REDIRECTS: u32 = 5;
+/// The User-Agent sent when none is configured, and always to other origins.
+const KEEPER_AGENT: &str = concat!("keeper/", env!("CARGO_PKG_VERSION"));
 
 /// `[checks.NAME]` keys of kind `http`.
 #[derive(Clone, Debug, Deserialize)]
@@ -83,10 +89,12 @@ impl Spec {
             headers.append(name, value);
         }
         if !headers.contains_key(USER_AGENT) {
-            let agent = concat!("keeper/", env!("CARGO_PKG_VERSION"));
-            headers.insert(USER_AGENT, HeaderValue::from_static(agent));
+            headers.insert(USER_AGENT, HeaderValue::from_static(KEEPER_AGENT));
         }
         headers.insert(CONNECTION, HeaderValue::from_static("close"));
+        let mut foreign_headers = HeaderMap::new();
+        foreign_headers.insert(USER_AGENT, HeaderValue::from_static(KEEPER_AGENT));
+        foreign_headers.insert(CONNECTION, HeaderValue::from_static("close"));
         if let Some(bad) = self
             .expect_status
             .iter()
@@ -112,6 +120,7 @@ impl Spec {
             url,
             method,
             headers,
+            foreign_headers,
             body: Bytes::from(self.body.clone().unwrap_or_default()),
             expect: Box::new(Expect {
                 status: self.expect_status.clone(),
@@ -141,8 +150,12 @@ fn check_url(url: &Url) -> Result<(), String> {
 pub struct Probe {
     url: Url,
     method: Method,
-    /// The configured headers plus User-Agent and `Connection: close`.
+    /// The configured headers plus User-Agent and `Connection: close`: sent
+    /// while a redirect stays on the configured URL's origin.
     headers: HeaderMap,
+    /// keeper's User-Agent and `Connection: close` only: sent to any other
+    /// origin a redirect leads to, so no credential leaves for another host.
+    foreign_headers: HeaderMap,
     body: Bytes,
     expect: Box<Expect>,
     follow_redirects: bool,
@@ -206,17 +219,11 @@ impl Probe {
                     format!("too many redirects (more than {MAX_REDIRECTS}), last to {location}");
                 return run.sample(Err(reason), status.as_u16());
             }
-            url = match url
-                .join(location)
-                .map_err(|e| e.to_string())
-                .and_then(|u| check_url(&u).map(|()| u))
-            {
+            let next = match next_hop(&url, location, status) {
                 Ok(next) => next,
-                Err(e) => {
-                    let reason = format!("{} redirect to {location:?}: {e}", status_text(status));
-                    return run.sample(Err(reason), status.as_u16());
-                }
+                Err(reason) => return run.sample(Err(reason), status.as_u16()),
             };
+            url = next;
             run.redirects += 1;
             // Browsers' and curl's rule: 303, and 301/302 after a POST, become a GET without body.
             if status == StatusCode::SEE_OTHER
@@ -291,7 +298,11 @@ impl Probe {
             .uri(target)
             .body(Full::new(body.clone()))
             .map_err(|e| format!("building the request for {url}: {e}"))?;
-        *request.headers_mut() = self.headers.clone();
+        *request.headers_mut() = if url.origin() == self.url.origin() {
+            self.headers.clone()
+        } else {
+            self.foreign_headers.clone()
+        };
         if !request.headers().contains_key(HOST) {
             let host = url.host_str().unwrap_or_default();
             let host = match url.port() {
@@ -494,6 +505,29 @@ fn hyper_reason(err: &hyper::Error, doing: &str, addr: SocketAddr) -> String {
         return format!("{doing} {addr}: connection closed before a complete response");
     }
     format!("{doing} {addr}: {err}")
+}
+
+/// Where a redirect from `from` to `location` leads: an absolute http(s) URL,
+/// and never from `https` down to `http`.
+fn next_hop(from: &Url, location: &str, status: StatusCode) -> Result<Url, String> {
+    let next = from
+        .join(location)
+        .map_err(|e| e.to_string())
+        .and_then(|u| check_url(&u).map(|()| u))
+        .map_err(|e| format!("{} redirect to {location:?}: {e}", status_text(status)))?;
+    if from.scheme() == "https" && next.scheme() == "http" {
+        return Err(format!(
+            "redirect from {} to insecure {} refused",
+            shown(from),
+            shown(&next)
+        ));
+    }
+    Ok(next)
+}
+
+/// `https://host:port/path` of `url`: no userinfo, no query, for messages.
+fn shown(url: &Url) -> String {
+    format!("{}{}", url.origin().ascii_serialization(), url.path())
 }
 
 /// `503 Service Unavailable`, or just the number when it has no name.

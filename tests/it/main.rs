@@ -21,6 +21,7 @@ mod metrics;
 mod notify;
 mod probe_host;
 mod probe_postgres;
+mod probe_safety;
 mod probes;
 mod prometheus;
 mod scheduler;
