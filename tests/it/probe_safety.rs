@@ -3,6 +3,7 @@
 //! leads elsewhere, and an `https` → `http` redirect is refused; a `command`
 //! check runs with a clean environment, not keeper's.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use keeper::probe::{Context, Outcome, Probe, Sample, Spec, http};
@@ -112,4 +113,117 @@ async fn an_https_to_http_redirect_is_red_and_not_followed() {
     );
     assert_eq!(plain.requests(), 0, "the insecure hop must not be made");
     assert_eq!(sample.http.as_ref().map(|h| h.status), Some(302));
+}
+
+// ---- command environment ------------------------------------------------
+
+/// A `keeper run` child, killed when dropped.
+struct Keeper(std::process::Child);
+
+impl Drop for Keeper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `NAME=value` lines of `env` output as a map (values may hold `=`).
+fn parse_env(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_command_check_runs_with_path_lang_home_and_its_env_only() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let dump = dir.path().join("env.txt");
+    let config = dir.path().join("keeper.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n\
+             [storage]\nurl = \"sqlite://{db}\"\n\n\
+             [checks.envdump]\nkind = \"command\"\ninterval = \"1s\"\nshell = true\n\
+             command = [\"env > {dump}.tmp && mv {dump}.tmp {dump}; echo OK\"]\n\
+             env = {{ PGPASSWORD = \"${{TEST_PGPASSWORD}}\", APP_MODE = \"check\" }}\n",
+            port = support::free_port(),
+            db = dir.path().join("keeper.db").display(),
+            dump = dump.display(),
+        ),
+    )
+    .expect("writing the config");
+    let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into());
+    let _keeper = Keeper(
+        std::process::Command::new(env!("CARGO_BIN_EXE_keeper"))
+            .args(["run", "-c"])
+            .arg(&config)
+            .env_clear()
+            .env("PATH", &path)
+            .env("HOME", dir.path())
+            .env("LANG", "C.UTF-8")
+            .env("KEEPER_API_TOKEN", "api-token-that-must-stay-home")
+            .env("SMTP_PASSWORD", "smtp-password-that-must-stay-home")
+            .env("TEST_PGPASSWORD", "pg-secret-passed-on-purpose")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("keeper starts"),
+    );
+
+    support::wait_until(
+        "the command check has dumped its environment",
+        Duration::from_secs(30),
+        || async { dump.exists() },
+    )
+    .await;
+
+    let seen = parse_env(&std::fs::read_to_string(&dump).expect("reading the dump"));
+    assert_eq!(seen.get("PATH"), Some(&path), "{seen:?}");
+    assert_eq!(
+        seen.get("HOME").map(String::as_str),
+        dir.path().to_str(),
+        "{seen:?}"
+    );
+    assert_eq!(seen.get("LANG").map(String::as_str), Some("C.UTF-8"));
+    assert_eq!(
+        seen.get("PGPASSWORD").map(String::as_str),
+        Some("pg-secret-passed-on-purpose")
+    );
+    assert_eq!(seen.get("APP_MODE").map(String::as_str), Some("check"));
+    // What the shell itself adds (PWD, SHLVL, `_`) aside, nothing else.
+    let shell_own = ["PWD", "OLDPWD", "SHLVL", "_"];
+    let expected = ["PATH", "HOME", "LANG", "PGPASSWORD", "APP_MODE"];
+    let extra: Vec<&String> = seen
+        .keys()
+        .filter(|k| !shell_own.contains(&k.as_str()) && !expected.contains(&k.as_str()))
+        .collect();
+    assert!(extra.is_empty(), "the check saw more: {extra:?}");
+}
+
+#[test]
+fn command_env_names_are_checked_at_load_with_line_and_column() {
+    let check = "[checks.backup]\nkind = \"command\"\ncommand = [\"true\"]\n";
+    let err = support::config_error(&format!("{check}env = {{ \"BAD-NAME\" = \"x\" }}\n"));
+    assert!(err.starts_with("keeper.toml:4:7:"), "{err}");
+    assert!(err.contains("\"BAD-NAME\""), "{err}");
+    assert!(
+        err.contains("not a valid environment variable name"),
+        "{err}"
+    );
+
+    let err = support::config_error(&format!("{check}env = {{ \"1ST\" = \"x\" }}\n"));
+    assert!(err.contains("\"1ST\""), "{err}");
+
+    let err = support::config_error(&format!("{check}env = {{ PORT = 5432 }}\n"));
+    assert!(err.starts_with("keeper.toml:4:"), "{err}");
+
+    let err = support::config_error(&format!("{check}env = [\"A=b\"]\n"));
+    assert!(err.starts_with("keeper.toml:4:7:"), "{err}");
+
+    let ok = support::parse_config(&format!(
+        "{check}env = {{ PGPASSWORD = \"pw\", _X1 = \"\" }}\n"
+    ));
+    assert!(ok.is_ok(), "{ok:?}");
 }
