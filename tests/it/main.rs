@@ -26,4 +26,5 @@ mod probes;
 mod prometheus;
 mod scheduler;
 mod store;
+mod transport;
 mod watchdog;
