@@ -3,16 +3,22 @@
 //! PostgreSQL with `sslmode=verify-full` (the `postgres` probe and keeper's
 //! storage) verifies the server's certificate against a CA the test makes.
 
+use std::path::Path;
 use std::time::Duration;
 
 use keeper::classify::Severity;
 use keeper::notify::{EventKind, email};
+use keeper::probe::{Context, Outcome, Probe, Spec, postgres};
+use keeper::store::Store;
 
 use crate::notify::notification;
 use crate::support::init;
+use crate::support::pgcluster::{self, Cluster};
 use crate::support::smtp::SmtpServer;
+use crate::support::target::TestCa;
 
 const WAIT: Duration = Duration::from_secs(10);
+const PG_TIMEOUT: Duration = Duration::from_secs(10);
 const CREDENTIALS: &str = "keeper:mail-password";
 
 /// An email channel through `smtp` (extra keys as TOML lines in `extra`).
@@ -91,4 +97,69 @@ fn insecure_plaintext_is_a_bool_and_not_for_smtps() {
         "[channels.mail]\nkind = \"email\"\nsmtp = \"smtp://127.0.0.1\"\nfrom = \"k@example.com\"\nto = [\"o@example.com\"]\ninsecure_plaintext = \"yes\"\n",
     );
     assert!(err.starts_with("keeper.toml:6:"), "{err}");
+}
+
+// ---- PostgreSQL sslmode=verify-full --------------------------------------
+
+/// The cluster's URL verifying its certificate against `ca` (PEM file).
+fn verify_full(cluster: &Cluster, ca: &Path) -> String {
+    format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        cluster.url(pgcluster::PASSWORD),
+        ca.display()
+    )
+}
+
+fn postgres_probe(url: &str) -> Probe {
+    let spec: postgres::Spec = toml::from_str(&format!("url = {url:?}")).expect("postgres spec");
+    Spec::Postgres(spec)
+        .build("test", &Context::system())
+        .expect("build postgres probe")
+}
+
+#[tokio::test]
+async fn the_postgres_probe_verifies_the_server_certificate_with_verify_full() {
+    init();
+    let ca = TestCa::new();
+    let cluster = Cluster::start_tls(&ca.leaf_expiring_in(chrono::Duration::days(30)));
+    let stranger = TestCa::new();
+
+    let trusted = postgres_probe(&verify_full(&cluster, ca.ca_file()))
+        .run(PG_TIMEOUT)
+        .await;
+    let untrusted = postgres_probe(&verify_full(&cluster, stranger.ca_file()))
+        .run(PG_TIMEOUT)
+        .await;
+
+    assert_eq!(trusted.outcome, Outcome::Up, "{trusted:?}");
+    let Outcome::Down(reason) = &untrusted.outcome else {
+        panic!("a certificate from an unknown CA must be red: {untrusted:?}");
+    };
+    assert!(reason.contains("certificate"), "{reason}");
+    assert!(!reason.contains(pgcluster::PASSWORD), "{reason}");
+}
+
+#[tokio::test]
+async fn storage_connects_with_verify_full_and_refuses_an_unknown_certificate() {
+    init();
+    let ca = TestCa::new();
+    let cluster = Cluster::start_tls(&ca.leaf_expiring_in(chrono::Duration::days(30)));
+    let stranger = TestCa::new();
+
+    let store = Store::connect(&verify_full(&cluster, ca.ca_file()))
+        .await
+        .expect("storage connects over verified TLS");
+    store.migrate().await.expect("migrates over TLS");
+    store.ping().await.expect("answers over TLS");
+
+    let refused = tokio::time::timeout(
+        Duration::from_secs(60),
+        Store::connect(&verify_full(&cluster, stranger.ca_file())),
+    )
+    .await
+    .expect("a refused certificate ends the connect");
+    let e = refused
+        .err()
+        .expect("a certificate from an unknown CA is refused");
+    assert!(e.to_string().contains("certificate"), "{e}");
 }
