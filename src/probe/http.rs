@@ -3,8 +3,9 @@
 //! of body read, status / body / JSON expectations.
 //!
 //! Redirects are followed safely: the configured headers (Authorization,
-//! cookies, anything in `headers`) go only to the configured URL's origin
-//! (scheme, host, port), and a redirect from `https` to `http` is refused.
+//! cookies, anything in `headers`) are sent only until a redirect leaves the
+//! configured URL's origin (scheme, host, port), and a redirect from `https`
+//! to `http` is refused.
 //!
 //! Speaks HTTP/1.1 through hyper's connection API rather than a pooled client,
 //! so every phase can be timed and every run measures a new connection, as
@@ -177,6 +178,8 @@ struct Run {
     deadline: Instant,
     phases: Phases,
     redirects: u32,
+    /// A redirect has left the configured origin: from then on no configured header is sent.
+    left_origin: bool,
     cert: Option<CertInfo>,
 }
 
@@ -196,6 +199,7 @@ impl Probe {
             deadline,
             phases: Phases::default(),
             redirects: 0,
+            left_origin: false,
             cert: None,
         };
         let mut url = self.url.clone();
@@ -223,6 +227,7 @@ impl Probe {
                 Ok(next) => next,
                 Err(reason) => return run.sample(Err(reason), status.as_u16()),
             };
+            run.left_origin |= next.origin() != self.url.origin();
             url = next;
             run.redirects += 1;
             // Browsers' and curl's rule: 303, and 301/302 after a POST, become a GET without body.
@@ -253,7 +258,7 @@ impl Probe {
         let conn = tcp::connect(&host, port, run.deadline).await?;
         add(&mut run.phases.dns, conn.dns);
         add(&mut run.phases.connect, Some(conn.connect));
-        let request = self.request(url, method, body)?;
+        let request = self.request(url, method, body, run.left_origin)?;
         let addr = conn.addr;
         if url.scheme() != "https" {
             return send(conn.stream, addr, request, run).await;
@@ -286,11 +291,14 @@ impl Probe {
         send(stream, addr, request, run).await
     }
 
+    /// The request for one hop: with the configured headers until a redirect
+    /// has left the configured origin, with keeper's User-Agent alone after.
     fn request(
         &self,
         url: &Url,
         method: &Method,
         body: &Bytes,
+        left_origin: bool,
     ) -> Result<Request<Full<Bytes>>, String> {
         let target = &url[url::Position::BeforePath..url::Position::AfterQuery];
         let mut request = Request::builder()
@@ -298,10 +306,10 @@ impl Probe {
             .uri(target)
             .body(Full::new(body.clone()))
             .map_err(|e| format!("building the request for {url}: {e}"))?;
-        *request.headers_mut() = if url.origin() == self.url.origin() {
-            self.headers.clone()
-        } else {
+        *request.headers_mut() = if left_origin {
             self.foreign_headers.clone()
+        } else {
+            self.headers.clone()
         };
         if !request.headers().contains_key(HOST) {
             let host = url.host_str().unwrap_or_default();

@@ -75,6 +75,25 @@ async fn a_redirect_to_another_host_name_on_the_same_port_is_another_origin() {
 }
 
 #[tokio::test]
+async fn a_redirect_back_from_another_origin_does_not_get_the_headers_again() {
+    support::init();
+    let home = Target::start().await;
+    let other = Target::start().await;
+    home.redirect_to(other.url("/away"));
+    other.redirect_to(home.url("/redirect/0"));
+    let probe = probe_with_secrets(&home.url("/start"), None);
+
+    let sample = probe.run(TIMEOUT).await;
+
+    assert!(sample.is_up(), "{sample:?}");
+    let seen = home.recorded();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[0].header("authorization"), Some(SECRET));
+    assert_eq!(seen[1].path, "/redirect/0");
+    assert_eq!(seen[1].header("authorization"), None, "{seen:?}");
+}
+
+#[tokio::test]
 async fn a_same_origin_redirect_keeps_the_configured_headers() {
     support::init();
     let target = Target::start().await;
