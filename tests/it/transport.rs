@@ -158,8 +158,8 @@ async fn storage_connects_with_verify_full_and_refuses_an_unknown_certificate() 
     )
     .await
     .expect("a refused certificate ends the connect");
-    let e = refused
-        .err()
-        .expect("a certificate from an unknown CA is refused");
+    let Err(e) = refused else {
+        panic!("a certificate from an unknown CA must be refused");
+    };
     assert!(e.to_string().contains("certificate"), "{e}");
 }
