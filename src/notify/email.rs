@@ -127,8 +127,9 @@ impl Email {
             .map_err(|e| SendError::permanent(format!("building the email: {e}")))?;
         match self.transport.send(message).await {
             Ok(_) => Ok(()),
-            // lettre's only client-side refusal before AUTH is the missing STARTTLS.
-            Err(e) if self.starttls_required && e.is_client() => {
+            // lettre refuses on its side ("STARTTLS is not supported on this
+            // server") before anything is sent; said here in keeper's words.
+            Err(e) if self.starttls_required && e.is_client() && is_starttls_refusal(&e) => {
                 Err(SendError::transient(format!(
                     "sending through {}: STARTTLS is required to send the credentials \
                  and the server did not offer it ({e}); nothing was sent \
@@ -146,6 +147,18 @@ impl Email {
             }
         }
     }
+}
+
+/// Whether lettre's client-side error is its refusal to go on without STARTTLS.
+fn is_starttls_refusal(e: &lettre::transport::smtp::Error) -> bool {
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = source {
+        if err.to_string().contains("STARTTLS") {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// The transport built from a spec, with what messages say about it.
@@ -303,6 +316,24 @@ mod tests {
             assert!(e.starts_with("invalid smtp url"), "{bad}: {e}");
             assert!(!e.contains("hunter2"), "{e}");
         }
+    }
+
+    #[test]
+    fn credentials_over_smtp_require_starttls_unless_told_otherwise() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let required = |url: &str, insecure_plaintext: bool| {
+            let spec = Spec {
+                insecure_plaintext,
+                ..spec(url, "keeper@example.com", &["ops@example.com"])
+            };
+            Email::new(&spec)
+                .map(|e| e.starttls_required)
+                .unwrap_or_else(|e| panic!("{url}: {e}"))
+        };
+        assert!(required("smtp://u:p@mail.example.com", false));
+        assert!(!required("smtp://u:p@mail.example.com", true));
+        assert!(!required("smtp://mail.example.com", false));
+        assert!(!required("smtps://u:p@mail.example.com", false));
     }
 
     #[test]
