@@ -44,6 +44,17 @@ pub enum AppError {
     },
     #[error("HTTP server: {0}")]
     Serve(std::io::Error),
+    /// A task keeper cannot run without ended before it was asked to stop.
+    #[error("{0}; keeper stopped so that its supervisor restarts it")]
+    TaskDied(String),
+}
+
+/// How to start keeper beyond its config: for tests of keeper's own faults.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Makes the named vital task (`engine`, `outbox`, `writer`, `scheduler`)
+    /// panic shortly after start, to show what keeper does when one dies.
+    pub panic_task: Option<String>,
 }
 
 /// Connects to the configured database and applies the migrations.
@@ -88,7 +99,14 @@ impl Keeper {
         self.wait().await
     }
 
-    /// Waits until keeper stops on its own (its HTTP server failed).
+    /// A token that stops keeper when cancelled, as [`Keeper::shutdown`]
+    /// does, while another task waits on [`Keeper::wait`].
+    pub fn stopper(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Waits until keeper stops: asked to (see [`Keeper::stopper`]), or on its
+    /// own because its HTTP server failed or a vital task died (an error).
     pub async fn wait(self) -> Result<(), AppError> {
         match self.done.await {
             Ok(result) => result,
@@ -99,6 +117,82 @@ impl Keeper {
 
 /// Builds every part from `config` and starts them.
 pub async fn start(config: Config) -> Result<Keeper, AppError> {
+    start_with(config, Options::default()).await
+}
+
+/// A task keeper cannot run without, by name; ending before shutdown is fatal.
+struct Vital {
+    name: &'static str,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Vital {
+    fn spawn(
+        name: &'static str,
+        task: impl std::future::Future<Output = ()> + Send + 'static,
+        options: &Options,
+    ) -> Vital {
+        let panics = options.panic_task.as_deref() == Some(name);
+        let handle = tokio::spawn(async move {
+            if panics {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                panic!("{name}: panicking as asked (Options::panic_task)");
+            }
+            task.await
+        });
+        Vital {
+            name,
+            handle: Some(handle),
+        }
+    }
+
+    /// Waits for the task to end, if it still runs.
+    async fn join(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.await;
+        }
+    }
+}
+
+/// Resolves when the first of `vitals` ends, saying which and how; never
+/// resolves when none is running.
+async fn first_to_end(vitals: &mut [&mut Vital]) -> String {
+    let running: Vec<_> = vitals
+        .iter_mut()
+        .filter_map(|v| v.handle.as_mut().map(|h| (v.name, h)))
+        .collect();
+    if running.is_empty() {
+        return std::future::pending().await;
+    }
+    let names: Vec<&str> = running.iter().map(|(name, _)| *name).collect();
+    let (result, i, _) =
+        futures_util::future::select_all(running.into_iter().map(|(_, h)| h)).await;
+    let name = names[i];
+    for v in vitals.iter_mut().filter(|v| v.name == name) {
+        v.handle = None;
+    }
+    match result {
+        Ok(()) => format!("the {name} task ended unexpectedly"),
+        Err(e) if e.is_panic() => format!("the {name} task panicked: {}", panic_message(e)),
+        Err(e) => format!("the {name} task failed: {e}"),
+    }
+}
+
+/// A panic's message, when it carried one.
+fn panic_message(e: tokio::task::JoinError) -> String {
+    let payload = e.into_panic();
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
+
+/// After a task died, how long /readyz says so before the listener closes.
+const DEATH_NOTICE: Duration = Duration::from_secs(1);
+
+/// [`start`] with [`Options`].
+pub async fn start_with(config: Config, options: Options) -> Result<Keeper, AppError> {
     let store = open_store(&config).await?;
     let names: Vec<_> = config.checks.iter().map(|c| c.name.clone()).collect();
     let metrics = Metrics::new(&names);
@@ -221,6 +315,7 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
         .unwrap_or_else(|| format!("http://{addr}"));
     heartbeats.attach(store.clone(), wakes, &names, ping_base);
     let scheduler_running = Arc::new(AtomicBool::new(true));
+    let task_died = Arc::new(std::sync::OnceLock::new());
     // Filled below by `log` checks with `ingest = "SOURCE"`.
     let ingest = ingest::Registry::default();
     let router = http::router(AppState {
@@ -229,7 +324,9 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
         store: store.clone(),
         engine: engine_handle,
         api_token: config.server.api_token.clone().map(Arc::from),
+        listen: addr,
         scheduler_running: scheduler_running.clone(),
+        task_died: task_died.clone(),
         heartbeats: heartbeats.clone(),
         ingest: ingest.clone(),
     });
@@ -255,9 +352,9 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
                 .await
         }
     });
-    let writer_task = tokio::spawn(writer.run(stop_writer.clone()));
-    let outbox_task = tokio::spawn(outbox.run(stop_workers.clone()));
-    let engine_task = tokio::spawn(engine.run(engine_inputs));
+    let mut writer_task = Vital::spawn("writer", writer.run(stop_writer.clone()), &options);
+    let mut outbox_task = Vital::spawn("outbox", outbox.run(stop_workers.clone()), &options);
+    let mut engine_task = Vital::spawn("engine", engine.run(engine_inputs), &options);
     let retention_task = tokio::spawn(retention::run(
         store.clone(),
         config.storage.retention,
@@ -267,54 +364,83 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
         config.checks.iter().map(|c| c.schedule.clone()).collect(),
         tokio::time::Instant::now(),
     );
-    let scheduler_task = tokio::spawn(scheduler::run(
-        timetable,
-        jobs,
-        config.concurrency,
-        sink,
-        metrics.clone(),
-        shutdown.clone(),
-        PROBE_GRACE,
-        wake_requests,
-    ));
+    let mut scheduler_task = Vital::spawn(
+        "scheduler",
+        scheduler::run(
+            timetable,
+            jobs,
+            config.concurrency,
+            sink,
+            metrics.clone(),
+            shutdown.clone(),
+            PROBE_GRACE,
+            wake_requests,
+        ),
+        &options,
+    );
     tracing::info!(%addr, checks = config.checks.len(), channels = config.channels.len(), "keeper started");
     for (check, ping_url) in heartbeats.generated() {
-        tracing::info!(%check, %ping_url, "heartbeat ping URL (generated token)");
+        // The URL carries the token: not at info (`keeper check-config` shows it).
+        tracing::debug!(%check, %ping_url, "heartbeat ping URL (generated token)");
     }
 
     let done = tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
-            // The HTTP server ends early only on an error: then stop the rest too.
+            // The HTTP server ends early only on an error, a vital task only
+            // when it died: either way, stop the rest too.
             let mut server = server;
+            let mut died = None;
+            let mut vitals = [
+                &mut scheduler_task,
+                &mut engine_task,
+                &mut writer_task,
+                &mut outbox_task,
+            ];
             let server_result = tokio::select! {
                 _ = shutdown.cancelled() => None,
                 r = &mut server => Some(r),
+                why = first_to_end(&mut vitals) => {
+                    tracing::error!(error = %why, "a task keeper cannot run without ended: stopping");
+                    let _ = task_died.set(why.clone());
+                    died = Some(why);
+                    None
+                }
             };
+            let notice = tokio::time::sleep(if died.is_some() {
+                DEATH_NOTICE
+            } else {
+                Duration::ZERO
+            });
             shutdown.cancel();
             scheduler_running.store(false, Ordering::Release);
-            let _ = scheduler_task.await;
+            scheduler_task.join().await;
             for task in log_tasks {
                 let _ = task.await;
             }
-            let _ = engine_task.await;
+            engine_task.join().await;
             // The writer flushes while the outbox finishes its sends and retention stops.
             stop_writer.cancel();
             stop_workers.cancel();
             let (writer_done, _, _) = tokio::join!(
-                tokio::time::timeout(FLUSH_GRACE, writer_task),
-                outbox_task,
+                tokio::time::timeout(FLUSH_GRACE, writer_task.join()),
+                outbox_task.join(),
                 retention_task
             );
             if writer_done.is_err() {
                 tracing::warn!("sample writer did not finish flushing in time");
             }
+            // Load balancers and supervisors see /readyz fail before the port closes.
+            notice.await;
             stop_http.cancel();
             let server_result = match server_result {
                 Some(r) => r,
                 None => server.await,
             };
             tracing::info!("keeper stopped");
+            if let Some(why) = died {
+                return Err(AppError::TaskDied(why));
+            }
             match server_result {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(AppError::Serve(e)),
@@ -331,13 +457,7 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
     })
 }
 
-/// A database URL without its password, for messages.
+/// A database URL without its password or query values, for messages.
 pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_string(),
-    }
+    crate::redact::dsn(url)
 }

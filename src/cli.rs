@@ -131,16 +131,31 @@ fn load(path: &std::path::Path) -> anyhow::Result<Config> {
 
 async fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let config = load(path)?;
-    let keeper = app::start(config).await?;
+    let keeper = app::start_with(config, run_options()).await?;
+    let stop = keeper.stopper();
+    let mut done = std::pin::pin!(keeper.wait());
     tokio::select! {
         signal = shutdown_signal() => {
             let name = signal?;
             tracing::info!(signal = name, "shutting down");
-            keeper.shutdown().await?;
+            stop.cancel();
+            done.await?;
         }
-        // (app::Keeper::wait is not used here: shutdown owns the handle.)
+        // Ended on its own: a task died or the listener failed (an error, so
+        // the exit status is not 0 and a supervisor restarts keeper).
+        result = &mut done => result?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Start options. Debug builds read `KEEPER_DEBUG_PANIC=TASK` so tests can
+/// show what a dying task does to the process; release builds ignore it.
+fn run_options() -> app::Options {
+    app::Options {
+        panic_task: cfg!(debug_assertions)
+            .then(|| std::env::var("KEEPER_DEBUG_PANIC").ok())
+            .flatten(),
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT, naming which.
@@ -198,7 +213,7 @@ async fn heartbeat_urls(config: &Config) -> String {
             (false, Some(token)) => writeln!(out, "  {name}  {base}/ping/{token}"),
             (false, None) => writeln!(
                 out,
-                "  {name}  token will be generated at first run (then shown here and in the startup log)"
+                "  {name}  token will be generated at first run (then shown here)"
             ),
         };
     }

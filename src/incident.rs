@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use crate::classify::{Color, Severity};
 use crate::state::CheckState;
-use crate::store::Incident;
+use crate::store::{Incident, IncidentChange};
 
 /// What the engine remembers of a check's open incident.
 #[derive(Clone, Debug, PartialEq)]
@@ -42,6 +42,60 @@ impl OpenIncident {
             notified: i.notified_at.is_some(),
             held_by: None,
         }
+    }
+}
+
+/// What the engine remembers of a check's incident once `change` took
+/// effect: `open` is what it remembered before, `hold` what holds the check's
+/// notifications back now. An opening's id is 0 until the store gives one.
+pub fn after(
+    open: Option<&OpenIncident>,
+    change: &IncidentChange,
+    hold: Option<String>,
+) -> Option<OpenIncident> {
+    match change {
+        IncidentChange::Open {
+            severity,
+            color,
+            message,
+            at,
+            notify,
+            ..
+        } => Some(OpenIncident {
+            id: 0,
+            severity: *severity,
+            color: *color,
+            message: message.clone(),
+            started_at: *at,
+            acknowledged_at: None,
+            last_notified_at: *at,
+            notified: *notify,
+            held_by: if *notify { None } else { hold },
+        }),
+        IncidentChange::Escalate {
+            severity,
+            color,
+            message,
+            at,
+            ..
+        } => open.map(|before| {
+            let mut next = before.clone();
+            next.severity = *severity;
+            next.color = *color;
+            next.message.clone_from(message);
+            // People hear of an escalation unless the check is held back.
+            if next.notified && hold.is_none() {
+                next.last_notified_at = *at;
+            }
+            next.held_by = if next.notified { None } else { hold };
+            next
+        }),
+        IncidentChange::Resolve { .. } => None,
+        IncidentChange::Acknowledge { at, .. } => open.map(|before| OpenIncident {
+            acknowledged_at: Some(*at),
+            ..before.clone()
+        }),
+        IncidentChange::Remind { .. } | IncidentChange::Notify { .. } => open.cloned(),
     }
 }
 
@@ -180,5 +234,63 @@ mod tests {
             Some(Decision::Resolve { id: 7, .. })
         ));
         assert_eq!(decide(&green, None), None);
+    }
+
+    #[test]
+    fn after_an_opening_the_incident_is_open_and_held_as_the_policy_says() {
+        let at = Utc::now();
+        let opening = |notify| IncidentChange::Open {
+            check: "web".into(),
+            severity: Severity::High,
+            color: Color::Red,
+            message: "503".into(),
+            at,
+            notify,
+        };
+        let paged = after(None, &opening(true), None).unwrap();
+        assert_eq!((paged.id, paged.notified, paged.started_at), (0, true, at));
+        assert_eq!(paged.held_by, None);
+        let held = after(None, &opening(false), Some("db is red".into())).unwrap();
+        assert!(!held.notified);
+        assert_eq!(held.held_by.as_deref(), Some("db is red"));
+    }
+
+    #[test]
+    fn after_an_escalation_people_heard_of_it_unless_held() {
+        let before = open(Severity::Medium);
+        let at = before.last_notified_at + chrono::Duration::minutes(3);
+        let escalate = IncidentChange::Escalate {
+            id: 7,
+            severity: Severity::Critical,
+            color: Color::Red,
+            message: "down".into(),
+            at,
+        };
+        let heard = after(Some(&before), &escalate, None).unwrap();
+        assert_eq!((heard.id, heard.severity), (7, Severity::Critical));
+        assert_eq!(heard.last_notified_at, at);
+        assert_eq!(heard.message, "down");
+        let held = after(Some(&before), &escalate, Some("silenced".into())).unwrap();
+        assert_eq!(held.last_notified_at, before.last_notified_at);
+    }
+
+    #[test]
+    fn after_a_resolve_nothing_is_open_and_an_ack_stops_repeats() {
+        let before = open(Severity::High);
+        let at = Utc::now();
+        let resolve = IncidentChange::Resolve {
+            id: 7,
+            message: "ok".into(),
+            at,
+        };
+        assert_eq!(after(Some(&before), &resolve, None), None);
+        let ack = IncidentChange::Acknowledge {
+            id: 7,
+            by: None,
+            at,
+        };
+        let acked = after(Some(&before), &ack, None).unwrap();
+        assert_eq!(acked.acknowledged_at, Some(at));
+        assert!(!reminder_due(&acked, Duration::ZERO, at));
     }
 }

@@ -93,6 +93,11 @@ impl<'a> Collector<'a> {
         ));
     }
 
+    /// The file's text at `span`, as written (before `${VAR}` expansion).
+    pub fn written(&self, span: Range<usize>) -> &str {
+        self.text.get(span).unwrap_or_default()
+    }
+
     /// An error from the TOML reader, at its span when it has one. `key` is the
     /// section being read; a field named in the message (`unknown field `x``)
     /// is appended to it.

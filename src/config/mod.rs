@@ -372,7 +372,7 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
         path: path.to_path_buf(),
         server: Server {
             listen,
-            api_token: server.api_token.filter(|t| !t.is_empty()),
+            api_token: server.api_token.and_then(|t| api_token(t, errors)),
             public_url: server
                 .public_url
                 .map(|u| u.trim_end_matches('/').to_string()),
@@ -393,6 +393,47 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
         routes,
         maintenance,
     })
+}
+
+/// The shortest `server.api_token` accepted.
+pub const API_TOKEN_MIN_CHARS: usize = 16;
+
+/// `server.api_token`, refused when empty (also when a `${VAR}` expanded to
+/// nothing: that must not silently mean "no token"), short, or not sendable
+/// in an `Authorization` header. The token itself is never in the message.
+fn api_token(token: Spanned<String>, errors: &mut error::Collector) -> Option<String> {
+    let span = token.span();
+    let token = token.into_inner();
+    let problem = if token.is_empty() {
+        let written = errors.written(span.clone());
+        let via = if written.contains("${") {
+            format!(" ({written} expanded to nothing)")
+        } else {
+            String::new()
+        };
+        Some(format!(
+            "must not be empty{via}; leave api_token out for no token"
+        ))
+    } else if token.chars().count() < API_TOKEN_MIN_CHARS {
+        Some(format!(
+            "must be at least {API_TOKEN_MIN_CHARS} characters (got {})",
+            token.chars().count()
+        ))
+    } else if !token.chars().all(|c| c.is_ascii_graphic()) {
+        Some(
+            "only visible ASCII characters, no spaces (it is sent in an Authorization header)"
+                .into(),
+        )
+    } else {
+        None
+    };
+    match problem {
+        Some(message) => {
+            errors.at(span, "server.api_token", message);
+            None
+        }
+        None => Some(token),
+    }
 }
 
 fn read_maintenance(

@@ -18,7 +18,7 @@ use crate::probe;
 #[serde(deny_unknown_fields)]
 pub struct Server {
     pub listen: Option<Spanned<String>>,
-    pub api_token: Option<String>,
+    pub api_token: Option<Spanned<String>>,
     pub public_url: Option<String>,
 }
 

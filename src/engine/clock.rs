@@ -13,9 +13,11 @@ use crate::store::{IncidentChange, IncidentFilter};
 const DIGEST_GATHER: chrono::Duration = chrono::Duration::seconds(2);
 
 impl Engine {
-    /// One step of the clock: held-back openings whose hold ended go out,
-    /// then reminders; ended silences are forgotten.
+    /// One step of the clock: changes made while storage was away are written
+    /// down once it is back, held-back openings whose hold ended go out, then
+    /// reminders; ended silences are forgotten.
     pub async fn tick(&mut self, now: DateTime<Utc>) {
+        self.catch_up().await;
         self.silences.retain(|s| s.ends_at > now);
         self.release_held(now).await;
         self.remind(now).await;
@@ -65,7 +67,7 @@ impl Engine {
             let mut event = EventFacts::of(&open, kind, now);
             // Due a moment later, so the outbox finds the whole digest in place.
             event.batch_at = Some(now + DIGEST_GATHER);
-            if self.commit(i, change, Some(event)).await.is_ok()
+            if self.commit(i, change, Some(event)).await.took()
                 && let Some(open) = &mut self.checks[i].open
             {
                 open.notified = true;
@@ -85,7 +87,11 @@ impl Engine {
             .and_then(|d| d.last_at_or_before(now - chrono::Duration::seconds(1)))
             .map_or(now, |previous| previous.min(now))
             .min(now - chrono::Duration::days(1));
-        let resolved = match self.store.incidents(IncidentFilter::Resolved, 1000).await {
+        let store = self.store.clone();
+        let resolved = match self
+            .guarded(store.incidents(IncidentFilter::Resolved, 1000))
+            .await
+        {
             Ok(resolved) => resolved,
             Err(e) => {
                 tracing::warn!(error = %e, "digest: could not list resolved incidents");
@@ -122,7 +128,7 @@ impl Engine {
                 reason: "in the daily digest of low incidents (already resolved)".into(),
                 at: now,
             };
-            let _ = self.commit(i, change, Some(event)).await;
+            self.commit(i, change, Some(event)).await;
         }
     }
 
@@ -177,15 +183,6 @@ impl Engine {
             let Some(open) = self.checks[i].open.clone() else {
                 continue;
             };
-            if self.is_offline(i) {
-                self.send_offline(i, &EventFacts::of(&open, EventKind::Opened, now));
-                if let Some(open) = &mut self.checks[i].open {
-                    open.notified = true;
-                    open.held_by = None;
-                    open.last_notified_at = now;
-                }
-                continue;
-            }
             let reason = open.held_by.as_ref().map_or_else(
                 || "held back until now".to_string(),
                 |h| format!("held back while {h}"),
@@ -196,7 +193,7 @@ impl Engine {
                 reason,
                 at: now,
             };
-            if self.commit(i, change, Some(event)).await.is_ok()
+            if self.commit(i, change, Some(event)).await.took()
                 && let Some(open) = &mut self.checks[i].open
             {
                 open.notified = true;
@@ -237,18 +234,11 @@ impl Engine {
                 }
                 continue;
             }
-            if self.is_offline(i) {
-                self.send_offline(i, &event);
-                if let Some(open) = &mut self.checks[i].open {
-                    open.last_notified_at = now;
-                }
-                continue;
-            }
             let change = IncidentChange::Remind {
                 id: open.id,
                 at: now,
             };
-            if self.commit(i, change, Some(event)).await.is_ok()
+            if self.commit(i, change, Some(event)).await.took()
                 && let Some(open) = &mut self.checks[i].open
             {
                 open.last_notified_at = now;

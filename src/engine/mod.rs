@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, mpsc};
-use tokio::time::Instant;
 
 pub use board::Board;
 pub use requests::{AckError, Command, EngineHandle};
@@ -50,10 +49,6 @@ struct CheckRuntime {
     open: Option<OpenIncident>,
 }
 
-/// How long the engine leaves the database alone after it failed a change.
-const STORE_BACKOFF: Duration = Duration::from_secs(2);
-/// The longest the engine waits for the database to take one incident change.
-const STORE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often open incidents are looked at for reminders.
 const REMINDER_TICK: Duration = Duration::from_secs(1);
 
@@ -79,7 +74,30 @@ pub struct Engine {
     direct: Direct,
     /// Per forgetful channel: how often, and when next.
     resend: Vec<(String, Duration, DateTime<Utc>)>,
-    store_backoff_until: Option<Instant>,
+    /// Set while storage is away (see [`offline`]).
+    away: Option<offline::Away>,
+    /// Incident changes made while storage was away, to write down.
+    unwritten: offline::Unwritten,
+}
+
+/// How an incident change ended.
+#[derive(Debug)]
+pub(super) enum Commit {
+    /// Stored with its notifications: the incident as it stands now.
+    Stored(Incident),
+    /// Storage is away: the notifications went out directly and the change
+    /// waits in memory to be written down.
+    Deferred,
+    /// The database refused this change for its data (the incident was
+    /// resolved elsewhere, say): the check's incident was reloaded instead.
+    Refused(StoreError),
+}
+
+impl Commit {
+    /// Whether the change took effect (now or, written later, as it happened).
+    fn took(&self) -> bool {
+        !matches!(self, Commit::Refused(_))
+    }
 }
 
 /// What the engine's parts are built from.
@@ -170,7 +188,8 @@ impl Engine {
                     (channel, every, next)
                 })
                 .collect(),
-            store_backoff_until: None,
+            away: None,
+            unwritten: offline::Unwritten::default(),
         };
         let handle = EngineHandle {
             commands: commands_tx,
@@ -194,18 +213,17 @@ impl Engine {
     /// while a check fails sends no second "opened" and the recovery resolves
     /// the same incident.
     pub async fn restore(&mut self) -> Result<(), StoreError> {
-        let (open, orphans): (Vec<Incident>, Vec<Incident>) = self
-            .store
-            .open_incidents()
-            .await?
-            .into_iter()
-            .partition(|inc| self.checks.iter().any(|rt| *rt.config.name == inc.check));
-        let latest = self.store.latest_samples().await?;
+        let (open, orphans): (Vec<Incident>, Vec<Incident>) =
+            offline::bounded(self.store.open_incidents())
+                .await?
+                .into_iter()
+                .partition(|inc| self.checks.iter().any(|rt| *rt.config.name == inc.check));
+        let latest = offline::bounded(self.store.latest_samples()).await?;
         let now = Utc::now();
         for orphan in &orphans {
             self.close_orphan(orphan, now).await?;
         }
-        self.silences = self.store.silences(now).await?;
+        self.silences = offline::bounded(self.store.silences(now)).await?;
         for (i, rt) in self.checks.iter_mut().enumerate() {
             if let Some(inc) = open.iter().find(|inc| inc.check == *rt.config.name) {
                 rt.state = CheckState::restored(
@@ -244,7 +262,7 @@ impl Engine {
     async fn close_orphan(&mut self, inc: &Incident, now: DateTime<Utc>) -> Result<(), StoreError> {
         let message = "resolved: the check is no longer in the config".to_string();
         let heard = match inc.notified_at {
-            Some(_) => self.store.incident_channels(inc.id).await?,
+            Some(_) => offline::bounded(self.store.incident_channels(inc.id)).await?,
             None => Vec::new(),
         };
         let facts = EventFacts {
@@ -269,7 +287,7 @@ impl Engine {
             message,
             at: now,
         };
-        self.store.record(change, rows).await?;
+        offline::bounded(self.store.record(change, rows)).await?;
         tracing::info!(check = %inc.check, incident = inc.id, notifications = queued, "incident of a check no longer configured resolved");
         if queued > 0 {
             self.outbox.notify_one();
@@ -310,6 +328,12 @@ impl Engine {
             config.successes_before_resolve,
         );
         self.metrics.set_status(obs.check, rt.state.color);
+        // keeper:storage seeing the database away spares every other check
+        // the wait for a database that will not answer.
+        if !obs.sample.is_up() && self.watches_storage(obs.check) && !self.store_away() {
+            self.went_away(&obs.sample.message);
+        }
+        let rt = &self.checks[obs.check];
         if let Some(decision) = incident::decide(&rt.state, rt.open.as_ref()) {
             self.decided(obs.check, decision).await;
         }
@@ -358,17 +382,6 @@ impl Engine {
     /// people unless the check is held back (a dependency failing, a silence).
     /// A resolve is always notified when the opening was.
     async fn decided(&mut self, check: usize, decision: Decision) {
-        let storage = self.watches_storage(check);
-        if storage && self.is_offline(check) {
-            return self.decided_offline(check, decision).await;
-        }
-        if let Some(until) = self.store_backoff_until {
-            // keeper:storage failing is what the backoff is about: it goes on.
-            if Instant::now() < until && !storage {
-                return;
-            }
-            self.store_backoff_until = None;
-        }
         let now = Utc::now();
         let open = self.checks[check].open.clone();
         let severity = match &decision {
@@ -381,6 +394,17 @@ impl Engine {
         let heard = match (&decision, &open) {
             (Decision::Resolve { .. }, Some(open)) if notified => self.heard_of(open.id).await,
             _ => Vec::new(),
+        };
+        let facts = |kind, incident, severity, color, message, started_at| EventFacts {
+            kind,
+            incident,
+            severity,
+            color,
+            message,
+            started_at,
+            at: now,
+            batch_at: None,
+            heard: Vec::new(),
         };
         let (change, event) = match decision {
             Decision::Open {
@@ -396,17 +420,8 @@ impl Engine {
                     at: now,
                     notify: hold.is_none(),
                 },
-                hold.is_none().then_some(EventFacts {
-                    kind: EventKind::Opened,
-                    incident: 0,
-                    severity,
-                    color,
-                    message,
-                    started_at: now,
-                    at: now,
-                    batch_at: None,
-                    heard: Vec::new(),
-                }),
+                hold.is_none()
+                    .then(|| facts(EventKind::Opened, 0, severity, color, message, now)),
             ),
             Decision::Escalate {
                 id,
@@ -421,16 +436,15 @@ impl Engine {
                     message: message.clone(),
                     at: now,
                 },
-                (notified && hold.is_none()).then_some(EventFacts {
-                    kind: EventKind::Escalated,
-                    incident: id,
-                    severity,
-                    color,
-                    message,
-                    started_at,
-                    at: now,
-                    batch_at: None,
-                    heard: Vec::new(),
+                (notified && hold.is_none()).then(|| {
+                    facts(
+                        EventKind::Escalated,
+                        id,
+                        severity,
+                        color,
+                        message,
+                        started_at,
+                    )
                 }),
             ),
             Decision::Resolve { id, message } => (
@@ -439,78 +453,41 @@ impl Engine {
                     message: message.clone(),
                     at: now,
                 },
-                notified.then_some(EventFacts {
-                    kind: EventKind::Resolved,
-                    incident: id,
-                    severity: open.as_ref().map_or(Severity::Low, |o| o.severity),
-                    color: Color::Green,
-                    message,
-                    started_at,
-                    at: now,
-                    batch_at: None,
+                notified.then(|| EventFacts {
                     heard,
+                    ..facts(
+                        EventKind::Resolved,
+                        id,
+                        severity,
+                        Color::Green,
+                        message,
+                        started_at,
+                    )
                 }),
             ),
         };
-        let resolving = matches!(change, IncidentChange::Resolve { .. });
-        // If the store cannot take keeper:storage's opening, it is held in memory.
-        let offline_opening = match (&change, storage) {
-            (
-                IncidentChange::Open {
-                    severity,
-                    color,
-                    message,
-                    ..
-                },
-                true,
-            ) => Some((*severity, *color, message.clone())),
-            _ => None,
-        };
+        let mut next = incident::after(open.as_ref(), &change, hold);
         match self.commit(check, change, event).await {
-            Ok(incident) => {
-                let rt = &mut self.checks[check];
-                rt.open = if resolving {
-                    None
-                } else {
-                    // Just opened or escalated: the acknowledgement and notification state stand.
-                    let mut now_open = OpenIncident::new(&incident, now);
-                    if let Some(before) = &open {
-                        now_open.last_notified_at = if notified && hold.is_none() {
-                            now
-                        } else {
-                            before.last_notified_at
-                        };
-                    }
-                    now_open.held_by = if now_open.notified { None } else { hold };
-                    Some(now_open)
-                };
-                self.publish_open_counts();
-            }
-            Err(StoreError::AlreadyOpen(_)) => {
-                // Another writer opened one first: adopt it.
-                match self.store.open_incidents().await {
-                    Ok(open) => {
-                        let rt = &mut self.checks[check];
-                        rt.open = open
-                            .iter()
-                            .find(|i| i.check == *rt.config.name)
-                            .map(|i| OpenIncident::new(i, now));
-                    }
-                    Err(e) => self.store_failed(&e),
+            Commit::Stored(incident) => {
+                if let Some(next) = &mut next {
+                    next.id = incident.id;
                 }
             }
-            Err(_) => {
-                if let Some((severity, color, message)) = offline_opening {
-                    self.open_offline(check, severity, color, message, hold, now);
-                }
-            }
+            Commit::Deferred => {}
+            Commit::Refused(_) => return,
         }
+        self.checks[check].open = next;
+        self.publish_open_counts();
     }
 
     /// The channels incident `id`'s notifications went to so far; on a store
     /// error, none (the routes still apply).
     async fn heard_of(&mut self, id: i64) -> Vec<String> {
-        match self.store.incident_channels(id).await {
+        if id == offline::OFFLINE {
+            return Vec::new();
+        }
+        let store = self.store.clone();
+        match self.guarded(store.incident_channels(id)).await {
             Ok(channels) => channels,
             Err(e) => {
                 tracing::warn!(incident = id, error = %e, "reading who heard of an incident; routing by severity alone");
@@ -559,23 +536,27 @@ impl Engine {
     }
 
     /// Commits one incident change with the notifications of `event` (none
-    /// when `None`), in one transaction, and wakes the outbox. A failure backs
-    /// the engine off the database for a while.
+    /// when `None`), in one transaction, and wakes the outbox. While storage
+    /// is away (or when this commit finds it away), the notifications go out
+    /// directly and the change is kept for writing down later. A change the
+    /// database refuses for its data reloads the check's incident and leaves
+    /// every other check alone.
     async fn commit(
         &mut self,
         check: usize,
         change: IncidentChange,
         event: Option<EventFacts>,
-    ) -> Result<Incident, StoreError> {
+    ) -> Commit {
+        if self.store_away() {
+            return self.defer(check, change, event);
+        }
         let outgoing = event
             .as_ref()
             .map_or_else(Vec::new, |e| self.outgoing(check, e));
         let queued = outgoing.len();
         let (kind, _) = crate::store::event_of(&change);
-        let result = tokio::time::timeout(STORE_TIMEOUT, self.store.record(change, outgoing))
-            .await
-            .unwrap_or(Err(StoreError::Timeout(STORE_TIMEOUT)));
-        match &result {
+        let store = self.store.clone();
+        match self.guarded(store.record(change.clone(), outgoing)).await {
             Ok(incident) => {
                 tracing::info!(
                     check = %self.checks[check].config.name,
@@ -588,17 +569,52 @@ impl Engine {
                 if queued > 0 {
                     self.outbox.notify_one();
                 }
+                Commit::Stored(incident)
             }
-            Err(StoreError::AlreadyOpen(_)) => {}
-            Err(e) => self.store_failed(e),
+            Err(e) if e.is_unavailable() => self.defer(check, change, event),
+            Err(e) => {
+                self.refused(check, &e, &change).await;
+                Commit::Refused(e)
+            }
         }
-        result
     }
 
-    fn store_failed(&mut self, e: &StoreError) {
-        tracing::error!(error = %e, "could not record an incident change; will retry");
-        self.metrics.store_errors.inc();
-        self.store_backoff_until = Some(Instant::now() + STORE_BACKOFF);
+    /// Storage is away: sends `event` directly and keeps `change` to write later.
+    fn defer(&mut self, check: usize, change: IncidentChange, event: Option<EventFacts>) -> Commit {
+        if let Some(event) = &event {
+            let rows = self.recipients(check, event);
+            tracing::warn!(
+                check = %self.checks[check].config.name,
+                event = crate::store::event_of(&change).0,
+                notifications = rows.len(),
+                "storage is away: incident change sent directly, recorded once it is back"
+            );
+            self.direct.send(rows);
+        }
+        self.keep_unwritten(check, change);
+        Commit::Deferred
+    }
+
+    /// The database refused `change` of check `check` for its data (not for
+    /// being away): whatever the engine believed about the check's incident
+    /// is replaced by what the store holds. Only this check is concerned.
+    async fn refused(&mut self, check: usize, e: &StoreError, change: &IncidentChange) {
+        let name = self.checks[check].config.name.clone();
+        if !matches!(e, StoreError::AlreadyOpen(_)) {
+            self.metrics.store_errors.inc();
+            tracing::warn!(check = %name, error = %e, ?change, "the store refused an incident change; reloading the check's incident");
+        }
+        let store = self.store.clone();
+        let Ok(open) = self.guarded(store.open_incidents()).await else {
+            return;
+        };
+        let now = Utc::now();
+        let rt = &mut self.checks[check];
+        rt.open = open
+            .iter()
+            .find(|i| i.check == *name)
+            .map(|i| OpenIncident::new(i, now));
+        self.publish_open_counts();
     }
 
     fn publish_open_counts(&self) {

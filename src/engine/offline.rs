@@ -1,151 +1,247 @@
-//! The incident that cannot be stored: `keeper:storage` turning red means the
-//! database that holds incidents and the outbox is away. The engine then keeps
-//! that incident in memory (id [`OFFLINE`]), sends its notifications straight
-//! to the outbox worker ([`crate::notify::outbox::Direct`]), and once the
-//! database is back and the check green, writes it down as it happened.
+//! The engine while storage is away. Nothing a person should hear waits for
+//! the database: when it stops answering (a connection lost, no answer within
+//! [`STORE_TIMEOUT`], `keeper:storage` red), every incident change is made in
+//! memory, its notifications go straight to the outbox worker
+//! ([`crate::notify::outbox::Direct`]), and the change waits in a bounded
+//! queue. On the clock's tick, once the database answers again, the queue is
+//! written down in order, as it happened; an incident opened meanwhile (id
+//! [`OFFLINE`] until then) gets its real id.
+//!
+//! Every store call of the engine goes through [`Engine::guarded`]: bounded in
+//! time, failing at once while the store is away, and switching to this mode
+//! when the database is the problem.
 
-use chrono::{DateTime, Utc};
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::time::Duration;
 
-use super::{Engine, EventFacts};
-use crate::classify::{Color, Severity};
-use crate::incident::{Decision, OpenIncident};
-use crate::notify::EventKind;
-use crate::probe;
-use crate::store::IncidentChange;
+use tokio::time::Instant;
 
-/// The id of an incident held in memory only.
+use super::Engine;
+use crate::store::{IncidentChange, StoreError};
+
+/// The id of an incident held in memory only: opened while storage was away.
 pub const OFFLINE: i64 = 0;
+/// The longest the engine waits for the database to take one call.
+pub const STORE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The first wait before trying the database again; it doubles up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+/// Incident changes kept for writing down; past it, new ones are only sent.
+const QUEUE_MAX: usize = 10_000;
+
+/// Storage is away: since when, and when to try it again.
+#[derive(Debug)]
+pub(super) struct Away {
+    retry_at: Instant,
+    backoff: Duration,
+}
+
+/// Incident changes made while storage was away, to write down in order.
+#[derive(Debug, Default)]
+pub(super) struct Unwritten {
+    /// Check index and the change, oldest first.
+    changes: VecDeque<(usize, IncidentChange)>,
+    /// The ids incidents opened while away got once written, by check.
+    ids: HashMap<usize, i64>,
+}
+
+/// Runs one store call bounded by [`STORE_TIMEOUT`].
+pub(super) async fn bounded<T>(
+    call: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(STORE_TIMEOUT, call)
+        .await
+        .unwrap_or(Err(StoreError::Timeout(STORE_TIMEOUT)))
+}
+
+/// `change` with an incident opened while away named by the id it got.
+fn with_id(change: IncidentChange, id: i64) -> IncidentChange {
+    match change {
+        IncidentChange::Escalate {
+            severity,
+            color,
+            message,
+            at,
+            ..
+        } => IncidentChange::Escalate {
+            id,
+            severity,
+            color,
+            message,
+            at,
+        },
+        IncidentChange::Resolve { message, at, .. } => IncidentChange::Resolve { id, message, at },
+        IncidentChange::Acknowledge { by, at, .. } => IncidentChange::Acknowledge { id, by, at },
+        IncidentChange::Remind { at, .. } => IncidentChange::Remind { id, at },
+        IncidentChange::Notify { reason, at, .. } => IncidentChange::Notify { id, reason, at },
+        open @ IncidentChange::Open { .. } => open,
+    }
+}
+
+/// The incident a change is about; `None` for an opening.
+fn incident_of(change: &IncidentChange) -> Option<i64> {
+    match change {
+        IncidentChange::Open { .. } => None,
+        IncidentChange::Escalate { id, .. }
+        | IncidentChange::Resolve { id, .. }
+        | IncidentChange::Acknowledge { id, .. }
+        | IncidentChange::Remind { id, .. }
+        | IncidentChange::Notify { id, .. } => Some(*id),
+    }
+}
 
 impl Engine {
     /// Whether check `i` is keeper's check of its own storage.
     pub(super) fn watches_storage(&self, i: usize) -> bool {
         matches!(
             self.checks[i].config.probe,
-            probe::Spec::Keeper(probe::keeper::Spec::Storage)
+            crate::probe::Spec::Keeper(crate::probe::keeper::Spec::Storage)
         )
     }
 
-    /// Whether check `i`'s open incident lives in memory only.
-    pub(super) fn is_offline(&self, i: usize) -> bool {
-        self.checks[i]
-            .open
-            .as_ref()
-            .is_some_and(|o| o.id == OFFLINE)
+    /// Whether the engine treats storage as away.
+    pub(super) fn store_away(&self) -> bool {
+        self.away.is_some()
     }
 
-    /// The store could not take the opening of `keeper:storage`: the incident
-    /// is kept in memory and, unless held back, sent directly.
-    pub(super) fn open_offline(
+    /// One store call of the engine: fails at once while storage is away,
+    /// bounded in time otherwise; a failure of the database itself (not of
+    /// the call's data) makes the engine treat storage as away.
+    pub(super) async fn guarded<T>(
         &mut self,
-        check: usize,
-        severity: Severity,
-        color: Color,
-        message: String,
-        hold: Option<String>,
-        now: DateTime<Utc>,
-    ) {
-        let open = OpenIncident {
-            id: OFFLINE,
-            severity,
-            color,
-            message,
-            started_at: now,
-            acknowledged_at: None,
-            last_notified_at: now,
-            notified: hold.is_none(),
-            held_by: hold,
-        };
-        tracing::error!(check = %self.checks[check].config.name, message = %open.message, "incident opened while storage is away; notifying directly");
-        if open.notified {
-            self.send_offline(check, &EventFacts::of(&open, EventKind::Opened, now));
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        if self.store_away() {
+            return Err(StoreError::Away);
         }
-        self.checks[check].open = Some(open);
-        self.publish_open_counts();
+        let result = bounded(call).await;
+        if let Err(e) = &result
+            && e.is_unavailable()
+        {
+            self.went_away(e);
+        }
+        result
     }
 
-    /// A decision about an incident held in memory: escalations and the
-    /// resolve are sent directly; the resolve also writes the incident down.
-    pub(super) async fn decided_offline(&mut self, check: usize, decision: Decision) {
-        let now = Utc::now();
-        let Some(mut open) = self.checks[check].open.clone() else {
+    /// Storage stopped answering (or answered an attempt to come back with
+    /// another failure): incident changes go out directly until it returns.
+    pub(super) fn went_away(&mut self, e: &dyn std::fmt::Display) {
+        self.metrics.store_errors.inc();
+        let backoff = match &self.away {
+            None => {
+                tracing::error!(error = %e, "storage is away: incident changes go out directly and are written down once it is back");
+                RETRY_FIRST
+            }
+            Some(away) => (away.backoff * 2).min(RETRY_MAX),
+        };
+        self.away = Some(Away {
+            retry_at: Instant::now() + backoff,
+            backoff,
+        });
+    }
+
+    /// Keeps `change` of check `check` for writing down once storage is back.
+    pub(super) fn keep_unwritten(&mut self, check: usize, change: IncidentChange) {
+        if self.unwritten.changes.len() >= QUEUE_MAX {
+            tracing::error!(check = %self.checks[check].config.name, ?change, "too many incident changes waiting for storage; this one is sent but will not be recorded");
+            return;
+        }
+        self.unwritten.changes.push_back((check, change));
+    }
+
+    /// One step of coming back, on the clock's tick: when the retry is due,
+    /// asks the database, then writes the waiting changes down in order.
+    /// Stops at the first failure of the database (tried again later); a
+    /// change the database refuses for its data is logged and dropped.
+    pub(super) async fn catch_up(&mut self) {
+        let Some(away) = &self.away else {
             return;
         };
-        match decision {
-            Decision::Open { .. } => {}
-            Decision::Escalate {
-                severity,
-                color,
-                message,
-                ..
-            } => {
-                open.severity = severity;
-                open.color = color;
-                open.message = message;
-                if open.notified && self.hold(check, severity, now).is_none() {
-                    open.last_notified_at = now;
-                    self.send_offline(check, &EventFacts::of(&open, EventKind::Escalated, now));
+        if Instant::now() < away.retry_at {
+            return;
+        }
+        if let Err(e) = bounded(self.store.ping()).await {
+            self.went_away(&e);
+            return;
+        }
+        let waiting = self.unwritten.changes.len();
+        while let Some((check, change)) = self.unwritten.changes.front().cloned() {
+            let change = match incident_of(&change) {
+                Some(OFFLINE) => match self.unwritten.ids.get(&check) {
+                    Some(&id) => with_id(change, id),
+                    None => {
+                        // Its opening was refused: nothing to attach it to.
+                        self.unwritten.changes.pop_front();
+                        continue;
+                    }
+                },
+                _ => change,
+            };
+            let opening = matches!(change, IncidentChange::Open { .. });
+            match bounded(self.store.record(change.clone(), Vec::new())).await {
+                Ok(incident) => {
+                    if opening {
+                        self.unwritten.ids.insert(check, incident.id);
+                    }
                 }
-                self.checks[check].open = Some(open);
+                Err(e) if e.is_unavailable() => {
+                    self.went_away(&e);
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(check = %self.checks[check].config.name, error = %e, ?change, "an incident change made while storage was away was refused; dropped");
+                    if opening {
+                        self.unwritten.ids.remove(&check);
+                    }
+                }
             }
-            Decision::Resolve { message, .. } => {
-                if open.notified {
-                    let mut event = EventFacts::of(&open, EventKind::Resolved, now);
-                    event.color = Color::Green;
-                    event.message.clone_from(&message);
-                    self.send_offline(check, &event);
-                }
-                self.record_offline(check, &open, message, now).await;
-                self.checks[check].open = None;
-                self.publish_open_counts();
+            self.unwritten.changes.pop_front();
+        }
+        // Incidents still open get the ids their openings were written with.
+        for (check, id) in std::mem::take(&mut self.unwritten.ids) {
+            if let Some(open) = &mut self.checks[check].open
+                && open.id == OFFLINE
+            {
+                open.id = id;
             }
         }
-    }
-
-    /// Sends one event of an in-memory incident to its channels, now.
-    pub(super) fn send_offline(&self, check: usize, facts: &EventFacts) {
-        self.direct.send(self.recipients(check, facts));
-    }
-
-    /// Writes an in-memory incident down once the store is back: opened when
-    /// it began (notified then, or not), resolved now. Nothing is queued: its
-    /// notifications went out directly.
-    async fn record_offline(
-        &mut self,
-        check: usize,
-        open: &OpenIncident,
-        message: String,
-        now: DateTime<Utc>,
-    ) {
-        let opened = IncidentChange::Open {
-            check: self.checks[check].config.name.to_string(),
-            severity: open.severity,
-            color: open.color,
-            message: open.message.clone(),
-            at: open.started_at,
-            notify: open.notified,
-        };
-        let recorded = match self.store.record(opened, Vec::new()).await {
-            Ok(incident) => {
-                let resolved = IncidentChange::Resolve {
-                    id: incident.id,
-                    message,
-                    at: now,
-                };
-                self.store.record(resolved, Vec::new()).await
-            }
-            Err(e) => Err(e),
-        };
-        match recorded {
-            Ok(incident) => tracing::info!(
-                check = %self.checks[check].config.name,
-                incident = incident.id,
-                "incident held in memory while storage was away is now recorded"
-            ),
-            Err(e) => tracing::error!(
-                check = %self.checks[check].config.name,
-                error = %e,
-                "could not record the incident held while storage was away"
-            ),
+        // Silences and acknowledgements made elsewhere meanwhile.
+        if let Ok(silences) = bounded(self.store.silences(chrono::Utc::now())).await {
+            self.silences = silences;
         }
+        self.away = None;
+        tracing::info!(
+            written = waiting,
+            "storage is back: incident changes made while it was away are written down"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+
+    #[test]
+    fn changes_of_an_incident_opened_while_away_get_its_id() {
+        let at = Utc::now();
+        let resolve = IncidentChange::Resolve {
+            id: OFFLINE,
+            message: "ok".into(),
+            at,
+        };
+        assert_eq!(incident_of(&resolve), Some(OFFLINE));
+        assert_eq!(
+            with_id(resolve, 42),
+            IncidentChange::Resolve {
+                id: 42,
+                message: "ok".into(),
+                at
+            }
+        );
+        let remind = with_id(IncidentChange::Remind { id: OFFLINE, at }, 7);
+        assert_eq!(incident_of(&remind), Some(7));
     }
 }

@@ -5,7 +5,7 @@
 use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Engine, EventFacts};
+use super::{Commit, Engine, EventFacts};
 use crate::notify::EventKind;
 use crate::store::{Incident, IncidentChange, NewSilence, Silence, StoreError};
 
@@ -89,14 +89,16 @@ impl Engine {
                 let _ = reply.send(self.acknowledge(id, by).await);
             }
             Command::Silence { silence, reply } => {
-                let created = self.store.create_silence(&silence).await;
+                let store = self.store.clone();
+                let created = self.guarded(store.create_silence(&silence)).await;
                 if let Ok(s) = &created {
                     self.silences.push(s.clone());
                 }
                 let _ = reply.send(created);
             }
             Command::EndSilence { id, reply } => {
-                let ended = self.store.expire_silence(id, Utc::now()).await;
+                let store = self.store.clone();
+                let ended = self.guarded(store.expire_silence(id, Utc::now())).await;
                 if let Ok(ended) = &ended {
                     self.silences.retain(|s| s.id != ended.id);
                     // Held openings go out at once, not at the next tick.
@@ -117,7 +119,8 @@ impl Engine {
             .iter()
             .position(|rt| rt.open.as_ref().is_some_and(|o| o.id == id))
         else {
-            return match self.store.incident(id).await {
+            let store = self.store.clone();
+            return match self.guarded(store.incident(id)).await {
                 Ok(inc) if inc.resolved_at.is_some() => Err(AckError::Resolved(id)),
                 Ok(inc) => Ok(inc),
                 Err(StoreError::NotFound(_)) => Err(AckError::NotFound(id)),
@@ -126,7 +129,8 @@ impl Engine {
         };
         let open = self.checks[i].open.clone().ok_or(AckError::NotFound(id))?;
         if open.acknowledged_at.is_some() {
-            return Ok(self.store.incident(id).await?);
+            let store = self.store.clone();
+            return Ok(self.guarded(store.incident(id)).await?);
         }
         let now = Utc::now();
         // Who never heard of it needs no word that it is taken care of.
@@ -139,10 +143,24 @@ impl Engine {
             false => None,
         };
         let change = IncidentChange::Acknowledge { id, by, at: now };
-        let incident = self.commit(i, change, event).await?;
-        if let Some(open) = &mut self.checks[i].open {
-            open.acknowledged_at = incident.acknowledged_at;
-        }
+        let next = crate::incident::after(Some(&open), &change, None);
+        let incident = match self.commit(i, change, event).await {
+            Commit::Stored(incident) => incident,
+            // Taken in memory; the store hears of it once it is back.
+            Commit::Deferred => Incident {
+                id,
+                check: self.checks[i].config.name.to_string(),
+                severity: open.severity,
+                color: open.color,
+                message: open.message.clone(),
+                started_at: open.started_at,
+                acknowledged_at: Some(now),
+                resolved_at: None,
+                notified_at: open.notified.then_some(open.started_at),
+            },
+            Commit::Refused(e) => return Err(e.into()),
+        };
+        self.checks[i].open = next;
         Ok(incident)
     }
 }

@@ -24,8 +24,14 @@ pub struct Sink {
 }
 
 impl Sink {
-    pub async fn deliver(&self, check: usize, sample: Sample) {
+    /// Takes one sample of check `check`. This is where a probe's text enters
+    /// keeper: it is cleaned here ([`Sample::clean`]), once, for the store,
+    /// the metrics, the engine and every notification made from it.
+    pub async fn deliver(&self, check: usize, mut sample: Sample) {
         let config = &self.checks[check];
+        if sample.clean() {
+            tracing::debug!(check = %config.name, "probe text cleaned: control characters or too long");
+        }
         let verdict = classify(&sample, &config.thresholds, config.down_severity);
         self.metrics.observe_sample(check, &sample);
         self.buffer.push(SampleRow {

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
@@ -131,9 +131,10 @@ async fn list_checks(State(state): State<AppState>) -> Result<Json<Vec<CheckView
 
 async fn get_check(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Json<CheckView>, ApiError> {
+    let Path(name) = name?;
     let s = state
         .board
         .get(&name)
@@ -179,9 +180,10 @@ struct SampleView {
 
 async fn list_samples(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
     query: Result<Query<SamplesQuery>, QueryRejection>,
 ) -> Result<Json<Vec<SampleView>>, ApiError> {
+    let Path(name) = name?;
     let Query(query) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
     let check = state
         .board

@@ -1,9 +1,16 @@
-//! Bearer-token authorization for write endpoints: `Authorization: Bearer
-//! <server.api_token>` when a token is set, compared in constant time.
+//! Who may write through the API. Every write (a method other than GET, HEAD
+//! or OPTIONS under `/api/v1`) needs `Content-Type: application/json`, so a
+//! web page cannot send one without a CORS preflight; writes are closed when
+//! keeper listens beyond loopback without `server.api_token`; and with a
+//! token, `Authorization: Bearer <server.api_token>`, compared in constant time.
 
-use axum::extract::FromRequestParts;
+use std::net::SocketAddr;
+
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState};
 
@@ -36,16 +43,67 @@ impl FromRequestParts<AppState> for Authorized {
     }
 }
 
-/// Whether a request may see secrets: it carries the API token, or none is set.
+/// Whether a request may see secrets: it carries the API token, or none is
+/// set and keeper listens on loopback only.
 pub fn carries_api_token(headers: &HeaderMap, state: &AppState) -> bool {
     let Some(expected) = &state.api_token else {
-        return true;
+        return writes_open(state.listen, false);
     };
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .is_some_and(|given| constant_time_eq(expected.as_bytes(), given.trim().as_bytes()))
+}
+
+/// Whether writes may be made at all: with a token, or on a loopback address
+/// (where only this machine reaches the port).
+pub fn writes_open(listen: SocketAddr, has_token: bool) -> bool {
+    has_token || listen.ip().to_canonical().is_loopback()
+}
+
+/// In front of every `/api/v1` route: writes answer 403 when closed (see
+/// [`writes_open`]) and 415 without a JSON content type; reads pass.
+pub async fn guard_writes(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    ) {
+        return next.run(request).await;
+    }
+    if !writes_open(state.listen, state.api_token.is_some()) {
+        return ApiError::new(StatusCode::FORBIDDEN, closed_reason(state.listen)).into_response();
+    }
+    if !is_json(request.headers()) {
+        let given = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map_or("none".into(), |v| {
+                format!("{:?}", String::from_utf8_lossy(v.as_bytes()))
+            });
+        return ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("write requests need Content-Type: application/json (got {given})"),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// Why writes are closed, for the 403 and the start-up warning.
+pub fn closed_reason(listen: SocketAddr) -> String {
+    format!(
+        "writes are closed: keeper listens on {listen}, beyond loopback, and server.api_token is not set"
+    )
+}
+
+/// `Content-Type: application/json`, parameters (`; charset=utf-8`) allowed.
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
 }
 
 /// Equality whose time depends only on the lengths, not on where the bytes differ.
@@ -58,7 +116,9 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::constant_time_eq;
+    use axum::http::{HeaderMap, HeaderValue, header};
+
+    use super::{constant_time_eq, is_json, writes_open};
 
     #[test]
     fn compares_whole_tokens() {
@@ -66,5 +126,34 @@ mod tests {
         assert!(!constant_time_eq(b"s3cret", b"s3creT"));
         assert!(!constant_time_eq(b"s3cret", b"s3cre"));
         assert!(!constant_time_eq(b"", b"x"));
+    }
+
+    #[test]
+    fn only_json_content_types_pass() {
+        let with = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(value));
+            is_json(&headers)
+        };
+        assert!(with("application/json"));
+        assert!(with("Application/JSON; charset=utf-8"));
+        assert!(!with("text/plain"));
+        assert!(!with("application/json-seq"));
+        assert!(!with("application/x-www-form-urlencoded"));
+        assert!(!with("multipart/form-data; boundary=x"));
+        assert!(!is_json(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn writes_are_open_on_loopback_or_with_a_token() {
+        let open = |addr: &str, token| writes_open(addr.parse().unwrap(), token);
+        assert!(open("127.0.0.1:9400", false));
+        assert!(open("127.0.0.2:9400", false));
+        assert!(open("[::1]:9400", false));
+        assert!(open("[::ffff:127.0.0.1]:9400", false));
+        assert!(!open("0.0.0.0:9400", false));
+        assert!(!open("[::]:9400", false));
+        assert!(!open("10.0.0.5:9400", false));
+        assert!(open("0.0.0.0:9400", true));
     }
 }

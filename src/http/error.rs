@@ -1,6 +1,7 @@
 //! API errors: a status and `{"error": "…"}`.
 
 use axum::Json;
+use axum::extract::rejection::PathRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
@@ -28,6 +29,14 @@ impl ApiError {
 
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+}
+
+/// A path segment axum could not decode (not UTF-8 once percent-decoded):
+/// its 400, as JSON like every other API error.
+impl From<PathRejection> for ApiError {
+    fn from(e: PathRejection) -> ApiError {
+        ApiError::new(e.status(), e.body_text())
     }
 }
 

@@ -3,7 +3,7 @@
 //! `POST /api/v1/incidents/{id}/ack` (bearer token when one is set).
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -123,8 +123,9 @@ async fn list(
 
 async fn one(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<IncidentView>, ApiError> {
+    let Path(id) = id?;
     let id = parse_id(&id)?;
     let incident = match state.store.incident(id).await {
         Ok(i) => i,
@@ -146,9 +147,10 @@ struct AckBody {
 async fn acknowledge(
     _: Authorized,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<IncidentView>, ApiError> {
+    let Path(id) = id?;
     let id = parse_id(&id)?;
     let body = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
     let body: AckBody = if body.iter().all(u8::is_ascii_whitespace) {

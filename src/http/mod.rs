@@ -10,6 +10,7 @@ mod ingest;
 mod ping;
 mod silences;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -40,8 +41,12 @@ pub struct AppState {
     pub engine: EngineHandle,
     /// `server.api_token`: write endpoints need `Authorization: Bearer` with it when set.
     pub api_token: Option<Arc<str>>,
+    /// The address listened on: beyond loopback, writes need `api_token`.
+    pub listen: SocketAddr,
     /// Set once the scheduler runs; cleared when shutting down.
     pub scheduler_running: Arc<AtomicBool>,
+    /// Set when a task keeper cannot run without ended unexpectedly: which, and why.
+    pub task_died: Arc<std::sync::OnceLock<String>>,
     /// Heartbeat tokens and signals: `/ping/{token}` records into it.
     pub heartbeats: crate::probe::heartbeat::Registry,
     /// Log ingest sources: `/ingest/{source}` delivers into it.
@@ -49,6 +54,13 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
+    if !auth::writes_open(state.listen, state.api_token.is_some()) {
+        tracing::warn!(
+            "{}: API writes answer 403 until it is set; reads stay open",
+            auth::closed_reason(state.listen)
+        );
+    }
+    let guard = axum::middleware::from_fn_with_state(state.clone(), auth::guard_writes);
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
@@ -57,7 +69,8 @@ pub fn router(state: AppState) -> Router {
             "/api/v1",
             api::router()
                 .merge(incidents::router())
-                .merge(silences::router()),
+                .merge(silences::router())
+                .route_layer(guard),
         )
         .merge(ping::router())
         .merge(ingest::router())
@@ -87,6 +100,9 @@ async fn healthz() -> &'static str {
 
 /// Ready when the database answers and the scheduler runs.
 async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    if let Some(died) = state.task_died.get() {
+        return Err(ApiError::unavailable(format!("stopping: {died}")));
+    }
     if !state.scheduler_running.load(Ordering::Acquire) {
         return Err(ApiError::unavailable("scheduler not running"));
     }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
@@ -40,6 +40,10 @@ struct SilenceBody {
     by: Option<String>,
 }
 
+/// How far ahead a silence may end (or start): further is a typo or a check
+/// that should be removed, and keeps chrono's date arithmetic in range.
+const MAX_AHEAD: chrono::Duration = chrono::Duration::days(365);
+
 fn bad(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, message)
 }
@@ -66,18 +70,25 @@ fn validate(
         return Err(bad(format!("no check named {check:?}")));
     }
     let starts_at = body.starts_at.unwrap_or(now);
+    let horizon = now + MAX_AHEAD;
+    if starts_at > horizon {
+        return Err(bad(format!(
+            "starts_at {starts_at} is more than 365 days ahead"
+        )));
+    }
     let ends_at = match (body.duration, body.ends_at) {
-        (Some(d), None) => {
-            let d = chrono::Duration::from_std(d.0).map_err(|_| bad("for: too long"))?;
-            if d <= chrono::Duration::zero() {
-                return Err(bad("for: must be above 0"));
-            }
-            starts_at + d
-        }
+        (Some(d), None) => starts_at
+            .checked_add_signed(silence_length(d)?)
+            .ok_or_else(|| bad("for: too long"))?,
         (None, Some(end)) => end,
         (Some(_), Some(_)) => return Err(bad("give for or ends_at, not both")),
         (None, None) => return Err(bad("a silence needs for (\"1h\") or ends_at (RFC 3339)")),
     };
+    if ends_at > horizon {
+        return Err(bad(format!(
+            "ends_at {ends_at} is more than 365 days ahead"
+        )));
+    }
     if ends_at <= now {
         return Err(bad(format!("ends_at {ends_at} is not in the future")));
     }
@@ -92,6 +103,18 @@ fn validate(
         comment: body.comment,
         created_by: body.by.filter(|b| !b.trim().is_empty()),
     })
+}
+
+/// `for`: above zero and at most [`MAX_AHEAD`].
+fn silence_length(d: HumanDuration) -> Result<chrono::Duration, ApiError> {
+    let d = chrono::Duration::from_std(d.0)
+        .ok()
+        .filter(|d| *d <= MAX_AHEAD)
+        .ok_or_else(|| bad(format!("for: {d} is longer than 365 days")))?;
+    if d <= chrono::Duration::zero() {
+        return Err(bad("for: must be above 0"));
+    }
+    Ok(d)
 }
 
 async fn create(
@@ -119,11 +142,14 @@ async fn list(State(state): State<AppState>) -> Result<Json<Vec<Silence>>, ApiEr
 async fn end(
     _: Authorized,
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Silence>, ApiError> {
+    let Path(id) = id?;
     let id: i64 = id
         .parse()
-        .map_err(|_| bad(format!("{id:?} is not a silence id")))?;
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| bad(format!("{id:?} is not a silence id")))?;
     let silence = state.engine.end_silence(id).await.map_err(store_error)?;
     Ok(Json(silence))
 }

@@ -96,15 +96,16 @@ pub fn client(roots: &tlsconf::Roots) -> Result<reqwest::Client, BuildError> {
 
 /// An absolute http(s) URL with a host, or why not.
 pub fn parse_url(key: &str, raw: &str) -> Result<Url, BuildError> {
-    let url = Url::parse(raw).map_err(|e| BuildError(format!("{key} {raw:?}: {e}")))?;
+    let shown = crate::redact::url(raw);
+    let url = Url::parse(raw).map_err(|e| BuildError(format!("{key} {shown:?}: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(BuildError(format!(
-            "{key} {raw:?}: scheme {:?} is not http or https",
+            "{key} {shown:?}: scheme {:?} is not http or https",
             url.scheme()
         )));
     }
     if url.host().is_none() {
-        return Err(BuildError(format!("{key} {raw:?}: no host")));
+        return Err(BuildError(format!("{key} {shown:?}: no host")));
     }
     Ok(url)
 }

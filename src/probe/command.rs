@@ -50,6 +50,9 @@ pub struct Spec {
     pub shell: bool,
     /// Variables set for the run, beside [`INHERITED_ENV`] (and over them).
     pub env: Env,
+    /// How the API and `check-config` show the command (`display`); by
+    /// default only the program, as its arguments may carry secrets.
+    pub display: Option<String>,
 }
 
 /// The keys as written, before the checks that span both.
@@ -61,6 +64,7 @@ struct RawSpec {
     shell: bool,
     #[serde(default)]
     env: Env,
+    display: Option<String>,
 }
 
 impl TryFrom<RawSpec> for Spec {
@@ -73,10 +77,14 @@ impl TryFrom<RawSpec> for Spec {
                 command.len()
             ));
         }
+        if raw.display.as_deref().is_some_and(|d| d.trim().is_empty()) {
+            return Err("display: must not be empty (leave it out to show the program)".into());
+        }
         Ok(Spec {
             command,
             shell: raw.shell,
             env: raw.env,
+            display: raw.display,
         })
     }
 }
@@ -142,12 +150,14 @@ fn is_env_name(name: &str) -> bool {
 }
 
 impl Spec {
-    /// The command as people read it: `check_disk -w 10%`, or the shell line.
+    /// The command as people see it: `display`, else only the program
+    /// (`check_disk`, or `sh -c …` for a shell line): arguments, after
+    /// `${VAR}` expansion, may carry secrets.
     pub fn target(&self) -> String {
-        if self.shell {
-            format!("sh -c {:?}", self.command.join(" "))
-        } else {
-            self.command.join(" ")
+        match (&self.display, self.shell) {
+            (Some(display), _) => display.clone(),
+            (None, true) => "sh -c …".into(),
+            (None, false) => self.command.first().cloned().unwrap_or_default(),
         }
     }
 
@@ -441,6 +451,7 @@ mod tests {
             command: vec!["true".into()],
             shell: false,
             env: Env([("HOME".into(), "/srv".into()), ("A_B".into(), "1".into())].into()),
+            display: None,
         };
         let keeper = |name: &str| match name {
             "PATH" => Some(OsString::from("/bin")),

@@ -42,9 +42,10 @@ fn default_api_url() -> String {
 
 impl Spec {
     pub fn target(&self) -> String {
+        let api_url = crate::redact::url(&self.api_url);
         format!(
             "{}/v1/apps/{}/machines",
-            self.api_url.trim_end_matches('/'),
+            api_url.trim_end_matches('/'),
             self.app
         )
     }

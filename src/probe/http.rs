@@ -71,13 +71,14 @@ fn default_true() -> bool {
 
 impl Spec {
     pub fn target(&self) -> String {
-        self.url.clone()
+        crate::redact::url(&self.url)
     }
 
     pub fn build(&self, roots: &tlsconf::Roots) -> Result<Probe, BuildError> {
-        let url =
-            Url::parse(&self.url).map_err(|e| BuildError(format!("url {:?}: {e}", self.url)))?;
-        check_url(&url).map_err(|e| BuildError(format!("url {:?}: {e}", self.url)))?;
+        let url = Url::parse(&self.url)
+            .map_err(|e| BuildError(format!("url {:?}: {e}", crate::redact::url(&self.url))))?;
+        check_url(&url)
+            .map_err(|e| BuildError(format!("url {:?}: {e}", crate::redact::url(&self.url))))?;
         let method = Method::from_bytes(self.method.to_ascii_uppercase().as_bytes())
             .map_err(|_| BuildError(format!("method {:?}: not an HTTP method", self.method)))?;
         let mut headers = HeaderMap::new();
@@ -219,8 +220,10 @@ impl Probe {
                 }
             };
             if run.redirects == MAX_REDIRECTS {
-                let reason =
-                    format!("too many redirects (more than {MAX_REDIRECTS}), last to {location}");
+                let reason = format!(
+                    "too many redirects (more than {MAX_REDIRECTS}), last to {}",
+                    crate::redact::url(location)
+                );
                 return run.sample(Err(reason), status.as_u16());
             }
             let next = match next_hop(&url, location, status) {
@@ -252,7 +255,7 @@ impl Probe {
             Some(url::Host::Domain(name)) => name.to_string(),
             Some(url::Host::Ipv4(ip)) => ip.to_string(),
             Some(url::Host::Ipv6(ip)) => ip.to_string(),
-            None => return Err(format!("{url}: no host")),
+            None => return Err(format!("{}: no host", crate::redact::url(url.as_str()))),
         };
         let port = url.port_or_known_default().unwrap_or(80);
         let conn = tcp::connect(&host, port, run.deadline).await?;
@@ -305,7 +308,12 @@ impl Probe {
             .method(method.clone())
             .uri(target)
             .body(Full::new(body.clone()))
-            .map_err(|e| format!("building the request for {url}: {e}"))?;
+            .map_err(|e| {
+                format!(
+                    "building the request for {}: {e}",
+                    crate::redact::url(url.as_str())
+                )
+            })?;
         *request.headers_mut() = if left_origin {
             self.foreign_headers.clone()
         } else {
@@ -522,7 +530,10 @@ fn next_hop(from: &Url, location: &str, status: StatusCode) -> Result<Url, Strin
         .join(location)
         .map_err(|e| e.to_string())
         .and_then(|u| check_url(&u).map(|()| u))
-        .map_err(|e| format!("{} redirect to {location:?}: {e}", status_text(status)))?;
+        .map_err(|e| {
+            let shown = crate::redact::url(location);
+            format!("{} redirect to {shown:?}: {e}", status_text(status))
+        })?;
     if from.scheme() == "https" && next.scheme() == "http" {
         return Err(format!(
             "redirect from {} to insecure {} refused",

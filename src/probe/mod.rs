@@ -113,6 +113,9 @@ impl CertInfo {
     }
 }
 
+/// The longest name of a measured value kept (a plugin's perfdata label).
+const NAME_MAX: usize = 200;
+
 impl Sample {
     /// An up sample started now with no measurements yet.
     pub fn up(message: impl Into<String>) -> Sample {
@@ -144,6 +147,28 @@ impl Sample {
             outcome: Outcome::Warn(reason.clone()),
             ..Sample::up(reason)
         }
+    }
+
+    /// Applies keeper's text rule ([`crate::text`]) to everything in the
+    /// sample a peer may have written: its message, its reason, the names of
+    /// its values, a certificate's subject and issuer. True when anything changed.
+    pub fn clean(&mut self) -> bool {
+        use crate::text::{clean_in_place, clean_to};
+        let mut changed = clean_in_place(&mut self.message);
+        if let Outcome::Down(reason) | Outcome::Warn(reason) = &mut self.outcome {
+            changed |= clean_in_place(reason);
+        }
+        for (name, _) in &mut self.values {
+            if let std::borrow::Cow::Owned(cleaned) = clean_to(name, NAME_MAX) {
+                *name = cleaned;
+                changed = true;
+            }
+        }
+        if let Some(cert) = &mut self.cert {
+            changed |= clean_in_place(&mut cert.subject);
+            changed |= clean_in_place(&mut cert.issuer);
+        }
+        changed
     }
 
     /// Whether the target answered (`probe_success`): a degraded answer counts.

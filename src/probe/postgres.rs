@@ -62,7 +62,7 @@ pub struct PgUrl {
 }
 
 impl PgUrl {
-    /// The URL with its password (in the userinfo or a `password=` parameter) as `***`.
+    /// The URL with its password and every query value as `***` (see [`crate::redact::dsn`]).
     pub fn redacted(&self) -> &str {
         &self.redacted
     }
@@ -84,7 +84,7 @@ impl FromStr for PgUrl {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let parsed = url::Url::parse(s).map_err(|e| format!("invalid url: {e}"))?;
-        let redacted = redact(&parsed);
+        let redacted = crate::redact::dsn(s);
         if !matches!(parsed.scheme(), "postgres" | "postgresql") {
             return Err(format!(
                 "url {redacted}: scheme {:?} is not postgres or postgresql",
@@ -105,24 +105,6 @@ impl<'de> Deserialize<'de> for PgUrl {
         let raw = String::deserialize(de)?;
         raw.parse().map_err(de::Error::custom)
     }
-}
-
-fn redact(url: &url::Url) -> String {
-    let mut url = url.clone();
-    if url.password().is_some() {
-        let _ = url.set_password(Some("***"));
-    }
-    if url.query_pairs().any(|(k, _)| k == "password") {
-        let pairs: Vec<(String, String)> = url
-            .query_pairs()
-            .map(|(k, v)| {
-                let v = if k == "password" { "***".into() } else { v };
-                (k.into_owned(), v.into_owned())
-            })
-            .collect();
-        url.query_pairs_mut().clear().extend_pairs(pairs);
-    }
-    url.to_string()
 }
 
 impl Spec {
@@ -437,7 +419,7 @@ mod tests {
                 .unwrap();
         assert_eq!(
             url.redacted(),
-            "postgres://app:***@db.internal:5433/orders?password=***&sslmode=require"
+            "postgres://app:***@db.internal:5433/orders?password=***&sslmode=***"
         );
         assert!(!format!("{url:?}").contains("s3cret"));
         let probe = Spec {

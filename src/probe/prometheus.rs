@@ -49,7 +49,7 @@ fn metric<'de, D: Deserializer<'de>>(de: D) -> Result<Metric, D::Error> {
 
 impl Spec {
     pub fn target(&self) -> String {
-        format!("{} {}", self.url, self.query)
+        format!("{} {}", crate::redact::url(&self.url), self.query)
     }
 
     pub fn build(&self, roots: &tlsconf::Roots) -> Result<Probe, BuildError> {

@@ -276,6 +276,60 @@ pub enum StoreError {
     Timeout(std::time::Duration),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The caller treats storage as away for now and did not ask it.
+    #[error("storage is unreachable for now; trying again shortly")]
+    Away,
+}
+
+impl StoreError {
+    /// Whether the database itself is away or overwhelmed (connection lost,
+    /// no answer in time, pool exhausted, server shutting down, locked): the
+    /// same change may well succeed later. Otherwise the fault is about the
+    /// data of one change (a constraint, a row not found, a value it refused)
+    /// and retrying the same change will not help.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Timeout(_) | StoreError::Away => true,
+            StoreError::Database(e) | StoreError::Query { source: e, .. } => sqlx_unavailable(e),
+            StoreError::Migrate(sqlx::migrate::MigrateError::Execute(e)) => sqlx_unavailable(e),
+            StoreError::UnsupportedUrl(_)
+            | StoreError::AlreadyOpen(_)
+            | StoreError::NotFound(_)
+            | StoreError::Migrate(_)
+            | StoreError::Corrupt(_) => false,
+        }
+    }
+}
+
+/// See [`StoreError::is_unavailable`]. PostgreSQL's SQLSTATE classes 08
+/// (connection exception), 53 (insufficient resources), 57 (operator
+/// intervention: shutdown, statement timeout) and 40 (rollback: serialization,
+/// deadlock); SQLite's BUSY, LOCKED, IOERR, FULL and CANTOPEN.
+fn sqlx_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code();
+            let code = code.as_deref().unwrap_or("");
+            match db.kind() {
+                sqlx::error::ErrorKind::UniqueViolation
+                | sqlx::error::ErrorKind::ForeignKeyViolation
+                | sqlx::error::ErrorKind::NotNullViolation
+                | sqlx::error::ErrorKind::CheckViolation => false,
+                _ if code.len() == 5 => ["08", "53", "57", "40"].contains(&&code[..2]),
+                // SQLite's primary result codes (extended codes keep them in the low byte).
+                _ => code
+                    .parse::<u32>()
+                    .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13 | 14)),
+            }
+        }
+        _ => false,
+    }
 }
 
 /// The database, whichever backend the URL names.
@@ -303,7 +357,7 @@ impl Store {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Store::Postgres(postgres::PgStore::connect(url).await?))
         } else {
-            Err(StoreError::UnsupportedUrl(url.to_string()))
+            Err(StoreError::UnsupportedUrl(crate::redact::dsn(url)))
         }
     }
 
@@ -515,4 +569,22 @@ pub(crate) fn encode_notification(n: &Notification) -> Result<String, StoreError
 pub(crate) fn decode_notification(json: &str, outbox_id: i64) -> Result<Notification, StoreError> {
     serde_json::from_str(json)
         .map_err(|e| StoreError::Corrupt(format!("outbox row {outbox_id}: payload: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_away_is_told_from_a_refused_change() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert!(StoreError::Database(sqlx::Error::Io(io)).is_unavailable());
+        assert!(StoreError::Database(sqlx::Error::PoolTimedOut).is_unavailable());
+        assert!(StoreError::Timeout(std::time::Duration::from_secs(5)).is_unavailable());
+        assert!(StoreError::Away.is_unavailable());
+        assert!(!StoreError::NotFound(7).is_unavailable());
+        assert!(!StoreError::AlreadyOpen("web".into()).is_unavailable());
+        assert!(!StoreError::Corrupt("bad".into()).is_unavailable());
+        assert!(!StoreError::Database(sqlx::Error::RowNotFound).is_unavailable());
+    }
 }

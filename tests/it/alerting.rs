@@ -10,7 +10,7 @@ use crate::support::receiver::Receiver;
 use crate::support::target::Target;
 use crate::support::{wait_for, wait_until};
 
-const TOKEN: &str = "s3cret-token";
+const TOKEN: &str = "s3cret-api-token-0001";
 
 fn config(db_url: &str, target: &Target, hook: &Receiver) -> String {
     format!(
@@ -221,6 +221,7 @@ async fn bad_incident_requests_get_a_4xx_with_a_json_reason() {
         .http
         .post(format!("{}/api/v1/incidents/1/ack", app.base))
         .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
         .body(vec![b'x'; 100 * 1024])
         .send()
         .await
@@ -388,6 +389,7 @@ both_backends!(
             .http
             .delete(format!("{}/api/v1/silences/{}", app.base, silence["id"]))
             .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
             .send()
             .await
             .unwrap();
@@ -499,6 +501,7 @@ async fn silence_requests_are_checked_and_keeper_silence_creates_one() {
         .http
         .delete(format!("{}/api/v1/silences/999", app.base))
         .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
         .send()
         .await
         .unwrap();

@@ -3,42 +3,12 @@
 //! killed after a delivery, it does not send it again.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::support::process::Process;
 use crate::support::receiver::Receiver;
 use crate::support::target::Target;
 use crate::support::{wait_for, wait_until};
-
-/// A keeper process, SIGKILLed when dropped.
-struct Process(Child);
-
-impl Process {
-    fn start(config: &Path) -> Process {
-        let child = Command::new(env!("CARGO_BIN_EXE_keeper"))
-            .args(["run", "-c"])
-            .arg(config)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("keeper starts");
-        Process(child)
-    }
-
-    /// SIGKILL: no shutdown, no flush.
-    fn kill(mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn write_config(dir: &Path, target: &Target, hook: &Receiver) -> std::path::PathBuf {
     let port = std::net::TcpListener::bind("127.0.0.1:0")

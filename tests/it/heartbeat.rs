@@ -377,7 +377,7 @@ async fn the_ping_url_needs_the_api_token_when_one_is_set() {
     let app = TestApp::start(&format!(
         r#"
 [server]
-api_token = "api-secret"
+api_token = "api-secret-0123456789"
 
 [storage]
 url = "{}"
@@ -398,7 +398,7 @@ period = "1h"
     };
     assert!(get(None).await.get("ping_url").is_none());
     assert!(get(Some("wrong")).await.get("ping_url").is_none());
-    let url = get(Some("api-secret")).await["ping_url"]
+    let url = get(Some("api-secret-0123456789")).await["ping_url"]
         .as_str()
         .expect("ping_url with the API token")
         .to_string();

@@ -5,13 +5,16 @@
 mod support;
 
 mod alerting;
+mod api_hardening;
 mod channels;
 mod cli;
 mod command;
 mod config;
+mod crash;
 mod dns;
 mod durability;
 mod e2e;
+mod faults;
 mod fly;
 mod flylogs;
 mod heartbeat;
@@ -25,6 +28,7 @@ mod probe_safety;
 mod probes;
 mod prometheus;
 mod scheduler;
+mod secrets;
 mod store;
 mod transport;
 mod watchdog;

@@ -16,6 +16,11 @@ impl TestApp {
     /// Starts keeper with `config` (TOML). Without a `listen` of its own, the
     /// listener takes a free loopback port instead of the default one.
     pub async fn start(config: &str) -> TestApp {
+        TestApp::start_with(config, app::Options::default()).await
+    }
+
+    /// [`TestApp::start`] with start options (faults to inject).
+    pub async fn start_with(config: &str, options: app::Options) -> TestApp {
         super::init();
         let mut config = Config::parse(Path::new("test.toml"), config, &|_| None)
             .unwrap_or_else(|e| panic!("test config is invalid:\n{e}"));
@@ -23,7 +28,9 @@ impl TestApp {
         if config.server.listen == default {
             config.server.listen = "127.0.0.1:0".parse().unwrap();
         }
-        let keeper = app::start(config).await.expect("keeper starts");
+        let keeper = app::start_with(config, options)
+            .await
+            .expect("keeper starts");
         let base = format!("http://{}", keeper.addr());
         TestApp {
             keeper: Some(keeper),
@@ -55,6 +62,23 @@ impl TestApp {
     /// The check as `GET /api/v1/checks/{name}` shows it.
     pub async fn check(&self, name: &str) -> serde_json::Value {
         self.get_json(&format!("/api/v1/checks/{name}")).await
+    }
+
+    /// `GET path`'s status and body, whatever the status.
+    pub async fn get_status(&self, path: &str) -> (u16, String) {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap_or_default())
+    }
+
+    /// Waits until keeper stops on its own, returning how it ended.
+    pub async fn wait(mut self) -> Result<(), app::AppError> {
+        self.keeper.take().expect("keeper is running").wait().await
     }
 
     /// Graceful shutdown, as on SIGTERM.

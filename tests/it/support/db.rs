@@ -119,6 +119,30 @@ impl TestDb {
         counted.unwrap_or_else(|e| panic!("counting rows of {table} in {}: {e}", self.url))
     }
 
+    /// Runs `sql` (trusted, written by the test) with a connection of its own:
+    /// another writer changing rows behind keeper's back.
+    pub async fn execute(&self, sql: &str) -> u64 {
+        let text = sql;
+        let sql = AssertSqlSafe(sql.to_string());
+        let done: Result<u64, sqlx::Error> = match self.backend {
+            Backend::Sqlite => {
+                async {
+                    let mut conn = sqlx::SqliteConnection::connect(&self.url).await?;
+                    Ok(sqlx::query(sql).execute(&mut conn).await?.rows_affected())
+                }
+                .await
+            }
+            Backend::Postgres => {
+                async {
+                    let mut conn = sqlx::PgConnection::connect(&self.url).await?;
+                    Ok(sqlx::query(sql).execute(&mut conn).await?.rows_affected())
+                }
+                .await
+            }
+        };
+        done.unwrap_or_else(|e| panic!("running {text:?} in {}: {e}", self.url))
+    }
+
     /// Removes the database now, while stores may still point at it (they
     /// then fail: a database gone away). Dropping the `TestDb` does the same.
     pub async fn drop_now(&mut self) {

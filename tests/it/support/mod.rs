@@ -8,6 +8,7 @@ pub mod child;
 pub mod db;
 pub mod dns;
 pub mod pgcluster;
+pub mod process;
 pub mod prometheus;
 pub mod proxy;
 pub mod receiver;

@@ -29,6 +29,8 @@ pub struct Recorded {
     pub path: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The status the receiver answered with: 2xx means delivered.
+    pub replied: u16,
 }
 
 impl Recorded {
@@ -201,6 +203,10 @@ async fn record(
 ) -> Response {
     let reply = {
         let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
+        let reply = match s.queued.pop_front() {
+            Some(r) => r,
+            None => s.default.clone(),
+        };
         s.requests.push(Recorded {
             method,
             path: uri
@@ -208,11 +214,9 @@ async fn record(
                 .map_or_else(|| uri.path().to_string(), ToString::to_string),
             headers,
             body,
+            replied: reply.status,
         });
-        match s.queued.pop_front() {
-            Some(r) => r,
-            None => s.default.clone(),
-        }
+        reply
     };
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = (status, reply.body).into_response();

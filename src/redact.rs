@@ -1,0 +1,127 @@
+//! Masks for secrets in text people see: a URL's userinfo and its query and
+//! fragment values become `***` (`https://***@host/path?token=***`). A leaf
+//! module (std only), so probes, config, the API and the CLI all use the one
+//! mask. What is masked is judged by position, not by name: any query value
+//! may be a token.
+
+/// What a secret is shown as.
+pub const MASK: &str = "***";
+
+/// `raw` with userinfo, query values and the fragment masked; the scheme, host,
+/// port, path and query keys stay. Works on text that is not a valid URL too
+/// (a relative redirect `Location`, a DSN the driver would refuse).
+pub fn url(raw: &str) -> String {
+    mask(raw, false)
+}
+
+/// A database URL as [`url`] masks it, but the user name stays (it says which
+/// role keeper connects as): `postgres://app:***@db/x?sslmode=***`.
+pub fn dsn(raw: &str) -> String {
+    mask(raw, true)
+}
+
+fn mask(raw: &str, keep_user: bool) -> String {
+    let (rest, fragment) = match raw.split_once('#') {
+        Some((rest, fragment)) => (rest, Some(fragment)),
+        None => (raw, None),
+    };
+    let (rest, query) = match rest.split_once('?') {
+        Some((rest, query)) => (rest, Some(query)),
+        None => (rest, None),
+    };
+    let mut out = String::with_capacity(raw.len());
+    out.push_str(&without_userinfo(rest, keep_user));
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(&masked_query(query));
+    }
+    if let Some(fragment) = fragment {
+        out.push('#');
+        if !fragment.is_empty() {
+            out.push_str(MASK);
+        }
+    }
+    out
+}
+
+/// `scheme://user:pass@host/path` → `scheme://***@host/path`, or
+/// `scheme://user:***@host/path` keeping the user.
+fn without_userinfo(rest: &str, keep_user: bool) -> String {
+    let Some(scheme_end) = rest.find("://").map(|i| i + 3) else {
+        return rest.to_string();
+    };
+    let after = &rest[scheme_end..];
+    let authority_end = after.find('/').unwrap_or(after.len());
+    let Some(at) = after[..authority_end].rfind('@') else {
+        return rest.to_string();
+    };
+    let user = match after[..at].split_once(':') {
+        Some((user, _)) if keep_user => format!("{user}:{MASK}"),
+        None if keep_user => after[..at].to_string(),
+        _ => MASK.to_string(),
+    };
+    format!("{}{user}{}", &rest[..scheme_end], &after[at..])
+}
+
+/// `a=1&b&c=` → `a=***&***&c=`: a value-less item may itself be the secret.
+fn masked_query(query: &str) -> String {
+    query
+        .split('&')
+        .map(|item| match item.split_once('=') {
+            Some((key, "")) => format!("{key}="),
+            Some((key, _)) => format!("{key}={MASK}"),
+            None if item.is_empty() => String::new(),
+            None => MASK.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{dsn, url};
+
+    #[test]
+    fn masks_userinfo_query_values_and_fragment() {
+        let cases = [
+            ("https://example.com/health", "https://example.com/health"),
+            ("https://example.com", "https://example.com"),
+            (
+                "https://user:pass@example.com/path?token=abc",
+                "https://***@example.com/path?token=***",
+            ),
+            (
+                "https://tok@example.com:8443/",
+                "https://***@example.com:8443/",
+            ),
+            ("http://a:b@c@host/x@y", "http://***@host/x@y"),
+            (
+                "https://h/p?a=1&b&c=&&d=x=y",
+                "https://h/p?a=***&***&c=&&d=***",
+            ),
+            ("https://h/p#access_token=xyz", "https://h/p#***"),
+            ("https://h/p?", "https://h/p?"),
+            (
+                "postgres://app:pw@127.0.0.1:5432/db?sslmode=require&password=pw",
+                "postgres://***@127.0.0.1:5432/db?sslmode=***&password=***",
+            ),
+            ("/relative/next?sig=abc", "/relative/next?sig=***"),
+            ("127.0.0.1:5432", "127.0.0.1:5432"),
+            ("not a url", "not a url"),
+            ("", ""),
+        ];
+        for (raw, shown) in cases {
+            assert_eq!(url(raw), shown, "{raw}");
+        }
+    }
+
+    #[test]
+    fn a_dsn_keeps_its_user() {
+        assert_eq!(
+            dsn("postgres://app:pw@db:5432/x?password=pw&sslmode=require"),
+            "postgres://app:***@db:5432/x?password=***&sslmode=***"
+        );
+        assert_eq!(dsn("postgres://app@db/x"), "postgres://app@db/x");
+        assert_eq!(dsn("sqlite://keeper.db"), "sqlite://keeper.db");
+    }
+}
