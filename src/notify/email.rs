@@ -1,5 +1,8 @@
-//! The `email` channel: lettre over SMTP. `smtp://` upgrades with STARTTLS
-//! when the server offers it, `smtps://` is implicit TLS; `user:password@` authenticates.
+//! The `email` channel: lettre over SMTP. `smtps://` is implicit TLS;
+//! `smtp://` upgrades with STARTTLS when the server offers it, and requires
+//! STARTTLS when `user:password@` authenticates: a network that strips the
+//! offer must not get the password in clear text. Only `insecure_plaintext =
+//! true` lets credentials go over an unencrypted connection.
 //!
 //! The transport is built once in [`Email::new`] from the URL; `send` renders
 //! the subject and body with [`render`] and classifies SMTP failures: a 5xx
@@ -37,6 +40,10 @@ pub struct Spec {
     /// Extra trusted CA certificates (PEM) for the server's TLS, beside the
     /// bundled roots: for a relay with a private CA.
     pub ca_file: Option<PathBuf>,
+    /// With credentials over `smtp://`: send them even when the server offers
+    /// no STARTTLS (in clear text). Off: such a send fails.
+    #[serde(default)]
+    pub insecure_plaintext: bool,
 }
 
 #[derive(Clone)]
@@ -46,6 +53,8 @@ pub struct Email {
     server: String,
     from: Mailbox,
     to: Vec<Mailbox>,
+    /// Credentials over `smtp://` without `insecure_plaintext`: STARTTLS is required.
+    starttls_required: bool,
 }
 
 impl fmt::Debug for Email {
@@ -78,12 +87,17 @@ impl Email {
                     .map_err(|e| format!("invalid to address {a:?}: {e}"))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let (transport, server) = transport(&spec.smtp, spec.ca_file.as_deref())?;
+        let Transport {
+            transport,
+            server,
+            starttls_required,
+        } = transport(spec)?;
         Ok(Email {
             transport,
             server,
             from,
             to,
+            starttls_required,
         })
     }
 
@@ -116,6 +130,16 @@ impl Email {
             .map_err(|e| SendError::permanent(format!("building the email: {e}")))?;
         match self.transport.send(message).await {
             Ok(_) => Ok(()),
+            // lettre refuses on its side ("STARTTLS is not supported on this
+            // server") before anything is sent; said here in keeper's words.
+            Err(e) if self.starttls_required && e.is_client() && is_starttls_refusal(&e) => {
+                Err(SendError::transient(format!(
+                    "sending through {}: STARTTLS is required to send the credentials \
+                 and the server did not offer it ({e}); nothing was sent \
+                 (set insecure_plaintext = true to allow clear text)",
+                    self.server
+                )))
+            }
             Err(e) => {
                 let message = format!("sending through {}: {e}", self.server);
                 if e.is_permanent() {
@@ -145,13 +169,30 @@ fn message_id(key: &str, from: &Mailbox) -> String {
     format!("<keeper.{key}@{}>", from.email.domain())
 }
 
-/// Builds the transport from `smtp://` or `smtps://`; returns it with `host:port`.
-fn transport(
-    raw: &str,
-    ca_file: Option<&Path>,
-) -> Result<(AsyncSmtpTransport<Tokio1Executor>, String), String> {
+/// Whether lettre's client-side error is its refusal to go on without STARTTLS.
+fn is_starttls_refusal(e: &lettre::transport::smtp::Error) -> bool {
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = source {
+        if err.to_string().contains("STARTTLS") {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// The transport built from a spec, with what messages say about it.
+struct Transport {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    /// `host:port`.
+    server: String,
+    starttls_required: bool,
+}
+
+/// Builds the transport from `smtp://` or `smtps://`.
+fn transport(spec: &Spec) -> Result<Transport, String> {
     // The error never repeats the URL: its password may be in it.
-    let url = url::Url::parse(raw).map_err(|e| format!("invalid smtp url: {e}"))?;
+    let url = url::Url::parse(&spec.smtp).map_err(|e| format!("invalid smtp url: {e}"))?;
     let (implicit_tls, default_port) = match url.scheme() {
         "smtp" => (false, SMTP_PORT),
         "smtps" => (true, SMTPS_PORT),
@@ -170,20 +211,17 @@ fn transport(
     if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
         return Err("invalid smtp url: expected smtp[s]://[user:password@]host[:port] only".into());
     }
-    let port = url.port().unwrap_or(default_port);
-    let mut tls_parameters = TlsParameters::builder(host.clone());
-    if let Some(path) = ca_file {
-        let pem =
-            std::fs::read(path).map_err(|e| format!("reading ca_file {}: {e}", path.display()))?;
-        let cert =
-            Certificate::from_pem(&pem).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-        tls_parameters = tls_parameters.add_root_certificate(cert);
+    if implicit_tls && spec.insecure_plaintext {
+        return Err("insecure_plaintext is for smtp:// only: smtps:// is always encrypted".into());
     }
-    let tls_parameters = tls_parameters
-        .build_rustls()
-        .map_err(|e| format!("smtp tls setup for {host}: {e}"))?;
+    let port = url.port().unwrap_or(default_port);
+    let credentials = credentials(&url)?;
+    let tls_parameters = tls_parameters(&host, spec.ca_file.as_deref())?;
+    let starttls_required = !implicit_tls && credentials.is_some() && !spec.insecure_plaintext;
     let tls = if implicit_tls {
         Tls::Wrapper(tls_parameters)
+    } else if starttls_required {
+        Tls::Required(tls_parameters)
     } else {
         Tls::Opportunistic(tls_parameters)
     };
@@ -191,13 +229,40 @@ fn transport(
         .port(port)
         .tls(tls)
         .timeout(Some(SMTP_TIMEOUT));
-    if !url.username().is_empty() {
-        let user = percent_decode(url.username()).ok_or("invalid smtp url: bad user encoding")?;
-        let password = percent_decode(url.password().unwrap_or(""))
-            .ok_or("invalid smtp url: bad password encoding")?;
-        builder = builder.credentials(Credentials::new(user, password));
+    if let Some(credentials) = credentials {
+        builder = builder.credentials(credentials);
     }
-    Ok((builder.build(), format!("{host}:{port}")))
+    Ok(Transport {
+        transport: builder.build(),
+        server: format!("{host}:{port}"),
+        starttls_required,
+    })
+}
+
+/// `user:password@` of the URL, decoded; `None` without a user.
+fn credentials(url: &url::Url) -> Result<Option<Credentials>, String> {
+    if url.username().is_empty() {
+        return Ok(None);
+    }
+    let user = percent_decode(url.username()).ok_or("invalid smtp url: bad user encoding")?;
+    let password = percent_decode(url.password().unwrap_or(""))
+        .ok_or("invalid smtp url: bad password encoding")?;
+    Ok(Some(Credentials::new(user, password)))
+}
+
+/// TLS for `host`: the bundled roots, plus `ca_file`'s certificate when given.
+fn tls_parameters(host: &str, ca_file: Option<&Path>) -> Result<TlsParameters, String> {
+    let mut tls_parameters = TlsParameters::builder(host.to_string());
+    if let Some(path) = ca_file {
+        let pem =
+            std::fs::read(path).map_err(|e| format!("reading ca_file {}: {e}", path.display()))?;
+        let cert =
+            Certificate::from_pem(&pem).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+        tls_parameters = tls_parameters.add_root_certificate(cert);
+    }
+    tls_parameters
+        .build_rustls()
+        .map_err(|e| format!("smtp tls setup for {host}: {e}"))
 }
 
 /// Decodes `%XX` escapes (URL userinfo); `None` when malformed or not UTF-8.
@@ -228,6 +293,7 @@ mod tests {
             from: from.into(),
             to: to.iter().map(|s| s.to_string()).collect(),
             ca_file: None,
+            insecure_plaintext: false,
         }
     }
 
@@ -270,6 +336,24 @@ mod tests {
             assert!(e.starts_with("invalid smtp url"), "{bad}: {e}");
             assert!(!e.contains("hunter2"), "{e}");
         }
+    }
+
+    #[test]
+    fn credentials_over_smtp_require_starttls_unless_told_otherwise() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let required = |url: &str, insecure_plaintext: bool| {
+            let spec = Spec {
+                insecure_plaintext,
+                ..spec(url, "keeper@example.com", &["ops@example.com"])
+            };
+            Email::new(&spec)
+                .map(|e| e.starttls_required)
+                .unwrap_or_else(|e| panic!("{url}: {e}"))
+        };
+        assert!(required("smtp://u:p@mail.example.com", false));
+        assert!(!required("smtp://u:p@mail.example.com", true));
+        assert!(!required("smtp://mail.example.com", false));
+        assert!(!required("smtps://u:p@mail.example.com", false));
     }
 
     #[test]

@@ -4,6 +4,10 @@
 //! line of output is the message; perfdata after `|` become sample values
 //! (parsed in [`perfdata`]).
 //!
+//! A run gets a clean environment, not keeper's (which holds the API token,
+//! the database URL, channel passwords): `PATH`, `LANG` and `HOME` as keeper
+//! has them, plus what the check's `env` names.
+//!
 //! Nothing a run starts outlives it: when the program exits, or the deadline
 //! passes, or the run is abandoned, its whole process group gets SIGKILL.
 //! Output is read to the end but only the first [`OUTPUT_KEEP`] bytes of each
@@ -12,6 +16,9 @@
 
 pub mod perfdata;
 
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fmt;
 use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
@@ -31,6 +38,8 @@ use super::{BuildError, Sample};
 pub const OUTPUT_KEEP: usize = 64 * 1024;
 /// The longest message kept, in characters (the plugin's first line).
 pub const MESSAGE_LIMIT: usize = 500;
+/// What a run inherits from keeper's own environment (when set there).
+pub const INHERITED_ENV: [&str; 3] = ["PATH", "LANG", "HOME"];
 
 /// `[checks.NAME]` keys of kind `command`.
 #[derive(Clone, Debug, Deserialize)]
@@ -39,6 +48,8 @@ pub struct Spec {
     /// The program and its arguments; with `shell`, one string for `/bin/sh -c`.
     pub command: Vec<String>,
     pub shell: bool,
+    /// Variables set for the run, beside [`INHERITED_ENV`] (and over them).
+    pub env: Env,
     /// How the API and `check-config` show the command (`display`); by
     /// default only the program, as its arguments may carry secrets.
     pub display: Option<String>,
@@ -51,6 +62,8 @@ struct RawSpec {
     command: Argv,
     #[serde(default)]
     shell: bool,
+    #[serde(default)]
+    env: Env,
     display: Option<String>,
 }
 
@@ -70,6 +83,7 @@ impl TryFrom<RawSpec> for Spec {
         Ok(Spec {
             command,
             shell: raw.shell,
+            env: raw.env,
             display: raw.display,
         })
     }
@@ -94,6 +108,47 @@ impl<'de> Deserialize<'de> for Argv {
     }
 }
 
+/// `env = { NAME = "value" }`: names as a shell would accept them (letters,
+/// digits and `_`, not starting with a digit), values without NUL; refused
+/// with the value's line and column. Its `Debug` shows the names only: the
+/// values are often secrets (`PGPASSWORD = "${PGPASSWORD}"`).
+#[derive(Clone, Default)]
+pub struct Env(pub BTreeMap<String, String>);
+
+impl fmt::Debug for Env {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+impl<'de> Deserialize<'de> for Env {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        let vars = BTreeMap::<String, String>::deserialize(de)?;
+        for (name, value) in &vars {
+            if !is_env_name(name) {
+                return Err(de::Error::custom(format!(
+                    "env: {name:?} is not a valid environment variable name \
+                     (letters, digits and _, not starting with a digit)"
+                )));
+            }
+            if value.contains('\0') {
+                return Err(de::Error::custom(format!(
+                    "env.{name}: the value must not contain a NUL byte"
+                )));
+            }
+        }
+        Ok(Env(vars))
+    }
+}
+
+fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 impl Spec {
     /// The command as people see it: `display`, else only the program
     /// (`check_disk`, or `sh -c …` for a shell line): arguments, after
@@ -115,15 +170,47 @@ impl Spec {
             ),
             (false, Some((program, args))) => (program.clone(), args.to_vec()),
         };
-        Ok(Probe { program, args })
+        Ok(Probe {
+            program,
+            args,
+            env: self.environment(&|name| std::env::var_os(name)),
+        })
+    }
+
+    /// The whole environment of a run: [`INHERITED_ENV`] from `keeper_env`
+    /// where set, then the configured `env` over it.
+    fn environment(
+        &self,
+        keeper_env: &dyn Fn(&str) -> Option<OsString>,
+    ) -> Vec<(OsString, OsString)> {
+        let mut vars: BTreeMap<OsString, OsString> = INHERITED_ENV
+            .iter()
+            .filter_map(|name| Some((OsString::from(name), keeper_env(name)?)))
+            .collect();
+        for (name, value) in &self.env.0 {
+            vars.insert(name.into(), value.into());
+        }
+        vars.into_iter().collect()
     }
 }
 
 /// A built `command` probe.
-#[derive(Debug)]
 pub struct Probe {
     program: String,
     args: Vec<String>,
+    /// The run's whole environment.
+    env: Vec<(OsString, OsString)>,
+}
+
+impl fmt::Debug for Probe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<_> = self.env.iter().map(|(name, _)| name).collect();
+        f.debug_struct("Probe")
+            .field("program", &self.program)
+            .field("args", &self.args)
+            .field("env", &names)
+            .finish()
+    }
 }
 
 impl Probe {
@@ -131,6 +218,8 @@ impl Probe {
         let budget = as_configured(deadline.saturating_duration_since(Instant::now()));
         let mut child = match Command::new(&self.program)
             .args(&self.args)
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -354,6 +443,44 @@ mod tests {
         let s = judge(exit(0), "é".repeat(10_000).as_bytes(), b"");
         assert_eq!(s.message.chars().count(), MESSAGE_LIMIT + 1);
         assert!(s.message.ends_with('…'));
+    }
+
+    #[test]
+    fn the_environment_is_path_lang_home_and_env_over_them() {
+        let spec = Spec {
+            command: vec!["true".into()],
+            shell: false,
+            env: Env([("HOME".into(), "/srv".into()), ("A_B".into(), "1".into())].into()),
+            display: None,
+        };
+        let keeper = |name: &str| match name {
+            "PATH" => Some(OsString::from("/bin")),
+            "HOME" => Some(OsString::from("/root")),
+            "KEEPER_API_TOKEN" => Some(OsString::from("secret")),
+            _ => None,
+        };
+        let env: Vec<(String, String)> = spec
+            .environment(&keeper)
+            .into_iter()
+            .map(|(k, v)| (k.into_string().unwrap(), v.into_string().unwrap()))
+            .collect();
+        let want = [("A_B", "1"), ("HOME", "/srv"), ("PATH", "/bin")];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(env, want);
+        assert_eq!(format!("{:?}", spec.env), r#"{"A_B", "HOME"}"#);
+    }
+
+    #[test]
+    fn env_names() {
+        for good in ["PATH", "_X", "pg_password2"] {
+            assert!(is_env_name(good), "{good}");
+        }
+        for bad in ["", "1ST", "A-B", "A B", "A=B", "É"] {
+            assert!(!is_env_name(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -2,6 +2,11 @@
 //! (dns, connect, tls, first byte, transfer), bounded redirects, at most 1 MiB
 //! of body read, status / body / JSON expectations.
 //!
+//! Redirects are followed safely: the configured headers (Authorization,
+//! cookies, anything in `headers`) are sent only until a redirect leaves the
+//! configured URL's origin (scheme, host, port), and a redirect from `https`
+//! to `http` is refused.
+//!
 //! Speaks HTTP/1.1 through hyper's connection API rather than a pooled client,
 //! so every phase can be timed and every run measures a new connection, as
 //! blackbox_exporter does.
@@ -30,6 +35,8 @@ use crate::config::value::Pattern;
 const BODY_LIMIT: usize = 1024 * 1024;
 /// The most redirects followed.
 const MAX_REDIRECTS: u32 = 5;
+/// The User-Agent sent when none is configured, and always to other origins.
+const KEEPER_AGENT: &str = concat!("keeper/", env!("CARGO_PKG_VERSION"));
 
 /// `[checks.NAME]` keys of kind `http`.
 #[derive(Clone, Debug, Deserialize)]
@@ -84,10 +91,12 @@ impl Spec {
             headers.append(name, value);
         }
         if !headers.contains_key(USER_AGENT) {
-            let agent = concat!("keeper/", env!("CARGO_PKG_VERSION"));
-            headers.insert(USER_AGENT, HeaderValue::from_static(agent));
+            headers.insert(USER_AGENT, HeaderValue::from_static(KEEPER_AGENT));
         }
         headers.insert(CONNECTION, HeaderValue::from_static("close"));
+        let mut foreign_headers = HeaderMap::new();
+        foreign_headers.insert(USER_AGENT, HeaderValue::from_static(KEEPER_AGENT));
+        foreign_headers.insert(CONNECTION, HeaderValue::from_static("close"));
         if let Some(bad) = self
             .expect_status
             .iter()
@@ -113,6 +122,7 @@ impl Spec {
             url,
             method,
             headers,
+            foreign_headers,
             body: Bytes::from(self.body.clone().unwrap_or_default()),
             expect: Box::new(Expect {
                 status: self.expect_status.clone(),
@@ -142,8 +152,12 @@ fn check_url(url: &Url) -> Result<(), String> {
 pub struct Probe {
     url: Url,
     method: Method,
-    /// The configured headers plus User-Agent and `Connection: close`.
+    /// The configured headers plus User-Agent and `Connection: close`: sent
+    /// while a redirect stays on the configured URL's origin.
     headers: HeaderMap,
+    /// keeper's User-Agent and `Connection: close` only: sent to any other
+    /// origin a redirect leads to, so no credential leaves for another host.
+    foreign_headers: HeaderMap,
     body: Bytes,
     expect: Box<Expect>,
     follow_redirects: bool,
@@ -165,6 +179,8 @@ struct Run {
     deadline: Instant,
     phases: Phases,
     redirects: u32,
+    /// A redirect has left the configured origin: from then on no configured header is sent.
+    left_origin: bool,
     cert: Option<CertInfo>,
 }
 
@@ -184,6 +200,7 @@ impl Probe {
             deadline,
             phases: Phases::default(),
             redirects: 0,
+            left_origin: false,
             cert: None,
         };
         let mut url = self.url.clone();
@@ -209,18 +226,12 @@ impl Probe {
                 );
                 return run.sample(Err(reason), status.as_u16());
             }
-            url = match url
-                .join(location)
-                .map_err(|e| e.to_string())
-                .and_then(|u| check_url(&u).map(|()| u))
-            {
+            let next = match next_hop(&url, location, status) {
                 Ok(next) => next,
-                Err(e) => {
-                    let shown = crate::redact::url(location);
-                    let reason = format!("{} redirect to {shown:?}: {e}", status_text(status));
-                    return run.sample(Err(reason), status.as_u16());
-                }
+                Err(reason) => return run.sample(Err(reason), status.as_u16()),
             };
+            run.left_origin |= next.origin() != self.url.origin();
+            url = next;
             run.redirects += 1;
             // Browsers' and curl's rule: 303, and 301/302 after a POST, become a GET without body.
             if status == StatusCode::SEE_OTHER
@@ -250,7 +261,7 @@ impl Probe {
         let conn = tcp::connect(&host, port, run.deadline).await?;
         add(&mut run.phases.dns, conn.dns);
         add(&mut run.phases.connect, Some(conn.connect));
-        let request = self.request(url, method, body)?;
+        let request = self.request(url, method, body, run.left_origin)?;
         let addr = conn.addr;
         if url.scheme() != "https" {
             return send(conn.stream, addr, request, run).await;
@@ -283,11 +294,14 @@ impl Probe {
         send(stream, addr, request, run).await
     }
 
+    /// The request for one hop: with the configured headers until a redirect
+    /// has left the configured origin, with keeper's User-Agent alone after.
     fn request(
         &self,
         url: &Url,
         method: &Method,
         body: &Bytes,
+        left_origin: bool,
     ) -> Result<Request<Full<Bytes>>, String> {
         let target = &url[url::Position::BeforePath..url::Position::AfterQuery];
         let mut request = Request::builder()
@@ -300,7 +314,11 @@ impl Probe {
                     crate::redact::url(url.as_str())
                 )
             })?;
-        *request.headers_mut() = self.headers.clone();
+        *request.headers_mut() = if left_origin {
+            self.foreign_headers.clone()
+        } else {
+            self.headers.clone()
+        };
         if !request.headers().contains_key(HOST) {
             let host = url.host_str().unwrap_or_default();
             let host = match url.port() {
@@ -503,6 +521,32 @@ fn hyper_reason(err: &hyper::Error, doing: &str, addr: SocketAddr) -> String {
         return format!("{doing} {addr}: connection closed before a complete response");
     }
     format!("{doing} {addr}: {err}")
+}
+
+/// Where a redirect from `from` to `location` leads: an absolute http(s) URL,
+/// and never from `https` down to `http`.
+fn next_hop(from: &Url, location: &str, status: StatusCode) -> Result<Url, String> {
+    let next = from
+        .join(location)
+        .map_err(|e| e.to_string())
+        .and_then(|u| check_url(&u).map(|()| u))
+        .map_err(|e| {
+            let shown = crate::redact::url(location);
+            format!("{} redirect to {shown:?}: {e}", status_text(status))
+        })?;
+    if from.scheme() == "https" && next.scheme() == "http" {
+        return Err(format!(
+            "redirect from {} to insecure {} refused",
+            shown(from),
+            shown(&next)
+        ));
+    }
+    Ok(next)
+}
+
+/// `https://host:port/path` of `url`: no userinfo, no query, for messages.
+fn shown(url: &Url) -> String {
+    format!("{}{}", url.origin().ascii_serialization(), url.path())
 }
 
 /// `503 Service Unavailable`, or just the number when it has no name.

@@ -463,6 +463,7 @@ async fn an_email_carries_a_message_id_made_from_the_notification_id() {
         from: "Keeper <keeper@example.com>".into(),
         to: vec!["oncall@example.com".into()],
         ca_file: None,
+        insecure_plaintext: false,
     };
     let mail = keeper::notify::email::Email::new(&spec).expect("email spec");
     let n = crate::notify::notification(EventKind::Opened, Severity::Critical);

@@ -201,6 +201,7 @@ fn email_spec(smtp: &SmtpServer, to: &[&str]) -> email::Spec {
         from: "Keeper <keeper@example.com>".into(),
         to: to.iter().map(|s| s.to_string()).collect(),
         ca_file: None,
+        insecure_plaintext: false,
     }
 }
 
@@ -270,6 +271,7 @@ async fn email_unreachable_server_is_transient() {
         from: "keeper@example.com".into(),
         to: vec!["ops@example.com".into()],
         ca_file: None,
+        insecure_plaintext: false,
     };
     let e = email::Email::new(&spec)
         .expect("spec")
@@ -294,6 +296,7 @@ async fn email_invalid_address_is_refused_at_build() {
         from: "keeper@example.com".into(),
         to: vec!["oncall@example.com".into(), "not-an-address".into()],
         ca_file: None,
+        insecure_plaintext: false,
     };
     let e = email::Email::new(&spec).expect_err("bad to");
     assert!(e.contains("not-an-address"), "{e}");

@@ -2,13 +2,15 @@
 //! password (SCRAM) authentication for every connection and
 //! `pg_stat_statements` preloaded, listening on a free loopback port only.
 //! Stopped (`pg_ctl stop -m immediate`) and removed when dropped.
+//! [`Cluster::start_tls`] also turns on `ssl` with a certificate the test made.
 //!
 //! `initdb` refuses to run as root, and tests run as root: then every server
 //! command runs as the `postgres` user through `runuser`, in a directory
 //! owned by it. Blocking: call it from a test before anything else runs.
 
 use super::free_port;
-use std::os::unix::fs::MetadataExt;
+use super::target::Leaf;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -25,6 +27,16 @@ pub struct Cluster {
 impl Cluster {
     /// Initialises and starts a cluster; panics with the server log when it won't start.
     pub fn start() -> Cluster {
+        Cluster::start_with(None)
+    }
+
+    /// Like [`Cluster::start`], with `ssl = on` and `leaf` as the server
+    /// certificate (clients may still connect without TLS).
+    pub fn start_tls(leaf: &Leaf) -> Cluster {
+        Cluster::start_with(Some(leaf))
+    }
+
+    fn start_with(leaf: Option<&Leaf>) -> Cluster {
         let bin = server_bin();
         let as_postgres = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
         let dir = tempfile::Builder::new()
@@ -32,6 +44,18 @@ impl Cluster {
             .tempdir()
             .expect("temp dir for a throwaway cluster");
         std::fs::write(dir.path().join("pw"), PASSWORD).expect("writing the password file");
+        let mut ssl = String::new();
+        if let Some(leaf) = leaf {
+            let (cert, key) = leaf.write_pem(dir.path());
+            // The server refuses a key file others can read.
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+                .expect("chmod 600 the server key");
+            ssl = format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                cert.display(),
+                key.display()
+            );
+        }
         if as_postgres {
             run(Command::new("chown")
                 .arg("-R")
@@ -67,7 +91,7 @@ impl Cluster {
             cluster.port = free_port();
             let options = format!(
                 "-p {} -c listen_addresses=127.0.0.1 -k {} \
-                 -c shared_preload_libraries=pg_stat_statements -c fsync=off",
+                 -c shared_preload_libraries=pg_stat_statements -c fsync=off{ssl}",
                 cluster.port,
                 cluster.dir.path().display()
             );

@@ -2,7 +2,8 @@
 //! free 127.0.0.1 port, with a small handler that writes each message it
 //! accepts as one JSON file (subject, header from/to, envelope, decoded plain
 //! body). Recipients starting with `reject` get `550` (permanent), those
-//! starting with `later` get `451` (transient).
+//! starting with `later` get `451` (transient). [`SmtpServer::start_auth_plain`]
+//! runs one that accepts `AUTH` without TLS and writes down every login.
 //!
 //! Uses Debian's `/usr/bin/python3` (package `python3-aiosmtpd`), else the
 //! `python3` on PATH if it can import aiosmtpd; panics with the install hint
@@ -55,6 +56,33 @@ class Sink:
         return "250 OK"
 "#;
 
+/// aiosmtpd offering AUTH (PLAIN, LOGIN) over plain text, no STARTTLS: what a
+/// network that strips STARTTLS looks like to a client. Every login is
+/// appended to `$KEEPER_SMTP_AUTH` as `user:password` and accepted.
+const AUTH_PLAIN_MAIN: &str = r#"
+import asyncio, os, sys
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+from keeper_sink import Sink
+
+def authenticator(server, session, envelope, mechanism, auth_data):
+    if not isinstance(auth_data, LoginPassword):
+        return AuthResult(success=False, handled=False)
+    with open(os.environ["KEEPER_SMTP_AUTH"], "a", encoding="utf-8") as f:
+        f.write("%s:%s\n" % (auth_data.login.decode(), auth_data.password.decode()))
+    return AuthResult(success=True)
+
+async def main(port):
+    handler = Sink()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: SMTP(handler, authenticator=authenticator, auth_require_tls=False),
+        "127.0.0.1", port)
+    async with server:
+        await server.serve_forever()
+
+asyncio.run(main(int(sys.argv[1])))
+"#;
+
 /// One message the server accepted.
 #[derive(Clone, Debug, Deserialize)]
 pub struct Received {
@@ -79,6 +107,8 @@ pub struct Received {
 /// How the server protects the connection.
 enum Security<'a> {
     Plain,
+    /// No TLS, AUTH accepted in plain text.
+    PlainAuth,
     StartTls(&'a Leaf),
     Implicit(&'a Leaf),
 }
@@ -103,6 +133,19 @@ impl SmtpServer {
     /// Starts aiosmtpd and waits until it accepts connections.
     pub async fn start() -> SmtpServer {
         SmtpServer::spawn(Security::Plain).await
+    }
+
+    /// Starts aiosmtpd without STARTTLS that accepts `AUTH` in plain text and
+    /// writes down each login ([`Self::logins`]).
+    pub async fn start_auth_plain() -> SmtpServer {
+        SmtpServer::spawn(Security::PlainAuth).await
+    }
+
+    /// Every `user:password` that logged in so far (only with [`Self::start_auth_plain`]).
+    pub fn logins(&self) -> Vec<String> {
+        std::fs::read_to_string(self._dir.path().join("auth.log"))
+            .map(|text| text.lines().map(str::to_string).collect())
+            .unwrap_or_default()
     }
 
     /// Starts aiosmtpd offering and requiring STARTTLS with this certificate
@@ -132,12 +175,21 @@ impl SmtpServer {
             std::fs::File::create(dir.path().join("aiosmtpd.log")).expect("creating the SMTP log");
         let port = free_port();
         let mut command = Command::new(&python);
-        command
-            .args(["-m", "aiosmtpd", "-n", "-l"])
-            .arg(format!("127.0.0.1:{port}"))
-            .args(["-c", "keeper_sink.Sink"]);
+        if let Security::PlainAuth = security {
+            std::fs::write(dir.path().join("keeper_auth_plain.py"), AUTH_PLAIN_MAIN)
+                .expect("writing the SMTP AUTH server");
+            command
+                .arg("keeper_auth_plain.py")
+                .arg(port.to_string())
+                .env("KEEPER_SMTP_AUTH", dir.path().join("auth.log"));
+        } else {
+            command
+                .args(["-m", "aiosmtpd", "-n", "-l"])
+                .arg(format!("127.0.0.1:{port}"))
+                .args(["-c", "keeper_sink.Sink"]);
+        }
         match security {
-            Security::Plain => {}
+            Security::Plain | Security::PlainAuth => {}
             Security::StartTls(leaf) => {
                 let (cert, key) = leaf.write_pem(dir.path());
                 command.arg("--tlscert").arg(cert).arg("--tlskey").arg(key);

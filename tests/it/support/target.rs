@@ -4,7 +4,8 @@
 //!   whose status, body and delay can be changed while it runs, and which
 //!   records every request. Built-in paths: `/redirect/N` answers 302 to the
 //!   relative `/redirect/N-1` (`/redirect/0` answers normally), `/loop`
-//!   redirects to itself. Every other path gets the current status and body.
+//!   redirects to itself. Every other path gets the current status and body,
+//!   or, after [`Target::redirect_to`], a 302 to a location of the test's choosing.
 //! - [`TestCa`] and [`Leaf`]: a CA made in-process with rcgen (its PEM written
 //!   to a temp file for `ca_file`) and `CA:FALSE` leaf certificates for
 //!   `localhost` and `127.0.0.1` with a chosen notAfter, expired if you like.
@@ -60,6 +61,8 @@ struct State {
     status: AtomicU16,
     body: Mutex<String>,
     delay: Mutex<Duration>,
+    /// When set, every ordinary path answers 302 to this location.
+    location: Mutex<Option<String>>,
     requests: Mutex<Vec<Recorded>>,
 }
 
@@ -99,6 +102,7 @@ impl Target {
             status: AtomicU16::new(200),
             body: Mutex::new("ok".into()),
             delay: Mutex::new(Duration::ZERO),
+            location: Mutex::new(None),
             requests: Mutex::new(Vec::new()),
         });
         let scheme = if tls.is_some() { "https" } else { "http" };
@@ -159,6 +163,13 @@ impl Target {
         *lock(&self.state.delay) = delay;
     }
 
+    /// Every ordinary path (not `/redirect/N`) answers `302 Found` with
+    /// `Location: {location}` from now on (an absolute URL sends the client to
+    /// another server).
+    pub fn redirect_to(&self, location: impl Into<String>) {
+        *lock(&self.state.location) = Some(location.into());
+    }
+
     /// How many requests arrived so far.
     pub fn requests(&self) -> usize {
         lock(&self.state.requests).len()
@@ -192,6 +203,10 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(mut io: S, state: &State) {
         && n > 0
     {
         (302, Some(format!("/redirect/{}", n - 1)), String::new())
+    } else if let Some(location) = lock(&state.location).clone()
+        && !path.starts_with("/redirect/")
+    {
+        (302, Some(location), String::new())
     } else {
         let body = lock(&state.body).clone();
         (state.status.load(Ordering::SeqCst), None, body)
