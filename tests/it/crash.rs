@@ -28,7 +28,8 @@ fn write_config(
 ) -> std::path::PathBuf {
     let mut text = format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[storage]\nurl = \"sqlite://{db}\"\n\n\
-         [defaults]\ninterval = \"100ms\"\nfailures_before_alert = 1\nsuccesses_before_resolve = 1\n\n",
+         [defaults]\ninterval = \"100ms\"\nfailures_before_alert = 1\nsuccesses_before_resolve = 1\n\n\
+         [delivery]\nmax_backoff = \"2s\"\n\n",
         db = dir.join("keeper.db").display(),
     );
     for (name, target) in CHECKS.iter().zip(targets) {
