@@ -154,9 +154,9 @@ impl Vital {
     }
 }
 
-/// Resolves when the first of `vitals` ends, saying which and how; never
-/// resolves when none is running.
-async fn first_to_end(vitals: &mut [&mut Vital]) -> String {
+/// Resolves when the first of `vitals` ends, saying which and how, and
+/// whether it panicked; never resolves when none is running.
+async fn first_to_end(vitals: &mut [&mut Vital]) -> (String, bool) {
     let running: Vec<_> = vitals
         .iter_mut()
         .filter_map(|v| v.handle.as_mut().map(|h| (v.name, h)))
@@ -172,9 +172,12 @@ async fn first_to_end(vitals: &mut [&mut Vital]) -> String {
         v.handle = None;
     }
     match result {
-        Ok(()) => format!("the {name} task ended unexpectedly"),
-        Err(e) if e.is_panic() => format!("the {name} task panicked: {}", panic_message(e)),
-        Err(e) => format!("the {name} task failed: {e}"),
+        Ok(()) => (format!("the {name} task ended unexpectedly"), false),
+        Err(e) if e.is_panic() => (
+            format!("the {name} task panicked: {}", panic_message(e)),
+            true,
+        ),
+        Err(e) => (format!("the {name} task failed: {e}"), true),
     }
 }
 
@@ -400,12 +403,17 @@ pub async fn start_with(config: Config, options: Options) -> Result<Keeper, AppE
                 &mut outbox_task,
             ];
             let server_result = tokio::select! {
+                biased;
                 _ = shutdown.cancelled() => None,
                 r = &mut server => Some(r),
-                why = first_to_end(&mut vitals) => {
-                    tracing::error!(error = %why, "a task keeper cannot run without ended: stopping");
-                    let _ = task_died.set(why.clone());
-                    died = Some(why);
+                // A vital task ends by itself only when shutdown has begun
+                // (a panic is a death whenever it comes).
+                (why, panicked) = first_to_end(&mut vitals) => {
+                    if panicked || !shutdown.is_cancelled() {
+                        tracing::error!(error = %why, "a task keeper cannot run without ended: stopping");
+                        let _ = task_died.set(why.clone());
+                        died = Some(why);
+                    }
                     None
                 }
             };

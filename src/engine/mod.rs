@@ -330,8 +330,8 @@ impl Engine {
         self.metrics.set_status(obs.check, rt.state.color);
         // keeper:storage seeing the database away spares every other check
         // the wait for a database that will not answer.
-        if !obs.sample.is_up() && self.watches_storage(obs.check) && !self.store_away() {
-            self.went_away(&obs.sample.message);
+        if self.watches_storage(obs.check) {
+            self.storage_seen(&obs.sample);
         }
         let rt = &self.checks[obs.check];
         if let Some(decision) = incident::decide(&rt.state, rt.open.as_ref()) {

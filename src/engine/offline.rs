@@ -24,6 +24,8 @@ use crate::store::{IncidentChange, StoreError};
 pub const OFFLINE: i64 = 0;
 /// The longest the engine waits for the database to take one call.
 pub const STORE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the question "are you back?" may take: the engine waits for it.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// The first wait before trying the database again; it doubles up to [`RETRY_MAX`].
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(30);
@@ -141,6 +143,17 @@ impl Engine {
         });
     }
 
+    /// What `keeper:storage` saw: the database away spares every other check
+    /// the wait for a database that will not answer; the database answering
+    /// again brings the next attempt to write down forward.
+    pub(super) fn storage_seen(&mut self, sample: &crate::probe::Sample) {
+        match (&mut self.away, sample.is_up()) {
+            (None, false) => self.went_away(&sample.message),
+            (Some(away), true) => away.retry_at = Instant::now(),
+            _ => {}
+        }
+    }
+
     /// Keeps `change` of check `check` for writing down once storage is back.
     pub(super) fn keep_unwritten(&mut self, check: usize, change: IncidentChange) {
         if self.unwritten.changes.len() >= QUEUE_MAX {
@@ -161,7 +174,8 @@ impl Engine {
         if Instant::now() < away.retry_at {
             return;
         }
-        if let Err(e) = bounded(self.store.ping()).await {
+        let ping = tokio::time::timeout(PING_TIMEOUT, self.store.ping()).await;
+        if let Err(e) = ping.unwrap_or(Err(StoreError::Timeout(PING_TIMEOUT))) {
             self.went_away(&e);
             return;
         }
