@@ -21,6 +21,7 @@ use crate::notify::health::ChannelHealth;
 use crate::notify::outbox::Outbox;
 use crate::probe;
 use crate::scheduler::{self, Job, Timetable};
+use crate::store::uptime::UptimeBook;
 use crate::store::writer::{SampleBuffer, Writer};
 use crate::store::{Store, StoreError, retention};
 
@@ -154,8 +155,19 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
             source,
         })?;
 
+    // Uptime for the API, counted once from the stored samples, then kept up
+    // by the writer (which has not started: no batch counts twice).
+    let uptime = UptimeBook::new(config.storage.retention);
+    store
+        .seed_uptime(&uptime, chrono::Utc::now())
+        .await
+        .map_err(|source| AppError::Store {
+            url: redact(&config.storage.url),
+            source,
+        })?;
     let buffer = SampleBuffer::new(config.storage.buffer);
-    let writer = Writer::new(store.clone(), buffer.clone(), metrics.writer.clone());
+    let writer = Writer::new(store.clone(), buffer.clone(), metrics.writer.clone())
+        .with_uptime(uptime.clone());
     let outbox = Outbox::new(
         store.clone(),
         Arc::new(channels),
@@ -227,6 +239,8 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
         board: board.clone(),
         metrics: metrics.clone(),
         store: store.clone(),
+        reads: store.reader(),
+        uptime,
         engine: engine_handle,
         api_token: config.server.api_token.clone().map(Arc::from),
         scheduler_running: scheduler_running.clone(),

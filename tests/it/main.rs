@@ -23,6 +23,7 @@ mod probe_host;
 mod probe_postgres;
 mod probes;
 mod prometheus;
+mod reads;
 mod scheduler;
 mod store;
 mod watchdog;
