@@ -1,6 +1,6 @@
 //! The one place that knows every part: builds them from a validated config,
 //! spawns their tasks, and shuts them down in order (scheduler, engine, sample
-//! writer, outbox, HTTP) when asked.
+//! writer, outbox; HTTP alongside) when asked.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -27,6 +27,8 @@ use crate::store::{Store, StoreError, retention};
 
 // Shutdown budget (DESIGN: exit within 10 s): probes 4 s, then the sample
 // writer (gives up on its own after 4 s) and the outbox (2 s) side by side.
+// HTTP alongside from the start: idle connections close at once, requests in
+// flight get `http::serve::Limits::shutdown_grace` (5 s).
 /// How long in-flight probes get to finish at shutdown.
 const PROBE_GRACE: Duration = Duration::from_secs(4);
 /// How long the sample writer gets to flush at shutdown.
@@ -263,11 +265,7 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
         })?;
     let server = tokio::spawn({
         let stop = stop_http.clone();
-        async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-        }
+        async move { http::serve::serve(listener, router, http::serve::Limits::default(), stop).await }
     });
     let writer_task = tokio::spawn(writer.run(stop_writer.clone()));
     let outbox_task = tokio::spawn(outbox.run(stop_workers.clone()));
@@ -306,6 +304,9 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
                 r = &mut server => Some(r),
             };
             shutdown.cancel();
+            // The listener closes now, idle connections at once, and requests
+            // in flight get the server's grace while the rest stops alongside.
+            stop_http.cancel();
             scheduler_running.store(false, Ordering::Release);
             let _ = scheduler_task.await;
             for task in log_tasks {
@@ -323,7 +324,6 @@ pub async fn start(config: Config) -> Result<Keeper, AppError> {
             if writer_done.is_err() {
                 tracing::warn!("sample writer did not finish flushing in time");
             }
-            stop_http.cancel();
             let server_result = match server_result {
                 Some(r) => r,
                 None => server.await,

@@ -8,6 +8,7 @@ mod error;
 mod incidents;
 mod ingest;
 mod ping;
+pub mod serve;
 mod silences;
 
 use std::sync::Arc;

@@ -25,5 +25,6 @@ mod probes;
 mod prometheus;
 mod reads;
 mod scheduler;
+mod server;
 mod store;
 mod watchdog;
