@@ -2,13 +2,17 @@
 //! of their own, `GET /api/v1/checks` costs O(checks) and the incidents list a
 //! constant number of queries — so a client hammering the API while the
 //! database holds a month of samples does not keep a failing check from paging
-//! nor turn `keeper:storage` red. Run on SQLite and PostgreSQL.
+//! nor turn `keeper:storage` red. Run on SQLite and PostgreSQL. Also here:
+//! the incidents list reads as it did, and PostgreSQL's `statement_timeout`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use keeper::classify::{Color, Severity};
+use keeper::store::postgres::{PgLimits, PgStore};
+use keeper::store::{IncidentChange, IncidentFilter, Store};
 use sqlx::{AssertSqlSafe, Connection};
 
 use crate::support::app::TestApp;
@@ -185,3 +189,194 @@ both_backends!(
         app.stop().await;
     }
 );
+
+/// A fixed instant plus `secs` seconds.
+fn t(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_795_000_000 + secs, 0).expect("time")
+}
+
+fn open(check: &str, at: DateTime<Utc>) -> IncidentChange {
+    IncidentChange::Open {
+        check: check.into(),
+        severity: Severity::Medium,
+        color: Color::Yellow,
+        message: format!("{check} is slow"),
+        at,
+        notify: true,
+    }
+}
+
+/// Incidents of checks keeper does not run (so start-up leaves them alone),
+/// with timelines of different lengths written out of order between them.
+async fn incidents_with_timelines(store: &Store) -> Vec<i64> {
+    let a = store
+        .record(open("a", t(0)), vec![])
+        .await
+        .expect("open a")
+        .id;
+    let b = store
+        .record(open("b", t(10)), vec![])
+        .await
+        .expect("open b")
+        .id;
+    let c = store
+        .record(open("c", t(10)), vec![])
+        .await
+        .expect("open c")
+        .id;
+    let escalate = |id, at| IncidentChange::Escalate {
+        id,
+        severity: Severity::High,
+        color: Color::Red,
+        message: "down".into(),
+        at,
+    };
+    store
+        .record(escalate(b, t(20)), vec![])
+        .await
+        .expect("escalate b");
+    store
+        .record(escalate(a, t(30)), vec![])
+        .await
+        .expect("escalate a");
+    store
+        .record(
+            IncidentChange::Acknowledge {
+                id: a,
+                by: Some("ana".into()),
+                at: t(40),
+            },
+            vec![],
+        )
+        .await
+        .expect("ack a");
+    for (id, at) in [(c, 45), (a, 50), (b, 60)] {
+        store
+            .record(
+                IncidentChange::Resolve {
+                    id,
+                    message: "up".into(),
+                    at: t(at),
+                },
+                vec![],
+            )
+            .await
+            .expect("resolve");
+    }
+    let d = store
+        .record(open("a", t(70)), vec![])
+        .await
+        .expect("open a again")
+        .id;
+    store
+        .record(
+            IncidentChange::Resolve {
+                id: d,
+                message: "up".into(),
+                at: t(71),
+            },
+            vec![],
+        )
+        .await
+        .expect("resolve d");
+    vec![a, b, c, d]
+}
+
+both_backends!(
+    /// The list, read in two queries, shows what each incident's own page
+    /// (one query per timeline) shows, newest first, every event in order.
+    async fn the_incidents_list_shows_every_timeline_as_before(db) {
+        let store = db.store().await;
+        let [a, b, c, d] = incidents_with_timelines(&store).await[..] else {
+            panic!("four incidents")
+        };
+        let app = TestApp::start(&format!(
+            "[storage]\nurl = \"{}\"\n\n[checks.port]\nkind = \"tcp\"\nhost = \"127.0.0.1:9\"\ninterval = \"1h\"\n",
+            db.url()
+        ))
+        .await;
+        let list = app.get_json("/api/v1/incidents?state=all&limit=1000").await;
+        let list = list.as_array().expect("an array");
+        let ids: Vec<i64> = list.iter().map(|i| i["id"].as_i64().expect("id")).collect();
+        // Newest first; b and c started together: the higher id first.
+        assert_eq!(ids, vec![d, c, b, a]);
+        for listed in list {
+            let one = app.get_json(&format!("/api/v1/incidents/{}", listed["id"])).await;
+            assert_eq!(listed, &one);
+        }
+        let kinds = |i: usize| -> Vec<String> {
+            list[i]["events"]
+                .as_array()
+                .expect("events")
+                .iter()
+                .map(|e| e["kind"].as_str().expect("kind").to_string())
+                .collect()
+        };
+        assert_eq!(kinds(3), ["opened", "escalated", "acknowledged", "resolved"]);
+        assert_eq!(kinds(2), ["opened", "escalated", "resolved"]);
+        assert_eq!(kinds(1), ["opened", "resolved"]);
+        assert_eq!(kinds(0), ["opened", "resolved"]);
+        assert_eq!(list[3]["events"][2]["detail"], "by ana");
+        let listed = app.get_json("/api/v1/incidents?state=all&limit=2").await;
+        assert_eq!(listed.as_array().map(Vec::len), Some(2));
+        app.stop().await;
+    }
+);
+
+/// Holds an exclusive lock on `table` in a transaction of its own until dropped.
+async fn lock_table(db: &TestDb, table: &str) -> sqlx::PgConnection {
+    let mut conn = sqlx::PgConnection::connect(db.url())
+        .await
+        .expect("connecting");
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"
+    )))
+    .execute(&mut conn)
+    .await
+    .expect("locking");
+    conn
+}
+
+/// A statement that waits longer than `statement_timeout` (here on a lock
+/// another session holds: the database is stuck) is cancelled by the server
+/// and the call fails, on the engine's connections and on the API's.
+#[tokio::test]
+async fn postgres_cancels_a_statement_past_its_timeout() {
+    crate::support::init();
+    let db = TestDb::postgres().await;
+    db.store().await;
+    let store = Store::Postgres(
+        PgStore::connect_with(
+            db.url(),
+            PgLimits {
+                statement_timeout: Duration::from_millis(300),
+                read_statement_timeout: Duration::from_millis(200),
+            },
+        )
+        .await
+        .expect("connecting"),
+    );
+    let _lock = lock_table(&db, "incidents").await;
+    let hang = Duration::from_secs(10); // a hang detector, not a timing
+    let written = tokio::time::timeout(hang, store.record(open("web", t(0)), vec![]))
+        .await
+        .expect("the write ends");
+    let err = written
+        .expect_err("the write cannot take the lock")
+        .to_string();
+    assert!(err.contains("statement timeout"), "{err}");
+    let read = tokio::time::timeout(hang, store.reader().incidents(IncidentFilter::All, 10))
+        .await
+        .expect("the read ends");
+    let err = read.expect_err("the read cannot take the lock").to_string();
+    assert!(err.contains("statement timeout"), "{err}");
+    // The API's connections are read-only.
+    drop(_lock);
+    let err = store
+        .reader()
+        .record(open("web", t(0)), vec![])
+        .await
+        .expect_err("no writes on the read connections")
+        .to_string();
+    assert!(err.contains("read-only"), "{err}");
+}
