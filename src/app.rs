@@ -1,6 +1,6 @@
 //! The one place that knows every part: builds them from a validated config,
 //! spawns their tasks, and shuts them down in order (scheduler, engine, sample
-//! writer, outbox, HTTP) when asked.
+//! writer, outbox; HTTP alongside) when asked.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -21,11 +21,14 @@ use crate::notify::health::ChannelHealth;
 use crate::notify::outbox::Outbox;
 use crate::probe;
 use crate::scheduler::{self, Job, Timetable};
+use crate::store::uptime::UptimeBook;
 use crate::store::writer::{SampleBuffer, Writer};
 use crate::store::{Store, StoreError, retention};
 
 // Shutdown budget (DESIGN: exit within 10 s): probes 4 s, then the sample
 // writer (gives up on its own after 4 s) and the outbox (2 s) side by side.
+// HTTP alongside from the start: idle connections close at once, requests in
+// flight get `http::serve::Limits::shutdown_grace` (5 s).
 /// How long in-flight probes get to finish at shutdown.
 const PROBE_GRACE: Duration = Duration::from_secs(4);
 /// How long the sample writer gets to flush at shutdown.
@@ -251,8 +254,19 @@ pub async fn start_with(config: Config, options: Options) -> Result<Keeper, AppE
             source,
         })?;
 
+    // Uptime for the API, counted once from the stored samples, then kept up
+    // by the writer (which has not started: no batch counts twice).
+    let uptime = UptimeBook::new(config.storage.retention);
+    store
+        .seed_uptime(&uptime, chrono::Utc::now())
+        .await
+        .map_err(|source| AppError::Store {
+            url: redact(&config.storage.url),
+            source,
+        })?;
     let buffer = SampleBuffer::new(config.storage.buffer);
-    let writer = Writer::new(store.clone(), buffer.clone(), metrics.writer.clone());
+    let writer = Writer::new(store.clone(), buffer.clone(), metrics.writer.clone())
+        .with_uptime(uptime.clone());
     let outbox = Outbox::new(
         store.clone(),
         Arc::new(channels),
@@ -327,6 +341,8 @@ pub async fn start_with(config: Config, options: Options) -> Result<Keeper, AppE
         board: board.clone(),
         metrics: metrics.clone(),
         store: store.clone(),
+        reads: store.reader(),
+        uptime,
         engine: engine_handle,
         api_token: config.server.api_token.clone().map(Arc::from),
         listen: addr,
@@ -351,11 +367,7 @@ pub async fn start_with(config: Config, options: Options) -> Result<Keeper, AppE
         })?;
     let server = tokio::spawn({
         let stop = stop_http.clone();
-        async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-        }
+        async move { http::serve::serve(listener, router, http::serve::Limits::default(), stop).await }
     });
     let mut writer_task = Vital::spawn("writer", writer.run(stop_writer.clone()), &options);
     let mut outbox_task = Vital::spawn("outbox", outbox.run(stop_workers.clone()), &options);
@@ -424,25 +436,33 @@ pub async fn start_with(config: Config, options: Options) -> Result<Keeper, AppE
             });
             shutdown.cancel();
             scheduler_running.store(false, Ordering::Release);
-            scheduler_task.join().await;
-            for task in log_tasks {
-                let _ = task.await;
-            }
-            engine_task.join().await;
-            // The writer flushes while the outbox finishes its sends and retention stops.
-            stop_writer.cancel();
-            stop_workers.cancel();
-            let (writer_done, _, _) = tokio::join!(
-                tokio::time::timeout(FLUSH_GRACE, writer_task.join()),
-                outbox_task.join(),
-                retention_task
-            );
-            if writer_done.is_err() {
-                tracing::warn!("sample writer did not finish flushing in time");
-            }
-            // Load balancers and supervisors see /readyz fail before the port closes.
-            notice.await;
-            stop_http.cancel();
+            // The listener closes now (after a dead task's notice, so load
+            // balancers and supervisors see /readyz fail first), idle
+            // connections at once, and requests in flight get the server's
+            // grace while the rest stops alongside.
+            let stop_listener = async {
+                notice.await;
+                stop_http.cancel();
+            };
+            let stop_the_rest = async {
+                scheduler_task.join().await;
+                for task in log_tasks {
+                    let _ = task.await;
+                }
+                engine_task.join().await;
+                // The writer flushes while the outbox finishes its sends and retention stops.
+                stop_writer.cancel();
+                stop_workers.cancel();
+                let (writer_done, _, _) = tokio::join!(
+                    tokio::time::timeout(FLUSH_GRACE, writer_task.join()),
+                    outbox_task.join(),
+                    retention_task
+                );
+                if writer_done.is_err() {
+                    tracing::warn!("sample writer did not finish flushing in time");
+                }
+            };
+            tokio::join!(stop_listener, stop_the_rest);
             let server_result = match server_result {
                 Some(r) => r,
                 None => server.await,

@@ -10,10 +10,13 @@
 //! 3. With `--log-lines N` (and nothing else): N generated log lines (JSON
 //!    app logs and nginx access logs) through a `log` check's default rules
 //!    and window on this one thread, lines/s.
+//! 4. With `--api 10000,1000000` (and nothing else): `GET /api/v1/checks` and
+//!    the incidents list against that many stored samples (see `bench/api.rs`).
 //!
 //! Usage: `cargo run --release --bin bench -- [--checks 100,1000,10000 ("": none)]
 //!         [--rate 2000] [--seconds 20] [--warmup 5] [--samples 200000]`
 //!        `cargo run --release --bin bench -- --log-lines 5000000`
+//!        `cargo run --release --bin bench -- --api 10000,1000000`
 //! PostgreSQL from `KEEPER_TEST_PG_URL` (default postgres://postgres@127.0.0.1:5432).
 
 use std::net::SocketAddr;
@@ -37,6 +40,7 @@ struct Args {
     samples: usize,
     pg_url: String,
     log_lines: usize,
+    api: Vec<i64>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -49,6 +53,7 @@ fn parse_args() -> anyhow::Result<Args> {
         pg_url: std::env::var("KEEPER_TEST_PG_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into()),
         log_lines: 0,
+        api: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -66,6 +71,12 @@ fn parse_args() -> anyhow::Result<Args> {
             "--warmup" => args.warmup = value()?.parse().context("--warmup")?,
             "--samples" => args.samples = value()?.parse().context("--samples")?,
             "--log-lines" => args.log_lines = value()?.parse().context("--log-lines")?,
+            "--api" => {
+                args.api = value()?
+                    .split(',')
+                    .map(|n| n.trim().parse().context("--api takes sample counts"))
+                    .collect::<Result<_, _>>()?
+            }
             other => bail!("unknown flag {other}"),
         }
     }
@@ -80,6 +91,9 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let rt = tokio::runtime::Runtime::new()?;
+    if !args.api.is_empty() {
+        return rt.block_on(api::run(&args.api));
+    }
     let hits = Arc::new(AtomicU64::new(0));
     let target = rt.block_on(start_target(hits.clone()))?;
     let keeper_bin = sibling_binary("keeper")?;
@@ -393,6 +407,9 @@ where
     .await?;
     result
 }
+
+#[path = "bench/api.rs"]
+mod api;
 
 /// Log lines through a `log` check's default rules, on one thread.
 mod logs {

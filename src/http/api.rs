@@ -1,8 +1,6 @@
 //! The read side of the JSON API: `GET /api/v1/checks`, `/api/v1/checks/{name}`
 //! and `/api/v1/checks/{name}/samples?since=…&limit=…`.
 
-use std::collections::HashMap;
-
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -14,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::{ApiError, AppState};
 use crate::classify::{Color, Severity};
 use crate::state::CheckStatus;
+use crate::store::uptime::Windows;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -54,46 +53,14 @@ pub struct Uptime {
     pub d30: Option<f64>,
 }
 
-/// Uptime over 24 h, 7 d and 30 d for `check`, or for every check when `None`.
-/// Without the database the uptime is unknown (null), and the rest of the
-/// answer still comes from memory: an outage of storage must not blind people.
-async fn uptimes(state: &AppState, check: Option<&str>) -> HashMap<String, Uptime> {
-    let now = Utc::now();
-    let mut out: HashMap<String, Uptime> = HashMap::new();
-    for (window, days) in [(Window::H24, 1), (Window::D7, 7), (Window::D30, 30)] {
-        let since = now - chrono::Duration::days(days);
-        let per_check = match check {
-            Some(name) => state
-                .store
-                .uptime_pct(name, since)
-                .await
-                .map(|pct| pct.map(|p| (name.to_string(), p)).into_iter().collect()),
-            None => state.store.uptime_by_check(since).await,
-        };
-        let per_check: HashMap<String, f64> = match per_check {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(error = %e, "reading uptime; answering without it");
-                return HashMap::new();
-            }
-        };
-        for (name, pct) in per_check {
-            let slot = out.entry(name).or_default();
-            match window {
-                Window::H24 => slot.h24 = Some(pct),
-                Window::D7 => slot.d7 = Some(pct),
-                Window::D30 => slot.d30 = Some(pct),
-            }
+impl From<Windows> for Uptime {
+    fn from(w: Windows) -> Uptime {
+        Uptime {
+            h24: w.h24,
+            d7: w.d7,
+            d30: w.d30,
         }
     }
-    out
-}
-
-#[derive(Clone, Copy)]
-enum Window {
-    H24,
-    D7,
-    D30,
 }
 
 fn view(s: CheckStatus, uptime_pct: Uptime) -> CheckView {
@@ -116,14 +83,15 @@ fn view(s: CheckStatus, uptime_pct: Uptime) -> CheckView {
 }
 
 async fn list_checks(State(state): State<AppState>) -> Result<Json<Vec<CheckView>>, ApiError> {
-    let mut uptime = uptimes(&state, None).await;
+    // From memory: O(checks), whatever the number of stored samples.
+    let mut uptime = state.uptime.all(Utc::now());
     let checks = state.board.all();
     Ok(Json(
         checks
             .into_iter()
             .map(|s| {
                 let up = uptime.remove(&s.name).unwrap_or_default();
-                view(s, up)
+                view(s, up.into())
             })
             .collect(),
     ))
@@ -139,11 +107,8 @@ async fn get_check(
         .board
         .get(&name)
         .ok_or_else(|| ApiError::not_found(format!("no check named {name:?}")))?;
-    let up = uptimes(&state, Some(&s.name))
-        .await
-        .remove(&s.name)
-        .unwrap_or_default();
-    let mut view = view(s, up);
+    let up = state.uptime.windows(&s.name, Utc::now());
+    let mut view = view(s, up.into());
     if super::auth::carries_api_token(&headers, &state) {
         view.ping_url = state.heartbeats.ping_url(&view.name);
     }
@@ -194,7 +159,7 @@ async fn list_samples(
         .unwrap_or_else(|| Utc::now() - SAMPLES_DEFAULT_SINCE);
     let limit = query.limit.unwrap_or(SAMPLES_MAX).clamp(1, SAMPLES_MAX);
     let rows = state
-        .store
+        .reads
         .samples(&check.name, since, limit)
         .await
         .map_err(|e| ApiError::unavailable(format!("reading samples: {e}")))?;

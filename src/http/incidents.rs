@@ -16,7 +16,7 @@ use super::{ApiError, AppState};
 use crate::classify::{Color, Severity};
 use crate::engine::AckError;
 use crate::incident::{mtta_s, mttr_s};
-use crate::store::{Incident, IncidentFilter, StoreError};
+use crate::store::{Incident, IncidentEvent, IncidentFilter, StoreError};
 use crate::text::NAME_MAX;
 
 /// The most incidents one listing returns.
@@ -58,13 +58,18 @@ fn unavailable(e: StoreError) -> ApiError {
     ApiError::unavailable(format!("reading incidents: {e}"))
 }
 
+/// One incident with its timeline, read on the read connections.
 async fn view(state: &AppState, incident: Incident) -> Result<IncidentView, ApiError> {
     let events = state
-        .store
+        .reads
         .incident_events(incident.id)
         .await
         .map_err(unavailable)?;
-    Ok(IncidentView {
+    Ok(view_with(incident, events))
+}
+
+fn view_with(incident: Incident, events: Vec<IncidentEvent>) -> IncidentView {
+    IncidentView {
         id: incident.id,
         state: if incident.resolved_at.is_some() {
             "resolved"
@@ -88,7 +93,7 @@ async fn view(state: &AppState, incident: Incident) -> Result<IncidentView, ApiE
                 detail: e.detail,
             })
             .collect(),
-    })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,16 +115,23 @@ async fn list(
         .parse()
         .map_err(|e: String| ApiError::new(StatusCode::BAD_REQUEST, e))?;
     let limit = query.limit.unwrap_or(100).clamp(1, MAX_LIMIT);
+    // Two queries whatever the limit: the incidents, then all their events.
     let incidents = state
-        .store
+        .reads
         .incidents(filter, limit)
         .await
         .map_err(unavailable)?;
-    let mut out = Vec::with_capacity(incidents.len());
-    for incident in incidents {
-        out.push(view(&state, incident).await?);
-    }
-    Ok(Json(out))
+    let ids: Vec<i64> = incidents.iter().map(|i| i.id).collect();
+    let mut events = state.reads.events_of(&ids).await.map_err(unavailable)?;
+    Ok(Json(
+        incidents
+            .into_iter()
+            .map(|i| {
+                let timeline = events.remove(&i.id).unwrap_or_default();
+                view_with(i, timeline)
+            })
+            .collect(),
+    ))
 }
 
 async fn one(
@@ -128,7 +140,7 @@ async fn one(
 ) -> Result<Json<IncidentView>, ApiError> {
     let Path(id) = id?;
     let id = parse_id(&id)?;
-    let incident = match state.store.incident(id).await {
+    let incident = match state.reads.incident(id).await {
         Ok(i) => i,
         Err(StoreError::NotFound(_)) => {
             return Err(ApiError::not_found(format!("no incident {id}")));

@@ -8,6 +8,7 @@ mod error;
 mod incidents;
 mod ingest;
 mod ping;
+pub mod serve;
 mod silences;
 
 use std::net::SocketAddr;
@@ -37,6 +38,11 @@ pub struct AppState {
     pub board: Board,
     pub metrics: Metrics,
     pub store: Store,
+    /// The same database on connections of its own ([`Store::reader`]): every
+    /// read handler uses it, so requests cannot starve the engine's commits.
+    pub reads: Store,
+    /// Uptime per check, kept in memory as samples are stored.
+    pub uptime: crate::store::uptime::UptimeBook,
     /// Incident changes (acknowledgements) go through the engine, which owns incidents.
     pub engine: EngineHandle,
     /// `server.api_token`: write endpoints need `Authorization: Bearer` with it when set.

@@ -9,6 +9,7 @@
 pub mod postgres;
 pub mod retention;
 pub mod sqlite;
+pub mod uptime;
 pub mod writer;
 
 use std::collections::HashMap;
@@ -384,6 +385,17 @@ impl Store {
         }
     }
 
+    /// The same database on connections of its own, for API reads: requests
+    /// cannot take the connections the engine, the sample writer and the
+    /// outbox commit on. Read-only on a file or PostgreSQL database; a SQLite
+    /// memory database has one connection, shared.
+    pub fn reader(&self) -> Store {
+        match self {
+            Store::Sqlite(s) => Store::Sqlite(s.reader()),
+            Store::Postgres(s) => Store::Postgres(s.reader()),
+        }
+    }
+
     /// Applies the migrations under `migrations/<backend>/`.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         each!(self, s => s.migrate().await)
@@ -441,6 +453,39 @@ impl Store {
         each!(self, s => s.uptime_by_check(since).await)
     }
 
+    /// Samples since `since` counted per check and hour as
+    /// `(check, hour since the epoch, total, up)`; those before
+    /// `hourly_since` per day instead (the hour is the day's first).
+    pub async fn uptime_buckets(
+        &self,
+        since: DateTime<Utc>,
+        hourly_since: DateTime<Utc>,
+    ) -> Result<Vec<(String, i64, i64, i64)>, StoreError> {
+        each!(self, s => s.uptime_buckets(since, hourly_since).await)
+    }
+
+    /// Fills `book` with the stored samples its windows can count, in one
+    /// aggregate query. Before the sample writer starts, so no batch counts twice.
+    pub async fn seed_uptime(
+        &self,
+        book: &uptime::UptimeBook,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        // On an hour's start, so no hour is split between an hourly and a daily row.
+        let hour = uptime::HOUR_MS;
+        let hourly_since = (now - chrono::Duration::hours(25)).timestamp_millis();
+        let hourly_since =
+            DateTime::from_timestamp_millis(hourly_since.div_euclid(hour) * hour).unwrap_or(now);
+        let rows = self
+            .uptime_buckets(uptime::UptimeBook::seed_since(now), hourly_since)
+            .await?;
+        for (check, hour, total, up) in rows {
+            let count = |n: i64| u64::try_from(n).unwrap_or(0);
+            book.add_hour(&check, hour, count(total), count(up));
+        }
+        Ok(())
+    }
+
     /// Applies an incident change, appends its timeline event and queues its
     /// notifications, all in one transaction. Returns the incident as it now is.
     pub async fn record(
@@ -486,6 +531,15 @@ impl Store {
     /// An incident's timeline, oldest first.
     pub async fn incident_events(&self, id: i64) -> Result<Vec<IncidentEvent>, StoreError> {
         each!(self, s => s.incident_events(id).await)
+    }
+
+    /// The timelines of incidents `ids` in one query, each oldest first.
+    /// Incidents without events are missing from the map.
+    pub async fn events_of(
+        &self,
+        ids: &[i64],
+    ) -> Result<HashMap<i64, Vec<IncidentEvent>>, StoreError> {
+        each!(self, s => s.events_of(ids).await)
     }
 
     /// Pending notifications due at `now`, oldest first, at most `limit`

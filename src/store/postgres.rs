@@ -2,12 +2,19 @@
 //! instances sharing one database. Owns the SQL for PostgreSQL only; the
 //! contract is in `store/mod.rs`. Samples go in with one
 //! `INSERT … SELECT FROM UNNEST(arrays)` per batch.
+//!
+//! Two pools: the engine's, the writer's and the outbox's connections, and a
+//! small read-only pool for API reads ([`PgStore::reader`]) with a shorter
+//! `statement_timeout`. Every connection asks the server for a
+//! `statement_timeout`, TCP keepalives and an idle-in-transaction timeout (see
+//! [`PgLimits`]), so a statement or a transaction left behind by a stalled
+//! client ends on the server.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{FromRow, Row};
 
 use super::{
@@ -25,11 +32,42 @@ const ROWS_PER_CHUNK: usize = 10_000;
 /// A slow or unreachable database fails callers after this, never hangs them.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Connections for API reads.
+const READ_CONNECTIONS: u32 = 3;
+
+/// TCP keepalive asked of the server (seconds): idle before the first probe,
+/// between probes, probes lost before the server drops a dead client.
+const KEEPALIVE: [(&str, &str); 3] = [
+    ("tcp_keepalives_idle", "30"),
+    ("tcp_keepalives_interval", "10"),
+    ("tcp_keepalives_count", "3"),
+];
+
+/// Server-side time limits on keeper's PostgreSQL connections.
+#[derive(Clone, Copy, Debug)]
+pub struct PgLimits {
+    /// `statement_timeout` of the engine's, the writer's and the outbox's connections.
+    pub statement_timeout: Duration,
+    /// `statement_timeout` of the API's read connections.
+    pub read_statement_timeout: Duration,
+}
+
+impl Default for PgLimits {
+    fn default() -> Self {
+        PgLimits {
+            statement_timeout: Duration::from_secs(30),
+            read_statement_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 const INCIDENT_COLUMNS: &str = "id, check_name, severity, color, message, started_at, acknowledged_at, resolved_at, notified_at";
 
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
+    /// Read-only connections for [`PgStore::reader`].
+    reads: PgPool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -70,17 +108,62 @@ struct OutboxRecord {
 
 impl PgStore {
     pub async fn connect(url: &str) -> Result<PgStore, StoreError> {
+        PgStore::connect_with(url, PgLimits::default()).await
+    }
+
+    /// Connects with `limits`. A `statement_timeout` in the URL's `options`
+    /// wins over the one of `limits`.
+    pub async fn connect_with(url: &str, limits: PgLimits) -> Result<PgStore, StoreError> {
+        let options: PgConnectOptions = url.parse().doing("parsing the postgres url")?;
+        let options = options
+            .options(KEEPALIVE)
+            .options([("idle_in_transaction_session_timeout", "60s")]);
+        let timeout = |t: Duration| format!("{}ms", t.as_millis().max(1));
+        let with_timeout = |options: PgConnectOptions, t: Duration| {
+            if url.contains("statement_timeout") {
+                options
+            } else {
+                options.options([("statement_timeout", timeout(t))])
+            }
+        };
         let pool = PgPoolOptions::new()
             .max_connections(10)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect(url)
+            .connect_with(with_timeout(options.clone(), limits.statement_timeout))
             .await
             .doing("connecting to postgres")?;
-        Ok(PgStore { pool })
+        let reads = PgPoolOptions::new()
+            .max_connections(READ_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(
+                with_timeout(options, limits.read_statement_timeout)
+                    .options([("default_transaction_read_only", "on")]),
+            );
+        Ok(PgStore { pool, reads })
     }
 
+    /// The same database on the read-only pool: for API reads.
+    pub fn reader(&self) -> PgStore {
+        PgStore {
+            pool: self.reads.clone(),
+            reads: self.reads.clone(),
+        }
+    }
+
+    /// On a connection of its own without `statement_timeout`: building an
+    /// index on a large table may take longer. The connection is closed after.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.pool).await?;
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .doing("connecting to postgres to migrate")?
+            .detach();
+        sqlx::query("SET statement_timeout = 0")
+            .execute(&mut conn)
+            .await
+            .doing("lifting statement_timeout to migrate")?;
+        MIGRATOR.run(&mut conn).await?;
         Ok(())
     }
 
@@ -192,6 +275,25 @@ impl PgStore {
         .await
         .doing("computing uptime")?;
         Ok((total > 0).then(|| 100.0 * up as f64 / total as f64))
+    }
+
+    pub async fn uptime_buckets(
+        &self,
+        since: DateTime<Utc>,
+        hourly_since: DateTime<Utc>,
+    ) -> Result<Vec<(String, i64, i64, i64)>, StoreError> {
+        sqlx::query_as(
+            "SELECT check_name, \
+                    (CASE WHEN at >= $2 THEN floor(extract(epoch FROM at) / 3600) \
+                          ELSE floor(extract(epoch FROM at) / 86400) * 24 END)::bigint AS hour, \
+                    COUNT(*), COUNT(*) FILTER (WHERE up) \
+             FROM samples WHERE at >= $1 GROUP BY 1, 2",
+        )
+        .bind(since)
+        .bind(hourly_since)
+        .fetch_all(&self.pool)
+        .await
+        .doing("counting samples per check and hour for uptime")
     }
 
     pub async fn uptime_by_check(
@@ -326,6 +428,30 @@ impl PgStore {
         .await
         .doing("reading an incident")?;
         record.ok_or(StoreError::NotFound(id))?.into_incident()
+    }
+
+    pub async fn events_of(
+        &self,
+        ids: &[i64],
+    ) -> Result<HashMap<i64, Vec<IncidentEvent>>, StoreError> {
+        let mut out: HashMap<i64, Vec<IncidentEvent>> = HashMap::new();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let records: Vec<(i64, DateTime<Utc>, String, String)> = sqlx::query_as(
+            "SELECT incident_id, at, kind, detail FROM incident_events \
+             WHERE incident_id = ANY($1) ORDER BY incident_id, at, id",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await
+        .doing("reading the events of listed incidents")?;
+        for (id, at, kind, detail) in records {
+            out.entry(id)
+                .or_default()
+                .push(IncidentEvent { at, kind, detail });
+        }
+        Ok(out)
     }
 
     pub async fn incident_events(&self, id: i64) -> Result<Vec<IncidentEvent>, StoreError> {

@@ -2,6 +2,11 @@
 //! created on first use, WAL) or `sqlite::memory:`. Owns the SQL for SQLite
 //! only; the contract is in `store/mod.rs`. Timestamps are INTEGER unix
 //! milliseconds (UTC), enums their lowercase names, notifications JSON text.
+//!
+//! A file database has two pools: the engine's, the writer's and the outbox's
+//! connections, and a small read-only pool for API reads ([`SqliteStore::reader`]),
+//! so requests cannot take the connections commits wait for (WAL: readers
+//! never block the writer).
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -30,11 +35,17 @@ const ROWS_PER_INSERT: usize = 500;
 /// How long a writer waits for another connection's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Read-only connections for API reads (a file database only).
+const READ_CONNECTIONS: u32 = 2;
+
 const INCIDENT_COLUMNS: &str = "id, check_name, severity, color, message, started_at, acknowledged_at, resolved_at, notified_at";
 
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Read-only connections for [`SqliteStore::reader`]; the same pool as
+    /// `pool` for a memory database, which lives in one connection.
+    reads: SqlitePool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -105,10 +116,27 @@ impl SqliteStore {
         };
         let pool = pool
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .doing("opening the sqlite database")?;
-        Ok(SqliteStore { pool })
+        let reads = if in_memory {
+            pool.clone()
+        } else {
+            // Lazily: the file exists now, but its tables only after migrating.
+            SqlitePoolOptions::new()
+                .max_connections(READ_CONNECTIONS)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_lazy_with(options.read_only(true))
+        };
+        Ok(SqliteStore { pool, reads })
+    }
+
+    /// The same database on the read-only pool: for API reads.
+    pub fn reader(&self) -> SqliteStore {
+        SqliteStore {
+            pool: self.reads.clone(),
+            reads: self.reads.clone(),
+        }
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
@@ -233,6 +261,24 @@ impl SqliteStore {
         .await
         .doing("computing uptime")?;
         Ok((total > 0).then(|| 100.0 * up as f64 / total as f64))
+    }
+
+    pub async fn uptime_buckets(
+        &self,
+        since: DateTime<Utc>,
+        hourly_since: DateTime<Utc>,
+    ) -> Result<Vec<(String, i64, i64, i64)>, StoreError> {
+        sqlx::query_as(
+            "SELECT check_name, \
+                    CASE WHEN at >= ?2 THEN at / 3600000 ELSE (at / 86400000) * 24 END AS hour, \
+                    COUNT(*), COALESCE(SUM(up), 0) \
+             FROM samples WHERE at >= ?1 GROUP BY check_name, hour",
+        )
+        .bind(since.timestamp_millis())
+        .bind(hourly_since.timestamp_millis())
+        .fetch_all(&self.pool)
+        .await
+        .doing("counting samples per check and hour for uptime")
     }
 
     pub async fn uptime_by_check(
@@ -368,6 +414,37 @@ impl SqliteStore {
         .await
         .doing("reading an incident")?;
         record.ok_or(StoreError::NotFound(id))?.into_incident()
+    }
+
+    pub async fn events_of(
+        &self,
+        ids: &[i64],
+    ) -> Result<HashMap<i64, Vec<IncidentEvent>>, StoreError> {
+        let mut out: HashMap<i64, Vec<IncidentEvent>> = HashMap::new();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "SELECT incident_id, at, kind, detail FROM incident_events WHERE incident_id IN (",
+        );
+        let mut list = query.separated(", ");
+        for id in ids {
+            list.push_bind(*id);
+        }
+        query.push(") ORDER BY incident_id, at, id");
+        let records: Vec<(i64, i64, String, String)> = query
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .doing("reading the events of listed incidents")?;
+        for (id, at, kind, detail) in records {
+            out.entry(id).or_default().push(IncidentEvent {
+                at: from_millis(at, "incident_events.at")?,
+                kind,
+                detail,
+            });
+        }
+        Ok(out)
     }
 
     pub async fn incident_events(&self, id: i64) -> Result<Vec<IncidentEvent>, StoreError> {

@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::uptime::UptimeBook;
 use super::{SampleRow, Store, StoreError};
 
 /// Rows per write: one transaction. Large, because every transaction costs a
@@ -173,6 +174,8 @@ pub struct Writer {
     flush_interval: Duration,
     /// The buffer's drop count already added to `metrics.dropped`.
     dropped_seen: u64,
+    /// Counts every stored batch, for the API's uptime.
+    uptime: Option<UptimeBook>,
 }
 
 impl Writer {
@@ -185,6 +188,7 @@ impl Writer {
             batch_size: DEFAULT_BATCH_SIZE,
             flush_interval: DEFAULT_FLUSH_INTERVAL,
             dropped_seen: 0,
+            uptime: None,
         };
         writer.set_wake_at();
         writer
@@ -194,6 +198,12 @@ impl Writer {
     pub fn batch_size(mut self, rows: usize) -> Writer {
         self.batch_size = rows.max(1);
         self.set_wake_at();
+        self
+    }
+
+    /// Counts each batch in `book` once it is stored.
+    pub fn with_uptime(mut self, book: UptimeBook) -> Writer {
+        self.uptime = Some(book);
         self
     }
 
@@ -214,7 +224,12 @@ impl Writer {
         let result = self.store.insert_samples(&batch).await;
         let written = batch.len();
         match result {
-            Ok(()) => self.metrics.written.inc_by(written as u64),
+            Ok(()) => {
+                self.metrics.written.inc_by(written as u64);
+                if let Some(book) = &self.uptime {
+                    book.record(&batch);
+                }
+            }
             Err(_) => self.buffer.put_back(batch),
         }
         self.sync_metrics();

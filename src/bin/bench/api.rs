@@ -1,0 +1,109 @@
+//! `--api N,M,…`: the cost of `GET /api/v1/checks` (and of the incidents list)
+//! against a SQLite database holding N stored samples over 30 days for a set
+//! of ten checks, next to what each request cost before uptime was kept in
+//! memory (three aggregate scans of the samples). keeper runs in-process.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::Utc;
+use keeper::store::Store;
+
+/// Checks the samples are spread over.
+const CHECKS: usize = 10;
+/// Requests timed per endpoint.
+const REQUESTS: usize = 100;
+
+pub async fn run(totals: &[i64]) -> anyhow::Result<()> {
+    println!(
+        "samples    start_s  checks_ms_p50  checks_ms_max  incidents_ms_p50  scans_ms (before)"
+    );
+    for &total in totals {
+        let dir = tempfile::tempdir()?;
+        let url = format!("sqlite://{}", dir.path().join("api.db").display());
+        let store = Store::connect(&url).await?;
+        store.migrate().await?;
+        fill(&url, total).await?;
+        let before = scan_cost(&store).await?;
+        let mut config = String::new();
+        config.push_str(&format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\nurl = \"{url}\"\n"
+        ));
+        for i in 0..CHECKS {
+            config.push_str(&format!(
+                "[checks.c{i}]\nkind = \"tcp\"\nhost = \"127.0.0.1:9\"\ninterval = \"1h\"\n"
+            ));
+        }
+        let config =
+            keeper::config::Config::parse(std::path::Path::new("bench.toml"), &config, &|_| None)
+                .map_err(|e| anyhow::anyhow!("bench config: {e}"))?;
+        let started = Instant::now();
+        let keeper = keeper::app::start(config)
+            .await
+            .context("starting keeper")?;
+        let start_s = started.elapsed().as_secs_f64();
+        let base = format!("http://{}", keeper.addr());
+        let client = reqwest::Client::new();
+        let checks = timed(&client, &format!("{base}/api/v1/checks")).await?;
+        let incidents = timed(
+            &client,
+            &format!("{base}/api/v1/incidents?state=all&limit=1000"),
+        )
+        .await?;
+        keeper.shutdown().await?;
+        println!(
+            "{total:>9}  {start_s:>7.2}  {:>13.3}  {:>13.3}  {:>16.3}  {before:>10.1}",
+            ms(checks[checks.len() / 2]),
+            ms(checks[checks.len() - 1]),
+            ms(incidents[incidents.len() / 2]),
+        );
+    }
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Sorted durations of [`REQUESTS`] sequential GETs of `url`.
+async fn timed(client: &reqwest::Client, url: &str) -> anyhow::Result<Vec<Duration>> {
+    let mut times = Vec::with_capacity(REQUESTS);
+    for _ in 0..REQUESTS {
+        let t = Instant::now();
+        let resp = client.get(url).send().await?.error_for_status()?;
+        resp.bytes().await?;
+        times.push(t.elapsed());
+    }
+    times.sort();
+    Ok(times)
+}
+
+/// What one `GET /api/v1/checks` read before: uptime per check over three windows.
+async fn scan_cost(store: &Store) -> anyhow::Result<f64> {
+    let t = Instant::now();
+    for days in [1, 7, 30] {
+        store
+            .uptime_by_check(Utc::now() - chrono::Duration::days(days))
+            .await?;
+    }
+    Ok(ms(t.elapsed()))
+}
+
+/// `total` samples over the last 30 days, spread over the checks, in one statement.
+async fn fill(url: &str, total: i64) -> anyhow::Result<()> {
+    use sqlx::Connection;
+    let now = Utc::now().timestamp_millis();
+    let step = (30 * 86_400_000 / total.max(1)).max(1);
+    let mut conn = sqlx::SqliteConnection::connect(url).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {last}) \
+         INSERT INTO samples (check_name, at, duration_ms, up, color, latency_ms, message) \
+         SELECT 'c' || (i % {CHECKS}), {now} - i * {step}, 1.0, i % 10 <> 0, \
+                CASE WHEN i % 10 = 0 THEN 'red' ELSE 'green' END, 1.0, 'ok' FROM n",
+        last = total - 1
+    )))
+    .execute(&mut conn)
+    .await
+    .context("filling samples")?;
+    Ok(())
+}

@@ -1,0 +1,281 @@
+//! Uptime per check over 24 h, 7 d and 30 d without reading samples on each
+//! request: ok/total counters per hour (the last 25 hours) and per day (the
+//! last 31 days) of every check, kept in memory. Seeded once at start from the
+//! stored samples with one aggregate query ([`super::Store::uptime_buckets`]),
+//! then fed by the sample writer with each batch it stores, so the counts are
+//! those of the stored samples. `GET /api/v1/checks` costs O(checks), whatever
+//! the number of samples (until hourly rollups exist in the database).
+//!
+//! A window's oldest bucket usually lies only partly inside it; it counts in
+//! proportion to the part inside (samples assumed spread evenly over it). The
+//! windows are cut at `storage.retention`, as the stored samples are.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::SampleRow;
+
+pub const HOUR_MS: i64 = 3_600_000;
+pub const DAY_MS: i64 = 24 * HOUR_MS;
+/// Hourly buckets kept: a day and the hour the 24 h window starts in.
+const HOURS: usize = 25;
+/// Daily buckets kept: 30 days and the day the 30 d window starts in.
+const DAYS: usize = 31;
+
+/// Samples of one check in one hour or day.
+#[derive(Clone, Copy, Debug, Default)]
+struct Bucket {
+    /// Hours (or days) since the epoch; which period the counts are of.
+    slot: i64,
+    total: u32,
+    up: u32,
+}
+
+/// A ring of buckets of `N` periods of `period_ms`.
+#[derive(Clone, Debug)]
+struct Ring<const N: usize> {
+    buckets: [Bucket; N],
+}
+
+impl<const N: usize> Ring<N> {
+    fn new() -> Self {
+        Ring {
+            // An empty bucket: older than any period a window asks for.
+            buckets: [Bucket {
+                slot: i64::MIN,
+                total: 0,
+                up: 0,
+            }; N],
+        }
+    }
+
+    fn add(&mut self, slot: i64, total: u32, up: u32) {
+        let b = &mut self.buckets[slot.rem_euclid(N as i64) as usize];
+        if b.slot < slot {
+            *b = Bucket { slot, total, up };
+        } else if b.slot == slot {
+            b.total = b.total.saturating_add(total);
+            b.up = b.up.saturating_add(up);
+        }
+        // An older period than the one in its place: past the ring, not counted.
+    }
+
+    /// (up, total) from `since_ms` to now, periods of `period_ms`; the first
+    /// period counts for the fraction of it after `since_ms`.
+    fn sum(&self, since_ms: i64, now_ms: i64, period_ms: i64) -> (f64, f64) {
+        let first = since_ms.div_euclid(period_ms);
+        let last = now_ms.div_euclid(period_ms);
+        let first_weight = 1.0 - since_ms.rem_euclid(period_ms) as f64 / period_ms as f64;
+        let (mut up, mut total) = (0.0, 0.0);
+        for b in &self.buckets {
+            if b.slot < first || b.slot > last {
+                continue;
+            }
+            let w = if b.slot == first { first_weight } else { 1.0 };
+            up += w * f64::from(b.up);
+            total += w * f64::from(b.total);
+        }
+        (up, total)
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Counts {
+    hours: Ring<HOURS>,
+    days: Ring<DAYS>,
+}
+
+impl Counts {
+    fn add(&mut self, hour: i64, total: u32, up: u32) {
+        self.hours.add(hour, total, up);
+        self.days.add(hour.div_euclid(24), total, up);
+    }
+
+    /// Percentage up since `since_ms`: from the hours within a day, else from
+    /// the days. `None` without samples.
+    fn pct(&self, since_ms: i64, now_ms: i64) -> Option<f64> {
+        let (up, total) = if now_ms - since_ms <= DAY_MS {
+            self.hours.sum(since_ms, now_ms, HOUR_MS)
+        } else {
+            self.days.sum(since_ms, now_ms, DAY_MS)
+        };
+        (total > 0.0).then(|| (100.0 * up / total).clamp(0.0, 100.0))
+    }
+}
+
+/// One check's uptime over the three windows the API shows.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Windows {
+    pub h24: Option<f64>,
+    pub d7: Option<f64>,
+    pub d30: Option<f64>,
+}
+
+/// The counters of every check. Cheap to clone; clones share them.
+#[derive(Clone, Debug)]
+pub struct UptimeBook {
+    inner: Arc<Mutex<HashMap<Arc<str>, Counts>>>,
+    retention: chrono::Duration,
+}
+
+impl UptimeBook {
+    /// An empty book whose windows are cut at `retention`.
+    pub fn new(retention: Duration) -> UptimeBook {
+        UptimeBook {
+            inner: Arc::default(),
+            retention: chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX),
+        }
+    }
+
+    /// Where seeding starts: the oldest sample any window can count.
+    pub fn seed_since(now: DateTime<Utc>) -> DateTime<Utc> {
+        now - chrono::Duration::milliseconds(DAYS as i64 * DAY_MS)
+    }
+
+    /// Adds counts of `check` in the hour `hour` (hours since the epoch).
+    pub fn add_hour(&self, check: &str, hour: i64, total: u64, up: u64) {
+        let clamp = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        let mut book = self.lock();
+        match book.get_mut(check) {
+            Some(c) => c.add(hour, clamp(total), clamp(up)),
+            None => {
+                let mut c = Counts {
+                    hours: Ring::new(),
+                    days: Ring::new(),
+                };
+                c.add(hour, clamp(total), clamp(up));
+                book.insert(Arc::from(check), c);
+            }
+        }
+    }
+
+    /// Counts a batch of stored samples.
+    pub fn record(&self, rows: &[SampleRow]) {
+        let mut book = self.lock();
+        for row in rows {
+            let hour = row.at.timestamp_millis().div_euclid(HOUR_MS);
+            let up = u32::from(row.up);
+            match book.get_mut(&row.check) {
+                Some(c) => c.add(hour, 1, up),
+                None => {
+                    let mut c = Counts {
+                        hours: Ring::new(),
+                        days: Ring::new(),
+                    };
+                    c.add(hour, 1, up);
+                    book.insert(row.check.clone(), c);
+                }
+            }
+        }
+    }
+
+    /// `check`'s uptime at `now`; all `None` when it has no samples.
+    pub fn windows(&self, check: &str, now: DateTime<Utc>) -> Windows {
+        let book = self.lock();
+        let Some(c) = book.get(check) else {
+            return Windows::default();
+        };
+        self.windows_of(c, now)
+    }
+
+    /// Every check's uptime at `now`, one lock for all.
+    pub fn all(&self, now: DateTime<Utc>) -> HashMap<String, Windows> {
+        let book = self.lock();
+        book.iter()
+            .map(|(name, c)| (name.to_string(), self.windows_of(c, now)))
+            .collect()
+    }
+
+    fn windows_of(&self, c: &Counts, now: DateTime<Utc>) -> Windows {
+        let now_ms = now.timestamp_millis();
+        let oldest = now_ms.saturating_sub(self.retention.num_milliseconds());
+        let since = |days: i64| (now_ms - days * DAY_MS).max(oldest);
+        Windows {
+            h24: c.pct(since(1), now_ms),
+            d7: c.pct(since(7), now_ms),
+            d30: c.pct(since(30), now_ms),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, Counts>> {
+        // Counters are plain numbers: a panic elsewhere cannot leave them half-changed.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::Color;
+
+    fn sample(check: &str, at_ms: i64, up: bool) -> SampleRow {
+        SampleRow {
+            check: Arc::from(check),
+            at: DateTime::from_timestamp_millis(at_ms).expect("time"),
+            duration_ms: 1.0,
+            up,
+            color: if up { Color::Green } else { Color::Red },
+            status_code: None,
+            latency_ms: 1.0,
+            message: String::new(),
+            metrics: None,
+        }
+    }
+
+    const T0: i64 = 1_700_000_000_000 - 1_700_000_000_000 % DAY_MS + 12 * HOUR_MS;
+
+    fn at(ms: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(ms).expect("time")
+    }
+
+    #[test]
+    fn counts_whole_periods_exactly() {
+        let book = UptimeBook::new(Duration::from_secs(30 * 86_400));
+        let rows: Vec<_> = (0..10)
+            .map(|i| sample("web", T0 - 10 * 60_000 + i * 60_000, i != 3))
+            .collect();
+        book.record(&rows);
+        let w = book.windows("web", at(T0));
+        assert_eq!(w.h24, Some(90.0));
+        assert_eq!(w.d7, Some(90.0));
+        assert_eq!(w.d30, Some(90.0));
+        assert_eq!(book.windows("other", at(T0)), Windows::default());
+    }
+
+    #[test]
+    fn old_samples_leave_the_short_window() {
+        let book = UptimeBook::new(Duration::from_secs(30 * 86_400));
+        // Two days ago: all down. Now: all up.
+        book.add_hour("web", (T0 - 2 * DAY_MS) / HOUR_MS, 10, 0);
+        book.add_hour("web", T0 / HOUR_MS, 10, 10);
+        let w = book.windows("web", at(T0 + 1));
+        assert_eq!(w.h24, Some(100.0));
+        assert_eq!(w.d7, Some(50.0));
+        // Past thirty days nothing counts.
+        let w = book.windows("web", at(T0 + 40 * DAY_MS));
+        assert_eq!(w, Windows::default());
+    }
+
+    #[test]
+    fn the_oldest_hour_counts_in_proportion() {
+        let book = UptimeBook::new(Duration::from_secs(30 * 86_400));
+        let hour = T0 / HOUR_MS;
+        book.add_hour("web", hour - 24, 10, 0);
+        book.add_hour("web", hour, 10, 10);
+        // Half the oldest hour lies inside the window: 5 down, 10 up.
+        let w = book.windows("web", at(T0 + HOUR_MS / 2));
+        let pct = w.h24.expect("uptime");
+        assert!((pct - 100.0 * 10.0 / 15.0).abs() < 1e-9, "{pct}");
+    }
+
+    #[test]
+    fn retention_cuts_the_windows() {
+        let book = UptimeBook::new(Duration::from_secs(3600));
+        book.add_hour("web", T0 / HOUR_MS - 3, 10, 0);
+        book.add_hour("web", T0 / HOUR_MS, 10, 10);
+        assert_eq!(book.windows("web", at(T0 + 1)).d30, Some(100.0));
+    }
+}
