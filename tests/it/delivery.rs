@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use keeper::classify::Severity;
 use keeper::notify::EventKind;
-use sqlx::{AssertSqlSafe, Connection};
+use sqlx::Connection;
 
 use crate::support::app::TestApp;
 use crate::support::db::{Backend, TestDb, both_backends};
@@ -43,26 +43,6 @@ interval = "200ms"
             format!("[delivery]\n{delivery}")
         },
     )
-}
-
-/// Runs `sql` (trusted text) on the test database with a connection of its own.
-async fn exec(db: &TestDb, sql: &str) {
-    let text = AssertSqlSafe(sql.to_string());
-    let done = match db.backend() {
-        Backend::Sqlite => {
-            let mut conn = sqlx::SqliteConnection::connect(db.url())
-                .await
-                .expect("connect");
-            sqlx::query(text).execute(&mut conn).await.map(drop)
-        }
-        Backend::Postgres => {
-            let mut conn = sqlx::PgConnection::connect(db.url())
-                .await
-                .expect("connect");
-            sqlx::query(text).execute(&mut conn).await.map(drop)
-        }
-    };
-    done.unwrap_or_else(|e| panic!("{sql:?} on {}: {e}", db.url()));
 }
 
 /// `(id, status, attempts, last_error)` of every outbox row, by id.
@@ -252,9 +232,7 @@ async fn a_pending_row_keeps_its_attempts_and_key_across_a_restart() {
 
 /// Inserts a resolved incident of a check no longer configured, and returns its id.
 async fn old_incident(db: &TestDb) -> i64 {
-    exec(
-        db,
-        match db.backend() {
+    db.execute(match db.backend() {
             Backend::Sqlite => {
                 "INSERT INTO incidents (id, check_name, severity, color, message, started_at, resolved_at, notified_at) \
                  VALUES (900, 'gone', 'critical', 'red', 'was down', 1000, 2000, 1000)"
@@ -276,9 +254,7 @@ async fn queue_row(db: &TestDb, id: i64, incident: i64, payload: &str, attempts:
         Backend::Sqlite => chrono::Utc::now().timestamp_millis().to_string(),
         Backend::Postgres => "now()".to_string(),
     };
-    exec(
-        db,
-        &format!(
+    db.execute(&format!(
             "INSERT INTO outbox (id, incident_id, channel, payload, attempts, next_attempt_at, created_at) \
              VALUES ({id}, {incident}, 'hook', '{payload}', {attempts}, {now}, {now})"
         ),
@@ -352,27 +328,21 @@ both_backends!(
             Backend::Postgres => ("now()".into(), "now() + interval '1 hour'".into()),
         };
         // An open incident with a severity keeper does not know.
-        exec(
-            &db,
-            &format!(
+        db.execute(&format!(
                 "INSERT INTO incidents (check_name, severity, color, message, started_at, notified_at) \
                  VALUES ('gone', 'apocalyptic', 'red', 'x', {now}, {now})"
             ),
         )
         .await;
         // A silence of `web` whose labels are not JSON: skipped, so web still pages.
-        exec(
-            &db,
-            &format!(
+        db.execute(&format!(
                 "INSERT INTO silences (check_name, labels, starts_at, ends_at, comment) \
                  VALUES ('web', 'not json', {now}, {future}, 'broken')"
             ),
         )
         .await;
         // A last sample of a colour keeper does not know.
-        exec(
-            &db,
-            &format!(
+        db.execute(&format!(
                 "INSERT INTO samples (check_name, at, duration_ms, up, color, latency_ms, message) \
                  VALUES ('web', {now}, 1, {up}, 'purple', 1, 'x')",
                 up = if db.backend() == Backend::Sqlite { "1" } else { "true" },
@@ -381,14 +351,10 @@ both_backends!(
         .await;
         if db.backend() == Backend::Sqlite {
             // Text where a timestamp belongs: only SQLite takes it.
-            exec(
-                &db,
-                "INSERT INTO heartbeats (check_name, token, first_seen) VALUES ('beat', NULL, 'yesterday')",
+            db.execute("INSERT INTO heartbeats (check_name, token, first_seen) VALUES ('beat', NULL, 'yesterday')",
             )
             .await;
-            exec(
-                &db,
-                "INSERT INTO incidents (check_name, severity, color, message, started_at) \
+            db.execute("INSERT INTO incidents (check_name, severity, color, message, started_at) \
                  VALUES ('other', 'critical', 'red', 'x', 'last week')",
             )
             .await;
@@ -596,9 +562,7 @@ both_backends!(
             (5, "mail", "sent", "", &now),
         ];
         for (id, channel, status, error, created) in rows {
-            exec(
-                &db,
-                &format!(
+            db.execute(&format!(
                     "INSERT INTO outbox (id, incident_id, channel, payload, status, attempts, \
                      next_attempt_at, last_error, created_at) \
                      VALUES ({id}, {incident}, '{channel}', '{{}}', '{status}', 8, {created}, \
@@ -608,7 +572,7 @@ both_backends!(
             .await;
         }
         // As if the database was last migrated by the version before.
-        exec(&db, "DELETE FROM _sqlx_migrations WHERE version = 6").await;
+        db.execute("DELETE FROM _sqlx_migrations WHERE version = 6").await;
         db.store().await;
 
         let status: Vec<String> = outbox_rows(&db).await.into_iter().map(|r| r.1).collect();

@@ -153,17 +153,7 @@ both_backends!(
 #[tokio::test]
 async fn a_failing_check_is_paged_and_resolved_while_storage_is_away() {
     let db = TestDb::postgres().await;
-    let mut url = url::Url::parse(db.url()).unwrap();
-    let upstream = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
-    let proxy = Proxy::start(
-        tokio::net::lookup_host(upstream)
-            .await
-            .unwrap()
-            .next()
-            .unwrap(),
-    )
-    .await;
-    url.set_port(Some(proxy.addr().port())).unwrap();
+    let (proxy, url) = Proxy::in_front_of(db.url()).await;
     let web = Target::start().await;
     let rx = Receiver::start().await;
     let app = TestApp::start(&format!(

@@ -105,17 +105,7 @@ async fn a_channel_failing_for_its_window_pages_through_the_others_and_resolves(
 #[tokio::test]
 async fn storage_unreachable_pages_directly_and_is_recorded_once_back() {
     let db = TestDb::postgres().await;
-    let mut url = url::Url::parse(db.url()).unwrap();
-    let upstream = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
-    let proxy = Proxy::start(
-        tokio::net::lookup_host(upstream)
-            .await
-            .unwrap()
-            .next()
-            .unwrap(),
-    )
-    .await;
-    url.set_port(Some(proxy.addr().port())).unwrap();
+    let (proxy, url) = Proxy::in_front_of(db.url()).await;
     let alive = Receiver::start().await;
     let app = TestApp::start(&format!(
         r#"

@@ -39,14 +39,18 @@ impl TestApp {
         }
     }
 
-    /// `GET path`, which must answer 2xx.
-    async fn get_ok(&self, path: &str) -> reqwest::Response {
-        let resp = self
-            .http
+    /// `GET path`, whatever it answers; panics only when nothing answers.
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
             .get(format!("{}{path}", self.base))
             .send()
             .await
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    /// `GET path`, which must answer 2xx.
+    async fn get_ok(&self, path: &str) -> reqwest::Response {
+        let resp = self.get(path).await;
         assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
         resp
     }
@@ -66,12 +70,7 @@ impl TestApp {
 
     /// `GET path`'s status and body, whatever the status.
     pub async fn get_status(&self, path: &str) -> (u16, String) {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let resp = self.get(path).await;
         let status = resp.status().as_u16();
         (status, resp.text().await.unwrap_or_default())
     }

@@ -53,6 +53,25 @@ impl Proxy {
         }
     }
 
+    /// A proxy in front of `db_url`'s server, and the same URL through it.
+    pub async fn in_front_of(db_url: &str) -> (Proxy, String) {
+        let mut url = url::Url::parse(db_url).expect("a database URL");
+        let upstream = format!(
+            "{}:{}",
+            url.host_str().unwrap_or("127.0.0.1"),
+            url.port().unwrap_or(5432)
+        );
+        let upstream = tokio::net::lookup_host(&upstream)
+            .await
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .unwrap_or_else(|| panic!("resolving {upstream}"));
+        let proxy = Proxy::start(upstream).await;
+        url.set_port(Some(proxy.addr().port()))
+            .expect("a URL with a port");
+        (proxy, url.to_string())
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
