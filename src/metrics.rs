@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::classify::{Color, Severity};
@@ -31,6 +31,8 @@ pub struct Metrics {
     pub scheduler_lag_worst: crate::probe::keeper::SchedulerLag,
     pub writer: WriterMetrics,
     pub store_errors: IntCounter,
+    /// Incident changes made while storage is away, not yet written down.
+    pub unwritten: IntGauge,
     pub last_sample: Gauge,
 }
 
@@ -67,7 +69,12 @@ impl Metrics {
             writer: WriterMetrics::new().expect("valid metrics"),
             store_errors: IntCounter::new(
                 "keeper_store_errors_total",
-                "Incident changes the database could not take (retried on the next sample).",
+                "Store calls of the engine that failed: the database away, or a change it refused.",
+            )
+            .expect("valid metric"),
+            unwritten: IntGauge::new(
+                "keeper_incident_changes_unwritten",
+                "Incident changes made (and notified) while storage is away, waiting to be written down.",
             )
             .expect("valid metric"),
             last_sample: Gauge::new(
@@ -90,6 +97,7 @@ impl Metrics {
             Box::new(m.notifications.clone()),
             Box::new(m.scheduler_lag.clone()),
             Box::new(m.store_errors.clone()),
+            Box::new(m.unwritten.clone()),
             Box::new(m.last_sample.clone()),
             Box::new(build_info),
         ];

@@ -339,7 +339,12 @@ impl Engine {
         }
         let rt = &self.checks[obs.check];
         let state = rt.state.clone();
-        let incident = rt.open.as_ref().map(|o| o.id);
+        // An incident opened while storage is away has no id to show yet.
+        let incident = rt
+            .open
+            .as_ref()
+            .map(|o| o.id)
+            .filter(|&id| id != offline::OFFLINE);
         self.board.update(obs.check, |s| {
             s.color = state.color;
             s.severity = state.severity;

@@ -161,6 +161,9 @@ impl Engine {
             return;
         }
         self.unwritten.changes.push_back((check, change));
+        self.metrics
+            .unwritten
+            .set(self.unwritten.changes.len() as i64);
     }
 
     /// One step of coming back, on the clock's tick: when the retry is due,
@@ -211,6 +214,9 @@ impl Engine {
                 }
             }
             self.unwritten.changes.pop_front();
+            self.metrics
+                .unwritten
+                .set(self.unwritten.changes.len() as i64);
         }
         // Incidents still open get the ids their openings were written with.
         for (check, id) in std::mem::take(&mut self.unwritten.ids) {

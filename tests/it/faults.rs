@@ -203,6 +203,15 @@ async fn a_failing_check_is_paged_and_resolved_while_storage_is_away() {
     )
     .await;
 
+    let unwritten = |metrics: String| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("keeper_incident_changes_unwritten "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    let waiting = unwritten(app.get_text("/metrics").await);
+    assert!(waiting.is_some_and(|n| n >= 3.0), "{waiting:?}");
+
     proxy.restore();
     // Written down as it happened once the database is back, and not sent again.
     wait_until("web's incident is recorded, resolved", WAIT, || async {
@@ -219,6 +228,10 @@ async fn a_failing_check_is_paged_and_resolved_while_storage_is_away() {
     .await;
     assert_eq!(about(&rx, "web", "opened").len(), 1);
     assert_eq!(about(&rx, "web", "resolved").len(), 1);
+    wait_until("nothing waits to be written down", WAIT, || async {
+        unwritten(app.get_text("/metrics").await) == Some(0.0)
+    })
+    .await;
     app.stop().await;
 }
 
