@@ -328,7 +328,8 @@ impl StoreError {
 /// See [`StoreError::is_unavailable`]. PostgreSQL's SQLSTATE classes 08
 /// (connection exception), 53 (insufficient resources), 57 (operator
 /// intervention: shutdown, statement timeout) and 40 (rollback: serialization,
-/// deadlock); SQLite's BUSY, LOCKED, IOERR, FULL and CANTOPEN.
+/// deadlock); SQLite's BUSY, LOCKED, READONLY (a file system remounted
+/// read-only), IOERR, FULL and CANTOPEN.
 fn sqlx_unavailable(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_)
@@ -349,7 +350,7 @@ fn sqlx_unavailable(e: &sqlx::Error) -> bool {
                 // SQLite's primary result codes (extended codes keep them in the low byte).
                 _ => code
                     .parse::<u32>()
-                    .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13 | 14)),
+                    .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 8 | 10 | 13 | 14)),
             }
         }
         _ => false,
