@@ -11,8 +11,8 @@ fuzz_target!(|data: &[u8]| {
     let [a, b, m, body @ ..] = data else {
         return;
     };
-    let status = StatusCode::from_u16(100 + u16::from_be_bytes([*a, *b]) % 500)
-        .unwrap_or(StatusCode::OK);
+    let status =
+        StatusCode::from_u16(100 + u16::from_be_bytes([*a, *b]) % 500).unwrap_or(StatusCode::OK);
     let metric = match m % 4 {
         0 => Metric::Value,
         1 => Metric::MemoryPct,
