@@ -166,18 +166,7 @@ async fn acknowledge(
     let Path(id) = id?;
     let id = parse_id(&id)?;
     let body = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
-    let body: AckBody = if body.iter().all(u8::is_ascii_whitespace) {
-        AckBody::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}"))
-        })?
-    };
-    // Free text reaches the store and every channel: keeper's text rule applies.
-    let by = body
-        .by
-        .map(|b| crate::text::clean_to(b.trim(), NAME_MAX).into_owned())
-        .filter(|b| !b.is_empty());
+    let by = read_ack(&body)?;
     let incident = state
         .engine
         .acknowledge(id, by)
@@ -189,6 +178,24 @@ async fn acknowledge(
             AckError::Store(e) => unavailable(e),
         })?;
     Ok(Json(view(&state, incident).await?))
+}
+
+/// An ack body (empty, or `{"by": "…"}`) read into who acknowledges.
+/// Public for the fuzz target `api_bodies`.
+#[doc(hidden)]
+pub fn read_ack(body: &[u8]) -> Result<Option<String>, ApiError> {
+    let body: AckBody = if body.iter().all(u8::is_ascii_whitespace) {
+        AckBody::default()
+    } else {
+        serde_json::from_slice(body).map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}"))
+        })?
+    };
+    // Free text reaches the store and every channel: keeper's text rule applies.
+    Ok(body
+        .by
+        .map(|b| crate::text::clean_to(b.trim(), NAME_MAX).into_owned())
+        .filter(|b| !b.is_empty()))
 }
 
 fn parse_id(raw: &str) -> Result<i64, ApiError> {

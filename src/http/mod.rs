@@ -23,6 +23,11 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 
 pub use error::ApiError;
+/// The API body readers, for the fuzz target `api_bodies`.
+#[doc(hidden)]
+pub use incidents::read_ack;
+#[doc(hidden)]
+pub use silences::read_silence;
 
 use crate::engine::{Board, EngineHandle};
 use crate::metrics::Metrics;

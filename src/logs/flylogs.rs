@@ -13,7 +13,9 @@
 //! the probe to show. Decoding an answer is `flylogs/page.rs`; lines, rules
 //! and samples are not this file's business.
 
-mod page;
+/// Public for the fuzz target `fly_logs`.
+#[doc(hidden)]
+pub mod page;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -349,6 +349,20 @@ impl Probe {
         sample
     }
 
+    /// A server's reply `bytes` to this probe's question asked with `id`,
+    /// read and judged as `run` does. Public for the fuzz target `dns_answer`.
+    #[doc(hidden)]
+    pub fn read_reply(&self, id: u16, bytes: &[u8]) -> Sample {
+        let mut query = wire::question(&self.name, self.record.record_type());
+        query.metadata.id = id;
+        let server = SocketAddr::from((Ipv4Addr::LOCALHOST, 53));
+        let question = format!("{} {}", self.record, shown(&self.name));
+        match wire::reply_to(&query, bytes) {
+            Ok(msg) => self.judge(&question, &msg, server, 1.0),
+            Err(why) => Sample::down(format!("{question}: {why}")),
+        }
+    }
+
     /// The sample for `server`'s reply: its answers, checked against `expect`.
     fn judge(&self, question: &str, msg: &Message, server: SocketAddr, latency: f64) -> Sample {
         match answers(self.record, &self.name, msg) {

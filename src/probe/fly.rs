@@ -90,10 +90,17 @@ impl Probe {
             let reason = api::status_reason(reply.status, &reply.body, Some(&self.token));
             return Sample::down(format!("Machines API: {reason}"));
         }
-        match serde_json::from_slice::<Vec<Machine>>(&reply.body) {
-            Ok(machines) => judge(&machines, Utc::now().timestamp_millis()),
-            Err(e) => Sample::down(format!("invalid JSON from the Machines API: {e}")),
-        }
+        read_machines(&reply.body, Utc::now().timestamp_millis())
+    }
+}
+
+/// The sample for a successful answer's body (the machine list) at `now_ms`
+/// (Unix milliseconds). Public for the fuzz target `fly_machines`.
+#[doc(hidden)]
+pub fn read_machines(body: &[u8], now_ms: i64) -> Sample {
+    match serde_json::from_slice::<Vec<Machine>>(body) {
+        Ok(machines) => judge(&machines, now_ms),
+        Err(e) => Sample::down(format!("invalid JSON from the Machines API: {e}")),
     }
 }
 

@@ -11,6 +11,7 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
+use http::StatusCode;
 use http::header::HeaderValue;
 use serde::{Deserialize, Deserializer};
 use tokio::time::Instant;
@@ -93,36 +94,48 @@ impl Probe {
                 return Sample::down(format!("Prometheus at {at}: {reason}"));
             }
         };
-        // A refused query comes back as 400/422/503 with Prometheus's own
-        // JSON error: its words are the reason.
-        let envelope = serde_json::from_slice::<Envelope>(&reply.body);
-        if let Ok(Envelope {
-            status: Some(status),
-            error_type,
-            error,
-            ..
-        }) = &envelope
-            && status == "error"
-        {
-            let kind = error_type.as_deref().unwrap_or("error");
-            let text = error.as_deref().unwrap_or("(no error text)");
-            return Sample::down(format!("query failed: {kind}: {}", api::shorten(text)));
-        }
-        if !reply.status.is_success() {
-            let reason = api::status_reason(reply.status, &reply.body, self.token.as_ref());
-            return Sample::down(format!("Prometheus: {reason}"));
-        }
-        let data = match envelope {
-            Err(e) => return Sample::down(format!("invalid JSON from Prometheus: {e}")),
-            Ok(Envelope {
-                data: Some(data), ..
-            }) => data,
-            Ok(_) => return Sample::down("invalid answer from Prometheus: no data".to_string()),
-        };
-        match data.series() {
-            Ok(series) => judge(series, self.metric),
-            Err(reason) => Sample::down(reason),
-        }
+        read_answer(reply.status, &reply.body, self.metric, self.token.as_ref())
+    }
+}
+
+/// The sample for the API's answer to the query (status and body), each
+/// series judged as `metric`. Public for the fuzz target `prometheus_answer`.
+#[doc(hidden)]
+pub fn read_answer(
+    status: StatusCode,
+    body: &[u8],
+    metric: Metric,
+    token: Option<&Token>,
+) -> Sample {
+    // A refused query comes back as 400/422/503 with Prometheus's own
+    // JSON error: its words are the reason.
+    let envelope = serde_json::from_slice::<Envelope>(body);
+    if let Ok(Envelope {
+        status: Some(said),
+        error_type,
+        error,
+        ..
+    }) = &envelope
+        && said == "error"
+    {
+        let kind = error_type.as_deref().unwrap_or("error");
+        let text = error.as_deref().unwrap_or("(no error text)");
+        return Sample::down(format!("query failed: {kind}: {}", api::shorten(text)));
+    }
+    if !status.is_success() {
+        let reason = api::status_reason(status, body, token);
+        return Sample::down(format!("Prometheus: {reason}"));
+    }
+    let data = match envelope {
+        Err(e) => return Sample::down(format!("invalid JSON from Prometheus: {e}")),
+        Ok(Envelope {
+            data: Some(data), ..
+        }) => data,
+        Ok(_) => return Sample::down("invalid answer from Prometheus: no data".to_string()),
+    };
+    match data.series() {
+        Ok(series) => judge(series, metric),
+        Err(reason) => Sample::down(reason),
     }
 }
 

@@ -27,9 +27,7 @@ pub async fn exchange(
     record_type: RecordType,
     deadline: Instant,
 ) -> Result<Message, String> {
-    let mut query = Message::query();
-    query.metadata.recursion_desired = true;
-    query.add_query(Query::query(name.clone(), record_type));
+    let query = question(name, record_type);
     let bytes = query
         .to_vec()
         .map_err(|e| format!("encoding the query: {e}"))?;
@@ -38,6 +36,14 @@ pub async fn exchange(
         return Ok(msg);
     }
     ask_tcp(server, &query, &bytes, deadline).await
+}
+
+/// The query message for `name`'s `record_type`, with a random id.
+pub(super) fn question(name: &Name, record_type: RecordType) -> Message {
+    let mut query = Message::query();
+    query.metadata.recursion_desired = true;
+    query.add_query(Query::query(name.clone(), record_type));
+    query
 }
 
 /// Sends `bytes` to `server` over UDP (again every [`RESEND_AFTER`]) and
@@ -136,7 +142,7 @@ fn tcp_words(e: &io::Error) -> String {
 }
 
 /// `bytes` read as the reply to `query`; `Err` says why it is not one.
-fn reply_to(query: &Message, bytes: &[u8]) -> Result<Message, String> {
+pub(super) fn reply_to(query: &Message, bytes: &[u8]) -> Result<Message, String> {
     let msg = Message::from_vec(bytes).map_err(|_| "garbage reply".to_string())?;
     if msg.id != query.id || msg.message_type != MessageType::Response {
         return Err("reply to another query".into());
