@@ -63,7 +63,7 @@ pub struct Options {
 /// Connects to the configured database and applies the migrations.
 pub async fn open_store(config: &Config) -> Result<Store, AppError> {
     let err = |source| AppError::Store {
-        url: redact(&config.storage.url),
+        url: crate::redact::dsn(&config.storage.url),
         source,
     };
     let store = Store::connect(&config.storage.url).await.map_err(err)?;
@@ -250,7 +250,7 @@ pub async fn start_with(config: Config, options: Options) -> Result<Keeper, AppE
         .load(&store)
         .await
         .map_err(|source| AppError::Store {
-            url: redact(&config.storage.url),
+            url: crate::redact::dsn(&config.storage.url),
             source,
         })?;
 
@@ -261,7 +261,7 @@ pub async fn start_with(config: Config, options: Options) -> Result<Keeper, AppE
         .seed_uptime(&uptime, chrono::Utc::now())
         .await
         .map_err(|source| AppError::Store {
-            url: redact(&config.storage.url),
+            url: crate::redact::dsn(&config.storage.url),
             source,
         })?;
     let buffer = SampleBuffer::new(config.storage.buffer);
@@ -307,7 +307,7 @@ pub async fn start_with(config: Config, options: Options) -> Result<Keeper, AppE
         queue: 4096,
     });
     engine.restore().await.map_err(|source| AppError::Store {
-        url: redact(&config.storage.url),
+        url: crate::redact::dsn(&config.storage.url),
         source,
     })?;
     let board = engine.board();
@@ -485,9 +485,4 @@ pub async fn start_with(config: Config, options: Options) -> Result<Keeper, AppE
         shutdown,
         done,
     })
-}
-
-/// A database URL without its password or query values, for messages.
-pub fn redact(url: &str) -> String {
-    crate::redact::dsn(url)
 }

@@ -107,7 +107,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Migrate => {
             let config = load(&cli.config)?;
             app::open_store(&config).await?;
-            println!("migrations applied to {}", app::redact(&config.storage.url));
+            println!(
+                "migrations applied to {}",
+                crate::redact::dsn(&config.storage.url)
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Probe(args) => oneshot::run(args).await,
@@ -249,8 +252,11 @@ async fn stored_heartbeat_tokens(
             .into_iter()
             .filter_map(|r| Some((r.check, r.token?)))
             .collect()),
-        Ok(Err(e)) => Err(format!("{}: {e}", app::redact(url))),
-        Err(_) => Err(format!("{} did not answer within 5s", app::redact(url))),
+        Ok(Err(e)) => Err(format!("{}: {e}", crate::redact::dsn(url))),
+        Err(_) => Err(format!(
+            "{} did not answer within 5s",
+            crate::redact::dsn(url)
+        )),
     }
 }
 
@@ -272,7 +278,7 @@ pub fn describe(config: &Config) -> String {
         config.routes.len()
     );
     let _ = writeln!(out, "listen:  {}", config.server.listen);
-    let _ = writeln!(out, "storage: {}", app::redact(&config.storage.url));
+    let _ = writeln!(out, "storage: {}", crate::redact::dsn(&config.storage.url));
     let _ = writeln!(out, "checks:");
     let width = config
         .checks

@@ -171,8 +171,16 @@ both_backends!(
         })
         .await;
         assert_eq!(opened["check"], "web");
-        // The watchdog probes storage every 200 ms: give it a few more rounds.
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // The watchdog probes storage every 200 ms: watch it for two more seconds of its runs.
+        let ran_at = |check: serde_json::Value| {
+            check["last_run_at"].as_str().and_then(|at| DateTime::parse_from_rfc3339(at).ok())
+        };
+        let from = ran_at(app.check("keeper:storage").await).expect("keeper:storage has run");
+        wait_until("keeper:storage ran for two more seconds", Duration::from_secs(30), || async {
+            ran_at(app.check("keeper:storage").await)
+                .is_some_and(|at| at - from >= chrono::Duration::seconds(2))
+        })
+        .await;
         stop.store(true, Ordering::Relaxed);
         let _ = watch.await;
         assert!(!storage_red.load(Ordering::Relaxed), "keeper:storage turned red under read load");
