@@ -12,14 +12,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::core::health::ChannelHealth;
 use crate::engine::{Board, Engine, Parts};
 use crate::http::{self, AppState};
-use crate::logs;
-use crate::logs::ingest;
 use crate::metrics::Metrics;
-use crate::notify::health::ChannelHealth;
 use crate::notify::outbox::Outbox;
 use crate::probe;
+use crate::probe::log::{self, ingest};
 use crate::scheduler::{self, Job, Timetable};
 use crate::store::uptime::UptimeBook;
 use crate::store::writer::{SampleBuffer, Writer};
@@ -63,7 +62,7 @@ pub struct Options {
 /// Connects to the configured database and applies the migrations.
 pub async fn open_store(config: &Config) -> Result<Store, AppError> {
     let err = |source| AppError::Store {
-        url: crate::redact::dsn(&config.storage.url),
+        url: crate::core::redact::dsn(&config.storage.url),
         source,
     };
     let store = Store::connect(&config.storage.url).await.map_err(err)?;
@@ -250,7 +249,7 @@ pub async fn start_with(config: Config, options: Options) -> Result<Keeper, AppE
         .load(&store)
         .await
         .map_err(|source| AppError::Store {
-            url: crate::redact::dsn(&config.storage.url),
+            url: crate::core::redact::dsn(&config.storage.url),
             source,
         })?;
 
@@ -261,7 +260,7 @@ pub async fn start_with(config: Config, options: Options) -> Result<Keeper, AppE
         .seed_uptime(&uptime, chrono::Utc::now())
         .await
         .map_err(|source| AppError::Store {
-            url: crate::redact::dsn(&config.storage.url),
+            url: crate::core::redact::dsn(&config.storage.url),
             source,
         })?;
     let buffer = SampleBuffer::new(config.storage.buffer);
@@ -307,7 +306,7 @@ pub async fn start_with(config: Config, options: Options) -> Result<Keeper, AppE
         queue: 4096,
     });
     engine.restore().await.map_err(|source| AppError::Store {
-        url: crate::redact::dsn(&config.storage.url),
+        url: crate::core::redact::dsn(&config.storage.url),
         source,
     })?;
     let board = engine.board();
@@ -322,7 +321,7 @@ pub async fn start_with(config: Config, options: Options) -> Result<Keeper, AppE
         addr: config.server.listen,
         source,
     })?;
-    let (wakes, wake_requests) = scheduler::wakes(1024);
+    let (wakes, wake_requests) = probe::wake::wakes(1024);
     // Log checks: a critical line wakes its check. `log_feeds` maps each log
     // check to its feed and source: file sources are followed here.
     let log_feeds = probe_context.logs.clone();
@@ -359,7 +358,7 @@ pub async fn start_with(config: Config, options: Options) -> Result<Keeper, AppE
     // Each log check's source, in its own task: files opened now (at their
     // end unless from_start) and followed, ingest sources registered before
     // the listener serves, Fly apps polled.
-    let log_tasks = logs::sources::start(&log_feeds, &ingest, &probe_context.roots, &shutdown)
+    let log_tasks = log::sources::start(&log_feeds, &ingest, &probe_context.roots, &shutdown)
         .await
         .map_err(|e| {
             shutdown.cancel();

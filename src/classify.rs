@@ -2,238 +2,54 @@
 //! (color, severity, reason). No I/O, no clock: DESIGN.md §3 lives here.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
 
-use serde::{Deserialize, Serialize};
+use crate::core::{Color, Direction, Metric, Outcome, Sample, Severity};
 
-use crate::probe::{Outcome, Sample};
-
-/// Health of a sample or a check. Ordered so that the worst is the maximum.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Color {
-    Green,
-    Yellow,
-    Red,
-}
-
-impl Color {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Color::Green => "green",
-            Color::Yellow => "yellow",
-            Color::Red => "red",
-        }
-    }
-
-    /// The value of `keeper_check_status`: 0 green, 1 yellow, 2 red.
-    pub fn as_metric(self) -> i64 {
-        self as i64
+/// The severities a short-form `{ yellow, red }` threshold gives (DESIGN.md §3).
+fn default_severities(metric: Metric) -> (Severity, Severity) {
+    match metric {
+        Metric::ErrorRatePct => (Severity::Low, Severity::Medium),
+        Metric::CertDaysLeft => (Severity::Low, Severity::High),
+        _ => (Severity::Medium, Severity::High),
     }
 }
 
-impl fmt::Display for Color {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+/// The built-in threshold levels of DESIGN.md §3.
+pub fn default_levels(metric: Metric) -> Levels {
+    let (yellow, red) = match metric {
+        Metric::UptimePct => (99.0, 95.0),
+        Metric::LatencyMs => (500.0, 1000.0),
+        Metric::ErrorRatePct => (0.1, 1.0),
+        Metric::MemoryPct => (70.0, 85.0),
+        Metric::CpuPct => (60.0, 80.0),
+        Metric::QueryMs => (100.0, 500.0),
+        Metric::DiskPct => (80.0, 90.0),
+        Metric::CertDaysLeft => (30.0, 7.0),
+        Metric::ConnectionsPct => (80.0, 95.0),
+        // A few mistyped passwords a minute is normal; one a second is an attack.
+        Metric::AuthFailuresPerMin => (10.0, 60.0),
+        Metric::Value => return Levels(Vec::new()),
+    };
+    let mut levels = Levels::short(metric, yellow, red);
+    match metric {
+        Metric::ErrorRatePct => levels.0.push(Level {
+            direction: Direction::Above,
+            bound: 5.0,
+            inclusive: false,
+            color: Color::Red,
+            severity: Severity::High,
+        }),
+        // An expired certificate (no days left) is critical.
+        Metric::CertDaysLeft => levels.0.push(Level {
+            direction: Direction::Below,
+            bound: 0.0,
+            inclusive: true,
+            color: Color::Red,
+            severity: Severity::Critical,
+        }),
+        _ => {}
     }
-}
-
-impl FromStr for Color {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "green" => Ok(Color::Green),
-            "yellow" => Ok(Color::Yellow),
-            "red" => Ok(Color::Red),
-            other => Err(format!(
-                "unknown color {other:?} (expected green, yellow or red)"
-            )),
-        }
-    }
-}
-
-/// How urgent a non-green check is (DESIGN.md §4). Ordered: the worst is the maximum.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Low,
-    Medium,
-    High,
-    Critical,
-}
-
-impl Severity {
-    pub const ALL: [Severity; 4] = [
-        Severity::Low,
-        Severity::Medium,
-        Severity::High,
-        Severity::Critical,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-            Severity::Critical => "critical",
-        }
-    }
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Severity {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "low" => Ok(Severity::Low),
-            "medium" => Ok(Severity::Medium),
-            "high" => Ok(Severity::High),
-            "critical" => Ok(Severity::Critical),
-            other => Err(format!(
-                "unknown severity {other:?} (expected low, medium, high or critical)"
-            )),
-        }
-    }
-}
-
-/// A measured quantity that thresholds apply to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Metric {
-    UptimePct,
-    LatencyMs,
-    ErrorRatePct,
-    MemoryPct,
-    CpuPct,
-    QueryMs,
-    DiskPct,
-    CertDaysLeft,
-    /// Database connections in use, as a percentage of `max_connections`.
-    ConnectionsPct,
-    /// A value with no meaning of its own (a PromQL result): no default
-    /// levels, the check's `thresholds = { value = … }` give its bands.
-    Value,
-    /// HTTP 401 and 403 responses per minute in a log stream (credential stuffing).
-    AuthFailuresPerMin,
-}
-
-/// Which way a metric gets worse.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
-    /// Higher is worse (latency, error rate).
-    Above,
-    /// Lower is worse (uptime, certificate days left).
-    Below,
-}
-
-impl Metric {
-    pub const ALL: [Metric; 11] = [
-        Metric::UptimePct,
-        Metric::LatencyMs,
-        Metric::ErrorRatePct,
-        Metric::MemoryPct,
-        Metric::CpuPct,
-        Metric::QueryMs,
-        Metric::DiskPct,
-        Metric::CertDaysLeft,
-        Metric::ConnectionsPct,
-        Metric::Value,
-        Metric::AuthFailuresPerMin,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Metric::UptimePct => "uptime_pct",
-            Metric::LatencyMs => "latency_ms",
-            Metric::ErrorRatePct => "error_rate_pct",
-            Metric::MemoryPct => "memory_pct",
-            Metric::CpuPct => "cpu_pct",
-            Metric::QueryMs => "query_ms",
-            Metric::DiskPct => "disk_pct",
-            Metric::CertDaysLeft => "cert_days_left",
-            Metric::ConnectionsPct => "connections_pct",
-            Metric::Value => "value",
-            Metric::AuthFailuresPerMin => "auth_failures_per_min",
-        }
-    }
-
-    pub fn direction(self) -> Direction {
-        match self {
-            Metric::UptimePct | Metric::CertDaysLeft => Direction::Below,
-            _ => Direction::Above,
-        }
-    }
-
-    /// The severities a short-form `{ yellow, red }` threshold gives (DESIGN.md §3).
-    fn default_severities(self) -> (Severity, Severity) {
-        match self {
-            Metric::ErrorRatePct => (Severity::Low, Severity::Medium),
-            Metric::CertDaysLeft => (Severity::Low, Severity::High),
-            _ => (Severity::Medium, Severity::High),
-        }
-    }
-
-    /// The built-in threshold levels of DESIGN.md §3.
-    pub fn default_levels(self) -> Levels {
-        let (yellow, red) = match self {
-            Metric::UptimePct => (99.0, 95.0),
-            Metric::LatencyMs => (500.0, 1000.0),
-            Metric::ErrorRatePct => (0.1, 1.0),
-            Metric::MemoryPct => (70.0, 85.0),
-            Metric::CpuPct => (60.0, 80.0),
-            Metric::QueryMs => (100.0, 500.0),
-            Metric::DiskPct => (80.0, 90.0),
-            Metric::CertDaysLeft => (30.0, 7.0),
-            Metric::ConnectionsPct => (80.0, 95.0),
-            // A few mistyped passwords a minute is normal; one a second is an attack.
-            Metric::AuthFailuresPerMin => (10.0, 60.0),
-            Metric::Value => return Levels(Vec::new()),
-        };
-        let mut levels = Levels::short(self, yellow, red);
-        match self {
-            Metric::ErrorRatePct => levels.0.push(Level {
-                direction: Direction::Above,
-                bound: 5.0,
-                inclusive: false,
-                color: Color::Red,
-                severity: Severity::High,
-            }),
-            // An expired certificate (no days left) is critical.
-            Metric::CertDaysLeft => levels.0.push(Level {
-                direction: Direction::Below,
-                bound: 0.0,
-                inclusive: true,
-                color: Color::Red,
-                severity: Severity::Critical,
-            }),
-            _ => {}
-        }
-        levels
-    }
-}
-
-impl fmt::Display for Metric {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Metric {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Metric::ALL
-            .into_iter()
-            .find(|m| m.as_str() == s)
-            .ok_or_else(|| {
-                let known: Vec<_> = Metric::ALL.iter().map(|m| m.as_str()).collect();
-                format!("unknown metric {s:?} (known: {})", known.join(", "))
-            })
-    }
+    levels
 }
 
 /// One threshold level: when the value is past `bound`, the sample is `color` at `severity`.
@@ -267,7 +83,7 @@ impl Levels {
     /// with the metric's default severities.
     pub fn short(metric: Metric, yellow: f64, red: f64) -> Levels {
         let direction = metric.direction();
-        let (yellow_severity, red_severity) = metric.default_severities();
+        let (yellow_severity, red_severity) = default_severities(metric);
         Levels(vec![
             Level {
                 direction,
@@ -306,7 +122,7 @@ impl Thresholds {
         Thresholds(
             Metric::ALL
                 .into_iter()
-                .map(|m| (m, m.default_levels()))
+                .map(|m| (m, default_levels(m)))
                 .collect(),
         )
     }
@@ -410,7 +226,7 @@ fn format_value(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::Sample;
+    use crate::core::Sample;
 
     fn up_with(metric: Metric, value: f64) -> Sample {
         let mut s = Sample::up("ok");

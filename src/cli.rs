@@ -109,7 +109,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             app::open_store(&config).await?;
             println!(
                 "migrations applied to {}",
-                crate::redact::dsn(&config.storage.url)
+                crate::core::redact::dsn(&config.storage.url)
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -252,10 +252,10 @@ async fn stored_heartbeat_tokens(
             .into_iter()
             .filter_map(|r| Some((r.check, r.token?)))
             .collect()),
-        Ok(Err(e)) => Err(format!("{}: {e}", crate::redact::dsn(url))),
+        Ok(Err(e)) => Err(format!("{}: {e}", crate::core::redact::dsn(url))),
         Err(_) => Err(format!(
             "{} did not answer within 5s",
-            crate::redact::dsn(url)
+            crate::core::redact::dsn(url)
         )),
     }
 }
@@ -278,7 +278,11 @@ pub fn describe(config: &Config) -> String {
         config.routes.len()
     );
     let _ = writeln!(out, "listen:  {}", config.server.listen);
-    let _ = writeln!(out, "storage: {}", crate::redact::dsn(&config.storage.url));
+    let _ = writeln!(
+        out,
+        "storage: {}",
+        crate::core::redact::dsn(&config.storage.url)
+    );
     let _ = writeln!(out, "checks:");
     let width = config
         .checks

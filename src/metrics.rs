@@ -16,8 +16,8 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
-use crate::classify::{Color, Severity};
-use crate::probe::Sample;
+use crate::core::Sample;
+use crate::core::{Color, Severity};
 use crate::store::writer::WriterMetrics;
 
 #[derive(Clone)]
@@ -28,7 +28,7 @@ pub struct Metrics {
     pub notifications: IntCounterVec,
     pub scheduler_lag: Histogram,
     /// The worst lag since `keeper:scheduler` last looked.
-    pub scheduler_lag_worst: crate::probe::keeper::SchedulerLag,
+    pub scheduler_lag_worst: crate::core::health::SchedulerLag,
     pub writer: WriterMetrics,
     pub store_errors: IntCounter,
     /// Incident changes made while storage is away, not yet written down.

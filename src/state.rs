@@ -6,7 +6,8 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::classify::{Color, Severity, Verdict};
+use crate::classify::Verdict;
+use crate::core::{Color, Severity};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct CheckState {

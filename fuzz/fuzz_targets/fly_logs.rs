@@ -1,7 +1,7 @@
 //! Fly logs API pages: any body as a page, and each entry's timestamp.
 #![no_main]
 
-use keeper::logs::flylogs::page::{parse_page, timestamp};
+use keeper::probe::log::flylogs::page::{parse_page, timestamp};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

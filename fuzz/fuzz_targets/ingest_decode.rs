@@ -6,7 +6,7 @@ use std::io::Write;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use keeper::logs::ingest::decode;
+use keeper::probe::log::ingest::decode;
 use libfuzzer_sys::fuzz_target;
 
 const LIMIT: usize = 64 * 1024;

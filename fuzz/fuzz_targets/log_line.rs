@@ -4,8 +4,8 @@
 
 use std::sync::LazyLock;
 
-use keeper::logs::line::{access_log_status, read, truncate};
-use keeper::logs::rules::{Rules, Tally};
+use keeper::probe::log::line::{access_log_status, read, truncate};
+use keeper::probe::log::rules::{Rules, Tally};
 use libfuzzer_sys::fuzz_target;
 use regex::Regex;
 

@@ -3,7 +3,7 @@
 #![no_main]
 
 use http::StatusCode;
-use keeper::classify::Metric;
+use keeper::core::Metric;
 use keeper::probe::prometheus::read_answer;
 use libfuzzer_sys::fuzz_target;
 

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use chrono::Utc;
-use keeper::classify::Color;
+use keeper::core::Color;
 use keeper::store::writer::DEFAULT_BATCH_SIZE;
 use keeper::store::{SampleRow, Store};
 
@@ -415,7 +415,7 @@ mod api;
 mod logs {
     use std::time::{Duration, Instant};
 
-    use keeper::logs::{Feed, Rules};
+    use keeper::probe::log::{Feed, Rules};
 
     /// Lines per `Feed::lines` call, as a file read or an ingest body brings them.
     const BATCH: usize = 1000;
@@ -499,7 +499,7 @@ mod logs {
         )
     }
 
-    fn push(lines: &[String], n: usize) -> (Duration, keeper::logs::Reading) {
+    fn push(lines: &[String], n: usize) -> (Duration, keeper::probe::log::Reading) {
         let feed = Feed::new(Rules::default(), Duration::from_secs(300));
         let started = Instant::now();
         let mut done = 0;

@@ -10,8 +10,10 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use chrono::Utc;
 
-use crate::classify::{self, Color, Thresholds, Verdict};
-use crate::probe::{self, Sample, Spec};
+use crate::classify::{self, Thresholds, Verdict};
+use crate::core::Color;
+use crate::core::Sample;
+use crate::probe::{self, Spec};
 
 /// The options of `keeper probe`.
 #[derive(Debug, clap::Args)]
@@ -44,7 +46,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let verdict = classify::classify(
         &sample,
         &Thresholds::builtin(),
-        classify::Severity::Critical,
+        crate::core::Severity::Critical,
     );
     print!("{}", report(&spec, &sample, &verdict));
     Ok(ExitCode::from(match verdict.color {

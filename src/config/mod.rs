@@ -8,7 +8,6 @@
 
 mod error;
 mod raw;
-pub mod value;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -20,14 +19,13 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 pub use error::{ConfigError, ConfigErrors};
-pub use value::{Crontab, HostPort, HumanDuration, Pattern};
 
-use crate::classify::{Severity, Thresholds};
+use crate::classify::Thresholds;
+use crate::core::value::{Crontab, HumanDuration};
+use crate::core::{CheckName, Severity};
 use crate::notify::ChannelSpec;
+use crate::notify::policy::{Maintenance, Route};
 use crate::probe;
-
-/// The name of a check, cheap to clone.
-pub type CheckName = Arc<str>;
 
 /// A loaded, validated configuration.
 #[derive(Clone, Debug)]
@@ -131,61 +129,6 @@ pub struct ChannelConfig {
     /// At most one message per this interval (`min_interval`; default by kind,
     /// from the service's documented rate limit).
     pub min_interval: Duration,
-}
-
-/// `[[routes]]`: which notifications go to which channels.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Route {
-    /// Empty: every severity.
-    pub severities: Vec<Severity>,
-    pub channels: Vec<String>,
-    /// Labels a check must carry, all of them.
-    pub matches: BTreeMap<String, String>,
-    pub group_wait: Duration,
-}
-
-impl Route {
-    pub fn matches(&self, severity: Severity, labels: &BTreeMap<String, String>) -> bool {
-        (self.severities.is_empty() || self.severities.contains(&severity))
-            && self
-                .matches
-                .iter()
-                .all(|(k, v)| labels.get(k).is_some_and(|have| have == v))
-    }
-}
-
-/// `[[maintenance]]`: a recurring window (crontab start + duration) during
-/// which matching checks' notifications are held back.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Maintenance {
-    pub schedule: Crontab,
-    pub duration: Duration,
-    /// Labels a check must all carry (with `checks` empty: every check when empty too).
-    pub matches: BTreeMap<String, String>,
-    /// Checks it covers by name; empty: by labels only.
-    pub checks: Vec<String>,
-    pub comment: String,
-}
-
-impl Maintenance {
-    /// When the window around `now` ends, if `now` is inside one.
-    pub fn active_until(
-        &self,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Option<chrono::DateTime<chrono::Utc>> {
-        let started = self.schedule.last_at_or_before(now)?;
-        let ends = started + chrono::Duration::from_std(self.duration).ok()?;
-        (now < ends).then_some(ends)
-    }
-
-    /// Whether it covers the check `name` with `labels`.
-    pub fn covers(&self, name: &str, labels: &BTreeMap<String, String>) -> bool {
-        (self.checks.is_empty() || self.checks.iter().any(|c| c == name))
-            && self
-                .matches
-                .iter()
-                .all(|(k, v)| labels.get(k).is_some_and(|have| have == v))
-    }
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9400";

@@ -9,9 +9,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::error::Collector;
-use super::value::{Crontab, HumanDuration};
 use super::{CheckConfig, Schedule, Severities as ResolvedSeverities};
-use crate::classify::{Color, Direction, Level, Levels, Metric, Severity, Thresholds};
+use crate::classify::{Level, Levels, Thresholds};
+use crate::core::value::{Crontab, HumanDuration};
+use crate::core::{Color, Direction, Metric, Severity};
 use crate::probe;
 
 #[derive(Debug, Default, Deserialize)]
@@ -500,7 +501,7 @@ fn level(metric: Metric, item: &toml::Value) -> Result<Level, String> {
         return Err("a level's color is yellow or red".into());
     }
     let severity = severity.unwrap_or_else(|| {
-        let s = metric.default_levels();
+        let s = crate::classify::default_levels(metric);
         s.0.iter()
             .find(|l| l.color == color)
             .map_or(Severity::High, |l| l.severity)

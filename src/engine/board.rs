@@ -29,7 +29,7 @@ impl Board {
                 target: c.probe.target(),
                 description: c.description.clone(),
                 labels: c.labels.clone(),
-                color: crate::classify::Color::Green,
+                color: crate::core::Color::Green,
                 severity: None,
                 message: "not run yet".into(),
                 since: None,

@@ -4,10 +4,11 @@
 use chrono::{DateTime, Utc};
 
 use super::{Engine, EventFacts};
-use crate::classify::{Color, Severity};
+use crate::core::EventKind;
+use crate::core::{Color, Severity};
 use crate::incident;
-use crate::notify::EventKind;
-use crate::store::{IncidentChange, IncidentFilter};
+use crate::incident::IncidentChange;
+use crate::store::IncidentFilter;
 
 /// How long a digest's notifications gather before the outbox sends them as one.
 const DIGEST_GATHER: chrono::Duration = chrono::Duration::seconds(2);
@@ -30,7 +31,7 @@ impl Engine {
 
     /// The daily digest: every open low incident, and every low incident that
     /// came and went since the last digest unseen, in one message per channel
-    /// (its notifications share a batch, see [`crate::store::Outgoing::batch_at`]).
+    /// (its notifications share a batch, see [`crate::core::Outgoing::batch_at`]).
     async fn send_digest(&mut self, now: DateTime<Utc>) {
         self.digest_resolved(now).await;
         let low: Vec<usize> = (0..self.checks.len())

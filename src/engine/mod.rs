@@ -22,16 +22,21 @@ pub use board::Board;
 pub use requests::{AckError, Command, EngineHandle};
 pub use sink::Sink;
 
-use crate::classify::{Color, Severity, Verdict};
-use crate::config::{CheckConfig, Crontab, Maintenance, Route};
+use crate::classify::Verdict;
+use crate::config::CheckConfig;
+use crate::core::EventKind;
+use crate::core::Sample;
+use crate::core::value::Crontab;
+use crate::core::{Color, Severity};
 use crate::incident::{self, Decision, OpenIncident};
+use crate::incident::{Incident, IncidentChange, Silence};
 use crate::metrics::Metrics;
 use crate::notify::outbox::Direct;
-use crate::notify::{EventKind, policy};
-use crate::probe::Sample;
+use crate::notify::policy;
+use crate::notify::policy::{Maintenance, Route};
 use crate::state::CheckState;
 use crate::store::writer::SampleBuffer;
-use crate::store::{Incident, IncidentChange, Silence, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// A classified sample on its way to the engine.
 #[derive(Debug)]
@@ -510,7 +515,7 @@ impl Engine {
     /// One row per channel that hears of an event of check `check`: the
     /// routes' and those that heard of the incident before, each once, each
     /// going out at once.
-    fn recipients(&self, check: usize, facts: &EventFacts) -> Vec<crate::store::Outgoing> {
+    fn recipients(&self, check: usize, facts: &EventFacts) -> Vec<crate::core::Outgoing> {
         let config = &self.checks[check].config;
         let event = facts.event(&config.name, &config.labels);
         let mut rows = policy::route_with(&self.routes, &event, &facts.heard);
@@ -525,7 +530,7 @@ impl Engine {
 
     /// The outbox rows an event of check `check` makes, by the routes; rows
     /// for a channel with a `group_wait` join its open window.
-    fn outgoing(&mut self, check: usize, facts: &EventFacts) -> Vec<crate::store::Outgoing> {
+    fn outgoing(&mut self, check: usize, facts: &EventFacts) -> Vec<crate::core::Outgoing> {
         let mut rows = self.recipients(check, facts);
         let config = &self.checks[check].config;
         let event = facts.event(&config.name, &config.labels);
@@ -559,7 +564,7 @@ impl Engine {
             .as_ref()
             .map_or_else(Vec::new, |e| self.outgoing(check, e));
         let queued = outgoing.len();
-        let (kind, _) = crate::store::event_of(&change);
+        let (kind, _) = crate::incident::event_of(&change);
         let store = self.store.clone();
         match self.guarded(store.record(change.clone(), outgoing)).await {
             Ok(incident) => {
@@ -590,7 +595,7 @@ impl Engine {
             let rows = self.recipients(check, event);
             tracing::warn!(
                 check = %self.checks[check].config.name,
-                event = crate::store::event_of(&change).0,
+                event = crate::incident::event_of(&change).0,
                 notifications = rows.len(),
                 "storage is away: incident change sent directly, recorded once it is back"
             );

@@ -18,7 +18,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::Engine;
-use crate::store::{IncidentChange, StoreError};
+use crate::incident::IncidentChange;
+use crate::store::StoreError;
 
 /// The id of an incident held in memory only: opened while storage was away.
 pub const OFFLINE: i64 = 0;
@@ -146,7 +147,7 @@ impl Engine {
     /// What `keeper:storage` saw: the database away spares every other check
     /// the wait for a database that will not answer; the database answering
     /// again brings the next attempt to write down forward.
-    pub(super) fn storage_seen(&mut self, sample: &crate::probe::Sample) {
+    pub(super) fn storage_seen(&mut self, sample: &crate::core::Sample) {
         match (&mut self.away, sample.is_up()) {
             (None, false) => self.went_away(&sample.message),
             (Some(away), true) => away.retry_at = Instant::now(),

@@ -6,8 +6,9 @@ use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Commit, Engine, EventFacts};
-use crate::notify::EventKind;
-use crate::store::{Incident, IncidentChange, NewSilence, Silence, StoreError};
+use crate::core::EventKind;
+use crate::incident::{Incident, IncidentChange, NewSilence, Silence};
+use crate::store::StoreError;
 
 /// Why an acknowledgement was refused.
 #[derive(Debug, thiserror::Error)]

@@ -8,8 +8,8 @@ use tokio::sync::mpsc;
 use super::Observation;
 use crate::classify::classify;
 use crate::config::CheckConfig;
+use crate::core::Sample;
 use crate::metrics::Metrics;
-use crate::probe::Sample;
 use crate::store::SampleRow;
 use crate::store::writer::SampleBuffer;
 
@@ -43,7 +43,7 @@ impl Sink {
             status_code: sample.http.as_ref().map(|h| h.status),
             latency_ms: sample.latency_ms(),
             message: sample.message.clone(),
-            metrics: crate::store::metrics_json(&sample),
+            metrics: crate::core::metrics_json(&sample),
         });
         // The engine only does memory work and rare transactions: waiting here is brief.
         let observation = Observation {

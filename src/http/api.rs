@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState};
-use crate::classify::{Color, Severity};
+use crate::core::{Color, Severity};
 use crate::state::CheckStatus;
 use crate::store::uptime::Windows;
 

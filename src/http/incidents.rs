@@ -13,11 +13,12 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::Authorized;
 use super::{ApiError, AppState};
-use crate::classify::{Color, Severity};
+use crate::core::text::NAME_MAX;
+use crate::core::{Color, Severity};
 use crate::engine::AckError;
+use crate::incident::{Incident, IncidentEvent};
 use crate::incident::{mtta_s, mttr_s};
-use crate::store::{Incident, IncidentEvent, IncidentFilter, StoreError};
-use crate::text::NAME_MAX;
+use crate::store::{IncidentFilter, StoreError};
 
 /// The most incidents one listing returns.
 const MAX_LIMIT: u32 = 1000;
@@ -194,7 +195,7 @@ pub fn read_ack(body: &[u8]) -> Result<Option<String>, ApiError> {
     // Free text reaches the store and every channel: keeper's text rule applies.
     Ok(body
         .by
-        .map(|b| crate::text::clean_to(b.trim(), NAME_MAX).into_owned())
+        .map(|b| crate::core::text::clean_to(b.trim(), NAME_MAX).into_owned())
         .filter(|b| !b.is_empty()))
 }
 

@@ -23,7 +23,7 @@ use axum::routing::post;
 use serde_json::json;
 
 use super::{ApiError, AppState};
-use crate::logs::ingest::{self, BODY_LIMIT, DECODED_LIMIT, DecodeError, Refusal};
+use crate::probe::log::ingest::{self, BODY_LIMIT, DECODED_LIMIT, DecodeError, Refusal};
 
 /// The challenge sent with a 401: both schemes a shipper may use.
 const CHALLENGE: &str = r#"Bearer realm="keeper ingest", Basic realm="keeper ingest""#;

@@ -61,7 +61,7 @@ pub struct AppState {
     /// Heartbeat tokens and signals: `/ping/{token}` records into it.
     pub heartbeats: crate::probe::heartbeat::Registry,
     /// Log ingest sources: `/ingest/{source}` delivers into it.
-    pub ingest: crate::logs::ingest::Registry,
+    pub ingest: crate::probe::log::ingest::Registry,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -15,9 +15,10 @@ use serde::Deserialize;
 
 use super::auth::Authorized;
 use super::{ApiError, AppState};
-use crate::config::HumanDuration;
-use crate::store::{NewSilence, Silence, StoreError};
-use crate::text::NAME_MAX;
+use crate::core::text::NAME_MAX;
+use crate::core::value::HumanDuration;
+use crate::incident::{NewSilence, Silence};
+use crate::store::StoreError;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -111,7 +112,7 @@ fn validate(
         return Err(bad("ends_at must come after starts_at"));
     }
     // Free text reaches the store and the API: keeper's text rule applies.
-    let name = |t: String| crate::text::clean_to(&t, NAME_MAX).into_owned();
+    let name = |t: String| crate::core::text::clean_to(&t, NAME_MAX).into_owned();
     Ok(NewSilence {
         check: body.check,
         labels: body
@@ -121,7 +122,7 @@ fn validate(
             .collect(),
         starts_at,
         ends_at,
-        comment: crate::text::clean(&body.comment).into_owned(),
+        comment: crate::core::text::clean(&body.comment).into_owned(),
         created_by: body.by.filter(|b| !b.trim().is_empty()).map(name),
     })
 }

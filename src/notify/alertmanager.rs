@@ -16,7 +16,8 @@ use reqwest::header::HeaderMap;
 use serde::Deserialize;
 
 use super::webhook::{parse_headers, parse_url, post_json};
-use super::{Notification, SendError, render};
+use super::{SendError, render};
+use crate::core::Notification;
 
 /// `[channels.NAME]` keys of kind `alertmanager`.
 #[derive(Clone, Debug, Deserialize)]
@@ -29,7 +30,7 @@ pub struct Spec {
     pub headers: BTreeMap<String, String>,
     /// How often an open incident's alert is sent again, so Alertmanager
     /// keeps it firing (default 1h; the alert's `endsAt` is a day ahead).
-    pub resend: Option<crate::config::value::HumanDuration>,
+    pub resend: Option<crate::core::value::HumanDuration>,
 }
 
 /// How often an open incident is re-sent when `resend` is not set.

@@ -20,7 +20,8 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde::Deserialize;
 
-use super::{Notification, SendError, render};
+use super::{SendError, render};
+use crate::core::Notification;
 
 /// Default port of `smtp://` (plain SMTP, upgraded with STARTTLS when offered).
 pub const SMTP_PORT: u16 = 25;

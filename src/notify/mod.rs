@@ -8,7 +8,6 @@
 pub mod alertmanager;
 pub mod discord;
 pub mod email;
-pub mod health;
 pub mod ntfy;
 pub mod outbox;
 pub mod pagerduty;
@@ -19,62 +18,11 @@ pub mod slack;
 pub mod teams;
 pub mod webhook;
 
-use std::collections::BTreeMap;
-use std::fmt;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use crate::classify::{Color, Severity};
-
-/// What happened to an incident, as `state` in the webhook JSON.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EventKind {
-    Opened,
-    Escalated,
-    Reminder,
-    Acknowledged,
-    Resolved,
-}
-
-impl EventKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::Opened => "opened",
-            EventKind::Escalated => "escalated",
-            EventKind::Reminder => "reminder",
-            EventKind::Acknowledged => "acknowledged",
-            EventKind::Resolved => "resolved",
-        }
-    }
-}
-
-impl fmt::Display for EventKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One notification: keeper's webhook JSON, and what every channel renders from.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Notification {
-    pub incident: i64,
-    pub check: String,
-    pub state: EventKind,
-    pub severity: Severity,
-    pub color: Color,
-    pub message: String,
-    pub labels: BTreeMap<String, String>,
-    pub started_at: DateTime<Utc>,
-    pub at: DateTime<Utc>,
-    /// Link to the incident, when `server.public_url` is set.
-    pub url: Option<String>,
-    /// How long the incident lasted, on `resolved`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration_s: Option<i64>,
-}
+use crate::core::Notification;
 
 /// Why a send failed, and whether trying again can help.
 #[derive(Debug, thiserror::Error)]

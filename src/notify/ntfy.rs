@@ -11,7 +11,8 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
 use super::webhook::{parse_url, post};
-use super::{Notification, SendError, render};
+use super::{SendError, render};
+use crate::core::Notification;
 
 /// `[channels.NAME]` keys of kind `ntfy`.
 #[derive(Clone, Debug, Deserialize)]

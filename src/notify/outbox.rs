@@ -38,10 +38,12 @@ use tokio::sync::{Mutex, Notify, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::health::ChannelHealth;
 use super::retry::{Disposition, Limits, backoff, decide};
-use super::{Channel, Notification, SendError, policy};
-use crate::store::{BadRow, OutboxEntry, Outgoing, Store, StoreError};
+use super::{Channel, SendError, policy};
+use crate::core::Notification;
+use crate::core::health::ChannelHealth;
+use crate::core::{OutboxEntry, Outgoing};
+use crate::store::{BadRow, Store, StoreError};
 
 /// How long a notification is retried, from when it was queued (`delivery.max_age`).
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -170,7 +172,7 @@ struct Unit<'a> {
 
 impl Outbox {
     /// A worker over `store`'s outbox, sending through `channels` (by name) and
-    /// counting into `keeper_notifications_total` (see [`crate::metrics::Metrics`]).
+    /// counting into `keeper_notifications_total`.
     pub fn new(
         store: Store,
         channels: Arc<BTreeMap<String, Channel>>,

@@ -12,7 +12,8 @@ use reqwest::header::HeaderMap;
 use serde::Deserialize;
 
 use super::webhook::{parse_url, post_json};
-use super::{Notification, SendError, render};
+use super::{SendError, render};
+use crate::core::Notification;
 
 /// Where events go unless `url` says otherwise.
 pub const DEFAULT_URL: &str = "https://events.pagerduty.com/v2/enqueue";

@@ -7,14 +7,71 @@
 //! into one message ([`group_wait`], [`Windows`]).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{EventKind, Notification};
-use crate::classify::{Color, Severity};
-use crate::config::{Maintenance, Route};
+use crate::core::Outgoing;
+use crate::core::value::Crontab;
+use crate::core::{Color, Severity};
+use crate::core::{EventKind, Notification};
+use crate::incident::Silence;
 use crate::state::CheckState;
-use crate::store::{Outgoing, Silence};
+
+/// `[[routes]]`: which notifications go to which channels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Route {
+    /// Empty: every severity.
+    pub severities: Vec<Severity>,
+    pub channels: Vec<String>,
+    /// Labels a check must carry, all of them.
+    pub matches: BTreeMap<String, String>,
+    pub group_wait: Duration,
+}
+
+impl Route {
+    pub fn matches(&self, severity: Severity, labels: &BTreeMap<String, String>) -> bool {
+        (self.severities.is_empty() || self.severities.contains(&severity))
+            && self
+                .matches
+                .iter()
+                .all(|(k, v)| labels.get(k).is_some_and(|have| have == v))
+    }
+}
+
+/// `[[maintenance]]`: a recurring window (crontab start + duration) during
+/// which matching checks' notifications are held back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Maintenance {
+    pub schedule: Crontab,
+    pub duration: Duration,
+    /// Labels a check must all carry (with `checks` empty: every check when empty too).
+    pub matches: BTreeMap<String, String>,
+    /// Checks it covers by name; empty: by labels only.
+    pub checks: Vec<String>,
+    pub comment: String,
+}
+
+impl Maintenance {
+    /// When the window around `now` ends, if `now` is inside one.
+    pub fn active_until(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        let started = self.schedule.last_at_or_before(now)?;
+        let ends = started + chrono::Duration::from_std(self.duration).ok()?;
+        (now < ends).then_some(ends)
+    }
+
+    /// Whether it covers the check `name` with `labels`.
+    pub fn covers(&self, name: &str, labels: &BTreeMap<String, String>) -> bool {
+        (self.checks.is_empty() || self.checks.iter().any(|c| c == name))
+            && self
+                .matches
+                .iter()
+                .all(|(k, v)| labels.get(k).is_some_and(|have| have == v))
+    }
+}
 
 /// The facts of an incident change a notification is made from.
 #[derive(Clone, Debug)]

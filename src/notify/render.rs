@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{EventKind, Notification};
-use crate::classify::Severity;
+use crate::core::Severity;
+use crate::core::{EventKind, Notification};
 
 /// Longest message put in an email subject, in characters.
 pub const SUBJECT_MESSAGE_MAX: usize = 120;
@@ -477,7 +477,7 @@ mod tests {
     use chrono::{TimeZone, Utc};
 
     use super::*;
-    use crate::classify::Color;
+    use crate::core::Color;
 
     #[test]
     fn groups_name_the_worst_severity_and_every_check() {

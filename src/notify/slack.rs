@@ -11,7 +11,8 @@ use reqwest::header::HeaderMap;
 use serde::Deserialize;
 
 use super::webhook::{parse_url, post_json};
-use super::{Notification, SendError, render};
+use super::{SendError, render};
+use crate::core::Notification;
 
 /// `[channels.NAME]` keys of kind `slack`.
 #[derive(Clone, Debug, Deserialize)]

@@ -21,7 +21,8 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AF
 use serde::Deserialize;
 use sha2::Sha256;
 
-use super::{Notification, SendError, render};
+use super::{SendError, render};
+use crate::core::Notification;
 
 /// How long one HTTP delivery may take, connect to last byte.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);

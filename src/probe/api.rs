@@ -96,7 +96,7 @@ pub fn client(roots: &tlsconf::Roots) -> Result<reqwest::Client, BuildError> {
 
 /// An absolute http(s) URL with a host, or why not.
 pub fn parse_url(key: &str, raw: &str) -> Result<Url, BuildError> {
-    let shown = crate::redact::url(raw);
+    let shown = crate::core::redact::url(raw);
     let url = Url::parse(raw).map_err(|e| BuildError(format!("{key} {shown:?}: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(BuildError(format!(

@@ -32,7 +32,8 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 use tokio::time::{Instant, timeout_at};
 
-use super::{BuildError, Sample};
+use super::BuildError;
+use crate::core::Sample;
 
 /// How much of each output stream (stdout, stderr) is kept; the rest is read and dropped.
 pub const OUTPUT_KEEP: usize = 64 * 1024;
@@ -419,7 +420,7 @@ mod tests {
 
     #[test]
     fn exit_codes_follow_the_nagios_convention() {
-        use crate::probe::Outcome;
+        use crate::core::Outcome;
         let s = judge(exit(0), b"OK - fine|load=1", b"");
         assert_eq!(s.outcome, Outcome::Up);
         assert_eq!(s.message, "OK - fine");

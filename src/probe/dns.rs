@@ -23,9 +23,10 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer};
 use tokio::time::Instant;
 
+use super::BuildError;
 use super::tcp::ms;
-use super::{BuildError, Sample};
-use crate::classify::Metric;
+use crate::core::Metric;
+use crate::core::Sample;
 
 /// Where the system's resolvers are listed.
 const RESOLV_CONF: &str = "/etc/resolv.conf";
@@ -554,7 +555,7 @@ mod tests {
         let s = probe()
             .ask_in_turn(&[silent.0, servfail, good], deadline)
             .await;
-        assert_eq!(s.outcome, crate::probe::Outcome::Up, "{s:?}");
+        assert_eq!(s.outcome, crate::core::Outcome::Up, "{s:?}");
         assert!(s.message.starts_with("A www.test → 192.0.2.1 in "), "{s:?}");
     }
 

@@ -17,7 +17,8 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::api::{self, Token};
-use super::{BuildError, Sample, tlsconf};
+use super::{BuildError, tlsconf};
+use crate::core::Sample;
 
 /// How far back events count: an OOM kill or a crash keeps the check yellow
 /// this long, enough to be seen (and to outlast `failures_before_alert`).
@@ -42,7 +43,7 @@ fn default_api_url() -> String {
 
 impl Spec {
     pub fn target(&self) -> String {
-        let api_url = crate::redact::url(&self.api_url);
+        let api_url = crate::core::redact::url(&self.api_url);
         format!(
             "{}/v1/apps/{}/machines",
             api_url.trim_end_matches('/'),
@@ -422,7 +423,7 @@ fn first_line(output: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::Outcome;
+    use crate::core::Outcome;
 
     const NOW: i64 = 1_800_000_000_000;
 

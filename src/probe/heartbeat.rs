@@ -19,8 +19,9 @@ use toml::Spanned;
 
 pub use registry::{Beat, Registry, Signal};
 
-use super::{BuildError, Sample, SpecProblem};
-use crate::config::value::{Crontab, HumanDuration};
+use super::{BuildError, SpecProblem};
+use crate::core::Sample;
+use crate::core::value::{Crontab, HumanDuration};
 
 /// How often a heartbeat is evaluated unless its `interval` says otherwise
 /// (a ping that changes its color also wakes an evaluation at once).
@@ -388,7 +389,7 @@ impl Probe {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::Outcome;
+    use crate::core::Outcome;
     use chrono::TimeZone;
 
     fn t0() -> DateTime<Utc> {

@@ -15,8 +15,9 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer};
 use tokio::time::{Instant, timeout_at};
 
-use super::{BuildError, Sample};
-use crate::classify::Metric;
+use super::BuildError;
+use crate::core::Metric;
+use crate::core::Sample;
 
 /// How far apart the two `/proc/stat` readings of a first run are.
 const CPU_SAMPLE_GAP: Duration = Duration::from_millis(250);

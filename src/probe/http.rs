@@ -27,9 +27,10 @@ use tokio::time::{Instant, timeout_at};
 use tokio_util::task::AbortOnDropHandle;
 use url::Url;
 
-use super::{BuildError, CertInfo, HttpInfo, Phases, Sample, tcp, tlsconf};
-use crate::classify::Metric;
-use crate::config::value::Pattern;
+use super::{BuildError, tcp, tlsconf};
+use crate::core::Metric;
+use crate::core::value::Pattern;
+use crate::core::{CertInfo, HttpInfo, Phases, Sample};
 
 /// The most body read; the rest is not downloaded.
 const BODY_LIMIT: usize = 1024 * 1024;
@@ -71,14 +72,22 @@ fn default_true() -> bool {
 
 impl Spec {
     pub fn target(&self) -> String {
-        crate::redact::url(&self.url)
+        crate::core::redact::url(&self.url)
     }
 
     pub fn build(&self, roots: &tlsconf::Roots) -> Result<Probe, BuildError> {
-        let url = Url::parse(&self.url)
-            .map_err(|e| BuildError(format!("url {:?}: {e}", crate::redact::url(&self.url))))?;
-        check_url(&url)
-            .map_err(|e| BuildError(format!("url {:?}: {e}", crate::redact::url(&self.url))))?;
+        let url = Url::parse(&self.url).map_err(|e| {
+            BuildError(format!(
+                "url {:?}: {e}",
+                crate::core::redact::url(&self.url)
+            ))
+        })?;
+        check_url(&url).map_err(|e| {
+            BuildError(format!(
+                "url {:?}: {e}",
+                crate::core::redact::url(&self.url)
+            ))
+        })?;
         let method = Method::from_bytes(self.method.to_ascii_uppercase().as_bytes())
             .map_err(|_| BuildError(format!("method {:?}: not an HTTP method", self.method)))?;
         let mut headers = HeaderMap::new();
@@ -222,7 +231,7 @@ impl Probe {
             if run.redirects == MAX_REDIRECTS {
                 let reason = format!(
                     "too many redirects (more than {MAX_REDIRECTS}), last to {}",
-                    crate::redact::url(location)
+                    crate::core::redact::url(location)
                 );
                 return run.sample(Err(reason), status.as_u16());
             }
@@ -255,7 +264,12 @@ impl Probe {
             Some(url::Host::Domain(name)) => name.to_string(),
             Some(url::Host::Ipv4(ip)) => ip.to_string(),
             Some(url::Host::Ipv6(ip)) => ip.to_string(),
-            None => return Err(format!("{}: no host", crate::redact::url(url.as_str()))),
+            None => {
+                return Err(format!(
+                    "{}: no host",
+                    crate::core::redact::url(url.as_str())
+                ));
+            }
         };
         let port = url.port_or_known_default().unwrap_or(80);
         let conn = tcp::connect(&host, port, run.deadline).await?;
@@ -311,7 +325,7 @@ impl Probe {
             .map_err(|e| {
                 format!(
                     "building the request for {}: {e}",
-                    crate::redact::url(url.as_str())
+                    crate::core::redact::url(url.as_str())
                 )
             })?;
         *request.headers_mut() = if left_origin {
@@ -531,7 +545,7 @@ fn next_hop(from: &Url, location: &str, status: StatusCode) -> Result<Url, Strin
         .map_err(|e| e.to_string())
         .and_then(|u| check_url(&u).map(|()| u))
         .map_err(|e| {
-            let shown = crate::redact::url(location);
+            let shown = crate::core::redact::url(location);
             format!("{} redirect to {shown:?}: {e}", status_text(status))
         })?;
     if from.scheme() == "https" && next.scheme() == "http" {

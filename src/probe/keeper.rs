@@ -4,15 +4,14 @@
 //! and probed like any other — so they are scheduled, classified, turned into
 //! incidents, silenced and acknowledged the same way.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
 use tokio::time::{Instant, timeout_at};
 
-use super::{BuildError, Sample};
-use crate::notify::health::ChannelHealth;
+use super::BuildError;
+use crate::core::Sample;
+use crate::core::health::{ChannelHealth, SchedulerLag};
 use crate::store::Store;
 
 /// The prefix of every check keeper makes about itself; not allowed in check names.
@@ -71,22 +70,6 @@ pub struct Sources {
     pub store: Store,
     pub channels: ChannelHealth,
     pub scheduler_lag: SchedulerLag,
-}
-
-/// The worst scheduler lag since the `keeper:scheduler` check last looked.
-#[derive(Clone, Debug, Default)]
-pub struct SchedulerLag(Arc<AtomicU64>);
-
-impl SchedulerLag {
-    pub fn observe(&self, lag: Duration) {
-        let micros = u64::try_from(lag.as_micros()).unwrap_or(u64::MAX);
-        self.0.fetch_max(micros, Ordering::Relaxed);
-    }
-
-    /// The worst lag seen since the last call, and starts over.
-    pub fn take(&self) -> Duration {
-        Duration::from_micros(self.0.swap(0, Ordering::Relaxed))
-    }
 }
 
 /// Scheduler lag past this is a warning (yellow)…

@@ -19,173 +19,15 @@ pub mod prometheus;
 pub mod tcp;
 pub mod tls;
 pub mod tlsconf;
+pub mod wake;
 
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde::Deserialize;
 
-use crate::classify::Metric;
-
-/// What one run of a probe saw.
-#[derive(Clone, Debug)]
-pub struct Sample {
-    /// When the probe started.
-    pub at: DateTime<Utc>,
-    /// How long the whole probe took.
-    pub duration: Duration,
-    pub outcome: Outcome,
-    /// One line for people: `200 OK in 12 ms`, or the reason it failed.
-    pub message: String,
-    /// Values thresholds apply to (latency_ms, cert_days_left, …).
-    pub metrics: Vec<(Metric, f64)>,
-    /// Other named values the probe measured (a plugin's perfdata, a
-    /// database's size): stored with the sample, no thresholds apply.
-    pub values: Vec<(String, f64)>,
-    /// HTTP details, for `probe_http_*` metrics and the API.
-    pub http: Option<HttpInfo>,
-    /// The earliest-expiring certificate the peer presented, if any was seen.
-    pub cert: Option<CertInfo>,
-}
-
-/// Whether the target answered as expected.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Outcome {
-    Up,
-    /// The target answered but is degraded by the probe's own judgement (a
-    /// machine stopped, a plugin's WARNING): yellow at medium severity unless
-    /// the metrics say worse. The string says why.
-    Warn(String),
-    /// The probe failed; the string says why (`connection refused`, `expected status 200, got 503`).
-    Down(String),
-}
-
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct HttpInfo {
-    /// Final response status; 0 when no response arrived.
-    pub status: u16,
-    pub redirects: u32,
-    pub phases: Phases,
-}
-
-/// Timing phases of an HTTP request, summed over redirects. A phase that never
-/// happened (no DNS lookup for an IP literal, no TLS on http://) is `None`.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Phases {
-    pub dns: Option<Duration>,
-    pub connect: Option<Duration>,
-    pub tls: Option<Duration>,
-    /// From request sent to the first byte of the response head.
-    pub first_byte: Option<Duration>,
-    /// From the first byte to the end of the body read.
-    pub transfer: Option<Duration>,
-}
-
-impl Phases {
-    /// `(name, duration)` for each phase that happened; the names are the
-    /// `phase` label of `probe_http_duration_seconds`.
-    pub fn named(&self) -> impl Iterator<Item = (&'static str, Duration)> {
-        [
-            ("dns", self.dns),
-            ("connect", self.connect),
-            ("tls", self.tls),
-            ("first_byte", self.first_byte),
-            ("transfer", self.transfer),
-        ]
-        .into_iter()
-        .filter_map(|(name, d)| d.map(|d| (name, d)))
-    }
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct CertInfo {
-    /// notAfter of the earliest-expiring certificate the peer presented.
-    pub not_after: DateTime<Utc>,
-    pub subject: String,
-    pub issuer: String,
-}
-
-impl CertInfo {
-    /// Days from `now` to notAfter, fractional; negative once expired.
-    pub fn days_left(&self, now: DateTime<Utc>) -> f64 {
-        (self.not_after - now).num_seconds() as f64 / 86_400.0
-    }
-}
-
-impl Sample {
-    /// An up sample started now with no measurements yet.
-    pub fn up(message: impl Into<String>) -> Sample {
-        Sample {
-            at: Utc::now(),
-            duration: Duration::ZERO,
-            outcome: Outcome::Up,
-            message: message.into(),
-            metrics: Vec::new(),
-            values: Vec::new(),
-            http: None,
-            cert: None,
-        }
-    }
-
-    /// A down sample started now: the reason is also the message.
-    pub fn down(reason: impl Into<String>) -> Sample {
-        let reason = reason.into();
-        Sample {
-            outcome: Outcome::Down(reason.clone()),
-            ..Sample::up(reason)
-        }
-    }
-
-    /// A degraded sample: the reason is also the message.
-    pub fn warn(reason: impl Into<String>) -> Sample {
-        let reason = reason.into();
-        Sample {
-            outcome: Outcome::Warn(reason.clone()),
-            ..Sample::up(reason)
-        }
-    }
-
-    /// Applies keeper's text rule ([`crate::text`]) to everything in the
-    /// sample a peer may have written: its message, its reason, the names of
-    /// its values, a certificate's subject and issuer. True when anything changed.
-    pub fn clean(&mut self) -> bool {
-        use crate::text::{clean_in_place, clean_to};
-        let mut changed = clean_in_place(&mut self.message);
-        if let Outcome::Down(reason) | Outcome::Warn(reason) = &mut self.outcome {
-            changed |= clean_in_place(reason);
-        }
-        for (name, _) in &mut self.values {
-            if let std::borrow::Cow::Owned(cleaned) = clean_to(name, crate::text::NAME_MAX) {
-                *name = cleaned;
-                changed = true;
-            }
-        }
-        if let Some(cert) = &mut self.cert {
-            changed |= clean_in_place(&mut cert.subject);
-            changed |= clean_in_place(&mut cert.issuer);
-        }
-        changed
-    }
-
-    /// Whether the target answered (`probe_success`): a degraded answer counts.
-    pub fn is_up(&self) -> bool {
-        !matches!(self.outcome, Outcome::Down(_))
-    }
-
-    pub fn metric(&self, metric: Metric) -> Option<f64> {
-        self.metrics
-            .iter()
-            .find(|(m, _)| *m == metric)
-            .map(|(_, v)| *v)
-    }
-
-    /// The latency people read: `latency_ms` when measured, else the probe's duration.
-    pub fn latency_ms(&self) -> f64 {
-        self.metric(Metric::LatencyMs)
-            .unwrap_or(self.duration.as_secs_f64() * 1000.0)
-    }
-}
+use crate::core::Sample;
 
 /// The config of a check's probe, by kind (`kind = "http"` …). Each kind's keys
 /// are read strictly: an unknown key is an error.
@@ -333,7 +175,7 @@ pub struct Context {
     /// Heartbeat checks register their tokens here; pings find them through it.
     pub heartbeats: heartbeat::Registry,
     /// Log checks register their feeds and sources here; `app` connects the sources.
-    pub logs: crate::logs::Feeds,
+    pub logs: crate::probe::log::Feeds,
 }
 
 impl Context {
@@ -343,7 +185,7 @@ impl Context {
             roots: tlsconf::Roots::system(),
             keeper: None,
             heartbeats: heartbeat::Registry::default(),
-            logs: crate::logs::Feeds::default(),
+            logs: crate::probe::log::Feeds::default(),
         }
     }
 }

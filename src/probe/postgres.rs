@@ -18,8 +18,9 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
 use tokio::time::{Instant, timeout_at};
 
-use super::{BuildError, Sample, tcp};
-use crate::classify::Metric;
+use super::{BuildError, tcp};
+use crate::core::Metric;
+use crate::core::Sample;
 
 /// The most statements `slow_statements` may name (one message line each is long enough).
 const MAX_SLOW_STATEMENTS: u32 = 20;
@@ -62,7 +63,7 @@ pub struct PgUrl {
 }
 
 impl PgUrl {
-    /// The URL with its password and every query value as `***` (see [`crate::redact::dsn`]).
+    /// The URL with its password and every query value as `***` (see [`crate::core::redact::dsn`]).
     pub fn redacted(&self) -> &str {
         &self.redacted
     }
@@ -84,7 +85,7 @@ impl FromStr for PgUrl {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let parsed = url::Url::parse(s).map_err(|e| format!("invalid url: {e}"))?;
-        let redacted = crate::redact::dsn(s);
+        let redacted = crate::core::redact::dsn(s);
         if !matches!(parsed.scheme(), "postgres" | "postgresql") {
             return Err(format!(
                 "url {redacted}: scheme {:?} is not postgres or postgresql",

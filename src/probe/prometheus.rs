@@ -18,8 +18,9 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::api::{self, Token};
-use super::{BuildError, Sample, tlsconf};
-use crate::classify::{Direction, Metric};
+use super::{BuildError, tlsconf};
+use crate::core::Sample;
+use crate::core::{Direction, Metric};
 
 /// The most series a message names; the rest are counted.
 const MAX_LISTED: usize = 5;
@@ -50,7 +51,7 @@ fn metric<'de, D: Deserializer<'de>>(de: D) -> Result<Metric, D::Error> {
 
 impl Spec {
     pub fn target(&self) -> String {
-        format!("{} {}", crate::redact::url(&self.url), self.query)
+        format!("{} {}", crate::core::redact::url(&self.url), self.query)
     }
 
     pub fn build(&self, roots: &tlsconf::Roots) -> Result<Probe, BuildError> {

@@ -11,9 +11,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 
-use super::{BuildError, Sample};
-use crate::classify::Metric;
-use crate::config::value::HostPort;
+use super::BuildError;
+use crate::core::Metric;
+use crate::core::Sample;
+use crate::core::value::HostPort;
 
 /// How much a `tcp` probe reads while looking for `expect`.
 const EXPECT_READ_LIMIT: usize = 64 * 1024;

@@ -10,9 +10,10 @@ use rustls::pki_types::ServerName;
 use serde::Deserialize;
 use tokio::time::{Instant, timeout_at};
 
-use super::{BuildError, CertInfo, Sample, tcp, tlsconf};
-use crate::classify::Metric;
-use crate::config::value::HostPort;
+use super::{BuildError, tcp, tlsconf};
+use crate::core::Metric;
+use crate::core::value::HostPort;
+use crate::core::{CertInfo, Sample};
 
 /// `[checks.NAME]` keys of kind `tls`.
 #[derive(Clone, Debug, Deserialize)]

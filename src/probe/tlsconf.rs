@@ -25,7 +25,8 @@ use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 
-use super::{BuildError, CertInfo};
+use super::BuildError;
+use crate::core::CertInfo;
 
 /// (`insecure_skip_verify`, ALPN protocols): what tells shared configs apart.
 type SharedKey = (bool, Vec<Vec<u8>>);

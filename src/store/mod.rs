@@ -17,8 +17,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::classify::{Color, Severity};
-use crate::notify::Notification;
+use crate::core::{Color, Notification, OutboxEntry, Outgoing, Severity};
+use crate::incident::{Incident, IncidentChange, IncidentEvent, NewSilence, Silence};
 
 /// One stored sample.
 #[derive(Clone, Debug, PartialEq)]
@@ -34,135 +34,6 @@ pub struct SampleRow {
     pub message: String,
     /// What else the sample measured, as a JSON object (see [`metrics_json`]).
     pub metrics: Option<String>,
-}
-
-/// A sample's measurements beyond its latency, as one JSON object: each
-/// thresholded metric at its worst value (several series or mounts may report
-/// one), then the probe's own named values. `None` when there are none.
-pub fn metrics_json(sample: &crate::probe::Sample) -> Option<String> {
-    use crate::classify::{Direction, Metric};
-    let mut out = serde_json::Map::new();
-    let mut worst: Vec<(Metric, f64)> = Vec::new();
-    for &(metric, value) in &sample.metrics {
-        if metric == Metric::LatencyMs || !value.is_finite() {
-            continue;
-        }
-        match worst.iter_mut().find(|(m, _)| *m == metric) {
-            Some((_, w)) => {
-                *w = match metric.direction() {
-                    Direction::Above => w.max(value),
-                    Direction::Below => w.min(value),
-                }
-            }
-            None => worst.push((metric, value)),
-        }
-    }
-    for (metric, value) in worst {
-        out.insert(metric.as_str().to_string(), value.into());
-    }
-    for (name, value) in &sample.values {
-        if value.is_finite() {
-            out.insert(name.clone(), (*value).into());
-        }
-    }
-    (!out.is_empty()).then(|| serde_json::Value::Object(out).to_string())
-}
-
-/// An incident as stored.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Incident {
-    pub id: i64,
-    pub check: String,
-    pub severity: Severity,
-    pub color: Color,
-    pub message: String,
-    pub started_at: DateTime<Utc>,
-    pub acknowledged_at: Option<DateTime<Utc>>,
-    pub resolved_at: Option<DateTime<Utc>>,
-    /// When its opening was notified; `None` while held back (a dependency
-    /// down, a silence) or when it resolved before anyone needed to hear.
-    pub notified_at: Option<DateTime<Utc>>,
-}
-
-/// One entry of an incident's timeline.
-#[derive(Clone, Debug, PartialEq)]
-pub struct IncidentEvent {
-    pub at: DateTime<Utc>,
-    /// `opened`, `escalated`, `resolved`, …
-    pub kind: String,
-    pub detail: String,
-}
-
-/// A change to an incident, decided by the engine. [`Store::record`] applies it
-/// and appends the matching timeline event in the same transaction.
-#[derive(Clone, Debug, PartialEq)]
-pub enum IncidentChange {
-    /// A new open incident. Fails with [`StoreError::AlreadyOpen`] when the
-    /// check already has one (enforced by a unique index, not by a read first).
-    Open {
-        check: String,
-        severity: Severity,
-        color: Color,
-        message: String,
-        at: DateTime<Utc>,
-        /// Whether its opening is notified now (`notified_at = at`) or held back.
-        notify: bool,
-    },
-    /// The open incident's severity rose.
-    Escalate {
-        id: i64,
-        severity: Severity,
-        color: Color,
-        message: String,
-        at: DateTime<Utc>,
-    },
-    /// The check is green again.
-    Resolve {
-        id: i64,
-        message: String,
-        at: DateTime<Utc>,
-    },
-    /// Someone took the incident on: repeats stop. `NotFound` unless it is
-    /// open and not yet acknowledged.
-    Acknowledge {
-        id: i64,
-        by: Option<String>,
-        at: DateTime<Utc>,
-    },
-    /// The open incident was notified again (its response window passed).
-    Remind { id: i64, at: DateTime<Utc> },
-    /// A held-back opening is notified now (the hold ended). `NotFound`
-    /// unless it is open and was not notified yet.
-    Notify {
-        id: i64,
-        reason: String,
-        at: DateTime<Utc>,
-    },
-}
-
-/// A silence: notifications for matching checks are held back until `ends_at`.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
-pub struct Silence {
-    pub id: i64,
-    /// The check it silences; `None` with labels.
-    pub check: Option<String>,
-    /// Labels a check must all carry to be silenced.
-    pub labels: std::collections::BTreeMap<String, String>,
-    pub starts_at: DateTime<Utc>,
-    pub ends_at: DateTime<Utc>,
-    pub comment: String,
-    pub created_by: Option<String>,
-}
-
-/// A silence to create.
-#[derive(Clone, Debug, PartialEq)]
-pub struct NewSilence {
-    pub check: Option<String>,
-    pub labels: std::collections::BTreeMap<String, String>,
-    pub starts_at: DateTime<Utc>,
-    pub ends_at: DateTime<Utc>,
-    pub comment: String,
-    pub created_by: Option<String>,
 }
 
 /// Which incidents a listing wants.
@@ -196,48 +67,6 @@ impl std::str::FromStr for IncidentFilter {
             )),
         }
     }
-}
-
-/// The timeline entry an incident change appends: (kind, detail).
-pub fn event_of(change: &IncidentChange) -> (&'static str, String) {
-    match change {
-        IncidentChange::Open { message, .. } => ("opened", message.clone()),
-        IncidentChange::Escalate { message, .. } => ("escalated", message.clone()),
-        IncidentChange::Resolve { message, .. } => ("resolved", message.clone()),
-        IncidentChange::Acknowledge { by, .. } => (
-            "acknowledged",
-            by.as_ref()
-                .map_or_else(String::new, |by| format!("by {by}")),
-        ),
-        IncidentChange::Remind { .. } => ("reminder", String::new()),
-        IncidentChange::Notify { reason, .. } => ("notified", reason.clone()),
-    }
-}
-
-/// A notification to put in the outbox with an incident change. For
-/// [`IncidentChange::Open`] the store fills in `notification.incident` with the new id.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Outgoing {
-    pub channel: String,
-    pub notification: Notification,
-    /// With a route's `group_wait`: when the channel's window closes. Every
-    /// notification of a channel with the same `batch_at` goes out as one
-    /// message then. `None`: on its own, at once.
-    pub batch_at: Option<DateTime<Utc>>,
-}
-
-/// A notification waiting in the outbox.
-#[derive(Clone, Debug, PartialEq)]
-pub struct OutboxEntry {
-    pub id: i64,
-    pub channel: String,
-    pub notification: Notification,
-    /// Sends tried so far.
-    pub attempts: u32,
-    /// The batch it goes out in (see [`Outgoing::batch_at`]).
-    pub batch_at: Option<DateTime<Utc>>,
-    /// When it was queued: retries end `delivery.max_age` after it.
-    pub created_at: DateTime<Utc>,
 }
 
 /// A stored row that does not decode (a value keeper does not know, JSON
@@ -382,7 +211,7 @@ impl Store {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Store::Postgres(postgres::PgStore::connect(url).await?))
         } else {
-            Err(StoreError::UnsupportedUrl(crate::redact::dsn(url)))
+            Err(StoreError::UnsupportedUrl(crate::core::redact::dsn(url)))
         }
     }
 

@@ -18,11 +18,12 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRo
 use sqlx::{FromRow, Row};
 
 use super::{
-    BadRow, Doing, DueNotifications, HeartbeatRow, Incident, IncidentChange, IncidentEvent,
-    IncidentFilter, NewSilence, OutboxEntry, Outgoing, SampleRow, Silence, StoreError,
+    BadRow, Doing, DueNotifications, HeartbeatRow, IncidentFilter, SampleRow, StoreError,
     decode_attempts, decode_color, decode_each, decode_labels, decode_notification,
-    decode_severity, encode_labels, encode_notification, event_of, uptime_map,
+    decode_severity, encode_labels, encode_notification, uptime_map,
 };
+use crate::core::{OutboxEntry, Outgoing};
+use crate::incident::{Incident, IncidentChange, IncidentEvent, NewSilence, Silence, event_of};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 

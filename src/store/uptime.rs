@@ -216,7 +216,7 @@ impl UptimeBook {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::Color;
+    use crate::core::Color;
 
     fn sample(check: &str, at_ms: i64, up: bool) -> SampleRow {
         SampleRow {

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use chrono::Utc;
 use hmac::{Hmac, KeyInit, Mac};
-use keeper::classify::Severity;
+use keeper::core::EventKind;
+use keeper::core::Severity;
 use keeper::notify::{
-    Channel, ChannelSpec, EventKind, alertmanager, discord, ntfy, pagerduty, teams, webhook,
+    Channel, ChannelSpec, alertmanager, discord, ntfy, pagerduty, teams, webhook,
 };
 use serde_json::{Value, json};
 use sha2::Sha256;

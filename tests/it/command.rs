@@ -7,8 +7,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use keeper::config::Config;
+use keeper::core::{Outcome, Sample};
 use keeper::probe::command::{self, MESSAGE_LIMIT};
-use keeper::probe::{Context, Outcome, Probe, Sample, Spec};
+use keeper::probe::{Context, Probe, Spec};
 
 use crate::support;
 

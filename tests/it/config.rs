@@ -156,7 +156,7 @@ fn thresholds_short_and_long_forms() {
     );
     let config = parse(&text).unwrap();
     let t = &config.checks[0].thresholds;
-    let lat = t.get(keeper::classify::Metric::LatencyMs).unwrap();
+    let lat = t.get(keeper::core::Metric::LatencyMs).unwrap();
     assert_eq!(lat.0[0].bound, 300.0);
     let bad = one_error(&format!(
         "{BASE}thresholds = {{ latency_msec = {{ yellow = 1, red = 2 }} }}\n"
@@ -284,7 +284,7 @@ fn the_low_digest_has_a_default_a_crontab_or_off() {
     .unwrap();
     assert!(off.severities.low_digest.is_none());
     assert_eq!(
-        off.severities.repeat[&keeper::classify::Severity::Low],
+        off.severities.repeat[&keeper::core::Severity::Low],
         std::time::Duration::from_secs(12 * 3600)
     );
     let err = one_error(&format!(

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use keeper::classify::Severity;
-use keeper::notify::EventKind;
+use keeper::core::EventKind;
+use keeper::core::Severity;
 use sqlx::Connection;
 
 use crate::support::app::TestApp;
@@ -457,9 +457,9 @@ async fn a_direct_notification_keeps_one_key_across_its_retries() {
     use std::collections::BTreeMap;
     use std::sync::Arc;
 
+    use keeper::core::Outgoing;
     use keeper::notify::outbox::Outbox;
     use keeper::notify::{Channel, ChannelSpec, webhook};
-    use keeper::store::Outgoing;
 
     let db = TestDb::sqlite();
     let store = db.store().await;

@@ -7,9 +7,10 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use keeper::classify::Metric;
 use keeper::config::Config;
-use keeper::probe::{Context, Outcome, Probe, Sample, Spec, dns};
+use keeper::core::Metric;
+use keeper::core::{Outcome, Sample};
+use keeper::probe::{Context, Probe, Spec, dns};
 
 use crate::support::dns::{DnsServer, Mode};
 

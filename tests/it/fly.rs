@@ -8,9 +8,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::Utc;
-use keeper::classify::{Color, Severity, classify};
+use keeper::classify::classify;
 use keeper::config::{CheckConfig, Config};
-use keeper::probe::{Context, Outcome, Probe, Sample};
+use keeper::core::{Color, Severity};
+use keeper::core::{Outcome, Sample};
+use keeper::probe::{Context, Probe};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::task::AbortOnDropHandle;
 

@@ -14,7 +14,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use keeper::app::{self, Keeper};
 use keeper::config::Config;
-use keeper::logs::ingest::{BODY_LIMIT, LineSink, MAX_LINE};
+use keeper::probe::log::ingest::{BODY_LIMIT, LineSink, MAX_LINE};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use keeper::logs::file::{self, Follower, Sink};
+use keeper::probe::log::file::{self, Follower, Sink};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -484,7 +484,7 @@ fn log_checks_alert_on_the_first_bad_sample_and_resolve_on_the_second_good_one()
         (app.failures_before_alert, app.successes_before_resolve),
         (1, 2)
     );
-    assert_eq!(app.down_severity, keeper::classify::Severity::Critical);
+    assert_eq!(app.down_severity, keeper::core::Severity::Critical);
     let web = config.check("web").unwrap();
     assert_eq!(web.failures_before_alert, 2);
     let described = keeper::cli::describe(&config);

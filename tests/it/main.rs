@@ -20,6 +20,7 @@ mod fly;
 mod flylogs;
 mod heartbeat;
 mod ingest;
+mod layers;
 mod logs;
 mod metrics;
 mod notify;

@@ -6,10 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use keeper::classify::{Color, Severity};
+use keeper::core::Outgoing;
+use keeper::core::{Color, Severity};
+use keeper::core::{EventKind, Notification};
+use keeper::incident::IncidentChange;
 use keeper::notify::outbox::Outbox;
-use keeper::notify::{Channel, ChannelSpec, EventKind, Notification, email, slack, webhook};
-use keeper::store::{IncidentChange, Outgoing, Store};
+use keeper::notify::{Channel, ChannelSpec, email, slack, webhook};
+use keeper::store::Store;
 use serde_json::json;
 
 use crate::support::receiver::{Receiver, Reply};

@@ -6,9 +6,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use keeper::classify::{Color, Metric, Severity, Thresholds, classify};
+use keeper::classify::{Thresholds, classify};
 use keeper::config::Config;
-use keeper::probe::{Context, Outcome, Probe, Sample, Spec, host};
+use keeper::core::{Color, Metric, Severity};
+use keeper::core::{Outcome, Sample};
+use keeper::probe::{Context, Probe, Spec, host};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 

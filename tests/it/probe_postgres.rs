@@ -6,9 +6,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use keeper::classify::{Color, Levels, Metric, Severity, Thresholds, classify};
+use keeper::classify::{Levels, Thresholds, classify};
 use keeper::config::Config;
-use keeper::probe::{Context, Outcome, Probe, Sample, Spec, postgres};
+use keeper::core::{Color, Metric, Severity};
+use keeper::core::{Outcome, Sample};
+use keeper::probe::{Context, Probe, Spec, postgres};
 use sqlx::Connection;
 
 use crate::support::db::TestDb;

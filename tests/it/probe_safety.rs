@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use keeper::probe::{Context, Outcome, Probe, Sample, Spec, http};
+use keeper::core::{Outcome, Sample};
+use keeper::probe::{Context, Probe, Spec, http};
 
 use crate::support::{
     self,

@@ -5,9 +5,10 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use keeper::classify::Metric;
+use keeper::core::Metric;
 
-use keeper::probe::{Context, Outcome, Probe, Sample, Spec, http, tcp, tls};
+use keeper::core::{Outcome, Sample};
+use keeper::probe::{Context, Probe, Spec, http, tcp, tls};
 
 use crate::support::{
     self,

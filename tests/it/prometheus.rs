@@ -7,9 +7,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use keeper::classify::{Color, Metric, Severity, classify};
+use keeper::classify::classify;
 use keeper::config::{CheckConfig, Config};
-use keeper::probe::{Context, Outcome, Probe, Sample};
+use keeper::core::{Color, Metric, Severity};
+use keeper::core::{Outcome, Sample};
+use keeper::probe::{Context, Probe};
 
 use crate::support::{self, prometheus::PrometheusServer, target::Target};
 

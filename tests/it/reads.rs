@@ -10,9 +10,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use keeper::classify::{Color, Severity};
+use keeper::core::{Color, Severity};
+use keeper::incident::IncidentChange;
 use keeper::store::postgres::{PgLimits, PgStore};
-use keeper::store::{IncidentChange, IncidentFilter, Store};
+use keeper::store::{IncidentFilter, Store};
 use sqlx::{AssertSqlSafe, Connection};
 
 use crate::support::app::TestApp;

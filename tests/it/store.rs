@@ -7,10 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
-use keeper::classify::{Color, Severity};
-use keeper::notify::{EventKind, Notification};
+use keeper::core::Outgoing;
+use keeper::core::{Color, Severity};
+use keeper::core::{EventKind, Notification};
+use keeper::incident::IncidentChange;
 use keeper::store::writer::{SampleBuffer, Writer, WriterMetrics};
-use keeper::store::{IncidentChange, Outgoing, SampleRow, Store, StoreError};
+use keeper::store::{SampleRow, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::db::{TestDb, both_backends};
@@ -277,7 +279,7 @@ both_backends!(
             .notification_retry(hook, 1, t(61), "503 from receiver")
             .await
             .expect("retry");
-        let ids = |d: Vec<keeper::store::OutboxEntry>| d.iter().map(|e| e.id).collect::<Vec<_>>();
+        let ids = |d: Vec<keeper::core::OutboxEntry>| d.iter().map(|e| e.id).collect::<Vec<_>>();
         assert_eq!(ids(store.due_notifications(t(60), 10).await.expect("due").entries), [mail]);
         let due = store.due_notifications(t(61), 10).await.expect("due").entries;
         assert_eq!(ids(due.clone()), [hook, mail]);
@@ -488,7 +490,7 @@ both_backends!(
         assert_eq!(events[1].detail, "held back while dependency db is failing");
 
         let silence = store
-            .create_silence(&keeper::store::NewSilence {
+            .create_silence(&keeper::incident::NewSilence {
                 check: None,
                 labels: [("team".to_string(), "ops".to_string())].into(),
                 starts_at: t(0),

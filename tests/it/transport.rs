@@ -6,9 +6,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use keeper::classify::Severity;
-use keeper::notify::{EventKind, email};
-use keeper::probe::{Context, Outcome, Probe, Spec, postgres};
+use keeper::core::EventKind;
+use keeper::core::Outcome;
+use keeper::core::Severity;
+use keeper::notify::email;
+use keeper::probe::{Context, Probe, Spec, postgres};
 use keeper::store::Store;
 
 use crate::notify::notification;

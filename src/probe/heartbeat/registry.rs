@@ -16,9 +16,10 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use super::{Rules, Signals, evaluate};
-use crate::config::CheckName;
-use crate::probe::{BuildError, Outcome, Sample};
-use crate::scheduler::Wakes;
+use crate::core::CheckName;
+use crate::core::{Outcome, Sample};
+use crate::probe::BuildError;
+use crate::probe::wake::Wakes;
 use crate::store::{HeartbeatRow, Store, StoreError};
 
 /// The longest a ping waits for its signal to be saved.

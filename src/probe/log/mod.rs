@@ -5,7 +5,22 @@
 //! (OOM, `Killed process`, …) is red at once: it wakes the check.
 //!
 //! This file owns the keys and the pure evaluation (window → sample);
-//! `logs/` owns the reading and counting.
+//! [`feeds`] holds each check's intake, the sources ([`file`], [`ingest`],
+//! [`flylogs`], started by [`sources`]) read lines, [`line`] and [`rules`]
+//! read each line, and [`window`] counts them.
+
+pub mod feeds;
+pub mod file;
+pub mod flylogs;
+pub mod ingest;
+pub mod line;
+pub mod rules;
+pub mod sources;
+pub mod window;
+
+pub use feeds::{Critical, Feed, Feeds, LogCheck, Reading, Source};
+pub use rules::{Rules, Tally};
+pub use window::{Counts, Window};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -17,10 +32,10 @@ use toml::Spanned;
 
 use super::api::{self, Token};
 use super::heartbeat::span;
-use super::{BuildError, Sample, SpecProblem};
-use crate::classify::Metric;
-use crate::config::value::{HumanDuration, Pattern};
-use crate::logs::{Feed, Feeds, Reading, Rules, Source};
+use super::{BuildError, SpecProblem};
+use crate::core::Metric;
+use crate::core::Sample;
+use crate::core::value::{HumanDuration, Pattern};
 
 /// The window when `window` is not set.
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(300);
@@ -447,8 +462,8 @@ fn percent(errors: u64, pct: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::logs::{Counts, Critical};
-    use crate::probe::Outcome;
+    use crate::core::Outcome;
+    use crate::probe::log::{Counts, Critical};
 
     fn reading(lines: u64, errors: u64, auth: u64) -> Reading {
         Reading {

@@ -1,9 +1,12 @@
-//! How each channel's deliveries have been going: the outbox records every
-//! attempt, keeper's own `keeper:channel:NAME` checks read it (a channel
-//! failing for `watchdog.channel_failing_for` is an incident of its own).
+//! keeper's own health as its parts record it and its self-checks read it:
+//! how each channel's deliveries have been going (the outbox records every
+//! attempt; a channel failing for `watchdog.channel_failing_for` is an
+//! incident of its own) and how late the scheduler starts probes.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
@@ -51,6 +54,22 @@ impl ChannelHealth {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Failing>> {
         self.failing.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The worst scheduler lag since the `keeper:scheduler` check last looked.
+#[derive(Clone, Debug, Default)]
+pub struct SchedulerLag(Arc<AtomicU64>);
+
+impl SchedulerLag {
+    pub fn observe(&self, lag: Duration) {
+        let micros = u64::try_from(lag.as_micros()).unwrap_or(u64::MAX);
+        self.0.fetch_max(micros, Ordering::Relaxed);
+    }
+
+    /// The worst lag seen since the last call, and starts over.
+    pub fn take(&self) -> Duration {
+        Duration::from_micros(self.0.swap(0, Ordering::Relaxed))
     }
 }
 

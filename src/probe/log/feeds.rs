@@ -7,27 +7,19 @@
 //! [`Feeds`] holds every log check's feed and source by check name, for
 //! `app` to connect sources to them.
 
-pub mod file;
-pub mod flylogs;
-pub mod ingest;
-pub mod line;
-pub mod rules;
-pub mod sources;
-pub mod window;
-
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use crate::config::CheckName;
+use crate::core::CheckName;
 use crate::probe::BuildError;
 use crate::probe::api::Token;
-use crate::scheduler::Wakes;
+use crate::probe::wake::Wakes;
 
-pub use rules::{Rules, Tally};
-pub use window::{Counts, Window};
+use super::rules::{Rules, Tally};
+use super::window::{Counts, Window};
 
 /// A log check's intake, cheap to clone, `Send + Sync`; sources call it from any task.
 #[derive(Clone)]

@@ -7,9 +7,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::classify::{Color, Severity};
+pub mod record;
+pub mod silence;
+
+pub use record::{Incident, IncidentChange, IncidentEvent, event_of};
+pub use silence::{NewSilence, Silence};
+
+use crate::core::{Color, Severity};
 use crate::state::CheckState;
-use crate::store::{Incident, IncidentChange};
 
 /// What the engine remembers of a check's open incident.
 #[derive(Clone, Debug, PartialEq)]

@@ -1,0 +1,239 @@
+//! The module graph of `src/` has no cycle: every top-level module sits in a
+//! layer and imports only from layers below it (README, "Layout"). Read
+//! from the source itself, so a new upward import fails here with the file
+//! and line, and a new top-level module must be given its layer.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Bottom up. A module may import from any layer below its own, never from
+/// its own layer (siblings stay independent) or above.
+const LAYERS: &[&[&str]] = &[
+    &["core", "telemetry"],
+    &["classify"],
+    &["state"],
+    &["incident"],
+    &["store"],
+    &["probe", "notify"],
+    &["config", "metrics"],
+    &["engine"],
+    &["scheduler", "http"],
+    &["app"],
+    &["cli"],
+];
+
+fn layer_of(module: &str) -> Option<usize> {
+    LAYERS.iter().position(|layer| layer.contains(&module))
+}
+
+/// One import that breaks the layering, or a module with no layer.
+#[derive(Debug, PartialEq)]
+struct Violation {
+    file: String,
+    line: usize,
+    from: String,
+    to: String,
+}
+
+/// The code of a file without its comments and its trailing `#[cfg(test)]`
+/// module (tests may reach anywhere). Line numbers are kept.
+fn code_of(source: &str) -> String {
+    let source = match source.find("#[cfg(test)]") {
+        Some(at) => &source[..at],
+        None => source,
+    };
+    source
+        .lines()
+        .map(|line| match line.find("//") {
+            Some(at) => &line[..at],
+            None => line,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The top-level modules `code` names through `crate::…` (including every
+/// branch of a `crate::{a, b::c}` group) or through enough `super::` to
+/// leave its own top-level module, with the line of each.
+fn references(code: &str, depth: usize) -> Vec<(usize, String)> {
+    let mut found = Vec::new();
+    for (index, line) in code.lines().enumerate() {
+        let mut rest = line;
+        while let Some(at) = rest.find("crate::") {
+            let after = &rest[at + "crate::".len()..];
+            if let Some(group) = after.strip_prefix('{') {
+                for name in group_heads(group) {
+                    found.push((index + 1, name));
+                }
+            } else {
+                found.push((index + 1, ident(after)));
+            }
+            rest = after;
+        }
+        // `super::super::x` from a file `depth` levels below its top-level
+        // module reaches the crate root after `depth` supers.
+        if depth > 0 {
+            let supers = "super::".repeat(depth + 1);
+            let mut rest = line;
+            while let Some(at) = rest.find(&supers) {
+                let after = &rest[at + supers.len()..];
+                found.push((index + 1, ident(after)));
+                rest = after;
+            }
+        }
+    }
+    // A group may span lines: read the rest of it from the whole text.
+    let mut rest = code;
+    while let Some(at) = rest.find("crate::{") {
+        let start_line = code[..code.len() - rest.len() + at].lines().count().max(1);
+        let after = &rest[at + "crate::{".len()..];
+        for name in group_heads(after) {
+            if !found.contains(&(start_line, name.clone())) {
+                found.push((start_line, name));
+            }
+        }
+        rest = after;
+    }
+    found.retain(|(_, name)| !name.is_empty() && name != "self");
+    found
+}
+
+fn ident(text: &str) -> String {
+    text.chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect()
+}
+
+/// The first path segment of each item of a `{…}` group (its text starts
+/// just after the opening brace).
+fn group_heads(group: &str) -> Vec<String> {
+    let mut heads = Vec::new();
+    let mut depth = 0;
+    let mut at_item_start = true;
+    for (i, c) in group.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => break,
+            '}' => depth -= 1,
+            ',' if depth == 0 => at_item_start = true,
+            c if at_item_start && (c.is_ascii_alphanumeric() || c == '_') => {
+                heads.push(ident(&group[i..]));
+                at_item_start = false;
+            }
+            _ => {}
+        }
+    }
+    heads
+}
+
+/// Every file of `src/` except the crate roots and other binaries, with
+/// its top-level module and how deep below it the file sits.
+fn modules(src: &Path) -> Vec<(PathBuf, String, usize)> {
+    let mut files = Vec::new();
+    let mut dirs = vec![src.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{dir:?}: {e}")) {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                if path != src.join("bin") {
+                    dirs.push(path);
+                }
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let rel = path.strip_prefix(src).expect("under src");
+            let parts: Vec<String> = rel
+                .iter()
+                .map(|p| p.to_string_lossy().trim_end_matches(".rs").to_string())
+                .collect();
+            if parts.len() == 1 && (parts[0] == "lib" || parts[0] == "main") {
+                continue;
+            }
+            // src/a/b/c.rs is a::b::c: two levels below `a`; src/a/b/mod.rs one.
+            let mut depth = parts.len() - 1;
+            if parts.last().is_some_and(|p| p == "mod") {
+                depth -= 1;
+            }
+            files.push((path.clone(), parts[0].clone(), depth));
+        }
+    }
+    files.sort();
+    files
+}
+
+fn check(file: &str, module: &str, depth: usize, source: &str) -> Vec<Violation> {
+    let Some(own) = layer_of(module) else {
+        return vec![Violation {
+            file: file.into(),
+            line: 0,
+            from: module.into(),
+            to: "(no layer: add it to LAYERS and the README's Layout)".into(),
+        }];
+    };
+    references(&code_of(source), depth)
+        .into_iter()
+        .filter(|(_, to)| to != module)
+        .filter(|(_, to)| layer_of(to).is_none_or(|theirs| theirs >= own))
+        .map(|(line, to)| Violation {
+            file: file.into(),
+            line,
+            from: module.into(),
+            to,
+        })
+        .collect()
+}
+
+#[test]
+fn every_import_points_down_the_layers() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let files = modules(&src);
+    assert!(files.len() > 50, "read only {} files of {src:?}", files.len());
+    let mut violations = Vec::new();
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for (path, module, depth) in &files {
+        let source = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+        let name = path.strip_prefix(&src).expect("under src").display();
+        violations.extend(check(&name.to_string(), module, *depth, &source));
+        *seen.entry(module.clone()).or_default() += 1;
+    }
+    for layer in LAYERS {
+        for module in *layer {
+            assert!(
+                seen.contains_key(*module),
+                "LAYERS names {module}, which src/ does not have"
+            );
+        }
+    }
+    let report: Vec<String> = violations
+        .iter()
+        .map(|v| format!("src/{}:{}: {} imports {}", v.file, v.line, v.from, v.to))
+        .collect();
+    assert!(
+        report.is_empty(),
+        "imports against the layering (LAYERS, bottom up: {LAYERS:?}):\n{}",
+        report.join("\n")
+    );
+}
+
+#[test]
+fn an_upward_import_is_reported_with_its_line() {
+    let source = "//! doc naming crate::engine is fine\n\
+                  use crate::core::Sample;\n\
+                  use crate::{\n    incident::Incident,\n    engine::Engine,\n};\n\
+                  fn f() { crate::http::serve(); }\n\
+                  #[cfg(test)]\nmod tests { use crate::app::start; }\n";
+    let found = check("store/mod.rs", "store", 0, source);
+    let to: Vec<(usize, &str)> = found.iter().map(|v| (v.line, v.to.as_str())).collect();
+    assert_eq!(to, vec![(7, "http"), (3, "engine")], "{found:?}");
+
+    // A sibling in the same layer is refused too, and so is leaving through `super`.
+    let found = check("probe/log/feeds.rs", "probe", 2, "use super::super::super::notify::X;");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].to, "notify");
+    assert!(check("probe/log/feeds.rs", "probe", 2, "use super::super::Sample;").is_empty());
+
+    let found = check("newthing.rs", "newthing", 0, "");
+    assert_eq!(found.len(), 1, "a module with no layer is reported");
+}
