@@ -234,124 +234,105 @@ impl CheckTable {
         }
     }
 
-    /// Appends the per-check families to an exposition.
+    /// Appends the per-check families to an exposition. The probe series
+    /// start with a check's first sample; its status and skip count are
+    /// there from the start.
     fn render(&self, out: &mut String) {
         let seen: Vec<&CheckSlot> = self
             .slots
             .iter()
             .filter(|s| s.seen.load(Ordering::Acquire))
             .collect();
-        family(
+        let all: Vec<&CheckSlot> = self.slots.iter().collect();
+        per_check(
             out,
-            "probe_success",
-            "gauge",
+            &seen,
+            ("probe_success", "gauge"),
             "Whether the last probe of the check succeeded (1) or failed (0).",
+            |s| Some(f64::from(u8::from(s.success.load(Ordering::Relaxed)))),
         );
-        for s in &seen {
-            sample(
-                out,
-                "probe_success",
-                &s.name,
-                None,
-                f64::from(u8::from(s.success.load(Ordering::Relaxed))),
-            );
-        }
-        family(
+        per_check(
             out,
-            "probe_duration_seconds",
-            "gauge",
+            &seen,
+            ("probe_duration_seconds", "gauge"),
             "How long the last probe of the check took.",
+            |s| Some(f64::from_bits(s.duration_s.load(Ordering::Relaxed))),
         );
-        for s in &seen {
-            sample(
-                out,
-                "probe_duration_seconds",
-                &s.name,
-                None,
-                f64::from_bits(s.duration_s.load(Ordering::Relaxed)),
-            );
-        }
-        family(
+        per_check(
             out,
-            "probe_http_status_code",
-            "gauge",
+            &seen,
+            ("probe_http_status_code", "gauge"),
             "HTTP status of the last probe's final response; 0 without one.",
+            |s| present(&s.http_status).map(|status| status as f64),
         );
-        for s in &seen {
-            let status = s.http_status.load(Ordering::Relaxed);
-            if status != ABSENT {
-                sample(out, "probe_http_status_code", &s.name, None, status as f64);
-            }
-        }
-        family(
+        render_phases(out, &seen);
+        per_check(
             out,
-            "probe_http_duration_seconds",
-            "gauge",
-            "Duration of each phase of the last HTTP probe.",
-        );
-        for s in &seen {
-            for (phase, value) in PHASES.iter().zip(&s.phases) {
-                let bits = value.load(Ordering::Relaxed);
-                if bits != ABSENT {
-                    sample(
-                        out,
-                        "probe_http_duration_seconds",
-                        &s.name,
-                        Some(("phase", phase)),
-                        f64::from_bits(bits),
-                    );
-                }
-            }
-        }
-        family(
-            out,
-            "probe_ssl_earliest_cert_expiry",
-            "gauge",
+            &seen,
+            ("probe_ssl_earliest_cert_expiry", "gauge"),
             "notAfter of the earliest-expiring certificate the peer presented, in unix seconds.",
+            |s| present(&s.cert_expiry).map(|expiry| expiry as i64 as f64),
         );
-        for s in &seen {
-            let expiry = s.cert_expiry.load(Ordering::Relaxed);
-            if expiry != ABSENT {
+        per_check(
+            out,
+            &all,
+            ("keeper_check_status", "gauge"),
+            "Color of the check after hysteresis: 0 green, 1 yellow, 2 red.",
+            |s| Some(f64::from(s.status.load(Ordering::Relaxed))),
+        );
+        per_check(
+            out,
+            &all,
+            ("keeper_probe_runs_skipped_total", "counter"),
+            "Runs skipped because the previous run of the check was still going.",
+            |s| Some(s.skipped.load(Ordering::Relaxed) as f64),
+        );
+    }
+}
+
+/// A family with one sample per slot in `slots`, `value` giving it (none: no line).
+fn per_check(
+    out: &mut String,
+    slots: &[&CheckSlot],
+    (name, kind): (&str, &str),
+    help: &str,
+    value: impl Fn(&CheckSlot) -> Option<f64>,
+) {
+    family(out, name, kind, help);
+    for s in slots {
+        if let Some(v) = value(s) {
+            sample(out, name, &s.name, None, v);
+        }
+    }
+}
+
+/// `probe_http_duration_seconds`: one sample per phase the last HTTP probe measured.
+fn render_phases(out: &mut String, seen: &[&CheckSlot]) {
+    family(
+        out,
+        "probe_http_duration_seconds",
+        "gauge",
+        "Duration of each phase of the last HTTP probe.",
+    );
+    for s in seen {
+        for (phase, value) in PHASES.iter().zip(&s.phases) {
+            if let Some(bits) = present(value) {
                 sample(
                     out,
-                    "probe_ssl_earliest_cert_expiry",
+                    "probe_http_duration_seconds",
                     &s.name,
-                    None,
-                    expiry as i64 as f64,
+                    Some(("phase", phase)),
+                    f64::from_bits(bits),
                 );
             }
         }
-        family(
-            out,
-            "keeper_check_status",
-            "gauge",
-            "Color of the check after hysteresis: 0 green, 1 yellow, 2 red.",
-        );
-        for s in &self.slots {
-            sample(
-                out,
-                "keeper_check_status",
-                &s.name,
-                None,
-                f64::from(s.status.load(Ordering::Relaxed)),
-            );
-        }
-        family(
-            out,
-            "keeper_probe_runs_skipped_total",
-            "counter",
-            "Runs skipped because the previous run of the check was still going.",
-        );
-        for s in &self.slots {
-            sample(
-                out,
-                "keeper_probe_runs_skipped_total",
-                &s.name,
-                None,
-                s.skipped.load(Ordering::Relaxed) as f64,
-            );
-        }
     }
+}
+
+/// A slot's value, unless it holds [`ABSENT`].
+fn present(slot: &AtomicU64) -> Option<u64> {
+    let v = slot.load(Ordering::Relaxed);
+    (v != ABSENT).then_some(v)
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {

@@ -206,17 +206,7 @@ async fn probe_run(
     let interval_ms = ((n as f64 / args.rate) * 1000.0).max(1000.0).round() as u64;
     let planned_rate = n as f64 * 1000.0 / interval_ms as f64;
     let port = free_port()?;
-    let mut config = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[storage]\nurl = \"sqlite://{}\"\n\n[defaults]\ninterval = \"{interval_ms}ms\"\ntimeout = \"5s\"\nconcurrency = 1024\n\n",
-        dir.join(format!("bench-{n}.db")).display()
-    );
-    for i in 0..n {
-        config.push_str(&format!(
-            "[checks.c{i}]\nkind = \"http\"\nurl = \"http://{target}/ok?i={i}\"\n\n"
-        ));
-    }
-    let path = dir.join(format!("bench-{n}.toml"));
-    std::fs::write(&path, config)?;
+    let path = write_config(dir, target, n, port, interval_ms)?;
     let started = Instant::now();
     let child = Command::new(keeper)
         .args(["run", "-c"])
@@ -229,18 +219,7 @@ async fn probe_run(
     let pid = guard.0.id();
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = http.get(format!("{base}/readyz")).send().await
-            && r.status().is_success()
-        {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("keeper with {n} checks did not become ready within 60 s");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_ready(&http, &base, n).await?;
     let start_s = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(args.warmup)).await;
     let rss_mb = proc_status_kb(pid, "VmRSS:")? as f64 / 1024.0;
@@ -276,6 +255,45 @@ async fn probe_run(
         lag_p99: quantile(&lag, 0.99),
         start_s,
     })
+}
+
+/// Writes the config of a run: `n` HTTP checks of `target`, each every
+/// `interval_ms`, keeper listening on `port` with a SQLite file in `dir`.
+fn write_config(
+    dir: &Path,
+    target: SocketAddr,
+    n: usize,
+    port: u16,
+    interval_ms: u64,
+) -> anyhow::Result<PathBuf> {
+    let mut config = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[storage]\nurl = \"sqlite://{}\"\n\n[defaults]\ninterval = \"{interval_ms}ms\"\ntimeout = \"5s\"\nconcurrency = 1024\n\n",
+        dir.join(format!("bench-{n}.db")).display()
+    );
+    for i in 0..n {
+        config.push_str(&format!(
+            "[checks.c{i}]\nkind = \"http\"\nurl = \"http://{target}/ok?i={i}\"\n\n"
+        ));
+    }
+    let path = dir.join(format!("bench-{n}.toml"));
+    std::fs::write(&path, config)?;
+    Ok(path)
+}
+
+/// Polls `{base}/readyz` until keeper answers 200, for at most 60 s.
+async fn wait_ready(http: &reqwest::Client, base: &str, n: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = http.get(format!("{base}/readyz")).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("keeper with {n} checks did not become ready within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn free_port() -> anyhow::Result<u16> {

@@ -27,7 +27,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use self::page::{parse_page, timestamp};
+use self::page::{Page, parse_page, timestamp};
 use super::ingest::LineSink;
 use crate::probe::api::{self, Token};
 use crate::probe::{BuildError, tlsconf};
@@ -345,6 +345,30 @@ impl Poller {
     }
 
     async fn poll(&mut self, sink: &LineSink) -> Step {
+        let reply = match self.fetch().await {
+            Ok(reply) => reply,
+            Err(step) => return step,
+        };
+        let mut page = match parse_page(&reply.body) {
+            Ok(page) => page,
+            Err(e) => {
+                return Step::Failed {
+                    reason: format!("Fly logs API: {e}"),
+                };
+            }
+        };
+        if let Some(token) = page.next_token.take().filter(|t| !t.is_empty()) {
+            self.next_token = token;
+        }
+        if page.entries.is_empty() && page.malformed == 0 {
+            return Step::Empty;
+        }
+        self.deliver(page, sink)
+    }
+
+    /// GETs the page after the last token: the reply when it is a 200, else
+    /// the step it makes (failed, refused or throttled).
+    async fn fetch(&self) -> Result<api::Reply, Step> {
         let mut url = self.url.clone();
         url.query_pairs_mut()
             .append_pair("next_token", &self.next_token);
@@ -357,59 +381,56 @@ impl Poller {
             Ok(Ok(reply)) => reply,
             Ok(Err(reason)) => {
                 let at = api::host_port(&self.url);
-                return Step::Failed {
+                return Err(Step::Failed {
                     reason: format!("Fly logs API at {at}: {reason}"),
-                };
+                });
             }
             Err(_) => {
-                return Step::Failed {
+                return Err(Step::Failed {
                     reason: format!(
                         "Fly logs API: no answer within {}",
                         humantime::format_duration(REQUEST_TIMEOUT)
                     ),
-                };
+                });
             }
         };
         match reply.status {
             StatusCode::OK => {}
             StatusCode::TOO_MANY_REQUESTS => {
-                return Step::Throttled {
+                return Err(Step::Throttled {
                     retry_after: retry_after(&reply.headers, Utc::now()),
-                };
+                });
             }
             StatusCode::NOT_FOUND => {
                 let reason = api::status_reason(reply.status, &reply.body, Some(&self.token));
-                return Step::Refused {
+                return Err(Step::Refused {
                     reason: format!("Fly logs API: app {:?} not found ({reason})", self.app),
-                };
+                });
             }
             status => {
                 let reason = api::status_reason(status, &reply.body, Some(&self.token));
                 let reason = format!("Fly logs API: {reason}");
-                return if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
-                    Step::Refused { reason }
-                } else {
-                    Step::Failed { reason }
-                };
+                return Err(
+                    if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+                        Step::Refused { reason }
+                    } else {
+                        Step::Failed { reason }
+                    },
+                );
             }
         }
-        let page = match parse_page(&reply.body) {
-            Ok(page) => page,
-            Err(e) => {
-                return Step::Failed {
-                    reason: format!("Fly logs API: {e}"),
-                };
-            }
-        };
-        if let Some(token) = page.next_token.filter(|t| !t.is_empty()) {
-            self.next_token = token;
-        }
-        if page.entries.is_empty() && page.malformed == 0 {
-            return Step::Empty;
-        }
-        let mut lines = Vec::with_capacity(page.entries.len());
+        Ok(reply)
+    }
+
+    /// Hands a page's entries to `sink` as JSON lines, less those from before
+    /// `skip_before`.
+    fn deliver(&self, page: Page, sink: &LineSink) -> Step {
+        let Page {
+            entries, malformed, ..
+        } = page;
+        let mut lines = Vec::with_capacity(entries.len());
         let mut skipped = 0;
-        for entry in page.entries {
+        for entry in entries {
             if let (Some(start), Some(at)) = (self.skip_before, timestamp(&entry))
                 && at < start
             {
@@ -418,7 +439,7 @@ impl Poller {
             }
             lines.push(Value::Object(entry).to_string());
         }
-        let (delivered, malformed) = (lines.len(), page.malformed);
+        let delivered = lines.len();
         if delivered > 0 || malformed > 0 {
             sink(lines, malformed);
         }
