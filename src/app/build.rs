@@ -77,28 +77,7 @@ pub async fn build(config: Config) -> Result<Built, AppError> {
     let metrics = Metrics::new(&names);
     let (listener, addr) = listen(&config).await?;
     let health = ChannelHealth::default();
-    let (wakes, wake_requests) = probe::wake::wakes(names.into(), 1024);
-    // Reads and parses the system CA bundle: off the async runtime.
-    let roots = tokio::task::spawn_blocking(tlsconf::Roots::system)
-        .await
-        .map_err(|e| AppError::Build(format!("loading the system CA certificates: {e}")))?;
-    let probes = probe::Context::daemon(
-        roots,
-        probe::Daemon {
-            keeper: Arc::new(watchdog::Sources {
-                store: store.clone(),
-                channels: health.clone(),
-                scheduler_lag: metrics.scheduler_lag_worst.clone(),
-            }),
-            wakes,
-            heartbeats: Arc::new(store.clone()),
-            ping_base: config
-                .server
-                .public_url
-                .clone()
-                .unwrap_or_else(|| format!("http://{addr}")),
-        },
-    );
+    let (probes, wake_requests) = probe_context(&config, &store, &metrics, &health, addr).await?;
     let (jobs, mut problems) = jobs(&config, &probes);
     let (channels, channel_problems) = channels(&config, &metrics)?;
     problems.extend(channel_problems);
@@ -160,6 +139,39 @@ pub async fn build(config: Config) -> Result<Built, AppError> {
         scheduler_running,
         task_died,
     })
+}
+
+/// The context probes are built with in the daemon: keeper's own checks
+/// look at its parts, heartbeats and log feeds wake their checks and keep
+/// their signals. Also the receiving end of the wakes, for the scheduler.
+async fn probe_context(
+    config: &Config,
+    store: &Store,
+    metrics: &Metrics,
+    health: &ChannelHealth,
+    addr: SocketAddr,
+) -> Result<(probe::Context, mpsc::Receiver<usize>), AppError> {
+    let names: Vec<CheckName> = config.checks.iter().map(|c| c.name.clone()).collect();
+    let (wakes, wake_requests) = probe::wake::wakes(names.into(), 1024);
+    // Reads and parses the system CA bundle: off the async runtime.
+    let roots = tokio::task::spawn_blocking(tlsconf::Roots::system)
+        .await
+        .map_err(|e| AppError::Build(format!("loading the system CA certificates: {e}")))?;
+    let daemon = probe::Daemon {
+        keeper: Arc::new(watchdog::Sources {
+            store: store.clone(),
+            channels: health.clone(),
+            scheduler_lag: metrics.scheduler_lag_worst.clone(),
+        }),
+        wakes,
+        heartbeats: Arc::new(store.clone()),
+        ping_base: config
+            .server
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}")),
+    };
+    Ok((probe::Context::daemon(roots, daemon), wake_requests))
 }
 
 /// Binds the configured HTTP address (serving waits for the run).
