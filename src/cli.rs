@@ -283,7 +283,19 @@ pub fn describe(config: &Config) -> String {
         "storage: {}",
         crate::core::redact::dsn(&config.storage.url)
     );
-    let _ = writeln!(out, "checks:");
+    out.push_str(&describe_checks(config));
+    let _ = writeln!(out, "channels:");
+    for ch in &config.channels {
+        let _ = writeln!(out, "  {}  {}", ch.name, ch.spec.kind());
+    }
+    out.push_str(&describe_routes(config));
+    out
+}
+
+/// `check-config`'s `checks:` section: one aligned line per check.
+fn describe_checks(config: &Config) -> String {
+    use std::fmt::Write;
+    let mut out = String::from("checks:\n");
     let width = config
         .checks
         .iter()
@@ -321,11 +333,13 @@ pub fn describe(config: &Config) -> String {
             },
         );
     }
-    let _ = writeln!(out, "channels:");
-    for ch in &config.channels {
-        let _ = writeln!(out, "  {}  {}", ch.name, ch.spec.kind());
-    }
-    let _ = writeln!(out, "routes:");
+    out
+}
+
+/// `check-config`'s `routes:` section.
+fn describe_routes(config: &Config) -> String {
+    use std::fmt::Write;
+    let mut out = String::from("routes:\n");
     for r in &config.routes {
         let severities: Vec<&str> = r.severities.iter().map(|s| s.as_str()).collect();
         let matches: Vec<String> = r.matches.iter().map(|(k, v)| format!("{k}={v}")).collect();

@@ -27,3 +27,4 @@ pub mod scheduler;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod watchdog;

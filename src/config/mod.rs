@@ -302,13 +302,13 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
         .collect();
     let known_checks: BTreeSet<String> = checks.iter().map(|(n, _)| n.get_ref().clone()).collect();
     for (name, _) in &checks {
-        if name.get_ref().starts_with(probe::keeper::PREFIX) {
+        if name.get_ref().starts_with(crate::watchdog::PREFIX) {
             errors.at(
                 name.span(),
                 &format!("checks.{}", name.get_ref()),
                 format!(
                     "check names starting with {:?} are keeper's own",
-                    probe::keeper::PREFIX
+                    crate::watchdog::PREFIX
                 ),
             );
         }

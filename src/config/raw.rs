@@ -14,6 +14,7 @@ use crate::classify::{Level, Levels, Thresholds};
 use crate::core::value::{Crontab, HumanDuration};
 use crate::core::{Color, Direction, Metric, Severity};
 use crate::probe;
+use crate::watchdog;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -202,7 +203,8 @@ pub struct Watchdog {
 }
 
 impl Watchdog {
-    /// keeper's own checks: its storage, its scheduler, and each channel.
+    /// keeper's own checks (`crate::watchdog` says which), as checks with
+    /// the `[watchdog]` schedule and the default thresholds.
     pub fn checks(
         self,
         channels: &[super::ChannelConfig],
@@ -212,68 +214,45 @@ impl Watchdog {
         if self.enabled == Some(false) {
             return Vec::new();
         }
-        let interval = match self.interval {
+        let mut settings = watchdog::Settings::default();
+        match self.interval {
             Some(i) if i.get_ref().0.is_zero() => {
                 errors.at(i.span(), "watchdog.interval", "must be above 0".into());
                 return Vec::new();
             }
-            Some(i) => i.into_inner().0,
-            None => Duration::from_secs(15),
-        };
-        let timeout = self.timeout.map_or(Duration::from_secs(5), |d| d.0);
-        let failures = at_least_one(
+            Some(i) => settings.interval = i.into_inner().0,
+            None => {}
+        }
+        if let Some(timeout) = self.timeout {
+            settings.timeout = timeout.0;
+        }
+        if let Some(failures) = at_least_one(
             "watchdog.failures_before_alert",
             self.failures_before_alert,
             errors,
-        )
-        .unwrap_or(4);
-        let failing_for = self
-            .channel_failing_for
-            .map_or(Duration::from_secs(600), |d| d.0);
-        let check = |spec: probe::keeper::Spec, down_severity, failures, successes| {
-            let mut labels = BTreeMap::new();
-            let (what, channel) = match &spec {
-                probe::keeper::Spec::Storage => ("storage", None),
-                probe::keeper::Spec::Scheduler => ("scheduler", None),
-                probe::keeper::Spec::Channel { name, .. } => ("channel", Some(name.clone())),
-            };
-            labels.insert("keeper".to_string(), what.to_string());
-            if let Some(channel) = channel {
-                labels.insert("channel".to_string(), channel);
-            }
-            CheckConfig {
-                name: spec.check_name().into(),
+        ) {
+            settings.failures_before_alert = failures;
+        }
+        if let Some(failing_for) = self.channel_failing_for {
+            settings.channel_failing_for = failing_for.0;
+        }
+        let names = channels.iter().map(|c| &*c.name);
+        watchdog::checks(&settings, names)
+            .into_iter()
+            .map(|own| CheckConfig {
+                name: own.name.into(),
                 description: None,
-                schedule: Schedule::Every(interval),
-                timeout,
-                labels,
+                schedule: Schedule::Every(settings.interval),
+                timeout: settings.timeout,
+                labels: own.labels,
                 depends_on: Vec::new(),
-                down_severity,
+                down_severity: own.down_severity,
                 thresholds: defaults.thresholds.clone(),
-                failures_before_alert: failures,
-                successes_before_resolve: successes,
-                probe: probe::Spec::Keeper(spec),
-            }
-        };
-        let mut checks = vec![
-            check(
-                probe::keeper::Spec::Storage,
-                Severity::Critical,
-                failures,
-                2,
-            ),
-            check(probe::keeper::Spec::Scheduler, Severity::High, failures, 2),
-        ];
-        // The streak's length is the grace: one look past it is enough, and
-        // one delivery that works ends it.
-        checks.extend(channels.iter().map(|c| {
-            let spec = probe::keeper::Spec::Channel {
-                name: c.name.clone(),
-                failing_for,
-            };
-            check(spec, Severity::High, 1, 1)
-        }));
-        checks
+                failures_before_alert: own.failures_before_alert,
+                successes_before_resolve: own.successes_before_resolve,
+                probe: probe::Spec::Keeper(own.spec),
+            })
+            .collect()
     }
 }
 

@@ -166,26 +166,56 @@ pub struct SpecProblem {
 }
 
 /// What building probes shares: loaded once, handed to every kind's `build`.
+/// Passive kinds get what they need to wake their checks and keep their
+/// state here, when they are built (see [`Context::daemon`]).
 #[derive(Clone, Debug)]
 pub struct Context {
     /// The system's CA certificates.
     pub roots: tlsconf::Roots,
-    /// What keeper's own checks read; `None` outside the daemon.
-    pub keeper: Option<keeper::Sources>,
+    /// How keeper's own checks look at the running daemon; `None` outside it.
+    pub keeper: Option<std::sync::Arc<dyn keeper::Look>>,
     /// Heartbeat checks register their tokens here; pings find them through it.
     pub heartbeats: heartbeat::Registry,
     /// Log checks register their feeds and sources here; `app` connects the sources.
     pub logs: crate::probe::log::Feeds,
 }
 
+/// What probes built for the running daemon get beyond the CA certificates.
+#[derive(Debug)]
+pub struct Daemon {
+    /// keeper's own checks look through it (`crate::watchdog::Sources`).
+    pub keeper: std::sync::Arc<dyn keeper::Look>,
+    /// Heartbeats and log feeds wake their checks through it.
+    pub wakes: wake::Wakes,
+    /// Where heartbeats keep their signals and generated tokens.
+    pub heartbeats: std::sync::Arc<dyn heartbeat::registry::Persistence>,
+    /// `public_url` or `http://<listen address>`, for heartbeat ping URLs.
+    pub ping_base: String,
+}
+
 impl Context {
     /// Loads the system's CA certificates (blocking: call it off the runtime).
+    /// Passive probes built with it neither wake nor persist anything.
     pub fn system() -> Context {
         Context {
             roots: tlsconf::Roots::system(),
             keeper: None,
             heartbeats: heartbeat::Registry::default(),
             logs: crate::probe::log::Feeds::default(),
+        }
+    }
+
+    /// The running daemon's context, over CA certificates already loaded.
+    pub fn daemon(roots: tlsconf::Roots, daemon: Daemon) -> Context {
+        Context {
+            roots,
+            keeper: Some(daemon.keeper),
+            heartbeats: heartbeat::Registry::new(heartbeat::registry::Wiring {
+                persistence: daemon.heartbeats,
+                wakes: daemon.wakes.clone(),
+                base_url: daemon.ping_base,
+            }),
+            logs: crate::probe::log::Feeds::new(daemon.wakes),
         }
     }
 }

@@ -15,6 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["incident"],
     &["store"],
     &["probe", "notify"],
+    &["watchdog"],
     &["config", "metrics"],
     &["engine"],
     &["scheduler", "http"],

@@ -2,25 +2,27 @@
 //! check's latest signals, and keeping them in the database so a restart does
 //! not forget yesterday's ping.
 //!
-//! Probes register here when they are built; `app` then restores the stored
-//! signals and generated tokens ([`Registry::load`]) and wires in the store
-//! and the scheduler's wakes ([`Registry::attach`]); the ping endpoint looks
-//! tokens up and records signals. Tokens are looked up by their SHA-256, so
-//! the lookup's timing says nothing about how close a guess came.
+//! The registry is made with what pings need ([`Wiring`]: where signals are
+//! kept, the scheduler's wakes, the base of ping URLs) before any probe is
+//! built; probes register here when they are built; `app` then restores the
+//! stored signals and generated tokens ([`Registry::load`]); the ping endpoint
+//! looks tokens up and records signals. Tokens are looked up by their
+//! SHA-256, so the lookup's timing says nothing about how close a guess came.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
 use sha2::{Digest, Sha256};
 
 use super::{Rules, Signals, evaluate};
 use crate::core::CheckName;
 use crate::core::{Outcome, Sample};
 use crate::probe::BuildError;
-use crate::probe::wake::Wakes;
-use crate::store::{HeartbeatRow, Store, StoreError};
+use crate::probe::wake::{Wake, Wakes};
+use crate::store::{HeartbeatRow, StoreError};
 
 /// The longest a ping waits for its signal to be saved.
 const SAVE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -46,16 +48,32 @@ pub struct Registry {
 struct Inner {
     beats: Mutex<Vec<Arc<Beat>>>,
     by_token: RwLock<HashMap<TokenKey, Arc<Beat>>>,
-    wiring: OnceLock<Wiring>,
+    wiring: Option<Wiring>,
 }
 
-/// What recording a ping needs beyond memory.
-#[derive(Debug)]
-struct Wiring {
-    store: Store,
-    wakes: Wakes,
+/// Where heartbeat signals (and generated tokens) are kept across restarts.
+/// A trait rather than the store itself, so the registry is testable alone;
+/// `app` implements it for the store.
+pub trait Persistence: std::fmt::Debug + Send + Sync {
+    /// Every stored heartbeat row.
+    fn load(&self) -> BoxFuture<'_, Result<Vec<HeartbeatRow>, StoreError>>;
+    /// Saves one check's row; returns the token kept for it (another instance
+    /// on the same database may have stored one first).
+    fn save<'a>(
+        &'a self,
+        row: &'a HeartbeatRow,
+    ) -> BoxFuture<'a, Result<Option<String>, StoreError>>;
+}
+
+/// What recording a ping needs beyond memory, handed over when the
+/// registry is made (in the daemon; tests and one-shot runs go without).
+#[derive(Clone, Debug)]
+pub struct Wiring {
+    pub persistence: Arc<dyn Persistence>,
+    /// The scheduler's wakes, by check name.
+    pub wakes: Wakes,
     /// `public_url` or `http://<listen address>`, for ping URLs.
-    base_url: String,
+    pub base_url: String,
 }
 
 type TokenKey = [u8; 32];
@@ -73,8 +91,8 @@ pub struct Beat {
     /// `None` until a generated token is loaded or made.
     token: RwLock<Option<String>>,
     signals: Mutex<Signals>,
-    /// The check's index among the scheduler's jobs, to wake its evaluation.
-    index: OnceLock<usize>,
+    /// Runs the check's evaluation now; `None` outside the daemon.
+    wake: Option<Wake>,
 }
 
 impl std::fmt::Debug for Beat {
@@ -136,6 +154,17 @@ impl Beat {
 }
 
 impl Registry {
+    /// A registry whose pings are saved and wake their checks through `wiring`.
+    pub fn new(mut wiring: Wiring) -> Registry {
+        wiring.base_url = wiring.base_url.trim_end_matches('/').to_string();
+        Registry {
+            inner: Arc::new(Inner {
+                wiring: Some(wiring),
+                ..Inner::default()
+            }),
+        }
+    }
+
     /// Adds a heartbeat check. A token set in the config is claimed now (two
     /// checks cannot share one); without one, [`Registry::load`] restores or
     /// generates it.
@@ -146,12 +175,12 @@ impl Registry {
         rules: Rules,
     ) -> Result<Arc<Beat>, BuildError> {
         let beat = Arc::new(Beat {
-            check,
+            check: check.clone(),
             rules,
             configured: token.is_some(),
             token: RwLock::new(token.clone()),
             signals: Mutex::new(Signals::new(Utc::now())),
-            index: OnceLock::new(),
+            wake: self.inner.wiring.as_ref().and_then(|w| w.wakes.of(&check)),
         });
         if let Some(token) = &token {
             let mut by_token = self.by_token_mut();
@@ -171,9 +200,14 @@ impl Registry {
     /// Restores every registered check's stored signals, and its generated
     /// token, making one (128 random bits, hex) for a check that has none yet.
     /// Saves each check's state once, so `first_seen` survives restarts too.
-    pub async fn load(&self, store: &Store) -> Result<(), StoreError> {
+    /// Without persistence, does nothing.
+    pub async fn load(&self) -> Result<(), StoreError> {
+        let Some(wiring) = &self.inner.wiring else {
+            return Ok(());
+        };
+        let store = &wiring.persistence;
         let stored: HashMap<String, HeartbeatRow> = store
-            .heartbeats()
+            .load()
             .await?
             .into_iter()
             .map(|row| (row.check.clone(), row))
@@ -192,7 +226,7 @@ impl Registry {
             }
             let snapshot = beat.row(&beat.signals());
             // Another instance on the same database may have stored a token first.
-            let kept = store.save_heartbeat(&snapshot).await?;
+            let kept = store.save(&snapshot).await?;
             if !beat.configured {
                 let Some(token) = kept else {
                     return Err(StoreError::Corrupt(format!(
@@ -217,22 +251,6 @@ impl Registry {
         Ok(())
     }
 
-    /// Wires in what pings need: the store to save signals, the scheduler's
-    /// wakes (`checks` names every job in the scheduler's order), and the
-    /// base URL of ping URLs.
-    pub fn attach(&self, store: Store, wakes: Wakes, checks: &[CheckName], base_url: String) {
-        for beat in self.beats().iter() {
-            if let Some(i) = checks.iter().position(|c| *c == beat.check) {
-                let _ = beat.index.set(i);
-            }
-        }
-        let _ = self.inner.wiring.set(Wiring {
-            store,
-            wakes,
-            base_url: base_url.trim_end_matches('/').to_string(),
-        });
-    }
-
     /// The check a ping token belongs to.
     pub fn lookup(&self, token: &str) -> Option<Arc<Beat>> {
         self.inner
@@ -255,13 +273,13 @@ impl Registry {
             let after = evaluate(&beat.rules, &s, at);
             (is_red(&before) != is_red(&after), beat.row(&s))
         };
-        let Some(wiring) = self.inner.wiring.get() else {
+        if changed && let Some(wake) = &beat.wake {
+            wake.wake();
+        }
+        let Some(wiring) = &self.inner.wiring else {
             return;
         };
-        if changed && let Some(&i) = beat.index.get() {
-            wiring.wakes.wake(i);
-        }
-        match tokio::time::timeout(SAVE_TIMEOUT, wiring.store.save_heartbeat(&row)).await {
+        match tokio::time::timeout(SAVE_TIMEOUT, wiring.persistence.save(&row)).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
                 tracing::warn!(check = %beat.check, error = %e, "saving a heartbeat ping");
@@ -281,7 +299,11 @@ impl Registry {
         if beat.configured {
             return None;
         }
-        let base = self.inner.wiring.get().map_or("", |w| w.base_url.as_str());
+        let base = self
+            .inner
+            .wiring
+            .as_ref()
+            .map_or("", |w| w.base_url.as_str());
         Some(format!("{base}/ping/{}", beat.token()?))
     }
 

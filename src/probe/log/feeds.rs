@@ -5,7 +5,8 @@
 //! check's probe (`probe/log.rs`) reads the window on each run.
 //!
 //! [`Feeds`] holds every log check's feed and source by check name, for
-//! `app` to connect sources to them.
+//! `app` to connect sources to them. Made with the scheduler's wakes (in the
+//! daemon), so each feed gets its check's wake-up handle when it registers.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -16,7 +17,7 @@ use chrono::{DateTime, Utc};
 use crate::core::CheckName;
 use crate::probe::BuildError;
 use crate::probe::api::Token;
-use crate::probe::wake::Wakes;
+use crate::probe::wake::{Wake, Wakes};
 
 use super::rules::{Rules, Tally};
 use super::window::{Counts, Window};
@@ -30,8 +31,9 @@ pub struct Feed {
 struct Inner {
     rules: Rules,
     state: Mutex<State>,
-    /// The scheduler's wakes and the check's index, once `app` wired them.
-    wake: OnceLock<(Wakes, usize)>,
+    /// Runs the check now; set when the feed registers with [`Feeds`] in the
+    /// daemon (a feed is made before its check's name is known to it).
+    wake: OnceLock<Wake>,
 }
 
 struct State {
@@ -144,8 +146,8 @@ impl Feed {
                 None => false,
             }
         };
-        if wake && let Some((wakes, index)) = self.inner.wake.get() {
-            wakes.wake(*index);
+        if wake && let Some(handle) = self.inner.wake.get() {
+            handle.wake();
         }
     }
 
@@ -201,9 +203,19 @@ pub struct LogCheck {
 #[derive(Clone, Debug, Default)]
 pub struct Feeds {
     checks: Arc<Mutex<Vec<LogCheck>>>,
+    /// The scheduler's wakes; `None` outside the daemon.
+    wakes: Option<Wakes>,
 }
 
 impl Feeds {
+    /// Feeds whose critical lines wake their checks through `wakes`.
+    pub fn new(wakes: Wakes) -> Feeds {
+        Feeds {
+            checks: Arc::default(),
+            wakes: Some(wakes),
+        }
+    }
+
     fn checks(&self) -> MutexGuard<'_, Vec<LogCheck>> {
         self.checks.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -220,6 +232,9 @@ impl Feeds {
                 "ingest: source {name:?} is already the source of checks.{}; each needs its own",
                 other.check
             )));
+        }
+        if let Some(wake) = self.wakes.as_ref().and_then(|w| w.of(&check)) {
+            let _ = feed.inner.wake.set(wake);
         }
         checks.retain(|c| c.check != check);
         checks.push(LogCheck {
@@ -241,16 +256,6 @@ impl Feeds {
             .iter()
             .find(|c| &*c.check == check)
             .map(|c| c.feed.clone())
-    }
-
-    /// Wires in the scheduler's wakes (`checks` names every job in the
-    /// scheduler's order), so a critical line runs its check at once.
-    pub fn attach(&self, wakes: &Wakes, checks: &[CheckName]) {
-        for c in self.checks().iter() {
-            if let Some(i) = checks.iter().position(|n| *n == c.check) {
-                let _ = c.feed.inner.wake.set((wakes.clone(), i));
-            }
-        }
     }
 }
 

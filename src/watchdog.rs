@@ -1,0 +1,215 @@
+//! keeper watching itself (DESIGN.md §4): its storage, each channel and its
+//! scheduler are checks of their own (`keeper:storage`, `keeper:channel:NAME`,
+//! `keeper:scheduler`), made from `[watchdog]` rather than written as checks,
+//! and probed like any other — so they are scheduled, classified, turned into
+//! incidents, silenced and acknowledged the same way.
+//!
+//! This module owns which checks keeper makes of itself ([`checks`]: names,
+//! labels, severities, streaks) and how they look at the running daemon
+//! ([`Sources`]). `config` reads the `[watchdog]` keys and calls [`checks`];
+//! `app` hands [`Sources`] to the probe context. The probe layer only
+//! carries the kind (`probe::keeper`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use tokio::time::{Instant, timeout_at};
+
+use crate::core::health::{ChannelHealth, SchedulerLag};
+use crate::core::{Sample, Severity};
+use crate::probe::keeper::{Look, Spec};
+use crate::store::Store;
+
+/// The prefix of every check keeper makes about itself; not allowed in check names.
+pub const PREFIX: &str = "keeper:";
+
+/// The check name of a self-check.
+pub fn name(spec: &Spec) -> String {
+    match spec {
+        Spec::Storage => format!("{PREFIX}storage"),
+        Spec::Channel { name, .. } => format!("{PREFIX}channel:{name}"),
+        Spec::Scheduler => format!("{PREFIX}scheduler"),
+    }
+}
+
+/// `[watchdog]` once read and validated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    /// How often each self-check runs.
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Red looks before storage and scheduler incidents open.
+    pub failures_before_alert: u32,
+    /// How long a channel fails every delivery before its check turns red.
+    pub channel_failing_for: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            interval: Duration::from_secs(15),
+            timeout: Duration::from_secs(5),
+            failures_before_alert: 4,
+            channel_failing_for: Duration::from_secs(600),
+        }
+    }
+}
+
+/// One check keeper makes of itself; `config` gives it a schedule
+/// ([`Settings::interval`]) and the default thresholds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Own {
+    pub name: String,
+    pub spec: Spec,
+    pub labels: BTreeMap<String, String>,
+    pub down_severity: Severity,
+    pub failures_before_alert: u32,
+    pub successes_before_resolve: u32,
+}
+
+/// keeper's own checks: its storage, its scheduler, and each of `channels`.
+pub fn checks<'a>(settings: &Settings, channels: impl IntoIterator<Item = &'a str>) -> Vec<Own> {
+    let own = |spec: Spec, down_severity, failures, successes| {
+        let mut labels = BTreeMap::new();
+        let what = match &spec {
+            Spec::Storage => "storage",
+            Spec::Scheduler => "scheduler",
+            Spec::Channel { name, .. } => {
+                labels.insert("channel".to_string(), name.clone());
+                "channel"
+            }
+        };
+        labels.insert("keeper".to_string(), what.to_string());
+        Own {
+            name: name(&spec),
+            spec,
+            labels,
+            down_severity,
+            failures_before_alert: failures,
+            successes_before_resolve: successes,
+        }
+    };
+    let failures = settings.failures_before_alert;
+    let mut checks = vec![
+        own(Spec::Storage, Severity::Critical, failures, 2),
+        own(Spec::Scheduler, Severity::High, failures, 2),
+    ];
+    // The streak's length is the grace: one look past it is enough, and
+    // one delivery that works ends it.
+    checks.extend(channels.into_iter().map(|c| {
+        let spec = Spec::Channel {
+            name: c.to_string(),
+            failing_for: settings.channel_failing_for,
+        };
+        own(spec, Severity::High, 1, 1)
+    }));
+    checks
+}
+
+/// The parts of the running daemon the self-checks read.
+#[derive(Clone, Debug)]
+pub struct Sources {
+    pub store: Store,
+    pub channels: ChannelHealth,
+    pub scheduler_lag: SchedulerLag,
+}
+
+/// Scheduler lag past this is a warning (yellow)…
+const LAG_WARN: Duration = Duration::from_secs(5);
+/// …and past this, keeper is falling behind (red).
+const LAG_DOWN: Duration = Duration::from_secs(30);
+
+impl Look for Sources {
+    fn look<'a>(&'a self, spec: &'a Spec, deadline: Instant) -> BoxFuture<'a, Sample> {
+        match spec {
+            Spec::Storage => self.storage(deadline).boxed(),
+            Spec::Channel { name, failing_for } => {
+                std::future::ready(self.channel(name, *failing_for)).boxed()
+            }
+            Spec::Scheduler => std::future::ready(self.scheduler()).boxed(),
+        }
+    }
+}
+
+impl Sources {
+    async fn storage(&self, deadline: Instant) -> Sample {
+        match timeout_at(deadline, self.store.ping()).await {
+            Ok(Ok(())) => Sample::up("storage answers"),
+            Ok(Err(e)) => Sample::down(format!("storage unreachable: {e}")),
+            Err(_) => Sample::down("storage unreachable: no answer within the timeout"),
+        }
+    }
+
+    fn channel(&self, name: &str, failing_for: Duration) -> Sample {
+        let Some(failing) = self.channels.failing(name) else {
+            return Sample::up(format!("channel {name} delivers"));
+        };
+        let for_ = (Utc::now() - failing.since).to_std().unwrap_or_default();
+        let message = format!(
+            "channel {name} failing for {} ({} attempts): {}",
+            humantime::format_duration(Duration::from_secs(for_.as_secs())),
+            failing.attempts,
+            failing.error
+        );
+        if for_ >= failing_for {
+            Sample::down(message)
+        } else {
+            Sample::up(message)
+        }
+    }
+
+    fn scheduler(&self) -> Sample {
+        let lag = self.scheduler_lag.take();
+        let message = format!("worst start lag {} ms", lag.as_millis());
+        if lag > LAG_DOWN {
+            Sample::down(format!("scheduler falling behind: {message}"))
+        } else if lag > LAG_WARN {
+            Sample::warn(format!("scheduler lagging: {message}"))
+        } else {
+            Sample::up(message)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scheduler_lag_keeps_the_worst_until_taken() {
+        let lag = SchedulerLag::default();
+        lag.observe(Duration::from_millis(3));
+        lag.observe(Duration::from_millis(40));
+        lag.observe(Duration::from_millis(7));
+        assert_eq!(lag.take(), Duration::from_millis(40));
+        assert_eq!(lag.take(), Duration::ZERO);
+    }
+
+    #[test]
+    fn names_and_the_avoided_channel() {
+        let ch = Spec::Channel {
+            name: "slack".into(),
+            failing_for: Duration::from_secs(600),
+        };
+        assert_eq!(name(&ch), "keeper:channel:slack");
+        assert_eq!(ch.avoids_channel(), Some("slack"));
+        assert_eq!(name(&Spec::Storage), "keeper:storage");
+        assert_eq!(Spec::Storage.avoids_channel(), None);
+    }
+
+    #[test]
+    fn storage_scheduler_then_each_channel() {
+        let own = checks(&Settings::default(), ["ops"]);
+        let names: Vec<&str> = own.iter().map(|c| &*c.name).collect();
+        assert_eq!(
+            names,
+            ["keeper:storage", "keeper:scheduler", "keeper:channel:ops"]
+        );
+        assert_eq!(own[0].down_severity, Severity::Critical);
+        assert_eq!(own[2].labels["channel"], "ops");
+        assert_eq!(own[2].failures_before_alert, 1);
+    }
+}
