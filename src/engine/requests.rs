@@ -5,9 +5,10 @@
 use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Commit, Engine, EventFacts};
-use crate::core::EventKind;
-use crate::incident::{Incident, IncidentChange, NewSilence, Silence};
+use super::Engine;
+use super::commit::Commit;
+use crate::incident::{Incident, NewSilence, Silence};
+use crate::notify::policy::changes;
 use crate::store::StoreError;
 
 /// Why an acknowledgement was refused.
@@ -93,7 +94,7 @@ impl Engine {
                 let store = self.store.clone();
                 let created = self.guarded(store.create_silence(&silence)).await;
                 if let Ok(s) = &created {
-                    self.silences.push(s.clone());
+                    self.policy.add_silence(s.clone());
                 }
                 let _ = reply.send(created);
             }
@@ -101,7 +102,7 @@ impl Engine {
                 let store = self.store.clone();
                 let ended = self.guarded(store.expire_silence(id, Utc::now())).await;
                 if let Ok(ended) = &ended {
-                    self.silences.retain(|s| s.id != ended.id);
+                    self.policy.end_silence(ended.id);
                     // Held openings go out at once, not at the next tick.
                     self.release_held(Utc::now()).await;
                 }
@@ -134,18 +135,8 @@ impl Engine {
             return Ok(self.guarded(store.incident(id)).await?);
         }
         let now = Utc::now();
-        // Who never heard of it needs no word that it is taken care of.
-        let event = match open.notified {
-            true => {
-                let mut event = EventFacts::of(&open, EventKind::Acknowledged, now);
-                event.heard = self.heard_of(id).await;
-                Some(event)
-            }
-            false => None,
-        };
-        let change = IncidentChange::Acknowledge { id, by, at: now };
-        let next = crate::incident::after(Some(&open), &change, None);
-        let incident = match self.commit(i, change, event).await {
+        let planned = changes::acknowledged(&open, by, now);
+        let incident = match self.settle(i, planned).await {
             Commit::Stored(incident) => incident,
             // Taken in memory; the store hears of it once it is back.
             Commit::Deferred => Incident {
@@ -161,7 +152,6 @@ impl Engine {
             },
             Commit::Refused(e) => return Err(e.into()),
         };
-        self.checks[i].open = next;
         Ok(incident)
     }
 }
