@@ -11,6 +11,8 @@ mod commit;
 mod offline;
 mod requests;
 mod sink;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -254,6 +256,12 @@ impl Engine {
 
     /// One step: takes one observation into account.
     pub async fn handle(&mut self, obs: Observation) {
+        self.observe(obs, Utc::now()).await;
+    }
+
+    /// [`Engine::handle`] with the clock read by the caller: `now` is when
+    /// the incident changes it makes happen.
+    async fn observe(&mut self, obs: Observation, now: DateTime<Utc>) {
         let Some(rt) = self.checks.get_mut(obs.check) else {
             return;
         };
@@ -272,7 +280,7 @@ impl Engine {
         }
         let rt = &self.checks[obs.check];
         if let Some(decision) = incident::decide(&rt.state, rt.open.as_ref()) {
-            self.decided(obs.check, decision).await;
+            self.decided(obs.check, decision, now).await;
         }
         let rt = &self.checks[obs.check];
         let state = rt.state.clone();
@@ -315,8 +323,7 @@ impl Engine {
     }
 
     /// Turns a decision into an incident change, as the policy says, and commits it.
-    async fn decided(&mut self, check: usize, decision: Decision) {
-        let now = Utc::now();
+    async fn decided(&mut self, check: usize, decision: Decision, now: DateTime<Utc>) {
         let open = self.checks[check].open.clone();
         let severity = policy::changes::severity_of(&decision, open.as_ref());
         let hold = self.hold(check, severity, now);

@@ -2,7 +2,7 @@
 //! silence), through [`EngineHandle`]: the engine owns incidents and
 //! silences, so changes to them go through its queue.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
 use super::Engine;
@@ -88,7 +88,7 @@ impl Engine {
         match command {
             // The asker may have gone away (client disconnected): nothing to tell then.
             Command::Acknowledge { id, by, reply } => {
-                let _ = reply.send(self.acknowledge(id, by).await);
+                let _ = reply.send(self.acknowledge(id, by, Utc::now()).await);
             }
             Command::Silence { silence, reply } => {
                 let store = self.store.clone();
@@ -111,7 +111,13 @@ impl Engine {
         }
     }
 
-    async fn acknowledge(&mut self, id: i64, by: Option<String>) -> Result<Incident, AckError> {
+    /// Takes incident `id` on at `now`.
+    pub(super) async fn acknowledge(
+        &mut self,
+        id: i64,
+        by: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<Incident, AckError> {
         // An incident held in memory while storage is away has no id to name.
         if id == super::offline::OFFLINE {
             return Err(AckError::NotFound(id));
@@ -134,7 +140,6 @@ impl Engine {
             let store = self.store.clone();
             return Ok(self.guarded(store.incident(id)).await?);
         }
-        let now = Utc::now();
         let planned = changes::acknowledged(&open, by, now);
         let incident = match self.settle(i, planned).await {
             Commit::Stored(incident) => incident,

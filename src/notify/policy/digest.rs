@@ -30,7 +30,7 @@ impl Digest {
     /// the answer is since when low incidents that came and went unseen
     /// belong in this one (the previous digest, a day back at most).
     pub fn due(&mut self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        if !self.next.is_some_and(|at| now >= at) {
+        if self.next.is_none_or(|at| now < at) {
             return None;
         }
         let since = self
