@@ -1,9 +1,10 @@
 //! The engine: the one task that owns every check's state and incidents.
 //! Samples come in through the [`Sink`] (which also feeds the metrics and the
-//! sample writer); the engine applies hysteresis, decides incident changes,
-//! sends reminders when a response window passes, takes acknowledgements,
-//! and commits each change with its outbox rows in one transaction. Nothing
-//! else mutates check state or incidents.
+//! sample writer); the engine applies hysteresis, asks the notification
+//! policy ([`crate::notify::policy`]) what each incident change is, who hears
+//! of it and what falls due as time passes, and commits each change with its
+//! outbox rows in one transaction ([`commit`]; directly while storage is
+//! away, [`offline`]). Nothing else mutates check state or incidents.
 
 mod board;
 mod clock;
