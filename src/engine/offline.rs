@@ -229,7 +229,7 @@ impl Engine {
         }
         // Silences and acknowledgements made elsewhere meanwhile.
         if let Ok(silences) = bounded(self.store.silences(chrono::Utc::now())).await {
-            self.silences = silences;
+            self.policy.set_silences(silences);
         }
         self.away = None;
         tracing::info!(

@@ -2,12 +2,13 @@
 //! silence), through [`EngineHandle`]: the engine owns incidents and
 //! silences, so changes to them go through its queue.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Commit, Engine, EventFacts};
-use crate::core::EventKind;
-use crate::incident::{Incident, IncidentChange, NewSilence, Silence};
+use super::Engine;
+use super::commit::Commit;
+use crate::incident::{Incident, NewSilence, Silence};
+use crate::notify::policy::changes;
 use crate::store::StoreError;
 
 /// Why an acknowledgement was refused.
@@ -87,13 +88,13 @@ impl Engine {
         match command {
             // The asker may have gone away (client disconnected): nothing to tell then.
             Command::Acknowledge { id, by, reply } => {
-                let _ = reply.send(self.acknowledge(id, by).await);
+                let _ = reply.send(self.acknowledge(id, by, Utc::now()).await);
             }
             Command::Silence { silence, reply } => {
                 let store = self.store.clone();
                 let created = self.guarded(store.create_silence(&silence)).await;
                 if let Ok(s) = &created {
-                    self.silences.push(s.clone());
+                    self.policy.add_silence(s.clone());
                 }
                 let _ = reply.send(created);
             }
@@ -101,7 +102,7 @@ impl Engine {
                 let store = self.store.clone();
                 let ended = self.guarded(store.expire_silence(id, Utc::now())).await;
                 if let Ok(ended) = &ended {
-                    self.silences.retain(|s| s.id != ended.id);
+                    self.policy.end_silence(ended.id);
                     // Held openings go out at once, not at the next tick.
                     self.release_held(Utc::now()).await;
                 }
@@ -110,7 +111,13 @@ impl Engine {
         }
     }
 
-    async fn acknowledge(&mut self, id: i64, by: Option<String>) -> Result<Incident, AckError> {
+    /// Takes incident `id` on at `now`.
+    pub(super) async fn acknowledge(
+        &mut self,
+        id: i64,
+        by: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<Incident, AckError> {
         // An incident held in memory while storage is away has no id to name.
         if id == super::offline::OFFLINE {
             return Err(AckError::NotFound(id));
@@ -133,19 +140,8 @@ impl Engine {
             let store = self.store.clone();
             return Ok(self.guarded(store.incident(id)).await?);
         }
-        let now = Utc::now();
-        // Who never heard of it needs no word that it is taken care of.
-        let event = match open.notified {
-            true => {
-                let mut event = EventFacts::of(&open, EventKind::Acknowledged, now);
-                event.heard = self.heard_of(id).await;
-                Some(event)
-            }
-            false => None,
-        };
-        let change = IncidentChange::Acknowledge { id, by, at: now };
-        let next = crate::incident::after(Some(&open), &change, None);
-        let incident = match self.commit(i, change, event).await {
+        let planned = changes::acknowledged(&open, by, now);
+        let incident = match self.settle(i, planned).await {
             Commit::Stored(incident) => incident,
             // Taken in memory; the store hears of it once it is back.
             Commit::Deferred => Incident {
@@ -161,7 +157,6 @@ impl Engine {
             },
             Commit::Refused(e) => return Err(e.into()),
         };
-        self.checks[i].open = next;
         Ok(incident)
     }
 }

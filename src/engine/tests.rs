@@ -1,0 +1,257 @@
+//! Step tests of the engine with an explicit clock, on a memory SQLite
+//! store: observations and ticks at given instants, then what the store
+//! holds (the incident's timeline, the outbox rows). Nothing waits in real time.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{DateTime, SubsecRound, Utc};
+
+use super::*;
+use crate::config::Config;
+use crate::core::Notification;
+use crate::core::value::Crontab;
+use crate::incident::Silence;
+use crate::notify::outbox::Outbox;
+
+struct Fixture {
+    engine: Engine,
+    store: Store,
+    /// Holds the direct queue open.
+    _outbox: Outbox,
+    t0: DateTime<Utc>,
+}
+
+/// An engine over `checks_and_policy` (TOML: checks, severities, routes),
+/// every route to the webhook `hook`, on a fresh memory database.
+async fn fixture(checks_and_policy: &str) -> Fixture {
+    // Whole seconds (SQLite keeps milliseconds, the digest's times are
+    // whole), taken before the engine starts its timetable.
+    let t0 = Utc::now().trunc_subsecs(0);
+    let toml = format!(
+        "{checks_and_policy}\n[channels.hook]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\n\n\
+         [[routes]]\nchannels = [\"hook\"]\n"
+    );
+    let config = Config::parse(Path::new("test.toml"), &toml, &|_| None).expect("config");
+    let store = Store::connect("sqlite::memory:").await.expect("store");
+    store.migrate().await.expect("migrate");
+    let names: Vec<_> = config.checks.iter().map(|c| c.name.clone()).collect();
+    let metrics = Metrics::new(&names);
+    let outbox = Outbox::new(
+        store.clone(),
+        Arc::new(BTreeMap::new()),
+        metrics.notifications.clone(),
+    );
+    let (mut engine, _sink, _handle, _inputs) = Engine::new(Parts {
+        checks: config.checks.iter().cloned().map(Arc::new).collect(),
+        routes: config.routes.clone(),
+        repeat: config.severities.repeat.clone(),
+        maintenance: config.maintenance.clone(),
+        digest: config.severities.low_digest.clone(),
+        store: store.clone(),
+        buffer: SampleBuffer::new(16),
+        metrics,
+        outbox: outbox.waker(),
+        direct: outbox.direct(),
+        resend: Vec::new(),
+        queue: 16,
+    });
+    engine.restore().await.expect("restore");
+    Fixture {
+        engine,
+        store,
+        _outbox: outbox,
+        t0,
+    }
+}
+
+impl Fixture {
+    fn at(&self, s: i64) -> DateTime<Utc> {
+        self.t0 + chrono::Duration::seconds(s)
+    }
+
+    fn index(&self, check: &str) -> usize {
+        self.engine
+            .checks
+            .iter()
+            .position(|rt| *rt.config.name == *check)
+            .expect("a configured check")
+    }
+
+    /// A sample of `check` at `s`: failing with `severity`, or green with `None`.
+    async fn sample(&mut self, check: &str, severity: Option<Severity>, s: i64) {
+        let at = self.at(s);
+        let mut sample = match severity {
+            Some(_) => Sample::down("503"),
+            None => Sample::up("200 OK"),
+        };
+        sample.at = at;
+        let verdict = Verdict {
+            color: if severity.is_some() {
+                Color::Red
+            } else {
+                Color::Green
+            },
+            severity,
+            reason: sample.message.clone(),
+        };
+        let check = self.index(check);
+        let obs = Observation {
+            check,
+            sample,
+            verdict,
+        };
+        self.engine.observe(obs, at).await;
+    }
+
+    async fn tick(&mut self, s: i64) {
+        self.engine.tick(self.at(s)).await;
+    }
+
+    async fn open_id(&self, check: &str) -> i64 {
+        let open = self.store.open_incidents().await.expect("open incidents");
+        open.iter().find(|i| i.check == check).expect("open").id
+    }
+
+    /// The timeline of incident `id`: its events' kinds.
+    async fn timeline(&self, id: i64) -> Vec<String> {
+        let events = self.store.incident_events(id).await.expect("events");
+        events.into_iter().map(|e| e.kind).collect()
+    }
+
+    /// Every outbox row queued so far, oldest first.
+    async fn queued(&self) -> Vec<(Notification, Option<DateTime<Utc>>)> {
+        let far = self.at(10 * 86_400);
+        let due = self.store.due_notifications(far, 1000).await.expect("due");
+        due.entries
+            .into_iter()
+            .map(|e| (e.notification, e.batch_at))
+            .collect()
+    }
+
+    async fn queued_kinds(&self) -> Vec<(String, EventKind)> {
+        let queued = self.queued().await;
+        queued
+            .into_iter()
+            .map(|(n, _)| (n.check, n.state))
+            .collect()
+    }
+}
+
+const WEB: &str = "[severities]\ncritical = { repeat = \"60s\" }\n\n[checks.web]\nkind = \"http\"\n\
+                   url = \"http://127.0.0.1:9/\"\nfailures_before_alert = 1\nsuccesses_before_resolve = 1\n";
+
+#[tokio::test]
+async fn opens_reminds_each_window_until_acknowledged_then_resolves() {
+    let mut f = fixture(WEB).await;
+    f.sample("web", Some(Severity::Critical), 0).await;
+    let id = f.open_id("web").await;
+    f.tick(59).await;
+    assert_eq!(f.timeline(id).await, ["opened"]);
+    f.tick(60).await;
+    f.tick(119).await;
+    f.tick(120).await;
+    assert_eq!(f.timeline(id).await, ["opened", "reminder", "reminder"]);
+    let acked = f
+        .engine
+        .acknowledge(id, Some("ann".into()), f.at(130))
+        .await
+        .expect("acknowledged");
+    assert_eq!(acked.acknowledged_at, Some(f.at(130)));
+    for s in (180..=600).step_by(60) {
+        f.tick(s).await;
+    }
+    f.sample("web", None, 610).await;
+    assert_eq!(
+        f.timeline(id).await,
+        ["opened", "reminder", "reminder", "acknowledged", "resolved"],
+        "no reminder once acknowledged"
+    );
+    let web = || "web".to_string();
+    assert_eq!(
+        f.queued_kinds().await,
+        [
+            (web(), EventKind::Opened),
+            (web(), EventKind::Reminder),
+            (web(), EventKind::Reminder),
+            (web(), EventKind::Acknowledged),
+            (web(), EventKind::Resolved),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_silenced_opening_is_recorded_then_paged_once_the_silence_ends() {
+    let mut f = fixture(WEB).await;
+    f.engine.policy.add_silence(Silence {
+        id: 1,
+        check: Some("web".into()),
+        labels: BTreeMap::new(),
+        starts_at: f.at(-10),
+        ends_at: f.at(300),
+        comment: String::new(),
+        created_by: None,
+    });
+    f.sample("web", Some(Severity::Critical), 0).await;
+    let id = f.open_id("web").await;
+    for s in [60, 120, 299] {
+        f.sample("web", Some(Severity::Critical), s).await;
+        f.tick(s).await;
+    }
+    assert_eq!(f.timeline(id).await, ["opened"]);
+    assert_eq!(f.queued_kinds().await, [], "held: no page, no reminder");
+    f.tick(300).await;
+    assert_eq!(f.timeline(id).await, ["opened", "notified"]);
+    assert_eq!(
+        f.queued_kinds().await,
+        [("web".to_string(), EventKind::Opened)]
+    );
+    let incident = f.store.incident(id).await.expect("incident");
+    assert_eq!(incident.notified_at, Some(f.at(300)));
+}
+
+#[tokio::test]
+async fn low_incidents_wait_for_the_digest_and_go_out_in_one_batch() {
+    let schedule = "0 0 3 * * *";
+    let checks: String = ["docs", "blog"]
+        .iter()
+        .map(|name| {
+            format!(
+                "[checks.{name}]\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n\
+                 down_severity = \"low\"\nfailures_before_alert = 1\nsuccesses_before_resolve = 1\n\n"
+            )
+        })
+        .collect();
+    let mut f = fixture(&format!(
+        "[severities]\nlow = {{ digest = \"{schedule}\" }}\n\n{checks}"
+    ))
+    .await;
+    let cron: Crontab = schedule.parse().expect("crontab");
+    let due = (cron.next_after(f.t0).expect("a next digest") - f.t0).num_seconds();
+    // docs stays low and open; blog comes and goes before the digest.
+    f.sample("docs", Some(Severity::Low), 0).await;
+    f.sample("blog", Some(Severity::Low), 1).await;
+    let blog = f.open_id("blog").await;
+    f.sample("blog", None, 2).await;
+    f.tick(due - 1).await;
+    assert_eq!(f.queued_kinds().await, [], "nothing before the digest");
+    f.tick(due).await;
+    let queued = f.queued().await;
+    let kinds: Vec<_> = queued
+        .iter()
+        .map(|(n, _)| (n.check.as_str(), n.state))
+        .collect();
+    assert_eq!(
+        kinds,
+        [("blog", EventKind::Resolved), ("docs", EventKind::Opened)]
+    );
+    let gather = Some(f.at(due) + chrono::Duration::seconds(2));
+    assert!(
+        queued.iter().all(|(_, batch)| *batch == gather),
+        "{queued:?}"
+    );
+    assert_eq!(f.timeline(blog).await, ["opened", "resolved", "notified"]);
+    f.tick(due + 1).await;
+    assert_eq!(f.queued().await.len(), 2, "once");
+}
