@@ -195,6 +195,33 @@ pub enum Store {
     Postgres(postgres::PgStore),
 }
 
+/// One backend's connections: the engine's, the writer's and the outbox's,
+/// and a small read-only pool for API reads ([`Store::reader`]), so requests
+/// cannot take the connections commits wait for.
+#[derive(Debug)]
+pub struct Pools<DB: sqlx::Database> {
+    pool: sqlx::Pool<DB>,
+    reads: sqlx::Pool<DB>,
+}
+
+impl<DB: sqlx::Database> Clone for Pools<DB> {
+    fn clone(&self) -> Self {
+        let (pool, reads) = (self.pool.clone(), self.reads.clone());
+        Pools { pool, reads }
+    }
+}
+
+impl<DB: sqlx::Database> Pools<DB> {
+    /// The same database on the read-only pool: for API reads.
+    fn reader(&self) -> Pools<DB> {
+        let reads = self.reads.clone();
+        Pools {
+            pool: reads.clone(),
+            reads,
+        }
+    }
+}
+
 impl Store {
     /// Connects (creating the SQLite file if missing). Does not migrate.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
@@ -226,11 +253,18 @@ impl Store {
         }
     }
 
-    /// Writes a batch of samples in as few round trips as the backend allows.
+    /// Writes a batch of samples in one transaction, in as few round trips
+    /// as the backend allows: its own bulk insert, the hot path.
     pub async fn insert_samples(&self, rows: &[SampleRow]) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.insert_samples(rows).await,
-            Store::Postgres(s) => s.insert_samples(rows).await,
+        if rows.is_empty() {
+            return Ok(());
+        }
+        match self
+            .begin("starting a transaction to insert samples")
+            .await?
+        {
+            sql::Tx::Sqlite(tx) => sqlite::insert_samples(tx, rows).await,
+            sql::Tx::Postgres(tx) => postgres::insert_samples(tx, rows).await,
         }
     }
 }

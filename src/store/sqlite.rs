@@ -4,21 +4,17 @@
 //! `store/sql/`, shared with PostgreSQL. Timestamps are INTEGER unix
 //! milliseconds (UTC).
 //!
-//! A file database has two pools: the engine's, the writer's and the outbox's
-//! connections, and a small read-only pool for API reads ([`SqliteStore::reader`]),
-//! so requests cannot take the connections commits wait for (WAL: readers
-//! never block the writer).
+//! A file database's read-only pool for API reads is a second pool on the
+//! same file (WAL: readers never block the writer).
 
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::{QueryBuilder, Sqlite};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Sqlite, Transaction};
 
 use super::sql::Doing;
-use super::{SampleRow, StoreError};
+use super::{Pools, SampleRow, StoreError};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -32,15 +28,11 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Read-only connections for API reads (a file database only).
 const READ_CONNECTIONS: u32 = 2;
 
-#[derive(Clone, Debug)]
-pub struct SqliteStore {
-    pub(super) pool: SqlitePool,
-    /// Read-only connections for [`SqliteStore::reader`]; the same pool as
-    /// `pool` for a memory database, which lives in one connection.
-    reads: SqlitePool,
-}
+/// The store's pools on SQLite. For a memory database, which lives in one
+/// connection, both are that connection's pool.
+pub type SqliteStore = Pools<Sqlite>;
 
-impl SqliteStore {
+impl Pools<Sqlite> {
     pub async fn connect(url: &str) -> Result<SqliteStore, StoreError> {
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let mut options = SqliteConnectOptions::from_str(url)
@@ -77,56 +69,43 @@ impl SqliteStore {
                 .acquire_timeout(Duration::from_secs(5))
                 .connect_lazy_with(options.read_only(true))
         };
-        Ok(SqliteStore { pool, reads })
-    }
-
-    /// The same database on the read-only pool: for API reads.
-    pub fn reader(&self) -> SqliteStore {
-        SqliteStore {
-            pool: self.reads.clone(),
-            reads: self.reads.clone(),
-        }
+        Ok(Pools { pool, reads })
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
         MIGRATOR.run(&self.pool).await?;
         Ok(())
     }
+}
 
-    /// Multi-row INSERTs of [`ROWS_PER_INSERT`] rows, all in one transaction.
-    pub async fn insert_samples(&self, rows: &[SampleRow]) -> Result<(), StoreError> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
+/// Multi-row INSERTs of [`ROWS_PER_INSERT`] rows, all in `tx`, which it commits.
+pub(super) async fn insert_samples(
+    mut tx: Transaction<'static, Sqlite>,
+    rows: &[SampleRow],
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO samples \
+             (check_name, at, duration_ms, up, color, status_code, latency_ms, message, \
+              metrics) ",
+        );
+        insert.push_values(chunk, |mut row, s| {
+            row.push_bind(s.check.clone())
+                .push_bind(s.at.timestamp_millis())
+                .push_bind(s.duration_ms)
+                .push_bind(s.up)
+                .push_bind(s.color.as_str())
+                .push_bind(s.status_code.map(i64::from))
+                .push_bind(s.latency_ms)
+                .push_bind(s.message.clone())
+                .push_bind(s.metrics.clone());
+        });
+        insert
+            .build()
+            .execute(&mut *tx)
             .await
-            .doing("starting a transaction to insert samples")?;
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO samples \
-                 (check_name, at, duration_ms, up, color, status_code, latency_ms, message, \
-                  metrics) ",
-            );
-            insert.push_values(chunk, |mut row, s| {
-                row.push_bind(s.check.clone())
-                    .push_bind(s.at.timestamp_millis())
-                    .push_bind(s.duration_ms)
-                    .push_bind(s.up)
-                    .push_bind(s.color.as_str())
-                    .push_bind(s.status_code.map(i64::from))
-                    .push_bind(s.latency_ms)
-                    .push_bind(s.message.clone())
-                    .push_bind(s.metrics.clone());
-            });
-            insert
-                .build()
-                .execute(&mut *tx)
-                .await
-                .doing("inserting samples")?;
-        }
-        tx.commit().await.doing("committing samples")?;
-        Ok(())
+            .doing("inserting samples")?;
     }
+    tx.commit().await.doing("committing samples")?;
+    Ok(())
 }

@@ -1,10 +1,10 @@
 //! Heartbeat checks' state, kept so a restart does not forget yesterday's ping.
 
-use super::{Doing, Row, decode_each};
-use crate::store::{HeartbeatRow, Store, StoreError};
+use super::{Result, Row, decode_each};
+use crate::store::{HeartbeatRow, Store};
 
-/// `column = the later of the stored and the given value`, NULL counting as
-/// older than any time (GREATEST on PostgreSQL; SQLite has none).
+/// `$c = the later of the stored and the given $c`, NULL older than any time
+/// (what PostgreSQL's GREATEST does; SQLite has no GREATEST).
 macro_rules! later {
     ($c:literal) => {
         concat!(
@@ -26,16 +26,11 @@ macro_rules! later {
 
 impl Store {
     /// Every stored heartbeat state (to restore them at start).
-    pub async fn heartbeats(&self) -> Result<Vec<HeartbeatRow>, StoreError> {
-        let rows = self
-            .query(
-                "SELECT check_name, token, first_seen, last_success, last_start, last_fail, \
-                 last_run_s FROM heartbeats",
-            )
-            .fetch_all()
-            .await
-            .doing("reading heartbeat states")?;
-        Ok(decode_each("heartbeats", rows, Row::check_key, heartbeat))
+    pub async fn heartbeats(&self) -> Result<Vec<HeartbeatRow>> {
+        let sql = "SELECT check_name, token, first_seen, last_success, last_start, last_fail, \
+                   last_run_s FROM heartbeats";
+        let rows = self.query(sql).rows("reading heartbeat states").await?;
+        Ok(decode_each("heartbeats", "check_name", rows, heartbeat))
     }
 
     /// Stores a heartbeat's state in one upsert that never moves it backwards:
@@ -43,7 +38,7 @@ impl Store {
     /// may land out of order, or come from several instances), `first_seen`
     /// the earlier, and a stored token is never replaced. Returns the token
     /// stored afterwards.
-    pub async fn save_heartbeat(&self, row: &HeartbeatRow) -> Result<Option<String>, StoreError> {
+    pub async fn save_heartbeat(&self, row: &HeartbeatRow) -> Result<Option<String>> {
         let sql = concat!(
             "INSERT INTO heartbeats \
              (check_name, token, first_seen, last_success, last_start, last_fail, last_run_s) \
@@ -71,21 +66,20 @@ impl Store {
             .time(row.last_start)
             .time(row.last_fail)
             .bind(row.last_run_s)
-            .fetch_one()
-            .await
-            .doing("saving a heartbeat state")?;
+            .one("saving a heartbeat state")
+            .await?;
         Ok(stored.get("token")?)
     }
 }
 
-fn heartbeat(row: &Row) -> Result<HeartbeatRow, StoreError> {
+fn heartbeat(row: &Row) -> Result<HeartbeatRow> {
     Ok(HeartbeatRow {
         check: row.get("check_name")?,
         token: row.get("token")?,
         first_seen: row.time("heartbeats.first_seen")?,
-        last_success: row.opt_time("heartbeats.last_success")?,
-        last_start: row.opt_time("heartbeats.last_start")?,
-        last_fail: row.opt_time("heartbeats.last_fail")?,
+        last_success: row.time("heartbeats.last_success")?,
+        last_start: row.time("heartbeats.last_start")?,
+        last_fail: row.time("heartbeats.last_fail")?,
         last_run_s: row.get("last_run_s")?,
     })
 }

@@ -7,9 +7,8 @@
 //! [`Store::pick`]. Enums are stored as their lowercase names, notifications
 //! and silence labels as JSON text, on both.
 //!
-//! A [`Stmt`] binds its arguments straight into the backend's own query (no
-//! values in between), so a query costs what it cost when each backend had
-//! its copy.
+//! A [`Stmt`] binds its arguments straight into the backend's own query, so a
+//! query costs what it cost when each backend had its own copy.
 
 mod heartbeats;
 mod incidents;
@@ -21,23 +20,29 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::Query;
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
-use sqlx::{
-    Database, Decode, Encode, Pool, Postgres, Row as _, SqlSafeStr, Sqlite, Transaction, Type,
-};
+use sqlx::{Database, Decode, Encode, Pool, Postgres, Row as _, SqlSafeStr, Sqlite, Type};
 
 use super::{Store, StoreError};
 
-/// Where a statement runs: on a pool (a connection for this statement), or
-/// in a transaction.
+/// The store's results: a [`StoreError`] unless said otherwise.
+pub(crate) type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// One statement on the store's backend, with the arguments bound so far.
+pub(crate) enum Stmt<'c> {
+    Sqlite(Query<'static, Sqlite, SqliteArguments>, On<'c, Sqlite>),
+    Postgres(Query<'static, Postgres, PgArguments>, On<'c, Postgres>),
+}
+
+/// Where a statement runs: on a connection of the pool, or in a transaction.
 pub(crate) enum On<'c, DB: Database> {
     Pool(&'c Pool<DB>),
     Tx(&'c mut DB::Connection),
 }
 
-/// One statement on the store's backend, with its arguments bound so far.
-pub(crate) enum Stmt<'c> {
-    Sqlite(Query<'static, Sqlite, SqliteArguments>, On<'c, Sqlite>),
-    Postgres(Query<'static, Postgres, PgArguments>, On<'c, Postgres>),
+/// A transaction on the store's backend.
+pub(crate) enum Tx {
+    Sqlite(sqlx::Transaction<'static, Sqlite>),
+    Postgres(sqlx::Transaction<'static, Postgres>),
 }
 
 /// A row read from either backend.
@@ -46,13 +51,7 @@ pub(crate) enum Row {
     Postgres(PgRow),
 }
 
-/// A transaction on the store's backend.
-pub(crate) enum Tx {
-    Sqlite(Transaction<'static, Sqlite>),
-    Postgres(Transaction<'static, Postgres>),
-}
-
-/// Runs `$body` with the query `$q` and executor `$e` of whichever backend `$stmt` is on.
+/// Runs `$body` with the query `$q` and the executor `$e` of `$stmt`'s backend.
 macro_rules! run {
     ($stmt:expr, |$q:ident, $e:ident| $body:expr) => {
         match $stmt {
@@ -74,13 +73,14 @@ impl Store {
     }
 
     /// Starts a transaction. SQLite's takes the write lock at once (`BEGIN
-    /// IMMEDIATE`), so it waits for another writer up front rather than
-    /// failing when it first writes.
-    pub(crate) async fn begin(&self) -> Result<Tx, sqlx::Error> {
-        Ok(match self {
-            Store::Sqlite(s) => Tx::Sqlite(s.pool.begin_with("BEGIN IMMEDIATE").await?),
-            Store::Postgres(s) => Tx::Postgres(s.pool.begin().await?),
-        })
+    /// IMMEDIATE`): it waits for another writer up front instead of failing
+    /// when it first writes.
+    pub(crate) async fn begin(&self, doing: &'static str) -> Result<Tx> {
+        match self {
+            Store::Sqlite(s) => s.pool.begin_with("BEGIN IMMEDIATE").await.map(Tx::Sqlite),
+            Store::Postgres(s) => s.pool.begin().await.map(Tx::Postgres),
+        }
+        .doing(doing)
     }
 
     /// The statement for this backend, where the two spell it differently.
@@ -92,11 +92,10 @@ impl Store {
     }
 
     /// Whether the database answers (`/readyz`).
-    pub async fn ping(&self) -> Result<(), StoreError> {
+    pub async fn ping(&self) -> Result<()> {
         self.query("SELECT 1")
-            .execute()
-            .await
-            .doing("pinging the database")?;
+            .execute("pinging the database")
+            .await?;
         Ok(())
     }
 }
@@ -110,11 +109,12 @@ impl Tx {
         }
     }
 
-    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+    pub(crate) async fn commit(self, doing: &'static str) -> Result<()> {
         match self {
             Tx::Sqlite(tx) => tx.commit().await,
             Tx::Postgres(tx) => tx.commit().await,
         }
+        .doing(doing)
     }
 }
 
@@ -130,7 +130,7 @@ impl Stmt<'_> {
         }
     }
 
-    /// Binds the next argument, a timestamp (or NULL), as the backend stores it.
+    /// Binds the next argument, a timestamp or NULL, as the backend stores it.
     pub(crate) fn time(self, at: impl Into<Option<DateTime<Utc>>>) -> Self {
         let at = at.into();
         match self {
@@ -140,26 +140,43 @@ impl Stmt<'_> {
     }
 
     /// Runs the statement; returns how many rows it changed.
-    pub(crate) async fn execute(self) -> Result<u64, sqlx::Error> {
-        run!(self, |q, e| Ok(q.execute(e).await?.rows_affected()))
+    pub(crate) async fn execute(self, doing: &'static str) -> Result<u64> {
+        run!(self, |q, e| q
+            .execute(e)
+            .await
+            .map(|done| done.rows_affected()))
+        .doing(doing)
     }
 
-    pub(crate) async fn fetch_all(self) -> Result<Vec<Row>, sqlx::Error> {
-        run!(self, |q, e| Ok(q
-            .fetch_all(e)
-            .await?
-            .into_iter()
-            .map(Row::from)
-            .collect()))
+    pub(crate) async fn rows(self, doing: &'static str) -> Result<Vec<Row>> {
+        run!(self, |q, e| q.fetch_all(e).await.map(into_rows)).doing(doing)
     }
 
-    pub(crate) async fn fetch_optional(self) -> Result<Option<Row>, sqlx::Error> {
-        run!(self, |q, e| Ok(q.fetch_optional(e).await?.map(Row::from)))
+    pub(crate) async fn row(self, doing: &'static str) -> Result<Option<Row>> {
+        run!(self, |q, e| q
+            .fetch_optional(e)
+            .await
+            .map(|r| r.map(Row::from)))
+        .doing(doing)
     }
 
-    pub(crate) async fn fetch_one(self) -> Result<Row, sqlx::Error> {
-        run!(self, |q, e| Ok(Row::from(q.fetch_one(e).await?)))
+    /// The one row a statement always returns (an aggregate, an upsert).
+    pub(crate) async fn one(self, doing: &'static str) -> Result<Row> {
+        run!(self, |q, e| q.fetch_one(e).await.map(Row::from)).doing(doing)
     }
+
+    /// Every row, decoded; the first that does not decode fails the call.
+    pub(crate) async fn all<T>(
+        self,
+        decode: fn(&Row) -> Result<T>,
+        doing: &'static str,
+    ) -> Result<Vec<T>> {
+        self.rows(doing).await?.iter().map(decode).collect()
+    }
+}
+
+fn into_rows<R: Into<Row>>(rows: Vec<R>) -> Vec<Row> {
+    rows.into_iter().map(Into::into).collect()
 }
 
 impl From<SqliteRow> for Row {
@@ -171,6 +188,30 @@ impl From<SqliteRow> for Row {
 impl From<PgRow> for Row {
     fn from(row: PgRow) -> Row {
         Row::Postgres(row)
+    }
+}
+
+/// The Rust type of a timestamp column: `DateTime<Utc>`, or an `Option` of
+/// it where the column may be NULL.
+pub(crate) trait Time: for<'r> Decode<'r, Postgres> + Type<Postgres> + Sized {
+    /// What SQLite stores: unix milliseconds.
+    type Millis: for<'r> Decode<'r, Sqlite> + Type<Sqlite>;
+    fn from_millis(ms: Self::Millis, what: &str) -> Result<Self>;
+}
+
+impl Time for DateTime<Utc> {
+    type Millis = i64;
+    fn from_millis(ms: i64, what: &str) -> Result<Self> {
+        DateTime::from_timestamp_millis(ms)
+            .ok_or_else(|| StoreError::Corrupt(format!("{what}: timestamp {ms} out of range")))
+    }
+}
+
+impl Time for Option<DateTime<Utc>> {
+    type Millis = Option<i64>;
+    fn from_millis(ms: Option<i64>, what: &str) -> Result<Self> {
+        ms.map(|ms| <DateTime<Utc> as Time>::from_millis(ms, what))
+            .transpose()
     }
 }
 
@@ -190,45 +231,22 @@ impl Row {
     }
 
     /// A timestamp column, named `table.column` for the error.
-    pub(crate) fn time(&self, what: &'static str) -> Result<DateTime<Utc>, StoreError> {
+    pub(crate) fn time<T: Time>(&self, what: &'static str) -> Result<T> {
         match self {
-            Row::Sqlite(row) => from_millis(row.try_get(column_of(what))?, what),
+            Row::Sqlite(row) => T::from_millis(row.try_get(column_of(what))?, what),
             Row::Postgres(row) => Ok(row.try_get(column_of(what))?),
         }
     }
 
-    /// A timestamp column that may be NULL, named `table.column` for the error.
-    pub(crate) fn opt_time(&self, what: &'static str) -> Result<Option<DateTime<Utc>>, StoreError> {
-        match self {
-            Row::Sqlite(row) => row
-                .try_get::<Option<i64>, _>(column_of(what))?
-                .map(|ms| from_millis(ms, what))
-                .transpose(),
-            Row::Postgres(row) => Ok(row.try_get(column_of(what))?),
-        }
-    }
-
-    /// A text column holding a value keeper parses (a colour, a severity),
+    /// A text column keeper parses (a colour, a severity, JSON) with `parse`,
     /// named `table.column` for the error.
-    pub(crate) fn parse<T>(&self, what: &'static str) -> Result<T, StoreError>
-    where
-        T: std::str::FromStr<Err: std::fmt::Display>,
-    {
+    pub(crate) fn text<T, E: std::fmt::Display>(
+        &self,
+        what: &'static str,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Result<T> {
         let text: String = self.get(column_of(what))?;
-        text.parse()
-            .map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
-    }
-
-    /// The row's `id`, for logging a row that does not decode.
-    pub(crate) fn id_key(&self) -> String {
-        self.get::<i64>("id")
-            .map_or_else(|e| format!("(unreadable id: {e})"), |id| id.to_string())
-    }
-
-    /// The row's `check_name`, for logging a row that does not decode.
-    pub(crate) fn check_key(&self) -> String {
-        self.get::<String>("check_name")
-            .unwrap_or_else(|e| format!("(unreadable check_name: {e})"))
+        parse(&text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
     }
 }
 
@@ -236,46 +254,43 @@ fn column_of(what: &'static str) -> &'static str {
     what.rsplit('.').next().unwrap_or(what)
 }
 
-fn from_millis(ms: i64, what: &str) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::from_timestamp_millis(ms)
-        .ok_or_else(|| StoreError::Corrupt(format!("{what}: timestamp {ms} out of range")))
-}
-
 /// Attaches what was being done to a database error.
 pub(crate) trait Doing<T> {
-    fn doing(self, doing: &'static str) -> Result<T, StoreError>;
+    fn doing(self, doing: &'static str) -> Result<T>;
 }
 
 impl<T> Doing<T> for Result<T, sqlx::Error> {
-    fn doing(self, doing: &'static str) -> Result<T, StoreError> {
+    fn doing(self, doing: &'static str) -> Result<T> {
         self.map_err(|source| StoreError::Query { doing, source })
     }
 }
 
 /// Decodes rows read at start-up one by one: a row that does not decode is
-/// skipped with a warning naming `table`, its `key` and why, and a total is
-/// logged, so one bad row never stops keeper from starting.
-pub(crate) fn decode_each<T>(
+/// skipped with a warning naming `table`, the row's `key` column and why, and
+/// a total is logged, so one bad row never stops keeper from starting.
+fn decode_each<T>(
     table: &'static str,
+    key: &'static str,
     rows: Vec<Row>,
-    key: fn(&Row) -> String,
-    decode: fn(&Row) -> Result<T, StoreError>,
+    decode: fn(&Row) -> Result<T>,
 ) -> Vec<T> {
     let mut good = Vec::with_capacity(rows.len());
-    let mut bad = 0usize;
     for row in &rows {
         match decode(row) {
             Ok(value) => good.push(value),
             Err(error) => {
-                bad += 1;
-                tracing::warn!(table, row = %key(row), %error, "skipping a stored row that does not decode");
+                let key = (row.get::<i64>(key).map(|n| n.to_string()))
+                    .or_else(|_| row.get::<String>(key))
+                    .unwrap_or_else(|e| format!("(unreadable {key}: {e})"));
+                tracing::warn!(table, row = %key, %error, "skipping a stored row that does not decode");
             }
         }
     }
-    if bad > 0 {
+    if good.len() < rows.len() {
+        let skipped = rows.len() - good.len();
         tracing::warn!(
             table,
-            skipped = bad,
+            skipped,
             kept = good.len(),
             "skipped rows that do not decode"
         );

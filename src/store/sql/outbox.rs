@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Doing, Row, Tx};
+use super::{Result, Row, Tx};
 use crate::core::{OutboxEntry, Outgoing};
 use crate::store::{BadRow, DueNotifications, Store, StoreError};
 
@@ -14,7 +14,7 @@ impl Store {
         &self,
         now: DateTime<Utc>,
         limit: u32,
-    ) -> Result<DueNotifications, StoreError> {
+    ) -> Result<DueNotifications> {
         let rows = self
             .query(
                 "SELECT id, channel, payload, attempts, batch_at, created_at FROM outbox \
@@ -22,9 +22,8 @@ impl Store {
             )
             .time(now)
             .bind(i64::from(limit))
-            .fetch_all()
-            .await
-            .doing("reading due notifications")?;
+            .rows("reading due notifications")
+            .await?;
         let mut due = DueNotifications::default();
         for row in rows {
             match entry(&row) {
@@ -34,9 +33,7 @@ impl Store {
                     channel: row.get("channel").unwrap_or_default(),
                     attempts: row
                         .get::<i32>("attempts")
-                        .ok()
-                        .and_then(|a| u32::try_from(a).ok())
-                        .unwrap_or(0),
+                        .map_or(0, |a| a.try_into().unwrap_or(0)),
                     reason: e.to_string(),
                 }),
             }
@@ -45,14 +42,13 @@ impl Store {
     }
 
     /// Marks a notification delivered; it is never sent again.
-    pub async fn notification_sent(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
-        let done = self
-            .query("UPDATE outbox SET status = 'sent', sent_at = $2 WHERE id = $1")
+    pub async fn notification_sent(&self, id: i64, at: DateTime<Utc>) -> Result<()> {
+        let sent = self.query("UPDATE outbox SET status = 'sent', sent_at = $2 WHERE id = $1");
+        let done = sent
             .bind(id)
             .time(at)
-            .execute()
-            .await
-            .doing("marking a notification sent")?;
+            .execute("marking a notification sent")
+            .await?;
         updated(id, done)
     }
 
@@ -63,29 +59,20 @@ impl Store {
         attempts: u32,
         next_at: DateTime<Utc>,
         error: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<()> {
         let done = self
-            .query(
-                "UPDATE outbox SET attempts = $2, last_error = $3, next_attempt_at = $4 \
-                 WHERE id = $1",
-            )
+            .query("UPDATE outbox SET attempts = $2, last_error = $3, next_attempt_at = $4 WHERE id = $1")
             .bind(id)
             .bind(attempts_column(attempts))
             .bind(error)
             .time(next_at)
-            .execute()
-            .await
-            .doing("scheduling a notification retry")?;
+            .execute("scheduling a notification retry")
+            .await?;
         updated(id, done)
     }
 
     /// Gives up on a notification: it stays in the outbox marked failed.
-    pub async fn notification_failed(
-        &self,
-        id: i64,
-        attempts: u32,
-        error: &str,
-    ) -> Result<(), StoreError> {
+    pub async fn notification_failed(&self, id: i64, attempts: u32, error: &str) -> Result<()> {
         let done = self
             .query(
                 "UPDATE outbox SET status = 'failed', attempts = $2, last_error = $3 WHERE id = $1",
@@ -93,9 +80,8 @@ impl Store {
             .bind(id)
             .bind(attempts_column(attempts))
             .bind(error)
-            .execute()
-            .await
-            .doing("marking a notification failed")?;
+            .execute("marking a notification failed")
+            .await?;
         updated(id, done)
     }
 }
@@ -107,7 +93,7 @@ pub(super) async fn queue(
     incident: i64,
     at: DateTime<Utc>,
     out: Outgoing,
-) -> Result<(), StoreError> {
+) -> Result<()> {
     let mut notification = out.notification;
     notification.incident = incident;
     let payload = serde_json::to_string(&notification)
@@ -122,9 +108,8 @@ pub(super) async fn queue(
     .time(out.batch_at.map_or(at, |batch| batch.max(at)))
     .time(at)
     .time(out.batch_at)
-    .execute()
-    .await
-    .doing("queueing a notification in the outbox")?;
+    .execute("queueing a notification in the outbox")
+    .await?;
     Ok(())
 }
 
@@ -133,25 +118,23 @@ fn attempts_column(attempts: u32) -> i32 {
     i32::try_from(attempts).unwrap_or(i32::MAX)
 }
 
-fn updated(id: i64, rows: u64) -> Result<(), StoreError> {
-    if rows == 0 {
-        return Err(StoreError::Corrupt(format!(
+fn updated(id: i64, rows: u64) -> Result<()> {
+    match rows {
+        0 => Err(StoreError::Corrupt(format!(
             "outbox row {id} does not exist"
-        )));
+        ))),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
-fn entry(row: &Row) -> Result<OutboxEntry, StoreError> {
+fn entry(row: &Row) -> Result<OutboxEntry> {
     let id = row.get("id")?;
-    let payload: String = row.get("payload")?;
     let attempts: i32 = row.get("attempts")?;
     Ok(OutboxEntry {
-        notification: serde_json::from_str(&payload)
-            .map_err(|e| StoreError::Corrupt(format!("outbox row {id}: payload: {e}")))?,
+        notification: row.text("outbox.payload", |text| serde_json::from_str(text))?,
         attempts: u32::try_from(attempts)
             .map_err(|_| StoreError::Corrupt(format!("outbox row {id}: attempts {attempts}")))?,
-        batch_at: row.opt_time("outbox.batch_at")?,
+        batch_at: row.time("outbox.batch_at")?,
         created_at: row.time("outbox.created_at")?,
         channel: row.get("channel")?,
         id,

@@ -1,37 +1,32 @@
-//! Reading samples back, uptime counts and retention. Writing them is the
-//! backends' bulk insert ([`Store::insert_samples`]), fed by the writer.
+//! Reading samples back, uptime counts and retention. Writing them is each
+//! backend's bulk insert ([`Store::insert_samples`]), fed by the writer.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use super::{Doing, Row, decode_each};
+use super::{Result, Row, decode_each};
 use crate::store::uptime::{HOUR_MS, UptimeBook};
 use crate::store::{SampleRow, Store, StoreError};
 
-/// The columns [`sample`] decodes, in the order of the bulk inserts.
-macro_rules! sample_columns {
-    () => {
-        "check_name, at, duration_ms, up, color, status_code, latency_ms, message, metrics"
-    };
-}
-
-/// The rest of [`Store::uptime_buckets`]' query, the same on both backends.
+/// [`Store::uptime_buckets`]' query around the backend's `$hour` expression.
 macro_rules! buckets {
-    () => {
-        "COUNT(*) AS total, COUNT(*) FILTER (WHERE up) AS up \
-         FROM samples WHERE at >= $1 GROUP BY 1, 2"
+    ($hour:literal) => {
+        concat!(
+            "SELECT check_name, ",
+            $hour,
+            " AS hour, \
+             COUNT(*) AS total, COUNT(*) FILTER (WHERE up) AS up \
+             FROM samples WHERE at >= $1 GROUP BY 1, 2"
+        )
     };
 }
 
 impl Store {
     /// Deletes samples taken before `cutoff` (`storage.retention`); returns how many.
-    pub async fn delete_samples_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
-        self.query("DELETE FROM samples WHERE at < $1")
-            .time(cutoff)
-            .execute()
-            .await
-            .doing("deleting samples past retention")
+    pub async fn delete_samples_before(&self, cutoff: DateTime<Utc>) -> Result<u64> {
+        let delete = self.query("DELETE FROM samples WHERE at < $1").time(cutoff);
+        delete.execute("deleting samples past retention").await
     }
 
     /// `check`'s samples taken at or after `since`, oldest first, at most `limit`.
@@ -40,84 +35,66 @@ impl Store {
         check: &str,
         since: DateTime<Utc>,
         limit: u32,
-    ) -> Result<Vec<SampleRow>, StoreError> {
-        let sql = concat!(
-            "SELECT ",
-            sample_columns!(),
-            " FROM samples WHERE check_name = $1 AND at >= $2 ORDER BY at LIMIT $3"
-        );
-        let rows = self
-            .query(sql)
-            .bind(check)
-            .time(since)
-            .bind(i64::from(limit))
-            .fetch_all()
-            .await
-            .doing("reading a check's samples")?;
-        rows.iter().map(sample).collect()
+    ) -> Result<Vec<SampleRow>> {
+        self.query(
+            "SELECT check_name, at, duration_ms, up, color, status_code, latency_ms, message, \
+                    metrics \
+             FROM samples WHERE check_name = $1 AND at >= $2 ORDER BY at LIMIT $3",
+        )
+        .bind(check)
+        .time(since)
+        .bind(i64::from(limit))
+        .all(sample, "reading a check's samples")
+        .await
     }
 
-    /// The newest sample of each check: SQLite finds each check's by its
-    /// index, PostgreSQL with `DISTINCT ON`.
-    pub async fn latest_samples(&self) -> Result<Vec<SampleRow>, StoreError> {
+    /// The newest sample of each check, found by the index of each: SQLite
+    /// through its rowid, PostgreSQL with `DISTINCT ON`.
+    pub async fn latest_samples(&self) -> Result<Vec<SampleRow>> {
         let sql = self.pick(
-            concat!(
-                "SELECT s.check_name, s.at, s.duration_ms, s.up, s.color, s.status_code, \
-                 s.latency_ms, s.message, s.metrics \
-                 FROM (SELECT DISTINCT check_name FROM samples) c \
-                 JOIN samples s ON s.rowid = ( \
-                     SELECT rowid FROM samples \
-                     WHERE check_name = c.check_name ORDER BY at DESC LIMIT 1) \
-                 ORDER BY s.check_name"
-            ),
-            concat!(
-                "SELECT DISTINCT ON (check_name) ",
-                sample_columns!(),
-                " FROM samples ORDER BY check_name, at DESC"
-            ),
+            "SELECT s.check_name, s.at, s.duration_ms, s.up, s.color, s.status_code, \
+                    s.latency_ms, s.message, s.metrics \
+             FROM (SELECT DISTINCT check_name FROM samples) c \
+             JOIN samples s ON s.rowid = ( \
+                 SELECT rowid FROM samples \
+                 WHERE check_name = c.check_name ORDER BY at DESC LIMIT 1) \
+             ORDER BY s.check_name",
+            "SELECT DISTINCT ON (check_name) check_name, at, duration_ms, up, color, \
+                    status_code, latency_ms, message, metrics \
+             FROM samples ORDER BY check_name, at DESC",
         );
         let rows = self
             .query(sql)
-            .fetch_all()
-            .await
-            .doing("reading the latest sample of each check")?;
-        Ok(decode_each("samples", rows, Row::check_key, sample))
+            .rows("reading the latest sample of each check")
+            .await?;
+        Ok(decode_each("samples", "check_name", rows, sample))
     }
 
     /// Percentage of up samples of `check` since `since`; `None` without samples.
-    pub async fn uptime_pct(
-        &self,
-        check: &str,
-        since: DateTime<Utc>,
-    ) -> Result<Option<f64>, StoreError> {
-        let row = self
+    pub async fn uptime_pct(&self, check: &str, since: DateTime<Utc>) -> Result<Option<f64>> {
+        let counts = self
             .query(
                 "SELECT COUNT(*) AS total, COUNT(*) FILTER (WHERE up) AS up FROM samples \
                  WHERE check_name = $1 AND at >= $2",
             )
             .bind(check)
             .time(since)
-            .fetch_one()
-            .await
-            .doing("computing uptime")?;
-        let (total, up): (i64, i64) = (row.get("total")?, row.get("up")?);
+            .one("computing uptime")
+            .await?;
+        let (total, up): (i64, i64) = (counts.get("total")?, counts.get("up")?);
         Ok((total > 0).then(|| 100.0 * up as f64 / total as f64))
     }
 
     /// Percentage of up samples since `since`, for every check that has samples.
-    pub async fn uptime_by_check(
-        &self,
-        since: DateTime<Utc>,
-    ) -> Result<HashMap<String, f64>, StoreError> {
+    pub async fn uptime_by_check(&self, since: DateTime<Utc>) -> Result<HashMap<String, f64>> {
         let rows = self
             .query(
                 "SELECT check_name, COUNT(*) AS total, COUNT(*) FILTER (WHERE up) AS up \
                  FROM samples WHERE at >= $1 GROUP BY check_name",
             )
             .time(since)
-            .fetch_all()
-            .await
-            .doing("computing uptime per check")?;
+            .rows("computing uptime per check")
+            .await?;
         let mut uptime = HashMap::new();
         for row in rows {
             let (total, up): (i64, i64) = (row.get("total")?, row.get("up")?);
@@ -135,57 +112,30 @@ impl Store {
         &self,
         since: DateTime<Utc>,
         hourly_since: DateTime<Utc>,
-    ) -> Result<Vec<(String, i64, i64, i64)>, StoreError> {
+    ) -> Result<Vec<(String, i64, i64, i64)>> {
         let sql = self.pick(
-            concat!(
-                "SELECT check_name, \
-                 CASE WHEN at >= $2 THEN at / 3600000 ELSE (at / 86400000) * 24 END AS hour, ",
-                buckets!()
-            ),
-            concat!(
-                "SELECT check_name, \
-                 (CASE WHEN at >= $2 THEN floor(extract(epoch FROM at) / 3600) \
-                       ELSE floor(extract(epoch FROM at) / 86400) * 24 END)::bigint AS hour, ",
-                buckets!()
+            buckets!("CASE WHEN at >= $2 THEN at / 3600000 ELSE (at / 86400000) * 24 END"),
+            buckets!(
+                "(CASE WHEN at >= $2 THEN floor(extract(epoch FROM at) / 3600) \
+                 ELSE floor(extract(epoch FROM at) / 86400) * 24 END)::bigint"
             ),
         );
-        let rows = self
-            .query(sql)
-            .time(since)
-            .time(hourly_since)
-            .fetch_all()
+        let buckets = self.query(sql).time(since).time(hourly_since);
+        buckets
+            .all(bucket, "counting samples per check and hour for uptime")
             .await
-            .doing("counting samples per check and hour for uptime")?;
-        let bucket = |row: &Row| {
-            Ok((
-                row.get("check_name")?,
-                row.get("hour")?,
-                row.get("total")?,
-                row.get("up")?,
-            ))
-        };
-        rows.iter()
-            .map(bucket)
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from)
     }
 
     /// Fills `book` with the stored samples its windows can count, in one
     /// aggregate query. Before the sample writer starts, so no batch counts twice.
-    pub async fn seed_uptime(
-        &self,
-        book: &UptimeBook,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    pub async fn seed_uptime(&self, book: &UptimeBook, now: DateTime<Utc>) -> Result<()> {
         // On an hour's start, so no hour is split between an hourly and a daily row.
         let hourly_since = (now - chrono::Duration::hours(25)).timestamp_millis();
         let hourly_since =
             DateTime::from_timestamp_millis(hourly_since.div_euclid(HOUR_MS) * HOUR_MS)
                 .unwrap_or(now);
-        let rows = self
-            .uptime_buckets(UptimeBook::seed_since(now), hourly_since)
-            .await?;
-        for (check, hour, total, up) in rows {
+        let since = UptimeBook::seed_since(now);
+        for (check, hour, total, up) in self.uptime_buckets(since, hourly_since).await? {
             let count = |n: i64| u64::try_from(n).unwrap_or(0);
             book.add_hour(&check, hour, count(total), count(up));
         }
@@ -193,19 +143,28 @@ impl Store {
     }
 }
 
-fn sample(row: &Row) -> Result<SampleRow, StoreError> {
+fn bucket(row: &Row) -> Result<(String, i64, i64, i64)> {
+    Ok((
+        row.get("check_name")?,
+        row.get("hour")?,
+        row.get("total")?,
+        row.get("up")?,
+    ))
+}
+
+fn sample(row: &Row) -> Result<SampleRow> {
     let status_code = match row.get::<Option<i32>>("status_code")? {
-        None => None,
         Some(code) => Some(u16::try_from(code).map_err(|_| {
             StoreError::Corrupt(format!("samples.status_code: {code} is not an HTTP status"))
         })?),
+        None => None,
     };
     Ok(SampleRow {
         check: row.get::<String>("check_name")?.into(),
         at: row.time("samples.at")?,
         duration_ms: row.get("duration_ms")?,
         up: row.get("up")?,
-        color: row.parse("samples.color")?,
+        color: row.text("samples.color", str::parse)?,
         status_code,
         latency_ms: row.get("latency_ms")?,
         message: row.get("message")?,
