@@ -1,24 +1,26 @@
 //! Storage: samples, incidents with their timelines, and the notification
 //! outbox, on embedded SQLite (`sqlite://…`, the default) or PostgreSQL
-//! (`postgres://…`). One file per backend; this file is the contract both keep,
-//! and the same integration tests run against both.
+//! (`postgres://…`). This file owns the store's types and errors and the one
+//! place that tells the backends apart; every query is written once in
+//! `sql/`, over both; [`sqlite`] and [`postgres`] keep only connecting,
+//! migrating and the bulk sample insert. The same integration tests run
+//! against both backends.
 //!
 //! Samples are written only by [`writer`] (batched); incident changes are
 //! committed together with their outbox rows in one transaction by [`Store::record`].
 
 pub mod postgres;
 pub mod retention;
+mod sql;
 pub mod sqlite;
 pub mod uptime;
 pub mod writer;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::core::{Color, Notification, OutboxEntry, Outgoing, Severity};
-use crate::incident::{Incident, IncidentChange, IncidentEvent, NewSilence, Silence};
+use crate::core::{Color, OutboxEntry};
 
 /// One stored sample.
 #[derive(Clone, Debug, PartialEq)]
@@ -193,14 +195,31 @@ pub enum Store {
     Postgres(postgres::PgStore),
 }
 
-/// Dispatches a method to the backend.
-macro_rules! each {
-    ($self:ident, $s:ident => $e:expr) => {
-        match $self {
-            Store::Sqlite($s) => $e,
-            Store::Postgres($s) => $e,
+/// One backend's connections: the engine's, the writer's and the outbox's,
+/// and a small read-only pool for API reads ([`Store::reader`]), so requests
+/// cannot take the connections commits wait for.
+#[derive(Debug)]
+pub struct Pools<DB: sqlx::Database> {
+    pool: sqlx::Pool<DB>,
+    reads: sqlx::Pool<DB>,
+}
+
+impl<DB: sqlx::Database> Clone for Pools<DB> {
+    fn clone(&self) -> Self {
+        let (pool, reads) = (self.pool.clone(), self.reads.clone());
+        Pools { pool, reads }
+    }
+}
+
+impl<DB: sqlx::Database> Pools<DB> {
+    /// The same database on the read-only pool: for API reads.
+    fn reader(&self) -> Pools<DB> {
+        let reads = self.reads.clone();
+        Pools {
+            pool: reads.clone(),
+            reads,
         }
-    };
+    }
 }
 
 impl Store {
@@ -228,291 +247,26 @@ impl Store {
 
     /// Applies the migrations under `migrations/<backend>/`.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        each!(self, s => s.migrate().await)
+        match self {
+            Store::Sqlite(s) => s.migrate().await,
+            Store::Postgres(s) => s.migrate().await,
+        }
     }
 
-    /// Whether the database answers (`/readyz`).
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        each!(self, s => s.ping().await)
-    }
-
-    /// Writes a batch of samples in as few round trips as the backend allows.
+    /// Writes a batch of samples in one transaction, in as few round trips
+    /// as the backend allows: its own bulk insert, the hot path.
     pub async fn insert_samples(&self, rows: &[SampleRow]) -> Result<(), StoreError> {
-        each!(self, s => s.insert_samples(rows).await)
-    }
-
-    /// Deletes samples taken before `cutoff` (`storage.retention`); returns how many.
-    pub async fn delete_samples_before(&self, cutoff: DateTime<Utc>) -> Result<u64, StoreError> {
-        each!(self, s => s.delete_samples_before(cutoff).await)
-    }
-
-    /// `check`'s samples taken at or after `since`, oldest first, at most `limit`.
-    pub async fn samples(
-        &self,
-        check: &str,
-        since: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<SampleRow>, StoreError> {
-        each!(self, s => s.samples(check, since, limit).await)
-    }
-
-    /// The channels incident `id`'s notifications were queued for, whatever became of them.
-    pub async fn incident_channels(&self, id: i64) -> Result<Vec<String>, StoreError> {
-        each!(self, s => s.incident_channels(id).await)
-    }
-
-    /// The newest sample of each check.
-    pub async fn latest_samples(&self) -> Result<Vec<SampleRow>, StoreError> {
-        each!(self, s => s.latest_samples().await)
-    }
-
-    /// Percentage of up samples of `check` since `since`; `None` without samples.
-    pub async fn uptime_pct(
-        &self,
-        check: &str,
-        since: DateTime<Utc>,
-    ) -> Result<Option<f64>, StoreError> {
-        each!(self, s => s.uptime_pct(check, since).await)
-    }
-
-    /// Percentage of up samples since `since`, for every check that has samples.
-    pub async fn uptime_by_check(
-        &self,
-        since: DateTime<Utc>,
-    ) -> Result<HashMap<String, f64>, StoreError> {
-        each!(self, s => s.uptime_by_check(since).await)
-    }
-
-    /// Samples since `since` counted per check and hour as
-    /// `(check, hour since the epoch, total, up)`; those before
-    /// `hourly_since` per day instead (the hour is the day's first).
-    pub async fn uptime_buckets(
-        &self,
-        since: DateTime<Utc>,
-        hourly_since: DateTime<Utc>,
-    ) -> Result<Vec<(String, i64, i64, i64)>, StoreError> {
-        each!(self, s => s.uptime_buckets(since, hourly_since).await)
-    }
-
-    /// Fills `book` with the stored samples its windows can count, in one
-    /// aggregate query. Before the sample writer starts, so no batch counts twice.
-    pub async fn seed_uptime(
-        &self,
-        book: &uptime::UptimeBook,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        // On an hour's start, so no hour is split between an hourly and a daily row.
-        let hour = uptime::HOUR_MS;
-        let hourly_since = (now - chrono::Duration::hours(25)).timestamp_millis();
-        let hourly_since =
-            DateTime::from_timestamp_millis(hourly_since.div_euclid(hour) * hour).unwrap_or(now);
-        let rows = self
-            .uptime_buckets(uptime::UptimeBook::seed_since(now), hourly_since)
-            .await?;
-        for (check, hour, total, up) in rows {
-            let count = |n: i64| u64::try_from(n).unwrap_or(0);
-            book.add_hour(&check, hour, count(total), count(up));
+        if rows.is_empty() {
+            return Ok(());
         }
-        Ok(())
-    }
-
-    /// Applies an incident change, appends its timeline event and queues its
-    /// notifications, all in one transaction. Returns the incident as it now is.
-    pub async fn record(
-        &self,
-        change: IncidentChange,
-        outgoing: Vec<Outgoing>,
-    ) -> Result<Incident, StoreError> {
-        each!(self, s => s.record(change, outgoing).await)
-    }
-
-    /// Every incident not yet resolved (to restore state after a restart).
-    pub async fn open_incidents(&self) -> Result<Vec<Incident>, StoreError> {
-        each!(self, s => s.open_incidents().await)
-    }
-
-    /// Incidents matching `filter`, newest first, at most `limit`.
-    pub async fn incidents(
-        &self,
-        filter: IncidentFilter,
-        limit: u32,
-    ) -> Result<Vec<Incident>, StoreError> {
-        each!(self, s => s.incidents(filter, limit).await)
-    }
-
-    pub async fn create_silence(&self, silence: &NewSilence) -> Result<Silence, StoreError> {
-        each!(self, s => s.create_silence(silence).await)
-    }
-
-    /// Silences not yet ended at `now` (active or starting later), soonest end first.
-    pub async fn silences(&self, now: DateTime<Utc>) -> Result<Vec<Silence>, StoreError> {
-        each!(self, s => s.silences(now).await)
-    }
-
-    /// Ends a silence at `at` (if it ends later); `NotFound` if there is no such silence.
-    pub async fn expire_silence(&self, id: i64, at: DateTime<Utc>) -> Result<Silence, StoreError> {
-        each!(self, s => s.expire_silence(id, at).await)
-    }
-
-    pub async fn incident(&self, id: i64) -> Result<Incident, StoreError> {
-        each!(self, s => s.incident(id).await)
-    }
-
-    /// An incident's timeline, oldest first.
-    pub async fn incident_events(&self, id: i64) -> Result<Vec<IncidentEvent>, StoreError> {
-        each!(self, s => s.incident_events(id).await)
-    }
-
-    /// The timelines of incidents `ids` in one query, each oldest first.
-    /// Incidents without events are missing from the map.
-    pub async fn events_of(
-        &self,
-        ids: &[i64],
-    ) -> Result<HashMap<i64, Vec<IncidentEvent>>, StoreError> {
-        each!(self, s => s.events_of(ids).await)
-    }
-
-    /// Pending notifications due at `now`, oldest first, at most `limit`
-    /// together: each decoded on its own, so one bad row stays there.
-    pub async fn due_notifications(
-        &self,
-        now: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<DueNotifications, StoreError> {
-        each!(self, s => s.due_notifications(now, limit).await)
-    }
-
-    /// Marks a notification delivered; it is never sent again.
-    pub async fn notification_sent(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
-        each!(self, s => s.notification_sent(id, at).await)
-    }
-
-    /// Records a failed attempt and when to try again.
-    pub async fn notification_retry(
-        &self,
-        id: i64,
-        attempts: u32,
-        next_at: DateTime<Utc>,
-        error: &str,
-    ) -> Result<(), StoreError> {
-        each!(self, s => s.notification_retry(id, attempts, next_at, error).await)
-    }
-
-    /// Gives up on a notification: it stays in the outbox marked failed.
-    pub async fn notification_failed(
-        &self,
-        id: i64,
-        attempts: u32,
-        error: &str,
-    ) -> Result<(), StoreError> {
-        each!(self, s => s.notification_failed(id, attempts, error).await)
-    }
-
-    /// Every stored heartbeat state (to restore them at start).
-    pub async fn heartbeats(&self) -> Result<Vec<HeartbeatRow>, StoreError> {
-        each!(self, s => s.heartbeats().await)
-    }
-
-    /// Stores a heartbeat's state in one upsert that never moves it backwards:
-    /// each timestamp keeps the later of the stored and the given one (writes
-    /// may land out of order, or come from several instances), `first_seen`
-    /// the earlier, and a stored token is never replaced. Returns the token
-    /// stored afterwards.
-    pub async fn save_heartbeat(&self, row: &HeartbeatRow) -> Result<Option<String>, StoreError> {
-        each!(self, s => s.save_heartbeat(row).await)
-    }
-}
-
-/// `(check, total, up)` counts → uptime percentage per check.
-pub(crate) fn uptime_map(rows: Vec<(String, i64, i64)>) -> HashMap<String, f64> {
-    rows.into_iter()
-        .filter(|(_, total, _)| *total > 0)
-        .map(|(check, total, up)| (check, 100.0 * up as f64 / total as f64))
-        .collect()
-}
-
-/// Labels of a silence as stored (JSON text).
-pub(crate) fn encode_labels(
-    labels: &std::collections::BTreeMap<String, String>,
-) -> Result<String, StoreError> {
-    serde_json::to_string(labels)
-        .map_err(|e| StoreError::Corrupt(format!("encoding silence labels: {e}")))
-}
-
-pub(crate) fn decode_labels(
-    text: &str,
-) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("silences.labels: {e}")))
-}
-
-/// Attaches what was being done to a database error.
-pub(crate) trait Doing<T> {
-    fn doing(self, doing: &'static str) -> Result<T, StoreError>;
-}
-
-impl<T> Doing<T> for Result<T, sqlx::Error> {
-    fn doing(self, doing: &'static str) -> Result<T, StoreError> {
-        self.map_err(|source| StoreError::Query { doing, source })
-    }
-}
-
-// Column decoding shared by both backends: enums are stored as their
-// lowercase names, notifications as JSON text.
-
-pub(crate) fn decode_color(s: &str, what: &str) -> Result<Color, StoreError> {
-    s.parse()
-        .map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
-}
-
-pub(crate) fn decode_severity(s: &str, what: &str) -> Result<Severity, StoreError> {
-    s.parse()
-        .map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
-}
-
-pub(crate) fn encode_notification(n: &Notification) -> Result<String, StoreError> {
-    serde_json::to_string(n)
-        .map_err(|e| StoreError::Corrupt(format!("encoding a notification as JSON: {e}")))
-}
-
-pub(crate) fn decode_notification(json: &str, outbox_id: i64) -> Result<Notification, StoreError> {
-    serde_json::from_str(json)
-        .map_err(|e| StoreError::Corrupt(format!("outbox row {outbox_id}: payload: {e}")))
-}
-
-pub(crate) fn decode_attempts(attempts: i64, outbox_id: i64) -> Result<u32, StoreError> {
-    u32::try_from(attempts)
-        .map_err(|_| StoreError::Corrupt(format!("outbox row {outbox_id}: attempts {attempts}")))
-}
-
-/// Decodes rows read at start-up one by one: a row that does not decode is
-/// skipped with a warning naming `table`, its `key` and why, and a total is
-/// logged, so one bad row never stops keeper from starting.
-pub(crate) fn decode_each<R, T>(
-    table: &'static str,
-    rows: Vec<R>,
-    key: impl Fn(&R) -> String,
-    decode: impl Fn(&R) -> Result<T, StoreError>,
-) -> Vec<T> {
-    let mut good = Vec::with_capacity(rows.len());
-    let mut bad = 0usize;
-    for row in &rows {
-        match decode(row) {
-            Ok(value) => good.push(value),
-            Err(error) => {
-                bad += 1;
-                tracing::warn!(table, row = %key(row), %error, "skipping a stored row that does not decode");
-            }
+        match self
+            .begin("starting a transaction to insert samples")
+            .await?
+        {
+            sql::Tx::Sqlite(tx) => sqlite::insert_samples(tx, rows).await,
+            sql::Tx::Postgres(tx) => postgres::insert_samples(tx, rows).await,
         }
     }
-    if bad > 0 {
-        tracing::warn!(
-            table,
-            skipped = bad,
-            kept = good.len(),
-            "skipped rows that do not decode"
-        );
-    }
-    good
 }
 
 #[cfg(test)]

@@ -1,0 +1,173 @@
+//! Reading samples back, uptime counts and retention. Writing them is each
+//! backend's bulk insert ([`Store::insert_samples`]), fed by the writer.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+use super::{Result, Row, decode_each};
+use crate::store::uptime::{HOUR_MS, UptimeBook};
+use crate::store::{SampleRow, Store, StoreError};
+
+/// [`Store::uptime_buckets`]' query around the backend's `$hour` expression.
+macro_rules! buckets {
+    ($hour:literal) => {
+        concat!(
+            "SELECT check_name, ",
+            $hour,
+            " AS hour, \
+             COUNT(*) AS total, COUNT(*) FILTER (WHERE up) AS up \
+             FROM samples WHERE at >= $1 GROUP BY 1, 2"
+        )
+    };
+}
+
+impl Store {
+    /// Deletes samples taken before `cutoff` (`storage.retention`); returns how many.
+    pub async fn delete_samples_before(&self, cutoff: DateTime<Utc>) -> Result<u64> {
+        let delete = self.query("DELETE FROM samples WHERE at < $1").time(cutoff);
+        delete.execute("deleting samples past retention").await
+    }
+
+    /// `check`'s samples taken at or after `since`, oldest first, at most `limit`.
+    pub async fn samples(
+        &self,
+        check: &str,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<SampleRow>> {
+        self.query(
+            "SELECT check_name, at, duration_ms, up, color, status_code, latency_ms, message, \
+                    metrics \
+             FROM samples WHERE check_name = $1 AND at >= $2 ORDER BY at LIMIT $3",
+        )
+        .bind(check)
+        .time(since)
+        .bind(i64::from(limit))
+        .all(sample, "reading a check's samples")
+        .await
+    }
+
+    /// The newest sample of each check, found by the index of each: SQLite
+    /// through its rowid, PostgreSQL with `DISTINCT ON`.
+    pub async fn latest_samples(&self) -> Result<Vec<SampleRow>> {
+        let sql = self.pick(
+            "SELECT s.check_name, s.at, s.duration_ms, s.up, s.color, s.status_code, \
+                    s.latency_ms, s.message, s.metrics \
+             FROM (SELECT DISTINCT check_name FROM samples) c \
+             JOIN samples s ON s.rowid = ( \
+                 SELECT rowid FROM samples \
+                 WHERE check_name = c.check_name ORDER BY at DESC LIMIT 1) \
+             ORDER BY s.check_name",
+            "SELECT DISTINCT ON (check_name) check_name, at, duration_ms, up, color, \
+                    status_code, latency_ms, message, metrics \
+             FROM samples ORDER BY check_name, at DESC",
+        );
+        let rows = self
+            .query(sql)
+            .rows("reading the latest sample of each check")
+            .await?;
+        Ok(decode_each("samples", "check_name", rows, sample))
+    }
+
+    /// Percentage of up samples of `check` since `since`; `None` without samples.
+    pub async fn uptime_pct(&self, check: &str, since: DateTime<Utc>) -> Result<Option<f64>> {
+        let counts = self
+            .query(
+                "SELECT COUNT(*) AS total, COUNT(*) FILTER (WHERE up) AS up FROM samples \
+                 WHERE check_name = $1 AND at >= $2",
+            )
+            .bind(check)
+            .time(since)
+            .one("computing uptime")
+            .await?;
+        let (total, up): (i64, i64) = (counts.get("total")?, counts.get("up")?);
+        Ok((total > 0).then(|| 100.0 * up as f64 / total as f64))
+    }
+
+    /// Percentage of up samples since `since`, for every check that has samples.
+    pub async fn uptime_by_check(&self, since: DateTime<Utc>) -> Result<HashMap<String, f64>> {
+        let rows = self
+            .query(
+                "SELECT check_name, COUNT(*) AS total, COUNT(*) FILTER (WHERE up) AS up \
+                 FROM samples WHERE at >= $1 GROUP BY check_name",
+            )
+            .time(since)
+            .rows("computing uptime per check")
+            .await?;
+        let mut uptime = HashMap::new();
+        for row in rows {
+            let (total, up): (i64, i64) = (row.get("total")?, row.get("up")?);
+            if total > 0 {
+                uptime.insert(row.get("check_name")?, 100.0 * up as f64 / total as f64);
+            }
+        }
+        Ok(uptime)
+    }
+
+    /// Samples since `since` counted per check and hour as
+    /// `(check, hour since the epoch, total, up)`; those before
+    /// `hourly_since` per day instead (the hour is the day's first).
+    pub async fn uptime_buckets(
+        &self,
+        since: DateTime<Utc>,
+        hourly_since: DateTime<Utc>,
+    ) -> Result<Vec<(String, i64, i64, i64)>> {
+        let sql = self.pick(
+            buckets!("CASE WHEN at >= $2 THEN at / 3600000 ELSE (at / 86400000) * 24 END"),
+            buckets!(
+                "(CASE WHEN at >= $2 THEN floor(extract(epoch FROM at) / 3600) \
+                 ELSE floor(extract(epoch FROM at) / 86400) * 24 END)::bigint"
+            ),
+        );
+        let buckets = self.query(sql).time(since).time(hourly_since);
+        buckets
+            .all(bucket, "counting samples per check and hour for uptime")
+            .await
+    }
+
+    /// Fills `book` with the stored samples its windows can count, in one
+    /// aggregate query. Before the sample writer starts, so no batch counts twice.
+    pub async fn seed_uptime(&self, book: &UptimeBook, now: DateTime<Utc>) -> Result<()> {
+        // On an hour's start, so no hour is split between an hourly and a daily row.
+        let hourly_since = (now - chrono::Duration::hours(25)).timestamp_millis();
+        let hourly_since =
+            DateTime::from_timestamp_millis(hourly_since.div_euclid(HOUR_MS) * HOUR_MS)
+                .unwrap_or(now);
+        let since = UptimeBook::seed_since(now);
+        for (check, hour, total, up) in self.uptime_buckets(since, hourly_since).await? {
+            let count = |n: i64| u64::try_from(n).unwrap_or(0);
+            book.add_hour(&check, hour, count(total), count(up));
+        }
+        Ok(())
+    }
+}
+
+fn bucket(row: &Row) -> Result<(String, i64, i64, i64)> {
+    Ok((
+        row.get("check_name")?,
+        row.get("hour")?,
+        row.get("total")?,
+        row.get("up")?,
+    ))
+}
+
+fn sample(row: &Row) -> Result<SampleRow> {
+    let status_code = match row.get::<Option<i32>>("status_code")? {
+        Some(code) => Some(u16::try_from(code).map_err(|_| {
+            StoreError::Corrupt(format!("samples.status_code: {code} is not an HTTP status"))
+        })?),
+        None => None,
+    };
+    Ok(SampleRow {
+        check: row.get::<String>("check_name")?.into(),
+        at: row.time("samples.at")?,
+        duration_ms: row.get("duration_ms")?,
+        up: row.get("up")?,
+        color: row.text("samples.color", str::parse)?,
+        status_code,
+        latency_ms: row.get("latency_ms")?,
+        message: row.get("message")?,
+        metrics: row.get("metrics")?,
+    })
+}
