@@ -5,6 +5,7 @@
 pub mod alertmanager;
 pub mod app;
 pub mod child;
+pub mod config;
 pub mod db;
 pub mod dns;
 pub mod pgcluster;
@@ -12,6 +13,7 @@ pub mod process;
 pub mod prometheus;
 pub mod proxy;
 pub mod receiver;
+pub mod recorded;
 pub mod smtp;
 pub mod target;
 
