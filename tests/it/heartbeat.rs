@@ -316,7 +316,8 @@ async fn a_generated_token_is_shown_by_check_config_and_accepted() {
         .check(
             Check::heartbeat("backup")
                 .set("schedule", "0 3 * * *")
-                .set("grace", "1h"),
+                .set("grace", "1h")
+                .interval("100ms"),
         )
         .check(
             Check::heartbeat("configured")
