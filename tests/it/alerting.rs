@@ -76,7 +76,9 @@ both_backends!(
         let target = Target::start().await;
         target.set_status(503);
         let hook = Receiver::start().await;
-        let app = TestApp::start_on(db, config(&target, &hook)).await;
+        // A response window of half a second: reminders come, and stop, sooner.
+        let config = config(&target, &hook).severity("critical", "repeat", "500ms");
+        let app = TestApp::start_on(db, config).await;
 
         let opened = wait_for("an opened notification", Duration::from_secs(20), || async {
             with_state(&hook, "opened").pop()
@@ -131,8 +133,8 @@ both_backends!(
         let reminders_at_ack = with_state(&hook, "reminder").len();
         // Three response windows pass (the target sees the probes go by) with no reminder.
         let seen = target.requests();
-        wait_until("twelve more probes (3 s)", Duration::from_secs(30), || async {
-            target.requests() >= seen + 12
+        wait_until("six more probes (1.5 s)", Duration::from_secs(30), || async {
+            target.requests() >= seen + 6
         })
         .await;
         assert_eq!(with_state(&hook, "reminder").len(), reminders_at_ack, "no reminder after ack");
@@ -283,7 +285,10 @@ both_backends!(
         let database = Target::start().await;
         let app_server = Target::start().await;
         let hook = Receiver::start().await;
+        // keeper's own checks (`keeper:*`) are waited for too: the watchdog runs
+        // them every 200 ms instead of spreading them over its default 30 s.
         let mut config = TestConfig::new()
+            .set("watchdog", "interval", "200ms")
             .check(Check::http("db", database.url("/db")).interval("200ms"));
         for i in 0..10 {
             config = config.check(
@@ -639,7 +644,9 @@ async fn ten_checks_failing_within_group_wait_make_one_message_per_channel() {
     let target = Target::start().await;
     let hook = Receiver::start().await;
     let smtp = crate::support::smtp::SmtpServer::start().await;
-    let mut config = TestConfig::new();
+    // keeper's own checks (`keeper:*`) are waited for too: the watchdog runs
+    // them every 200 ms instead of spreading them over its default 30 s.
+    let mut config = TestConfig::new().set("watchdog", "interval", "200ms");
     for i in 0..10 {
         config = config
             .check(Check::http(&format!("c{i}"), target.url(&format!("/c{i}"))).interval("200ms"));
@@ -647,7 +654,7 @@ async fn ten_checks_failing_within_group_wait_make_one_message_per_channel() {
     let config = config
         .channel(Channel::webhook("hook", &hook))
         .channel(Channel::email("mail", &smtp, &["oncall@example.test"]))
-        .route(Route::to(&["hook", "mail"]).set("group_wait", "5s"));
+        .route(Route::to(&["hook", "mail"]).set("group_wait", "3s"));
     let app = spawn_app(Backend::Sqlite, config).await;
     wait_until("every check probed", Duration::from_secs(20), || async {
         app.get_json("/api/v1/checks")

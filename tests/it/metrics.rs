@@ -21,7 +21,10 @@ async fn metrics_pass_promtool_and_carry_the_design_names() {
     let tls = Target::start_tls(&leaf).await;
     let hook = Receiver::start().await;
     let ca_file = ca.ca_file().display().to_string();
+    // keeper's own checks (`keeper:*`) are waited for too: the watchdog runs
+    // them every 200 ms instead of spreading them over its default 30 s.
     let config = TestConfig::new()
+        .set("watchdog", "interval", "200ms")
         .check(Check::http("web", web.url("/")).interval("200ms"))
         .check(
             Check::http("secure", tls.url_localhost("/"))
