@@ -249,11 +249,12 @@ async fn probing_and_the_api_go_on_while_the_database_is_gone() {
     let target = Target::start().await;
     let hook = Receiver::start().await;
     let smtp = SmtpServer::start().await;
-    let app = spawn_app(
-        Backend::Postgres,
-        config(&hook, &smtp).check(web_check(&target)),
-    )
-    .await;
+    // The watchdog (whose storage check /readyz reports) looks every 200 ms
+    // instead of every 30 s.
+    let config = config(&hook, &smtp)
+        .set("watchdog", "interval", "200ms")
+        .check(web_check(&target));
+    let app = spawn_app(Backend::Postgres, config).await;
     let metric = |name: &'static str| {
         let app = &app;
         async move { metric_value(&app.get_text("/metrics").await, name).unwrap_or(0.0) }

@@ -343,7 +343,7 @@ async fn a_generated_token_is_shown_by_check_config_and_accepted() {
         .expect("ping_url without api_token")
         .to_string();
     let prefix = "http://keeper.test/ping/";
-    let token = url.strip_prefix(&prefix).unwrap_or_else(|| panic!("{url}"));
+    let token = url.strip_prefix(prefix).unwrap_or_else(|| panic!("{url}"));
     assert_eq!(token.len(), 32, "{token}");
     assert!(token.chars().all(|c| c.is_ascii_hexdigit()), "{token}");
     assert_eq!(view["target"], "cron \"0 3 * * *\" (UTC), grace 1h");
