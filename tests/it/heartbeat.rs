@@ -336,7 +336,8 @@ async fn a_generated_token_is_shown_by_check_config_and_accepted() {
         "check-config does not create the database"
     );
 
-    let app = TestApp::start_on(TestDb::sqlite(), config.clone()).await;
+    // keeper runs on the database file the config names (check-config reads it too).
+    let app = spawn_app(Backend::Sqlite, config.clone()).await;
     let view = app.check("backup").await;
     let url = view["ping_url"]
         .as_str()
@@ -371,7 +372,7 @@ async fn a_generated_token_is_shown_by_check_config_and_accepted() {
     app.stop().await;
 
     // The same token after a restart.
-    let app = TestApp::start_on(TestDb::sqlite(), config).await;
+    let app = spawn_app(Backend::Sqlite, config).await;
     assert_eq!(app.check("backup").await["ping_url"], url.as_str());
     app.stop().await;
 }
