@@ -6,19 +6,15 @@
 
 use std::time::Duration;
 
-use crate::support::app::TestApp;
-use crate::support::db::TestDb;
+use crate::support::app::spawn_app;
+use crate::support::config::{Check, TestConfig};
+use crate::support::db::Backend;
 use crate::support::target::Target;
 use crate::support::{config_error, wait_for};
 
-/// One failing `http` check, written with `server` as its `[server]` section.
-fn config(db: &TestDb, target: &Target, server: &str) -> String {
-    format!(
-        "[server]\n{server}\n\n[storage]\nurl = \"{}\"\n\n[checks.web]\nkind = \"http\"\n\
-         url = \"{}\"\ninterval = \"250ms\"\n",
-        db.url(),
-        target.url("/health"),
-    )
+/// One failing `http` check.
+fn config(target: &Target) -> TestConfig {
+    TestConfig::new().check(Check::http("web", target.url("/health")).interval("250ms"))
 }
 
 /// Sends `req`, returning the status and the JSON body (which must be JSON).
@@ -42,10 +38,9 @@ fn reason(body: &serde_json::Value) -> &str {
 
 #[tokio::test]
 async fn text_plain_posts_to_ack_and_silences_get_415_and_change_nothing() {
-    let db = TestDb::sqlite();
     let target = Target::start().await;
     target.set_status(503);
-    let app = TestApp::start(&config(&db, &target, "")).await;
+    let app = spawn_app(Backend::Sqlite, config(&target)).await;
     let incident = wait_for("an open incident", Duration::from_secs(20), || async {
         app.check("web").await["incident"].as_i64()
     })
@@ -149,9 +144,8 @@ fn bad_silence_bodies() -> Vec<(&'static str, &'static str)> {
 
 #[tokio::test]
 async fn bad_request_bodies_and_paths_get_4xx_json_errors() {
-    let db = TestDb::sqlite();
     let target = Target::start().await;
-    let app = TestApp::start(&config(&db, &target, "")).await;
+    let app = spawn_app(Backend::Sqlite, config(&target)).await;
     let post_json = |path: &str, body: Vec<u8>| {
         app.http
             .post(format!("{}{path}", app.base))
@@ -248,12 +242,12 @@ async fn bad_request_bodies_and_paths_get_4xx_json_errors() {
 
 #[tokio::test]
 async fn writes_answer_403_on_a_non_loopback_listener_without_a_token() {
-    let db = TestDb::sqlite();
     let target = Target::start().await;
     target.set_status(503);
-    let beat = "\n[checks.beat]\nkind = \"heartbeat\"\nperiod = \"1h\"\n";
-    let text = config(&db, &target, "listen = \"0.0.0.0:0\"") + beat;
-    let app = TestApp::start(&text).await;
+    let config = config(&target)
+        .listen("0.0.0.0:0")
+        .check(Check::heartbeat("beat").set("period", "1h"));
+    let app = spawn_app(Backend::Sqlite, config).await;
     // Listening on every address; the test itself talks over loopback only.
     let port = app.base.rsplit(':').next().expect("a port");
     let base = format!("http://127.0.0.1:{port}");
@@ -298,14 +292,12 @@ async fn writes_answer_403_on_a_non_loopback_listener_without_a_token() {
 
 #[tokio::test]
 async fn a_token_opens_writes_on_a_non_loopback_listener() {
-    let db = TestDb::sqlite();
     let target = Target::start().await;
     let token = "a-long-enough-api-token";
-    let app = TestApp::start(&config(
-        &db,
-        &target,
-        &format!("listen = \"0.0.0.0:0\"\napi_token = \"{token}\""),
-    ))
+    let app = spawn_app(
+        Backend::Sqlite,
+        config(&target).listen("0.0.0.0:0").api_token(token),
+    )
     .await;
     let port = app.base.rsplit(':').next().expect("a port");
     let (status, body) = answer(

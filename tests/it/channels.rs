@@ -16,7 +16,11 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use crate::support::alertmanager::AlertmanagerServer;
-use crate::support::receiver::{Receiver, Recorded, Reply};
+use crate::support::app::spawn_app;
+use crate::support::config::{self, Check, Route, TestConfig};
+use crate::support::db::Backend;
+use crate::support::receiver::{Receiver, Reply};
+use crate::support::recorded::Recorded;
 use crate::support::{init, wait_for, wait_until};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -495,33 +499,18 @@ async fn alertmanager_shows_the_alert_active_then_gone_once_resolved() {
 
 #[tokio::test]
 async fn alertmanager_hears_an_open_incident_again_every_resend_until_it_resolves() {
-    let db = crate::support::db::TestDb::sqlite();
     let target = crate::support::target::Target::start().await;
     target.set_status(503);
     let am = Receiver::start().await;
-    let app = crate::support::app::TestApp::start(&format!(
-        r#"
-[storage]
-url = "{db}"
-
-[checks.web]
-kind = "http"
-url = "{web}"
-interval = "200ms"
-
-[channels.am]
-kind = "alertmanager"
-url = "{am}"
-resend = "1s"
-
-[[routes]]
-channels = ["am"]
-"#,
-        db = db.url(),
-        web = target.url("/"),
-        am = am.url(),
-    ))
-    .await;
+    let config = TestConfig::new()
+        .check(Check::http("web", target.url("/")).interval("200ms"))
+        .channel(
+            config::Channel::new("am", "alertmanager")
+                .set("url", am.url())
+                .set("resend", "1s"),
+        )
+        .route(Route::to(&["am"]));
+    let app = spawn_app(Backend::Sqlite, config).await;
     // The opening, then at least two re-sends a second apart, each still firing a day ahead.
     let posts = am.wait_for_json(3, WAIT).await;
     for post in &posts {

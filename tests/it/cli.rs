@@ -1,9 +1,11 @@
 //! The `keeper` binary as a process: `check-config` output and exit codes,
 //! and `run` stopping cleanly on SIGTERM with its samples flushed.
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
+use crate::support::config::{Check, TestConfig};
+use crate::support::process::Process;
 use crate::support::{self, free_port};
 
 fn keeper() -> Command {
@@ -60,26 +62,15 @@ async fn sigterm_stops_cleanly_and_flushes_samples() {
             drop(socket);
         }
     });
-    let port = free_port();
     let db = dir.path().join("keeper.db");
-    let config = dir.path().join("keeper.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\nurl = \"sqlite://{}\"\n\n[checks.port]\nkind = \"tcp\"\nhost = \"{target_addr}\"\ninterval = \"200ms\"\n",
-            db.display()
-        ),
-    )
-    .unwrap();
-    let mut child = keeper()
-        .args(["run", "-c"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("keeper starts");
+    let config = TestConfig::new()
+        .listen("127.0.0.1:0")
+        .storage(format!("sqlite://{}", db.display()))
+        .check(Check::tcp("port", target_addr.to_string()).interval("200ms"))
+        .write_in(dir.path());
+    let mut child = Process::start(&config).await;
     let http = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
+    let base = child.base().await;
     support::wait_until(
         "keeper has run the check",
         Duration::from_secs(20),
@@ -101,28 +92,7 @@ async fn sigterm_stops_cleanly_and_flushes_samples() {
             .is_success()
     );
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let stopped_by = Instant::now() + Duration::from_secs(10);
-    let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        if Instant::now() > stopped_by {
-            let _ = child.kill();
-            panic!("keeper did not exit within 10 s of SIGTERM");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    let stderr = {
-        use std::io::Read;
-        let mut s = String::new();
-        child.stderr.take().unwrap().read_to_string(&mut s).unwrap();
-        s
-    };
+    let (exit, stderr) = child.terminate(Duration::from_secs(10)).await;
     assert!(exit.success(), "exit {exit:?}\n{stderr}");
     assert!(stderr.contains("keeper stopped"), "{stderr}");
 
@@ -143,12 +113,9 @@ async fn sigterm_stops_cleanly_and_flushes_samples() {
 fn migrate_creates_the_sqlite_database_and_applies_the_migrations() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("fresh.db");
-    let config = dir.path().join("keeper.toml");
-    std::fs::write(
-        &config,
-        format!("[storage]\nurl = \"sqlite://{}\"\n", db.display()),
-    )
-    .unwrap();
+    let config = TestConfig::new()
+        .storage(format!("sqlite://{}", db.display()))
+        .write_in(dir.path());
     let out = keeper()
         .args(["migrate", "-c"])
         .arg(&config)

@@ -12,6 +12,9 @@ use keeper::probe::command::{self, MESSAGE_LIMIT};
 use keeper::probe::{Context, Probe, Spec};
 
 use crate::support;
+use crate::support::app::spawn_app;
+use crate::support::config::{Check, TestConfig};
+use crate::support::db::Backend;
 
 /// Far longer than any run here should take: a hang fails instead of blocking the suite.
 const HANG: Duration = Duration::from_secs(60);
@@ -286,22 +289,17 @@ fn a_good_command_check_loads() {
 
 #[tokio::test]
 async fn a_plugins_warning_and_perfdata_reach_the_api() {
-    let db = crate::support::db::TestDb::sqlite();
-    let app = crate::support::app::TestApp::start(&format!(
-        r#"
-[storage]
-url = "{db}"
-
-[checks.disk]
-kind = "command"
-shell = true
-command = ["echo 'DISK WARNING - / is 83% full | used=83%;80;90 free=4.5GB'; exit 1"]
-interval = "200ms"
-failures_before_alert = 1
-"#,
-        db = db.url()
-    ))
-    .await;
+    let config = TestConfig::new().check(
+        Check::new("disk", "command")
+            .set("shell", true)
+            .set(
+                "command",
+                vec!["echo 'DISK WARNING - / is 83% full | used=83%;80;90 free=4.5GB'; exit 1"],
+            )
+            .interval("200ms")
+            .set("failures_before_alert", 1),
+    );
+    let app = spawn_app(Backend::Sqlite, config).await;
     let samples = support::wait_for("a stored sample", Duration::from_secs(20), || async {
         let s = app.get_json("/api/v1/checks/disk/samples").await;
         (!s.as_array().unwrap().is_empty()).then_some(s)

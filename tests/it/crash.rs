@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use rand::Rng;
 
+use crate::support::config::{Check, TestConfig};
 use crate::support::process::Process;
 use crate::support::receiver::Receiver;
 use crate::support::target::Target;
-use crate::support::{free_port, wait_for};
+use crate::support::wait_for;
 
 /// SIGKILLs in one campaign.
 const KILLS: usize = 24;
@@ -22,26 +23,20 @@ const CHECKS: [&str; 3] = ["alpha", "beta", "gamma"];
 
 fn write_config(
     dir: &std::path::Path,
-    port: u16,
     targets: &[Arc<Target>],
     hook: &Receiver,
 ) -> std::path::PathBuf {
-    let mut text = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[storage]\nurl = \"sqlite://{db}\"\n\n\
-         [defaults]\ninterval = \"100ms\"\nfailures_before_alert = 1\nsuccesses_before_resolve = 1\n\n\
-         [delivery]\nmax_backoff = \"2s\"\n\n",
-        db = dir.join("keeper.db").display(),
-    );
+    let mut config = TestConfig::new()
+        .listen("127.0.0.1:0")
+        .storage(format!("sqlite://{}", dir.join("keeper.db").display()))
+        .defaults("interval", "100ms")
+        .defaults("failures_before_alert", 1)
+        .defaults("successes_before_resolve", 1)
+        .delivery("max_backoff", "2s");
     for (name, target) in CHECKS.iter().zip(targets) {
-        text.push_str(&format!(
-            "[checks.{name}]\nkind = \"http\"\nurl = \"{}\"\n\n",
-            target.url("/")
-        ));
+        config = config.check(Check::http(name, target.url("/")));
     }
-    text.push_str(&hook.webhook_route());
-    let path = dir.join("keeper.toml");
-    std::fs::write(&path, text).expect("writing the config");
-    path
+    config.page(hook).write_in(dir)
 }
 
 /// Flips between good and bad every 0.2–1.5 s until `stop`.
@@ -69,8 +64,7 @@ async fn sigkill_at_random_moments_loses_no_opening_and_no_resolve() {
         targets.push(Arc::new(Target::start().await));
     }
     let hook = Arc::new(Receiver::start().await);
-    let port = free_port();
-    let config = write_config(dir.path(), port, &targets, &hook);
+    let config = write_config(dir.path(), &targets, &hook);
 
     let stop = Arc::new(AtomicBool::new(false));
     let mut flappers = Vec::new();
@@ -86,7 +80,8 @@ async fn sigkill_at_random_moments_loses_no_opening_and_no_resolve() {
     }));
 
     for _ in 0..KILLS {
-        let keeper = Process::start(&config);
+        // Not waiting for it to listen: a kill may land during start-up.
+        let keeper = Process::spawn(&config);
         let alive = rand::rng().random_range(150..1500);
         tokio::time::sleep(Duration::from_millis(alive)).await;
         keeper.kill();
@@ -101,9 +96,12 @@ async fn sigkill_at_random_moments_loses_no_opening_and_no_resolve() {
     hook.set_response(200, "ok");
 
     // The last run, undisturbed: everything recorded must reach the receiver.
-    let _last = Process::start(&config);
+    let mut last = Process::start(&config).await;
     let client = reqwest::Client::new();
-    let url = format!("http://127.0.0.1:{port}/api/v1/incidents?state=all&limit=1000");
+    let url = format!(
+        "{}/api/v1/incidents?state=all&limit=1000",
+        last.base().await
+    );
     let delivered = || {
         hook.requests()
             .iter()

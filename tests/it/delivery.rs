@@ -9,7 +9,8 @@ use keeper::core::EventKind;
 use keeper::core::Severity;
 use sqlx::Connection;
 
-use crate::support::app::TestApp;
+use crate::support::app::{TestApp, spawn_app};
+use crate::support::config::{Check, TestConfig};
 use crate::support::db::{Backend, TestDb, both_backends};
 use crate::support::receiver::{Receiver, Reply};
 use crate::support::target::Target;
@@ -18,31 +19,15 @@ use crate::support::{wait_for, wait_until};
 const WAIT: Duration = Duration::from_secs(20);
 
 /// One failing `http` check `web` routed to `hook`, with `delivery` as the
-/// `[delivery]` section's body (no section when empty).
-fn config(db: &TestDb, target: &Target, hook: &Receiver, delivery: &str) -> String {
-    format!(
-        r#"
-[storage]
-url = "{db}"
-
-{delivery}
-
-[checks.web]
-kind = "http"
-url = "{target}"
-interval = "200ms"
-
-{hook}
-"#,
-        db = db.url(),
-        target = target.url("/health"),
-        hook = hook.webhook_route(),
-        delivery = if delivery.is_empty() {
-            String::new()
-        } else {
-            format!("[delivery]\n{delivery}")
-        },
-    )
+/// `[delivery]` section's keys (no section when empty).
+fn config(target: &Target, hook: &Receiver, delivery: &[(&str, &str)]) -> TestConfig {
+    let mut config = TestConfig::new();
+    for (key, value) in delivery {
+        config = config.delivery(key, *value);
+    }
+    config
+        .check(Check::http("web", target.url("/health")).interval("200ms"))
+        .page(hook)
 }
 
 /// `(id, status, attempts, last_error)` of every outbox row, by id.
@@ -67,7 +52,7 @@ async fn outbox_rows(db: &TestDb) -> Vec<(i64, String, i64, Option<String>)> {
 }
 
 /// Requests whose body is one `opened` notification.
-fn openings(hook: &Receiver) -> Vec<crate::support::receiver::Recorded> {
+fn openings(hook: &Receiver) -> Vec<crate::support::recorded::Recorded> {
     hook.requests()
         .into_iter()
         .filter(|r| r.json()["state"] == "opened")
@@ -76,7 +61,6 @@ fn openings(hook: &Receiver) -> Vec<crate::support::receiver::Recorded> {
 
 #[tokio::test]
 async fn a_503_outage_longer_than_the_old_give_up_is_retried_until_delivered_once() {
-    let db = TestDb::sqlite();
     let target = Target::start().await;
     target.set_status(503);
     let hook = Receiver::start().await;
@@ -84,19 +68,21 @@ async fn a_503_outage_longer_than_the_old_give_up_is_retried_until_delivered_onc
     for _ in 0..12 {
         hook.push_response(Reply::status(503).body("maintenance"));
     }
-    let app = TestApp::start(&config(
-        &db,
-        &target,
-        &hook,
-        "min_backoff = \"20ms\"\nmax_backoff = \"100ms\"",
-    ))
+    let app = spawn_app(
+        Backend::Sqlite,
+        config(
+            &target,
+            &hook,
+            &[("min_backoff", "20ms"), ("max_backoff", "100ms")],
+        ),
+    )
     .await;
 
     wait_until("the opening is delivered", WAIT, || async {
-        outbox_rows(&db).await.iter().any(|r| r.1 == "sent")
+        outbox_rows(&app.db).await.iter().any(|r| r.1 == "sent")
     })
     .await;
-    let rows = outbox_rows(&db).await;
+    let rows = outbox_rows(&app.db).await;
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0].2, 12, "twelve failed attempts recorded: {rows:?}");
     let sent = openings(&hook);
@@ -118,15 +104,21 @@ async fn a_503_outage_longer_than_the_old_give_up_is_retried_until_delivered_onc
 
 #[tokio::test]
 async fn a_400_fails_at_once_with_the_answer_recorded() {
-    let db = TestDb::sqlite();
     let target = Target::start().await;
     target.set_status(503);
     let hook = Receiver::start().await;
     hook.set_response(400, "unknown room #ops");
-    let app = TestApp::start(&config(&db, &target, &hook, "min_backoff = \"20ms\"")).await;
+    let app = spawn_app(
+        Backend::Sqlite,
+        config(&target, &hook, &[("min_backoff", "20ms")]),
+    )
+    .await;
 
     let row = wait_for("the notification is failed", WAIT, || async {
-        outbox_rows(&db).await.into_iter().find(|r| r.1 == "failed")
+        outbox_rows(&app.db)
+            .await
+            .into_iter()
+            .find(|r| r.1 == "failed")
     })
     .await;
     let error = row.3.unwrap_or_default();
@@ -146,21 +138,22 @@ async fn a_400_fails_at_once_with_the_answer_recorded() {
 
 #[tokio::test]
 async fn past_max_age_a_failing_notification_is_failed_and_counted() {
-    let db = TestDb::sqlite();
     let target = Target::start().await;
     target.set_status(503);
     let hook = Receiver::start().await;
     hook.set_response(503, "still down");
-    let app = TestApp::start(&config(
-        &db,
-        &target,
-        &hook,
-        "max_age = \"1s\"\nmin_backoff = \"50ms\"\nmax_backoff = \"200ms\"",
-    ))
-    .await;
+    let delivery = [
+        ("max_age", "1s"),
+        ("min_backoff", "50ms"),
+        ("max_backoff", "200ms"),
+    ];
+    let app = spawn_app(Backend::Sqlite, config(&target, &hook, &delivery)).await;
 
     let row = wait_for("the notification is failed", WAIT, || async {
-        outbox_rows(&db).await.into_iter().find(|r| r.1 == "failed")
+        outbox_rows(&app.db)
+            .await
+            .into_iter()
+            .find(|r| r.1 == "failed")
     })
     .await;
     let error = row.3.clone().unwrap_or_default();
@@ -182,37 +175,35 @@ async fn past_max_age_a_failing_notification_is_failed_and_counted() {
 
 #[tokio::test]
 async fn a_pending_row_keeps_its_attempts_and_key_across_a_restart() {
-    let db = TestDb::sqlite();
     let target = Target::start().await;
     target.set_status(503);
     let hook = Receiver::start().await;
     hook.set_response(503, "");
     let config = config(
-        &db,
         &target,
         &hook,
-        "min_backoff = \"100ms\"\nmax_backoff = \"300ms\"",
+        &[("min_backoff", "100ms"), ("max_backoff", "300ms")],
     );
-    let app = TestApp::start(&config).await;
+    let app = spawn_app(Backend::Sqlite, config.clone()).await;
     wait_until("three attempts", WAIT, || async {
         hook.requests().len() >= 3
     })
     .await;
-    app.stop().await;
+    let db = app.stop().await;
     let before = outbox_rows(&db).await;
     assert_eq!(before.len(), 1, "{before:?}");
     assert_eq!(before[0].1, "pending");
     assert!(before[0].2 >= 3, "{before:?}");
 
     hook.set_response(200, "ok");
-    let app = TestApp::start(&config).await;
+    let app = TestApp::start_on(db, config).await;
     wait_until(
         "the opening is delivered after the restart",
         WAIT,
-        || async { outbox_rows(&db).await[0].1 == "sent" },
+        || async { outbox_rows(&app.db).await[0].1 == "sent" },
     )
     .await;
-    let after = outbox_rows(&db).await;
+    let after = outbox_rows(&app.db).await;
     assert_eq!(
         after[0].2, before[0].2,
         "the attempt count is kept: {after:?}"
@@ -281,14 +272,14 @@ both_backends!(
             queue_row(&db, 3, incident, &good, "'many'").await;
         }
         queue_row(&db, 4, incident, &good, "0").await;
-        let app = TestApp::start(&config(&db, &target, &hook, "")).await;
+        let app = TestApp::start_on(db, config(&target, &hook, &[])).await;
 
         wait_until("the good rows are delivered", WAIT, || async {
             let states: Vec<_> = hook.json_bodies().iter().map(|b| b["state"].clone()).collect();
             states.contains(&"resolved".into()) && states.contains(&"opened".into())
         })
         .await;
-        let rows = outbox_rows(&db).await;
+        let rows = outbox_rows(&app.db).await;
         let status = |id: i64| rows.iter().find(|r| r.0 == id).expect("row").clone();
         for bad in [1, 2] {
             let row = status(bad);
@@ -297,13 +288,13 @@ both_backends!(
             assert!(why.contains("payload"), "row {bad}: {why}");
         }
         assert!(status(2).3.unwrap_or_default().contains("exploded"), "{rows:?}");
-        if db.backend() == Backend::Sqlite {
+        if app.db.backend() == Backend::Sqlite {
             assert_eq!(status(3).1, "failed", "{rows:?}");
             assert!(status(3).3.unwrap_or_default().contains("attempts"), "{rows:?}");
         }
         assert_eq!(status(4).1, "sent", "{rows:?}");
         let metrics = app.get_text("/metrics").await;
-        let failed = if db.backend() == Backend::Sqlite { 3 } else { 2 };
+        let failed = if app.db.backend() == Backend::Sqlite { 3 } else { 2 };
         assert!(
             metrics.contains(&format!(
                 r#"keeper_notifications_total{{channel="hook",outcome="failed"}} {failed}"#
@@ -359,11 +350,9 @@ both_backends!(
             )
             .await;
         }
-        let config = format!(
-            "{}\n[checks.beat]\nkind = \"heartbeat\"\nperiod = \"1d\"\n",
-            config(&db, &target, &hook, "")
-        );
-        let app = TestApp::start(&config).await;
+        let config =
+            config(&target, &hook, &[]).check(Check::heartbeat("beat").set("period", "1d"));
+        let app = TestApp::start_on(db, config).await;
 
         let ready = app.http.get(format!("{}/readyz", app.base)).send().await.expect("readyz");
         assert_eq!(ready.status(), 200, "{:?}", ready.text().await);

@@ -5,41 +5,19 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::config::{Check, TestConfig};
 use crate::support::process::Process;
 use crate::support::receiver::Receiver;
 use crate::support::target::Target;
 use crate::support::{wait_for, wait_until};
 
 fn write_config(dir: &Path, target: &Target, hook: &Receiver) -> std::path::PathBuf {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port");
-    let path = dir.join("keeper.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-[server]
-listen = "127.0.0.1:{port}"
-
-[storage]
-url = "sqlite://{db}"
-
-[checks.web]
-kind = "http"
-url = "{target}"
-interval = "200ms"
-
-{hook}
-"#,
-            db = dir.join("keeper.db").display(),
-            target = target.url("/"),
-            hook = hook.webhook_route(),
-        ),
-    )
-    .expect("writing the config");
-    path
+    TestConfig::new()
+        .listen("127.0.0.1:0")
+        .storage(format!("sqlite://{}", dir.join("keeper.db").display()))
+        .check(Check::http("web", target.url("/")).interval("200ms"))
+        .page(hook)
+        .write_in(dir)
 }
 
 /// Outbox rows marked sent in the SQLite database at `url`.
@@ -74,7 +52,7 @@ async fn pending_notifications_survive_sigkill_and_are_delivered_once() {
     hook.set_response(500, "receiver down");
     let config = write_config(dir.path(), &target, &hook);
 
-    let first = Process::start(&config);
+    let first = Process::start(&config).await;
     wait_until(
         "a delivery attempt failed",
         Duration::from_secs(20),
@@ -85,7 +63,7 @@ async fn pending_notifications_survive_sigkill_and_are_delivered_once() {
 
     let failed_attempts = hook.requests().len();
     hook.set_response(200, "ok");
-    let second = Process::start(&config);
+    let second = Process::start(&config).await;
     let delivered = wait_for(
         "the pending page, delivered",
         Duration::from_secs(30),
@@ -123,7 +101,7 @@ async fn a_delivered_notification_is_not_sent_again_after_sigkill() {
     let hook = Receiver::start().await;
     let config = write_config(dir.path(), &target, &hook);
 
-    let first = Process::start(&config);
+    let first = Process::start(&config).await;
     wait_until("the page", Duration::from_secs(20), || async {
         opened(&hook.json_bodies()).len() == 1
     })
@@ -137,7 +115,7 @@ async fn a_delivered_notification_is_not_sent_again_after_sigkill() {
     .await;
     first.kill();
 
-    let second = Process::start(&config);
+    let second = Process::start(&config).await;
     let seen = target.requests();
     wait_until(
         "ten probes after the restart",

@@ -5,11 +5,13 @@
 
 use std::time::Duration;
 
+use crate::support::app::{TestApp, spawn_app_with};
+use crate::support::config::{Check, TestConfig};
 use crate::support::db::{Backend, TestDb, both_backends};
 use crate::support::proxy::Proxy;
 use crate::support::receiver::Receiver;
 use crate::support::target::Target;
-use crate::support::{app::TestApp, wait_until};
+use crate::support::wait_until;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -25,30 +27,17 @@ both_backends!(
     async fn a_nul_byte_in_one_message_stops_no_sample_and_is_paged(db) {
         let target = Target::start().await;
         let rx = Receiver::start().await;
-        let app = TestApp::start(&format!(
-            r#"
-            [storage]
-            url = "{db}"
-
-            [checks.nul]
-            kind = "command"
-            command = ["printf 'CRIT \\0 bad\\n'; exit 2"]
-            shell = true
-            interval = "200ms"
-            failures_before_alert = 1
-
-            [checks.web]
-            kind = "http"
-            url = "{web}"
-            interval = "200ms"
-
-            {route}
-            "#,
-            db = db.url(),
-            web = target.url("/"),
-            route = rx.webhook_route(),
-        ))
-        .await;
+        let config = TestConfig::new()
+            .check(
+                Check::new("nul", "command")
+                    .set("command", vec!["printf 'CRIT \\0 bad\\n'; exit 2"])
+                    .set("shell", true)
+                    .interval("200ms")
+                    .set("failures_before_alert", 1),
+            )
+            .check(Check::http("web", target.url("/")).interval("200ms"))
+            .page(&rx);
+        let app = TestApp::start_on(db, config).await;
 
         wait_until("nul's incident is paged", WAIT, || async {
             !about(&rx, "nul", "opened").is_empty()
@@ -61,7 +50,7 @@ both_backends!(
 
         // Both checks' samples reach the database, the one with the NUL too.
         let stored = |check: &'static str| {
-            let db = &db;
+            let db = &app.db;
             async move {
                 db.execute(&format!(
                     "UPDATE samples SET up = up WHERE check_name = '{check}'"
@@ -86,43 +75,25 @@ both_backends!(
         flaky.set_status(503);
         let later = Target::start().await;
         let rx = Receiver::start().await;
-        let app = TestApp::start(&format!(
-            r#"
-            [storage]
-            url = "{db}"
-
-            [defaults]
-            interval = "100ms"
-            failures_before_alert = 1
-            successes_before_resolve = 1
-
-            [checks.flaky]
-            kind = "http"
-            url = "{flaky}"
-
-            [checks.later]
-            kind = "http"
-            url = "{later}"
-
-            {route}
-            "#,
-            db = db.url(),
-            flaky = flaky.url("/"),
-            later = later.url("/"),
-            route = rx.webhook_route(),
-        ))
-        .await;
+        let config = TestConfig::new()
+            .defaults("interval", "100ms")
+            .defaults("failures_before_alert", 1)
+            .defaults("successes_before_resolve", 1)
+            .check(Check::http("flaky", flaky.url("/")))
+            .check(Check::http("later", later.url("/")))
+            .page(&rx);
+        let app = TestApp::start_on(db, config).await;
         wait_until("flaky's incident is paged", WAIT, || async {
             !about(&rx, "flaky", "opened").is_empty()
         })
         .await;
 
         // Another writer resolves it; keeper still thinks it open.
-        let resolved_at = match db.backend() {
+        let resolved_at = match app.db.backend() {
             Backend::Sqlite => "1",
             Backend::Postgres => "now()",
         };
-        let changed = db
+        let changed = app.db
             .execute(&format!(
                 "UPDATE incidents SET resolved_at = {resolved_at} \
                  WHERE check_name = 'flaky' AND resolved_at IS NULL"
@@ -156,28 +127,19 @@ async fn a_failing_check_is_paged_and_resolved_while_storage_is_away() {
     let (proxy, url) = Proxy::in_front_of(db.url()).await;
     let web = Target::start().await;
     let rx = Receiver::start().await;
-    let app = TestApp::start(&format!(
-        r#"
-        [storage]
-        url = "{url}"
-
-        [watchdog]
-        interval = "100ms"
-        timeout = "500ms"
-
-        [checks.web]
-        kind = "http"
-        url = "{web}"
-        interval = "100ms"
-        failures_before_alert = 1
-        successes_before_resolve = 1
-
-        {route}
-        "#,
-        web = web.url("/"),
-        route = rx.webhook_route(),
-    ))
-    .await;
+    // keeper reaches its database through the proxy.
+    let config = TestConfig::new()
+        .storage(url.as_str())
+        .set("watchdog", "interval", "100ms")
+        .set("watchdog", "timeout", "500ms")
+        .check(
+            Check::http("web", web.url("/"))
+                .interval("100ms")
+                .set("failures_before_alert", 1)
+                .set("successes_before_resolve", 1),
+        )
+        .page(&rx);
+    let app = TestApp::start_on(db, config).await;
     wait_until("web is green", WAIT, || async {
         app.check("web").await["color"] == "green"
     })
@@ -238,9 +200,9 @@ async fn a_failing_check_is_paged_and_resolved_while_storage_is_away() {
 #[tokio::test]
 async fn a_dying_task_fails_readiness_and_stops_keeper_with_an_error() {
     for task in ["engine", "outbox", "writer", "scheduler"] {
-        let db = TestDb::sqlite();
-        let app = TestApp::start_with(
-            &format!("[storage]\nurl = \"{}\"\n", db.url()),
+        let app = spawn_app_with(
+            Backend::Sqlite,
+            TestConfig::new(),
             keeper::app::Options {
                 panic_task: Some(task.into()),
             },
@@ -269,16 +231,13 @@ async fn a_dying_task_fails_readiness_and_stops_keeper_with_an_error() {
 #[tokio::test]
 async fn the_process_exits_non_zero_when_a_task_dies() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("keeper.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[storage]\nurl = \"sqlite://{db}\"\n",
-            port = crate::support::free_port(),
-            db = dir.path().join("keeper.db").display(),
-        ),
-    )
-    .unwrap();
+    let config = TestConfig::new()
+        .listen("127.0.0.1:0")
+        .storage(format!(
+            "sqlite://{}",
+            dir.path().join("keeper.db").display()
+        ))
+        .write_in(dir.path());
     let out = tokio::time::timeout(
         WAIT,
         tokio::process::Command::new(env!("CARGO_BIN_EXE_keeper"))
@@ -305,24 +264,14 @@ both_backends!(
         let target = Target::start().await;
         target.set_status(503);
         let rx = Receiver::start().await;
-        let app = TestApp::start(&format!(
-            r#"
-            [storage]
-            url = "{db}"
-
-            [checks.web]
-            kind = "http"
-            url = "{web}"
-            interval = "100ms"
-            failures_before_alert = 1
-
-            {route}
-            "#,
-            db = db.url(),
-            web = target.url("/"),
-            route = rx.webhook_route(),
-        ))
-        .await;
+        let config = TestConfig::new()
+            .check(
+                Check::http("web", target.url("/"))
+                    .interval("100ms")
+                    .set("failures_before_alert", 1),
+            )
+            .page(&rx);
+        let app = TestApp::start_on(db, config).await;
         wait_until("web's incident is paged", WAIT, || async {
             !about(&rx, "web", "opened").is_empty()
         })

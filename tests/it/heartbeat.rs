@@ -12,26 +12,24 @@ use keeper::config::Schedule;
 use keeper::store::HeartbeatRow;
 use serde_json::Value;
 
-use crate::support::app::TestApp;
-use crate::support::db::{TestDb, both_backends};
-use crate::support::{config_error, free_port, parse_config, wait_for, wait_until};
+use crate::support::app::{TestApp, spawn_app};
+use crate::support::config::{Check, TestConfig};
+use crate::support::db::{Backend, TestDb, both_backends};
+use crate::support::{config_error, parse_config, wait_for, wait_until};
 
 const TOKEN: &str = "backup-token-0123456789";
 const WAIT: Duration = Duration::from_secs(15);
 
-/// A keeper with one heartbeat check `backup` using [`TOKEN`], plus `extra` keys.
-fn config(db_url: &str, extra: &str) -> String {
-    format!(
-        r#"
-[storage]
-url = "{db_url}"
-
-[checks.backup]
-kind = "heartbeat"
-token = "{TOKEN}"
-{extra}
-"#
-    )
+/// A keeper with one heartbeat check `backup` using [`TOKEN`], plus `keys`.
+/// (A ping on a green check wakes nothing: "last ping" shows at the next
+/// run. At the default interval, shared with `keeper:*` and so spread over
+/// it, that was 10 s away; tests not about that evaluate every 100 ms.)
+fn config(keys: &[(&str, &str)]) -> TestConfig {
+    let mut backup = Check::heartbeat("backup").set("token", TOKEN);
+    for (key, value) in keys {
+        backup = backup.set(key, *value);
+    }
+    TestConfig::new().check(backup)
 }
 
 /// `POST path` with `body`: status and body text.
@@ -84,11 +82,10 @@ async fn stored(db: &TestDb) -> HeartbeatRow {
 
 #[tokio::test]
 async fn on_time_is_green_late_is_red_with_an_incident_and_a_ping_resolves_it() {
-    let db = TestDb::sqlite();
-    let app = TestApp::start(&config(
-        db.url(),
-        "period = \"3s\"\ngrace = \"1s\"\ninterval = \"100ms\"",
-    ))
+    let app = spawn_app(
+        Backend::Sqlite,
+        config(&[("period", "3s"), ("grace", "1s"), ("interval", "100ms")]),
+    )
     .await;
     ping(&app, &format!("/ping/{TOKEN}")).await;
     let on_time = wait_for_state(&app, "green", "last ping").await;
@@ -125,9 +122,12 @@ async fn on_time_is_green_late_is_red_with_an_incident_and_a_ping_resolves_it() 
 
 #[tokio::test]
 async fn fail_is_red_at_once_and_a_success_clears_it() {
-    let db = TestDb::sqlite();
     // Evaluated hourly: only the wake from the ping can show the change now.
-    let app = TestApp::start(&config(db.url(), "period = \"1h\"\ninterval = \"1h\"")).await;
+    let app = spawn_app(
+        Backend::Sqlite,
+        config(&[("period", "1h"), ("interval", "1h")]),
+    )
+    .await;
     wait_for_state(&app, "green", "no ping yet; next due in").await;
 
     ping(&app, &format!("/ping/{TOKEN}/fail")).await;
@@ -162,10 +162,10 @@ async fn fail_is_red_at_once_and_a_success_clears_it() {
 
 both_backends!(
     async fn a_start_past_max_runtime_is_red_and_the_success_records_the_run(db) {
-        let app = TestApp::start(&config(
-            db.url(),
-            "period = \"1h\"\nmax_runtime = \"1s\"\ninterval = \"100ms\"",
-        ))
+        let app = TestApp::start_on(
+            db,
+            config(&[("period", "1h"), ("max_runtime", "1s"), ("interval", "100ms")]),
+        )
         .await;
         ping(&app, &format!("/ping/{TOKEN}/start")).await;
         let over = wait_for_state(&app, "red", "started").await;
@@ -183,7 +183,7 @@ both_backends!(
             done["message"].as_str().unwrap().contains("(run "),
             "{done}"
         );
-        let row = stored(&db).await;
+        let row = stored(&app.db).await;
         let run = row.last_run_s.expect("the run's duration is stored");
         assert!(run >= 1.0, "the run outlasted max_runtime 1s: {run}");
         assert!(row.last_start < row.last_success, "{row:?}");
@@ -194,14 +194,14 @@ both_backends!(
 
 both_backends!(
     async fn signals_survive_a_restart(db) {
-        let text = config(db.url(), "period = \"1h\"");
-        let app = TestApp::start(&text).await;
+        let config = config(&[("period", "1h"), ("interval", "100ms")]);
+        let app = TestApp::start_on(db, config.clone()).await;
         ping(&app, &format!("/ping/{TOKEN}/start")).await;
         ping(&app, &format!("/ping/{TOKEN}")).await;
         wait_for_state(&app, "green", "last ping").await;
-        app.stop().await;
+        let db = app.stop().await;
 
-        let app = TestApp::start(&text).await;
+        let app = TestApp::start_on(db, config.clone()).await;
         let after = wait_for_state(&app, "green", "last ping").await;
         assert!(
             after["message"].as_str().unwrap().contains("(run "),
@@ -209,9 +209,9 @@ both_backends!(
         );
         ping(&app, &format!("/ping/{TOKEN}/fail")).await;
         wait_for_state(&app, "red", "failed").await;
-        app.stop().await;
+        let db = app.stop().await;
 
-        let app = TestApp::start(&text).await;
+        let app = TestApp::start_on(db, config.clone()).await;
         let still = wait_for_state(&app, "red", "failed").await;
         assert!(
             still["message"]
@@ -226,8 +226,11 @@ both_backends!(
 
 #[tokio::test]
 async fn an_unknown_token_gets_a_bare_404() {
-    let db = TestDb::sqlite();
-    let app = TestApp::start(&config(db.url(), "period = \"1h\"")).await;
+    let app = spawn_app(
+        Backend::Sqlite,
+        config(&[("period", "1h"), ("interval", "100ms")]),
+    )
+    .await;
     let near_misses = [
         "nope-nope-nope-nope".to_string(),
         format!("{TOKEN}x"),
@@ -250,7 +253,7 @@ async fn an_unknown_token_gets_a_bare_404() {
             assert_eq!(resp.text().await.unwrap(), r#"{"error":"not found"}"#);
         }
     }
-    let row = stored(&db).await;
+    let row = stored(&app.db).await;
     assert_eq!(
         (row.last_success, row.last_start, row.last_fail),
         (None, None, None),
@@ -261,8 +264,11 @@ async fn an_unknown_token_gets_a_bare_404() {
 
 #[tokio::test]
 async fn an_oversized_ping_body_is_refused_with_413() {
-    let db = TestDb::sqlite();
-    let app = TestApp::start(&config(db.url(), "period = \"1h\"")).await;
+    let app = spawn_app(
+        Backend::Sqlite,
+        config(&[("period", "1h"), ("interval", "100ms")]),
+    )
+    .await;
     for size in [10 * 1024 + 1, 100 * 1024] {
         let (status, body) = post(&app, &format!("/ping/{TOKEN}/fail"), vec![b'x'; size]).await;
         assert_eq!(status, 413, "{size} bytes");
@@ -270,7 +276,7 @@ async fn an_oversized_ping_body_is_refused_with_413() {
         assert!(body["error"].as_str().unwrap().contains("10 KiB"), "{body}");
     }
     assert_eq!(
-        stored(&db).await.last_fail,
+        stored(&app.db).await.last_fail,
         None,
         "a refused ping does not count"
     );
@@ -278,7 +284,7 @@ async fn an_oversized_ping_body_is_refused_with_413() {
     // A log tail up to the limit is accepted (and ignored).
     let (status, _) = post(&app, &format!("/ping/{TOKEN}"), vec![b'x'; 10 * 1024]).await;
     assert_eq!(status, 200);
-    assert!(stored(&db).await.last_success.is_some());
+    assert!(stored(&app.db).await.last_success.is_some());
     wait_for_state(&app, "green", "last ping").await;
     app.stop().await;
 }
@@ -302,29 +308,23 @@ fn check_config(path: &Path) -> String {
 async fn a_generated_token_is_shown_by_check_config_and_accepted() {
     let dir = tempfile::tempdir().unwrap();
     let db_file = dir.path().join("keeper.db");
-    let port = free_port();
-    let text = format!(
-        r#"
-[server]
-listen = "127.0.0.1:{port}"
-
-[storage]
-url = "sqlite://{db}"
-
-[checks.backup]
-kind = "heartbeat"
-schedule = "0 3 * * *"
-grace = "1h"
-
-[checks.configured]
-kind = "heartbeat"
-token = "{TOKEN}"
-period = "1d"
-"#,
-        db = db_file.display()
-    );
-    let path = dir.path().join("keeper.toml");
-    std::fs::write(&path, &text).unwrap();
+    // The ping URLs' base from `public_url`, the same for check-config and
+    // every run, whatever port the run listens on.
+    let config = TestConfig::new()
+        .set("server", "public_url", "http://keeper.test")
+        .storage(format!("sqlite://{}", db_file.display()))
+        .check(
+            Check::heartbeat("backup")
+                .set("schedule", "0 3 * * *")
+                .set("grace", "1h")
+                .interval("100ms"),
+        )
+        .check(
+            Check::heartbeat("configured")
+                .set("token", TOKEN)
+                .set("period", "1d"),
+        );
+    let path = config.write_in(dir.path());
 
     let before = check_config(&path);
     assert!(
@@ -336,14 +336,15 @@ period = "1d"
         "check-config does not create the database"
     );
 
-    let app = TestApp::start(&text).await;
+    // keeper runs on the database file the config names (check-config reads it too).
+    let app = spawn_app(Backend::Sqlite, config.clone()).await;
     let view = app.check("backup").await;
     let url = view["ping_url"]
         .as_str()
         .expect("ping_url without api_token")
         .to_string();
-    let prefix = format!("http://127.0.0.1:{port}/ping/");
-    let token = url.strip_prefix(&prefix).unwrap_or_else(|| panic!("{url}"));
+    let prefix = "http://keeper.test/ping/";
+    let token = url.strip_prefix(prefix).unwrap_or_else(|| panic!("{url}"));
     assert_eq!(token.len(), 32, "{token}");
     assert!(token.chars().all(|c| c.is_ascii_hexdigit()), "{token}");
     assert_eq!(view["target"], "cron \"0 3 * * *\" (UTC), grace 1h");
@@ -360,35 +361,30 @@ period = "1d"
     );
     assert!(!after.contains(TOKEN), "{after}");
 
-    let resp = app.http.post(&url).send().await.unwrap();
+    let resp = app
+        .http
+        .post(format!("{}/ping/{token}", app.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     wait_for_state(&app, "green", "last ping").await;
     app.stop().await;
 
     // The same token after a restart.
-    let app = TestApp::start(&text).await;
+    let app = spawn_app(Backend::Sqlite, config).await;
     assert_eq!(app.check("backup").await["ping_url"], url.as_str());
     app.stop().await;
 }
 
 #[tokio::test]
 async fn the_ping_url_needs_the_api_token_when_one_is_set() {
-    let db = TestDb::sqlite();
-    let app = TestApp::start(&format!(
-        r#"
-[server]
-api_token = "api-secret-0123456789"
-
-[storage]
-url = "{}"
-
-[checks.backup]
-kind = "heartbeat"
-period = "1h"
-"#,
-        db.url()
-    ))
-    .await;
+    let config = TestConfig::new().api_token("api-secret-0123456789").check(
+        Check::heartbeat("backup")
+            .set("period", "1h")
+            .interval("100ms"),
+    );
+    let app = spawn_app(Backend::Sqlite, config).await;
     let get = |auth: Option<&'static str>| {
         let mut req = app.http.get(format!("{}/api/v1/checks/backup", app.base));
         if let Some(token) = auth {

@@ -6,20 +6,21 @@
 //! garbage lines are counted and skipped; a 70 KiB line arrives cut to 64 KiB.
 
 use std::io::Write;
-use std::path::Path;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use keeper::app::{self, Keeper};
-use keeper::config::Config;
 use keeper::probe::log::ingest::{BODY_LIMIT, LineSink, MAX_LINE};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{self, db::TestDb};
+use crate::support;
+use crate::support::app::{TestApp, spawn_app};
+use crate::support::config::TestConfig;
+use crate::support::db::Backend;
 
 const TOKEN: &str = "ingest-t0ken-0123456789";
 
@@ -28,8 +29,7 @@ type Received = Arc<Mutex<Vec<(Vec<String>, usize)>>>;
 
 /// keeper with one ingest source `app` (token [`TOKEN`]) whose sink records what it gets.
 struct Ingest {
-    keeper: Option<Keeper>,
-    _db: TestDb,
+    app: TestApp,
     base: String,
     http: reqwest::Client,
     received: Received,
@@ -38,27 +38,19 @@ struct Ingest {
 impl Ingest {
     async fn start() -> Ingest {
         support::init();
-        let db = TestDb::sqlite();
-        let text = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n\n[storage]\nurl = \"{}\"\n",
-            db.url()
-        );
-        let config = Config::parse(Path::new("test.toml"), &text, &|_| None)
-            .unwrap_or_else(|e| panic!("test config is invalid:\n{e}"));
-        let keeper = app::start(config).await.expect("keeper starts");
+        let app = spawn_app(Backend::Sqlite, TestConfig::new()).await;
         let received: Received = Arc::default();
         let sink: LineSink = {
             let received = received.clone();
             Arc::new(move |lines, malformed| received.lock().unwrap().push((lines, malformed)))
         };
-        keeper
+        app.keeper()
             .ingest()
             .register("app", TOKEN, sink)
             .expect("registering source app");
         Ingest {
-            base: format!("http://{}", keeper.addr()),
-            keeper: Some(keeper),
-            _db: db,
+            base: app.base.clone(),
+            app,
             http: reqwest::Client::new(),
             received,
         }
@@ -86,10 +78,8 @@ impl Ingest {
         got
     }
 
-    async fn stop(mut self) {
-        if let Some(k) = self.keeper.take() {
-            k.shutdown().await.expect("keeper stops cleanly");
-        }
+    async fn stop(self) {
+        self.app.stop().await;
     }
 }
 

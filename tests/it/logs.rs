@@ -16,8 +16,9 @@ use keeper::probe::log::file::{self, Follower, Sink};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::app::TestApp;
-use crate::support::db::TestDb;
+use crate::support::app::{TestApp, spawn_app};
+use crate::support::config::{Check, TestConfig};
+use crate::support::db::Backend;
 use crate::support::{config_error, parse_config, wait_for, wait_until};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -192,21 +193,14 @@ async fn copytruncate_rotation_while_a_writer_appends_loses_and_repeats_no_line(
     assert!(!live.starts_with("line 0\n"), "the file was truncated");
 }
 
-/// A keeper with one `log` check `app` following `path`, plus `extra` keys.
-fn config(db: &TestDb, path: &Path, extra: &str) -> String {
-    format!(
-        r#"
-[storage]
-url = "{}"
+/// A keeper with `check`, on a database of its own.
+async fn start(check: Check) -> TestApp {
+    spawn_app(Backend::Sqlite, TestConfig::new().check(check)).await
+}
 
-[checks.app]
-kind = "log"
-file = "{}"
-{extra}
-"#,
-        db.url(),
-        path.display()
-    )
+/// A `log` check `app` following `path`.
+fn follow(path: &Path) -> Check {
+    Check::new("app", "log").set("file", path.display().to_string())
 }
 
 fn append(path: &Path, text: &str) {
@@ -262,11 +256,10 @@ async fn sample_values(app: &TestApp) -> Vec<Value> {
 #[tokio::test]
 async fn error_bursts_open_medium_and_high_incidents_a_critical_line_a_critical_one_and_quiet_resolves()
  {
-    let db = TestDb::sqlite();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("app.log");
     append(&path, "");
-    let app = TestApp::start(&config(&db, &path, "window = \"2s\"\ninterval = \"200ms\"")).await;
+    let app = start(follow(&path).set("window", "2s").interval("200ms")).await;
     let check = app.check("app").await;
     assert_eq!(check["kind"], "log");
 
@@ -304,12 +297,11 @@ async fn error_bursts_open_medium_and_high_incidents_a_critical_line_a_critical_
 
 #[tokio::test]
 async fn a_critical_line_is_red_at_once_without_waiting_for_the_interval() {
-    let db = TestDb::sqlite();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("app.log");
     append(&path, "");
     // Runs hourly: only the wake from the critical line can show it now.
-    let app = TestApp::start(&config(&db, &path, "interval = \"1h\"")).await;
+    let app = start(follow(&path).interval("1h")).await;
     wait_until("the first run", WAIT, || async {
         app.check("app").await["message"] == "no lines in 5m"
     })
@@ -333,11 +325,10 @@ async fn a_critical_line_is_red_at_once_without_waiting_for_the_interval() {
 
 #[tokio::test]
 async fn from_start_false_reads_only_lines_written_after_keeper_started() {
-    let db = TestDb::sqlite();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("app.log");
     append(&path, &"ERROR old failure\n".repeat(10));
-    let app = TestApp::start(&config(&db, &path, "window = \"1m\"\ninterval = \"100ms\"")).await;
+    let app = start(follow(&path).set("window", "1m").interval("100ms")).await;
     append(&path, &"INFO new request\n".repeat(4));
     wait_until("a sample counts the 4 new lines", WAIT, || async {
         sample_values(&app).await.iter().any(|m| m["lines"] == 4.0)
@@ -352,15 +343,15 @@ async fn from_start_false_reads_only_lines_written_after_keeper_started() {
 
 #[tokio::test]
 async fn from_start_true_reads_the_lines_already_there() {
-    let db = TestDb::sqlite();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("app.log");
     append(&path, &"ERROR old failure\nINFO old request\n".repeat(5));
-    let app = TestApp::start(&config(
-        &db,
-        &path,
-        "from_start = true\nwindow = \"1m\"\ninterval = \"100ms\"",
-    ))
+    let app = start(
+        follow(&path)
+            .set("from_start", true)
+            .set("window", "1m")
+            .interval("100ms"),
+    )
     .await;
     let m = wait_for("a sample counting the 10 lines", WAIT, || async {
         sample_values(&app)
@@ -376,17 +367,17 @@ async fn from_start_true_reads_the_lines_already_there() {
 
 #[tokio::test]
 async fn a_line_past_64_kib_is_cut_and_counted_once() {
-    let db = TestDb::sqlite();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("app.log");
     // The OOM lies past the first 64 KiB: cut off, not a critical line.
     let long = format!("{} Out of memory\n", "x".repeat(70 * 1024));
     append(&path, &format!("before\n{long}after\n"));
-    let app = TestApp::start(&config(
-        &db,
-        &path,
-        "from_start = true\nwindow = \"1m\"\ninterval = \"100ms\"",
-    ))
+    let app = start(
+        follow(&path)
+            .set("from_start", true)
+            .set("window", "1m")
+            .interval("100ms"),
+    )
     .await;
     let m = wait_for("a sample counting 3 lines", WAIT, || async {
         sample_values(&app)
@@ -403,10 +394,9 @@ async fn a_line_past_64_kib_is_cut_and_counted_once() {
 
 #[tokio::test]
 async fn a_missing_file_is_yellow_until_it_appears() {
-    let db = TestDb::sqlite();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("later.log");
-    let app = TestApp::start(&config(&db, &path, "window = \"1m\"\ninterval = \"100ms\"")).await;
+    let app = start(follow(&path).set("window", "1m").interval("100ms")).await;
     let waiting = format!(
         "{}: not found (waiting for it); no lines in 1m",
         path.display()
@@ -498,30 +488,20 @@ fn log_checks_alert_on_the_first_bad_sample_and_resolve_on_the_second_good_one()
 
 const SOURCE_TOKEN: &str = "ingest-t0ken-0123456789";
 
-/// A keeper with one `log` check `app` reading `source` (TOML keys).
-fn config_with_source(db: &TestDb, source: &str) -> String {
-    format!(
-        r#"
-[storage]
-url = "{}"
-
-[checks.app]
-kind = "log"
-{source}
-window = "2s"
-interval = "200ms"
-"#,
-        db.url()
-    )
+/// A `log` check `app` reading the source its keys name.
+fn from_source() -> Check {
+    Check::new("app", "log")
+        .set("window", "2s")
+        .interval("200ms")
 }
 
 #[tokio::test]
 async fn lines_posted_to_ingest_feed_the_check_and_open_incidents() {
-    let db = TestDb::sqlite();
-    let app = TestApp::start(&config_with_source(
-        &db,
-        &format!("ingest = \"web\"\ntoken = \"{SOURCE_TOKEN}\""),
-    ))
+    let app = start(
+        from_source()
+            .set("ingest", "web")
+            .set("token", SOURCE_TOKEN),
+    )
     .await;
     let post = |body: Vec<u8>, gzip: bool| {
         let app = &app;
@@ -624,11 +604,12 @@ async fn fly_logs_api_lines_feed_the_check() {
     let api = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await });
 
-    let db = TestDb::sqlite();
-    let app = TestApp::start(&config_with_source(
-        &db,
-        &format!("fly = \"my-app\"\ntoken = \"fo1_logs-t0ken-0123456789\"\napi_url = \"{api}\""),
-    ))
+    let app = start(
+        from_source()
+            .set("fly", "my-app")
+            .set("token", "fo1_logs-t0ken-0123456789")
+            .set("api_url", api),
+    )
     .await;
     let critical = wait_for_incident(&app, "critical").await;
     assert!(

@@ -5,7 +5,9 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::app::TestApp;
+use crate::support::app::spawn_app;
+use crate::support::config::{Check, TestConfig};
+use crate::support::db::Backend;
 use crate::support::receiver::Receiver;
 use crate::support::target::{Target, TestCa};
 use crate::support::wait_until;
@@ -13,45 +15,31 @@ use crate::support::wait_until;
 #[tokio::test]
 async fn metrics_pass_promtool_and_carry_the_design_names() {
     crate::support::init();
-    let db = crate::support::db::TestDb::sqlite();
     let web = Target::start().await;
     let ca = TestCa::new();
     let leaf = ca.leaf_expiring_in(chrono::Duration::days(60));
     let tls = Target::start_tls(&leaf).await;
     let hook = Receiver::start().await;
-    let app = TestApp::start(&format!(
-        r#"
-[storage]
-url = "{db}"
-
-[checks.web]
-kind = "http"
-url = "{web}"
-interval = "200ms"
-
-[checks.secure]
-kind = "http"
-url = "{secure}"
-ca_file = "{ca}"
-interval = "200ms"
-
-[checks.cert]
-kind = "tls"
-host = "{tls_host}"
-server_name = "localhost"
-ca_file = "{ca}"
-interval = "200ms"
-
-{hook}
-"#,
-        db = db.url(),
-        web = web.url("/"),
-        secure = tls.url_localhost("/"),
-        tls_host = tls.host_port(),
-        ca = ca.ca_file().display(),
-        hook = hook.webhook_route(),
-    ))
-    .await;
+    let ca_file = ca.ca_file().display().to_string();
+    // keeper's own checks (`keeper:*`) are waited for too: the watchdog runs
+    // them every 200 ms instead of spreading them over its default 30 s.
+    let config = TestConfig::new()
+        .set("watchdog", "interval", "200ms")
+        .check(Check::http("web", web.url("/")).interval("200ms"))
+        .check(
+            Check::http("secure", tls.url_localhost("/"))
+                .set("ca_file", ca_file.as_str())
+                .interval("200ms"),
+        )
+        .check(
+            Check::new("cert", "tls")
+                .set("host", tls.host_port())
+                .set("server_name", "localhost")
+                .set("ca_file", ca_file.as_str())
+                .interval("200ms"),
+        )
+        .page(&hook);
+    let app = spawn_app(Backend::Sqlite, config).await;
     wait_until(
         "every check has run and a sample is written",
         Duration::from_secs(20),

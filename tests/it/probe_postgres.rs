@@ -50,7 +50,7 @@ async fn healthy_database_is_up_with_query_time_connections_and_size() {
     let sample = probe.run(TIMEOUT).await;
 
     assert_eq!(sample.outcome, Outcome::Up, "{sample:?}");
-    assert!(sample.metric(Metric::QueryMs).is_some_and(|ms| ms >= 0.0));
+    assert!(sample.metric(Metric::QueryMs).is_some(), "{sample:?}");
     let connections = value(&sample, "connections");
     let max = value(&sample, "max_connections");
     assert!(connections >= 1.0, "the probe's own connection counts");

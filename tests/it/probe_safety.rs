@@ -9,6 +9,7 @@ use std::time::Duration;
 use keeper::core::{Outcome, Sample};
 use keeper::probe::{Context, Probe, Spec, http};
 
+use crate::support::config::{Check, TestConfig, table};
 use crate::support::{
     self,
     target::{Target, TestCa},
@@ -159,21 +160,30 @@ fn parse_env(text: &str) -> BTreeMap<String, String> {
 async fn a_command_check_runs_with_path_lang_home_and_its_env_only() {
     let dir = tempfile::tempdir().expect("temp dir");
     let dump = dir.path().join("env.txt");
-    let config = dir.path().join("keeper.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n\
-             [storage]\nurl = \"sqlite://{db}\"\n\n\
-             [checks.envdump]\nkind = \"command\"\ninterval = \"1s\"\nshell = true\n\
-             command = [\"env > {dump}.tmp && mv {dump}.tmp {dump}; echo OK\"]\n\
-             env = {{ PGPASSWORD = \"${{TEST_PGPASSWORD}}\", APP_MODE = \"check\" }}\n",
-            port = support::free_port(),
-            db = dir.path().join("keeper.db").display(),
-            dump = dump.display(),
-        ),
-    )
-    .expect("writing the config");
+    let config = TestConfig::new()
+        .listen("127.0.0.1:0")
+        .storage(format!(
+            "sqlite://{}",
+            dir.path().join("keeper.db").display()
+        ))
+        .check(
+            Check::new("envdump", "command")
+                .interval("1s")
+                .set("shell", true)
+                .set(
+                    "command",
+                    vec![format!(
+                        "env > {dump}.tmp && mv {dump}.tmp {dump}; echo OK",
+                        dump = dump.display()
+                    )],
+                )
+                // Expanded by keeper when it reads the config.
+                .set(
+                    "env",
+                    table(&[("PGPASSWORD", "${TEST_PGPASSWORD}"), ("APP_MODE", "check")]),
+                ),
+        )
+        .write_in(dir.path());
     let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into());
     let _keeper = Keeper(
         std::process::Command::new(env!("CARGO_BIN_EXE_keeper"))

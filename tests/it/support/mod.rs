@@ -5,6 +5,7 @@
 pub mod alertmanager;
 pub mod app;
 pub mod child;
+pub mod config;
 pub mod db;
 pub mod dns;
 pub mod pgcluster;
@@ -12,6 +13,7 @@ pub mod process;
 pub mod prometheus;
 pub mod proxy;
 pub mod receiver;
+pub mod recorded;
 pub mod smtp;
 pub mod target;
 
@@ -63,8 +65,11 @@ where
     }
 }
 
-/// A free TCP port on 127.0.0.1, for servers that take a port number rather
-/// than a listener (a child process, a throwaway cluster).
+/// A TCP port on 127.0.0.1 free at the moment (not held: anyone may take it
+/// next), for servers that take a port number rather than a listener and
+/// cannot report one they chose (Prometheus, Alertmanager, aiosmtpd, a
+/// throwaway cluster: their starters retry on another port), or for a port
+/// nothing listens on. keeper itself binds port 0 and says which it got.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

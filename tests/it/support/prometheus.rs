@@ -27,7 +27,7 @@ impl PrometheusServer {
         );
         let server = ChildServer::start(BINARY, BINARY, Duration::from_secs(30), |dir, port| {
             let config = dir.join("prometheus.yml");
-            std::fs::write(&config, yaml).expect("writing prometheus.yml");
+            std::fs::write(&config, &yaml).expect("writing prometheus.yml");
             vec![
                 format!("--config.file={}", config.display()),
                 format!("--storage.tsdb.path={}", dir.join("data").display()),

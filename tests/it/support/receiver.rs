@@ -21,34 +21,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
-/// One request as received.
-#[derive(Clone, Debug)]
-pub struct Recorded {
-    pub method: Method,
-    /// Path and query, e.g. `/hook?x=1`.
-    pub path: String,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-    /// The status the receiver answered with: 2xx means delivered.
-    pub replied: u16,
-}
-
-impl Recorded {
-    /// A header's value as text, if present.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// The body parsed as JSON; panics (naming the body) when it is not.
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "request body is not JSON ({e}): {:?}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-}
+use super::recorded::Recorded;
 
 /// What the receiver answers.
 #[derive(Clone, Debug)]
@@ -127,15 +100,6 @@ impl Receiver {
     /// `http://127.0.0.1:PORT/hook`.
     pub fn url(&self) -> String {
         self.url_for("/hook")
-    }
-
-    /// Config text: a `webhook` channel named `hook` posting here, and a
-    /// route sending every notification to it.
-    pub fn webhook_route(&self) -> String {
-        format!(
-            "[channels.hook]\nkind = \"webhook\"\nurl = \"{}\"\n\n[[routes]]\nchannels = [\"hook\"]\n",
-            self.url()
-        )
     }
 
     /// `http://127.0.0.1:PORT` + `path`.

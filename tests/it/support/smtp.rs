@@ -10,6 +10,9 @@
 //! otherwise. The child is killed when the [`SmtpServer`] is dropped.
 
 use super::free_port;
+
+/// Ports tried before giving up.
+const ATTEMPTS: usize = 5;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -166,60 +169,70 @@ impl SmtpServer {
 
     async fn spawn(security: Security<'_>) -> SmtpServer {
         let python = python_with_aiosmtpd().await;
-        let dir = tempfile::tempdir().expect("creating a temp dir for the SMTP server");
-        let out = dir.path().join("messages");
-        std::fs::create_dir(&out).expect("creating the SMTP message dir");
-        std::fs::write(dir.path().join("keeper_sink.py"), HANDLER)
-            .expect("writing the SMTP handler");
-        let log =
-            std::fs::File::create(dir.path().join("aiosmtpd.log")).expect("creating the SMTP log");
-        let port = free_port();
-        let mut command = Command::new(&python);
-        if let Security::PlainAuth = security {
-            std::fs::write(dir.path().join("keeper_auth_plain.py"), AUTH_PLAIN_MAIN)
-                .expect("writing the SMTP AUTH server");
-            command
-                .arg("keeper_auth_plain.py")
-                .arg(port.to_string())
-                .env("KEEPER_SMTP_AUTH", dir.path().join("auth.log"));
-        } else {
-            command
-                .args(["-m", "aiosmtpd", "-n", "-l"])
-                .arg(format!("127.0.0.1:{port}"))
-                .args(["-c", "keeper_sink.Sink"]);
-        }
-        match security {
-            Security::Plain | Security::PlainAuth => {}
-            Security::StartTls(leaf) => {
-                let (cert, key) = leaf.write_pem(dir.path());
-                command.arg("--tlscert").arg(cert).arg("--tlskey").arg(key);
-            }
-            Security::Implicit(leaf) => {
-                let (cert, key) = leaf.write_pem(dir.path());
+        // The port is free when picked but not held: another test may bind it
+        // before aiosmtpd does, which then exits. Try a few ports.
+        for attempt in 1..=ATTEMPTS {
+            let dir = tempfile::tempdir().expect("creating a temp dir for the SMTP server");
+            let out = dir.path().join("messages");
+            std::fs::create_dir(&out).expect("creating the SMTP message dir");
+            std::fs::write(dir.path().join("keeper_sink.py"), HANDLER)
+                .expect("writing the SMTP handler");
+            let log = std::fs::File::create(dir.path().join("aiosmtpd.log"))
+                .expect("creating the SMTP log");
+            let port = free_port();
+            let mut command = Command::new(&python);
+            if let Security::PlainAuth = security {
+                std::fs::write(dir.path().join("keeper_auth_plain.py"), AUTH_PLAIN_MAIN)
+                    .expect("writing the SMTP AUTH server");
                 command
-                    .arg("--smtpscert")
-                    .arg(cert)
-                    .arg("--smtpskey")
-                    .arg(key);
+                    .arg("keeper_auth_plain.py")
+                    .arg(port.to_string())
+                    .env("KEEPER_SMTP_AUTH", dir.path().join("auth.log"));
+            } else {
+                command
+                    .args(["-m", "aiosmtpd", "-n", "-l"])
+                    .arg(format!("127.0.0.1:{port}"))
+                    .args(["-c", "keeper_sink.Sink"]);
+            }
+            match security {
+                Security::Plain | Security::PlainAuth => {}
+                Security::StartTls(leaf) => {
+                    let (cert, key) = leaf.write_pem(dir.path());
+                    command.arg("--tlscert").arg(cert).arg("--tlskey").arg(key);
+                }
+                Security::Implicit(leaf) => {
+                    let (cert, key) = leaf.write_pem(dir.path());
+                    command
+                        .arg("--smtpscert")
+                        .arg(cert)
+                        .arg("--smtpskey")
+                        .arg(key);
+                }
+            }
+            let child = command
+                .current_dir(dir.path())
+                .env("PYTHONPATH", dir.path())
+                .env("KEEPER_SMTP_OUT", &out)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| panic!("starting {python} -m aiosmtpd: {e}"));
+            let mut server = SmtpServer {
+                port,
+                child,
+                out,
+                _dir: dir,
+            };
+            match server.wait_ready().await {
+                Ok(()) => return server,
+                Err(status) if attempt < ATTEMPTS => {
+                    eprintln!("aiosmtpd exited at start ({status}), trying another port");
+                }
+                Err(status) => panic!("aiosmtpd exited at start ({status}): {}", server.log()),
             }
         }
-        let child = command
-            .current_dir(dir.path())
-            .env("PYTHONPATH", dir.path())
-            .env("KEEPER_SMTP_OUT", &out)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {python} -m aiosmtpd: {e}"));
-        let mut server = SmtpServer {
-            port,
-            child,
-            out,
-            _dir: dir,
-        };
-        server.wait_ready().await;
-        server
+        unreachable!("the last attempt returns or panics")
     }
 
     /// `smtp://127.0.0.1:PORT` (plain; no STARTTLS offered).
@@ -248,17 +261,18 @@ impl SmtpServer {
         self.messages()
     }
 
-    async fn wait_ready(&mut self) {
+    /// Waits until aiosmtpd listens; its exit status when it exits first.
+    async fn wait_ready(&mut self) -> Result<(), std::process::ExitStatus> {
         let start = Instant::now();
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("aiosmtpd exited at start ({status}): {}", self.log());
+                return Err(status);
             }
             if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
                 .await
                 .is_ok()
             {
-                return;
+                return Ok(());
             }
             if start.elapsed() > Duration::from_secs(15) {
                 panic!(

@@ -35,26 +35,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::AbortOnDropHandle;
 
-/// One request as the server saw it.
-#[derive(Clone, Debug)]
-pub struct Recorded {
-    pub method: String,
-    /// The request target: path and query.
-    pub path: String,
-    /// Header names lower-cased, in the order received.
-    pub headers: Vec<(String, String)>,
-}
-
-impl Recorded {
-    /// The first value of header `name` (any case).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
+use super::recorded::Recorded;
 
 /// What a [`Target`] answers; shared with its connection tasks.
 struct State {
@@ -190,7 +171,11 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(mut io: S, state: &State) {
         return;
     };
     let path = request.path.clone();
-    lock(&state.requests).push(request);
+    let index = {
+        let mut requests = lock(&state.requests);
+        requests.push(request);
+        requests.len() - 1
+    };
     let delay = *lock(&state.delay);
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -211,6 +196,9 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(mut io: S, state: &State) {
         let body = lock(&state.body).clone();
         (state.status.load(Ordering::SeqCst), None, body)
     };
+    if let Some(r) = lock(&state.requests).get_mut(index) {
+        r.replied = status;
+    }
     let location = location
         .map(|l| format!("Location: {l}\r\n"))
         .unwrap_or_default();
@@ -245,29 +233,37 @@ async fn read_request<S: AsyncRead + Unpin>(io: &mut S) -> Option<Recorded> {
     let head = String::from_utf8_lossy(&buf[..end]).into_owned();
     let mut lines = head.split("\r\n");
     let mut first = lines.next()?.split(' ');
-    let method = first.next()?.to_string();
+    let method = http::Method::from_bytes(first.next()?.as_bytes()).ok()?;
     let path = first.next()?.to_string();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in lines.filter_map(|l| l.split_once(':')) {
+        if let (Ok(n), Ok(v)) = (
+            http::HeaderName::from_bytes(name.trim().as_bytes()),
+            http::HeaderValue::from_str(value.trim()),
+        ) {
+            headers.append(n, v);
+        }
+    }
     let length: usize = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok())
         .unwrap_or(0);
-    let mut have = buf.len() - (end + 4);
-    while have < length {
+    let mut body = buf[end + 4..].to_vec();
+    while body.len() < length {
         let n = io.read(&mut chunk).await.ok()?;
         if n == 0 {
             break;
         }
-        have += n;
+        body.extend_from_slice(&chunk[..n]);
     }
+    body.truncate(length);
     Some(Recorded {
         method,
         path,
         headers,
+        body: body.into(),
+        // Set once the answer is chosen.
+        replied: 0,
     })
 }
 
