@@ -12,11 +12,14 @@
 //!    and window on this one thread, lines/s.
 //! 4. With `--api 10000,1000000` (and nothing else): `GET /api/v1/checks` and
 //!    the incidents list against that many stored samples (see `bench/api.rs`).
+//! 5. With `--page N` (and nothing else): N outages of one check, the time
+//!    from the failure to the `opened` webhook and back (see `bench/page.rs`).
 //!
 //! Usage: `cargo run --release --bin bench -- [--checks 100,1000,10000 ("": none)]
 //!         [--rate 2000] [--seconds 20] [--warmup 5] [--samples 200000]`
 //!        `cargo run --release --bin bench -- --log-lines 5000000`
 //!        `cargo run --release --bin bench -- --api 10000,1000000`
+//!        `cargo run --release --bin bench -- --page 10`
 //! PostgreSQL from `KEEPER_TEST_PG_URL` (default postgres://postgres@127.0.0.1:5432).
 
 use std::net::SocketAddr;
@@ -41,6 +44,7 @@ struct Args {
     pg_url: String,
     log_lines: usize,
     api: Vec<i64>,
+    page: usize,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -54,6 +58,7 @@ fn parse_args() -> anyhow::Result<Args> {
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into()),
         log_lines: 0,
         api: Vec::new(),
+        page: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -77,6 +82,7 @@ fn parse_args() -> anyhow::Result<Args> {
                     .map(|n| n.trim().parse().context("--api takes sample counts"))
                     .collect::<Result<_, _>>()?
             }
+            "--page" => args.page = value()?.parse().context("--page takes a count")?,
             other => bail!("unknown flag {other}"),
         }
     }
@@ -93,6 +99,9 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     if !args.api.is_empty() {
         return rt.block_on(api::run(&args.api));
+    }
+    if args.page > 0 {
+        return rt.block_on(page::run(args.page));
     }
     let hits = Arc::new(AtomicU64::new(0));
     let target = rt.block_on(start_target(hits.clone()))?;
@@ -428,6 +437,8 @@ where
 
 #[path = "bench/api.rs"]
 mod api;
+#[path = "bench/page.rs"]
+mod page;
 
 /// Log lines through a `log` check's default rules, on one thread.
 mod logs {
