@@ -586,7 +586,7 @@ fn read_check(
         let at_key = if p.key.is_empty() {
             key.clone()
         } else {
-            join_key(&key, p.key)
+            join_key(&key, &p.key)
         };
         errors.at(at, &at_key, p.message.clone());
     }

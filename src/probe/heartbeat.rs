@@ -19,7 +19,8 @@ use toml::Spanned;
 
 pub use registry::{Beat, Registry, Signal};
 
-use super::{BuildError, SpecProblem};
+use super::{BuildError, Context, Kind};
+use crate::core::SpecProblem;
 use crate::core::Sample;
 use crate::core::value::{Crontab, HumanDuration};
 
@@ -78,7 +79,7 @@ impl Spec {
         let mut out = Vec::new();
         let mut at = |key: &'static str, span: Option<Range<usize>>, message: &str| {
             out.push(SpecProblem {
-                key,
+                key: key.into(),
                 span,
                 message: message.to_string(),
             });
@@ -146,6 +147,29 @@ impl Spec {
         };
         let beat = registry.register(check.into(), token, rules)?;
         Ok(Probe { beat })
+    }
+}
+
+impl Kind for Spec {
+    const NAME: &'static str = "heartbeat";
+    type Probe = Probe;
+
+    fn target(&self) -> String {
+        Spec::target(self)
+    }
+
+    fn problems(&self) -> Vec<SpecProblem> {
+        Spec::problems(self)
+    }
+
+    /// Two heartbeats cannot share a token: pings would count for both.
+    fn claims(&self) -> Vec<(&'static str, String)> {
+        let token = self.token.as_ref().map(|t| t.get_ref().clone());
+        token.map(|t| ("token", t)).into_iter().collect()
+    }
+
+    fn build(&self, check: &str, ctx: &Context) -> Result<Probe, BuildError> {
+        Spec::build(self, check, &ctx.heartbeats)
     }
 }
 

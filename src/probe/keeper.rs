@@ -9,7 +9,8 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::time::{Instant, timeout_at};
 
-use super::BuildError;
+use super::{BuildError, Context, Kind};
+use crate::core::SpecProblem;
 use crate::core::Sample;
 use crate::core::health::{ChannelHealth, SchedulerLag};
 use crate::store::Store;
@@ -61,6 +62,25 @@ impl Spec {
             spec: self.clone(),
             sources: sources.clone(),
         })
+    }
+}
+
+impl Kind for Spec {
+    const NAME: &'static str = "keeper";
+    type Probe = Probe;
+
+    fn target(&self) -> String {
+        Spec::target(self)
+    }
+
+    /// Made by keeper from `[watchdog]`, already checked there.
+    fn problems(&self) -> Vec<SpecProblem> {
+        Vec::new()
+    }
+
+    /// Fails outside the daemon only: the config cannot cause it.
+    fn build(&self, _check: &str, ctx: &Context) -> Result<Probe, BuildError> {
+        Spec::build(self, ctx.keeper.as_ref())
     }
 }
 
