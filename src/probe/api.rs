@@ -105,16 +105,20 @@ pub fn parse_url(key: &str, raw: &str) -> Result<Url, SpecProblem> {
     let shown = crate::core::redact::url(raw);
     let problem = |e: &dyn fmt::Display| SpecProblem::new(key, format!("{key} {shown:?}: {e}"));
     let url = Url::parse(raw).map_err(|e| problem(&e))?;
+    check_url(&url).map_err(|e| problem(&e))?;
+    Ok(url)
+}
+
+/// Only absolute http(s) URLs with a host can be fetched (also where a
+/// redirect leads).
+pub fn check_url(url: &Url) -> Result<(), String> {
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(problem(&format_args!(
-            "scheme {:?} is not http or https",
-            url.scheme()
-        )));
+        return Err(format!("scheme {:?} is not http or https", url.scheme()));
     }
     if url.host().is_none() {
-        return Err(problem(&"no host"));
+        return Err("no host".into());
     }
-    Ok(url)
+    Ok(())
 }
 
 /// `url` with `segments` appended to its path (each percent-encoded).
@@ -274,7 +278,7 @@ mod tests {
         Token(token.into())
             .authorization()
             .map(|v| v.to_str().unwrap_or_default().to_string())
-            .unwrap_or_else(|e| e.0)
+            .unwrap_or_else(|e| e.message)
     }
 
     #[test]

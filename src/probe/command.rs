@@ -33,8 +33,8 @@ use tokio::process::Command;
 use tokio::time::{Instant, timeout_at};
 
 use super::{BuildError, Context, Kind};
-use crate::core::SpecProblem;
 use crate::core::Sample;
+use crate::core::SpecProblem;
 
 /// How much of each output stream (stdout, stderr) is kept; the rest is read and dropped.
 pub const OUTPUT_KEEP: usize = 64 * 1024;

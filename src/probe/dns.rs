@@ -23,11 +23,11 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer};
 use tokio::time::Instant;
 
-use super::{BuildError, Context, Kind};
-use crate::core::SpecProblem;
 use super::tcp::ms;
+use super::{BuildError, Context, Kind};
 use crate::core::Metric;
 use crate::core::Sample;
+use crate::core::SpecProblem;
 
 /// Where the system's resolvers are listed.
 const RESOLV_CONF: &str = "/etc/resolv.conf";

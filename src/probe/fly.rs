@@ -18,8 +18,8 @@ use url::Url;
 
 use super::api::{self, Token};
 use super::{BuildError, Context, Kind};
-use crate::core::SpecProblem;
 use crate::core::Sample;
+use crate::core::SpecProblem;
 
 /// How far back events count: an OOM kill or a crash keeps the check yellow
 /// this long, enough to be seen (and to outlast `failures_before_alert`).

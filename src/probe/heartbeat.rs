@@ -20,8 +20,8 @@ use toml::Spanned;
 pub use registry::{Beat, Registry, Signal};
 
 use super::{BuildError, Context, Kind};
-use crate::core::SpecProblem;
 use crate::core::Sample;
+use crate::core::SpecProblem;
 use crate::core::value::{Crontab, HumanDuration};
 
 /// How often a heartbeat is evaluated unless its `interval` says otherwise

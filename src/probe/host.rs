@@ -16,9 +16,9 @@ use serde::de::{self, Deserializer};
 use tokio::time::{Instant, timeout_at};
 
 use super::{BuildError, Context, Kind};
-use crate::core::SpecProblem;
 use crate::core::Metric;
 use crate::core::Sample;
+use crate::core::SpecProblem;
 
 /// How far apart the two `/proc/stat` readings of a first run are.
 const CPU_SAMPLE_GAP: Duration = Duration::from_millis(250);

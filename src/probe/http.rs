@@ -27,9 +27,9 @@ use tokio::time::{Instant, timeout_at};
 use tokio_util::task::AbortOnDropHandle;
 use url::Url;
 
-use super::{BuildError, Context, Kind, tcp, tlsconf};
-use crate::core::SpecProblem;
+use super::{BuildError, Context, Kind, api, tcp, tlsconf};
 use crate::core::Metric;
+use crate::core::SpecProblem;
 use crate::core::value::Pattern;
 use crate::core::{CertInfo, HttpInfo, Phases, Sample};
 
@@ -72,16 +72,6 @@ fn default_true() -> bool {
 }
 
 impl Spec {
-    fn url(&self) -> Result<Url, SpecProblem> {
-        let problem = |e: &dyn std::fmt::Display| {
-            let shown = crate::core::redact::url(&self.url);
-            SpecProblem::new("url", format!("url {shown:?}: {e}"))
-        };
-        let url = Url::parse(&self.url).map_err(|e| problem(&e))?;
-        check_url(&url).map_err(|e| problem(&e))?;
-        Ok(url)
-    }
-
     fn method(&self) -> Result<Method, SpecProblem> {
         Method::from_bytes(self.method.to_ascii_uppercase().as_bytes()).map_err(|_| {
             let message = format!("method {:?}: not an HTTP method", self.method);
@@ -95,25 +85,20 @@ impl Spec {
         for (name, value) in &self.headers {
             let key = format!("headers.{name}");
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                SpecProblem::new(&key, format!("headers: {name:?} is not a valid header name"))
+                SpecProblem::new(
+                    &key,
+                    format!("headers: {name:?} is not a valid header name"),
+                )
             })?;
             let value = HeaderValue::from_str(value).map_err(|_| {
-                SpecProblem::new(&key, format!("headers.{name}: the value has invalid characters"))
+                SpecProblem::new(
+                    &key,
+                    format!("headers.{name}: the value has invalid characters"),
+                )
             })?;
             headers.append(name, value);
         }
         Ok(headers)
-    }
-
-    fn expect_status(&self) -> Result<(), SpecProblem> {
-        let statuses = self.expect_status.iter().flatten();
-        match statuses.into_iter().find(|s| !(100..=599).contains(*s)) {
-            Some(bad) => Err(SpecProblem::new(
-                "expect_status",
-                format!("expect_status: {bad} is not an HTTP status"),
-            )),
-            None => Ok(()),
-        }
     }
 }
 
@@ -127,20 +112,24 @@ impl Kind for Spec {
 
     fn problems(&self) -> Vec<SpecProblem> {
         let mut out: Vec<SpecProblem> = [
-            self.url().err(),
+            api::parse_url("url", &self.url).err(),
             self.method().err(),
             self.headers().err(),
-            self.expect_status().err(),
         ]
         .into_iter()
         .flatten()
         .collect();
+        let statuses = self.expect_status.iter().flatten();
+        if let Some(bad) = statuses.into_iter().find(|s| !(100..=599).contains(*s)) {
+            let message = format!("expect_status: {bad} is not an HTTP status");
+            out.push(SpecProblem::new("expect_status", message));
+        }
         out.extend(tlsconf::ca_file_problem(self.ca_file.as_deref()));
         out
     }
 
     fn build(&self, _check: &str, ctx: &Context) -> Result<Probe, BuildError> {
-        let url = self.url()?;
+        let url = api::parse_url("url", &self.url)?;
         let method = self.method()?;
         let mut headers = self.headers()?;
         if !headers.contains_key(USER_AGENT) {
@@ -150,10 +139,7 @@ impl Kind for Spec {
         let mut foreign_headers = HeaderMap::new();
         foreign_headers.insert(USER_AGENT, HeaderValue::from_static(KEEPER_AGENT));
         foreign_headers.insert(CONNECTION, HeaderValue::from_static("close"));
-        let json = self.json.iter().flatten();
-        let json = json
-            .map(|(path, value)| (path.clone(), value.clone()))
-            .collect();
+        let json = self.json.clone().unwrap_or_default().into_iter().collect();
         // Built even for http:// URLs: a redirect may lead to https.
         let tls = tlsconf::Tls::new(
             &ctx.roots,
@@ -177,17 +163,6 @@ impl Kind for Spec {
             tls,
         })
     }
-}
-
-/// Only absolute http(s) URLs with a host can be probed.
-fn check_url(url: &Url) -> Result<(), String> {
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("scheme {:?} is not http or https", url.scheme()));
-    }
-    if url.host().is_none() {
-        return Err("no host".into());
-    }
-    Ok(())
 }
 
 /// A built `http` probe: the request and expectations, parsed once.
@@ -577,7 +552,7 @@ fn next_hop(from: &Url, location: &str, status: StatusCode) -> Result<Url, Strin
     let next = from
         .join(location)
         .map_err(|e| e.to_string())
-        .and_then(|u| check_url(&u).map(|()| u))
+        .and_then(|u| api::check_url(&u).map(|()| u))
         .map_err(|e| {
             let shown = crate::core::redact::url(location);
             format!("{} redirect to {shown:?}: {e}", status_text(status))
@@ -666,7 +641,11 @@ mod tests {
         assert!(err(spec("http://x/", "GE T", ("a", "b"))).contains("method"));
         assert!(err(spec("http://x/", "GET", ("bad name", "b"))).contains("header"));
         assert!(err(spec("http://x/", "GET", ("a", "b\nc"))).contains("headers.a"));
-        assert!(spec("http://x/", "get", ("a", "b")).build("t", &ctx).is_ok());
+        assert!(
+            spec("http://x/", "get", ("a", "b"))
+                .build("t", &ctx)
+                .is_ok()
+        );
         // The same rules, found at load with the key.
         let problems = spec("ftp://x/", "GE T", ("a", "b\nc")).problems();
         let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();

@@ -10,8 +10,8 @@ use chrono::Utc;
 use tokio::time::{Instant, timeout_at};
 
 use super::{BuildError, Context, Kind};
-use crate::core::SpecProblem;
 use crate::core::Sample;
+use crate::core::SpecProblem;
 use crate::core::health::{ChannelHealth, SchedulerLag};
 use crate::store::Store;
 

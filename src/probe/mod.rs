@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use serde::Deserialize;
 
-use crate::core::SpecProblem;
 use crate::core::Sample;
+use crate::core::SpecProblem;
 
 /// What each kind's `Spec` (its config keys, read strictly) provides.
 pub trait Kind {

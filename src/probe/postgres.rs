@@ -19,9 +19,9 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
 use tokio::time::{Instant, timeout_at};
 
 use super::{BuildError, Context, Kind, tcp};
-use crate::core::SpecProblem;
 use crate::core::Metric;
 use crate::core::Sample;
+use crate::core::SpecProblem;
 
 /// The most statements `slow_statements` may name (one message line each is long enough).
 const MAX_SLOW_STATEMENTS: u32 = 20;
@@ -437,7 +437,7 @@ mod tests {
             url,
             slow_statements: 3,
         }
-        .build()
+        .build("db", &Context::system())
         .unwrap();
         assert!(!format!("{probe:?}").contains("s3cret"), "{probe:?}");
         assert_eq!(probe.server, "db.internal:5433");

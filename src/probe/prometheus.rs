@@ -19,8 +19,8 @@ use url::Url;
 
 use super::api::{self, Token};
 use super::{BuildError, Context, Kind};
-use crate::core::SpecProblem;
 use crate::core::Sample;
+use crate::core::SpecProblem;
 use crate::core::{Direction, Metric};
 
 /// The most series a message names; the rest are counted.

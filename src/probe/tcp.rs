@@ -12,9 +12,9 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 
 use super::{BuildError, Context, Kind};
-use crate::core::SpecProblem;
 use crate::core::Metric;
 use crate::core::Sample;
+use crate::core::SpecProblem;
 use crate::core::value::HostPort;
 
 /// How much a `tcp` probe reads while looking for `expect`.

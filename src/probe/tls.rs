@@ -11,8 +11,8 @@ use serde::Deserialize;
 use tokio::time::{Instant, timeout_at};
 
 use super::{BuildError, Context, Kind, tcp, tlsconf};
-use crate::core::SpecProblem;
 use crate::core::Metric;
+use crate::core::SpecProblem;
 use crate::core::value::HostPort;
 use crate::core::{CertInfo, Sample};
 

@@ -26,8 +26,8 @@ use rustls::{
 };
 
 use super::BuildError;
-use crate::core::SpecProblem;
 use crate::core::CertInfo;
+use crate::core::SpecProblem;
 
 /// (`insecure_skip_verify`, ALPN protocols): what tells shared configs apart.
 type SharedKey = (bool, Vec<Vec<u8>>);

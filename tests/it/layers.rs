@@ -189,7 +189,11 @@ fn check(file: &str, module: &str, depth: usize, source: &str) -> Vec<Violation>
 fn every_import_points_down_the_layers() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let files = modules(&src);
-    assert!(files.len() > 50, "read only {} files of {src:?}", files.len());
+    assert!(
+        files.len() > 50,
+        "read only {} files of {src:?}",
+        files.len()
+    );
     let mut violations = Vec::new();
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for (path, module, depth) in &files {
@@ -229,10 +233,23 @@ fn an_upward_import_is_reported_with_its_line() {
     assert_eq!(to, vec![(7, "http"), (3, "engine")], "{found:?}");
 
     // A sibling in the same layer is refused too, and so is leaving through `super`.
-    let found = check("probe/log/feeds.rs", "probe", 2, "use super::super::super::notify::X;");
+    let found = check(
+        "probe/log/feeds.rs",
+        "probe",
+        2,
+        "use super::super::super::notify::X;",
+    );
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].to, "notify");
-    assert!(check("probe/log/feeds.rs", "probe", 2, "use super::super::Sample;").is_empty());
+    assert!(
+        check(
+            "probe/log/feeds.rs",
+            "probe",
+            2,
+            "use super::super::Sample;"
+        )
+        .is_empty()
+    );
 
     let found = check("newthing.rs", "newthing", 0, "");
     assert_eq!(found.len(), 1, "a module with no layer is reported");

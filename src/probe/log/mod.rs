@@ -34,9 +34,9 @@ use toml::Spanned;
 use super::api::{self, Token};
 use super::heartbeat::span;
 use super::{BuildError, Context, Kind};
-use crate::core::SpecProblem;
 use crate::core::Metric;
 use crate::core::Sample;
+use crate::core::SpecProblem;
 use crate::core::value::{HumanDuration, Pattern};
 
 /// The window when `window` is not set.
@@ -109,11 +109,10 @@ impl Spec {
                 message,
             });
         };
-        let source = self.source_problems(&mut at);
-        self.value_problems(&mut at);
-        if let Some(source) = source {
+        if let Some(source) = self.source_problems(&mut at) {
             self.paired_problems(source, &mut at);
         }
+        self.value_problems(&mut at);
         out
     }
 
