@@ -11,8 +11,8 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use super::error::{Collector, names_field};
 use super::{ChannelConfig, CheckConfig, join_key, raw, read};
+use crate::core::SpecProblem;
 use crate::core::value::HumanDuration;
-use crate::core::{Severity, SpecProblem};
 use crate::notify::ChannelSpec;
 use crate::probe;
 
@@ -94,7 +94,7 @@ pub(super) fn read_check(
     errors: &mut Collector,
 ) -> Option<CheckConfig> {
     let key = format!("checks.{}", name.get_ref());
-    let claimed = kind_claims(peek_kind(&table).as_deref());
+    let claimed = probe::Spec::own_keys(&peek_kind(&table).unwrap_or_default());
     let shared: Vec<&str> = raw::Common::KEYS
         .iter()
         .copied()
@@ -112,7 +112,7 @@ pub(super) fn read_check(
     if !report(&key, name.span(), &written, spec.problems(), errors) {
         return None;
     }
-    kind_defaults(&kind, &mut common);
+    kind_defaults(spec.check_defaults(), &mut common);
     common.resolve(name, spec, defaults, known_checks, errors)
 }
 
@@ -227,45 +227,27 @@ fn peek_kind(table: &Spanned<DeTable<'_>>) -> Option<String> {
     })
 }
 
-/// Common key names a kind takes for itself. A heartbeat's `schedule` is when
-/// pings are expected, not when to probe: it is evaluated every `interval`.
-fn kind_claims(kind: Option<&str>) -> &'static [&'static str] {
-    match kind {
-        Some("heartbeat") => &["schedule"],
-        _ => &[],
-    }
-}
-
-/// Defaults a kind gives the common keys a check leaves out, before
-/// `[defaults]`. A heartbeat is evaluated every 10s (pings that change its
-/// color wake it at once), is `high` when late (a job, not production, is
-/// down), and alerts and resolves on the first sample: its evaluations are
-/// exact readings of the pings received, with no blips to ride out.
-fn kind_defaults(kind: &str, common: &mut raw::Common) {
-    if kind == "log" {
-        // A log check's samples are readings of a sliding window, already
-        // smoothed: the first bad one alerts (a critical line must page at
-        // once); two good ones resolve, so a rate hovering at a threshold
-        // does not flap.
-        common
-            .failures_before_alert
-            .get_or_insert_with(|| Spanned::new(0..0, 1));
-        common
-            .successes_before_resolve
-            .get_or_insert_with(|| Spanned::new(0..0, 2));
-    }
-    if kind == "heartbeat" {
-        let interval = HumanDuration(probe::heartbeat::DEFAULT_INTERVAL);
+/// Gives the shared keys a check leaves out its kind's defaults.
+fn kind_defaults(d: probe::CheckDefaults, common: &mut raw::Common) {
+    // Spanned at 0..0: not written in the file.
+    let unwritten = |v| Spanned::new(0..0, v);
+    if let Some(i) = d.interval {
         common
             .interval
-            .get_or_insert_with(|| Spanned::new(0..0, interval));
-        common.down_severity.get_or_insert(Severity::High);
+            .get_or_insert_with(|| Spanned::new(0..0, HumanDuration(i)));
+    }
+    if let Some(s) = d.down_severity {
+        common.down_severity.get_or_insert(s);
+    }
+    if let Some(n) = d.failures_before_alert {
         common
             .failures_before_alert
-            .get_or_insert_with(|| Spanned::new(0..0, 1));
+            .get_or_insert_with(|| unwritten(n));
+    }
+    if let Some(n) = d.successes_before_resolve {
         common
             .successes_before_resolve
-            .get_or_insert_with(|| Spanned::new(0..0, 1));
+            .get_or_insert_with(|| unwritten(n));
     }
 }
 

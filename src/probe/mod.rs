@@ -31,7 +31,7 @@ use chrono::Utc;
 use serde::Deserialize;
 
 use crate::core::Sample;
-use crate::core::SpecProblem;
+use crate::core::{Severity, SpecProblem};
 
 /// What each kind's `Spec` (its config keys, read strictly) provides.
 pub trait Kind {
@@ -39,6 +39,10 @@ pub trait Kind {
     const NAME: &'static str;
     /// The runnable probe `build` makes.
     type Probe;
+    /// Keys every check shares that this kind takes for its own keys.
+    const OWN_KEYS: &'static [&'static str] = &[];
+    /// What the kind gives the shared keys a check leaves out.
+    const CHECK_DEFAULTS: CheckDefaults = CheckDefaults::NONE;
 
     /// What the probe talks to, for people: a URL or `host:port`.
     fn target(&self) -> String;
@@ -64,6 +68,8 @@ pub trait Kind {
 impl<K: Kind> Kind for Box<K> {
     const NAME: &'static str = K::NAME;
     type Probe = K::Probe;
+    const OWN_KEYS: &'static [&'static str] = K::OWN_KEYS;
+    const CHECK_DEFAULTS: CheckDefaults = K::CHECK_DEFAULTS;
 
     fn target(&self) -> String {
         (**self).target()
@@ -80,6 +86,26 @@ impl<K: Kind> Kind for Box<K> {
     fn build(&self, check: &str, ctx: &Context) -> Result<Self::Probe, BuildError> {
         (**self).build(check, ctx)
     }
+}
+
+/// What a kind gives the keys every check shares when a check leaves them
+/// out, before `[defaults]`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CheckDefaults {
+    pub interval: Option<Duration>,
+    pub down_severity: Option<Severity>,
+    pub failures_before_alert: Option<u32>,
+    pub successes_before_resolve: Option<u32>,
+}
+
+impl CheckDefaults {
+    /// Nothing of its own: `[defaults]` and the built-in values apply.
+    pub const NONE: CheckDefaults = CheckDefaults {
+        interval: None,
+        down_severity: None,
+        failures_before_alert: None,
+        successes_before_resolve: None,
+    };
 }
 
 /// Makes [`Spec`] and [`Probe`] and their matches from the one list of kinds:
@@ -126,6 +152,22 @@ macro_rules! kinds {
                 match self {
                     $(Spec::$w(_) => <$wt as Kind>::NAME,)*
                     $(Spec::$i(_) => <$it as Kind>::NAME,)*
+                }
+            }
+
+            /// The shared keys kind `kind` takes for its own (see [`Kind::OWN_KEYS`]).
+            pub fn own_keys(kind: &str) -> &'static [&'static str] {
+                $(if kind == <$wt as Kind>::NAME {
+                    return <$wt as Kind>::OWN_KEYS;
+                })*
+                &[]
+            }
+
+            /// What the kind gives the shared keys (see [`Kind::CHECK_DEFAULTS`]).
+            pub fn check_defaults(&self) -> CheckDefaults {
+                match self {
+                    $(Spec::$w(_) => <$wt as Kind>::CHECK_DEFAULTS,)*
+                    $(Spec::$i(_) => <$it as Kind>::CHECK_DEFAULTS,)*
                 }
             }
 

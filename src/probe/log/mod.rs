@@ -33,7 +33,7 @@ use toml::Spanned;
 
 use super::api::{self, Token};
 use super::heartbeat::span;
-use super::{BuildError, Context, Kind};
+use super::{BuildError, CheckDefaults, Context, Kind};
 use crate::core::Metric;
 use crate::core::Sample;
 use crate::core::SpecProblem;
@@ -332,6 +332,15 @@ type Problems<'a> = dyn FnMut(&str, Option<Range<usize>>, String) + 'a;
 impl Kind for Spec {
     const NAME: &'static str = "log";
     type Probe = Probe;
+    /// A log check's samples are readings of a sliding window, already
+    /// smoothed: the first bad one alerts (a critical line must page at
+    /// once); two good ones resolve, so a rate hovering at a threshold does
+    /// not flap.
+    const CHECK_DEFAULTS: CheckDefaults = CheckDefaults {
+        failures_before_alert: Some(1),
+        successes_before_resolve: Some(2),
+        ..CheckDefaults::NONE
+    };
 
     fn target(&self) -> String {
         Spec::target(self)
