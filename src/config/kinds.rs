@@ -109,11 +109,11 @@ pub(super) fn read_check(
         .ok();
     let mut common = common?;
     let spec = spec?;
-    if !report(&key, name.span(), &written, spec.problems(), errors) {
-        return None;
-    }
+    // The shared keys are judged too, so every error shows in one load.
+    let fine = report(&key, name.span(), &written, spec.problems(), errors);
     kind_defaults(spec.check_defaults(), &mut common);
-    common.resolve(name, spec, defaults, known_checks, errors)
+    let check = common.resolve(name, spec, defaults, known_checks, errors);
+    check.filter(|_| fine)
 }
 
 /// Reports a spec's problems, each at its key (where the spec does not know

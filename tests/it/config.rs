@@ -554,3 +554,12 @@ fn check_config_refuses_a_missing_ca_file_with_line_and_column() {
         "{stderr}"
     );
 }
+
+/// A spec's problems and the shared keys' are reported in one load.
+#[test]
+fn spec_problems_and_shared_key_errors_show_together() {
+    let errors =
+        parse(&check_of("http", "url = \"ftp://x/\"\ninterval = \"0s\"")).expect_err("refused");
+    let keys: Vec<&str> = errors.0.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["checks.c.url", "checks.c.interval"], "{errors}");
+}
