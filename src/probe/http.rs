@@ -83,19 +83,11 @@ impl Spec {
     fn headers(&self) -> Result<HeaderMap, SpecProblem> {
         let mut headers = HeaderMap::new();
         for (name, value) in &self.headers {
-            let key = format!("headers.{name}");
-            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                SpecProblem::new(
-                    &key,
-                    format!("headers: {name:?} is not a valid header name"),
-                )
-            })?;
-            let value = HeaderValue::from_str(value).map_err(|_| {
-                SpecProblem::new(
-                    &key,
-                    format!("headers.{name}: the value has invalid characters"),
-                )
-            })?;
+            let bad = |what: String| SpecProblem::new(format!("headers.{name}"), what);
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| bad(format!("headers: {name:?} is not a valid header name")))?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| bad(format!("headers.{name}: the value has invalid characters")))?;
             headers.append(name, value);
         }
         Ok(headers)
