@@ -120,6 +120,11 @@ impl<'a> Collector<'a> {
     }
 }
 
+/// Whether a reader's message names the field it is about (`unknown field `x``).
+pub(super) fn names_field(message: &str) -> bool {
+    backticked_field(message.trim()).is_some()
+}
+
 /// `unknown field `bogus`, expected …` → `bogus`; `missing field `url`` → `url`.
 fn backticked_field(message: &str) -> Option<&str> {
     let rest = message

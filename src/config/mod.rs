@@ -6,7 +6,9 @@
 //! silently disables `deny_unknown_fields`: the shared keys into [`raw::Common`],
 //! the rest into the kind's own strict `Spec`.
 
+mod env;
 mod error;
+mod kinds;
 mod raw;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -159,7 +161,7 @@ impl Config {
             }
         };
         for (key, value) in root.iter_mut() {
-            expand_env(key.get_ref(), value, env, &mut errors);
+            env::expand_env(key.get_ref(), value, env, &mut errors);
         }
         let config = read_root(path, root, &mut errors);
         match (config, errors.is_empty()) {
@@ -183,65 +185,6 @@ impl Config {
     }
 }
 
-/// Replaces `${VAR}` in every string value, in place; a missing variable is an
-/// error at that value. `$${` writes a literal `${`.
-fn expand_env(
-    key: &str,
-    value: &mut Spanned<DeValue<'_>>,
-    env: &dyn Fn(&str) -> Option<String>,
-    errors: &mut error::Collector,
-) {
-    let span = value.span();
-    match value.get_mut() {
-        DeValue::String(s) if s.contains('$') => match expand_str(s, env) {
-            Ok(expanded) => *s = expanded.into(),
-            Err(msg) => errors.at(span, key, msg),
-        },
-        DeValue::Array(items) => {
-            for item in items.iter_mut() {
-                expand_env(key, item, env, errors);
-            }
-        }
-        DeValue::Table(table) => {
-            for (k, v) in table.iter_mut() {
-                let path = join_key(key, k.get_ref());
-                expand_env(&path, v, env, errors);
-            }
-        }
-        _ => {}
-    }
-}
-
-fn expand_str(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(pos) = rest.find('$') {
-        out.push_str(&rest[..pos]);
-        let after = &rest[pos + 1..];
-        if let Some(escaped) = after.strip_prefix("${") {
-            out.push_str("${");
-            rest = escaped;
-        } else if let Some(body) = after.strip_prefix('{') {
-            let end = body
-                .find('}')
-                .ok_or_else(|| format!("unterminated ${{ in {s:?}"))?;
-            let name = &body[..end];
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(format!("invalid variable name {name:?} in ${{…}}"));
-            }
-            let value =
-                env(name).ok_or_else(|| format!("environment variable {name} is not set"))?;
-            out.push_str(&value);
-            rest = &body[end + 1..];
-        } else {
-            out.push('$');
-            rest = after;
-        }
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
 fn join_key(prefix: &str, key: &str) -> String {
     if prefix.is_empty() {
         key.to_string()
@@ -261,30 +204,36 @@ fn read<'i, T: serde::Deserialize<'i>>(
         .ok()
 }
 
-fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> Option<Config> {
-    let mut server = raw::Server::default();
-    let mut storage = raw::Storage::default();
-    let mut delivery = raw::Delivery::default();
-    let mut defaults = raw::Defaults::default();
-    let mut severities = raw::Severities::default();
-    let mut checks = Vec::new();
-    let mut channels = Vec::new();
-    let mut routes = Vec::new();
-    let mut maintenance = Vec::new();
-    let mut watchdog = raw::Watchdog::default();
+/// The sections as written, before defaults and cross-checks.
+#[derive(Default)]
+struct Sections<'i> {
+    server: raw::Server,
+    storage: raw::Storage,
+    delivery: raw::Delivery,
+    defaults: raw::Defaults,
+    severities: raw::Severities,
+    routes: Vec<raw::Route>,
+    maintenance: Vec<raw::Maintenance>,
+    watchdog: raw::Watchdog,
+    checks: Vec<(Spanned<String>, Spanned<DeTable<'i>>)>,
+    channels: Vec<(Spanned<String>, Spanned<DeTable<'i>>)>,
+}
+
+fn read_sections<'i>(root: DeTable<'i>, errors: &mut error::Collector) -> Sections<'i> {
+    let mut s = Sections::default();
     for (key, value) in root {
         let name = key.get_ref().to_string();
         match name.as_str() {
-            "server" => server = read(&name, value, errors).unwrap_or_default(),
-            "storage" => storage = read(&name, value, errors).unwrap_or_default(),
-            "delivery" => delivery = read(&name, value, errors).unwrap_or_default(),
-            "defaults" => defaults = read(&name, value, errors).unwrap_or_default(),
-            "severities" => severities = read(&name, value, errors).unwrap_or_default(),
-            "routes" => routes = read(&name, value, errors).unwrap_or_default(),
-            "maintenance" => maintenance = read(&name, value, errors).unwrap_or_default(),
-            "watchdog" => watchdog = read(&name, value, errors).unwrap_or_default(),
-            "checks" => checks = named_tables(&name, value, errors),
-            "channels" => channels = named_tables(&name, value, errors),
+            "server" => s.server = read(&name, value, errors).unwrap_or_default(),
+            "storage" => s.storage = read(&name, value, errors).unwrap_or_default(),
+            "delivery" => s.delivery = read(&name, value, errors).unwrap_or_default(),
+            "defaults" => s.defaults = read(&name, value, errors).unwrap_or_default(),
+            "severities" => s.severities = read(&name, value, errors).unwrap_or_default(),
+            "routes" => s.routes = read(&name, value, errors).unwrap_or_default(),
+            "maintenance" => s.maintenance = read(&name, value, errors).unwrap_or_default(),
+            "watchdog" => s.watchdog = read(&name, value, errors).unwrap_or_default(),
+            "checks" => s.checks = kinds::named_tables(&name, value, errors),
+            "channels" => s.channels = kinds::named_tables(&name, value, errors),
             _ => errors.at(
                 key.span(),
                 &name,
@@ -294,13 +243,64 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
             ),
         }
     }
+    s
+}
 
-    let defaults = defaults.resolve(errors);
-    let channels: Vec<ChannelConfig> = channels
+fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> Option<Config> {
+    let s = read_sections(root, errors);
+    let defaults = s.defaults.resolve(errors);
+    let channels: Vec<ChannelConfig> = s
+        .channels
         .into_iter()
-        .filter_map(|(name, table)| read_channel(name, table, errors))
+        .filter_map(|(name, table)| kinds::read_channel(name, table, errors))
         .collect();
-    let known_checks: BTreeSet<String> = checks.iter().map(|(n, _)| n.get_ref().clone()).collect();
+    let known_checks: BTreeSet<String> =
+        s.checks.iter().map(|(n, _)| n.get_ref().clone()).collect();
+    let mut checks = read_checks(s.checks, &defaults, &known_checks, errors);
+    checks.extend(s.watchdog.checks(&channels, &defaults, errors));
+    let routes = read_routes(s.routes, &channels, errors);
+    let delivery = read_delivery(s.delivery, errors);
+    let maintenance = read_maintenance(s.maintenance, &known_checks, errors);
+    let listen = read_listen(s.server.listen.as_ref(), errors)?;
+    Some(Config {
+        path: path.to_path_buf(),
+        server: Server {
+            listen,
+            api_token: s.server.api_token.and_then(|t| api_token(t, errors)),
+            public_url: s
+                .server
+                .public_url
+                .map(|u| u.trim_end_matches('/').to_string()),
+        },
+        storage: Storage {
+            url: s
+                .storage
+                .url
+                .unwrap_or_else(|| DEFAULT_STORAGE_URL.to_string()),
+            retention: s
+                .storage
+                .retention
+                .map_or(Duration::from_secs(30 * 86_400), |d| d.0),
+            buffer: s.storage.buffer.unwrap_or(100_000),
+        },
+        delivery,
+        concurrency: defaults.concurrency,
+        severities: s.severities.resolve(),
+        checks,
+        channels,
+        routes,
+        maintenance,
+    })
+}
+
+/// Every `[checks.NAME]`: names not keeper's own, each check read, and no
+/// value two checks may not share claimed twice.
+fn read_checks(
+    checks: Vec<(Spanned<String>, Spanned<DeTable<'_>>)>,
+    defaults: &raw::ResolvedDefaults,
+    known_checks: &BTreeSet<String>,
+    errors: &mut error::Collector,
+) -> Vec<CheckConfig> {
     for (name, _) in &checks {
         if name.get_ref().starts_with(crate::watchdog::PREFIX) {
             errors.at(
@@ -313,55 +313,36 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
             );
         }
     }
-    let mut checks: Vec<CheckConfig> = checks
+    let read: Vec<(Spanned<String>, CheckConfig)> = checks
         .into_iter()
-        .filter_map(|(name, table)| read_check(name, table, &defaults, &known_checks, errors))
+        .filter_map(|(name, table)| {
+            let at = name.clone();
+            kinds::read_check(name, table, defaults, known_checks, errors).map(|c| (at, c))
+        })
         .collect();
-    checks.extend(watchdog.checks(&channels, &defaults, errors));
-    let routes = read_routes(routes, &channels, errors);
-    let delivery = read_delivery(delivery, errors);
-    let maintenance = read_maintenance(maintenance, &known_checks, errors);
+    kinds::check_claims(&read, errors);
+    read.into_iter().map(|(_, c)| c).collect()
+}
 
-    let listen = server
-        .listen
-        .as_ref()
-        .map(|l| (l.span(), l.get_ref().as_str()));
-    let listen = match listen {
-        None => DEFAULT_LISTEN.parse().ok()?,
-        Some((span, l)) => match l.parse() {
-            Ok(addr) => addr,
-            Err(e) => {
-                errors.at(span, "server.listen", format!("invalid address {l:?}: {e}"));
-                return None;
-            }
-        },
+/// `server.listen`, default [`DEFAULT_LISTEN`].
+fn read_listen(
+    listen: Option<&Spanned<String>>,
+    errors: &mut error::Collector,
+) -> Option<SocketAddr> {
+    let Some(listen) = listen else {
+        return DEFAULT_LISTEN.parse().ok();
     };
-    Some(Config {
-        path: path.to_path_buf(),
-        server: Server {
-            listen,
-            api_token: server.api_token.and_then(|t| api_token(t, errors)),
-            public_url: server
-                .public_url
-                .map(|u| u.trim_end_matches('/').to_string()),
-        },
-        storage: Storage {
-            url: storage
-                .url
-                .unwrap_or_else(|| DEFAULT_STORAGE_URL.to_string()),
-            retention: storage
-                .retention
-                .map_or(Duration::from_secs(30 * 86_400), |d| d.0),
-            buffer: storage.buffer.unwrap_or(100_000),
-        },
-        delivery,
-        concurrency: defaults.concurrency,
-        severities: severities.resolve(),
-        checks,
-        channels,
-        routes,
-        maintenance,
-    })
+    match listen.get_ref().parse() {
+        Ok(addr) => Some(addr),
+        Err(e) => {
+            errors.at(
+                listen.span(),
+                "server.listen",
+                format!("invalid address {:?}: {e}", listen.get_ref()),
+            );
+            None
+        }
+    }
 }
 
 /// The shortest `server.api_token` accepted.
@@ -487,185 +468,6 @@ fn read_maintenance(
             })
         })
         .collect()
-}
-
-/// `[checks.NAME]` / `[channels.NAME]`: each name with its table.
-fn named_tables<'i>(
-    section: &str,
-    value: Spanned<DeValue<'i>>,
-    errors: &mut error::Collector,
-) -> Vec<(Spanned<String>, Spanned<DeTable<'i>>)> {
-    let span = value.span();
-    let DeValue::Table(table) = value.into_inner() else {
-        errors.at(
-            span,
-            section,
-            format!("{section} must be a table of named tables"),
-        );
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for (name, value) in table {
-        let key = join_key(section, name.get_ref());
-        let span = value.span();
-        match value.into_inner() {
-            DeValue::Table(t) => out.push((
-                Spanned::new(name.span(), name.get_ref().to_string()),
-                Spanned::new(span, t),
-            )),
-            _ => errors.at(span, &key, format!("{key} must be a table")),
-        }
-    }
-    out
-}
-
-/// Splits a check or channel table into its shared keys and its kind's keys,
-/// and takes out `kind`.
-fn split_kind<'i>(
-    key: &str,
-    table: Spanned<DeTable<'i>>,
-    shared: &[&str],
-    errors: &mut error::Collector,
-) -> Option<(String, Spanned<DeValue<'i>>, Spanned<DeValue<'i>>)> {
-    let span = table.span();
-    let mut kind = None;
-    let mut common = DeTable::new();
-    let mut specific = DeTable::new();
-    for (k, v) in table.into_inner() {
-        if k.get_ref() == "kind" {
-            let vspan = v.span();
-            match v.into_inner() {
-                DeValue::String(s) => kind = Some(s.into_owned()),
-                _ => errors.at(
-                    vspan,
-                    &format!("{key}.kind"),
-                    "kind must be a string".into(),
-                ),
-            }
-        } else if shared.contains(&k.get_ref().as_ref()) {
-            common.insert(k, v);
-        } else {
-            specific.insert(k, v);
-        }
-    }
-    let Some(kind) = kind else {
-        errors.at(span, key, format!("{key}: missing key kind"));
-        return None;
-    };
-    Some((
-        kind,
-        Spanned::new(span.clone(), DeValue::Table(common)),
-        Spanned::new(span, DeValue::Table(specific)),
-    ))
-}
-
-fn read_check(
-    name: Spanned<String>,
-    table: Spanned<DeTable<'_>>,
-    defaults: &raw::ResolvedDefaults,
-    known_checks: &BTreeSet<String>,
-    errors: &mut error::Collector,
-) -> Option<CheckConfig> {
-    let key = format!("checks.{}", name.get_ref());
-    let claimed = kind_claims(peek_kind(&table).as_deref());
-    let shared: Vec<&str> = raw::Common::KEYS
-        .iter()
-        .copied()
-        .filter(|k| !claimed.contains(k))
-        .collect();
-    let (kind, common, specific) = split_kind(&key, table, &shared, errors)?;
-    let common: Option<raw::Common> = read(&key, common, errors);
-    let spec = probe::Spec::deserialize_kind(&kind, ValueDeserializer::from(specific))
-        .map_err(|e| errors.toml(&key, e))
-        .ok();
-    let mut common = common?;
-    let spec = spec?;
-    let problems = spec.problems();
-    for p in &problems {
-        let at = p.span.clone().unwrap_or_else(|| name.span());
-        let at_key = if p.key.is_empty() {
-            key.clone()
-        } else {
-            join_key(&key, p.key)
-        };
-        errors.at(at, &at_key, p.message.clone());
-    }
-    if !problems.is_empty() {
-        return None;
-    }
-    kind_defaults(&kind, &mut common);
-    common.resolve(name, spec, defaults, known_checks, errors)
-}
-
-/// The `kind` a check table names, looked at before its keys are split.
-fn peek_kind(table: &Spanned<DeTable<'_>>) -> Option<String> {
-    table.get_ref().iter().find_map(|(k, v)| match v.get_ref() {
-        DeValue::String(s) if k.get_ref() == "kind" => Some(s.to_string()),
-        _ => None,
-    })
-}
-
-/// Common key names a kind takes for itself. A heartbeat's `schedule` is when
-/// pings are expected, not when to probe: it is evaluated every `interval`.
-fn kind_claims(kind: Option<&str>) -> &'static [&'static str] {
-    match kind {
-        Some("heartbeat") => &["schedule"],
-        _ => &[],
-    }
-}
-
-/// Defaults a kind gives the common keys a check leaves out, before
-/// `[defaults]`. A heartbeat is evaluated every 10s (pings that change its
-/// color wake it at once), is `high` when late (a job, not production, is
-/// down), and alerts and resolves on the first sample: its evaluations are
-/// exact readings of the pings received, with no blips to ride out.
-fn kind_defaults(kind: &str, common: &mut raw::Common) {
-    if kind == "log" {
-        // A log check's samples are readings of a sliding window, already
-        // smoothed: the first bad one alerts (a critical line must page at
-        // once); two good ones resolve, so a rate hovering at a threshold
-        // does not flap.
-        common
-            .failures_before_alert
-            .get_or_insert_with(|| Spanned::new(0..0, 1));
-        common
-            .successes_before_resolve
-            .get_or_insert_with(|| Spanned::new(0..0, 2));
-    }
-    if kind == "heartbeat" {
-        let interval = HumanDuration(probe::heartbeat::DEFAULT_INTERVAL);
-        common
-            .interval
-            .get_or_insert_with(|| Spanned::new(0..0, interval));
-        common.down_severity.get_or_insert(Severity::High);
-        common
-            .failures_before_alert
-            .get_or_insert_with(|| Spanned::new(0..0, 1));
-        common
-            .successes_before_resolve
-            .get_or_insert_with(|| Spanned::new(0..0, 1));
-    }
-}
-
-fn read_channel(
-    name: Spanned<String>,
-    table: Spanned<DeTable<'_>>,
-    errors: &mut error::Collector,
-) -> Option<ChannelConfig> {
-    let key = format!("channels.{}", name.get_ref());
-    let (kind, common, specific) = split_kind(&key, table, raw::ChannelCommon::KEYS, errors)?;
-    let common: Option<raw::ChannelCommon> = read(&key, common, errors);
-    let spec = ChannelSpec::deserialize_kind(&kind, ValueDeserializer::from(specific))
-        .map_err(|e| errors.toml(&key, e))
-        .ok()?;
-    let min_interval = common?
-        .min_interval
-        .map_or_else(|| spec.default_min_interval(), |d| d.0);
-    Some(ChannelConfig {
-        name: name.into_inner(),
-        spec,
-        min_interval,
-    })
 }
 
 fn read_routes(

@@ -311,28 +311,7 @@ impl Common {
         errors: &mut Collector,
     ) -> Option<CheckConfig> {
         let key = format!("checks.{}", name.get_ref());
-        let schedule = match (self.interval, self.schedule) {
-            (Some(i), Some(s)) => {
-                errors.at(
-                    s.span(),
-                    &format!("{key}.schedule"),
-                    "set either interval or schedule, not both".into(),
-                );
-                let _ = i;
-                return None;
-            }
-            (Some(i), None) if i.get_ref().0.is_zero() => {
-                errors.at(
-                    i.span(),
-                    &format!("{key}.interval"),
-                    "interval must be above 0".into(),
-                );
-                return None;
-            }
-            (Some(i), None) => Schedule::Every(i.into_inner().0),
-            (None, Some(s)) => Schedule::Cron(s.into_inner()),
-            (None, None) => Schedule::Every(defaults.interval),
-        };
+        let schedule = schedule(&key, self.interval, self.schedule, defaults, errors)?;
         for dep in &self.depends_on {
             if dep.get_ref() == name.get_ref() {
                 errors.at(
@@ -383,6 +362,38 @@ impl Common {
             successes_before_resolve: successes.unwrap_or(defaults.successes_before_resolve),
             probe,
         })
+    }
+}
+
+/// When check `key` runs: its `interval` or its `schedule` (not both), else
+/// the default interval.
+fn schedule(
+    key: &str,
+    interval: Option<Spanned<HumanDuration>>,
+    schedule: Option<Spanned<Crontab>>,
+    defaults: &ResolvedDefaults,
+    errors: &mut Collector,
+) -> Option<Schedule> {
+    match (interval, schedule) {
+        (Some(_), Some(s)) => {
+            errors.at(
+                s.span(),
+                &format!("{key}.schedule"),
+                "set either interval or schedule, not both".into(),
+            );
+            None
+        }
+        (Some(i), None) if i.get_ref().0.is_zero() => {
+            errors.at(
+                i.span(),
+                &format!("{key}.interval"),
+                "interval must be above 0".into(),
+            );
+            None
+        }
+        (Some(i), None) => Some(Schedule::Every(i.into_inner().0)),
+        (None, Some(s)) => Some(Schedule::Cron(s.into_inner())),
+        (None, None) => Some(Schedule::Every(defaults.interval)),
     }
 }
 

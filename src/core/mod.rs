@@ -1,14 +1,15 @@
 //! The words every other part of keeper speaks, and nothing else: check
 //! names, [`Color`], [`Severity`], [`Metric`], [`Sample`] and its
-//! [`Outcome`], typed config values, the [`Notification`] and its outbox
-//! rows, keeper's own health, and the text and secret rules. This is the
-//! leaf of the module graph: it imports no other part of keeper (see the
-//! README's Layout and `tests/it/layers.rs`).
+//! [`Outcome`], typed config values and the [`SpecProblem`]s found in them,
+//! the [`Notification`] and its outbox rows, keeper's own health, and the
+//! text and secret rules. This is the leaf of the module graph: it imports
+//! no other part of keeper (see the README's Layout and `tests/it/layers.rs`).
 
 pub mod color;
 pub mod health;
 pub mod metric;
 pub mod notification;
+pub mod problem;
 pub mod redact;
 pub mod sample;
 pub mod text;
@@ -17,6 +18,7 @@ pub mod value;
 pub use color::{Color, Severity};
 pub use metric::{Direction, Metric};
 pub use notification::{EventKind, Notification, OutboxEntry, Outgoing};
+pub use problem::SpecProblem;
 pub use sample::{CertInfo, HttpInfo, Outcome, Phases, Sample, metrics_json};
 
 /// A check's name as configured: cheap to clone, shared by every part that

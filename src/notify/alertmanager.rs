@@ -11,13 +11,14 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
 
-use super::webhook::{parse_headers, parse_url, post_json};
-use super::{SendError, render};
-use crate::core::Notification;
+use super::webhook::{header_problems, parse_headers, parse_url, post_json};
+use super::{Deliver, Kind, SendError, render};
+use crate::core::{Notification, SpecProblem};
 
 /// `[channels.NAME]` keys of kind `alertmanager`.
 #[derive(Clone, Debug, Deserialize)]
@@ -52,12 +53,43 @@ impl fmt::Debug for Alertmanager {
     }
 }
 
+/// Alertmanager's base URL: http(s), without a query.
+fn base_url(raw: &str) -> Result<reqwest::Url, String> {
+    let url = parse_url(raw)?;
+    if url.query().is_some() {
+        return Err("invalid url: a base URL takes no query".to_string());
+    }
+    Ok(url)
+}
+
+impl Kind for Spec {
+    /// An open incident's alert is sent again every `resend` (at least 1s).
+    fn resend_interval(&self) -> Option<Duration> {
+        let resend = self.resend.as_ref().map_or(DEFAULT_RESEND, |d| d.0);
+        Some(resend.max(Duration::from_secs(1)))
+    }
+
+    const NAME: &'static str = "alertmanager";
+    type Channel = Alertmanager;
+
+    fn problems(&self) -> Vec<SpecProblem> {
+        let mut out: Vec<SpecProblem> = base_url(&self.url)
+            .err()
+            .map(|e| SpecProblem::new("url", e))
+            .into_iter()
+            .collect();
+        out.extend(header_problems(&self.headers));
+        out
+    }
+
+    fn build(&self, http: &reqwest::Client) -> Result<Alertmanager, String> {
+        Alertmanager::new(self, http.clone())
+    }
+}
+
 impl Alertmanager {
     pub fn new(spec: &Spec, http: reqwest::Client) -> Result<Alertmanager, String> {
-        let mut url = parse_url(&spec.url)?;
-        if url.query().is_some() {
-            return Err("invalid url: a base URL takes no query".to_string());
-        }
+        let mut url = base_url(&spec.url)?;
         let path = format!("{}/api/v2/alerts", url.path().trim_end_matches('/'));
         url.set_path(&path);
         Ok(Alertmanager {
@@ -66,13 +98,15 @@ impl Alertmanager {
             headers: parse_headers(&spec.headers)?,
         })
     }
+}
 
-    pub async fn send(&self, n: &Notification, key: &str) -> Result<(), SendError> {
+impl Deliver for Alertmanager {
+    async fn send(&self, n: &Notification, key: &str) -> Result<(), SendError> {
         self.send_group(std::slice::from_ref(n), key).await
     }
 
     /// Every notification's alerts in one `POST /api/v2/alerts` array.
-    pub async fn send_group(&self, ns: &[Notification], key: &str) -> Result<(), SendError> {
+    async fn send_group(&self, ns: &[Notification], key: &str) -> Result<(), SendError> {
         let alerts: Vec<serde_json::Value> = ns
             .iter()
             .flat_map(|n| match render::alertmanager_alerts(n) {

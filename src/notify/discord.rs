@@ -6,13 +6,14 @@
 //! [`super::webhook::post_json`]). The URL carries the token: never shown.
 
 use std::fmt;
+use std::time::Duration;
 
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
 
-use super::webhook::{parse_url, post_json};
-use super::{SendError, render};
-use crate::core::Notification;
+use super::webhook::{parse_url, post_json, url_problem};
+use super::{Deliver, Kind, SendError, render};
+use crate::core::{Notification, SpecProblem};
 
 /// `[channels.NAME]` keys of kind `discord`.
 #[derive(Clone, Debug, Deserialize)]
@@ -36,6 +37,21 @@ impl fmt::Debug for Discord {
     }
 }
 
+impl Kind for Spec {
+    const NAME: &'static str = "discord";
+    /// 5 messages per 2 s.
+    const MIN_INTERVAL: Duration = Duration::from_millis(400);
+    type Channel = Discord;
+
+    fn problems(&self) -> Vec<SpecProblem> {
+        url_problem(&self.url).into_iter().collect()
+    }
+
+    fn build(&self, http: &reqwest::Client) -> Result<Discord, String> {
+        Discord::new(self, http.clone())
+    }
+}
+
 impl Discord {
     pub fn new(spec: &Spec, http: reqwest::Client) -> Result<Discord, String> {
         Ok(Discord {
@@ -43,8 +59,10 @@ impl Discord {
             url: parse_url(&spec.url)?,
         })
     }
+}
 
-    pub async fn send(&self, n: &Notification, key: &str) -> Result<(), SendError> {
+impl Deliver for Discord {
+    async fn send(&self, n: &Notification, key: &str) -> Result<(), SendError> {
         let body = serde_json::to_vec(&render::discord_payload(n))
             .map_err(|e| SendError::permanent(format!("encoding the discord payload: {e}")))?;
         post_json(&self.http, &self.url, &HeaderMap::new(), key, body).await

@@ -20,8 +20,8 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde::Deserialize;
 
-use super::{SendError, render};
-use crate::core::Notification;
+use super::{Deliver, Kind, SendError, render};
+use crate::core::{Notification, SpecProblem};
 
 /// Default port of `smtp://` (plain SMTP, upgraded with STARTTLS when offered).
 pub const SMTP_PORT: u16 = 25;
@@ -73,21 +73,8 @@ impl fmt::Debug for Email {
 
 impl Email {
     pub fn new(spec: &Spec) -> Result<Email, String> {
-        let from: Mailbox = spec
-            .from
-            .parse()
-            .map_err(|e| format!("invalid from address {:?}: {e}", spec.from))?;
-        if spec.to.is_empty() {
-            return Err("to: at least one address is needed".into());
-        }
-        let to = spec
-            .to
-            .iter()
-            .map(|a| {
-                a.parse::<Mailbox>()
-                    .map_err(|e| format!("invalid to address {a:?}: {e}"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let from = from(spec)?;
+        let to = to(spec)?;
         let Transport {
             transport,
             server,
@@ -101,14 +88,16 @@ impl Email {
             starttls_required,
         })
     }
+}
 
-    pub async fn send(&self, n: &Notification, key: &str) -> Result<(), SendError> {
+impl Deliver for Email {
+    async fn send(&self, n: &Notification, key: &str) -> Result<(), SendError> {
         self.send_text(render::email_subject(n), render::email_body(n), key)
             .await
     }
 
     /// A grouped send: one email listing every notification.
-    pub async fn send_group(&self, ns: &[Notification], key: &str) -> Result<(), SendError> {
+    async fn send_group(&self, ns: &[Notification], key: &str) -> Result<(), SendError> {
         self.send_text(
             render::email_group_subject(ns),
             render::email_group_body(ns),
@@ -116,7 +105,9 @@ impl Email {
         )
         .await
     }
+}
 
+impl Email {
     async fn send_text(&self, subject: String, body: String, key: &str) -> Result<(), SendError> {
         let mut builder = Message::builder()
             .from(self.from.clone())
@@ -182,6 +173,99 @@ fn is_starttls_refusal(e: &lettre::transport::smtp::Error) -> bool {
     false
 }
 
+impl Kind for Spec {
+    const NAME: &'static str = "email";
+    type Channel = Email;
+
+    fn problems(&self) -> Vec<SpecProblem> {
+        let mut out: Vec<SpecProblem> = [
+            from(self).err().map(|e| SpecProblem::new("from", e)),
+            to(self).err().map(|e| SpecProblem::new("to", e)),
+            server(self).err(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if let Some(path) = &self.ca_file
+            && let Err(e) = ca_certificate(path)
+        {
+            out.push(SpecProblem::new("ca_file", e));
+        }
+        out
+    }
+
+    fn build(&self, _http: &reqwest::Client) -> Result<Email, String> {
+        Email::new(self)
+    }
+}
+
+fn from(spec: &Spec) -> Result<Mailbox, String> {
+    spec.from
+        .parse()
+        .map_err(|e| format!("invalid from address {:?}: {e}", spec.from))
+}
+
+fn to(spec: &Spec) -> Result<Vec<Mailbox>, String> {
+    if spec.to.is_empty() {
+        return Err("to: at least one address is needed".into());
+    }
+    spec.to
+        .iter()
+        .map(|a| {
+            a.parse::<Mailbox>()
+                .map_err(|e| format!("invalid to address {a:?}: {e}"))
+        })
+        .collect()
+}
+
+/// What `smtp` names, checked.
+struct Server {
+    host: String,
+    port: u16,
+    implicit_tls: bool,
+    credentials: Option<Credentials>,
+}
+
+/// Reads `smtp://` or `smtps://`; the problem names its key (`smtp`, or
+/// `insecure_plaintext` when it contradicts the URL).
+fn server(spec: &Spec) -> Result<Server, SpecProblem> {
+    let bad = |message: String| SpecProblem::new("smtp", message);
+    // The error never repeats the URL: its password may be in it.
+    let url = url::Url::parse(&spec.smtp).map_err(|e| bad(format!("invalid smtp url: {e}")))?;
+    let (implicit_tls, default_port) = match url.scheme() {
+        "smtp" => (false, SMTP_PORT),
+        "smtps" => (true, SMTPS_PORT),
+        other => {
+            return Err(bad(format!(
+                "invalid smtp url: scheme {other:?}, expected smtp or smtps"
+            )));
+        }
+    };
+    let host = match url.host() {
+        Some(url::Host::Domain(d)) if !d.is_empty() => d.to_string(),
+        Some(url::Host::Ipv4(ip)) => ip.to_string(),
+        Some(url::Host::Ipv6(ip)) => ip.to_string(),
+        _ => return Err(bad("invalid smtp url: no host".into())),
+    };
+    if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
+        return Err(bad(
+            "invalid smtp url: expected smtp[s]://[user:password@]host[:port] only".into(),
+        ));
+    }
+    if implicit_tls && spec.insecure_plaintext {
+        return Err(SpecProblem::new(
+            "insecure_plaintext",
+            "insecure_plaintext is for smtp:// only: smtps:// is always encrypted",
+        ));
+    }
+    Ok(Server {
+        host,
+        port: url.port().unwrap_or(default_port),
+        implicit_tls,
+        credentials: credentials(&url).map_err(bad)?,
+    })
+}
+
 /// The transport built from a spec, with what messages say about it.
 struct Transport {
     transport: AsyncSmtpTransport<Tokio1Executor>,
@@ -192,31 +276,12 @@ struct Transport {
 
 /// Builds the transport from `smtp://` or `smtps://`.
 fn transport(spec: &Spec) -> Result<Transport, String> {
-    // The error never repeats the URL: its password may be in it.
-    let url = url::Url::parse(&spec.smtp).map_err(|e| format!("invalid smtp url: {e}"))?;
-    let (implicit_tls, default_port) = match url.scheme() {
-        "smtp" => (false, SMTP_PORT),
-        "smtps" => (true, SMTPS_PORT),
-        other => {
-            return Err(format!(
-                "invalid smtp url: scheme {other:?}, expected smtp or smtps"
-            ));
-        }
-    };
-    let host = match url.host() {
-        Some(url::Host::Domain(d)) if !d.is_empty() => d.to_string(),
-        Some(url::Host::Ipv4(ip)) => ip.to_string(),
-        Some(url::Host::Ipv6(ip)) => ip.to_string(),
-        _ => return Err("invalid smtp url: no host".into()),
-    };
-    if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
-        return Err("invalid smtp url: expected smtp[s]://[user:password@]host[:port] only".into());
-    }
-    if implicit_tls && spec.insecure_plaintext {
-        return Err("insecure_plaintext is for smtp:// only: smtps:// is always encrypted".into());
-    }
-    let port = url.port().unwrap_or(default_port);
-    let credentials = credentials(&url)?;
+    let Server {
+        host,
+        port,
+        implicit_tls,
+        credentials,
+    } = server(spec).map_err(|p| p.message)?;
     let tls_parameters = tls_parameters(&host, spec.ca_file.as_deref())?;
     let starttls_required = !implicit_tls && credentials.is_some() && !spec.insecure_plaintext;
     let tls = if implicit_tls {
@@ -255,15 +320,18 @@ fn credentials(url: &url::Url) -> Result<Option<Credentials>, String> {
 fn tls_parameters(host: &str, ca_file: Option<&Path>) -> Result<TlsParameters, String> {
     let mut tls_parameters = TlsParameters::builder(host.to_string());
     if let Some(path) = ca_file {
-        let pem =
-            std::fs::read(path).map_err(|e| format!("reading ca_file {}: {e}", path.display()))?;
-        let cert =
-            Certificate::from_pem(&pem).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-        tls_parameters = tls_parameters.add_root_certificate(cert);
+        tls_parameters = tls_parameters.add_root_certificate(ca_certificate(path)?);
     }
     tls_parameters
         .build_rustls()
         .map_err(|e| format!("smtp tls setup for {host}: {e}"))
+}
+
+/// The certificate of the PEM file `path`, or why it cannot be used.
+fn ca_certificate(path: &Path) -> Result<Certificate, String> {
+    let pem =
+        std::fs::read(path).map_err(|e| format!("reading ca_file {}: {e}", path.display()))?;
+    Certificate::from_pem(&pem).map_err(|e| format!("ca_file {}: {e}", path.display()))
 }
 
 /// Decodes `%XX` escapes (URL userinfo); `None` when malformed or not UTF-8.

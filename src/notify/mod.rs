@@ -2,8 +2,12 @@
 //! webhook JSON of DESIGN.md §5), the channels that carry it (one file each),
 //! and the durable [`outbox`] worker that sends, retries and gives up.
 //!
-//! Adding a channel: one file here, one variant in [`ChannelSpec`] and
-//! [`Channel`], one match arm each.
+//! Every channel kind's `Spec` implements [`Kind`] (its name, its
+//! [`Kind::problems`], checked when the config loads, and its `build`), and
+//! the channel it builds implements [`Deliver`]. The kinds are listed once, in
+//! the [`channels!`] call below; [`ChannelSpec`], [`Channel`] and every match
+//! over them come from that list. Adding a channel: its file, `pub mod` for
+//! it, and one line in that list (README, "Adding a channel").
 
 pub mod alertmanager;
 pub mod discord;
@@ -18,11 +22,12 @@ pub mod slack;
 pub mod teams;
 pub mod webhook;
 
+use std::future::Future;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::core::Notification;
+use crate::core::{Notification, SpecProblem};
 
 /// Why a send failed, and whether trying again can help.
 #[derive(Debug, thiserror::Error)]
@@ -53,19 +58,161 @@ impl SendError {
     }
 }
 
-/// `[channels.NAME]` config, by kind. Each kind's keys are read strictly:
-///
-/// - `webhook`: `url`, optional `headers`, optional `secret` (signs each body:
-///   `X-Keeper-Signature: sha256=<hex HMAC-SHA256>`).
-/// - `slack`: `url`.
-/// - `email`: `smtp`, `from`, `to` (see [`email::Spec`]).
-/// - `discord`: `url`.
-/// - `teams`: `url` (the Workflows trigger).
-/// - `pagerduty`: `routing_key`, optional `url` (default the Events API v2 endpoint).
-/// - `ntfy`: `url` (the topic), optional `token`.
-/// - `alertmanager`: `url` (the base), optional `headers`.
-#[derive(Clone, Debug)]
-pub enum ChannelSpec {
+/// What each channel kind's `Spec` (its keys, read strictly) provides.
+pub trait Kind {
+    /// As written in `kind = "…"`.
+    const NAME: &'static str;
+    /// The pace the channel keeps by default, from the service's documented
+    /// limits (external-apis.md §5); zero: unpaced.
+    const MIN_INTERVAL: Duration = Duration::ZERO;
+    /// The channel `build` makes.
+    type Channel: Deliver;
+
+    /// Every problem with the keys, found when the config loads. A spec
+    /// without problems builds: `build` then fails only for reasons outside
+    /// the config (the TLS library refusing its setup, a `ca_file` changed
+    /// since the load).
+    fn problems(&self) -> Vec<SpecProblem>;
+
+    /// Builds the channel's client once; sends reuse it.
+    fn build(&self, http: &reqwest::Client) -> Result<Self::Channel, String>;
+
+    /// How often an open incident must be sent again for the receiver to
+    /// keep it active; `None` for channels that remember.
+    fn resend_interval(&self) -> Option<Duration> {
+        None
+    }
+}
+
+/// A built channel: sends one notification, or several as one message.
+pub trait Deliver {
+    /// Sends one notification. Transport only: rendering is in [`render`],
+    /// retries are the outbox's. `key` is the notification's id, the same on
+    /// every attempt: `Idempotency-Key` on HTTP channels, the `Message-ID` of
+    /// an email (PagerDuty dedups by the incident's `dedup_key` as well).
+    fn send(
+        &self,
+        n: &Notification,
+        key: &str,
+    ) -> impl Future<Output = Result<(), SendError>> + Send;
+
+    /// Sends several notifications as one message (a route's `group_wait`).
+    /// By default one message each, in order, keyed `key.N`; a failure stops
+    /// there and the whole group is tried again.
+    fn send_group(
+        &self,
+        ns: &[Notification],
+        key: &str,
+    ) -> impl Future<Output = Result<(), SendError>> + Send
+    where
+        Self: Sync,
+    {
+        async move {
+            for (i, n) in ns.iter().enumerate() {
+                self.send(n, &format!("{key}.{i}")).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Makes [`ChannelSpec`] and [`Channel`] and their matches from the one list
+/// of channel kinds.
+macro_rules! channels {
+    ($($v:ident($t:ty),)*) => {
+        /// `[channels.NAME]` config, by kind; each kind's keys are read
+        /// strictly (see each kind's `Spec`).
+        #[derive(Clone, Debug)]
+        pub enum ChannelSpec {
+            $($v($t),)*
+        }
+
+        /// A channel ready to send.
+        #[derive(Clone, Debug)]
+        pub enum Channel {
+            $($v(<$t as Kind>::Channel),)*
+        }
+
+        impl ChannelSpec {
+            pub const KINDS: &'static [&'static str] = &[$(<$t as Kind>::NAME),*];
+
+            /// Reads the kind-specific keys of a channel of kind `kind`.
+            pub fn deserialize_kind<'de, D: serde::Deserializer<'de>>(
+                kind: &str,
+                de: D,
+            ) -> Result<ChannelSpec, D::Error> {
+                $(if kind == <$t as Kind>::NAME {
+                    return <$t as Deserialize>::deserialize(de).map(ChannelSpec::$v);
+                })*
+                Err(serde::de::Error::custom(format!(
+                    "unknown channel kind {kind:?} (known: {})",
+                    ChannelSpec::KINDS.join(", ")
+                )))
+            }
+
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(ChannelSpec::$v(_) => <$t as Kind>::NAME,)*
+                }
+            }
+
+            /// Every problem with the channel's keys (see [`Kind::problems`]).
+            pub fn problems(&self) -> Vec<SpecProblem> {
+                match self {
+                    $(ChannelSpec::$v(s) => s.problems(),)*
+                }
+            }
+
+            /// How often an open incident must be sent again (see [`Kind::resend_interval`]).
+            pub fn resend_interval(&self) -> Option<Duration> {
+                match self {
+                    $(ChannelSpec::$v(s) => s.resend_interval(),)*
+                }
+            }
+
+            /// The pace a channel keeps by default (see [`Kind::MIN_INTERVAL`]).
+            pub fn default_min_interval(&self) -> Duration {
+                match self {
+                    $(ChannelSpec::$v(_) => <$t as Kind>::MIN_INTERVAL,)*
+                }
+            }
+
+            /// Builds the channel's client once; sends reuse it. A spec is
+            /// checked first, so one that skipped the config is refused with
+            /// its first problem.
+            pub fn build(&self, http: &reqwest::Client) -> Result<Channel, String> {
+                if let Some(problem) = self.problems().into_iter().next() {
+                    return Err(problem.message);
+                }
+                Ok(match self {
+                    $(ChannelSpec::$v(s) => Channel::$v(s.build(http)?),)*
+                })
+            }
+        }
+
+        impl Channel {
+            /// Sends one notification (see [`Deliver::send`]).
+            pub async fn send(&self, n: &Notification, key: &str) -> Result<(), SendError> {
+                match self {
+                    $(Channel::$v(c) => c.send(n, key).await,)*
+                }
+            }
+
+            /// Sends several notifications as one message (see
+            /// [`Deliver::send_group`]): a JSON array for `webhook` and
+            /// `alertmanager`, one message listing them all for `slack` and
+            /// `email`, one message each for the others (`pagerduty`: one
+            /// event per incident by design).
+            pub async fn send_group(&self, ns: &[Notification], key: &str) -> Result<(), SendError> {
+                match self {
+                    $(Channel::$v(c) => c.send_group(ns, key).await,)*
+                }
+            }
+        }
+    };
+}
+
+channels! {
     Webhook(webhook::Spec),
     Slack(slack::Spec),
     Email(email::Spec),
@@ -74,151 +221,4 @@ pub enum ChannelSpec {
     PagerDuty(pagerduty::Spec),
     Ntfy(ntfy::Spec),
     Alertmanager(alertmanager::Spec),
-}
-
-impl ChannelSpec {
-    pub const KINDS: [&'static str; 8] = [
-        "webhook",
-        "slack",
-        "email",
-        "discord",
-        "teams",
-        "pagerduty",
-        "ntfy",
-        "alertmanager",
-    ];
-
-    /// Reads the kind-specific keys of a channel of kind `kind`.
-    pub fn deserialize_kind<'de, D: serde::Deserializer<'de>>(
-        kind: &str,
-        de: D,
-    ) -> Result<ChannelSpec, D::Error> {
-        use serde::de::Error;
-        match kind {
-            "webhook" => webhook::Spec::deserialize(de).map(ChannelSpec::Webhook),
-            "slack" => slack::Spec::deserialize(de).map(ChannelSpec::Slack),
-            "email" => email::Spec::deserialize(de).map(ChannelSpec::Email),
-            "discord" => discord::Spec::deserialize(de).map(ChannelSpec::Discord),
-            "teams" => teams::Spec::deserialize(de).map(ChannelSpec::Teams),
-            "pagerduty" => pagerduty::Spec::deserialize(de).map(ChannelSpec::PagerDuty),
-            "ntfy" => ntfy::Spec::deserialize(de).map(ChannelSpec::Ntfy),
-            "alertmanager" => alertmanager::Spec::deserialize(de).map(ChannelSpec::Alertmanager),
-            other => Err(D::Error::custom(format!(
-                "unknown channel kind {other:?} (known: {})",
-                ChannelSpec::KINDS.join(", ")
-            ))),
-        }
-    }
-
-    pub fn kind(&self) -> &'static str {
-        match self {
-            ChannelSpec::Webhook(_) => "webhook",
-            ChannelSpec::Slack(_) => "slack",
-            ChannelSpec::Email(_) => "email",
-            ChannelSpec::Discord(_) => "discord",
-            ChannelSpec::Teams(_) => "teams",
-            ChannelSpec::PagerDuty(_) => "pagerduty",
-            ChannelSpec::Ntfy(_) => "ntfy",
-            ChannelSpec::Alertmanager(_) => "alertmanager",
-        }
-    }
-
-    /// How often an open incident must be sent again for the receiver to
-    /// keep it active (Alertmanager forgets an alert at its `endsAt`); `None`
-    /// for channels that remember.
-    pub fn resend_interval(&self) -> Option<Duration> {
-        match self {
-            ChannelSpec::Alertmanager(s) => Some(
-                s.resend
-                    .as_ref()
-                    .map_or(alertmanager::DEFAULT_RESEND, |d| d.0)
-                    .max(Duration::from_secs(1)),
-            ),
-            _ => None,
-        }
-    }
-
-    /// The pace a channel keeps by default, from the service's documented
-    /// limits (external-apis.md §5): Slack about one message a second per
-    /// webhook, Discord 5 per 2 s, Teams 4 per second; the rest unpaced.
-    pub fn default_min_interval(&self) -> Duration {
-        match self {
-            ChannelSpec::Slack(_) => Duration::from_secs(1),
-            ChannelSpec::Discord(_) => Duration::from_millis(400),
-            ChannelSpec::Teams(_) => Duration::from_millis(250),
-            _ => Duration::ZERO,
-        }
-    }
-
-    /// Builds the channel's client once; sends reuse it.
-    pub fn build(&self, http: &reqwest::Client) -> Result<Channel, String> {
-        Ok(match self {
-            ChannelSpec::Webhook(s) => Channel::Webhook(webhook::Webhook::new(s, http.clone())?),
-            ChannelSpec::Slack(s) => Channel::Slack(slack::Slack::new(s, http.clone())?),
-            ChannelSpec::Email(s) => Channel::Email(email::Email::new(s)?),
-            ChannelSpec::Discord(s) => Channel::Discord(discord::Discord::new(s, http.clone())?),
-            ChannelSpec::Teams(s) => Channel::Teams(teams::Teams::new(s, http.clone())?),
-            ChannelSpec::PagerDuty(s) => {
-                Channel::PagerDuty(pagerduty::PagerDuty::new(s, http.clone())?)
-            }
-            ChannelSpec::Ntfy(s) => Channel::Ntfy(ntfy::Ntfy::new(s, http.clone())?),
-            ChannelSpec::Alertmanager(s) => {
-                Channel::Alertmanager(alertmanager::Alertmanager::new(s, http.clone())?)
-            }
-        })
-    }
-}
-
-/// A channel ready to send.
-#[derive(Clone, Debug)]
-pub enum Channel {
-    Webhook(webhook::Webhook),
-    Slack(slack::Slack),
-    Email(email::Email),
-    Discord(discord::Discord),
-    Teams(teams::Teams),
-    PagerDuty(pagerduty::PagerDuty),
-    Ntfy(ntfy::Ntfy),
-    Alertmanager(alertmanager::Alertmanager),
-}
-
-impl Channel {
-    /// Sends one notification. Transport only: rendering is in [`render`],
-    /// retries are the outbox's. `key` is the notification's id, the same on
-    /// every attempt: `Idempotency-Key` on HTTP channels, the `Message-ID` of
-    /// an email (PagerDuty dedups by the incident's `dedup_key` as well).
-    pub async fn send(&self, n: &Notification, key: &str) -> Result<(), SendError> {
-        match self {
-            Channel::Webhook(c) => c.send(n, key).await,
-            Channel::Slack(c) => c.send(n, key).await,
-            Channel::Email(c) => c.send(n, key).await,
-            Channel::Discord(c) => c.send(n, key).await,
-            Channel::Teams(c) => c.send(n, key).await,
-            Channel::PagerDuty(c) => c.send(n, key).await,
-            Channel::Ntfy(c) => c.send(n, key).await,
-            Channel::Alertmanager(c) => c.send(n, key).await,
-        }
-    }
-
-    /// Sends several notifications as one message (a route's `group_wait`):
-    /// a JSON array for `webhook` and `alertmanager`, one message listing them
-    /// all for `slack` and `email`. `discord`, `teams`, `ntfy` and `pagerduty`
-    /// (one event per incident by design) still get one message each, in order;
-    /// a failure stops there and the whole group is tried again. A group
-    /// carries its first notification's `key` (the one message of each of
-    /// those sends carries the key with its position appended, `key.N`).
-    pub async fn send_group(&self, ns: &[Notification], key: &str) -> Result<(), SendError> {
-        match self {
-            Channel::Webhook(c) => c.send_group(ns, key).await,
-            Channel::Slack(c) => c.send_group(ns, key).await,
-            Channel::Email(c) => c.send_group(ns, key).await,
-            Channel::Alertmanager(c) => c.send_group(ns, key).await,
-            Channel::Discord(_) | Channel::Teams(_) | Channel::PagerDuty(_) | Channel::Ntfy(_) => {
-                for (i, n) in ns.iter().enumerate() {
-                    self.send(n, &format!("{key}.{i}")).await?;
-                }
-                Ok(())
-            }
-        }
-    }
 }

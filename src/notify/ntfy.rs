@@ -10,9 +10,9 @@ use std::fmt;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
-use super::webhook::{parse_url, post};
-use super::{SendError, render};
-use crate::core::Notification;
+use super::webhook::{parse_url, post, url_problem};
+use super::{Deliver, Kind, SendError, render};
+use crate::core::{Notification, SpecProblem};
 
 /// `[channels.NAME]` keys of kind `ntfy`.
 #[derive(Clone, Debug, Deserialize)]
@@ -41,26 +41,48 @@ impl fmt::Debug for Ntfy {
     }
 }
 
+/// `Authorization: Bearer <token>`, marked sensitive, or why not.
+fn auth(token: &str) -> Result<HeaderValue, String> {
+    if token.trim().is_empty() {
+        return Err("token is empty".to_string());
+    }
+    let mut v = HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| "invalid token: not a valid header value".to_string())?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+impl Kind for Spec {
+    const NAME: &'static str = "ntfy";
+    type Channel = Ntfy;
+
+    fn problems(&self) -> Vec<SpecProblem> {
+        let mut out: Vec<SpecProblem> = url_problem(&self.url).into_iter().collect();
+        if let Some(t) = &self.token
+            && let Err(e) = auth(t)
+        {
+            out.push(SpecProblem::new("token", e));
+        }
+        out
+    }
+
+    fn build(&self, http: &reqwest::Client) -> Result<Ntfy, String> {
+        Ntfy::new(self, http.clone())
+    }
+}
+
 impl Ntfy {
     pub fn new(spec: &Spec, http: reqwest::Client) -> Result<Ntfy, String> {
-        let auth = match &spec.token {
-            None => None,
-            Some(t) if t.trim().is_empty() => return Err("token is empty".to_string()),
-            Some(t) => {
-                let mut v = HeaderValue::from_str(&format!("Bearer {t}"))
-                    .map_err(|_| "invalid token: not a valid header value".to_string())?;
-                v.set_sensitive(true);
-                Some(v)
-            }
-        };
         Ok(Ntfy {
             http,
             url: parse_url(&spec.url)?,
-            auth,
+            auth: spec.token.as_deref().map(auth).transpose()?,
         })
     }
+}
 
-    pub async fn send(&self, n: &Notification, key: &str) -> Result<(), SendError> {
+impl Deliver for Ntfy {
+    async fn send(&self, n: &Notification, key: &str) -> Result<(), SendError> {
         let m = render::ntfy_message(n);
         let mut headers = HeaderMap::new();
         if let Some(auth) = &self.auth {

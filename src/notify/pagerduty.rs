@@ -11,9 +11,9 @@ use std::fmt;
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
 
-use super::webhook::{parse_url, post_json};
-use super::{SendError, render};
-use crate::core::Notification;
+use super::webhook::{parse_url, post_json, url_problem};
+use super::{Deliver, Kind, SendError, render};
+use crate::core::{Notification, SpecProblem};
 
 /// Where events go unless `url` says otherwise.
 pub const DEFAULT_URL: &str = "https://events.pagerduty.com/v2/enqueue";
@@ -44,6 +44,24 @@ impl fmt::Debug for PagerDuty {
     }
 }
 
+impl Kind for Spec {
+    const NAME: &'static str = "pagerduty";
+    type Channel = PagerDuty;
+
+    fn problems(&self) -> Vec<SpecProblem> {
+        let mut out = Vec::new();
+        if self.routing_key.trim().is_empty() {
+            out.push(SpecProblem::new("routing_key", "routing_key is empty"));
+        }
+        out.extend(url_problem(self.url.as_deref().unwrap_or(DEFAULT_URL)));
+        out
+    }
+
+    fn build(&self, http: &reqwest::Client) -> Result<PagerDuty, String> {
+        PagerDuty::new(self, http.clone())
+    }
+}
+
 impl PagerDuty {
     pub fn new(spec: &Spec, http: reqwest::Client) -> Result<PagerDuty, String> {
         if spec.routing_key.trim().is_empty() {
@@ -55,8 +73,10 @@ impl PagerDuty {
             routing_key: spec.routing_key.clone(),
         })
     }
+}
 
-    pub async fn send(&self, n: &Notification, key: &str) -> Result<(), SendError> {
+impl Deliver for PagerDuty {
+    async fn send(&self, n: &Notification, key: &str) -> Result<(), SendError> {
         let body = serde_json::to_vec(&render::pagerduty_event(n, &self.routing_key))
             .map_err(|e| SendError::permanent(format!("encoding the pagerduty event: {e}")))?;
         post_json(&self.http, &self.url, &HeaderMap::new(), key, body).await

@@ -6,13 +6,14 @@
 //! which ends up in the error message. The URL is the secret: never shown.
 
 use std::fmt;
+use std::time::Duration;
 
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
 
-use super::webhook::{parse_url, post_json};
-use super::{SendError, render};
-use crate::core::Notification;
+use super::webhook::{parse_url, post_json, url_problem};
+use super::{Deliver, Kind, SendError, render};
+use crate::core::{Notification, SpecProblem};
 
 /// `[channels.NAME]` keys of kind `slack`.
 #[derive(Clone, Debug, Deserialize)]
@@ -36,6 +37,21 @@ impl fmt::Debug for Slack {
     }
 }
 
+impl Kind for Spec {
+    const NAME: &'static str = "slack";
+    /// About one message a second per webhook.
+    const MIN_INTERVAL: Duration = Duration::from_secs(1);
+    type Channel = Slack;
+
+    fn problems(&self) -> Vec<SpecProblem> {
+        url_problem(&self.url).into_iter().collect()
+    }
+
+    fn build(&self, http: &reqwest::Client) -> Result<Slack, String> {
+        Slack::new(self, http.clone())
+    }
+}
+
 impl Slack {
     pub fn new(spec: &Spec, http: reqwest::Client) -> Result<Slack, String> {
         Ok(Slack {
@@ -43,15 +59,17 @@ impl Slack {
             url: parse_url(&spec.url)?,
         })
     }
+}
 
-    pub async fn send(&self, n: &Notification, key: &str) -> Result<(), SendError> {
+impl Deliver for Slack {
+    async fn send(&self, n: &Notification, key: &str) -> Result<(), SendError> {
         let body = serde_json::to_vec(&render::slack_payload(n))
             .map_err(|e| SendError::permanent(format!("encoding the slack payload: {e}")))?;
         post_json(&self.http, &self.url, &HeaderMap::new(), key, body).await
     }
 
     /// A grouped send: one message, an attachment per notification.
-    pub async fn send_group(&self, ns: &[Notification], key: &str) -> Result<(), SendError> {
+    async fn send_group(&self, ns: &[Notification], key: &str) -> Result<(), SendError> {
         let body = serde_json::to_vec(&render::slack_group_payload(ns))
             .map_err(|e| SendError::permanent(format!("encoding the slack payload: {e}")))?;
         post_json(&self.http, &self.url, &HeaderMap::new(), key, body).await

@@ -6,13 +6,14 @@
 //! the signature: never shown.
 
 use std::fmt;
+use std::time::Duration;
 
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
 
-use super::webhook::{parse_url, post_json};
-use super::{SendError, render};
-use crate::core::Notification;
+use super::webhook::{parse_url, post_json, url_problem};
+use super::{Deliver, Kind, SendError, render};
+use crate::core::{Notification, SpecProblem};
 
 /// `[channels.NAME]` keys of kind `teams`.
 #[derive(Clone, Debug, Deserialize)]
@@ -36,6 +37,21 @@ impl fmt::Debug for Teams {
     }
 }
 
+impl Kind for Spec {
+    const NAME: &'static str = "teams";
+    /// 4 messages a second.
+    const MIN_INTERVAL: Duration = Duration::from_millis(250);
+    type Channel = Teams;
+
+    fn problems(&self) -> Vec<SpecProblem> {
+        url_problem(&self.url).into_iter().collect()
+    }
+
+    fn build(&self, http: &reqwest::Client) -> Result<Teams, String> {
+        Teams::new(self, http.clone())
+    }
+}
+
 impl Teams {
     pub fn new(spec: &Spec, http: reqwest::Client) -> Result<Teams, String> {
         Ok(Teams {
@@ -43,8 +59,10 @@ impl Teams {
             url: parse_url(&spec.url)?,
         })
     }
+}
 
-    pub async fn send(&self, n: &Notification, key: &str) -> Result<(), SendError> {
+impl Deliver for Teams {
+    async fn send(&self, n: &Notification, key: &str) -> Result<(), SendError> {
         let body = serde_json::to_vec(&render::teams_payload(n))
             .map_err(|e| SendError::permanent(format!("encoding the teams card: {e}")))?;
         post_json(&self.http, &self.url, &HeaderMap::new(), key, body).await

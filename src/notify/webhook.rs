@@ -21,8 +21,8 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AF
 use serde::Deserialize;
 use sha2::Sha256;
 
-use super::{SendError, render};
-use crate::core::Notification;
+use super::{Deliver, Kind, SendError, render};
+use crate::core::{Notification, SpecProblem};
 
 /// How long one HTTP delivery may take, connect to last byte.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -72,6 +72,24 @@ impl fmt::Debug for Webhook {
     }
 }
 
+impl Kind for Spec {
+    const NAME: &'static str = "webhook";
+    type Channel = Webhook;
+
+    fn problems(&self) -> Vec<SpecProblem> {
+        let mut out: Vec<SpecProblem> = url_problem(&self.url).into_iter().collect();
+        out.extend(header_problems(&self.headers));
+        if self.secret.as_deref() == Some("") {
+            out.push(SpecProblem::new("secret", "secret is empty"));
+        }
+        out
+    }
+
+    fn build(&self, http: &reqwest::Client) -> Result<Webhook, String> {
+        Webhook::new(self, http.clone())
+    }
+}
+
 impl Webhook {
     pub fn new(spec: &Spec, http: reqwest::Client) -> Result<Webhook, String> {
         let url = parse_url(&spec.url)?;
@@ -89,19 +107,6 @@ impl Webhook {
         })
     }
 
-    pub async fn send(&self, n: &Notification, key: &str) -> Result<(), SendError> {
-        let body = render::webhook_body(n)
-            .map_err(|e| SendError::permanent(format!("encoding the notification: {e}")))?;
-        self.post_signed(body, key).await
-    }
-
-    /// A grouped send: one JSON array of the notifications.
-    pub async fn send_group(&self, ns: &[Notification], key: &str) -> Result<(), SendError> {
-        let body = serde_json::to_vec(ns)
-            .map_err(|e| SendError::permanent(format!("encoding the notifications: {e}")))?;
-        self.post_signed(body, key).await
-    }
-
     /// POSTs a JSON body, signed when the channel has a secret.
     async fn post_signed(&self, body: Vec<u8>, key: &str) -> Result<(), SendError> {
         match &self.secret {
@@ -114,6 +119,21 @@ impl Webhook {
                 post_json(&self.http, &self.url, &headers, key, body).await
             }
         }
+    }
+}
+
+impl Deliver for Webhook {
+    async fn send(&self, n: &Notification, key: &str) -> Result<(), SendError> {
+        let body = render::webhook_body(n)
+            .map_err(|e| SendError::permanent(format!("encoding the notification: {e}")))?;
+        self.post_signed(body, key).await
+    }
+
+    /// A grouped send: one JSON array of the notifications.
+    async fn send_group(&self, ns: &[Notification], key: &str) -> Result<(), SendError> {
+        let body = serde_json::to_vec(ns)
+            .map_err(|e| SendError::permanent(format!("encoding the notifications: {e}")))?;
+        self.post_signed(body, key).await
     }
 }
 
@@ -140,6 +160,22 @@ pub(crate) fn parse_headers(raw: &BTreeMap<String, String>) -> Result<HeaderMap,
         headers.insert(header, value);
     }
     Ok(headers)
+}
+
+/// The problem with a channel's `url`, found at load by the rule [`parse_url`] applies.
+pub(crate) fn url_problem(raw: &str) -> Option<SpecProblem> {
+    parse_url(raw).err().map(|e| SpecProblem::new("url", e))
+}
+
+/// The problem of each config header [`parse_headers`] would refuse, at its key.
+pub(crate) fn header_problems(raw: &BTreeMap<String, String>) -> Vec<SpecProblem> {
+    raw.iter()
+        .filter_map(|(name, value)| {
+            let one = BTreeMap::from([(name.clone(), value.clone())]);
+            let e = parse_headers(&one).err()?;
+            Some(SpecProblem::new(format!("headers.{name}"), e))
+        })
+        .collect()
 }
 
 /// Parses a channel URL, accepting only http and https. The error never repeats

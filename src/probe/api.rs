@@ -18,6 +18,7 @@ use url::Url;
 
 use super::tcp::io_reason;
 use super::{BuildError, tlsconf};
+use crate::core::SpecProblem;
 
 /// The most of an answer read: past it the probe is red, not out of memory.
 pub const BODY_LIMIT: usize = 4 * 1024 * 1024;
@@ -41,12 +42,14 @@ impl Token {
     /// The `Authorization` value: the token as written when it names its
     /// scheme (`Bearer …`, `FlyV1 …`); `FlyV1 <token>` for bare Fly macaroons
     /// (`fm1…`, `fm2_…`, possibly several joined by commas), as flyctl sends
-    /// them; `Bearer <token>` otherwise. Marked sensitive.
-    pub fn authorization(&self) -> Result<HeaderValue, BuildError> {
+    /// them; `Bearer <token>` otherwise. Marked sensitive. Its problem is
+    /// the `token` key's, found at load.
+    pub fn authorization(&self) -> Result<HeaderValue, SpecProblem> {
         let token = self.0.trim();
         if token.is_empty() {
-            return Err(BuildError(
-                "token: empty (is the environment variable it names set?)".into(),
+            return Err(SpecProblem::new(
+                "token",
+                "token: empty (is the environment variable it names set?)",
             ));
         }
         let value = if token.starts_with("FlyV1 ") || token.starts_with("Bearer ") {
@@ -60,7 +63,10 @@ impl Token {
             format!("Bearer {token}")
         };
         let mut value = HeaderValue::from_str(&value).map_err(|_| {
-            BuildError("token: contains characters not allowed in an HTTP header".into())
+            SpecProblem::new(
+                "token",
+                "token: contains characters not allowed in an HTTP header",
+            )
         })?;
         value.set_sensitive(true);
         Ok(value)
@@ -94,20 +100,25 @@ pub fn client(roots: &tlsconf::Roots) -> Result<reqwest::Client, BuildError> {
         .map_err(|e| BuildError(format!("building the HTTP client: {e}")))
 }
 
-/// An absolute http(s) URL with a host, or why not.
-pub fn parse_url(key: &str, raw: &str) -> Result<Url, BuildError> {
+/// An absolute http(s) URL with a host, or the problem with `key` that holds it.
+pub fn parse_url(key: &str, raw: &str) -> Result<Url, SpecProblem> {
     let shown = crate::core::redact::url(raw);
-    let url = Url::parse(raw).map_err(|e| BuildError(format!("{key} {shown:?}: {e}")))?;
+    let problem = |e: &dyn fmt::Display| SpecProblem::new(key, format!("{key} {shown:?}: {e}"));
+    let url = Url::parse(raw).map_err(|e| problem(&e))?;
+    check_url(&url).map_err(|e| problem(&e))?;
+    Ok(url)
+}
+
+/// Only absolute http(s) URLs with a host can be fetched (also where a
+/// redirect leads).
+pub fn check_url(url: &Url) -> Result<(), String> {
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(BuildError(format!(
-            "{key} {shown:?}: scheme {:?} is not http or https",
-            url.scheme()
-        )));
+        return Err(format!("scheme {:?} is not http or https", url.scheme()));
     }
     if url.host().is_none() {
-        return Err(BuildError(format!("{key} {shown:?}: no host")));
+        return Err("no host".into());
     }
-    Ok(url)
+    Ok(())
 }
 
 /// `url` with `segments` appended to its path (each percent-encoded).
@@ -267,7 +278,7 @@ mod tests {
         Token(token.into())
             .authorization()
             .map(|v| v.to_str().unwrap_or_default().to_string())
-            .unwrap_or_else(|e| e.0)
+            .unwrap_or_else(|e| e.message)
     }
 
     #[test]

@@ -32,8 +32,9 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 use tokio::time::{Instant, timeout_at};
 
-use super::BuildError;
+use super::{BuildError, Context, Kind};
 use crate::core::Sample;
+use crate::core::SpecProblem;
 
 /// How much of each output stream (stdout, stderr) is kept; the rest is read and dropped.
 pub const OUTPUT_KEEP: usize = 64 * 1024;
@@ -150,11 +151,14 @@ fn is_env_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-impl Spec {
+impl Kind for Spec {
+    const NAME: &'static str = "command";
+    type Probe = Probe;
+
     /// The command as people see it: `display`, else only the program
     /// (`check_disk`, or `sh -c …` for a shell line): arguments, after
     /// `${VAR}` expansion, may carry secrets.
-    pub fn target(&self) -> String {
+    fn target(&self) -> String {
         match (&self.display, self.shell) {
             (Some(display), _) => display.clone(),
             (None, true) => "sh -c …".into(),
@@ -162,7 +166,14 @@ impl Spec {
         }
     }
 
-    pub fn build(&self) -> Result<Probe, BuildError> {
+    fn problems(&self) -> Vec<SpecProblem> {
+        if self.command.is_empty() {
+            return vec![SpecProblem::new("command", "command: must not be empty")];
+        }
+        Vec::new()
+    }
+
+    fn build(&self, _check: &str, _ctx: &Context) -> Result<Probe, BuildError> {
         let (program, args) = match (self.shell, self.command.split_first()) {
             (_, None) => return Err(BuildError("command: must not be empty".into())),
             (true, Some(_)) => (
@@ -177,7 +188,9 @@ impl Spec {
             env: self.environment(&|name| std::env::var_os(name)),
         })
     }
+}
 
+impl Spec {
     /// The whole environment of a run: [`INHERITED_ENV`] from `keeper_env`
     /// where set, then the configured `env` over it.
     fn environment(

@@ -23,10 +23,11 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer};
 use tokio::time::Instant;
 
-use super::BuildError;
 use super::tcp::ms;
+use super::{BuildError, Context, Kind};
 use crate::core::Metric;
 use crate::core::Sample;
+use crate::core::SpecProblem;
 
 /// Where the system's resolvers are listed.
 const RESOLV_CONF: &str = "/etc/resolv.conf";
@@ -275,8 +276,11 @@ impl fmt::Display for Answer {
     }
 }
 
-impl Spec {
-    pub fn target(&self) -> String {
+impl Kind for Spec {
+    const NAME: &'static str = "dns";
+    type Probe = Probe;
+
+    fn target(&self) -> String {
         let via = match self.resolver {
             Some(addr) => addr.to_string(),
             None => "the system resolver".into(),
@@ -284,7 +288,12 @@ impl Spec {
         format!("{} {} via {via}", self.record, self.name)
     }
 
-    pub fn build(&self) -> Result<Probe, BuildError> {
+    /// Every key is checked as it is read.
+    fn problems(&self) -> Vec<SpecProblem> {
+        Vec::new()
+    }
+
+    fn build(&self, _check: &str, _ctx: &Context) -> Result<Probe, BuildError> {
         Ok(Probe {
             name: self.name.0.clone(),
             record: self.record,

@@ -17,8 +17,9 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::api::{self, Token};
-use super::{BuildError, tlsconf};
+use super::{BuildError, Context, Kind};
 use crate::core::Sample;
+use crate::core::SpecProblem;
 
 /// How far back events count: an OOM kill or a crash keeps the check yellow
 /// this long, enough to be seen (and to outlast `failures_before_alert`).
@@ -42,7 +43,23 @@ fn default_api_url() -> String {
 }
 
 impl Spec {
-    pub fn target(&self) -> String {
+    fn app(&self) -> Result<&str, SpecProblem> {
+        let app = self.app.trim();
+        if app.is_empty() || app.contains(['/', ' ']) {
+            return Err(SpecProblem::new(
+                "app",
+                format!("app {:?}: not a Fly app name", self.app),
+            ));
+        }
+        Ok(app)
+    }
+}
+
+impl Kind for Spec {
+    const NAME: &'static str = "fly";
+    type Probe = Probe;
+
+    fn target(&self) -> String {
         let api_url = crate::core::redact::url(&self.api_url);
         format!(
             "{}/v1/apps/{}/machines",
@@ -51,20 +68,25 @@ impl Spec {
         )
     }
 
-    pub fn build(&self, roots: &tlsconf::Roots) -> Result<Probe, BuildError> {
-        let app = self.app.trim();
-        if app.is_empty() || app.contains(['/', ' ']) {
-            return Err(BuildError(format!(
-                "app {:?}: not a Fly app name",
-                self.app
-            )));
-        }
+    fn problems(&self) -> Vec<SpecProblem> {
+        [
+            self.app().err(),
+            api::parse_url("api_url", &self.api_url).err(),
+            self.token.authorization().err(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
+    fn build(&self, _check: &str, ctx: &Context) -> Result<Probe, BuildError> {
+        let app = self.app()?;
         let base = api::parse_url("api_url", &self.api_url)?;
         Ok(Probe {
             url: api::join(&base, &["v1", "apps", app, "machines"]),
             authorization: self.token.authorization()?,
             token: self.token.clone(),
-            client: api::client(roots)?,
+            client: api::client(&ctx.roots)?,
         })
     }
 }

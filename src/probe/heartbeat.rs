@@ -19,9 +19,9 @@ use toml::Spanned;
 
 pub use registry::{Beat, Registry, Signal};
 
-use super::{BuildError, SpecProblem};
-use crate::core::Sample;
+use super::{BuildError, CheckDefaults, Context, Kind};
 use crate::core::value::{Crontab, HumanDuration};
+use crate::core::{Sample, Severity, SpecProblem};
 
 /// How often a heartbeat is evaluated unless its `interval` says otherwise
 /// (a ping that changes its color also wakes an evaluation at once).
@@ -78,7 +78,7 @@ impl Spec {
         let mut out = Vec::new();
         let mut at = |key: &'static str, span: Option<Range<usize>>, message: &str| {
             out.push(SpecProblem {
-                key,
+                key: key.into(),
                 span,
                 message: message.to_string(),
             });
@@ -146,6 +146,42 @@ impl Spec {
         };
         let beat = registry.register(check.into(), token, rules)?;
         Ok(Probe { beat })
+    }
+}
+
+impl Kind for Spec {
+    const NAME: &'static str = "heartbeat";
+    type Probe = Probe;
+    /// `schedule` is when pings are expected, not when to probe: a heartbeat
+    /// is evaluated every `interval`.
+    const OWN_KEYS: &'static [&'static str] = &["schedule"];
+    /// Evaluated every 10s (pings that change its color wake it at once),
+    /// `high` when late (a job, not production, is down), and alerting and
+    /// resolving on the first sample: its evaluations are exact readings of
+    /// the pings received, with no blips to ride out.
+    const CHECK_DEFAULTS: CheckDefaults = CheckDefaults {
+        interval: Some(DEFAULT_INTERVAL),
+        down_severity: Some(Severity::High),
+        failures_before_alert: Some(1),
+        successes_before_resolve: Some(1),
+    };
+
+    fn target(&self) -> String {
+        Spec::target(self)
+    }
+
+    fn problems(&self) -> Vec<SpecProblem> {
+        Spec::problems(self)
+    }
+
+    /// Two heartbeats cannot share a token: pings would count for both.
+    fn claims(&self) -> Vec<(&'static str, String)> {
+        let token = self.token.as_ref().map(|t| t.get_ref().clone());
+        token.map(|t| ("token", t)).into_iter().collect()
+    }
+
+    fn build(&self, check: &str, ctx: &Context) -> Result<Probe, BuildError> {
+        Spec::build(self, check, &ctx.heartbeats)
     }
 }
 

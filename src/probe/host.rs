@@ -15,9 +15,10 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer};
 use tokio::time::{Instant, timeout_at};
 
-use super::BuildError;
+use super::{BuildError, Context, Kind};
 use crate::core::Metric;
 use crate::core::Sample;
+use crate::core::SpecProblem;
 
 /// How far apart the two `/proc/stat` readings of a first run are.
 const CPU_SAMPLE_GAP: Duration = Duration::from_millis(250);
@@ -49,8 +50,11 @@ fn mounts<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<PathBuf>, D::Error> {
     Ok(mounts)
 }
 
-impl Spec {
-    pub fn target(&self) -> String {
+impl Kind for Spec {
+    const NAME: &'static str = "host";
+    type Probe = Probe;
+
+    fn target(&self) -> String {
         let mounts: Vec<String> = self
             .mounts
             .iter()
@@ -59,7 +63,12 @@ impl Spec {
         format!("this host ({})", mounts.join(", "))
     }
 
-    pub fn build(&self) -> Result<Probe, BuildError> {
+    /// `mounts` is checked as it is read.
+    fn problems(&self) -> Vec<SpecProblem> {
+        Vec::new()
+    }
+
+    fn build(&self, _check: &str, _ctx: &Context) -> Result<Probe, BuildError> {
         Ok(Probe {
             mounts: self.mounts.clone(),
             previous_cpu: Mutex::new(None),

@@ -27,8 +27,9 @@ use tokio::time::{Instant, timeout_at};
 use tokio_util::task::AbortOnDropHandle;
 use url::Url;
 
-use super::{BuildError, tcp, tlsconf};
+use super::{BuildError, Context, Kind, api, tcp, tlsconf};
 use crate::core::Metric;
+use crate::core::SpecProblem;
 use crate::core::value::Pattern;
 use crate::core::{CertInfo, HttpInfo, Phases, Sample};
 
@@ -71,34 +72,58 @@ fn default_true() -> bool {
 }
 
 impl Spec {
-    pub fn target(&self) -> String {
+    fn method(&self) -> Result<Method, SpecProblem> {
+        Method::from_bytes(self.method.to_ascii_uppercase().as_bytes()).map_err(|_| {
+            let message = format!("method {:?}: not an HTTP method", self.method);
+            SpecProblem::new("method", message)
+        })
+    }
+
+    /// The configured headers, or the first that cannot be sent.
+    fn headers(&self) -> Result<HeaderMap, SpecProblem> {
+        let mut headers = HeaderMap::new();
+        for (name, value) in &self.headers {
+            let bad = |what: String| SpecProblem::new(format!("headers.{name}"), what);
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| bad(format!("headers: {name:?} is not a valid header name")))?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| bad(format!("headers.{name}: the value has invalid characters")))?;
+            headers.append(name, value);
+        }
+        Ok(headers)
+    }
+}
+
+impl Kind for Spec {
+    const NAME: &'static str = "http";
+    type Probe = Probe;
+
+    fn target(&self) -> String {
         crate::core::redact::url(&self.url)
     }
 
-    pub fn build(&self, roots: &tlsconf::Roots) -> Result<Probe, BuildError> {
-        let url = Url::parse(&self.url).map_err(|e| {
-            BuildError(format!(
-                "url {:?}: {e}",
-                crate::core::redact::url(&self.url)
-            ))
-        })?;
-        check_url(&url).map_err(|e| {
-            BuildError(format!(
-                "url {:?}: {e}",
-                crate::core::redact::url(&self.url)
-            ))
-        })?;
-        let method = Method::from_bytes(self.method.to_ascii_uppercase().as_bytes())
-            .map_err(|_| BuildError(format!("method {:?}: not an HTTP method", self.method)))?;
-        let mut headers = HeaderMap::new();
-        for (name, value) in &self.headers {
-            let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| BuildError(format!("headers: {name:?} is not a valid header name")))?;
-            let value = HeaderValue::from_str(value).map_err(|_| {
-                BuildError(format!("headers.{name}: the value has invalid characters"))
-            })?;
-            headers.append(name, value);
+    fn problems(&self) -> Vec<SpecProblem> {
+        let mut out: Vec<SpecProblem> = [
+            api::parse_url("url", &self.url).err(),
+            self.method().err(),
+            self.headers().err(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let statuses = self.expect_status.iter().flatten();
+        if let Some(bad) = statuses.into_iter().find(|s| !(100..=599).contains(*s)) {
+            let message = format!("expect_status: {bad} is not an HTTP status");
+            out.push(SpecProblem::new("expect_status", message));
         }
+        out.extend(tlsconf::ca_file_problem(self.ca_file.as_deref()));
+        out
+    }
+
+    fn build(&self, _check: &str, ctx: &Context) -> Result<Probe, BuildError> {
+        let url = api::parse_url("url", &self.url)?;
+        let method = self.method()?;
+        let mut headers = self.headers()?;
         if !headers.contains_key(USER_AGENT) {
             headers.insert(USER_AGENT, HeaderValue::from_static(KEEPER_AGENT));
         }
@@ -106,23 +131,10 @@ impl Spec {
         let mut foreign_headers = HeaderMap::new();
         foreign_headers.insert(USER_AGENT, HeaderValue::from_static(KEEPER_AGENT));
         foreign_headers.insert(CONNECTION, HeaderValue::from_static("close"));
-        if let Some(bad) = self
-            .expect_status
-            .iter()
-            .flatten()
-            .find(|s| !(100..=599).contains(*s))
-        {
-            return Err(BuildError(format!(
-                "expect_status: {bad} is not an HTTP status"
-            )));
-        }
-        let json = self.json.iter().flatten();
-        let json = json
-            .map(|(path, value)| (path.clone(), value.clone()))
-            .collect();
+        let json = self.json.clone().unwrap_or_default().into_iter().collect();
         // Built even for http:// URLs: a redirect may lead to https.
         let tls = tlsconf::Tls::new(
-            roots,
+            &ctx.roots,
             self.ca_file.as_deref(),
             self.insecure_skip_verify,
             &[b"http/1.1"],
@@ -143,17 +155,6 @@ impl Spec {
             tls,
         })
     }
-}
-
-/// Only absolute http(s) URLs with a host can be probed.
-fn check_url(url: &Url) -> Result<(), String> {
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("scheme {:?} is not http or https", url.scheme()));
-    }
-    if url.host().is_none() {
-        return Err("no host".into());
-    }
-    Ok(())
 }
 
 /// A built `http` probe: the request and expectations, parsed once.
@@ -543,7 +544,7 @@ fn next_hop(from: &Url, location: &str, status: StatusCode) -> Result<Url, Strin
     let next = from
         .join(location)
         .map_err(|e| e.to_string())
-        .and_then(|u| check_url(&u).map(|()| u))
+        .and_then(|u| api::check_url(&u).map(|()| u))
         .map_err(|e| {
             let shown = crate::core::redact::url(location);
             format!("{} redirect to {shown:?}: {e}", status_text(status))
@@ -612,7 +613,7 @@ mod tests {
 
     #[test]
     fn build_rejects_bad_urls_methods_and_headers() {
-        let roots = tlsconf::Roots::system();
+        let ctx = Context::system();
         let spec = |url: &str, method: &str, header: (&str, &str)| Spec {
             url: url.into(),
             method: method.into(),
@@ -626,12 +627,20 @@ mod tests {
             ca_file: None,
             insecure_skip_verify: false,
         };
-        let err = |s: Spec| s.build(&roots).err().map(|e| e.0).unwrap_or_default();
+        let err = |s: Spec| s.build("t", &ctx).err().map(|e| e.0).unwrap_or_default();
         assert!(err(spec("ftp://x/", "GET", ("a", "b"))).contains("not http or https"));
         assert!(err(spec("not a url", "GET", ("a", "b"))).contains("url"));
         assert!(err(spec("http://x/", "GE T", ("a", "b"))).contains("method"));
         assert!(err(spec("http://x/", "GET", ("bad name", "b"))).contains("header"));
         assert!(err(spec("http://x/", "GET", ("a", "b\nc"))).contains("headers.a"));
-        assert!(spec("http://x/", "get", ("a", "b")).build(&roots).is_ok());
+        assert!(
+            spec("http://x/", "get", ("a", "b"))
+                .build("t", &ctx)
+                .is_ok()
+        );
+        // The same rules, found at load with the key.
+        let problems = spec("ftp://x/", "GE T", ("a", "b\nc")).problems();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["url", "method", "headers.a"]);
     }
 }

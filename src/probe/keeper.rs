@@ -11,8 +11,9 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use tokio::time::Instant;
 
-use super::BuildError;
+use super::{BuildError, Context, Kind};
 use crate::core::Sample;
+use crate::core::SpecProblem;
 
 /// What a self-check looks at.
 #[derive(Clone, Debug, PartialEq)]
@@ -51,6 +52,25 @@ impl Spec {
             spec: self.clone(),
             look: look.clone(),
         })
+    }
+}
+
+impl Kind for Spec {
+    const NAME: &'static str = "keeper";
+    type Probe = Probe;
+
+    fn target(&self) -> String {
+        Spec::target(self)
+    }
+
+    /// Made by keeper from `[watchdog]`, already checked there.
+    fn problems(&self) -> Vec<SpecProblem> {
+        Vec::new()
+    }
+
+    /// Fails outside the daemon only: the config cannot cause it.
+    fn build(&self, _check: &str, ctx: &Context) -> Result<Probe, BuildError> {
+        Spec::build(self, ctx.keeper.as_ref())
     }
 }
 

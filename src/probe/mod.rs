@@ -1,9 +1,13 @@
 //! Probes: one file per check kind, each exposing its `Spec` (the config keys,
 //! deserialized strictly) and a built `Probe` whose `run()` returns a [`Sample`].
-//! A failed probe is a red Sample with a reason, never an `Err`: `Err` is for
-//! keeper's own faults (a bad `ca_file` at build time).
+//! A failed probe is a red Sample with a reason, never an `Err`.
 //!
-//! Adding a kind: one file here, one variant in [`Spec`] and [`Probe`], one match arm each.
+//! Every kind's `Spec` implements [`Kind`]: its name, its target, its
+//! [`Kind::problems`] (every check of its keys, run when the config loads)
+//! and its `build`. The kinds are listed once, in the [`kinds!`] call below;
+//! from that list come [`Spec`], [`Probe`] and every match over them. Adding
+//! a kind: its file, `pub mod` for it, and one line in that list (README,
+//! "Adding a probe kind").
 
 pub mod api;
 pub mod command;
@@ -21,148 +25,220 @@ pub mod tls;
 pub mod tlsconf;
 pub mod wake;
 
-use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde::Deserialize;
 
 use crate::core::Sample;
+use crate::core::{Severity, SpecProblem};
 
-/// The config of a check's probe, by kind (`kind = "http"` …). Each kind's keys
-/// are read strictly: an unknown key is an error.
-#[derive(Clone, Debug)]
-pub enum Spec {
-    Http(http::Spec),
-    Tcp(tcp::Spec),
-    Tls(tls::Spec),
-    /// keeper's own checks, made from `[watchdog]`: not a kind users write.
-    Keeper(keeper::Spec),
-    Postgres(postgres::Spec),
-    Host(host::Spec),
-    Fly(fly::Spec),
-    Prometheus(prometheus::Spec),
-    Heartbeat(heartbeat::Spec),
-    Command(command::Spec),
-    Dns(dns::Spec),
-    /// Boxed: the largest spec, and every check carries a `Spec`.
-    Log(Box<log::Spec>),
-}
-
-impl Spec {
-    /// The kinds this build knows, as written in `kind = "…"`.
-    pub const KINDS: [&'static str; 11] = [
-        "http",
-        "tcp",
-        "tls",
-        "dns",
-        "fly",
-        "postgres",
-        "prometheus",
-        "host",
-        "heartbeat",
-        "command",
-        "log",
-    ];
-
-    /// Reads the kind-specific keys of a check of kind `kind`.
-    pub fn deserialize_kind<'de, D: serde::Deserializer<'de>>(
-        kind: &str,
-        de: D,
-    ) -> Result<Spec, D::Error> {
-        use serde::de::Error;
-        match kind {
-            "http" => http::Spec::deserialize(de).map(Spec::Http),
-            "tcp" => tcp::Spec::deserialize(de).map(Spec::Tcp),
-            "tls" => tls::Spec::deserialize(de).map(Spec::Tls),
-            "postgres" => postgres::Spec::deserialize(de).map(Spec::Postgres),
-            "host" => host::Spec::deserialize(de).map(Spec::Host),
-            "fly" => fly::Spec::deserialize(de).map(Spec::Fly),
-            "prometheus" => prometheus::Spec::deserialize(de).map(Spec::Prometheus),
-            "heartbeat" => heartbeat::Spec::deserialize(de).map(Spec::Heartbeat),
-            "command" => command::Spec::deserialize(de).map(Spec::Command),
-            "dns" => dns::Spec::deserialize(de).map(Spec::Dns),
-            "log" => log::Spec::deserialize(de).map(|s| Spec::Log(Box::new(s))),
-            other => Err(D::Error::custom(format!(
-                "unknown kind {other:?} (known: {})",
-                Spec::KINDS.join(", ")
-            ))),
-        }
-    }
-
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Spec::Http(_) => "http",
-            Spec::Tcp(_) => "tcp",
-            Spec::Tls(_) => "tls",
-            Spec::Keeper(_) => "keeper",
-            Spec::Postgres(_) => "postgres",
-            Spec::Host(_) => "host",
-            Spec::Fly(_) => "fly",
-            Spec::Prometheus(_) => "prometheus",
-            Spec::Heartbeat(_) => "heartbeat",
-            Spec::Command(_) => "command",
-            Spec::Dns(_) => "dns",
-            Spec::Log(_) => "log",
-        }
-    }
+/// What each kind's `Spec` (its config keys, read strictly) provides.
+pub trait Kind {
+    /// As written in `kind = "…"`.
+    const NAME: &'static str;
+    /// The runnable probe `build` makes.
+    type Probe;
+    /// Keys every check shares that this kind takes for its own keys.
+    const OWN_KEYS: &'static [&'static str] = &[];
+    /// What the kind gives the shared keys a check leaves out.
+    const CHECK_DEFAULTS: CheckDefaults = CheckDefaults::NONE;
 
     /// What the probe talks to, for people: a URL or `host:port`.
-    pub fn target(&self) -> String {
-        match self {
-            Spec::Http(s) => s.target(),
-            Spec::Tcp(s) => s.target(),
-            Spec::Tls(s) => s.target(),
-            Spec::Keeper(s) => s.target(),
-            Spec::Postgres(s) => s.target(),
-            Spec::Host(s) => s.target(),
-            Spec::Fly(s) => s.target(),
-            Spec::Prometheus(s) => s.target(),
-            Spec::Heartbeat(s) => s.target(),
-            Spec::Command(s) => s.target(),
-            Spec::Dns(s) => s.target(),
-            Spec::Log(s) => s.target(),
-        }
+    fn target(&self) -> String;
+
+    /// Every problem with the keys, found when the config loads (so each
+    /// carries its line and column). A spec without problems builds: `build`
+    /// then fails only for reasons outside the config (a `ca_file` removed
+    /// since the load, keeper's own checks outside the daemon).
+    fn problems(&self) -> Vec<SpecProblem>;
+
+    /// Values no two checks of this kind may share (a heartbeat's token, a
+    /// log check's ingest source): `(key, value)`, checked across checks at load.
+    fn claims(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
     }
 
-    /// Builds the runnable probe: loads CA files, builds TLS configs and clients,
-    /// once per configuration.
-    /// `check` names the check: passive kinds (heartbeat, log) register under it.
-    pub fn build(&self, check: &str, ctx: &Context) -> Result<Probe, BuildError> {
-        Ok(match self {
-            Spec::Http(s) => Probe::Http(s.build(&ctx.roots)?),
-            Spec::Tcp(s) => Probe::Tcp(s.build()?),
-            Spec::Tls(s) => Probe::Tls(s.build(&ctx.roots)?),
-            Spec::Keeper(s) => Probe::Keeper(s.build(ctx.keeper.as_ref())?),
-            Spec::Postgres(s) => Probe::Postgres(Box::new(s.build()?)),
-            Spec::Host(s) => Probe::Host(s.build()?),
-            Spec::Fly(s) => Probe::Fly(s.build(&ctx.roots)?),
-            Spec::Prometheus(s) => Probe::Prometheus(s.build(&ctx.roots)?),
-            Spec::Heartbeat(s) => Probe::Heartbeat(s.build(check, &ctx.heartbeats)?),
-            Spec::Command(s) => Probe::Command(s.build()?),
-            Spec::Dns(s) => Probe::Dns(s.build()?),
-            Spec::Log(s) => Probe::Log(s.build(check, &ctx.logs)?),
-        })
+    /// Builds the runnable probe once per configuration (clients, TLS
+    /// configs). `check` names the check: passive kinds register under it.
+    fn build(&self, check: &str, ctx: &Context) -> Result<Self::Probe, BuildError>;
+}
+
+/// A boxed spec is its kind (the largest specs are boxed in [`Spec`]).
+impl<K: Kind> Kind for Box<K> {
+    const NAME: &'static str = K::NAME;
+    type Probe = K::Probe;
+    const OWN_KEYS: &'static [&'static str] = K::OWN_KEYS;
+    const CHECK_DEFAULTS: CheckDefaults = K::CHECK_DEFAULTS;
+
+    fn target(&self) -> String {
+        (**self).target()
     }
 
-    /// Problems with the keys that only show together (a heartbeat's `period`
-    /// and `schedule` both set), found at load so they carry a position.
-    pub fn problems(&self) -> Vec<SpecProblem> {
-        match self {
-            Spec::Heartbeat(s) => s.problems(),
-            Spec::Log(s) => s.problems(),
-            _ => Vec::new(),
-        }
+    fn problems(&self) -> Vec<SpecProblem> {
+        (**self).problems()
+    }
+
+    fn claims(&self) -> Vec<(&'static str, String)> {
+        (**self).claims()
+    }
+
+    fn build(&self, check: &str, ctx: &Context) -> Result<Self::Probe, BuildError> {
+        (**self).build(check, ctx)
     }
 }
 
-/// A problem with a check's keys found at load: the key (empty: the check
-/// itself), its position in the file when known, and what is wrong.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SpecProblem {
-    pub key: &'static str,
-    pub span: Option<Range<usize>>,
-    pub message: String,
+/// What a kind gives the keys every check shares when a check leaves them
+/// out, before `[defaults]`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CheckDefaults {
+    pub interval: Option<Duration>,
+    pub down_severity: Option<Severity>,
+    pub failures_before_alert: Option<u32>,
+    pub successes_before_resolve: Option<u32>,
+}
+
+impl CheckDefaults {
+    /// Nothing of its own: `[defaults]` and the built-in values apply.
+    pub const NONE: CheckDefaults = CheckDefaults {
+        interval: None,
+        down_severity: None,
+        failures_before_alert: None,
+        successes_before_resolve: None,
+    };
+}
+
+/// Makes [`Spec`] and [`Probe`] and their matches from the one list of kinds:
+/// those users write (`kind = "…"`), then those keeper makes itself.
+macro_rules! kinds {
+    (
+        written: [$($(#[$wm:meta])* $w:ident($wt:ty),)*]
+        internal: [$($(#[$im:meta])* $i:ident($it:ty),)*]
+    ) => {
+        /// The config of a check's probe, by kind (`kind = "http"` …). Each
+        /// kind's keys are read strictly: an unknown key is an error.
+        #[derive(Clone, Debug)]
+        pub enum Spec {
+            $($(#[$wm])* $w($wt),)*
+            $($(#[$im])* $i($it),)*
+        }
+
+        /// A probe ready to run: everything expensive already built.
+        #[derive(Debug)]
+        pub enum Probe {
+            $($w(<$wt as Kind>::Probe),)*
+            $($i(<$it as Kind>::Probe),)*
+        }
+
+        impl Spec {
+            /// The kinds this build knows, as written in `kind = "…"`.
+            pub const KINDS: &'static [&'static str] = &[$(<$wt as Kind>::NAME),*];
+
+            /// Reads the kind-specific keys of a check of kind `kind`.
+            pub fn deserialize_kind<'de, D: serde::Deserializer<'de>>(
+                kind: &str,
+                de: D,
+            ) -> Result<Spec, D::Error> {
+                $(if kind == <$wt as Kind>::NAME {
+                    return <$wt as Deserialize>::deserialize(de).map(Spec::$w);
+                })*
+                Err(serde::de::Error::custom(format!(
+                    "unknown kind {kind:?} (known: {})",
+                    Spec::KINDS.join(", ")
+                )))
+            }
+
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(Spec::$w(_) => <$wt as Kind>::NAME,)*
+                    $(Spec::$i(_) => <$it as Kind>::NAME,)*
+                }
+            }
+
+            /// The shared keys kind `kind` takes for its own (see [`Kind::OWN_KEYS`]).
+            pub fn own_keys(kind: &str) -> &'static [&'static str] {
+                $(if kind == <$wt as Kind>::NAME {
+                    return <$wt as Kind>::OWN_KEYS;
+                })*
+                &[]
+            }
+
+            /// What the kind gives the shared keys (see [`Kind::CHECK_DEFAULTS`]).
+            pub fn check_defaults(&self) -> CheckDefaults {
+                match self {
+                    $(Spec::$w(_) => <$wt as Kind>::CHECK_DEFAULTS,)*
+                    $(Spec::$i(_) => <$it as Kind>::CHECK_DEFAULTS,)*
+                }
+            }
+
+            /// What the probe talks to, for people: a URL or `host:port`.
+            pub fn target(&self) -> String {
+                match self {
+                    $(Spec::$w(s) => s.target(),)*
+                    $(Spec::$i(s) => s.target(),)*
+                }
+            }
+
+            /// Every problem with the check's keys (see [`Kind::problems`]).
+            pub fn problems(&self) -> Vec<SpecProblem> {
+                match self {
+                    $(Spec::$w(s) => s.problems(),)*
+                    $(Spec::$i(s) => s.problems(),)*
+                }
+            }
+
+            /// Values no two checks of the same kind may share (see [`Kind::claims`]).
+            pub fn claims(&self) -> Vec<(&'static str, String)> {
+                match self {
+                    $(Spec::$w(s) => s.claims(),)*
+                    $(Spec::$i(s) => s.claims(),)*
+                }
+            }
+
+            /// Builds the runnable probe, once per configuration. A spec is
+            /// checked first, so one that skipped the config (`keeper probe`)
+            /// is refused with its first problem.
+            pub fn build(&self, check: &str, ctx: &Context) -> Result<Probe, BuildError> {
+                if let Some(problem) = self.problems().into_iter().next() {
+                    return Err(BuildError(problem.message));
+                }
+                Ok(match self {
+                    $(Spec::$w(s) => Probe::$w(Kind::build(s, check, ctx)?),)*
+                    $(Spec::$i(s) => Probe::$i(Kind::build(s, check, ctx)?),)*
+                })
+            }
+        }
+
+        impl Probe {
+            async fn run_until(&self, deadline: tokio::time::Instant) -> Sample {
+                match self {
+                    $(Probe::$w(p) => p.run(deadline).await,)*
+                    $(Probe::$i(p) => p.run(deadline).await,)*
+                }
+            }
+        }
+    };
+}
+
+kinds! {
+    written: [
+        Http(http::Spec),
+        Tcp(tcp::Spec),
+        Tls(tls::Spec),
+        Dns(dns::Spec),
+        Fly(fly::Spec),
+        Postgres(postgres::Spec),
+        Prometheus(prometheus::Spec),
+        Host(host::Spec),
+        Heartbeat(heartbeat::Spec),
+        Command(command::Spec),
+        /// Boxed: the largest spec, and every check carries a `Spec`.
+        Log(Box<log::Spec>),
+    ]
+    internal: [
+        /// keeper's own checks, made from `[watchdog]`: not a kind users write.
+        Keeper(keeper::Spec),
+    ]
 }
 
 /// What building probes shares: loaded once, handed to every kind's `build`.
@@ -220,24 +296,6 @@ impl Context {
     }
 }
 
-/// A probe ready to run: everything expensive already built.
-#[derive(Debug)]
-pub enum Probe {
-    Http(http::Probe),
-    Tcp(tcp::Probe),
-    Tls(tls::Probe),
-    Keeper(keeper::Probe),
-    /// Boxed: the largest probe, and every check holds a `Probe`.
-    Postgres(Box<postgres::Probe>),
-    Host(host::Probe),
-    Fly(fly::Probe),
-    Prometheus(prometheus::Probe),
-    Heartbeat(heartbeat::Probe),
-    Command(command::Probe),
-    Dns(dns::Probe),
-    Log(log::Probe),
-}
-
 impl Probe {
     /// Runs the probe once. Never exceeds `timeout`: past it the run is
     /// abandoned and the sample is red `timed out after …`.
@@ -245,23 +303,7 @@ impl Probe {
         let at = Utc::now();
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + timeout;
-        let run = async {
-            match self {
-                Probe::Http(p) => p.run(deadline).await,
-                Probe::Tcp(p) => p.run(deadline).await,
-                Probe::Tls(p) => p.run(deadline).await,
-                Probe::Keeper(p) => p.run(deadline).await,
-                Probe::Postgres(p) => p.run(deadline).await,
-                Probe::Host(p) => p.run(deadline).await,
-                Probe::Fly(p) => p.run(deadline).await,
-                Probe::Prometheus(p) => p.run(deadline).await,
-                Probe::Heartbeat(p) => p.run(deadline).await,
-                Probe::Command(p) => p.run(deadline).await,
-                Probe::Dns(p) => p.run(deadline).await,
-                Probe::Log(p) => p.run(deadline).await,
-            }
-        };
-        let mut sample = match tokio::time::timeout_at(deadline, run).await {
+        let mut sample = match tokio::time::timeout_at(deadline, self.run_until(deadline)).await {
             Ok(sample) => sample,
             Err(_) => Sample::down(format!(
                 "timed out after {}",
@@ -274,8 +316,15 @@ impl Probe {
     }
 }
 
-/// A probe's config could not be turned into a runnable probe (unreadable
-/// `ca_file`, bad URL). Reported at load with the check's name.
+/// A probe could not be built: a spec that skipped the config's checks, or a
+/// cause outside the config (a `ca_file` removed since the load). Reported at
+/// start with the check's name.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct BuildError(pub String);
+
+impl From<SpecProblem> for BuildError {
+    fn from(p: SpecProblem) -> BuildError {
+        BuildError(p.message)
+    }
+}

@@ -18,9 +18,10 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
 use tokio::time::{Instant, timeout_at};
 
-use super::{BuildError, tcp};
+use super::{BuildError, Context, Kind, tcp};
 use crate::core::Metric;
 use crate::core::Sample;
+use crate::core::SpecProblem;
 
 /// The most statements `slow_statements` may name (one message line each is long enough).
 const MAX_SLOW_STATEMENTS: u32 = 20;
@@ -108,12 +109,21 @@ impl<'de> Deserialize<'de> for PgUrl {
     }
 }
 
-impl Spec {
-    pub fn target(&self) -> String {
+impl Kind for Spec {
+    const NAME: &'static str = "postgres";
+    /// Boxed: the largest probe, and every check holds a `Probe`.
+    type Probe = Box<Probe>;
+
+    fn target(&self) -> String {
         self.url.redacted().to_string()
     }
 
-    pub fn build(&self) -> Result<Probe, BuildError> {
+    /// `url` and `slow_statements` are checked as they are read.
+    fn problems(&self) -> Vec<SpecProblem> {
+        Vec::new()
+    }
+
+    fn build(&self, _check: &str, _ctx: &Context) -> Result<Box<Probe>, BuildError> {
         let options = PgConnectOptions::from_str(&self.url.url)
             .map_err(|e| BuildError(format!("url {}: {e}", self.url)))?
             .application_name("keeper")
@@ -122,11 +132,11 @@ impl Spec {
             Some(dir) => format!("{}/.s.PGSQL.{}", dir.display(), options.get_port()),
             None => format!("{}:{}", options.get_host(), options.get_port()),
         };
-        Ok(Probe {
+        Ok(Box::new(Probe {
             options,
             server,
             slow_statements: self.slow_statements,
-        })
+        }))
     }
 }
 
@@ -427,7 +437,7 @@ mod tests {
             url,
             slow_statements: 3,
         }
-        .build()
+        .build("db", &Context::system())
         .unwrap();
         assert!(!format!("{probe:?}").contains("s3cret"), "{probe:?}");
         assert_eq!(probe.server, "db.internal:5433");

@@ -18,8 +18,9 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::api::{self, Token};
-use super::{BuildError, tlsconf};
+use super::{BuildError, Context, Kind};
 use crate::core::Sample;
+use crate::core::SpecProblem;
 use crate::core::{Direction, Metric};
 
 /// The most series a message names; the rest are counted.
@@ -49,15 +50,25 @@ fn metric<'de, D: Deserializer<'de>>(de: D) -> Result<Metric, D::Error> {
     name.parse().map_err(serde::de::Error::custom)
 }
 
-impl Spec {
-    pub fn target(&self) -> String {
+impl Kind for Spec {
+    const NAME: &'static str = "prometheus";
+    type Probe = Probe;
+
+    fn target(&self) -> String {
         format!("{} {}", crate::core::redact::url(&self.url), self.query)
     }
 
-    pub fn build(&self, roots: &tlsconf::Roots) -> Result<Probe, BuildError> {
+    fn problems(&self) -> Vec<SpecProblem> {
+        let mut out = Vec::new();
         if self.query.trim().is_empty() {
-            return Err(BuildError("query: empty".into()));
+            out.push(SpecProblem::new("query", "query: empty"));
         }
+        out.extend(api::parse_url("url", &self.url).err());
+        out.extend(self.token.as_ref().and_then(|t| t.authorization().err()));
+        out
+    }
+
+    fn build(&self, _check: &str, ctx: &Context) -> Result<Probe, BuildError> {
         let base = api::parse_url("url", &self.url)?;
         let mut url = if base.path().trim_end_matches('/').ends_with("/api/v1/query") {
             base
@@ -71,7 +82,7 @@ impl Spec {
             metric: self.metric,
             authorization,
             token: self.token.clone(),
-            client: api::client(roots)?,
+            client: api::client(&ctx.roots)?,
         })
     }
 }

@@ -11,9 +11,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 
-use super::BuildError;
+use super::{BuildError, Context, Kind};
 use crate::core::Metric;
 use crate::core::Sample;
+use crate::core::SpecProblem;
 use crate::core::value::HostPort;
 
 /// How much a `tcp` probe reads while looking for `expect`.
@@ -28,15 +29,22 @@ pub struct Spec {
     pub expect: Option<String>,
 }
 
-impl Spec {
-    pub fn target(&self) -> String {
+impl Kind for Spec {
+    const NAME: &'static str = "tcp";
+    type Probe = Probe;
+
+    fn target(&self) -> String {
         self.host.to_string()
     }
 
-    pub fn build(&self) -> Result<Probe, BuildError> {
+    fn problems(&self) -> Vec<SpecProblem> {
         if self.expect.as_deref() == Some("") {
-            return Err(BuildError("expect: must not be empty".into()));
+            return vec![SpecProblem::new("expect", "expect: must not be empty")];
         }
+        Vec::new()
+    }
+
+    fn build(&self, _check: &str, _ctx: &Context) -> Result<Probe, BuildError> {
         Ok(Probe {
             host: self.host.clone(),
             send: self.send.clone().map(String::into_bytes),

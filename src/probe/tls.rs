@@ -10,8 +10,9 @@ use rustls::pki_types::ServerName;
 use serde::Deserialize;
 use tokio::time::{Instant, timeout_at};
 
-use super::{BuildError, tcp, tlsconf};
+use super::{BuildError, Context, Kind, tcp, tlsconf};
 use crate::core::Metric;
+use crate::core::SpecProblem;
 use crate::core::value::HostPort;
 use crate::core::{CertInfo, Sample};
 
@@ -28,16 +29,36 @@ pub struct Spec {
 }
 
 impl Spec {
-    pub fn target(&self) -> String {
+    /// The name to send and verify: `server_name`, else the host.
+    fn name(&self) -> &str {
+        self.server_name.as_deref().unwrap_or(&self.host.host)
+    }
+
+    fn server_name(&self) -> Result<ServerName<'static>, SpecProblem> {
+        tlsconf::server_name(self.name())
+            .map_err(|e| SpecProblem::new("server_name", format!("server_name: {}", e.0)))
+    }
+}
+
+impl Kind for Spec {
+    const NAME: &'static str = "tls";
+    type Probe = Probe;
+
+    fn target(&self) -> String {
         self.host.to_string()
     }
 
-    pub fn build(&self, roots: &tlsconf::Roots) -> Result<Probe, BuildError> {
-        let name = self.server_name.as_deref().unwrap_or(&self.host.host);
-        let server_name =
-            tlsconf::server_name(name).map_err(|e| BuildError(format!("server_name: {}", e.0)))?;
+    fn problems(&self) -> Vec<SpecProblem> {
+        let mut out: Vec<SpecProblem> = self.server_name().err().into_iter().collect();
+        out.extend(tlsconf::ca_file_problem(self.ca_file.as_deref()));
+        out
+    }
+
+    fn build(&self, _check: &str, ctx: &Context) -> Result<Probe, BuildError> {
+        let name = self.name();
+        let server_name = self.server_name()?;
         let tls = tlsconf::Tls::new(
-            roots,
+            &ctx.roots,
             self.ca_file.as_deref(),
             self.insecure_skip_verify,
             &[],

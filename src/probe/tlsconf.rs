@@ -27,6 +27,7 @@ use rustls::{
 
 use super::BuildError;
 use crate::core::CertInfo;
+use crate::core::SpecProblem;
 
 /// (`insecure_skip_verify`, ALPN protocols): what tells shared configs apart.
 type SharedKey = (bool, Vec<Vec<u8>>);
@@ -89,23 +90,35 @@ impl Roots {
         Ok(config)
     }
 
-    /// These roots plus every certificate of the PEM file `ca_file`.
+    /// These roots plus every certificate of the PEM file `ca_file` (read
+    /// again: it was checked at load, and fails here only if it changed since).
     fn with_ca_file(&self, ca_file: &Path) -> Result<Arc<RootCertStore>, BuildError> {
-        let what = |e: &dyn std::fmt::Display| {
-            BuildError(format!("reading ca_file {}: {e}", ca_file.display()))
-        };
+        let extra = ca_file_roots(ca_file).map_err(BuildError)?;
         let mut store = (*self.store).clone();
-        let mut added = 0;
-        for cert in CertificateDer::pem_file_iter(ca_file).map_err(|e| what(&e))? {
-            let cert = cert.map_err(|e| what(&e))?;
-            store.add(cert).map_err(|e| what(&e))?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(what(&"no PEM certificate in the file"));
-        }
+        store.roots.extend(extra.roots);
         Ok(Arc::new(store))
     }
+}
+
+/// Every certificate of the PEM file `ca_file`, or why it cannot be used.
+pub fn ca_file_roots(ca_file: &Path) -> Result<RootCertStore, String> {
+    let what = |e: &dyn std::fmt::Display| format!("reading ca_file {}: {e}", ca_file.display());
+    let mut store = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca_file).map_err(|e| what(&e))? {
+        let cert = cert.map_err(|e| what(&e))?;
+        store.add(cert).map_err(|e| what(&e))?;
+    }
+    if store.is_empty() {
+        return Err(what(&"no PEM certificate in the file"));
+    }
+    Ok(store)
+}
+
+/// The problem with a spec's `ca_file`, read at load so a missing or empty
+/// file is a config error with its line.
+pub fn ca_file_problem(ca_file: Option<&Path>) -> Option<SpecProblem> {
+    let message = ca_file_roots(ca_file?).err()?;
+    Some(SpecProblem::new("ca_file", message))
 }
 
 /// The TLS side of one check, built once: the client config to connect with

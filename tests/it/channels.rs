@@ -10,7 +10,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use keeper::core::EventKind;
 use keeper::core::Severity;
 use keeper::notify::{
-    Channel, ChannelSpec, alertmanager, discord, ntfy, pagerduty, teams, webhook,
+    Channel, ChannelSpec, Deliver, alertmanager, discord, ntfy, pagerduty, teams, webhook,
 };
 use serde_json::{Value, json};
 use sha2::Sha256;

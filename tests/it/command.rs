@@ -237,7 +237,7 @@ async fn a_missing_or_unrunnable_program_is_named() {
 fn an_empty_command_is_refused_with_line_and_column() {
     let err = support::config_error("[checks.backup]\nkind = \"command\"\ncommand = []\n");
     assert!(
-        err.starts_with("keeper.toml:3:11: checks.backup: command must not be empty"),
+        err.starts_with("keeper.toml:3:11: checks.backup.command: command must not be empty"),
         "{err}"
     );
 

@@ -304,3 +304,273 @@ fn the_low_digest_has_a_default_a_crontab_or_off() {
     assert!(err.starts_with("keeper.toml:7:"), "{err}");
     assert!(err.contains("\"off\""), "{err}");
 }
+
+/// `[checks.c]` of `kind` with `keys` from line 3 on.
+fn check_of(kind: &str, keys: &str) -> String {
+    format!("[checks.c]\nkind = \"{kind}\"\n{keys}\n")
+}
+
+/// `[channels.n]` of `kind` with `keys` from line 3 on.
+fn channel_of(kind: &str, keys: &str) -> String {
+    format!("[channels.n]\nkind = \"{kind}\"\n{keys}\n")
+}
+
+/// Each case's only error starts with `line:column: key` and says `what`.
+fn assert_refused(cases: &[(String, &str, &str)]) {
+    for (text, at, what) in cases {
+        let err = one_error(text);
+        assert!(
+            err.starts_with(&format!("keeper.toml:{at}: ")),
+            "expected {at}, got: {err}\n{text}"
+        );
+        assert!(err.contains(what), "expected {what:?} in: {err}\n{text}");
+    }
+}
+
+/// What building a probe refused before (so `check-config` passed and `run`
+/// failed without a position) is refused at load, at the key.
+#[test]
+fn probe_values_that_cannot_be_built_are_refused_at_load_with_their_key() {
+    let url = "url = \"http://127.0.0.1:1/\"\n";
+    let host = "host = \"example.com:443\"\n";
+    assert_refused(&[
+        (
+            check_of("http", "url = \"htp//x\""),
+            "3:7: checks.c.url",
+            "url \"htp//x\": relative URL without a base",
+        ),
+        (
+            check_of("http", &format!("{url}ca_file = \"/nonexistent/ca.pem\"")),
+            "4:11: checks.c.ca_file",
+            "reading ca_file /nonexistent/ca.pem",
+        ),
+        (
+            check_of("http", &format!("{url}method = \"GE T\"")),
+            "4:10: checks.c.method",
+            "not an HTTP method",
+        ),
+        (
+            check_of("http", &format!("{url}headers = {{ X-Token = \"a\\nb\" }}")),
+            "4:23: checks.c.headers.X-Token",
+            "the value has invalid characters",
+        ),
+        (
+            check_of("http", &format!("{url}expect_status = [200, 42]")),
+            "4:17: checks.c.expect_status",
+            "42 is not an HTTP status",
+        ),
+        (
+            check_of("http", &format!("{url}body_regex = \"(unclosed\"")),
+            "4:14: checks.c.body_regex",
+            "invalid regex",
+        ),
+        (
+            check_of("tls", &format!("{host}server_name = \"bad name\"")),
+            "4:15: checks.c.server_name",
+            "not a valid DNS name or IP address",
+        ),
+        (
+            check_of("tls", &format!("{host}ca_file = \"/nonexistent/ca.pem\"")),
+            "4:11: checks.c.ca_file",
+            "reading ca_file",
+        ),
+        (
+            check_of("tcp", "host = \"127.0.0.1:1\"\nexpect = \"\""),
+            "4:10: checks.c.expect",
+            "must not be empty",
+        ),
+        (
+            check_of("fly", "app = \"my app\"\ntoken = \"t\""),
+            "3:7: checks.c.app",
+            "not a Fly app name",
+        ),
+        (
+            check_of(
+                "prometheus",
+                "url = \"http://x:9090\"\nquery = \"up\"\ntoken = \"\"",
+            ),
+            "5:9: checks.c.token",
+            "token: empty",
+        ),
+    ]);
+}
+
+/// A log check's source keys: a bad ingest token, a bad Fly token or API
+/// URL (refused when the poller started before), a bad regex.
+#[test]
+fn log_values_that_cannot_be_built_are_refused_at_load_with_their_key() {
+    assert_refused(&[
+        (
+            check_of("log", "ingest = \"web\"\ntoken = \"short\""),
+            "4:9: checks.c.token",
+            "at least 16 characters",
+        ),
+        (
+            check_of("log", "fly = \"app\"\ntoken = \"fm2_\\u0001\""),
+            "4:9: checks.c.token",
+            "not allowed in an HTTP header",
+        ),
+        (
+            check_of(
+                "log",
+                "fly = \"app\"\ntoken = \"fm2_x\"\napi_url = \"ftp://x\"",
+            ),
+            "5:11: checks.c.api_url",
+            "scheme \"ftp\" is not http or https",
+        ),
+        (
+            check_of("log", "file = \"/a\"\nerror_pattern = \"(unclosed\""),
+            "4:17: checks.c.error_pattern",
+            "invalid regex",
+        ),
+        (
+            check_of("log", "file = \"/a\"\npatterns = { slow = \"took [0-9\" }"),
+            "4:21: checks.c.patterns.slow",
+            "invalid regex",
+        ),
+    ]);
+}
+
+/// What building a channel refused before is refused at load, at the key.
+#[test]
+fn channel_values_that_cannot_be_built_are_refused_at_load_with_their_key() {
+    let url = "url = \"http://127.0.0.1:1/\"\n";
+    let mail = "smtp = \"smtp://127.0.0.1:2525\"\nfrom = \"keeper@example.com\"\n";
+    assert_refused(&[
+        (
+            channel_of("webhook", "url = \"ftp://x/\""),
+            "3:7: channels.n.url",
+            "invalid url",
+        ),
+        (
+            channel_of(
+                "webhook",
+                &format!("{url}headers = {{ \"bad name\" = \"v\" }}"),
+            ),
+            "4:26: channels.n.headers.bad name",
+            "invalid header name",
+        ),
+        (
+            channel_of("webhook", &format!("{url}secret = \"\"")),
+            "4:10: channels.n.secret",
+            "secret is empty",
+        ),
+        (
+            channel_of("slack", "url = \"not a url\""),
+            "3:7: channels.n.url",
+            "invalid url",
+        ),
+        (
+            channel_of(
+                "email",
+                "smtp = \"http://x\"\nfrom = \"k@example.com\"\nto = [\"o@example.com\"]",
+            ),
+            "3:8: channels.n.smtp",
+            "invalid smtp url",
+        ),
+        (
+            channel_of(
+                "email",
+                "smtp = \"smtp://x\"\nfrom = \"not an address\"\nto = [\"o@example.com\"]",
+            ),
+            "4:8: channels.n.from",
+            "invalid from address",
+        ),
+        (
+            channel_of("email", &format!("{mail}to = []")),
+            "5:6: channels.n.to",
+            "at least one address",
+        ),
+        (
+            channel_of(
+                "email",
+                &format!("{mail}to = [\"o@example.com\"]\nca_file = \"/nonexistent/ca.pem\""),
+            ),
+            "6:11: channels.n.ca_file",
+            "reading ca_file",
+        ),
+        (
+            channel_of(
+                "email",
+                "smtp = \"smtps://x\"\nfrom = \"k@example.com\"\nto = [\"o@example.com\"]\ninsecure_plaintext = true",
+            ),
+            "6:22: channels.n.insecure_plaintext",
+            "smtps:// is always encrypted",
+        ),
+        (
+            channel_of("pagerduty", "routing_key = \" \""),
+            "3:15: channels.n.routing_key",
+            "routing_key is empty",
+        ),
+        (
+            channel_of("ntfy", "url = \"http://x/t\"\ntoken = \" \""),
+            "4:9: channels.n.token",
+            "token is empty",
+        ),
+        (
+            channel_of("alertmanager", "url = \"http://x:9093/?a=b\""),
+            "3:7: channels.n.url",
+            "a base URL takes no query",
+        ),
+    ]);
+}
+
+/// Values two checks cannot share, refused at load (they failed at start
+/// before), at the second check; a token is never shown.
+#[test]
+fn values_two_checks_cannot_share_are_refused_at_load() {
+    let token = "0123456789abcdef";
+    let heartbeats = format!(
+        "[checks.a]\nkind = \"heartbeat\"\nperiod = \"1d\"\ntoken = \"{token}\"\n\
+         [checks.b]\nkind = \"heartbeat\"\nperiod = \"1d\"\ntoken = \"{token}\"\n"
+    );
+    let err = one_error(&heartbeats);
+    assert!(
+        err.starts_with("keeper.toml:5:9: checks.b.token: "),
+        "{err}"
+    );
+    assert!(err.contains("checks.a"), "{err}");
+    assert!(!err.contains(token), "{err}");
+    let logs = format!(
+        "[checks.a]\nkind = \"log\"\ningest = \"web\"\ntoken = \"{token}\"\n\
+         [checks.b]\nkind = \"log\"\ningest = \"web\"\ntoken = \"{token}\"\n"
+    );
+    let err = one_error(&logs);
+    assert!(
+        err.starts_with("keeper.toml:5:9: checks.b.ingest: "),
+        "{err}"
+    );
+}
+
+/// `check-config` refuses what `run` would: a `ca_file` that is not there.
+#[test]
+fn check_config_refuses_a_missing_ca_file_with_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keeper.toml");
+    let missing = dir.path().join("missing-ca.pem");
+    let text = format!(
+        "[checks.web]\nkind = \"http\"\nurl = \"https://127.0.0.1:1/\"\nca_file = \"{}\"\n",
+        missing.display()
+    );
+    std::fs::write(&path, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keeper"))
+        .args(["check-config", "-c"])
+        .arg(&path)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("keeper.toml:4:11: checks.web.ca_file: reading ca_file"),
+        "{stderr}"
+    );
+}
+
+/// A spec's problems and the shared keys' are reported in one load.
+#[test]
+fn spec_problems_and_shared_key_errors_show_together() {
+    let errors =
+        parse(&check_of("http", "url = \"ftp://x/\"\ninterval = \"0s\"")).expect_err("refused");
+    let keys: Vec<&str> = errors.0.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["checks.c.url", "checks.c.interval"], "{errors}");
+}

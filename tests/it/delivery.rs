@@ -412,6 +412,7 @@ async fn every_http_channel_sends_the_notification_id_as_idempotency_key() {
 
 #[tokio::test]
 async fn an_email_carries_a_message_id_made_from_the_notification_id() {
+    use keeper::notify::Deliver;
     let smtp = crate::support::smtp::SmtpServer::start().await;
     let spec = keeper::notify::email::Spec {
         smtp: smtp.url(),

@@ -215,20 +215,20 @@ fn config_error(keys: &str) -> String {
 fn bad_dns_keys_are_refused_with_line_and_column() {
     let err = config_error("name = \"example.com\"\nrecord = \"SRV\"\n");
     assert!(
-        err.starts_with("keeper.toml:4:10: checks.ns: unknown record type"),
+        err.starts_with("keeper.toml:4:10: checks.ns.record: unknown record type"),
         "{err}"
     );
     assert!(err.contains("unknown record type \"SRV\""), "{err}");
 
     let err = config_error("name = \"example.com\"\nresolver = \"dns.google\"\n");
     assert!(
-        err.starts_with("keeper.toml:4:12: checks.ns: resolver \"dns.google\""),
+        err.starts_with("keeper.toml:4:12: checks.ns.resolver: resolver \"dns.google\""),
         "{err}"
     );
 
     let err = config_error("name = \"\"\n");
     assert!(
-        err.starts_with("keeper.toml:3:8: checks.ns: name \"\": must not be empty"),
+        err.starts_with("keeper.toml:3:8: checks.ns.name: name \"\": must not be empty"),
         "{err}"
     );
 

@@ -594,20 +594,15 @@ fn fly_config_mistakes_are_refused_with_line_and_column() {
     let err = parse("app = \"my-app\"").unwrap_err();
     assert!(err.contains("missing field `token`"), "{err}");
 
-    // Values that parse but cannot be probed are refused when the probe is built.
-    let config = parse("app = \"my-app\"\ntoken = \"t\"\napi_url = \"ftp://x\"").unwrap();
-    let err = config.checks[0]
-        .probe
-        .build("test", &Context::system())
-        .unwrap_err();
+    // Values that parse but cannot be probed are refused at load too, at their key.
+    let err = parse("app = \"my-app\"\ntoken = \"t\"\napi_url = \"ftp://x\"").unwrap_err();
     assert_eq!(
-        err.0,
-        "api_url \"ftp://x\": scheme \"ftp\" is not http or https"
+        err,
+        "keeper.toml:5:11: checks.fly.api_url: api_url \"ftp://x\": scheme \"ftp\" is not http or https"
     );
-    let config = parse("app = \"my-app\"\ntoken = \"\"").unwrap();
-    let err = config.checks[0]
-        .probe
-        .build("test", &Context::system())
-        .unwrap_err();
-    assert!(err.0.starts_with("token: empty"), "{}", err.0);
+    let err = parse("app = \"my-app\"\ntoken = \"\"").unwrap_err();
+    assert!(
+        err.starts_with("keeper.toml:4:9: checks.fly.token: token: empty"),
+        "{err}"
+    );
 }

@@ -11,7 +11,7 @@ use keeper::core::{Color, Severity};
 use keeper::core::{EventKind, Notification};
 use keeper::incident::IncidentChange;
 use keeper::notify::outbox::Outbox;
-use keeper::notify::{Channel, ChannelSpec, email, slack, webhook};
+use keeper::notify::{Channel, ChannelSpec, Deliver, email, slack, webhook};
 use keeper::store::Store;
 use serde_json::json;
 

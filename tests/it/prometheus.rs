@@ -333,16 +333,12 @@ fn prometheus_config_mistakes_are_refused_with_line_and_column() {
     assert!(err.starts_with("keeper.toml:4:1: checks.mem"), "{err}");
     assert!(err.contains("unknown field `qeury`"), "{err}");
 
-    let config = parse("url = \"127.0.0.1:9090\"\nquery = \"up\"").unwrap();
-    let err = config.checks[0]
-        .probe
-        .build("test", &Context::system())
-        .unwrap_err();
-    assert!(err.0.starts_with("url \"127.0.0.1:9090\": "), "{}", err.0);
-    let config = parse("url = \"http://127.0.0.1:9090\"\nquery = \" \"").unwrap();
-    let err = config.checks[0]
-        .probe
-        .build("test", &Context::system())
-        .unwrap_err();
-    assert_eq!(err.0, "query: empty");
+    // Values that parse but cannot be probed are refused at load too, at their key.
+    let err = parse("url = \"127.0.0.1:9090\"\nquery = \"up\"").unwrap_err();
+    assert!(
+        err.starts_with("keeper.toml:3:7: checks.mem.url: url \"127.0.0.1:9090\": "),
+        "{err}"
+    );
+    let err = parse("url = \"http://127.0.0.1:9090\"\nquery = \" \"").unwrap_err();
+    assert_eq!(err, "keeper.toml:4:9: checks.mem.query: query: empty");
 }

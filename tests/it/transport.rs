@@ -9,7 +9,7 @@ use std::time::Duration;
 use keeper::core::EventKind;
 use keeper::core::Outcome;
 use keeper::core::Severity;
-use keeper::notify::email;
+use keeper::notify::{Deliver, email};
 use keeper::probe::{Context, Probe, Spec, postgres};
 use keeper::store::Store;
 

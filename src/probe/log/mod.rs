@@ -23,6 +23,7 @@ pub use rules::{Rules, Tally};
 pub use window::{Counts, Window};
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -32,9 +33,10 @@ use toml::Spanned;
 
 use super::api::{self, Token};
 use super::heartbeat::span;
-use super::{BuildError, SpecProblem};
+use super::{BuildError, CheckDefaults, Context, Kind};
 use crate::core::Metric;
 use crate::core::Sample;
+use crate::core::SpecProblem;
 use crate::core::value::{HumanDuration, Pattern};
 
 /// The window when `window` is not set.
@@ -100,10 +102,24 @@ impl Spec {
     /// Problems found at load, each at its key's position.
     pub fn problems(&self) -> Vec<SpecProblem> {
         let mut out = Vec::new();
-        let mut at = |key: &'static str, span: Option<std::ops::Range<usize>>, message: String| {
-            out.push(SpecProblem { key, span, message });
+        let mut at = |key: &str, span: Option<Range<usize>>, message: String| {
+            out.push(SpecProblem {
+                key: key.into(),
+                span,
+                message,
+            });
         };
-        let sources: Vec<(&'static str, std::ops::Range<usize>)> = [
+        if let Some(source) = self.source_problems(&mut at) {
+            self.paired_problems(source, &mut at);
+        }
+        self.value_problems(&mut at);
+        out
+    }
+
+    /// The source keys: exactly one, and a usable value. Returns the one
+    /// source set (with two, the keys that go with one are not judged).
+    fn source_problems(&self, at: &mut Problems<'_>) -> Option<(&'static str, Range<usize>)> {
+        let sources: Vec<(&'static str, Range<usize>)> = [
             ("file", self.file.as_ref().map(|s| s.span())),
             ("ingest", self.ingest.as_ref().map(|s| s.span())),
             ("fly", self.fly.as_ref().map(|s| s.span())),
@@ -124,11 +140,6 @@ impl Spec {
                 format!("set only one source: {first} and {second} are both set"),
             ),
         }
-        // With two sources the keys that go with one are not judged.
-        let source = match sources.as_slice() {
-            [(k, _)] => Some(*k),
-            _ => None,
-        };
         if let Some(f) = &self.file
             && f.get_ref().trim().is_empty()
         {
@@ -144,42 +155,58 @@ impl Spec {
         {
             at("fly", Some(app.span()), e);
         }
+        match sources.as_slice() {
+            [one] => Some(one.clone()),
+            _ => None,
+        }
+    }
+
+    /// The keys that go with one kind of source: `token`, `api_url`, `from_start`.
+    fn paired_problems(&self, (source, span): (&'static str, Range<usize>), at: &mut Problems<'_>) {
         match (&self.token, source) {
-            (None, Some(k @ ("ingest" | "fly"))) => {
-                let span = sources.first().map(|(_, s)| s.clone());
-                at(
-                    k,
-                    span,
-                    if k == "ingest" {
-                        "an ingest source needs token = \"…\": senders present it (Bearer or Basic auth)".into()
-                    } else {
-                        "a fly source needs token = \"${FLY_API_TOKEN}\"".into()
-                    },
-                );
-            }
-            (Some(t), Some("file")) => at(
+            (None, "ingest") => at(
+                source,
+                Some(span),
+                "an ingest source needs token = \"…\": senders present it (Bearer or Basic auth)"
+                    .into(),
+            ),
+            (None, "fly") => at(
+                source,
+                Some(span),
+                "a fly source needs token = \"${FLY_API_TOKEN}\"".into(),
+            ),
+            (Some(t), "file") => at(
                 "token",
                 Some(t.span()),
                 "token is for ingest and fly sources, not file".into(),
             ),
-            (Some(t), Some("ingest")) => {
+            (Some(t), "ingest") => {
                 if let Err(e) = check_ingest_token(t.get_ref().expose()) {
                     at("token", Some(t.span()), e);
                 }
             }
+            (Some(t), _) => {
+                if let Err(p) = t.get_ref().authorization() {
+                    at("token", Some(t.span()), p.message);
+                }
+            }
             _ => {}
         }
-        if let Some(u) = &self.api_url
-            && source.is_some_and(|s| s != "fly")
-        {
-            at(
+        match &self.api_url {
+            Some(u) if source != "fly" => at(
                 "api_url",
                 Some(u.span()),
                 "api_url is for fly sources only".into(),
-            );
+            ),
+            Some(u) => {
+                if let Err(p) = api::parse_url("api_url", u.get_ref()) {
+                    at("api_url", Some(u.span()), p.message);
+                }
+            }
+            None => {}
         }
         if let Some(f) = &self.from_start
-            && source.is_some_and(|s| s != "file")
+            && source != "file"
         {
             at(
                 "from_start",
@@ -187,6 +214,10 @@ impl Spec {
                 "from_start is for file sources only".into(),
             );
         }
+    }
+
+    /// The window and the patterns.
+    fn value_problems(&self, at: &mut Problems<'_>) {
         if let Some(w) = &self.window
             && w.get_ref().0 < MIN_WINDOW
         {
@@ -225,10 +256,29 @@ impl Spec {
                 at("patterns", Some(p.span()), "must not be empty".into());
             }
         }
-        out
+        if let Err(e) = self.rules() {
+            at("patterns", None, e);
+        }
     }
 
-    /// The source as the config sets it.
+    /// The check's rules; fails only when the named patterns, each valid on
+    /// its own, are too large together.
+    fn rules(&self) -> Result<Rules, String> {
+        Rules::new(
+            self.error_pattern.as_ref().map(|p| p.get_ref().0.clone()),
+            self.critical_pattern
+                .as_ref()
+                .map(|p| p.get_ref().0.clone()),
+            self.patterns
+                .iter()
+                .map(|(n, p)| (n.get_ref().clone(), p.get_ref().0.clone()))
+                .collect(),
+        )
+        .map_err(|e| format!("patterns: {e}"))
+    }
+
+    /// The source as the config sets it (its keys checked by
+    /// [`Spec::problems`] at load).
     fn source(&self) -> Result<Source, BuildError> {
         let token = || {
             self.token
@@ -243,8 +293,6 @@ impl Spec {
             }),
             (None, Some(s), None) => {
                 let token = token()?;
-                check_ingest_token(token.expose())
-                    .map_err(|e| BuildError(format!("token: {e}")))?;
                 Ok(Source::Ingest {
                     source: s.get_ref().clone(),
                     token,
@@ -252,13 +300,10 @@ impl Spec {
             }
             (None, None, Some(app)) => {
                 let token = token()?;
-                // Checked now, so a bad token or URL fails at load, not in the poller.
-                token.authorization()?;
                 let api_url = self
                     .api_url
                     .as_ref()
                     .map_or(DEFAULT_FLY_API_URL.to_string(), |u| u.get_ref().clone());
-                api::parse_url("api_url", &api_url)?;
                 Ok(Source::Fly {
                     app: app.get_ref().trim().to_string(),
                     token,
@@ -274,20 +319,45 @@ impl Spec {
     /// Compiles the rules and registers check `check`'s feed and source with `feeds`.
     pub fn build(&self, check: &str, feeds: &Feeds) -> Result<Probe, BuildError> {
         let source = self.source()?;
-        let rules = Rules::new(
-            self.error_pattern.as_ref().map(|p| p.get_ref().0.clone()),
-            self.critical_pattern
-                .as_ref()
-                .map(|p| p.get_ref().0.clone()),
-            self.patterns
-                .iter()
-                .map(|(n, p)| (n.get_ref().clone(), p.get_ref().0.clone()))
-                .collect(),
-        )
-        .map_err(|e| BuildError(format!("patterns: {e}")))?;
+        let rules = self.rules().map_err(BuildError)?;
         let feed = Feed::new(rules, self.window());
         feeds.register(check.into(), source, feed.clone())?;
         Ok(Probe { feed })
+    }
+}
+
+/// Where [`Spec::problems`]' parts report: key, position, message.
+type Problems<'a> = dyn FnMut(&str, Option<Range<usize>>, String) + 'a;
+
+impl Kind for Spec {
+    const NAME: &'static str = "log";
+    type Probe = Probe;
+    /// A log check's samples are readings of a sliding window, already
+    /// smoothed: the first bad one alerts (a critical line must page at
+    /// once); two good ones resolve, so a rate hovering at a threshold does
+    /// not flap.
+    const CHECK_DEFAULTS: CheckDefaults = CheckDefaults {
+        failures_before_alert: Some(1),
+        successes_before_resolve: Some(2),
+        ..CheckDefaults::NONE
+    };
+
+    fn target(&self) -> String {
+        Spec::target(self)
+    }
+
+    fn problems(&self) -> Vec<SpecProblem> {
+        Spec::problems(self)
+    }
+
+    /// Two checks cannot read one ingest source: each line would count twice.
+    fn claims(&self) -> Vec<(&'static str, String)> {
+        let ingest = self.ingest.as_ref().map(|s| s.get_ref().clone());
+        ingest.map(|s| ("ingest", s)).into_iter().collect()
+    }
+
+    fn build(&self, check: &str, ctx: &Context) -> Result<Probe, BuildError> {
+        Spec::build(self, check, &ctx.logs)
     }
 }
 
