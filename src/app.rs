@@ -25,6 +25,11 @@ pub use build::{Built, build};
 pub enum AppError {
     #[error("storage {url}: {source}")]
     Store { url: String, source: StoreError },
+    #[error("restoring heartbeats from storage {url}: {source}")]
+    Heartbeats {
+        url: String,
+        source: crate::probe::heartbeat::registry::PersistError,
+    },
     #[error("{0}")]
     Build(String),
     #[error("listening on {addr}: {source}")]

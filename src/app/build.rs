@@ -18,18 +18,20 @@ use super::{AppError, open_store};
 use crate::config::Config;
 use crate::core::CheckName;
 use crate::core::health::ChannelHealth;
+use crate::core::heartbeat::HeartbeatRow;
 use crate::engine::{Board, Engine, Inputs, Parts, Sink};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::notify::Channel;
 use crate::notify::outbox::Outbox;
+use crate::probe::heartbeat::registry::PersistError;
 use crate::probe::heartbeat::registry::Persistence;
 use crate::probe::log::ingest;
 use crate::probe::{self, tlsconf};
 use crate::scheduler::Job;
+use crate::store::Store;
 use crate::store::uptime::UptimeBook;
 use crate::store::writer::{SampleBuffer, Writer};
-use crate::store::{HeartbeatRow, Store, StoreError};
 use crate::watchdog;
 
 /// Every part of a keeper, built and not yet running.
@@ -85,7 +87,14 @@ pub async fn build(config: Config) -> Result<Built, AppError> {
         return Err(AppError::Build(problems.join("\n")));
     }
     // Heartbeats' signals and generated tokens, as the last run left them.
-    probes.heartbeats.load().await.map_err(stored)?;
+    probes
+        .heartbeats
+        .load()
+        .await
+        .map_err(|source| AppError::Heartbeats {
+            url: crate::core::redact::dsn(&config.storage.url),
+            source,
+        })?;
     // Uptime for the API, counted once from the stored samples, then kept up
     // by the writer (which has not started: no batch counts twice).
     let uptime = UptimeBook::new(config.storage.retention);
@@ -285,14 +294,14 @@ fn engine_parts(
 
 /// Heartbeats keep their signals and generated tokens in the store.
 impl Persistence for Store {
-    fn load(&self) -> BoxFuture<'_, Result<Vec<HeartbeatRow>, StoreError>> {
-        Box::pin(self.heartbeats())
+    fn load(&self) -> BoxFuture<'_, Result<Vec<HeartbeatRow>, PersistError>> {
+        Box::pin(async { Ok(self.heartbeats().await?) })
     }
 
     fn save<'a>(
         &'a self,
         row: &'a HeartbeatRow,
-    ) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
-        Box::pin(self.save_heartbeat(row))
+    ) -> BoxFuture<'a, Result<Option<String>, PersistError>> {
+        Box::pin(async move { Ok(self.save_heartbeat(row).await?) })
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod color;
 pub mod health;
+pub mod heartbeat;
 pub mod metric;
 pub mod notification;
 pub mod problem;

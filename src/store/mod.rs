@@ -92,22 +92,6 @@ pub struct DueNotifications {
     pub bad: Vec<BadRow>,
 }
 
-/// A heartbeat check's state as stored: the latest of each signal, so a
-/// restart does not forget yesterday's ping.
-#[derive(Clone, Debug, PartialEq)]
-pub struct HeartbeatRow {
-    pub check: String,
-    /// The token keeper generated for the check; `None` when the config sets it.
-    pub token: Option<String>,
-    /// When keeper first saw the check (lateness before any ping counts from it).
-    pub first_seen: DateTime<Utc>,
-    pub last_success: Option<DateTime<Utc>>,
-    pub last_start: Option<DateTime<Utc>>,
-    pub last_fail: Option<DateTime<Utc>>,
-    /// Duration of the run that ended with `last_success` (its `/start` to it).
-    pub last_run_s: Option<f64>,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("unsupported storage url {0:?}: expected sqlite://PATH or postgres://…")]

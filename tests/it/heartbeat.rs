@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use keeper::config::Schedule;
-use keeper::store::HeartbeatRow;
+use keeper::core::heartbeat::HeartbeatRow;
 use serde_json::Value;
 
 use crate::support::app::{TestApp, spawn_app};

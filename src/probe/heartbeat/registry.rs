@@ -19,10 +19,10 @@ use sha2::{Digest, Sha256};
 
 use super::{Rules, Signals, evaluate};
 use crate::core::CheckName;
+use crate::core::heartbeat::HeartbeatRow;
 use crate::core::{Outcome, Sample};
 use crate::probe::BuildError;
 use crate::probe::wake::{Wake, Wakes};
-use crate::store::{HeartbeatRow, StoreError};
 
 /// The longest a ping waits for its signal to be saved.
 const SAVE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -56,14 +56,17 @@ struct Inner {
 /// `app` implements it for the store.
 pub trait Persistence: std::fmt::Debug + Send + Sync {
     /// Every stored heartbeat row.
-    fn load(&self) -> BoxFuture<'_, Result<Vec<HeartbeatRow>, StoreError>>;
+    fn load(&self) -> BoxFuture<'_, Result<Vec<HeartbeatRow>, PersistError>>;
     /// Saves one check's row; returns the token kept for it (another instance
     /// on the same database may have stored one first).
     fn save<'a>(
         &'a self,
         row: &'a HeartbeatRow,
-    ) -> BoxFuture<'a, Result<Option<String>, StoreError>>;
+    ) -> BoxFuture<'a, Result<Option<String>, PersistError>>;
 }
+
+/// Why the persistence could not load or save (the store's own error).
+pub type PersistError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What recording a ping needs beyond memory, handed over when the
 /// registry is made (in the daemon; tests and one-shot runs go without).
@@ -201,7 +204,7 @@ impl Registry {
     /// token, making one (128 random bits, hex) for a check that has none yet.
     /// Saves each check's state once, so `first_seen` survives restarts too.
     /// Without persistence, does nothing.
-    pub async fn load(&self) -> Result<(), StoreError> {
+    pub async fn load(&self) -> Result<(), PersistError> {
         let Some(wiring) = &self.inner.wiring else {
             return Ok(());
         };
@@ -229,10 +232,7 @@ impl Registry {
             let kept = store.save(&snapshot).await?;
             if !beat.configured {
                 let Some(token) = kept else {
-                    return Err(StoreError::Corrupt(format!(
-                        "heartbeats: no token stored for {}",
-                        beat.check
-                    )));
+                    return Err(format!("heartbeats: no token stored for {}", beat.check).into());
                 };
                 *beat.token.write().unwrap_or_else(|e| e.into_inner()) = Some(token.clone());
                 let mut by_token = self.by_token_mut();

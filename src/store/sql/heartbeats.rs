@@ -1,7 +1,8 @@
 //! Heartbeat checks' state, kept so a restart does not forget yesterday's ping.
 
 use super::{Result, Row, decode_each};
-use crate::store::{HeartbeatRow, Store};
+use crate::core::heartbeat::HeartbeatRow;
+use crate::store::Store;
 
 /// `$c = the later of the stored and the given $c`, NULL older than any time
 /// (what PostgreSQL's GREATEST does; SQLite has no GREATEST).
