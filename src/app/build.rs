@@ -270,24 +270,12 @@ fn engine_parts(
 ) -> Parts {
     Parts {
         checks: config.checks.iter().cloned().map(Arc::new).collect(),
-        routes: config.routes.clone(),
-        repeat: config.severities.repeat.clone(),
-        maintenance: config.maintenance.clone(),
-        digest: config.severities.low_digest.clone(),
+        rules: config.policy_rules(),
         store: store.clone(),
         buffer,
         metrics: metrics.clone(),
         outbox: outbox.waker(),
         direct: outbox.direct(),
-        resend: config
-            .channels
-            .iter()
-            .filter_map(|c| {
-                c.spec
-                    .resend_interval()
-                    .map(|every| (c.name.clone(), every))
-            })
-            .collect(),
         queue: 4096,
     }
 }

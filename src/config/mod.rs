@@ -137,6 +137,27 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9400";
 pub const DEFAULT_STORAGE_URL: &str = "sqlite://keeper.db";
 
 impl Config {
+    /// What the notification policy is built from: the routes, the response
+    /// windows, maintenance, the low digest and the channels that forget an
+    /// incident unless told again (Alertmanager's `resend`).
+    pub fn policy_rules(&self) -> crate::notify::policy::Rules {
+        crate::notify::policy::Rules {
+            routes: self.routes.clone(),
+            repeat: self.severities.repeat.clone(),
+            maintenance: self.maintenance.clone(),
+            digest: self.severities.low_digest.clone(),
+            resend: self
+                .channels
+                .iter()
+                .filter_map(|c| {
+                    c.spec
+                        .resend_interval()
+                        .map(|every| (c.name.clone(), every))
+                })
+                .collect(),
+        }
+    }
+
     /// Reads and validates `path`, with `${VAR}` taken from the process environment.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         let text = std::fs::read_to_string(path)

@@ -28,12 +28,11 @@ pub use sink::Sink;
 
 use crate::classify::Verdict;
 use crate::config::CheckConfig;
-use crate::core::value::Crontab;
 use crate::core::{Color, EventKind, Sample, Severity};
 use crate::incident::{self, Decision, Incident, IncidentChange, OpenIncident};
 use crate::metrics::Metrics;
 use crate::notify::outbox::Direct;
-use crate::notify::policy::{self, Maintenance, Notice, Policy, Route, Rules};
+use crate::notify::policy::{self, Notice, Policy, Rules};
 use crate::state::CheckState;
 use crate::store::writer::SampleBuffer;
 use crate::store::{Store, StoreError};
@@ -77,11 +76,8 @@ pub struct Engine {
 /// What the engine's parts are built from.
 pub struct Parts {
     pub checks: Vec<Arc<CheckConfig>>,
-    pub routes: Vec<Route>,
-    pub repeat: BTreeMap<Severity, Duration>,
-    pub maintenance: Vec<Maintenance>,
-    /// `[severities] low.digest`: low incidents wait for it instead of paging one by one.
-    pub digest: Option<Crontab>,
+    /// What the notification policy is built from ([`Config::policy_rules`](crate::config::Config::policy_rules)).
+    pub rules: Rules,
     pub store: Store,
     pub buffer: SampleBuffer,
     pub metrics: Metrics,
@@ -89,9 +85,6 @@ pub struct Parts {
     pub outbox: Arc<Notify>,
     /// The outbox worker's way around the store.
     pub direct: Direct,
-    /// Channels that forget an incident unless told again, and how often
-    /// (Alertmanager's `resend`).
-    pub resend: Vec<(String, Duration)>,
     /// Samples that may wait for the engine.
     pub queue: usize,
 }
@@ -114,16 +107,9 @@ impl Engine {
             buffer: parts.buffer,
             engine: tx,
         };
-        let rules = Rules {
-            routes: parts.routes,
-            repeat: parts.repeat,
-            maintenance: parts.maintenance,
-            digest: parts.digest,
-            resend: parts.resend,
-        };
         let engine = Engine {
             checks: runtimes(parts.checks),
-            policy: Policy::new(rules, Utc::now()),
+            policy: Policy::new(parts.rules, Utc::now()),
             store: parts.store,
             board,
             metrics: parts.metrics,

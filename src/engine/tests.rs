@@ -45,16 +45,12 @@ async fn fixture(checks_and_policy: &str) -> Fixture {
     );
     let (mut engine, _sink, _handle, _inputs) = Engine::new(Parts {
         checks: config.checks.iter().cloned().map(Arc::new).collect(),
-        routes: config.routes.clone(),
-        repeat: config.severities.repeat.clone(),
-        maintenance: config.maintenance.clone(),
-        digest: config.severities.low_digest.clone(),
+        rules: config.policy_rules(),
         store: store.clone(),
         buffer: SampleBuffer::new(16),
         metrics,
         outbox: outbox.waker(),
         direct: outbox.direct(),
-        resend: Vec::new(),
         queue: 16,
     });
     engine.restore().await.expect("restore");
