@@ -1,5 +1,6 @@
-//! A real SMTP server for the email channel: aiosmtpd as a child process on a
-//! free 127.0.0.1 port, with a small handler that writes each message it
+//! A real SMTP server for the email channel: aiosmtpd as a child process
+//! serving a 127.0.0.1 socket the test bound and handed over (so no other
+//! test can take the port between picking and binding), with a small handler that writes each message it
 //! accepts as one JSON file (subject, header from/to, envelope, decoded plain
 //! body). Recipients starting with `reject` get `550` (permanent), those
 //! starting with `later` get `451` (transient). [`SmtpServer::start_auth_plain`]
@@ -9,10 +10,8 @@
 //! `python3` on PATH if it can import aiosmtpd; panics with the install hint
 //! otherwise. The child is killed when the [`SmtpServer`] is dropped.
 
-use super::free_port;
-
-/// Ports tried before giving up.
-const ATTEMPTS: usize = 5;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -59,11 +58,14 @@ class Sink:
         return "250 OK"
 "#;
 
-/// aiosmtpd offering AUTH (PLAIN, LOGIN) over plain text, no STARTTLS: what a
-/// network that strips STARTTLS looks like to a client. Every login is
-/// appended to `$KEEPER_SMTP_AUTH` as `user:password` and accepted.
-const AUTH_PLAIN_MAIN: &str = r#"
-import asyncio, os, sys
+/// The server: aiosmtpd's `SMTP` on the listening socket inherited as fd
+/// `argv[2]`, in one of four ways (`argv[1]`): `plain`; `auth`: AUTH (PLAIN,
+/// LOGIN) over plain text, no STARTTLS, what a network that strips STARTTLS
+/// looks like to a client, every login appended to `$KEEPER_SMTP_AUTH` as
+/// `user:password` and accepted; `starttls`: STARTTLS offered and required;
+/// `smtps`: TLS from the first byte. Touches `ready` once it serves.
+const MAIN: &str = r#"
+import asyncio, os, socket, ssl, sys
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 from keeper_sink import Sink
 
@@ -74,16 +76,26 @@ def authenticator(server, session, envelope, mechanism, auth_data):
         f.write("%s:%s\n" % (auth_data.login.decode(), auth_data.password.decode()))
     return AuthResult(success=True)
 
-async def main(port):
+async def main(mode, fd, cert=None, key=None):
+    sock = socket.socket(fileno=fd)
     handler = Sink()
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(
-        lambda: SMTP(handler, authenticator=authenticator, auth_require_tls=False),
-        "127.0.0.1", port)
+    tls = None
+    if cert:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(cert, key)
+    if mode == "auth":
+        factory = lambda: SMTP(handler, authenticator=authenticator, auth_require_tls=False)
+    elif mode == "starttls":
+        factory = lambda: SMTP(handler, tls_context=tls, require_starttls=True)
+    else:
+        factory = lambda: SMTP(handler)
+    server = await asyncio.get_running_loop().create_server(
+        factory, sock=sock, ssl=tls if mode == "smtps" else None)
+    open("ready", "w").close()
     async with server:
         await server.serve_forever()
 
-asyncio.run(main(int(sys.argv[1])))
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), *sys.argv[3:]))
 "#;
 
 /// One message the server accepted.
@@ -169,70 +181,60 @@ impl SmtpServer {
 
     async fn spawn(security: Security<'_>) -> SmtpServer {
         let python = python_with_aiosmtpd().await;
-        // The port is free when picked but not held: another test may bind it
-        // before aiosmtpd does, which then exits. Try a few ports.
-        for attempt in 1..=ATTEMPTS {
-            let dir = tempfile::tempdir().expect("creating a temp dir for the SMTP server");
-            let out = dir.path().join("messages");
-            std::fs::create_dir(&out).expect("creating the SMTP message dir");
-            std::fs::write(dir.path().join("keeper_sink.py"), HANDLER)
-                .expect("writing the SMTP handler");
-            let log = std::fs::File::create(dir.path().join("aiosmtpd.log"))
-                .expect("creating the SMTP log");
-            let port = free_port();
-            let mut command = Command::new(&python);
-            if let Security::PlainAuth = security {
-                std::fs::write(dir.path().join("keeper_auth_plain.py"), AUTH_PLAIN_MAIN)
-                    .expect("writing the SMTP AUTH server");
-                command
-                    .arg("keeper_auth_plain.py")
-                    .arg(port.to_string())
-                    .env("KEEPER_SMTP_AUTH", dir.path().join("auth.log"));
-            } else {
-                command
-                    .args(["-m", "aiosmtpd", "-n", "-l"])
-                    .arg(format!("127.0.0.1:{port}"))
-                    .args(["-c", "keeper_sink.Sink"]);
-            }
-            match security {
-                Security::Plain | Security::PlainAuth => {}
-                Security::StartTls(leaf) => {
-                    let (cert, key) = leaf.write_pem(dir.path());
-                    command.arg("--tlscert").arg(cert).arg("--tlskey").arg(key);
-                }
-                Security::Implicit(leaf) => {
-                    let (cert, key) = leaf.write_pem(dir.path());
-                    command
-                        .arg("--smtpscert")
-                        .arg(cert)
-                        .arg("--smtpskey")
-                        .arg(key);
-                }
-            }
-            let child = command
-                .current_dir(dir.path())
-                .env("PYTHONPATH", dir.path())
-                .env("KEEPER_SMTP_OUT", &out)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap_or_else(|e| panic!("starting {python} -m aiosmtpd: {e}"));
-            let mut server = SmtpServer {
-                port,
-                child,
-                out,
-                _dir: dir,
-            };
-            match server.wait_ready().await {
-                Ok(()) => return server,
-                Err(status) if attempt < ATTEMPTS => {
-                    eprintln!("aiosmtpd exited at start ({status}), trying another port");
-                }
-                Err(status) => panic!("aiosmtpd exited at start ({status}): {}", server.log()),
-            }
+        let dir = tempfile::tempdir().expect("creating a temp dir for the SMTP server");
+        let out = dir.path().join("messages");
+        std::fs::create_dir(&out).expect("creating the SMTP message dir");
+        std::fs::write(dir.path().join("keeper_sink.py"), HANDLER)
+            .expect("writing the SMTP handler");
+        std::fs::write(dir.path().join("keeper_smtp.py"), MAIN).expect("writing the SMTP server");
+        let log =
+            std::fs::File::create(dir.path().join("aiosmtpd.log")).expect("creating the SMTP log");
+        // Bound here and held until the child has it: the port is ours throughout.
+        let listener =
+            std::net::TcpListener::bind("127.0.0.1:0").expect("binding a port for the SMTP server");
+        let port = listener.local_addr().expect("the SMTP port").port();
+        let fd = listener.as_raw_fd();
+        let mode = match security {
+            Security::Plain => "plain",
+            Security::PlainAuth => "auth",
+            Security::StartTls(_) => "starttls",
+            Security::Implicit(_) => "smtps",
+        };
+        let mut command = Command::new(&python);
+        command.arg("keeper_smtp.py").arg(mode).arg(fd.to_string());
+        if let Security::StartTls(leaf) | Security::Implicit(leaf) = security {
+            let (cert, key) = leaf.write_pem(dir.path());
+            command.arg(cert).arg(key);
         }
-        unreachable!("the last attempt returns or panics")
+        // SAFETY: between fork and exec only the async-signal-safe fcntl
+        // runs, on the child's own copy of the descriptor: it survives exec
+        // there while staying close-on-exec in this process.
+        unsafe {
+            command.pre_exec(move || {
+                let fd = std::os::fd::BorrowedFd::borrow_raw(fd);
+                rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
+                Ok(())
+            });
+        }
+        let child = command
+            .current_dir(dir.path())
+            .env("PYTHONPATH", dir.path())
+            .env("KEEPER_SMTP_OUT", &out)
+            .env("KEEPER_SMTP_AUTH", dir.path().join("auth.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {python} keeper_smtp.py: {e}"));
+        drop(listener);
+        let mut server = SmtpServer {
+            port,
+            child,
+            out,
+            _dir: dir,
+        };
+        server.wait_ready().await;
+        server
     }
 
     /// `smtp://127.0.0.1:PORT` (plain; no STARTTLS offered).
@@ -261,22 +263,21 @@ impl SmtpServer {
         self.messages()
     }
 
-    /// Waits until aiosmtpd listens; its exit status when it exits first.
-    async fn wait_ready(&mut self) -> Result<(), std::process::ExitStatus> {
+    /// Waits until aiosmtpd serves the socket (it writes `ready`); panics
+    /// with its log when it exits first or takes over 15 s.
+    async fn wait_ready(&mut self) {
         let start = Instant::now();
+        let ready = self._dir.path().join("ready");
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(status);
+                panic!("aiosmtpd exited at start ({status}): {}", self.log());
             }
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .is_ok()
-            {
-                return Ok(());
+            if ready.exists() {
+                return;
             }
             if start.elapsed() > Duration::from_secs(15) {
                 panic!(
-                    "aiosmtpd did not listen on 127.0.0.1:{} within 15s: {}",
+                    "aiosmtpd did not serve 127.0.0.1:{} within 15s: {}",
                     self.port,
                     self.log()
                 );
