@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use super::child::ChildServer;
+use super::child::{ChildServer, LISTEN};
 
 const BINARY: &str = "prometheus-alertmanager";
 const CONFIG: &str = "route: {receiver: devnull}\nreceivers: [{name: devnull}]\n";
@@ -18,15 +18,15 @@ pub struct AlertmanagerServer(ChildServer);
 impl AlertmanagerServer {
     /// Starts Alertmanager and waits until `/-/ready` answers 200.
     pub async fn start() -> AlertmanagerServer {
-        let server = ChildServer::start(BINARY, BINARY, Duration::from_secs(20), |dir, port| {
+        let server = ChildServer::start(BINARY, BINARY, Duration::from_secs(20), |dir| {
             let config = dir.join("am.yml");
             std::fs::write(&config, CONFIG).expect("writing am.yml");
             vec![
                 format!("--config.file={}", config.display()),
                 format!("--storage.path={}", dir.join("data").display()),
-                format!("--web.listen-address=127.0.0.1:{port}"),
+                LISTEN.into(),
                 "--cluster.listen-address=".into(),
-                "--log.level=warn".into(),
+                "--log.level=info".into(),
             ]
         })
         .await;

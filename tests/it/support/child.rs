@@ -1,15 +1,16 @@
 //! A server binary of the test's own (Prometheus, Alertmanager) as a child
-//! process on a free 127.0.0.1 port, with its files in a temporary
-//! directory; ready once `GET /-/ready` answers 2xx, killed on drop.
+//! process with its files in a temporary directory. It binds
+//! `127.0.0.1:0` itself and says which port it got (`msg="Listening on"
+//! address=127.0.0.1:PORT`, the exporter-toolkit log line both print), so
+//! no other test can take its port; ready once `GET /-/ready` answers 2xx,
+//! killed on drop.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::free_port;
-
-/// Ports tried before giving up.
-const ATTEMPTS: usize = 5;
+/// What the child is told to listen on.
+pub const LISTEN: &str = "--web.listen-address=127.0.0.1:0";
 
 #[derive(Debug)]
 pub struct ChildServer {
@@ -27,42 +28,48 @@ impl Drop for ChildServer {
 
 impl ChildServer {
     /// Runs `binary` (from Debian's `package`) with the arguments `args` makes
-    /// from its directory and port (writing its config there), then waits up
-    /// to `timeout` until it is ready. Panics with the install hint when the
-    /// binary is missing, when it exits at start on every port tried, and
-    /// when it never gets ready.
+    /// from its directory (writing its config there; they must include
+    /// [`LISTEN`] and log at info level), then waits up to `timeout` until it
+    /// is ready. Panics with the install hint when the binary is missing, and
+    /// with its log when it exits at start or never gets ready.
     pub async fn start(
         binary: &str,
         package: &str,
         timeout: Duration,
-        args: impl Fn(&Path, u16) -> Vec<String>,
+        args: impl Fn(&Path) -> Vec<String>,
     ) -> ChildServer {
         let dir = tempfile::tempdir().expect("a temporary directory for a test server");
-        // The port is free when picked but not held: another test may bind it
-        // before the child does, which then exits. Try a few ports.
-        let mut exits = Vec::new();
-        for _ in 0..ATTEMPTS {
-            let port = free_port();
-            let mut child = Command::new(binary)
-                .args(args(dir.path(), port))
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .unwrap_or_else(|e| {
-                    panic!("starting {binary} ({e}): install it with `apt-get install -y {package}` (Debian)")
-                });
-            match wait_ready(&mut child, binary, port, timeout).await {
-                Ok(()) => {
-                    return ChildServer {
-                        child,
-                        port,
-                        _dir: dir,
-                    };
-                }
-                Err(status) => exits.push(status),
+        let log = dir.path().join("stderr.log");
+        let mut child = Command::new(binary)
+            .args(args(dir.path()))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("creating the server's log"))
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("starting {binary} ({e}): install it with `apt-get install -y {package}` (Debian)")
+            });
+        let start = Instant::now();
+        let port = loop {
+            if let Some(port) = listening_port(&log) {
+                break port;
             }
+            check_alive(&mut child, binary, &log, start, timeout);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let url = format!("http://127.0.0.1:{port}/-/ready");
+        loop {
+            if let Ok(r) = reqwest::get(&url).await
+                && r.status().is_success()
+            {
+                return ChildServer {
+                    child,
+                    port,
+                    _dir: dir,
+                };
+            }
+            check_alive(&mut child, binary, &log, start, timeout);
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("{binary} exited while starting, {ATTEMPTS} times: {exits:?}")
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -71,30 +78,28 @@ impl ChildServer {
     }
 }
 
-/// Waits until the child answers `GET /-/ready` with 2xx on `port`; its exit
-/// status when it exits first (its port was taken). Panics after `timeout`.
-async fn wait_ready(
-    child: &mut Child,
-    binary: &str,
-    port: u16,
-    timeout: Duration,
-) -> Result<(), std::process::ExitStatus> {
-    let url = format!("http://127.0.0.1:{port}/-/ready");
-    let start = Instant::now();
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(status);
-        }
-        if let Ok(r) = reqwest::get(&url).await
-            && r.status().is_success()
-        {
-            return Ok(());
-        }
-        if start.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("timed out waiting until {binary} answers {url}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+/// The port of the child's `msg="Listening on" address=127.0.0.1:PORT` line, once written.
+fn listening_port(log: &PathBuf) -> Option<u16> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines()
+        .filter(|line| line.contains("msg=\"Listening on\""))
+        .find_map(|line| {
+            let address = line.split("address=").nth(1)?.split_whitespace().next()?;
+            address.strip_prefix("127.0.0.1:")?.parse().ok()
+        })
+}
+
+/// Panics with the child's log when it exited or `timeout` passed since `start`.
+fn check_alive(child: &mut Child, binary: &str, log: &PathBuf, start: Instant, timeout: Duration) {
+    let exited = child.try_wait().ok().flatten();
+    if exited.is_none() && start.elapsed() <= timeout {
+        return;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    match exited {
+        Some(status) => panic!("{binary} exited while starting ({status}):\n{text}"),
+        None => panic!("{binary} was not ready within {timeout:?}:\n{text}"),
     }
 }

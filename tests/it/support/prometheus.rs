@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use super::child::ChildServer;
+use super::child::{ChildServer, LISTEN};
 
 const BINARY: &str = "prometheus";
 
@@ -25,14 +25,14 @@ impl PrometheusServer {
              - job_name: keeper-test\n  honor_labels: true\n  static_configs: [{{targets: [{}]}}]\n",
             targets.join(", ")
         );
-        let server = ChildServer::start(BINARY, BINARY, Duration::from_secs(30), |dir, port| {
+        let server = ChildServer::start(BINARY, BINARY, Duration::from_secs(30), |dir| {
             let config = dir.join("prometheus.yml");
             std::fs::write(&config, &yaml).expect("writing prometheus.yml");
             vec![
                 format!("--config.file={}", config.display()),
                 format!("--storage.tsdb.path={}", dir.join("data").display()),
-                format!("--web.listen-address=127.0.0.1:{port}"),
-                "--log.level=warn".into(),
+                LISTEN.into(),
+                "--log.level=info".into(),
             ]
         })
         .await;
