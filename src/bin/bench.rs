@@ -14,12 +14,15 @@
 //!    the incidents list against that many stored samples (see `bench/api.rs`).
 //! 5. With `--page N` (and nothing else): N outages of one check, the time
 //!    from the failure to the `opened` webhook and back (see `bench/page.rs`).
+//! 6. With `--instructions N` (and `--seconds`): instructions per check of N
+//!    checks under callgrind, exact where CPU time is noisy (`bench/instructions.rs`).
 //!
 //! Usage: `cargo run --release --bin bench -- [--checks 100,1000,10000 ("": none)]
 //!         [--rate 2000] [--seconds 20] [--warmup 5] [--samples 200000]`
 //!        `cargo run --release --bin bench -- --log-lines 5000000`
 //!        `cargo run --release --bin bench -- --api 10000,1000000`
 //!        `cargo run --release --bin bench -- --page 10`
+//!        `cargo run --release --bin bench -- --instructions 200 --seconds 20`
 //! PostgreSQL from `KEEPER_TEST_PG_URL` (default postgres://postgres@127.0.0.1:5432).
 
 use std::net::SocketAddr;
@@ -45,6 +48,7 @@ struct Args {
     log_lines: usize,
     api: Vec<i64>,
     page: usize,
+    instructions: usize,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -59,6 +63,7 @@ fn parse_args() -> anyhow::Result<Args> {
         log_lines: 0,
         api: Vec::new(),
         page: 0,
+        instructions: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -83,6 +88,9 @@ fn parse_args() -> anyhow::Result<Args> {
                     .collect::<Result<_, _>>()?
             }
             "--page" => args.page = value()?.parse().context("--page takes a count")?,
+            "--instructions" => {
+                args.instructions = value()?.parse().context("--instructions takes a count")?
+            }
             other => bail!("unknown flag {other}"),
         }
     }
@@ -107,6 +115,17 @@ fn main() -> anyhow::Result<()> {
     let target = rt.block_on(start_target(hits.clone()))?;
     let keeper_bin = sibling_binary("keeper")?;
     let dir = tempfile::tempdir()?;
+    if args.instructions > 0 {
+        let (n, seconds) = (args.instructions, args.seconds);
+        return rt.block_on(instructions::run(
+            &keeper_bin,
+            dir.path(),
+            target,
+            n,
+            seconds,
+            &hits,
+        ));
+    }
     println!(
         "# keeper bench {} on {} CPUs; target http://{target}/ok",
         Utc::now().format("%Y-%m-%dT%H:%M:%SZ"),
@@ -437,6 +456,8 @@ where
 
 #[path = "bench/api.rs"]
 mod api;
+#[path = "bench/instructions.rs"]
+mod instructions;
 #[path = "bench/page.rs"]
 mod page;
 
