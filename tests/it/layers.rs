@@ -1,7 +1,8 @@
 //! The module graph of `src/` has no cycle: every top-level module sits in a
 //! layer and imports only from layers below it (README, "Layout"). Read
 //! from the source itself, so a new upward import fails here with the file
-//! and line, and a new top-level module must be given its layer.
+//! and line, and a new top-level module must be given its layer. Sizes are
+//! kept here too: no file over 600 lines, no function over 80 (tests aside).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -286,4 +287,83 @@ fn an_upward_import_is_reported_with_its_line() {
 
     let found = check("newthing.rs", "newthing", 0, "");
     assert_eq!(found.len(), 1, "a module with no layer is reported");
+}
+
+/// Files over this many lines (their `#[cfg(test)]` module aside) are asking
+/// to be split along a seam the design names (STYLE.md, "Size").
+const MAX_FILE_LINES: usize = 600;
+/// Functions over this many lines, likewise.
+const MAX_FN_LINES: usize = 80;
+
+/// `(what, lines)` for the file and each function of `source` past the limits.
+fn oversized(source: &str) -> Vec<(String, usize)> {
+    let lines: Vec<&str> = source.lines().collect();
+    let code = lines
+        .iter()
+        .position(|l| l.trim() == "#[cfg(test)]")
+        .map_or(&lines[..], |end| &lines[..end]);
+    let mut found = Vec::new();
+    if code.len() > MAX_FILE_LINES {
+        found.push(("the file".to_string(), code.len()));
+    }
+    for (start, line) in code.iter().enumerate() {
+        let trimmed = line.trim_start();
+        let indent = &line[..line.len() - trimmed.len()];
+        let Some(at) = trimmed.find("fn ") else {
+            continue;
+        };
+        let head = &trimmed[..at];
+        let is_fn = head
+            .split_whitespace()
+            .all(|w| w.starts_with("pub") || ["const", "async", "unsafe"].contains(&w));
+        if !is_fn || trimmed.ends_with(';') {
+            continue;
+        }
+        let close = format!("{indent}}}");
+        if let Some(len) = code[start + 1..].iter().position(|l| *l == close) {
+            let len = len + 2;
+            if len > MAX_FN_LINES {
+                found.push((format!("fn {}", ident(&trimmed[at + 3..])), len));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn no_file_or_function_is_too_long_to_hold_in_the_head() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut report = Vec::new();
+    let mut dirs = vec![src.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{dir:?}: {e}")) {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let source =
+                    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+                for (what, lines) in oversized(&source) {
+                    report.push(format!("{}: {what}: {lines} lines", path.display()));
+                }
+            }
+        }
+    }
+    assert!(
+        report.is_empty(),
+        "over {MAX_FILE_LINES} lines a file or {MAX_FN_LINES} a function:\n{}",
+        report.join("\n")
+    );
+}
+
+#[test]
+fn a_long_function_is_reported_by_name() {
+    let body = "    let x = 1;\n".repeat(MAX_FN_LINES);
+    let source = format!("pub async fn long() {{\n{body}}}\n\nfn short() {{\n}}\n");
+    assert_eq!(
+        oversized(&source),
+        vec![("fn long".to_string(), MAX_FN_LINES + 2)]
+    );
+    let tests = format!("fn a() {{}}\n#[cfg(test)]\nmod tests {{\nfn long() {{\n{body}}}\n}}\n");
+    assert!(oversized(&tests).is_empty(), "tests are aside");
 }
