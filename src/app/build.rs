@@ -71,8 +71,9 @@ impl Built {
 /// Builds every part of a keeper from `config`, starting nothing.
 pub async fn build(config: Config) -> Result<Built, AppError> {
     let store = open_store(&config).await?;
+    let url = crate::core::redact::dsn(&config.storage.url);
     let stored = |source| AppError::Store {
-        url: crate::core::redact::dsn(&config.storage.url),
+        url: url.clone(),
         source,
     };
     let names: Vec<CheckName> = config.checks.iter().map(|c| c.name.clone()).collect();
@@ -92,7 +93,7 @@ pub async fn build(config: Config) -> Result<Built, AppError> {
         .load()
         .await
         .map_err(|source| AppError::Heartbeats {
-            url: crate::core::redact::dsn(&config.storage.url),
+            url: url.clone(),
             source,
         })?;
     // Uptime for the API, counted once from the stored samples, then kept up

@@ -53,6 +53,14 @@ fn route(severities: &[Severity], channels: &[&str], group_wait: u64) -> Route {
     }
 }
 
+/// Every notification to the one channel `hook`, at once.
+fn to_hook() -> Rules {
+    Rules {
+        routes: vec![route(&[], &["hook"], 0)],
+        ..Rules::default()
+    }
+}
+
 fn repeat(severity: Severity, secs: u64) -> BTreeMap<Severity, Duration> {
     [(severity, Duration::from_secs(secs))].into()
 }
@@ -237,9 +245,8 @@ fn one(
 #[test]
 fn an_unacknowledged_incident_repeats_each_window_until_acknowledged_then_never() {
     let rules = Rules {
-        routes: vec![route(&[], &["hook"], 0)],
         repeat: repeat(Severity::Critical, 60),
-        ..Rules::default()
+        ..to_hook()
     };
     let mut w = World::new(rules, &["web"]);
     w.sample(0, Some(Severity::Critical), 0);
@@ -317,9 +324,8 @@ fn last(w: &World) -> (&'static str, String) {
 #[test]
 fn a_silence_holds_the_opening_and_its_reminders_until_it_ends_then_pages_once() {
     let rules = Rules {
-        routes: vec![route(&[], &["hook"], 0)],
         repeat: repeat(Severity::Critical, 60),
-        ..Rules::default()
+        ..to_hook()
     };
     let mut w = World::new(rules, &["web"]);
     w.policy.add_silence(silence("web", -10, 300));
@@ -353,10 +359,7 @@ fn a_silence_holds_the_opening_and_its_reminders_until_it_ends_then_pages_once()
 
 #[test]
 fn ending_a_silence_early_releases_at_the_next_look() {
-    let rules = Rules {
-        routes: vec![route(&[], &["hook"], 0)],
-        ..Rules::default()
-    };
+    let rules = to_hook();
     let mut w = World::new(rules, &["web"]);
     w.policy.add_silence(silence("web", -10, 3600));
     w.sample(0, Some(Severity::High), 0);
@@ -369,10 +372,7 @@ fn ending_a_silence_early_releases_at_the_next_look() {
 
 #[test]
 fn a_held_incident_that_resolves_unseen_tells_nobody() {
-    let rules = Rules {
-        routes: vec![route(&[], &["hook"], 0)],
-        ..Rules::default()
-    };
+    let rules = to_hook();
     let mut w = World::new(rules, &["web"]);
     w.policy.add_silence(silence("web", -10, 3600));
     w.sample(0, Some(Severity::High), 0);
@@ -385,7 +385,6 @@ fn a_held_incident_that_resolves_unseen_tells_nobody() {
 #[test]
 fn a_maintenance_window_holds_the_opening_until_it_closes() {
     let rules = Rules {
-        routes: vec![route(&[], &["hook"], 0)],
         // Sundays 02:00 for ten minutes; at(0) is a Sunday 02:00.
         maintenance: vec![Maintenance {
             schedule: "0 2 * * SUN".parse().unwrap(),
@@ -394,7 +393,7 @@ fn a_maintenance_window_holds_the_opening_until_it_closes() {
             checks: vec!["web".into()],
             comment: String::new(),
         }],
-        ..Rules::default()
+        ..to_hook()
     };
     let mut w = World::new(rules, &["web", "db"]);
     w.sample(0, Some(Severity::Critical), 30);
@@ -416,10 +415,7 @@ fn a_maintenance_window_holds_the_opening_until_it_closes() {
 
 #[test]
 fn a_failing_dependency_pages_once_and_a_dependent_pages_if_it_fails_on_its_own() {
-    let rules = Rules {
-        routes: vec![route(&[], &["hook"], 0)],
-        ..Rules::default()
-    };
+    let rules = to_hook();
     let mut w = World::new(rules, &["db", "web", "api"]);
     for i in [1, 2] {
         w.checks[i].depends_on = vec![0];
@@ -457,11 +453,10 @@ fn a_failing_dependency_pages_once_and_a_dependent_pages_if_it_fails_on_its_own(
 #[test]
 fn low_incidents_wait_for_the_digest_and_go_out_together_in_one_batch() {
     let rules = Rules {
-        routes: vec![route(&[], &["hook"], 0)],
         repeat: repeat(Severity::Low, 60),
         // Daily at 03:00; at(0) is 02:00.
         digest: Some("0 3 * * *".parse().unwrap()),
-        ..Rules::default()
+        ..to_hook()
     };
     let mut w = World::new(rules, &["a", "b", "c"]);
     w.sample(0, Some(Severity::Low), 10);
@@ -527,10 +522,7 @@ fn a_low_incident_that_came_and_went_is_listed_resolved_in_the_digest() {
 
 #[test]
 fn with_the_digest_off_a_low_incident_pages_at_once() {
-    let rules = Rules {
-        routes: vec![route(&[], &["hook"], 0)],
-        ..Rules::default()
-    };
+    let rules = to_hook();
     let mut w = World::new(rules, &["a"]);
     w.sample(0, Some(Severity::Low), 10);
     assert_eq!(w.news(), [one("hook", "a", EventKind::Opened, 10)]);
