@@ -81,12 +81,7 @@ pub async fn build(config: Config) -> Result<Built, AppError> {
     let (listener, addr) = listen(&config).await?;
     let health = ChannelHealth::default();
     let (probes, wake_requests) = probe_context(&config, &store, &metrics, &health, addr).await?;
-    let (jobs, mut problems) = jobs(&config, &probes);
-    let (channels, channel_problems) = channels(&config, &metrics)?;
-    problems.extend(channel_problems);
-    if !problems.is_empty() {
-        return Err(AppError::Build(problems.join("\n")));
-    }
+    let (jobs, channels) = built_or_every_problem(&config, &probes, &metrics)?;
     // Heartbeats' signals and generated tokens, as the last run left them.
     probes
         .heartbeats
@@ -193,6 +188,22 @@ async fn listen(config: &Config) -> Result<(TcpListener, SocketAddr), AppError> 
     let listener = TcpListener::bind(config.server.listen).await.map_err(err)?;
     let addr = listener.local_addr().map_err(err)?;
     Ok((listener, addr))
+}
+
+/// Every check's job and every channel, or each one that could not be
+/// built, all named at once.
+fn built_or_every_problem(
+    config: &Config,
+    probes: &probe::Context,
+    metrics: &Metrics,
+) -> Result<(Vec<Job>, BTreeMap<String, Channel>), AppError> {
+    let (jobs, mut problems) = jobs(config, probes);
+    let (channels, channel_problems) = channels(config, metrics)?;
+    problems.extend(channel_problems);
+    if !problems.is_empty() {
+        return Err(AppError::Build(problems.join("\n")));
+    }
+    Ok((jobs, channels))
 }
 
 /// Each check's probe, built, as a scheduler job; and what could not be built.

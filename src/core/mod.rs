@@ -1,11 +1,12 @@
 //! The words every other part of keeper speaks, and nothing else: check
 //! names, [`Color`], [`Severity`], [`Metric`], [`Sample`] and its
 //! [`Outcome`], typed config values and the [`SpecProblem`]s found in them,
-//! the [`Notification`] and its outbox rows, keeper's own health, and the
+//! the [`Notification`] and its outbox rows, deployments, keeper's own health, and the
 //! text and secret rules. This is the leaf of the module graph: it imports
 //! no other part of keeper (see the README's Layout and `tests/it/layers.rs`).
 
 pub mod color;
+pub mod deployment;
 pub mod health;
 pub mod heartbeat;
 pub mod metric;

@@ -511,3 +511,34 @@ both_backends!(
         ));
     }
 );
+
+both_backends!(
+    async fn deployments_are_listed_newest_first_by_app_and_time(db) {
+        use keeper::core::deployment::NewDeployment;
+        let store = db.store().await;
+        let deploy = |app: &str, version: &str, secs| NewDeployment {
+            app: app.into(),
+            version: version.into(),
+            description: format!("{app} {version}"),
+            by: "ci".into(),
+            at: t(secs),
+        };
+        let web1 = store.record_deployment(&deploy("web", "v1", 0)).await.expect("web v1");
+        let api1 = store.record_deployment(&deploy("api", "v7", 30)).await.expect("api v7");
+        let web2 = store.record_deployment(&deploy("web", "v2", 60)).await.expect("web v2");
+        assert_eq!((web2.app.as_str(), web2.version.as_str(), web2.at), ("web", "v2", t(60)));
+        assert_eq!((web2.by.as_str(), web2.description.as_str()), ("ci", "web v2"));
+        assert!(web1.id < api1.id && api1.id < web2.id);
+
+        let all = store.deployments(None, t(0), t(60), 10).await.expect("all");
+        assert_eq!(all, vec![web2.clone(), api1.clone(), web1.clone()]);
+        let web = store.deployments(Some("web"), t(0), t(60), 10).await.expect("web");
+        assert_eq!(web, vec![web2.clone(), web1]);
+        // Both ends included; the limit keeps the newest.
+        let between = store.deployments(None, t(30), t(59), 10).await.expect("between");
+        assert_eq!(between, vec![api1]);
+        let newest = store.deployments(None, t(0), t(60), 1).await.expect("newest");
+        assert_eq!(newest, vec![web2]);
+        assert!(store.deployments(Some("nope"), t(0), t(60), 10).await.expect("none").is_empty());
+    }
+);
