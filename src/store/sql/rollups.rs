@@ -44,8 +44,9 @@ impl Store {
     }
 
     /// Rolls up the hour starting at `hour` (an hour's start) from its raw
-    /// samples, replacing what was rolled up of it before; returns the rows
-    /// written (one per check with samples in it).
+    /// samples, replacing what was rolled up of it before, and sums its day
+    /// up again from the day's hours, in one transaction; returns the hourly
+    /// rows written (one per check with samples in the hour).
     pub async fn roll_up_hour(&self, hour: DateTime<Utc>) -> Result<u64> {
         let sql = format!(
             "INSERT INTO rollups (check_name, hour, {SUMS}) \
@@ -56,11 +57,24 @@ impl Store {
                  latency_max = excluded.latency_max",
             self.hourly_sums("$1", "$2")
         );
-        self.query(AssertSqlSafe(sql))
-            .time(hour)
+        let day = time(hour.timestamp_millis().div_euclid(DAY_MS) * DAY_MS)?;
+        let mut tx = self.begin("starting to roll up an hour").await?;
+        let rows = (tx.query(AssertSqlSafe(sql)).time(hour))
             .time(hour + chrono::Duration::hours(1))
             .execute("rolling up an hour of samples")
-            .await
+            .await?;
+        tx.query(
+            "INSERT INTO rollup_days (check_name, day, total, ok) \
+             SELECT check_name, $1, CAST(SUM(total) AS BIGINT), CAST(SUM(ok) AS BIGINT) \
+             FROM rollups WHERE hour >= $1 AND hour < $2 GROUP BY check_name \
+             ON CONFLICT (check_name, day) DO UPDATE SET total = excluded.total, ok = excluded.ok",
+        )
+        .time(day)
+        .time(day + chrono::Duration::days(1))
+        .execute("summing up a day of rollups")
+        .await?;
+        tx.commit("committing an hour's rollup").await?;
+        Ok(rows)
     }
 
     /// The start of the latest hour rolled up, if any.
@@ -90,17 +104,24 @@ impl Store {
             .await
     }
 
-    /// Deletes rollups of hours before `cutoff`; returns how many.
+    /// Deletes the rollups of hours, and the sums of days, that start before
+    /// `cutoff`; returns how many hourly rows went.
     pub async fn delete_rollups_before(&self, cutoff: DateTime<Utc>) -> Result<u64> {
-        let delete = self
+        let days = self
+            .query("DELETE FROM rollup_days WHERE day < $1")
+            .time(cutoff);
+        days.execute("deleting daily rollups past retention")
+            .await?;
+        let hours = self
             .query("DELETE FROM rollups WHERE hour < $1")
             .time(cutoff);
-        delete.execute("deleting rollups past retention").await
+        hours.execute("deleting rollups past retention").await
     }
 
     /// Each check's samples per UTC day over the last `days` days up to
-    /// `now` (today included): rollups, and the raw samples not rolled up
-    /// yet. Days without samples are left out; each check's days in order.
+    /// `now` (today included): the sums of whole days rolled up, the hourly
+    /// rollups of the day the raw samples start in, and the raw samples not
+    /// rolled up yet. Days without samples are left out; each check's days in order.
     /// One query for every check.
     pub async fn daily_uptime(
         &self,
@@ -110,19 +131,26 @@ impl Store {
         let today = now.timestamp_millis().div_euclid(DAY_MS) * DAY_MS;
         let since = time(today - i64::from(days.max(1) - 1) * DAY_MS)?;
         let raw_since = self.rolled_until(since).await?;
-        let (hour, at) = (self.millis("hour"), self.millis("at"));
+        // Whole days from their sums, the day the raw samples start in from its hours.
+        let hourly_since = time(raw_since.timestamp_millis().div_euclid(DAY_MS) * DAY_MS)?;
+        let (day, hour, at) = (self.millis("day"), self.millis("hour"), self.millis("at"));
         let sql = format!(
             "SELECT check_name, slot, CAST(SUM(total) AS BIGINT) AS total, \
                     CAST(SUM(ok) AS BIGINT) AS ok \
-             FROM (SELECT check_name, {hour} / {DAY_MS} AS slot, total, ok FROM rollups \
-                   WHERE hour >= $1 AND hour < $2 \
+             FROM (SELECT check_name, {day} / {DAY_MS} AS slot, total, ok FROM rollup_days \
+                   WHERE day >= $1 AND day < $2 \
                    UNION ALL \
-                   SELECT check_name, {at} / {DAY_MS} AS slot, 1 AS total, \
-                          CASE WHEN up THEN 1 ELSE 0 END AS ok \
-                   FROM samples WHERE at >= $2) u \
+                   SELECT check_name, {hour} / {DAY_MS} AS slot, total, ok FROM rollups \
+                   WHERE hour >= $2 AND hour < $3 \
+                   UNION ALL \
+                   SELECT check_name, {at} / {DAY_MS} AS slot, COUNT(*) AS total, \
+                          COUNT(*) FILTER (WHERE up) AS ok \
+                   FROM samples WHERE at >= $3 GROUP BY 1, 2) u \
              GROUP BY check_name, slot ORDER BY check_name, slot"
         );
-        let rows = (self.query(AssertSqlSafe(sql)).time(since).time(raw_since))
+        let rows = (self.query(AssertSqlSafe(sql)).time(since))
+            .time(hourly_since.max(since))
+            .time(raw_since)
             .rows("reading each day's uptime")
             .await?;
         let mut by_check: HashMap<String, Vec<DayUptime>> = HashMap::new();
@@ -179,30 +207,31 @@ impl Store {
         Ok(by_check)
     }
 
-    /// Fills `book` with what its windows can count: the rollups (per hour
-    /// within the last 25 hours, per day before), then the raw samples not
-    /// rolled up yet. Before the sample writer starts, so no batch counts twice.
+    /// Fills `book` with what its windows can count: the sums of whole days
+    /// and the hourly rollups of the last day or two (the hours the 24 h
+    /// window needs), then the raw samples not rolled up yet. Before the
+    /// sample writer starts, so no batch counts twice.
     pub async fn seed_uptime(&self, book: &UptimeBook, now: DateTime<Utc>) -> Result<()> {
         // On an hour's start, so no hour is split between an hourly and a daily row.
         let hourly_since = (now - chrono::Duration::hours(25)).timestamp_millis();
         let hourly_since = time(hourly_since.div_euclid(HOUR_MS) * HOUR_MS)?;
         let since = UptimeBook::seed_since(now);
         let raw_since = self.rolled_until(since).await?;
-        let hour = self.millis("hour");
+        let day_of = |t: DateTime<Utc>| time(t.timestamp_millis().div_euclid(DAY_MS) * DAY_MS);
+        let (days_since, hours_since) = (day_of(since)?, day_of(hourly_since.min(raw_since))?);
+        let (day, hour) = (self.millis("day"), self.millis("hour"));
         let sql = format!(
-            "SELECT check_name, \
-                    CASE WHEN hour >= $2 THEN {hour} / {HOUR_MS} \
-                         ELSE ({hour} / {DAY_MS}) * 24 END AS slot, \
-                    CAST(SUM(total) AS BIGINT) AS total, CAST(SUM(ok) AS BIGINT) AS ok \
-             FROM rollups WHERE hour >= $1 AND hour < $3 GROUP BY 1, 2"
+            "SELECT check_name, {day} / {HOUR_MS} AS slot, total, ok FROM rollup_days \
+             WHERE day >= $1 AND day < $2 \
+             UNION ALL \
+             SELECT check_name, {hour} / {HOUR_MS} AS slot, total, ok FROM rollups \
+             WHERE hour >= $2 AND hour < $3"
         );
-        let rolled = (self
-            .query(AssertSqlSafe(sql))
-            .time(since)
-            .time(hourly_since))
-        .time(raw_since)
-        .rows("counting rollups per check for uptime")
-        .await?;
+        let rolled = (self.query(AssertSqlSafe(sql)).time(days_since))
+            .time(hours_since.max(days_since))
+            .time(raw_since)
+            .rows("counting rollups per check for uptime")
+            .await?;
         for row in &rolled {
             let check: String = row.get("check_name")?;
             book.add_hour(
