@@ -43,6 +43,8 @@ mod tests {
     }
 
     #[test]
+    // The SQL's own spelling, on purpose.
+    #[allow(clippy::manual_div_ceil)]
     fn the_rank_matches_the_integer_formula_the_sql_uses() {
         for n in 1..=500u64 {
             for pct in [50u32, 95] {
