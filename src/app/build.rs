@@ -91,9 +91,10 @@ pub async fn build(config: Config) -> Result<Built, AppError> {
             url: url.clone(),
             source,
         })?;
-    // Uptime for the API, counted once from the stored samples, then kept up
-    // by the writer (which has not started: no batch counts twice).
-    let uptime = UptimeBook::new(config.storage.retention);
+    // Uptime for the API, counted once from the rollups and the samples not
+    // rolled up yet, then kept up by the writer (which has not started: no
+    // batch counts twice).
+    let uptime = UptimeBook::new();
     store
         .seed_uptime(&uptime, chrono::Utc::now())
         .await
