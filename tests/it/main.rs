@@ -33,6 +33,7 @@ mod reads;
 mod scheduler;
 mod secrets;
 mod server;
+mod status_page;
 mod store;
 mod transport;
 mod watchdog;
