@@ -34,6 +34,7 @@ mod rollups;
 mod scheduler;
 mod secrets;
 mod server;
+mod status_page;
 mod store;
 mod transport;
 mod watchdog;
