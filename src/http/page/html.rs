@@ -85,7 +85,10 @@ fn banner(out: &mut String, overall: Overall) {
         Overall::Degraded => ("degraded", "Degraded performance"),
         Overall::Outage => ("outage", "Outage"),
     };
-    let _ = write!(out, "<div class=\"banner {class}\" id=\"banner\">{text}</div>");
+    let _ = write!(
+        out,
+        "<div class=\"banner {class}\" id=\"banner\">{text}</div>"
+    );
 }
 
 fn incidents(out: &mut String, page: &Page) {
@@ -172,7 +175,11 @@ fn row(out: &mut String, row: &Row) {
     match row.uptime_30d {
         Some(pct) => {
             let band = uptime_color(pct).as_str();
-            let _ = write!(out, "<span class=\"up {band}\">{} (30 d)</span>", pct_text(pct));
+            let _ = write!(
+                out,
+                "<span class=\"up {band}\">{} (30 d)</span>",
+                pct_text(pct)
+            );
         }
         None => out.push_str("<span class=\"up muted\">no data</span>"),
     }
@@ -238,7 +245,11 @@ fn sparkline(out: &mut String, hours: &[Option<f64>]) {
     for (i, hour) in hours.iter().enumerate() {
         match hour {
             Some(ms) => {
-                let y = if max > 0.0 { H - 2.0 - (H - 4.0) * ms / max } else { H - 2.0 };
+                let y = if max > 0.0 {
+                    H - 2.0 - (H - 4.0) * ms / max
+                } else {
+                    H - 2.0
+                };
                 let _ = write!(line, "{:.1},{:.1} ", i as f64 * step, y);
             }
             None => flush(&mut line, out),
@@ -303,7 +314,10 @@ mod tests {
             silences: vec![],
         };
         let html = render(&page);
-        assert!(html.contains("<title>&lt;Acme&gt; &amp; co</title>"), "{html}");
+        assert!(
+            html.contains("<title>&lt;Acme&gt; &amp; co</title>"),
+            "{html}"
+        );
         assert!(!html.contains("<script>"));
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(html.contains("data-check=\"api&lt;1&gt;\" data-color=\"yellow\""));
@@ -315,6 +329,9 @@ mod tests {
         assert_eq!(html.matches("<polyline").count(), 4);
         assert!(html.contains("title=\"2026-09-01: no data\""));
         assert!(html.contains("title=\"2026-09-02: 99.90 %\""));
-        assert!(!html.contains("http://") && !html.contains("https://"), "no external assets");
+        assert!(
+            !html.contains("http://") && !html.contains("https://"),
+            "no external assets"
+        );
     }
 }
