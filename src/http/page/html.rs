@@ -70,9 +70,9 @@ pub fn render(page: &Page) -> String {
     for group in &page.groups {
         self::group(&mut out, group);
     }
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<footer>Updated {} · refreshes every {REFRESH_S} s · keeper {}</footer></main></body></html>\n",
+        "<footer>Updated {} · refreshes every {REFRESH_S} s · keeper {}</footer></main></body></html>",
         stamp(page.at),
         env!("CARGO_PKG_VERSION")
     );
