@@ -305,14 +305,14 @@ fn samples(out: &mut String, f: &Facts) {
         out.push_str("No samples stored around the start (past retention?).\n\n");
         return;
     }
-    out.push_str("| time | | up | color | status | latency | message |\n");
+    out.push_str("| time | when | up | color | status | latency | message |\n");
     out.push_str("| --- | --- | --- | --- | --- | --- | --- |\n");
     let rows = f.before.iter().map(|s| (s, "before"));
     for (s, side) in rows.chain(f.after.iter().map(|s| (s, "after"))) {
         let _ = writeln!(
             out,
             "| {} | {side} | {} | {} | {} | {:.0} ms | {} |",
-            time(s.at),
+            s.at.format("%Y-%m-%d %H:%M:%S%.3f"),
             if s.up { "yes" } else { "no" },
             s.color,
             s.status_code.map_or_else(|| "-".into(), |c| c.to_string()),
@@ -553,7 +553,7 @@ mod tests {
             .collect();
         assert_eq!(rows.len(), 3, "{samples}");
         assert!(rows[0].contains("| before | yes | green | 200 | 3 ms | 200 OK |"));
-        assert!(rows[1].starts_with("| 2026-11-30 05:00:00 | after | no | red | 503 |"));
+        assert!(rows[1].starts_with("| 2026-11-30 05:00:00.000 | after | no | red | 503 |"));
         let deploys = section(&report, "Deployments before it");
         assert!(deploys.contains("Deployments of shop in the two hours before"));
         assert!(
