@@ -201,7 +201,20 @@ async fn probe_shows_phases_status_certificate_and_verdict() {
 /// Runs `keeper ARGS…` with `NO_COLOR` unset plus `env`; returns (exit code,
 /// stdout, stderr). Its stdout is a pipe, not a terminal.
 async fn keeper_run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_keeper"))
+    keeper_in(None, args, env).await
+}
+
+/// [`keeper_run`] in directory `dir` (default: the tests').
+pub async fn keeper_in(
+    dir: Option<&std::path::Path>,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_keeper"));
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    let out = command
         .args(args)
         .env_remove("NO_COLOR")
         .envs(env.iter().copied())

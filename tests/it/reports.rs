@@ -232,17 +232,7 @@ both_backends!(
 
 /// Runs `keeper ARGS…` in `dir`; returns (exit code, stdout, stderr).
 async fn keeper_in(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_keeper"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .await
-        .expect("runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    crate::cli::keeper_in(Some(dir), args, &[]).await
 }
 
 /// The report without its first lines (the time it was made differs).
