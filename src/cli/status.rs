@@ -39,13 +39,24 @@ pub struct CheckRow {
     pub last_run_at: Option<DateTime<Utc>>,
     pub latency_ms: Option<f64>,
     #[serde(default)]
-    pub uptime_pct: UptimeRow,
+    pub uptime_pct: UptimeRow<f64>,
+    /// Each uptime colored by keeper's bands (absent from older keepers:
+    /// then the uptime is not colored).
+    #[serde(default)]
+    pub uptime_color: UptimeRow<Color>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-pub struct UptimeRow {
+/// A value per uptime window; `status` shows the last 24 hours.
+#[derive(Debug, Deserialize)]
+pub struct UptimeRow<T> {
     #[serde(rename = "24h")]
-    pub h24: Option<f64>,
+    pub h24: Option<T>,
+}
+
+impl<T> Default for UptimeRow<T> {
+    fn default() -> Self {
+        UptimeRow { h24: None }
+    }
 }
 
 /// What a check shows: its color once it ran, pending before.
@@ -143,10 +154,8 @@ pub fn table(checks: &[CheckRow], width: usize, paint: Paint) -> String {
             (Shown::Ran(_), Some(ms)) => format!("{ms:.0} ms"),
             _ => "-".into(),
         };
-        let (uptime, band) = match c.uptime_pct.h24 {
-            Some(pct) => (percent(pct), ansi(band(pct))),
-            None => ("-".into(), term::DIM),
-        };
+        let uptime = c.uptime_pct.h24.map_or_else(|| "-".into(), percent);
+        let band = c.uptime_color.h24.map_or(term::DIM, ansi);
         let message = match c.shown() {
             Shown::Pending if c.message.is_empty() => "not run yet",
             _ => &c.message,
@@ -189,17 +198,6 @@ fn ansi(color: Color) -> &'static str {
     }
 }
 
-/// The seed's uptime bands: green at 99 % and above, yellow from 95 %, red below.
-fn band(pct: f64) -> Color {
-    if pct >= 99.0 {
-        Color::Green
-    } else if pct >= 95.0 {
-        Color::Yellow
-    } else {
-        Color::Red
-    }
-}
-
 /// `100%`, `99.95%`: two decimals below 100, so 99.995 % never reads 100.
 fn percent(pct: f64) -> String {
     if pct >= 100.0 {
@@ -222,6 +220,9 @@ mod tests {
             latency_ms: ran.then_some(12.4),
             uptime_pct: UptimeRow {
                 h24: ran.then_some(99.5),
+            },
+            uptime_color: UptimeRow {
+                h24: ran.then_some(Color::Yellow),
             },
         }
     }
@@ -278,7 +279,10 @@ mod tests {
         let checks = vec![row("web", Color::Red, true)];
         let out = table(&checks, 80, Paint(true));
         assert!(out.contains("\x1b[31mred    \x1b[0m"), "{out:?}");
-        assert!(out.contains("\x1b[32m 99.50%\x1b[0m"), "{out:?}");
+        assert!(
+            out.contains("\x1b[33m 99.50%\x1b[0m"),
+            "keeper's band: {out:?}"
+        );
     }
 
     #[test]
