@@ -30,6 +30,7 @@ mod probe_safety;
 mod probes;
 mod prometheus;
 mod reads;
+mod reports;
 mod rollups;
 mod scheduler;
 mod secrets;
