@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
 mod oneshot;
+mod report;
 
 use crate::app;
 use crate::config::Config;
@@ -45,6 +46,9 @@ enum Command {
     /// Probe a target once and show what keeper sees: phases, status,
     /// certificate, verdict (exit 0 green, 1 yellow, 2 red).
     Probe(oneshot::Args),
+    /// Write a report: `cost` (what each Fly app costs, right-sizing hints).
+    #[command(subcommand)]
+    Report(report::Report),
     /// Show every check's current state, from a running keeper.
     Status {
         /// keeper's URL (default: from the config's server.listen).
@@ -114,6 +118,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Probe(args) => oneshot::run(args).await,
+        Command::Report(what) => report::run(&cli.config, what).await,
         Command::Status { url } => status(&Api::new(&cli.config, url)?).await,
         Command::Silence {
             check,

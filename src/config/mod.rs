@@ -6,6 +6,7 @@
 //! silently disables `deny_unknown_fields`: the shared keys into [`raw::Common`],
 //! the rest into the kind's own strict `Spec`.
 
+mod cost;
 mod env;
 mod error;
 mod kinds;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
+pub use cost::Cost;
 pub use error::{ConfigError, ConfigErrors};
 
 use crate::classify::Thresholds;
@@ -44,6 +46,8 @@ pub struct Config {
     pub channels: Vec<ChannelConfig>,
     pub routes: Vec<Route>,
     pub maintenance: Vec<Maintenance>,
+    /// `[cost]`: prices and bands for `keeper report cost`.
+    pub cost: Cost,
 }
 
 #[derive(Clone, Debug)]
@@ -236,6 +240,7 @@ struct Sections<'i> {
     routes: Vec<raw::Route>,
     maintenance: Vec<raw::Maintenance>,
     watchdog: raw::Watchdog,
+    cost: cost::RawCost,
     checks: Vec<(Spanned<String>, Spanned<DeTable<'i>>)>,
     channels: Vec<(Spanned<String>, Spanned<DeTable<'i>>)>,
 }
@@ -253,13 +258,14 @@ fn read_sections<'i>(root: DeTable<'i>, errors: &mut error::Collector) -> Sectio
             "routes" => s.routes = read(&name, value, errors).unwrap_or_default(),
             "maintenance" => s.maintenance = read(&name, value, errors).unwrap_or_default(),
             "watchdog" => s.watchdog = read(&name, value, errors).unwrap_or_default(),
+            "cost" => s.cost = read(&name, value, errors).unwrap_or_default(),
             "checks" => s.checks = kinds::named_tables(&name, value, errors),
             "channels" => s.channels = kinds::named_tables(&name, value, errors),
             _ => errors.at(
                 key.span(),
                 &name,
                 format!(
-                    "unknown key {name} (expected server, storage, delivery, defaults, severities, checks, channels, routes, maintenance or watchdog)"
+                    "unknown key {name} (expected server, storage, delivery, defaults, severities, checks, channels, routes, maintenance, watchdog or cost)"
                 ),
             ),
         }
@@ -282,6 +288,7 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
     let routes = read_routes(s.routes, &channels, errors);
     let delivery = read_delivery(s.delivery, errors);
     let maintenance = read_maintenance(s.maintenance, &known_checks, errors);
+    let cost = s.cost.resolve(errors);
     let listen = read_listen(s.server.listen.as_ref(), errors)?;
     Some(Config {
         path: path.to_path_buf(),
@@ -311,6 +318,7 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
         channels,
         routes,
         maintenance,
+        cost,
     })
 }
 
