@@ -211,8 +211,9 @@ pub fn judge(memory: Option<Use>, cpu: Option<Use>, bands: &Cost) -> (Verdict, b
     }
 }
 
-/// The report for `month` (as of `now`): every app of a `fly` check, read
-/// one after the other through `client`; `store` for `host` checks' samples.
+/// The report for `month` (as of `now`): every app of a `fly` check (the
+/// first check of each app), read one after the other through `client`, by
+/// name; `store` for `host` checks' samples.
 pub async fn report(
     config: &Config,
     month: Month,
@@ -230,6 +231,7 @@ pub async fn report(
         }
         apps.push(app_cost(config, check, spec, month, now, client, store).await);
     }
+    apps.sort_by(|a, b| a.app.cmp(&b.app));
     let total_usd = price::cents(apps.iter().map(|a| a.total_usd).sum());
     CostReport {
         month: month.to_string(),
