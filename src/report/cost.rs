@@ -316,10 +316,11 @@ fn machine_line(m: &fly::Machine, prices: &Cost, month_s: f64) -> MachineLine {
     let (billed, per_30_days) = match (m.running(), guest) {
         (true, Some(g)) => ("running".to_string(), g.price_month(prices)),
         (true, None) => ("not counted".to_string(), 0.0),
-        (false, _) => (
+        (false, _) if prices.stopped_rootfs_gb > 0.0 => (
             format!("rootfs only ({} GB)", prices.stopped_rootfs_gb),
             prices.stopped_rootfs_gb * prices.volume_gb_month,
         ),
+        (false, _) => ("rootfs not counted".to_string(), 0.0),
     };
     MachineLine {
         id: m.id.clone(),

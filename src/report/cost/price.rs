@@ -62,7 +62,7 @@ impl fmt::Display for Guest {
             CpuKind::Performance => "performance",
         };
         write!(f, "{kind}-{}x ", self.cpus)?;
-        if self.memory_mb % 1024 == 0 {
+        if self.memory_mb.is_multiple_of(1024) {
             write!(f, "{}GB", self.memory_mb / 1024)
         } else {
             write!(f, "{}MB", self.memory_mb)

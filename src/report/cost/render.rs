@@ -42,11 +42,20 @@ pub fn markdown(r: &CostReport) -> String {
         usd(p.memory_gb_month),
         usd(p.volume_gb_month)
     );
+    let stopped = if p.stopped_rootfs_gb > 0.0 {
+        format!(
+            "only its root file system ({} GB assumed, at the volume price)",
+            number(p.stopped_rootfs_gb)
+        )
+    } else {
+        "nothing here: Fly bills its used root file system, which the Machines API does not \
+         report (set `cost.stopped_rootfs_gb` to count it)"
+            .to_string()
+    };
     let _ = writeln!(
         out,
         "Estimate: the machines and volumes there are now, each in its current state for the \
-         whole month; a stopped machine costs only its root file system ({} GB assumed).\n",
-        number(p.stopped_rootfs_gb)
+         whole month; a stopped machine costs {stopped}.\n"
     );
     for app in &r.apps {
         app_section(&mut out, app);
