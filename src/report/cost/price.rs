@@ -140,9 +140,10 @@ pub fn over(per_30_days: f64, month_s: f64) -> f64 {
     per_30_days * month_s / PRICE_MONTH_S
 }
 
-/// Cents, rounded half away from zero: what is shown and added up.
+/// Cents, rounded half away from zero: what is shown and added up. Never
+/// `-0.0` (the sum of nothing), which would print as `$-0.00`.
 pub fn cents(usd: f64) -> f64 {
-    (usd * 100.0).round() / 100.0
+    (usd * 100.0).round() / 100.0 + 0.0
 }
 
 #[cfg(test)]
@@ -182,6 +183,8 @@ mod tests {
     #[test]
     fn a_month_is_billed_by_its_seconds() {
         assert_eq!(over(31.0, PRICE_MONTH_S), 31.0);
+        let nothing: f64 = std::iter::empty::<f64>().sum();
+        assert!(cents(nothing).is_sign_positive());
         assert_eq!(cents(over(31.0, 31.0 * 86_400.0)), 32.03);
         assert_eq!(cents(over(31.0, 28.0 * 86_400.0)), 28.93);
         let p = Cost {

@@ -8,6 +8,7 @@ use super::{AppCost, CostReport, Sizing, Suggestion, Use, Verdict};
 
 /// `$12.34`, `-$2.58`.
 fn usd(v: f64) -> String {
+    let v = v + 0.0; // no `-0.00`
     if v < 0.0 {
         format!("-${:.2}", -v)
     } else {
@@ -206,6 +207,7 @@ mod tests {
         assert_eq!(usd(2.5), "$2.50");
         assert_eq!(usd(-2.583), "-$2.58");
         assert_eq!(usd(0.0), "$0.00");
+        assert_eq!(usd(-0.0), "$0.00");
         assert_eq!(number(30.0), "30");
         assert_eq!(number(1.5), "1.5");
     }
