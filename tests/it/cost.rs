@@ -299,6 +299,8 @@ async fn a_month_of_machines_volumes_and_memory_use_priced_and_judged() {
             "memory_pct",
         ),
         fly_check("bare-fly", "bare", &fly.url, true),
+        // A query Prometheus refuses.
+        prometheus_check("bare-mem", "bare", &prom, "app_memory_pct{", "memory_pct"),
     ]
     .concat();
 
@@ -308,40 +310,25 @@ async fn a_month_of_machines_volumes_and_memory_use_priced_and_judged() {
     assert!(md.starts_with("# Fly.io cost, 2026-10 (31 days)\n"), "{md}");
     // lean: 2 × shared-cpu-1x 1GB running ($5.69 / 30 days → $5.88 in
     // October), the stopped one its 2 GB rootfs at $0.15/GB ($0.31), 10 GB
-    // of volume ($1.55).
-    assert_eq!(
-        line_with(&md, "148e127a0b4589"),
-        "| 148e127a0b4589 | fra | started | shared-cpu-1x 1GB | running | $5.88 |"
-    );
-    assert_eq!(
-        line_with(&md, "3d8d9020a11111"),
-        "| 3d8d9020a11111 | iad | started | shared-cpu-1x 1GB | running | $5.88 |"
-    );
-    assert_eq!(
-        line_with(&md, "5683d2e2f33333"),
-        "| 5683d2e2f33333 | fra | stopped | shared-cpu-1x 1GB | rootfs only (2 GB) | $0.31 |"
-    );
-    assert_eq!(
-        line_with(&md, "vol_lean"),
-        "| vol_lean | data | fra | 10 GB | $1.55 |"
-    );
-    // busy: performance-2x 4GB ($62 / 30 days), 40 GB of volume; the
-    // destroyed machine and the release command are not billed.
-    assert_eq!(
-        line_with(&md, "2a8e6f1b3c2222"),
-        "| 2a8e6f1b3c2222 | ams | started | performance-2x 4GB | running | $64.07 |"
-    );
+    // of volume ($1.55). busy: performance-2x 4GB ($62 / 30 days), 40 GB of
+    // volume. bare: shared-cpu-1x 256MB ($1.94 / 30 days).
+    let rows = [
+        "| 148e127a0b4589 | fra | started | shared-cpu-1x 1GB | running | $5.88 |",
+        "| 3d8d9020a11111 | iad | started | shared-cpu-1x 1GB | running | $5.88 |",
+        "| 5683d2e2f33333 | fra | stopped | shared-cpu-1x 1GB | rootfs only (2 GB) | $0.31 |",
+        "| vol_lean | data | fra | 10 GB | $1.55 |",
+        "| 2a8e6f1b3c2222 | ams | started | performance-2x 4GB | running | $64.07 |",
+        "| vol_busy | data | ams | 40 GB | $6.20 |",
+        "| 7b7b7b7b7b | sjc | started | shared-cpu-1x 256MB | running | $2.00 |",
+    ];
+    for row in rows {
+        let id = &row[..row[2..].find(' ').map_or(row.len(), |at| at + 2)];
+        assert_eq!(line_with(&md, id), row);
+    }
+    // The destroyed machine and the release command are not billed.
     assert!(
         !md.contains("0dead00000") && !md.contains("9e11aa0000"),
         "{md}"
-    );
-    assert_eq!(
-        line_with(&md, "vol_busy"),
-        "| vol_busy | data | ams | 40 GB | $6.20 |"
-    );
-    assert_eq!(
-        line_with(&md, "7b7b7b7b7b"),
-        "| 7b7b7b7b7b | sjc | started | shared-cpu-1x 256MB | running | $2.00 |"
     );
     let estimates: Vec<&str> = md
         .lines()
@@ -363,16 +350,17 @@ async fn a_month_of_machines_volumes_and_memory_use_priced_and_judged() {
         "| **Total** | 5 | 2 | **$85.89** |"
     );
 
-    // Right-sizing from the month in Prometheus (apps by name): bare has
-    // nothing measuring it; busy peaks at 90 % of its memory → up; lean
-    // peaks at 25 % and averages 10 % CPU → down.
+    // Right-sizing from the month in Prometheus (apps by name): bare's
+    // query is refused, so no usage data; busy peaks at 90 % of its memory
+    // → up; lean peaks at 25 % and averages 10 % CPU → down.
     let sizing: Vec<&str> = md
         .lines()
         .filter(|l| l.starts_with("Right-sizing:"))
         .collect();
     assert_eq!(sizing.len(), 3, "{md}");
     assert!(
-        sizing[0].starts_with("Right-sizing: no usage data ("),
+        sizing[0].starts_with("Right-sizing: no usage data (Prometheus at 127.0.0.1:")
+            && sizing[0].contains("HTTP 400 Bad Request: invalid parameter \"query\""),
         "{}",
         sizing[0]
     );
@@ -423,7 +411,7 @@ async fn a_month_of_machines_volumes_and_memory_use_priced_and_judged() {
     assert_eq!(
         summary,
         [
-            ("bare", 1, 2.0, "no_usage_data"),
+            ("bare", 1, 2.0, "unavailable"),
             ("busy", 1, 70.27, "up"),
             ("lean", 3, 13.62, "down"),
         ]
@@ -440,6 +428,8 @@ async fn an_unreadable_app_is_named_and_the_others_still_reported() {
     let config = [
         fly_check("gone-fly", "gone", &fly.url, true),
         fly_check("bare-fly", "bare", &fly.url, true),
+        // Nothing measures it.
+        fly_check("lean-fly", "lean", &fly.url, true),
         // Nothing listens there.
         prometheus_check(
             "bare-mem",
@@ -466,14 +456,27 @@ async fn an_unreadable_app_is_named_and_the_others_still_reported() {
         "{gone}"
     );
     assert_eq!(line_with(&md, "| gone |"), "| gone | 0 | 0 | unknown |");
-    // shared-cpu-1x 256MB: $1.94 per 30 days, for this month's days.
+    // Prices per 30 days, for this month's days: bare's shared-cpu-1x
+    // 256MB $1.94; lean's two shared-cpu-1x 1GB $5.69 each and its 10 GB
+    // volume $1.50; its stopped machine nothing (no stopped_rootfs_gb).
     let now = Utc::now();
     let first = now.date_naive().with_day(1).expect("the 1st");
     let days = (first + chrono::Months::new(1) - first).num_days() as f64;
-    let bare = (1.94 * days / 30.0 * 100.0).round() / 100.0;
+    let month = |per_30_days: f64| (per_30_days * days / 30.0 * 100.0).round() / 100.0;
+    let total = month(1.94) + 2.0 * month(5.69) + month(1.5);
     assert_eq!(
         line_with(&md, "**Total**"),
-        format!("| **Total** | 1 | 0 | **${bare:.2}** |")
+        format!("| **Total** | 4 | 1 | **${total:.2}** |")
+    );
+    assert_eq!(
+        line_with(&md, "5683d2e2f33333"),
+        "| 5683d2e2f33333 | fra | stopped | shared-cpu-1x 1GB | rootfs not counted | $0.00 |"
+    );
+    assert!(md.contains("a stopped machine costs nothing here"), "{md}");
+    assert_eq!(
+        line_with(&md, "Right-sizing: no usage data (no "),
+        "Right-sizing: no usage data (no prometheus check of memory_pct or cpu_pct, or host \
+         check, labelled with this app)"
     );
     let sizing = line_with(&md, "Right-sizing:");
     assert!(

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use url::Url;
 
 use super::price::{CpuKind, Guest};
-use crate::probe::api;
 use crate::probe::fly::Spec;
+use crate::probe::{self, api};
 
 /// How long one Machines API request may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -126,17 +126,12 @@ pub fn decode_machines(body: &[u8]) -> Result<Vec<Machine>, String> {
     let mut machines: Vec<Machine> = raw
         .into_iter()
         .filter(|m| {
-            let gone = matches!(
-                m.state.as_deref(),
-                Some("destroyed" | "destroying" | "replaced" | "migrated")
-            );
             let group = m
                 .config
                 .as_ref()
                 .and_then(|c| c.metadata.as_ref())
                 .and_then(|m| m.fly_process_group.as_deref());
-            let one_off = matches!(group, Some("fly_app_release_command" | "fly_app_console"));
-            !gone && !one_off
+            probe::fly::is_listed(m.state.as_deref(), group)
         })
         .map(|m| Machine {
             id: m.id.unwrap_or_else(|| "?".into()),

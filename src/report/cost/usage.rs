@@ -116,10 +116,6 @@ pub async fn prometheus(
 
 #[derive(Deserialize)]
 struct Envelope {
-    status: Option<String>,
-    #[serde(rename = "errorType")]
-    error_type: Option<String>,
-    error: Option<String>,
     data: Option<Data>,
 }
 
@@ -144,22 +140,12 @@ fn values(
     body: &[u8],
     spec: &Spec,
 ) -> Result<Vec<(String, f64)>, String> {
-    let envelope: Result<Envelope, _> = serde_json::from_slice(body);
-    if let Ok(Envelope {
-        status: Some(said),
-        error_type,
-        error,
-        ..
-    }) = &envelope
-        && said == "error"
-    {
-        let kind = error_type.as_deref().unwrap_or("error");
-        let text = error.as_deref().unwrap_or("(no error text)");
-        return Err(format!("query failed: {kind}: {}", api::shorten(text)));
-    }
+    // Prometheus refuses a query with 400/422/503 and its JSON `error`,
+    // which the reason quotes.
     if !status.is_success() {
         return Err(api::status_reason(status, body, spec.token.as_ref()));
     }
+    let envelope: Result<Envelope, _> = serde_json::from_slice(body);
     let data = envelope
         .map_err(|e| format!("invalid JSON: {e}"))?
         .data
