@@ -58,11 +58,10 @@ enum Command {
     Status(status::Args),
     /// List a running keeper's incidents with their timelines.
     Incidents(incidents::Args),
-    /// Write a report (Markdown) from a running keeper.
-    Report {
-        #[command(subcommand)]
-        report: ReportKind,
-    },
+    /// Write a report: `incident` (Markdown, from a running keeper) or
+    /// `cost` (what each Fly app costs, right-sizing hints).
+    #[command(subcommand)]
+    Report(report::Report),
     /// Silence a check's notifications for a while (token from KEEPER_API_TOKEN).
     Silence {
         /// The check to silence.
@@ -88,14 +87,6 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
-}
-
-/// The reports `keeper report` writes.
-#[derive(Debug, Subcommand)]
-enum ReportKind {
-    /// INCIDENT_REPORT_YYYY-MM-DD-<id>.md: summary, impact, timeline,
-    /// samples, deployments before it, MTTA/MTTR.
-    Incident(report::IncidentArgs),
 }
 
 /// Parses the command line and runs the verb.
@@ -136,9 +127,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Probe(args) => oneshot::run(args).await,
         Command::Status(args) => Ok(status::run(&cli.config, args).await),
         Command::Incidents(args) => incidents::run(&cli.config, args).await,
-        Command::Report {
-            report: ReportKind::Incident(args),
-        } => report::incident(&cli.config, args).await,
+        Command::Report(what) => report::run(&cli.config, what).await,
         Command::Silence {
             check,
             duration,

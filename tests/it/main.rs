@@ -10,6 +10,7 @@ mod channels;
 mod cli;
 mod command;
 mod config;
+mod cost;
 mod crash;
 mod delivery;
 mod dns;
