@@ -4,6 +4,7 @@
 
 mod api;
 mod auth;
+mod deployments;
 mod error;
 mod incidents;
 mod ingest;
@@ -81,6 +82,7 @@ pub fn router(state: AppState) -> Router {
             api::router()
                 .merge(incidents::router())
                 .merge(silences::router())
+                .merge(deployments::router())
                 .route_layer(guard),
         )
         .merge(ping::router())

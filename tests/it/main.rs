@@ -12,6 +12,7 @@ mod command;
 mod config;
 mod crash;
 mod delivery;
+mod deployments;
 mod dns;
 mod durability;
 mod e2e;

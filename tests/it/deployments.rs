@@ -1,0 +1,116 @@
+//! Deployments (issue 11 point 3): recorded over the API (write token, JSON,
+//! clear 4xx for bad bodies) and listed newest first.
+
+use crate::support::app::TestApp;
+use crate::support::config::TestConfig;
+use crate::support::db::both_backends;
+
+const TOKEN: &str = "s3cret-api-token-0001";
+
+/// `POST /api/v1/deployments` with `body`, the token when given and a JSON
+/// content type unless `content_type` says otherwise: status and JSON answer.
+async fn post(
+    app: &TestApp,
+    body: &str,
+    token: Option<&str>,
+    content_type: &str,
+) -> (u16, serde_json::Value) {
+    let mut req = app
+        .http
+        .post(format!("{}/api/v1/deployments", app.base))
+        .header("content-type", content_type)
+        .body(body.to_string());
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    let resp = req.send().await.expect("POST /api/v1/deployments");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.expect("a JSON answer"))
+}
+
+async fn deploy(app: &TestApp, body: serde_json::Value) -> serde_json::Value {
+    let (status, answer) = post(app, &body.to_string(), Some(TOKEN), "application/json").await;
+    assert_eq!(status, 201, "{body}: {answer}");
+    answer
+}
+
+fn versions(list: &serde_json::Value) -> Vec<&str> {
+    list.as_array()
+        .expect("a JSON array")
+        .iter()
+        .map(|d| d["version"].as_str().expect("version"))
+        .collect()
+}
+
+both_backends!(
+    async fn deployments_are_recorded_with_the_token_and_listed_newest_first(db) {
+        let app = TestApp::start_on(db, TestConfig::new().api_token(TOKEN)).await;
+        let body = r#"{"app": "web", "version": "v41"}"#;
+
+        let (status, answer) = post(&app, body, None, "application/json").await;
+        assert_eq!(status, 401, "{answer}");
+        assert!(answer["error"].as_str().unwrap().contains("Bearer"), "{answer}");
+        let (status, _) = post(&app, body, Some("wrong-token"), "application/json").await;
+        assert_eq!(status, 401);
+        let (status, answer) = post(&app, body, Some(TOKEN), "text/plain").await;
+        assert_eq!(status, 415, "{answer}");
+        assert!(app.get_json("/api/v1/deployments").await.as_array().unwrap().is_empty());
+
+        let rfc3339 = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let long_ago = rfc3339(chrono::Utc::now() - chrono::Duration::days(45));
+        let v41 = deploy(&app, serde_json::json!({"app": "web", "version": "v41", "at": long_ago})).await;
+        assert!(v41["id"].as_i64().unwrap() > 0, "{v41}");
+        assert_eq!(v41["at"], long_ago);
+        assert_eq!((v41["description"].as_str(), v41["by"].as_str()), (Some(""), Some("")));
+        let since = rfc3339(chrono::Utc::now() - chrono::Duration::days(60));
+        deploy(&app, serde_json::json!({"app": "api", "version": "v7", "by": "carol"})).await;
+        let v42 = deploy(&app, serde_json::json!({
+            "app": "web", "version": "v42", "description": "fix the login", "by": "ci"
+        })).await;
+        assert_eq!(v42["app"], "web");
+        assert_eq!(v42["description"], "fix the login");
+        assert_eq!(v42["by"], "ci");
+        let at = chrono::DateTime::parse_from_rfc3339(v42["at"].as_str().unwrap()).expect("at");
+        assert!((chrono::Utc::now() - at.to_utc()).num_seconds().abs() < 60, "at defaults to now: {v42}");
+
+        let all = app.get_json(&format!("/api/v1/deployments?since={since}")).await;
+        assert_eq!(versions(&all), ["v42", "v7", "v41"]);
+        let web = app.get_json(&format!("/api/v1/deployments?app=web&since={since}")).await;
+        assert_eq!(versions(&web), ["v42", "v41"]);
+        // Without since: the last 30 days only.
+        let recent = app.get_json("/api/v1/deployments?app=web").await;
+        assert_eq!(versions(&recent), ["v42"]);
+        let newest = app.get_json(&format!("/api/v1/deployments?since={since}&limit=1")).await;
+        assert_eq!(versions(&newest), ["v42"]);
+        assert!(app.get_json("/api/v1/deployments?app=nope").await.as_array().unwrap().is_empty());
+
+        let (status, answer) = app.get_status("/api/v1/deployments?bogus=1").await;
+        assert_eq!(status, 400, "{answer}");
+        assert!(answer.contains("bogus"), "{answer}");
+        let (status, answer) = app.get_status("/api/v1/deployments?since=yesterday").await;
+        assert_eq!(status, 400, "{answer}");
+    }
+);
+
+both_backends!(
+    async fn bad_deployments_are_refused_with_the_reason(db) {
+        let app = TestApp::start_on(db, TestConfig::new().api_token(TOKEN)).await;
+        let long = "x".repeat(201);
+        let cases = [
+            (r#"{"app": "", "version": "v1"}"#.to_string(), "app: must not be empty"),
+            (r#"{"app": "web"}"#.to_string(), "missing field `version`"),
+            (r#"{"app": "web", "version": "v1", "env": "prod"}"#.to_string(), "unknown field `env`"),
+            (format!(r#"{{"app": "web", "version": "{long}"}}"#), "version: 201 bytes"),
+            (r#"{"app": "web", "version": "v1", "at": "2099-01-01T00:00:00Z"}"#.to_string(), "ahead"),
+            ("not json".to_string(), "invalid JSON body"),
+        ];
+        for (body, want) in cases {
+            let (status, answer) = post(&app, &body, Some(TOKEN), "application/json").await;
+            assert_eq!(status, 400, "{body}: {answer}");
+            let error = answer["error"].as_str().unwrap_or_default();
+            assert!(error.contains(want), "{body}: {answer}");
+        }
+        let (status, answer) = app.get_status("/api/v1/deployments").await;
+        assert_eq!((status, answer.as_str()), (200, "[]"), "nothing recorded");
+    }
+);
