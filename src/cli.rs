@@ -1,6 +1,6 @@
 //! The command line (DESIGN.md §8): `run` (the default), `check-config`,
 //! `migrate`, and the clients of a running daemon's API: `status`, `ack`,
-//! `silence`; and `probe`, one run of a probe by hand ([`oneshot`]).
+//! `silence`, `deploy` ([`deploy`]); and `probe`, one run of a probe by hand ([`oneshot`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
+mod deploy;
 mod oneshot;
 
 use crate::app;
@@ -76,6 +77,9 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Record a deployment: the app's checks are watched closely for a while
+    /// and incidents name it (token from KEEPER_API_TOKEN).
+    Deploy(deploy::Args),
 }
 
 /// Parses the command line and runs the verb.
@@ -125,6 +129,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let by = by.or_else(|| std::env::var("USER").ok());
             ack(&Api::new(&cli.config, url)?, incident, by).await
         }
+        Command::Deploy(args) => deploy::run(&Api::new(&cli.config, args.url.clone())?, args).await,
     }
 }
 

@@ -1,9 +1,9 @@
 //! Deployments (issue 11 point 3): recorded over the API (write token, JSON,
 //! clear 4xx for bad bodies) and listed newest first.
 
-use crate::support::app::TestApp;
+use crate::support::app::{TestApp, spawn_app};
 use crate::support::config::TestConfig;
-use crate::support::db::both_backends;
+use crate::support::db::{Backend, both_backends};
 
 const TOKEN: &str = "s3cret-api-token-0001";
 
@@ -114,3 +114,48 @@ both_backends!(
         assert_eq!((status, answer.as_str()), (200, "[]"), "nothing recorded");
     }
 );
+
+#[tokio::test]
+async fn keeper_deploy_records_through_the_api_with_the_token_from_the_environment() {
+    let app = spawn_app(Backend::Sqlite, TestConfig::new().api_token(TOKEN)).await;
+    let run = |token: &'static str| {
+        let base = app.base.clone();
+        async move {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_keeper"))
+                .args([
+                    "deploy",
+                    "web",
+                    "v42",
+                    "--description",
+                    "fix login",
+                    "--by",
+                    "ci",
+                ])
+                .args(["--url", &base])
+                .env("KEEPER_API_TOKEN", token)
+                .output()
+                .await
+                .expect("keeper deploy runs")
+        }
+    };
+    let refused = run("wrong-token-00000000").await;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("401") && stderr.contains("invalid API token"),
+        "{stderr}"
+    );
+
+    let out = run(TOKEN).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("recorded: web v42 at "), "{stdout}");
+    let list = app.get_json("/api/v1/deployments?app=web").await;
+    assert_eq!(versions(&list), ["v42"]);
+    assert_eq!(list[0]["by"], "ci");
+    assert_eq!(list[0]["description"], "fix login");
+}
