@@ -6,6 +6,7 @@
 //! silently disables `deny_unknown_fields`: the shared keys into [`raw::Common`],
 //! the rest into the kind's own strict `Spec`.
 
+mod apps;
 mod env;
 mod error;
 mod kinds;
@@ -20,6 +21,7 @@ use std::time::Duration;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
+pub use apps::{AppDeploys, DEFAULT_DEPLOY_WATCH, Deploys};
 pub use error::{ConfigError, ConfigErrors};
 
 use crate::classify::Thresholds;
@@ -44,6 +46,8 @@ pub struct Config {
     pub channels: Vec<ChannelConfig>,
     pub routes: Vec<Route>,
     pub maintenance: Vec<Maintenance>,
+    /// `[defaults] deploy_watch` and `[apps.NAME]`: what follows a deployment.
+    pub deploys: Deploys,
 }
 
 #[derive(Clone, Debug)]
@@ -236,6 +240,7 @@ struct Sections<'i> {
     routes: Vec<raw::Route>,
     maintenance: Vec<raw::Maintenance>,
     watchdog: raw::Watchdog,
+    apps: Vec<(Spanned<String>, Spanned<DeTable<'i>>)>,
     checks: Vec<(Spanned<String>, Spanned<DeTable<'i>>)>,
     channels: Vec<(Spanned<String>, Spanned<DeTable<'i>>)>,
 }
@@ -255,11 +260,12 @@ fn read_sections<'i>(root: DeTable<'i>, errors: &mut error::Collector) -> Sectio
             "watchdog" => s.watchdog = read(&name, value, errors).unwrap_or_default(),
             "checks" => s.checks = kinds::named_tables(&name, value, errors),
             "channels" => s.channels = kinds::named_tables(&name, value, errors),
+            "apps" => s.apps = kinds::named_tables(&name, value, errors),
             _ => errors.at(
                 key.span(),
                 &name,
                 format!(
-                    "unknown key {name} (expected server, storage, delivery, defaults, severities, checks, channels, routes, maintenance or watchdog)"
+                    "unknown key {name} (expected server, storage, delivery, defaults, severities, checks, channels, routes, maintenance, watchdog or apps)"
                 ),
             ),
         }
@@ -268,7 +274,8 @@ fn read_sections<'i>(root: DeTable<'i>, errors: &mut error::Collector) -> Sectio
 }
 
 fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> Option<Config> {
-    let s = read_sections(root, errors);
+    let mut s = read_sections(root, errors);
+    let deploy_watch = s.defaults.deploy_watch.take();
     let defaults = s.defaults.resolve(errors);
     let channels: Vec<ChannelConfig> = s
         .channels
@@ -278,6 +285,7 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
     let known_checks: BTreeSet<String> =
         s.checks.iter().map(|(n, _)| n.get_ref().clone()).collect();
     let mut checks = read_checks(s.checks, &defaults, &known_checks, errors);
+    let deploys = apps::read_apps(deploy_watch, s.apps, &checks, errors);
     checks.extend(s.watchdog.checks(&channels, &defaults, errors));
     let routes = read_routes(s.routes, &channels, errors);
     let delivery = read_delivery(s.delivery, errors);
@@ -311,6 +319,7 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
         channels,
         routes,
         maintenance,
+        deploys,
     })
 }
 
