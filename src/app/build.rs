@@ -289,6 +289,7 @@ fn engine_parts(
         outbox: outbox.waker(),
         direct: outbox.direct(),
         queue: 4096,
+        deploys: config.deploys.clone(),
     }
 }
 

@@ -9,6 +9,7 @@
 mod board;
 mod clock;
 mod commit;
+mod deploy;
 mod offline;
 mod requests;
 mod sink;
@@ -71,6 +72,8 @@ pub struct Engine {
     away: Option<offline::Away>,
     /// Incident changes made while storage was away, to write down.
     unwritten: offline::Unwritten,
+    /// Recent deployments: their apps' checks are watched closely.
+    deploys: deploy::Watch,
 }
 
 /// What the engine's parts are built from.
@@ -87,6 +90,8 @@ pub struct Parts {
     pub direct: Direct,
     /// Samples that may wait for the engine.
     pub queue: usize,
+    /// What follows a deployment, per app (`deploy_watch`, `rollback_hint`).
+    pub deploys: crate::config::Deploys,
 }
 
 /// The engine's inputs, handed to [`Engine::run`].
@@ -117,6 +122,7 @@ impl Engine {
             direct: parts.direct,
             away: None,
             unwritten: offline::Unwritten::default(),
+            deploys: deploy::Watch::new(parts.deploys),
         };
         let handle = EngineHandle {
             commands: commands_tx,
@@ -152,6 +158,11 @@ impl Engine {
         }
         let silences = offline::bounded(self.store.silences(now)).await?;
         self.policy.set_silences(silences);
+        // Deployments still watched (up to an hour ahead: `at` comes from the deployer's clock).
+        let since = now - self.deploys.horizon();
+        let until = now + chrono::Duration::hours(1);
+        let deploys = offline::bounded(self.store.deployments(None, since, until, 1000)).await?;
+        deploys.into_iter().for_each(|d| self.deploys.record(d));
         for (i, rt) in self.checks.iter_mut().enumerate() {
             if let Some(inc) = open.iter().find(|inc| inc.check == *rt.config.name) {
                 rt.state = CheckState::restored(
@@ -253,10 +264,13 @@ impl Engine {
             return;
         };
         let config = &rt.config;
+        // Just after a deployment of its app, one failure is enough.
+        let failures =
+            (self.deploys).failures_before_alert(config.app(), config.failures_before_alert, now);
         rt.state.observe(
             &obs.verdict,
             obs.sample.at,
-            config.failures_before_alert,
+            failures,
             config.successes_before_resolve,
         );
         self.metrics.set_status(obs.check, rt.state.color);
@@ -314,8 +328,18 @@ impl Engine {
     }
 
     /// Turns a decision into an incident change, as the policy says, and commits it.
-    async fn decided(&mut self, check: usize, decision: Decision, now: DateTime<Utc>) {
+    async fn decided(&mut self, check: usize, mut decision: Decision, now: DateTime<Utc>) {
         let open = self.checks[check].open.clone();
+        // An incident starting soon after a deployment of its app says so.
+        let app = self.checks[check].config.app();
+        match &mut decision {
+            Decision::Open { message, .. } => *message = self.deploys.annotate(app, message, now),
+            Decision::Escalate { message, .. } => {
+                let started_at = open.as_ref().map_or(now, |o| o.started_at);
+                *message = self.deploys.annotate(app, message, started_at);
+            }
+            Decision::Resolve { .. } => {}
+        }
         let severity = policy::changes::severity_of(&decision, open.as_ref());
         let hold = self.hold(check, severity, now);
         let name = &self.checks[check].config.name;

@@ -52,6 +52,7 @@ async fn fixture(checks_and_policy: &str) -> Fixture {
         outbox: outbox.waker(),
         direct: outbox.direct(),
         queue: 16,
+        deploys: config.deploys.clone(),
     });
     engine.restore().await.expect("restore");
     Fixture {
@@ -250,4 +251,58 @@ async fn low_incidents_wait_for_the_digest_and_go_out_in_one_batch() {
     assert_eq!(f.timeline(blog).await, ["opened", "resolved", "notified"]);
     f.tick(due + 1).await;
     assert_eq!(f.queued().await.len(), 2, "once");
+}
+
+const APPS: &str = "[checks.web]\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\nlabels = { app = \"web\" }\n\
+                    failures_before_alert = 3\n\n[checks.api]\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n\
+                    labels = { app = \"api\" }\nfailures_before_alert = 3\n\n\
+                    [apps.web]\nrollback_hint = \"./rollback web\"\n";
+
+#[tokio::test]
+async fn after_a_deployment_its_apps_checks_page_at_the_first_failure_naming_it() {
+    let mut f = fixture(APPS).await;
+    let deployment = crate::core::deployment::Deployment {
+        id: 7,
+        app: "web".into(),
+        version: "v42".into(),
+        description: String::new(),
+        by: "ci".into(),
+        at: f.at(0),
+    };
+    f.engine.command(Command::Deployed(deployment)).await;
+    f.sample("web", Some(Severity::Critical), 180).await;
+    f.sample("api", Some(Severity::Critical), 180).await;
+    let queued = f.queued().await;
+    assert_eq!(queued.len(), 1, "web at once, api not yet: {queued:?}");
+    let opened = &queued[0].0;
+    assert_eq!(
+        (opened.check.as_str(), opened.state),
+        ("web", EventKind::Opened)
+    );
+    assert_eq!(
+        opened.message,
+        "503\nstarted 3 min after deploy v42 of web (by ci)\nto roll back: ./rollback web"
+    );
+    let id = f.open_id("web").await;
+    let stored = f.store.incident(id).await.expect("incident");
+    assert_eq!(stored.message, opened.message, "the incident says so too");
+
+    // Past the 10-minute watch, web needs its three failures again.
+    f.sample("web", None, 590).await;
+    f.sample("web", None, 591).await;
+    assert!(
+        f.store
+            .open_incidents()
+            .await
+            .expect("open")
+            .iter()
+            .all(|i| i.check != "web")
+    );
+    f.sample("web", Some(Severity::Critical), 600).await;
+    f.sample("web", Some(Severity::Critical), 601).await;
+    assert_eq!(f.store.open_incidents().await.expect("open").len(), 0);
+    f.sample("web", Some(Severity::Critical), 602).await;
+    let web = f.open_id("web").await;
+    let later = f.store.incident(web).await.expect("incident");
+    assert_eq!(later.message, "503", "outside the watch: no note");
 }

@@ -111,6 +111,7 @@ async fn create(
         .await
         .map_err(|e| ApiError::unavailable(format!("recording the deployment: {e}")))?;
     tracing::info!(app = %deployment.app, version = %deployment.version, by = %deployment.by, id = deployment.id, "deployment recorded");
+    state.engine.deployed(deployment.clone()).await;
     Ok((StatusCode::CREATED, Json(deployment)))
 }
 

@@ -1,9 +1,15 @@
 //! Deployments (issue 11 point 3): recorded over the API (write token, JSON,
-//! clear 4xx for bad bodies) and listed newest first.
+//! clear 4xx for bad bodies) or `keeper deploy`, listed newest first; an
+//! incident soon after one pages at the first failure and names it.
+
+use std::time::Duration;
 
 use crate::support::app::{TestApp, spawn_app};
-use crate::support::config::TestConfig;
+use crate::support::config::{Check, TestConfig, table};
 use crate::support::db::{Backend, both_backends};
+use crate::support::receiver::Receiver;
+use crate::support::target::Target;
+use crate::support::{wait_for, wait_until};
 
 const TOKEN: &str = "s3cret-api-token-0001";
 
@@ -159,3 +165,58 @@ async fn keeper_deploy_records_through_the_api_with_the_token_from_the_environme
     assert_eq!(list[0]["by"], "ci");
     assert_eq!(list[0]["description"], "fix login");
 }
+
+both_backends!(
+    async fn an_incident_soon_after_a_deployment_names_it_and_the_rollback(db) {
+        let target = Target::start().await;
+        let hook = Receiver::start().await;
+        let config = TestConfig::new()
+            .api_token(TOKEN)
+            .check(
+                Check::http("web", target.url("/health"))
+                    .interval("200ms")
+                    .set("labels", table(&[("app", "web")]))
+                    .set("failures_before_alert", 3),
+            )
+            .set("apps.web", "rollback_hint", "./deploy.sh rollback web")
+            .page(&hook);
+        let app = TestApp::start_on(db, config).await;
+        wait_until("web is green", Duration::from_secs(20), || async {
+            app.check("web").await["color"] == "green"
+        })
+        .await;
+        deploy(&app, serde_json::json!({"app": "web", "version": "v42", "by": "ci"})).await;
+        target.set_status(503);
+
+        let opened = wait_for("the opened notification", Duration::from_secs(20), || async {
+            hook.json_bodies().into_iter().find(|n| n["state"] == "opened")
+        })
+        .await;
+        let message = opened["message"].as_str().expect("a message");
+        let mut lines = message.lines();
+        assert!(lines.next().unwrap().contains("503"), "{message}");
+        let note = lines.next().expect("the deploy note");
+        assert!(note.starts_with("started ") && note.ends_with(" after deploy v42 of web (by ci)"), "{message}");
+        assert_eq!(lines.next(), Some("to roll back: ./deploy.sh rollback web"), "{message}");
+
+        // It opened at the first failure, not the configured third: one red
+        // sample up to its start (read once a later sample is stored).
+        let time = |v: &serde_json::Value| {
+            chrono::DateTime::parse_from_rfc3339(v.as_str().expect("a timestamp")).expect("RFC 3339")
+        };
+        let started_at = time(&opened["started_at"]);
+        let samples = wait_for("a sample after the opening", Duration::from_secs(20), || async {
+            let samples = app.get_json("/api/v1/checks/web/samples").await;
+            let list = samples.as_array().expect("a JSON array").clone();
+            list.iter().any(|s| time(&s["at"]) > started_at).then_some(list)
+        })
+        .await;
+        let red_before = samples
+            .iter()
+            .filter(|s| s["color"] == "red" && time(&s["at"]) <= started_at)
+            .count();
+        assert_eq!(red_before, 1, "{started_at}: {samples:?}");
+        let incidents = app.get_json("/api/v1/incidents?state=open").await;
+        assert_eq!(incidents[0]["message"], message, "the incident says so too");
+    }
+);
