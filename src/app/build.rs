@@ -17,9 +17,10 @@ use tokio::sync::mpsc;
 use super::{AppError, open_store};
 use crate::config::Config;
 use crate::core::CheckName;
+use crate::core::deployment::NewDeployment;
 use crate::core::health::ChannelHealth;
 use crate::core::heartbeat::HeartbeatRow;
-use crate::engine::{Board, Engine, Inputs, Parts, Sink};
+use crate::engine::{Board, Engine, EngineHandle, Inputs, Parts, Sink};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::notify::Channel;
@@ -80,7 +81,10 @@ pub async fn build(config: Config) -> Result<Built, AppError> {
     let metrics = Metrics::new(&names);
     let (listener, addr) = listen(&config).await?;
     let health = ChannelHealth::default();
-    let (probes, wake_requests) = probe_context(&config, &store, &metrics, &health, addr).await?;
+    // The engine, built after the probes, hears of deployments the fly check sees.
+    let engine_slot = Arc::new(OnceLock::new());
+    let (probes, wake_requests) =
+        probe_context(&config, &store, &metrics, &health, addr, &engine_slot).await?;
     let (jobs, channels) = built_or_every_problem(&config, &probes, &metrics)?;
     // Heartbeats' signals and generated tokens, as the last run left them.
     probes
@@ -105,6 +109,7 @@ pub async fn build(config: Config) -> Result<Built, AppError> {
     let (mut engine, sink, engine_handle, engine_inputs) =
         Engine::new(engine_parts(&config, &store, buffer, &metrics, &outbox));
     engine.restore().await.map_err(stored)?;
+    let _ = engine_slot.set(engine_handle.clone());
     let board = engine.board();
     let scheduler_running = Arc::new(AtomicBool::new(true));
     let task_died = Arc::new(OnceLock::new());
@@ -155,6 +160,7 @@ async fn probe_context(
     metrics: &Metrics,
     health: &ChannelHealth,
     addr: SocketAddr,
+    engine: &Arc<OnceLock<EngineHandle>>,
 ) -> Result<(probe::Context, mpsc::Receiver<usize>), AppError> {
     let names: Vec<CheckName> = config.checks.iter().map(|c| c.name.clone()).collect();
     let (wakes, wake_requests) = probe::wake::wakes(names.into(), 1024);
@@ -175,6 +181,7 @@ async fn probe_context(
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{addr}")),
+        deployments: Arc::new(SeenDeployments::new(config, store, engine)),
     };
     Ok((probe::Context::daemon(roots, daemon), wake_requests))
 }
@@ -304,5 +311,51 @@ impl Persistence for Store {
         row: &'a HeartbeatRow,
     ) -> BoxFuture<'a, Result<Option<String>, PersistError>> {
         Box::pin(async move { Ok(self.save_heartbeat(row).await?) })
+    }
+}
+
+/// Deployments the `fly` check sees: recorded under the check's app, then
+/// told to the engine (once it is built), which watches the app.
+#[derive(Debug)]
+struct SeenDeployments {
+    store: Store,
+    /// Each check's app ([`CheckConfig::app`](crate::config::CheckConfig::app)).
+    apps: BTreeMap<String, String>,
+    engine: Arc<OnceLock<EngineHandle>>,
+}
+
+impl SeenDeployments {
+    fn new(config: &Config, store: &Store, engine: &Arc<OnceLock<EngineHandle>>) -> Self {
+        let apps = config
+            .checks
+            .iter()
+            .filter_map(|c| Some((c.name.to_string(), c.app()?.to_string())))
+            .collect();
+        SeenDeployments {
+            store: store.clone(),
+            apps,
+            engine: engine.clone(),
+        }
+    }
+}
+
+impl probe::DeploymentSink for SeenDeployments {
+    fn record<'a>(
+        &'a self,
+        check: &'a str,
+        mut deployment: NewDeployment,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            if let Some(app) = self.apps.get(check) {
+                deployment.app.clone_from(app);
+            }
+            let recorded = (self.store.record_deployment(&deployment).await)
+                .map_err(|e| format!("recording the deployment: {e}"))?;
+            tracing::info!(check, app = %recorded.app, version = %recorded.version, "deployment seen");
+            if let Some(engine) = self.engine.get() {
+                engine.deployed(recorded).await;
+            }
+            Ok(())
+        })
     }
 }

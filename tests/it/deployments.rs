@@ -220,3 +220,82 @@ both_backends!(
         assert_eq!(incidents[0]["message"], message, "the incident says so too");
     }
 );
+
+/// A started machine in the Machines API's documented shape
+/// (external-apis.md §1), running release `release` of image tag `tag`.
+fn fly_machine(id: &str, release: u32, tag: &str) -> serde_json::Value {
+    serde_json::json!({
+        "id": id, "name": "snowy-leaf-4201", "state": "started", "region": "fra",
+        "instance_id": format!("01GH8YVWQ3ZJK96N1X2D9M{release}"),
+        "image_ref": {"registry": "registry.fly.io", "repository": "web-prod", "tag": tag,
+                      "digest": "sha256:9daa", "labels": {"fly.version": "v0.0.32"}},
+        "config": {
+            "image": format!("registry.fly.io/web-prod:{tag}"),
+            "guest": {"cpu_kind": "shared", "cpus": 1, "memory_mb": 1024},
+            "metadata": {"fly_platform_version": "v2", "fly_process_group": "app",
+                         "fly_release_version": release.to_string()},
+            "restart": {"policy": "always"}, "services": []
+        },
+        "events": [], "checks": [], "host_status": "ok"
+    })
+}
+
+both_backends!(
+    async fn the_fly_check_records_a_new_release_once_and_incidents_name_it(db) {
+        let fly = Target::start().await;
+        let set_machines = |machines: &[serde_json::Value]| fly.set_body(serde_json::Value::from(machines.to_vec()).to_string());
+        set_machines(&[fly_machine("148e127a0b4589", 42, "deployment-01"), fly_machine("3d8d9020a11111", 42, "deployment-01")]);
+        let web = Target::start().await;
+        let hook = Receiver::start().await;
+        let config = TestConfig::new()
+            .check(
+                Check::new("web-fly", "fly")
+                    .set("app", "web-prod")
+                    .set("token", "fo1_s3cret-token-value")
+                    .set("api_url", fly.url(""))
+                    .set("labels", table(&[("app", "web")]))
+                    .interval("200ms"),
+            )
+            .check(
+                Check::http("web", web.url("/health"))
+                    .interval("200ms")
+                    .set("labels", table(&[("app", "web")]))
+                    .set("failures_before_alert", 3),
+            )
+            .page(&hook);
+        let app = TestApp::start_on(db, config).await;
+        let deployments = || async { app.get_json("/api/v1/deployments").await.as_array().unwrap().clone() };
+        let runs = fly.requests();
+        wait_until("three runs of the fly check", Duration::from_secs(20), || async { fly.requests() >= runs + 3 }).await;
+        assert!(deployments().await.is_empty(), "nothing on the first runs");
+
+        // A rolling deploy: one machine on release 43, then both.
+        set_machines(&[fly_machine("148e127a0b4589", 43, "deployment-02"), fly_machine("3d8d9020a11111", 42, "deployment-01")]);
+        let recorded = wait_for("the deployment the fly check saw", Duration::from_secs(20), || async {
+            deployments().await.pop()
+        })
+        .await;
+        assert_eq!(recorded["app"], "web", "the check's app label");
+        assert_eq!(recorded["version"], "v43");
+        assert_eq!(recorded["by"], "fly");
+        assert_eq!(
+            recorded["description"],
+            "seen by the fly check: image registry.fly.io/web-prod:deployment-02 on 148e127a"
+        );
+        set_machines(&[fly_machine("148e127a0b4589", 43, "deployment-02"), fly_machine("3d8d9020a11111", 43, "deployment-02")]);
+        let runs = fly.requests();
+        wait_until("three more runs", Duration::from_secs(20), || async { fly.requests() >= runs + 3 }).await;
+        assert_eq!(deployments().await.len(), 1, "release 43 once");
+
+        // The app's checks are watched: a failure pages at once, with Fly's rollback.
+        web.set_status(503);
+        let opened = wait_for("the opened notification", Duration::from_secs(20), || async {
+            hook.json_bodies().into_iter().find(|n| n["state"] == "opened")
+        })
+        .await;
+        let message = opened["message"].as_str().unwrap();
+        assert_eq!(opened["check"], "web");
+        assert!(message.contains(" after deploy v43 of web (by fly)\n"), "{message}");
+        assert!(message.ends_with("\nto roll back: flyctl releases rollback --app web-prod"), "{message}");
+    }
+);
