@@ -17,6 +17,9 @@ use crate::core::text::MAX_TEXT;
 pub struct Watch {
     rules: Deploys,
     newest: BTreeMap<String, Deployment>,
+    /// The newest deployment of each app until its watch ends: then its
+    /// samples are compared with the hour before it ([`Watch::ended`]).
+    pending: Vec<Deployment>,
 }
 
 impl Watch {
@@ -24,6 +27,7 @@ impl Watch {
         Watch {
             rules,
             newest: BTreeMap::new(),
+            pending: Vec::new(),
         }
     }
 
@@ -32,14 +36,40 @@ impl Watch {
         chrono::Duration::from_std(self.rules.longest_watch()).unwrap_or(chrono::Duration::MAX)
     }
 
-    /// Takes `deployment` into account; an older one than the app's newest changes nothing.
-    pub fn record(&mut self, deployment: Deployment) {
+    /// Takes `deployment` into account; an older one than the app's newest
+    /// changes nothing. True when it is the app's newest now.
+    pub fn record(&mut self, deployment: Deployment) -> bool {
         match self.newest.get(&deployment.app) {
-            Some(had) if (had.at, had.id) >= (deployment.at, deployment.id) => {}
+            Some(had) if (had.at, had.id) >= (deployment.at, deployment.id) => false,
             _ => {
+                self.pending.retain(|d| d.app != deployment.app);
+                self.pending.push(deployment.clone());
                 self.newest.insert(deployment.app.clone(), deployment);
+                true
             }
         }
+    }
+
+    /// The deployments whose watch ended by `now`, each once, with the end.
+    pub fn ended(&mut self, now: DateTime<Utc>) -> Vec<(Deployment, DateTime<Utc>)> {
+        let end = |d: &Deployment| {
+            let watch = chrono::Duration::from_std(self.rules.watch(&d.app));
+            d.at + watch.unwrap_or(chrono::Duration::zero())
+        };
+        let (ended, pending): (Vec<_>, Vec<_>) =
+            self.pending.drain(..).partition(|d| end(d) <= now);
+        self.pending = pending;
+        ended.into_iter().map(|d| (d.clone(), end(&d))).collect()
+    }
+
+    /// How long `app`'s watch is.
+    pub fn watch_of(&self, app: &str) -> chrono::Duration {
+        chrono::Duration::from_std(self.rules.watch(app)).unwrap_or(chrono::Duration::MAX)
+    }
+
+    /// How to roll `app` back, when keeper knows.
+    pub fn rollback_hint(&self, app: &str) -> Option<&str> {
+        self.rules.rollback_hint(app)
     }
 
     /// The deployment of `app` whose watch covers `at`: made at or before
@@ -172,6 +202,36 @@ mod tests {
         );
         assert!(w.watching("web", t(200)).is_none(), "v43 came after 200 s");
         assert_eq!(w.watching("web", t(899)).map(|d| d.id), Some(2));
+    }
+
+    #[test]
+    fn each_apps_newest_deployment_ends_its_watch_once() {
+        let mut w = watch();
+        assert!(w.record(deploy(1, "web", "v41", "ci", 0)));
+        assert!(
+            w.record(deploy(2, "web", "v42", "ci", 60)),
+            "v42 replaces v41"
+        );
+        assert!(
+            !w.record(deploy(1, "web", "v41", "ci", 0)),
+            "heard again: older"
+        );
+        assert!(w.record(deploy(3, "api", "v7", "", 0)));
+        assert!(w.ended(t(659)).is_empty());
+        let ended: Vec<(i64, DateTime<Utc>)> = w
+            .ended(t(660))
+            .into_iter()
+            .map(|(d, end)| (d.id, end))
+            .collect();
+        assert_eq!(ended, [(2, t(660))]);
+        assert!(w.ended(t(1000)).is_empty(), "once");
+        assert_eq!(
+            w.ended(t(1800))
+                .into_iter()
+                .map(|(d, _)| d.id)
+                .collect::<Vec<_>>(),
+            [3]
+        );
     }
 
     #[test]

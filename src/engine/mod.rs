@@ -11,10 +11,12 @@ mod clock;
 mod commit;
 mod deploy;
 mod offline;
+mod regression;
 mod requests;
 mod sink;
 #[cfg(test)]
 mod tests;
+mod watched;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -74,6 +76,8 @@ pub struct Engine {
     unwritten: offline::Unwritten,
     /// Recent deployments: their apps' checks are watched closely.
     deploys: deploy::Watch,
+    /// Checks that regressed after a deployment, by index ([`watched`]).
+    regressions: BTreeMap<usize, watched::Regressed>,
 }
 
 /// What the engine's parts are built from.
@@ -123,6 +127,7 @@ impl Engine {
             away: None,
             unwritten: offline::Unwritten::default(),
             deploys: deploy::Watch::new(parts.deploys),
+            regressions: BTreeMap::new(),
         };
         let handle = EngineHandle {
             commands: commands_tx,
@@ -162,7 +167,7 @@ impl Engine {
         let since = now - self.deploys.horizon();
         let until = now + chrono::Duration::hours(1);
         let deploys = offline::bounded(self.store.deployments(None, since, until, 1000)).await?;
-        deploys.into_iter().for_each(|d| self.deploys.record(d));
+        deploys.into_iter().for_each(|d| self.deployed(d));
         for (i, rt) in self.checks.iter_mut().enumerate() {
             if let Some(inc) = open.iter().find(|inc| inc.check == *rt.config.name) {
                 rt.state = CheckState::restored(
@@ -264,11 +269,19 @@ impl Engine {
             return;
         };
         let config = &rt.config;
-        // Just after a deployment of its app, one failure is enough.
-        let failures =
+        // Just after a deployment of its app, one failure is enough; a
+        // regression since one stands for the sample while it is worse.
+        let mut failures =
             (self.deploys).failures_before_alert(config.app(), config.failures_before_alert, now);
+        let verdict = match self.regressions.get(&obs.check) {
+            Some(r) if r.verdict.color > obs.verdict.color => {
+                failures = 1;
+                &r.verdict
+            }
+            _ => &obs.verdict,
+        };
         rt.state.observe(
-            &obs.verdict,
+            verdict,
             obs.sample.at,
             failures,
             config.successes_before_resolve,

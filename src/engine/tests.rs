@@ -306,3 +306,74 @@ async fn after_a_deployment_its_apps_checks_page_at_the_first_failure_naming_it(
     let later = f.store.incident(web).await.expect("incident");
     assert_eq!(later.message, "503", "outside the watch: no note");
 }
+
+/// A stored sample of `check` at `at`, up, taking `latency_ms`.
+fn stored(check: &str, at: DateTime<Utc>, latency_ms: f64) -> crate::store::SampleRow {
+    crate::store::SampleRow {
+        check: check.into(),
+        at,
+        duration_ms: latency_ms,
+        up: true,
+        color: Color::Green,
+        status_code: Some(200),
+        latency_ms,
+        message: "200 OK".into(),
+        metrics: None,
+    }
+}
+
+#[tokio::test]
+async fn a_slower_p95_after_a_deployment_opens_an_incident_until_it_is_back() {
+    let mut f = fixture(APPS).await;
+    // An hour at 100 ms, then 300 ms after the deployment at 0.
+    let mut rows: Vec<_> = (0..60)
+        .map(|m| stored("web", f.at(-3600 + m * 60), 100.0))
+        .collect();
+    rows.extend((0..20).map(|i| stored("web", f.at(i * 30), 300.0)));
+    rows.extend((0..20).map(|i| stored("api", f.at(-3600 + i * 180), 100.0)));
+    rows.extend((0..20).map(|i| stored("api", f.at(i * 30), 300.0)));
+    f.store.insert_samples(&rows).await.expect("samples");
+    let deployment = crate::core::deployment::Deployment {
+        id: 7,
+        app: "web".into(),
+        version: "v42".into(),
+        description: String::new(),
+        by: "ci".into(),
+        at: f.at(0),
+    };
+    f.engine.command(Command::Deployed(deployment)).await;
+    f.tick(599).await;
+    f.sample("web", None, 599).await;
+    assert_eq!(f.queued().await.len(), 0, "the watch has not ended");
+    f.tick(600).await;
+    f.sample("web", None, 601).await;
+    f.sample("api", None, 601).await;
+    let queued = f.queued().await;
+    assert_eq!(queued.len(), 1, "web, not api (not deployed): {queued:?}");
+    let opened = &queued[0].0;
+    assert_eq!(
+        (opened.check.as_str(), opened.state, opened.severity),
+        ("web", EventKind::Opened, Severity::High)
+    );
+    assert_eq!(
+        opened.message,
+        "p95 latency rose to 300 ms after deploy v42 of web (by ci), from 100 ms in the hour before\n\
+         to roll back: ./rollback web"
+    );
+
+    // Still slow a minute on: it stands. Then the last ten minutes are fast again: lifted.
+    f.tick(660).await;
+    assert!(f.engine.regressions.contains_key(&f.index("web")));
+    let fast: Vec<_> = (0..20)
+        .map(|i| stored("web", f.at(700 + i * 30), 100.0))
+        .collect();
+    f.store.insert_samples(&fast).await.expect("samples");
+    f.tick(1300).await;
+    assert!(f.engine.regressions.is_empty(), "back within the band");
+    f.sample("web", None, 1301).await;
+    f.sample("web", None, 1302).await;
+    assert!(
+        f.store.open_incidents().await.expect("open").is_empty(),
+        "resolved"
+    );
+}
