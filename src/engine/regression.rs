@@ -121,21 +121,9 @@ fn compare(before: &Window, after: &Window) -> Option<Finding> {
         .max_by_key(|f| (f.color, f.severity))
 }
 
-/// The verdict a check carries when its samples `points` show a regression
-/// after deployment `d`: the window `after` (from, to) compared with the
-/// hour before the deployment; `rollback_hint` ends the reason.
-pub fn judge(
-    points: &[Point],
-    d: &Deployment,
-    after: (DateTime<Utc>, DateTime<Utc>),
-    rollback_hint: Option<&str>,
-) -> Option<Verdict> {
-    let before = window(points, d.at - BASELINE, d.at);
-    judge_windows(&before, &window(points, after.0, after.1), d, rollback_hint)
-}
-
-/// [`judge`] over windows already summed up: `before` the hour before
-/// deployment `d`, `recent` the samples since.
+/// The verdict a check carries when its samples show a regression after
+/// deployment `d`: `before` the hour before it, `recent` the samples since
+/// (its watch, or later the last watch's worth); `rollback_hint` ends the reason.
 pub fn judge_windows(
     before: &Window,
     recent: &Window,
@@ -203,6 +191,19 @@ mod tests {
             )
         }));
         out
+    }
+
+    /// The verdict a check carries when its samples `points` show a regression
+    /// after deployment `d`: the window `after` (from, to) compared with the
+    /// hour before the deployment; `rollback_hint` ends the reason.
+    fn judge(
+        points: &[Point],
+        d: &Deployment,
+        after: (DateTime<Utc>, DateTime<Utc>),
+        rollback_hint: Option<&str>,
+    ) -> Option<Verdict> {
+        let before = window(points, d.at - BASELINE, d.at);
+        judge_windows(&before, &window(points, after.0, after.1), d, rollback_hint)
     }
 
     const TEN_MIN: (i64, i64) = (0, 600);

@@ -299,3 +299,40 @@ both_backends!(
         assert!(message.ends_with("\nto roll back: flyctl releases rollback --app web-prod"), "{message}");
     }
 );
+
+both_backends!(
+    async fn a_p95_regression_after_the_watch_opens_an_incident_naming_the_deploy(db) {
+        let target = Target::start().await;
+        let hook = Receiver::start().await;
+        let config = TestConfig::new()
+            .check(
+                Check::http("web", target.url("/health"))
+                    .interval("100ms")
+                    .set("labels", table(&[("app", "web")])),
+            )
+            .set("apps.web", "deploy_watch", "4s")
+            .set("apps.web", "rollback_hint", "./deploy.sh rollback web")
+            .page(&hook);
+        let app = TestApp::start_on(db, config).await;
+        wait_until("ten fast samples stored", Duration::from_secs(20), || async {
+            app.get_json("/api/v1/checks/web/samples").await.as_array().unwrap().len() >= 10
+        })
+        .await;
+        deploy(&app, serde_json::json!({"app": "web", "version": "v42", "by": "ci"})).await;
+        // Slower, but green sample by sample (latency_ms is yellow from 500 ms).
+        target.set_delay(Duration::from_millis(300));
+
+        let opened = wait_for("the opened notification", Duration::from_secs(30), || async {
+            hook.json_bodies().into_iter().find(|n| n["state"] == "opened")
+        })
+        .await;
+        let message = opened["message"].as_str().unwrap();
+        assert!(message.starts_with("p95 latency rose to "), "{message}");
+        assert!(message.contains(" ms after deploy v42 of web (by ci), from "), "{message}");
+        assert!(message.ends_with(" ms in the hour before\nto roll back: ./deploy.sh rollback web"), "{message}");
+        assert_eq!(opened["severity"], "high", "{opened}");
+        assert!(hook.json_bodies().iter().all(|n| n["state"] == "opened"), "opened once");
+        let samples = app.get_json("/api/v1/checks/web/samples").await;
+        assert!(samples.as_array().unwrap().iter().all(|s| s["color"] == "green"), "no sample was bad alone");
+    }
+);
