@@ -36,9 +36,14 @@ impl Watch {
         chrono::Duration::from_std(self.rules.longest_watch()).unwrap_or(chrono::Duration::MAX)
     }
 
-    /// Takes `deployment` into account; an older one than the app's newest
-    /// changes nothing. True when it is the app's newest now.
-    pub fn record(&mut self, deployment: Deployment) -> bool {
+    /// Takes `deployment` into account at `now`; an older one than the
+    /// app's newest, or one older than the longest watch (recorded after
+    /// the fact: nothing to watch or judge), changes nothing. True when it
+    /// is the app's newest now.
+    pub fn record(&mut self, deployment: Deployment, now: DateTime<Utc>) -> bool {
+        if deployment.at + self.horizon() < now {
+            return false;
+        }
         match self.newest.get(&deployment.app) {
             Some(had) if (had.at, had.id) >= (deployment.at, deployment.id) => false,
             _ => {
@@ -179,8 +184,8 @@ mod tests {
     #[test]
     fn a_deployment_is_watched_from_its_time_for_its_apps_watch() {
         let mut w = watch();
-        w.record(deploy(1, "web", "v42", "ci", 0));
-        w.record(deploy(2, "api", "v7", "", 0));
+        w.record(deploy(1, "web", "v42", "ci", 0), t(0));
+        w.record(deploy(2, "api", "v7", "", 0), t(0));
         assert!(w.watching("web", t(-1)).is_none(), "not before it");
         assert_eq!(w.watching("web", t(0)).map(|d| d.id), Some(1));
         assert_eq!(w.watching("web", t(599)).map(|d| d.id), Some(1));
@@ -194,8 +199,8 @@ mod tests {
     #[test]
     fn the_newest_deployment_counts_whatever_the_order_heard() {
         let mut w = watch();
-        w.record(deploy(2, "web", "v43", "ci", 300));
-        w.record(deploy(1, "web", "v42", "ci", 0));
+        w.record(deploy(2, "web", "v43", "ci", 300), t(0));
+        w.record(deploy(1, "web", "v42", "ci", 0), t(0));
         assert_eq!(
             w.watching("web", t(400)).map(|d| d.version.as_str()),
             Some("v43")
@@ -207,16 +212,20 @@ mod tests {
     #[test]
     fn each_apps_newest_deployment_ends_its_watch_once() {
         let mut w = watch();
-        assert!(w.record(deploy(1, "web", "v41", "ci", 0)));
+        assert!(w.record(deploy(1, "web", "v41", "ci", 0), t(0)));
         assert!(
-            w.record(deploy(2, "web", "v42", "ci", 60)),
+            w.record(deploy(2, "web", "v42", "ci", 60), t(0)),
             "v42 replaces v41"
         );
         assert!(
-            !w.record(deploy(1, "web", "v41", "ci", 0)),
+            !w.record(deploy(1, "web", "v41", "ci", 0), t(0)),
             "heard again: older"
         );
-        assert!(w.record(deploy(3, "api", "v7", "", 0)));
+        assert!(w.record(deploy(3, "api", "v7", "", 0), t(0)));
+        assert!(
+            !w.record(deploy(4, "api", "v6", "", -1801), t(0)),
+            "older than the longest watch: recorded after the fact"
+        );
         assert!(w.ended(t(659)).is_empty());
         let ended: Vec<(i64, DateTime<Utc>)> = w
             .ended(t(660))
@@ -237,7 +246,7 @@ mod tests {
     #[test]
     fn checks_alert_at_the_first_failure_only_while_watched() {
         let mut w = watch();
-        w.record(deploy(1, "web", "v42", "ci", 0));
+        w.record(deploy(1, "web", "v42", "ci", 0), t(0));
         assert_eq!(w.failures_before_alert(Some("web"), 3, t(60)), 1);
         assert_eq!(w.failures_before_alert(Some("web"), 3, t(600)), 3);
         assert_eq!(w.failures_before_alert(Some("api"), 3, t(60)), 3);
@@ -247,8 +256,8 @@ mod tests {
     #[test]
     fn an_incident_in_the_watch_names_the_deployment_and_the_rollback() {
         let mut w = watch();
-        w.record(deploy(1, "web", "v42", "ci", 0));
-        w.record(deploy(2, "api", "v7", "", 30));
+        w.record(deploy(1, "web", "v42", "ci", 0), t(0));
+        w.record(deploy(2, "api", "v7", "", 30), t(0));
         assert_eq!(
             w.annotate(Some("web"), "GET /health: 503", t(200)),
             "GET /health: 503\nstarted 3 min after deploy v42 of web (by ci)"

@@ -167,7 +167,7 @@ impl Engine {
         let since = now - self.deploys.horizon();
         let until = now + chrono::Duration::hours(1);
         let deploys = offline::bounded(self.store.deployments(None, since, until, 1000)).await?;
-        deploys.into_iter().for_each(|d| self.deployed(d));
+        deploys.into_iter().for_each(|d| self.deployed(d, now));
         for (i, rt) in self.checks.iter_mut().enumerate() {
             if let Some(inc) = open.iter().find(|inc| inc.check == *rt.config.name) {
                 rt.state = CheckState::restored(

@@ -119,7 +119,7 @@ impl Engine {
             }
             Command::Deployed(deployment) => {
                 tracing::info!(app = %deployment.app, version = %deployment.version, "deployment: watching the app's checks");
-                self.deployed(deployment);
+                self.deployed(deployment, Utc::now());
             }
         }
     }

@@ -31,9 +31,9 @@ pub struct Regressed {
 impl Engine {
     /// A deployment was recorded: its app's checks are watched, and a
     /// regression of an earlier deployment of it no longer stands.
-    pub(super) fn deployed(&mut self, deployment: Deployment) {
+    pub(super) fn deployed(&mut self, deployment: Deployment, now: DateTime<Utc>) {
         let app = deployment.app.clone();
-        if self.deploys.record(deployment) {
+        if self.deploys.record(deployment, now) {
             let checks = &self.checks;
             self.regressions
                 .retain(|&i, _| checks[i].config.app() != Some(app.as_str()));
