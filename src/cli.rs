@@ -294,6 +294,7 @@ pub fn describe(config: &Config) -> String {
         let _ = writeln!(out, "  {}  {}", ch.name, ch.spec.kind());
     }
     out.push_str(&describe_routes(config));
+    out.push_str(&deploy::describe_apps(config));
     out
 }
 

@@ -55,6 +55,31 @@ pub async fn run(api: &Api, args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `check-config`'s `apps:` section: each app with a watch or rollback
+/// hint of its own; nothing when there is none.
+pub fn describe_apps(config: &crate::config::Config) -> String {
+    use std::fmt::Write;
+    let deploys = &config.deploys;
+    if deploys.apps.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "apps (deploy_watch {} unless given):\n",
+        humantime::format_duration(deploys.watch)
+    );
+    for (name, app) in &deploys.apps {
+        let _ = writeln!(
+            out,
+            "  {name}  watch {}{}",
+            humantime::format_duration(app.watch),
+            app.rollback_hint
+                .as_deref()
+                .map_or(String::new(), |h| format!(", rollback: {h}"))
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -65,6 +90,18 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         args: Args,
+    }
+
+    #[test]
+    fn check_config_lists_apps_with_their_watch_and_rollback() {
+        let text = "[checks.fly]\nkind = \"fly\"\napp = \"web-prod\"\ntoken = \"fo1_x\"\n\
+                    labels = { app = \"web\" }\n\n[apps.web]\ndeploy_watch = \"20m\"\n";
+        let config = crate::config::Config::parse(std::path::Path::new("k.toml"), text, &|_| None)
+            .expect("config");
+        assert_eq!(
+            describe_apps(&config),
+            "apps (deploy_watch 10m unless given):\n  web  watch 20m, rollback: flyctl releases rollback --app web-prod\n"
+        );
     }
 
     #[test]
