@@ -418,15 +418,24 @@ impl Api {
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
+
+    /// POSTs `body` as JSON to `path`; keeper's JSON answer.
+    async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        let req = self.client.post(self.url(path)).json(body);
+        let resp = self.send(req).await?;
+        resp.json().await.context("reading keeper's answer")
+    }
 }
 
 async fn ack(api: &Api, incident: i64, by: Option<String>) -> anyhow::Result<ExitCode> {
-    let req = api
-        .client
-        .post(api.url(&format!("/api/v1/incidents/{incident}/ack")))
-        .json(&serde_json::json!({ "by": by }));
-    let resp = api.send(req).await?;
-    let view: serde_json::Value = resp.json().await.context("reading keeper's answer")?;
+    let path = format!("/api/v1/incidents/{incident}/ack");
+    let view = api
+        .post_json(&path, &serde_json::json!({ "by": by }))
+        .await?;
     println!(
         "incident {incident} ({}) acknowledged at {}",
         view["check"].as_str().unwrap_or("?"),
@@ -447,13 +456,7 @@ async fn silence(
         "comment": comment,
         "by": std::env::var("USER").ok(),
     });
-    let req = api.client.post(api.url("/api/v1/silences")).json(&body);
-    let created: serde_json::Value = api
-        .send(req)
-        .await?
-        .json()
-        .await
-        .context("reading keeper's answer")?;
+    let created = api.post_json("/api/v1/silences", &body).await?;
     println!(
         "silence {} on {check} until {}",
         created["id"],

@@ -4,8 +4,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
-
 use super::Api;
 
 /// `keeper deploy`'s arguments.
@@ -38,13 +36,7 @@ fn body(args: &Args, user: Option<String>) -> serde_json::Value {
 
 pub async fn run(api: &Api, args: Args) -> anyhow::Result<ExitCode> {
     let body = body(&args, std::env::var("USER").ok());
-    let req = api.client.post(api.url("/api/v1/deployments")).json(&body);
-    let recorded: serde_json::Value = api
-        .send(req)
-        .await?
-        .json()
-        .await
-        .context("reading keeper's answer")?;
+    let recorded = api.post_json("/api/v1/deployments", &body).await?;
     println!(
         "deployment {} recorded: {} {} at {}",
         recorded["id"],

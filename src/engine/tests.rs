@@ -258,18 +258,24 @@ const APPS: &str = "[checks.web]\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"
                     labels = { app = \"api\" }\nfailures_before_alert = 3\n\n\
                     [apps.web]\nrollback_hint = \"./rollback web\"\n";
 
-#[tokio::test]
-async fn after_a_deployment_its_apps_checks_page_at_the_first_failure_naming_it() {
-    let mut f = fixture(APPS).await;
-    let deployment = crate::core::deployment::Deployment {
+/// Deployment v42 of `web` by ci at `at`.
+fn v42_of_web(at: DateTime<Utc>) -> crate::core::deployment::Deployment {
+    crate::core::deployment::Deployment {
         id: 7,
         app: "web".into(),
         version: "v42".into(),
         description: String::new(),
         by: "ci".into(),
-        at: f.at(0),
-    };
-    f.engine.command(Command::Deployed(deployment)).await;
+        at,
+    }
+}
+
+#[tokio::test]
+async fn after_a_deployment_its_apps_checks_page_at_the_first_failure_naming_it() {
+    let mut f = fixture(APPS).await;
+    f.engine
+        .command(Command::Deployed(v42_of_web(f.at(0))))
+        .await;
     f.sample("web", Some(Severity::Critical), 180).await;
     f.sample("api", Some(Severity::Critical), 180).await;
     let queued = f.queued().await;
@@ -333,15 +339,9 @@ async fn a_slower_p95_after_a_deployment_opens_an_incident_until_it_is_back() {
     rows.extend((0..20).map(|i| stored("api", f.at(-3600 + i * 180), 100.0)));
     rows.extend((0..20).map(|i| stored("api", f.at(i * 30), 300.0)));
     f.store.insert_samples(&rows).await.expect("samples");
-    let deployment = crate::core::deployment::Deployment {
-        id: 7,
-        app: "web".into(),
-        version: "v42".into(),
-        description: String::new(),
-        by: "ci".into(),
-        at: f.at(0),
-    };
-    f.engine.command(Command::Deployed(deployment)).await;
+    f.engine
+        .command(Command::Deployed(v42_of_web(f.at(0))))
+        .await;
     f.tick(599).await;
     f.sample("web", None, 599).await;
     assert_eq!(f.queued().await.len(), 0, "the watch has not ended");
