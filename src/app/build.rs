@@ -81,23 +81,14 @@ pub async fn build(config: Config) -> Result<Built, AppError> {
     let metrics = Metrics::new(&names);
     let (listener, addr) = listen(&config).await?;
     let health = ChannelHealth::default();
-    // The engine, built after the probes, hears of deployments the fly check sees.
-    let engine_slot = Arc::new(OnceLock::new());
-    let (probes, wake_requests) =
-        probe_context(&config, &store, &metrics, &health, addr, &engine_slot).await?;
+    let (probes, wake_requests, deployed) =
+        probe_context(&config, &store, &metrics, &health, addr).await?;
     let (jobs, channels) = built_or_every_problem(&config, &probes, &metrics)?;
-    // Heartbeats' signals and generated tokens, as the last run left them.
-    probes
-        .heartbeats
-        .load()
-        .await
-        .map_err(|source| AppError::Heartbeats {
-            url: url.clone(),
-            source,
-        })?;
-    // Uptime for the API, counted once from the stored samples, then kept up
-    // by the writer (which has not started: no batch counts twice).
-    let uptime = UptimeBook::new(config.storage.retention);
+    load_heartbeats(&probes, &url).await?;
+    // Uptime for the API, counted once from the rollups and the samples not
+    // rolled up yet, then kept up by the writer (which has not started: no
+    // batch counts twice).
+    let uptime = UptimeBook::new();
     store
         .seed_uptime(&uptime, chrono::Utc::now())
         .await
@@ -106,10 +97,9 @@ pub async fn build(config: Config) -> Result<Built, AppError> {
     let writer = Writer::new(store.clone(), buffer.clone(), metrics.writer.clone())
         .with_uptime(uptime.clone());
     let outbox = outbox(&config, &store, channels, &metrics, health);
-    let (mut engine, sink, engine_handle, engine_inputs) =
-        Engine::new(engine_parts(&config, &store, buffer, &metrics, &outbox));
-    engine.restore().await.map_err(stored)?;
-    let _ = engine_slot.set(engine_handle.clone());
+    let parts = engine_parts(&config, &store, buffer, &metrics, &outbox);
+    let (engine, sink, engine_handle, engine_inputs) =
+        engine(parts, &deployed).await.map_err(stored)?;
     let board = engine.board();
     let scheduler_running = Arc::new(AtomicBool::new(true));
     let task_died = Arc::new(OnceLock::new());
@@ -128,6 +118,11 @@ pub async fn build(config: Config) -> Result<Built, AppError> {
         task_died: task_died.clone(),
         heartbeats: probes.heartbeats.clone(),
         ingest: ingest.clone(),
+        page: Arc::new(http::page::Settings {
+            page: config.status_page.clone(),
+            maintenance: config.maintenance.clone(),
+            history: Default::default(),
+        }),
     });
     Ok(Built {
         config,
@@ -151,17 +146,46 @@ pub async fn build(config: Config) -> Result<Built, AppError> {
     })
 }
 
+/// Heartbeats' signals and generated tokens, as the last run left them.
+async fn load_heartbeats(probes: &probe::Context, url: &str) -> Result<(), AppError> {
+    probes
+        .heartbeats
+        .load()
+        .await
+        .map_err(|source| AppError::Heartbeats {
+            url: url.to_string(),
+            source,
+        })
+}
+
+/// Where the engine's handle goes once it is built: the `fly` check, built
+/// before it, tells it of the deployments it sees through [`SeenDeployments`].
+type EngineSlot = Arc<OnceLock<EngineHandle>>;
+
+/// The engine, restored from the store, its handle also put in `slot`.
+async fn engine(
+    parts: Parts,
+    slot: &EngineSlot,
+) -> Result<(Engine, Sink, EngineHandle, Inputs), crate::store::StoreError> {
+    let (mut engine, sink, handle, inputs) = Engine::new(parts);
+    engine.restore().await?;
+    let _ = slot.set(handle.clone());
+    Ok((engine, sink, handle, inputs))
+}
+
 /// The context probes are built with in the daemon: keeper's own checks
 /// look at its parts, heartbeats and log feeds wake their checks and keep
-/// their signals. Also the receiving end of the wakes, for the scheduler.
+/// their signals, the `fly` check records deployments. Also the receiving
+/// end of the wakes, for the scheduler, and the slot the engine's handle
+/// goes in for those deployments.
 async fn probe_context(
     config: &Config,
     store: &Store,
     metrics: &Metrics,
     health: &ChannelHealth,
     addr: SocketAddr,
-    engine: &Arc<OnceLock<EngineHandle>>,
-) -> Result<(probe::Context, mpsc::Receiver<usize>), AppError> {
+) -> Result<(probe::Context, mpsc::Receiver<usize>, EngineSlot), AppError> {
+    let slot = EngineSlot::default();
     let names: Vec<CheckName> = config.checks.iter().map(|c| c.name.clone()).collect();
     let (wakes, wake_requests) = probe::wake::wakes(names.into(), 1024);
     // Reads and parses the system CA bundle: off the async runtime.
@@ -181,9 +205,9 @@ async fn probe_context(
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{addr}")),
-        deployments: Arc::new(SeenDeployments::new(config, store, engine)),
+        deployments: Arc::new(SeenDeployments::new(config, store, &slot)),
     };
-    Ok((probe::Context::daemon(roots, daemon), wake_requests))
+    Ok((probe::Context::daemon(roots, daemon), wake_requests, slot))
 }
 
 /// Binds the configured HTTP address (serving waits for the run).
@@ -321,11 +345,11 @@ struct SeenDeployments {
     store: Store,
     /// Each check's app ([`CheckConfig::app`](crate::config::CheckConfig::app)).
     apps: BTreeMap<String, String>,
-    engine: Arc<OnceLock<EngineHandle>>,
+    engine: EngineSlot,
 }
 
 impl SeenDeployments {
-    fn new(config: &Config, store: &Store, engine: &Arc<OnceLock<EngineHandle>>) -> Self {
+    fn new(config: &Config, store: &Store, engine: &EngineSlot) -> Self {
         let apps = config
             .checks
             .iter()

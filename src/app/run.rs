@@ -2,7 +2,7 @@
 //! one tree of cancellation tokens, watched, and stopped along one path:
 //! probes first (scheduler and log sources), then the engine once the
 //! samples in flight reached it, then the sample writer drains and the
-//! outbox finishes its sends (retention stops alongside), and last the
+//! outbox finishes its sends (retention and the rollups stop alongside), and last the
 //! store's handles go. HTTP stops alongside, after a dead task's notice.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +18,7 @@ use super::{AppError, Built, Keeper, Options};
 use crate::http;
 use crate::probe::log;
 use crate::scheduler::{self, Timetable};
-use crate::store::{Store, retention};
+use crate::store::{Store, retention, rollup};
 
 // Shutdown budget (DESIGN: exit within 10 s): probes 4 s, then the sample
 // writer (gives up on its own after 4 s) and the outbox (2 s) side by side.
@@ -40,7 +40,7 @@ struct Stops {
     root: CancellationToken,
     /// The scheduler and the log sources; what [`Keeper::stopper`] cancels.
     probes: CancellationToken,
-    /// The sample writer, the outbox and retention.
+    /// The sample writer, the outbox, retention and the rollups.
     drain: CancellationToken,
     /// The HTTP listener.
     http: CancellationToken,
@@ -67,6 +67,7 @@ struct Tasks {
     outbox: Vital,
     logs: JoinHandle<()>,
     retention: JoinHandle<()>,
+    rollup: JoinHandle<()>,
 }
 
 /// What the supervisor keeps besides the tasks.
@@ -139,6 +140,11 @@ impl Built {
         ));
         let writer = self.writer.run(stops.drain.clone());
         let outbox = self.outbox.run(stops.drain.clone());
+        let rollup = rollup::run(
+            self.store.clone(),
+            config.storage.retention,
+            stops.drain.clone(),
+        );
         let retention = retention::run(self.store, config.storage.retention, stops.drain.clone());
         let timetable = Timetable::new(
             config.checks.iter().map(|c| c.schedule.clone()).collect(),
@@ -166,6 +172,7 @@ impl Built {
                 options,
             ),
             retention: tracker.spawn(retention),
+            rollup: tracker.spawn(rollup),
             scheduler: Vital::spawn(tracker, "scheduler", scheduler, options),
             logs,
         }
@@ -235,12 +242,14 @@ async fn stop(
         // The scheduler dropped its sink: the engine ends once it took in
         // the last samples.
         tasks.engine.join().await;
-        // The writer flushes while the outbox finishes its sends and retention stops.
+        // The writer flushes while the outbox finishes its sends and
+        // retention and the rollups stop.
         watch.stops.drain.cancel();
-        let (writer_done, _, _) = tokio::join!(
+        let (writer_done, _, _, _) = tokio::join!(
             tokio::time::timeout(FLUSH_GRACE, tasks.writer.join()),
             tasks.outbox.join(),
-            &mut tasks.retention
+            &mut tasks.retention,
+            &mut tasks.rollup
         );
         if writer_done.is_err() {
             tracing::warn!("sample writer did not finish flushing in time");

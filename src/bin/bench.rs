@@ -12,6 +12,8 @@
 //!    and window on this one thread, lines/s.
 //! 4. With `--api 10000,1000000` (and nothing else): `GET /api/v1/checks` and
 //!    the incidents list against that many stored samples (see `bench/api.rs`).
+//!    With `--api-checks 10000` (and nothing else): `GET /api/v1/checks` at
+//!    that many checks with 90 days of hourly rollups, and the rollup reads.
 //! 5. With `--page N` (and nothing else): N outages of one check, the time
 //!    from the failure to the `opened` webhook and back (see `bench/page.rs`).
 //! 6. With `--instructions N` (and `--seconds`): instructions per check of N
@@ -21,6 +23,7 @@
 //!         [--rate 2000] [--seconds 20] [--warmup 5] [--samples 200000]`
 //!        `cargo run --release --bin bench -- --log-lines 5000000`
 //!        `cargo run --release --bin bench -- --api 10000,1000000`
+//!        `cargo run --release --bin bench -- --api-checks 10000`
 //!        `cargo run --release --bin bench -- --page 10`
 //!        `cargo run --release --bin bench -- --instructions 200 --seconds 20`
 //! PostgreSQL from `KEEPER_TEST_PG_URL` (default postgres://postgres@127.0.0.1:5432).
@@ -47,6 +50,7 @@ struct Args {
     pg_url: String,
     log_lines: usize,
     api: Vec<i64>,
+    api_checks: usize,
     page: usize,
     instructions: usize,
 }
@@ -62,6 +66,7 @@ fn parse_args() -> anyhow::Result<Args> {
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into()),
         log_lines: 0,
         api: Vec::new(),
+        api_checks: 0,
         page: 0,
         instructions: 0,
     };
@@ -87,6 +92,9 @@ fn parse_args() -> anyhow::Result<Args> {
                     .map(|n| n.trim().parse().context("--api takes sample counts"))
                     .collect::<Result<_, _>>()?
             }
+            "--api-checks" => {
+                args.api_checks = value()?.parse().context("--api-checks takes a count")?
+            }
             "--page" => args.page = value()?.parse().context("--page takes a count")?,
             "--instructions" => {
                 args.instructions = value()?.parse().context("--instructions takes a count")?
@@ -105,6 +113,9 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let rt = tokio::runtime::Runtime::new()?;
+    if args.api_checks > 0 {
+        return rt.block_on(api::run_checks(args.api_checks));
+    }
     if !args.api.is_empty() {
         return rt.block_on(api::run(&args.api));
     }

@@ -11,6 +11,7 @@ mod env;
 mod error;
 mod kinds;
 mod raw;
+mod status_page;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 pub use apps::{AppDeploys, DEFAULT_DEPLOY_WATCH, Deploys};
 pub use error::{ConfigError, ConfigErrors};
+pub use status_page::StatusPage;
 
 use crate::classify::Thresholds;
 use crate::core::value::{Crontab, HumanDuration};
@@ -46,6 +48,7 @@ pub struct Config {
     pub channels: Vec<ChannelConfig>,
     pub routes: Vec<Route>,
     pub maintenance: Vec<Maintenance>,
+    pub status_page: StatusPage,
     /// `[defaults] deploy_watch` and `[apps.NAME]`: what follows a deployment.
     pub deploys: Deploys,
 }
@@ -240,6 +243,7 @@ struct Sections<'i> {
     routes: Vec<raw::Route>,
     maintenance: Vec<raw::Maintenance>,
     watchdog: raw::Watchdog,
+    status_page: status_page::Raw,
     apps: Vec<(Spanned<String>, Spanned<DeTable<'i>>)>,
     checks: Vec<(Spanned<String>, Spanned<DeTable<'i>>)>,
     channels: Vec<(Spanned<String>, Spanned<DeTable<'i>>)>,
@@ -258,6 +262,7 @@ fn read_sections<'i>(root: DeTable<'i>, errors: &mut error::Collector) -> Sectio
             "routes" => s.routes = read(&name, value, errors).unwrap_or_default(),
             "maintenance" => s.maintenance = read(&name, value, errors).unwrap_or_default(),
             "watchdog" => s.watchdog = read(&name, value, errors).unwrap_or_default(),
+            "status_page" => s.status_page = read(&name, value, errors).unwrap_or_default(),
             "checks" => s.checks = kinds::named_tables(&name, value, errors),
             "channels" => s.channels = kinds::named_tables(&name, value, errors),
             "apps" => s.apps = kinds::named_tables(&name, value, errors),
@@ -265,7 +270,7 @@ fn read_sections<'i>(root: DeTable<'i>, errors: &mut error::Collector) -> Sectio
                 key.span(),
                 &name,
                 format!(
-                    "unknown key {name} (expected server, storage, delivery, defaults, severities, checks, channels, routes, maintenance, watchdog or apps)"
+                    "unknown key {name} (expected server, storage, delivery, defaults, severities, checks, channels, routes, maintenance, watchdog, status_page or apps)"
                 ),
             ),
         }
@@ -290,6 +295,8 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
     let routes = read_routes(s.routes, &channels, errors);
     let delivery = read_delivery(s.delivery, errors);
     let maintenance = read_maintenance(s.maintenance, &known_checks, errors);
+    let all_checks: BTreeSet<String> = checks.iter().map(|c| c.name.to_string()).collect();
+    let status_page = s.status_page.resolve(&all_checks, errors);
     let listen = read_listen(s.server.listen.as_ref(), errors)?;
     Some(Config {
         path: path.to_path_buf(),
@@ -319,6 +326,7 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
         channels,
         routes,
         maintenance,
+        status_page,
         deploys,
     })
 }

@@ -1,5 +1,6 @@
 //! How healthy a sample or check is ([`Color`]) and how urgent its trouble
-//! is ([`Severity`]), as DESIGN.md §3–§4 name them.
+//! is ([`Severity`]), as DESIGN.md §3–§4 name them; and the color of an
+//! uptime percentage ([`uptime_color`]), wherever uptime is shown.
 
 use std::fmt;
 use std::str::FromStr;
@@ -50,6 +51,23 @@ impl FromStr for Color {
     }
 }
 
+/// Uptime at or above this is green.
+pub const UPTIME_GREEN: f64 = 99.0;
+/// Uptime at or above this (and below [`UPTIME_GREEN`]) is yellow; below, red.
+pub const UPTIME_YELLOW: f64 = 95.0;
+
+/// The color of an uptime percentage (the seed's bands): green at 99 % or
+/// more, yellow from 95 % up to 99 %, red below 95 % (and for NaN).
+pub fn uptime_color(pct: f64) -> Color {
+    if pct >= UPTIME_GREEN {
+        Color::Green
+    } else if pct >= UPTIME_YELLOW {
+        Color::Yellow
+    } else {
+        Color::Red
+    }
+}
+
 /// How urgent a non-green check is (DESIGN.md §4). Ordered: the worst is the maximum.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -96,5 +114,21 @@ impl FromStr for Severity {
                 "unknown severity {other:?} (expected low, medium, high or critical)"
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uptime_bands_meet_at_99_and_95() {
+        assert_eq!(uptime_color(100.0), Color::Green);
+        assert_eq!(uptime_color(99.0), Color::Green);
+        assert_eq!(uptime_color(98.999), Color::Yellow);
+        assert_eq!(uptime_color(95.0), Color::Yellow);
+        assert_eq!(uptime_color(94.999), Color::Red);
+        assert_eq!(uptime_color(0.0), Color::Red);
+        assert_eq!(uptime_color(f64::NAN), Color::Red);
     }
 }

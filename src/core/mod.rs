@@ -1,8 +1,8 @@
 //! The words every other part of keeper speaks, and nothing else: check
 //! names, [`Color`], [`Severity`], [`Metric`], [`Sample`] and its
 //! [`Outcome`], typed config values and the [`SpecProblem`]s found in them,
-//! the [`Notification`] and its outbox rows, deployments, keeper's own health, and the
-//! text and secret rules. This is the leaf of the module graph: it imports
+//! the [`Notification`] and its outbox rows, deployments, keeper's own health, uptime bands and latency
+//! percentiles, and the text and secret rules. This is the leaf of the module graph: it imports
 //! no other part of keeper (see the README's Layout and `tests/it/layers.rs`).
 
 pub mod color;
@@ -11,13 +11,14 @@ pub mod health;
 pub mod heartbeat;
 pub mod metric;
 pub mod notification;
+pub mod percentile;
 pub mod problem;
 pub mod redact;
 pub mod sample;
 pub mod text;
 pub mod value;
 
-pub use color::{Color, Severity};
+pub use color::{Color, Severity, uptime_color};
 pub use metric::{Direction, Metric};
 pub use notification::{EventKind, Notification, OutboxEntry, Outgoing};
 pub use problem::SpecProblem;

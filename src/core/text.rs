@@ -65,9 +65,38 @@ pub fn clean_in_place(text: &mut String) -> bool {
     }
 }
 
+/// `text` safe inside HTML or SVG text and quoted attribute values: `&`,
+/// `<`, `>`, `"` and `'` as entities. Borrowed when there is none.
+pub fn escape_html(text: &str) -> Cow<'_, str> {
+    if !text.contains(['&', '<', '>', '"', '\'']) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn html_is_escaped_and_plain_text_borrowed() {
+        assert!(matches!(escape_html("200 OK"), Cow::Borrowed("200 OK")));
+        assert_eq!(
+            escape_html(r#"<script>alert("x's & y")</script>"#),
+            "&lt;script&gt;alert(&quot;x&#39;s &amp; y&quot;)&lt;/script&gt;"
+        );
+    }
 
     #[test]
     fn leaves_ordinary_text_borrowed() {

@@ -7,7 +7,6 @@
 use chrono::Utc;
 
 use super::{Engine, offline};
-use crate::config::CheckConfig;
 use crate::core::Outgoing;
 use crate::incident::{Incident, IncidentChange, OpenIncident};
 use crate::notify::policy::{Notice, Planned};
@@ -76,7 +75,7 @@ impl Engine {
     /// Who hears `notice` about check `check`, each going out at once.
     fn recipients(&self, check: usize, notice: &Notice) -> Vec<Outgoing> {
         let config = &self.checks[check].config;
-        let avoid = avoided(config);
+        let avoid = config.probe.avoids_channel();
         self.policy
             .recipients(&config.name, &config.labels, notice, avoid)
     }
@@ -85,7 +84,7 @@ impl Engine {
     /// routes' grouping windows say.
     fn outgoing(&mut self, check: usize, notice: &Notice) -> Vec<Outgoing> {
         let config = &self.checks[check].config;
-        let avoid = avoided(config);
+        let avoid = config.probe.avoids_channel();
         self.policy
             .outgoing(&config.name, &config.labels, notice, avoid)
     }
@@ -170,14 +169,5 @@ impl Engine {
             .find(|i| i.check == *name)
             .map(|i| OpenIncident::new(i, now));
         self.publish_open_counts();
-    }
-}
-
-/// The channel a check's notifications avoid: `keeper:channel:NAME` is not
-/// sent through NAME, the channel it says is failing.
-fn avoided(config: &CheckConfig) -> Option<&str> {
-    match &config.probe {
-        crate::probe::Spec::Keeper(own) => own.avoids_channel(),
-        _ => None,
     }
 }

@@ -97,10 +97,7 @@ fn incident_of(change: &IncidentChange) -> Option<i64> {
 impl Engine {
     /// Whether check `i` is keeper's check of its own storage.
     pub(super) fn watches_storage(&self, i: usize) -> bool {
-        matches!(
-            self.checks[i].config.probe,
-            crate::probe::Spec::Keeper(crate::probe::keeper::Spec::Storage)
-        )
+        self.checks[i].config.probe.watches_storage()
     }
 
     /// Whether the engine treats storage as away.

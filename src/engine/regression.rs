@@ -47,18 +47,14 @@ pub fn window(points: &[Point], from: DateTime<Utc>, to: DateTime<Utc>) -> Windo
         .iter()
         .filter(|p| p.at >= from && p.at < to)
         .collect();
-    let mut latencies: Vec<f64> = inside
+    let latencies: Vec<f64> = inside
         .iter()
         .filter(|p| p.up)
         .map(|p| p.latency_ms)
         .filter(|l| l.is_finite())
         .collect();
-    latencies.sort_by(f64::total_cmp);
-    // Nearest rank: the smallest value at or above 95 % of them.
-    let p95_ms = (!latencies.is_empty()).then(|| {
-        let rank = (latencies.len() * 95).div_ceil(100).max(1);
-        latencies[rank - 1]
-    });
+    // Nearest rank, as the rollups compute it.
+    let p95_ms = crate::core::percentile::percentile(&latencies, 95);
     let rates: Vec<f64> = inside.iter().filter_map(|p| p.error_rate_pct).collect();
     let error_rate_pct = if !rates.is_empty() {
         rates.iter().sum::<f64>() / rates.len() as f64

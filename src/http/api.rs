@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState};
-use crate::core::{Color, Severity};
+use crate::core::{Color, Severity, uptime_color};
 use crate::state::CheckStatus;
 use crate::store::uptime::Windows;
 
@@ -36,6 +36,8 @@ pub struct CheckView {
     pub last_run_at: Option<DateTime<Utc>>,
     pub latency_ms: Option<f64>,
     pub uptime_pct: Uptime,
+    /// Each window's uptime colored by the bands of [`uptime_color`].
+    pub uptime_color: UptimeColor,
     pub incident: Option<i64>,
     /// A heartbeat's ping URL, when keeper generated its token: only for
     /// requests carrying the API token (or when none is set).
@@ -51,6 +53,21 @@ pub struct Uptime {
     pub d7: Option<f64>,
     #[serde(rename = "30d")]
     pub d30: Option<f64>,
+    #[serde(rename = "90d")]
+    pub d90: Option<f64>,
+}
+
+/// The color of each window's uptime; `None` where it has no samples.
+#[derive(Debug, Default, Serialize)]
+pub struct UptimeColor {
+    #[serde(rename = "24h")]
+    pub h24: Option<Color>,
+    #[serde(rename = "7d")]
+    pub d7: Option<Color>,
+    #[serde(rename = "30d")]
+    pub d30: Option<Color>,
+    #[serde(rename = "90d")]
+    pub d90: Option<Color>,
 }
 
 impl From<Windows> for Uptime {
@@ -59,11 +76,24 @@ impl From<Windows> for Uptime {
             h24: w.h24,
             d7: w.d7,
             d30: w.d30,
+            d90: w.d90,
         }
     }
 }
 
-fn view(s: CheckStatus, uptime_pct: Uptime) -> CheckView {
+impl From<Windows> for UptimeColor {
+    fn from(w: Windows) -> UptimeColor {
+        let color = |pct: Option<f64>| pct.map(uptime_color);
+        UptimeColor {
+            h24: color(w.h24),
+            d7: color(w.d7),
+            d30: color(w.d30),
+            d90: color(w.d90),
+        }
+    }
+}
+
+fn view(s: CheckStatus, uptime: Windows) -> CheckView {
     CheckView {
         name: s.name,
         kind: s.kind,
@@ -76,7 +106,8 @@ fn view(s: CheckStatus, uptime_pct: Uptime) -> CheckView {
         since: s.since,
         last_run_at: s.last_run_at,
         latency_ms: s.latency_ms,
-        uptime_pct,
+        uptime_pct: uptime.into(),
+        uptime_color: uptime.into(),
         incident: s.incident,
         ping_url: None,
     }
@@ -91,7 +122,7 @@ async fn list_checks(State(state): State<AppState>) -> Result<Json<Vec<CheckView
             .into_iter()
             .map(|s| {
                 let up = uptime.remove(&s.name).unwrap_or_default();
-                view(s, up.into())
+                view(s, up)
             })
             .collect(),
     ))
@@ -108,7 +139,7 @@ async fn get_check(
         .get(&name)
         .ok_or_else(|| ApiError::not_found(format!("no check named {name:?}")))?;
     let up = state.uptime.windows(&s.name, Utc::now());
-    let mut view = view(s, up.into());
+    let mut view = view(s, up);
     if super::auth::carries_api_token(&headers, &state) {
         view.ping_url = state.heartbeats.ping_url(&view.name);
     }

@@ -69,7 +69,7 @@ async fn view(state: &AppState, incident: Incident) -> Result<IncidentView, ApiE
     Ok(view_with(incident, events))
 }
 
-fn view_with(incident: Incident, events: Vec<IncidentEvent>) -> IncidentView {
+pub(super) fn view_with(incident: Incident, events: Vec<IncidentEvent>) -> IncidentView {
     IncidentView {
         id: incident.id,
         state: if incident.resolved_at.is_some() {

@@ -1,5 +1,5 @@
 //! keeper's one HTTP listener (DESIGN.md §7): metrics, liveness and readiness,
-//! the JSON API, heartbeat pings and log ingest. Routing and shared state
+//! the JSON API, the status page and badges, heartbeat pings and log ingest. Routing and shared state
 //! here; handlers in their files.
 
 mod api;
@@ -8,6 +8,7 @@ mod deployments;
 mod error;
 mod incidents;
 mod ingest;
+pub mod page;
 mod ping;
 pub mod serve;
 mod silences;
@@ -63,6 +64,8 @@ pub struct AppState {
     pub heartbeats: crate::probe::heartbeat::Registry,
     /// Log ingest sources: `/ingest/{source}` delivers into it.
     pub ingest: crate::probe::log::ingest::Registry,
+    /// The status page's settings and the history it shows.
+    pub page: Arc<page::Settings>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -85,6 +88,7 @@ pub fn router(state: AppState) -> Router {
                 .merge(deployments::router())
                 .route_layer(guard),
         )
+        .merge(page::router())
         .merge(ping::router())
         .merge(ingest::router())
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

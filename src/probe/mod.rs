@@ -241,6 +241,22 @@ kinds! {
     ]
 }
 
+impl Spec {
+    /// The channel this check's notifications must not go through: for
+    /// `keeper:channel:NAME`, the channel it says is failing.
+    pub fn avoids_channel(&self) -> Option<&str> {
+        match self {
+            Spec::Keeper(own) => own.avoids_channel(),
+            _ => None,
+        }
+    }
+
+    /// Whether this is keeper's check of its own storage (`keeper:storage`).
+    pub fn watches_storage(&self) -> bool {
+        matches!(self, Spec::Keeper(keeper::Spec::Storage))
+    }
+}
+
 /// What building probes shares: loaded once, handed to every kind's `build`.
 /// Passive kinds get what they need to wake their checks and keep their
 /// state here, when they are built (see [`Context::daemon`]).

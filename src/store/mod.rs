@@ -11,6 +11,7 @@
 
 pub mod postgres;
 pub mod retention;
+pub mod rollup;
 mod sql;
 pub mod sqlite;
 pub mod uptime;

@@ -1,20 +1,19 @@
-//! Uptime per check over 24 h, 7 d and 30 d without reading samples on each
-//! request: ok/total counters per hour (the last 25 hours) and per day (the
-//! last 31 days) of every check, kept in memory. Seeded once at start from the
-//! stored samples with one aggregate query ([`super::Store::uptime_buckets`]),
-//! then fed by the sample writer with each batch it stores, so the counts are
+//! Uptime per check over 24 h, 7 d, 30 d and 90 d without reading samples on
+//! each request: ok/total counters per hour (the last 25 hours) and per day
+//! (the last 91 days) of every check, kept in memory. Seeded once at start
+//! from the hourly rollups and the raw samples not rolled up yet (the current
+//! hour), a few rows per check and day ([`super::Store::seed_uptime`]), then
+//! fed by the sample writer with each batch it stores, so the counts are
 //! those of the stored samples. `GET /api/v1/checks` costs O(checks), whatever
-//! the number of samples (until hourly rollups exist in the database).
+//! the number of samples.
 //!
 //! A window's oldest bucket usually lies only partly inside it; it counts in
-//! proportion to the part inside (samples assumed spread evenly over it). The
-//! windows are cut at `storage.retention`, as the stored samples are.
-
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+//! proportion to the part inside (samples assumed spread evenly over it).
+//! Rollups are kept 400 days, so no window is cut by raw samples' retention.
 
 use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::SampleRow;
 
@@ -22,8 +21,8 @@ pub const HOUR_MS: i64 = 3_600_000;
 pub const DAY_MS: i64 = 24 * HOUR_MS;
 /// Hourly buckets kept: a day and the hour the 24 h window starts in.
 const HOURS: usize = 25;
-/// Daily buckets kept: 30 days and the day the 30 d window starts in.
-const DAYS: usize = 31;
+/// Daily buckets kept: 90 days and the day the 90 d window starts in.
+const DAYS: usize = 91;
 
 /// Samples of one check in one hour or day.
 #[derive(Clone, Copy, Debug, Default)]
@@ -111,30 +110,27 @@ impl Counts {
     }
 }
 
-/// One check's uptime over the three windows the API shows.
+/// One check's uptime over the four windows the API shows.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Windows {
     pub h24: Option<f64>,
     pub d7: Option<f64>,
     pub d30: Option<f64>,
+    pub d90: Option<f64>,
 }
 
 /// The counters of every check. Cheap to clone; clones share them.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct UptimeBook {
     /// Boxed: the table (sized to a power of two above the check count)
-    /// holds a pointer per slot rather than the 700-byte counters.
+    /// holds a pointer per slot rather than the 1.4 kB counters.
     inner: Arc<Mutex<HashMap<Arc<str>, Box<Counts>>>>,
-    retention: chrono::Duration,
 }
 
 impl UptimeBook {
-    /// An empty book whose windows are cut at `retention`.
-    pub fn new(retention: Duration) -> UptimeBook {
-        UptimeBook {
-            inner: Arc::default(),
-            retention: chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX),
-        }
+    /// An empty book.
+    pub fn new() -> UptimeBook {
+        UptimeBook::default()
     }
 
     /// Where seeding starts: the oldest sample any window can count.
@@ -198,12 +194,12 @@ impl UptimeBook {
 
     fn windows_of(&self, c: &Counts, now: DateTime<Utc>) -> Windows {
         let now_ms = now.timestamp_millis();
-        let oldest = now_ms.saturating_sub(self.retention.num_milliseconds());
-        let since = |days: i64| (now_ms - days * DAY_MS).max(oldest);
+        let since = |days: i64| now_ms - days * DAY_MS;
         Windows {
             h24: c.pct(since(1), now_ms),
             d7: c.pct(since(7), now_ms),
             d30: c.pct(since(30), now_ms),
+            d90: c.pct(since(90), now_ms),
         }
     }
 
@@ -240,7 +236,7 @@ mod tests {
 
     #[test]
     fn counts_whole_periods_exactly() {
-        let book = UptimeBook::new(Duration::from_secs(30 * 86_400));
+        let book = UptimeBook::new();
         let rows: Vec<_> = (0..10)
             .map(|i| sample("web", T0 - 10 * 60_000 + i * 60_000, i != 3))
             .collect();
@@ -249,26 +245,30 @@ mod tests {
         assert_eq!(w.h24, Some(90.0));
         assert_eq!(w.d7, Some(90.0));
         assert_eq!(w.d30, Some(90.0));
+        assert_eq!(w.d90, Some(90.0));
         assert_eq!(book.windows("other", at(T0)), Windows::default());
     }
 
     #[test]
     fn old_samples_leave_the_short_window() {
-        let book = UptimeBook::new(Duration::from_secs(30 * 86_400));
+        let book = UptimeBook::new();
         // Two days ago: all down. Now: all up.
         book.add_hour("web", (T0 - 2 * DAY_MS) / HOUR_MS, 10, 0);
         book.add_hour("web", T0 / HOUR_MS, 10, 10);
         let w = book.windows("web", at(T0 + 1));
         assert_eq!(w.h24, Some(100.0));
         assert_eq!(w.d7, Some(50.0));
-        // Past thirty days nothing counts.
+        // Forty days on, only the 90 d window counts them.
         let w = book.windows("web", at(T0 + 40 * DAY_MS));
+        assert_eq!((w.h24, w.d7, w.d30, w.d90), (None, None, None, Some(50.0)));
+        // Past ninety days nothing counts.
+        let w = book.windows("web", at(T0 + 100 * DAY_MS));
         assert_eq!(w, Windows::default());
     }
 
     #[test]
     fn the_oldest_hour_counts_in_proportion() {
-        let book = UptimeBook::new(Duration::from_secs(30 * 86_400));
+        let book = UptimeBook::new();
         let hour = T0 / HOUR_MS;
         book.add_hour("web", hour - 24, 10, 0);
         book.add_hour("web", hour, 10, 10);
@@ -279,10 +279,16 @@ mod tests {
     }
 
     #[test]
-    fn retention_cuts_the_windows() {
-        let book = UptimeBook::new(Duration::from_secs(3600));
-        book.add_hour("web", T0 / HOUR_MS - 3, 10, 0);
+    fn ninety_days_back_counts_in_the_90d_window_only() {
+        let book = UptimeBook::new();
+        // 60 days ago: one day all down; today: all up.
+        book.add_hour("web", (T0 - 60 * DAY_MS) / HOUR_MS, 30, 0);
         book.add_hour("web", T0 / HOUR_MS, 10, 10);
-        assert_eq!(book.windows("web", at(T0 + 1)).d30, Some(100.0));
+        let w = book.windows("web", at(T0 + 1));
+        assert_eq!(
+            (w.h24, w.d7, w.d30),
+            (Some(100.0), Some(100.0), Some(100.0))
+        );
+        assert_eq!(w.d90, Some(25.0));
     }
 }

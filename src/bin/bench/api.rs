@@ -2,12 +2,20 @@
 //! against a SQLite database holding N stored samples over 30 days for a set
 //! of ten checks, next to what each request cost before uptime was kept in
 //! memory (three aggregate scans of the samples). keeper runs in-process.
+//!
+//! `--api-checks N`: the same request at N checks with 90 days of hourly
+//! rollups stored (N × 2,160 rows) and raw samples of the last hour and the
+//! current one (one a minute per check): the time to roll an hour up, keeper's
+//! start (which seeds uptime from the rollups), `GET /api/v1/checks`, and the
+//! status page's reads (each day's uptime over 90 days, each hour's latency
+//! over 24 hours, for every check).
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::Utc;
 use keeper::store::Store;
+use keeper::store::rollup::hour_of;
 
 /// Checks the samples are spread over.
 const CHECKS: usize = 10;
@@ -58,6 +66,94 @@ pub async fn run(totals: &[i64]) -> anyhow::Result<()> {
             ms(incidents[incidents.len() / 2]),
         );
     }
+    Ok(())
+}
+
+pub async fn run_checks(checks: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite://{}", dir.path().join("api.db").display());
+    let store = Store::connect(&url).await?;
+    store.migrate().await?;
+    let now = Utc::now();
+    let open = hour_of(now);
+    let t = Instant::now();
+    fill_rollups(&url, checks, open).await?;
+    let fill_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let rolled = store
+        .roll_up_hour(open - chrono::Duration::hours(1))
+        .await?;
+    let roll_ms = ms(t.elapsed());
+    let mut config = format!("[server]\nlisten = \"127.0.0.1:0\"\n[storage]\nurl = \"{url}\"\n");
+    for i in 0..checks {
+        config.push_str(&format!(
+            "[checks.c{i}]\nkind = \"tcp\"\nhost = \"127.0.0.1:9\"\ninterval = \"1h\"\n"
+        ));
+    }
+    let config =
+        keeper::config::Config::parse(std::path::Path::new("bench.toml"), &config, &|_| None)
+            .map_err(|e| anyhow::anyhow!("bench config: {e}"))?;
+    let started = Instant::now();
+    let keeper = keeper::app::start(config)
+        .await
+        .context("starting keeper")?;
+    let start_s = started.elapsed().as_secs_f64();
+    let client = reqwest::Client::new();
+    let checks_times = timed(&client, &format!("http://{}/api/v1/checks", keeper.addr())).await?;
+    keeper.shutdown().await?;
+    let t = Instant::now();
+    let days = store.daily_uptime(90, Utc::now()).await?;
+    let daily_ms = ms(t.elapsed());
+    let t = Instant::now();
+    let hours = store.hourly_latency(24, Utc::now()).await?;
+    let hourly_ms = ms(t.elapsed());
+    println!(
+        "checks  fill_s  roll_hour_ms (rows)  start_s  checks_ms_p50  checks_ms_max  daily_90d_ms  hourly_24h_ms"
+    );
+    println!(
+        "{checks:>6}  {fill_s:>6.1}  {roll_ms:>12.1} ({rolled})  {start_s:>7.2}  {:>13.1}  {:>13.1}  {daily_ms:>12.0}  {hourly_ms:>13.0}",
+        ms(checks_times[checks_times.len() / 2]),
+        ms(checks_times[checks_times.len() - 1]),
+    );
+    anyhow::ensure!(
+        days.len() >= checks && hours.len() >= checks,
+        "every check read back: {} with days, {} with hours",
+        days.len(),
+        hours.len()
+    );
+    Ok(())
+}
+
+/// 90 days of hourly rollups for `checks` checks up to two hours before
+/// `open` (one a minute per check, one in ten hours down for an hour) and
+/// their days' sums, and
+/// raw samples, one a minute per check, of the hour before `open` and of
+/// `open` up to now.
+async fn fill_rollups(url: &str, checks: usize, open: chrono::DateTime<Utc>) -> anyhow::Result<()> {
+    use sqlx::Connection;
+    let open = open.timestamp_millis();
+    let now = Utc::now().timestamp_millis();
+    let mut conn = sqlx::SqliteConnection::connect(url).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i < {last_check}), \
+                        h(j) AS (SELECT 2 UNION ALL SELECT j + 1 FROM h WHERE j < {last_hour}) \
+         INSERT INTO rollups (check_name, hour, total, ok, latency_p50, latency_p95, latency_max) \
+         SELECT 'c' || i, {open} - j * 3600000, 60, CASE WHEN (i + j) % 10 = 0 THEN 0 ELSE 60 END, \
+                10.0, 25.0, 40.0 FROM c, h; \
+         INSERT INTO rollup_days (check_name, day, total, ok) \
+         SELECT check_name, (hour / 86400000) * 86400000, SUM(total), SUM(ok) FROM rollups \
+         GROUP BY 1, 2; \
+         WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i < {last_check}), \
+                        m(k) AS (SELECT -60 UNION ALL SELECT k + 1 FROM m WHERE k < {last_minute}) \
+         INSERT INTO samples (check_name, at, duration_ms, up, color, latency_ms, message) \
+         SELECT 'c' || i, {open} + k * 60000, 1.0, 1, 'green', 1.0 + (i + k) % 50, 'ok' FROM c, m",
+        last_check = checks - 1,
+        last_hour = 90 * 24,
+        last_minute = (now - open) / 60_000,
+    )))
+    .execute(&mut conn)
+    .await
+    .context("filling rollups and samples")?;
     Ok(())
 }
 

@@ -14,6 +14,7 @@ mod deployments;
 mod heartbeats;
 mod incidents;
 mod outbox;
+mod rollups;
 mod samples;
 mod silences;
 
@@ -89,6 +90,16 @@ impl Store {
         match self {
             Store::Sqlite(_) => sqlite,
             Store::Postgres(_) => postgres,
+        }
+    }
+
+    /// An SQL expression: the timestamp column `column` as whole unix
+    /// milliseconds (a BIGINT, rounded down like SQLite's stored values), so a
+    /// query written once can bucket times by hour (`/ 3600000`) or day.
+    pub(crate) fn millis(&self, column: &str) -> String {
+        match self {
+            Store::Sqlite(_) => column.to_string(),
+            Store::Postgres(_) => format!("floor(extract(epoch FROM {column}) * 1000)::bigint"),
         }
     }
 

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 
 use super::{Result, Row, decode_each};
-use crate::store::uptime::{HOUR_MS, UptimeBook};
 use crate::store::{SampleRow, Store, StoreError};
 
 /// [`Store::uptime_buckets`]' query around the backend's `$hour` expression.
@@ -124,22 +123,6 @@ impl Store {
         buckets
             .all(bucket, "counting samples per check and hour for uptime")
             .await
-    }
-
-    /// Fills `book` with the stored samples its windows can count, in one
-    /// aggregate query. Before the sample writer starts, so no batch counts twice.
-    pub async fn seed_uptime(&self, book: &UptimeBook, now: DateTime<Utc>) -> Result<()> {
-        // On an hour's start, so no hour is split between an hourly and a daily row.
-        let hourly_since = (now - chrono::Duration::hours(25)).timestamp_millis();
-        let hourly_since =
-            DateTime::from_timestamp_millis(hourly_since.div_euclid(HOUR_MS) * HOUR_MS)
-                .unwrap_or(now);
-        let since = UptimeBook::seed_since(now);
-        for (check, hour, total, up) in self.uptime_buckets(since, hourly_since).await? {
-            let count = |n: i64| u64::try_from(n).unwrap_or(0);
-            book.add_hour(&check, hour, count(total), count(up));
-        }
-        Ok(())
     }
 }
 

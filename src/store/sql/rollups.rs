@@ -1,0 +1,280 @@
+//! Hourly rollups: rolling an hour of samples up, the latest hour rolled up,
+//! retention, and the reads built on them (uptime for the API's book, each
+//! day's uptime and each hour's latency for every check at once). When to
+//! roll up is `store/rollup.rs`'s business.
+//!
+//! What is not rolled up yet (the open hour, and any closed hour the rollup
+//! task has not reached) is read from the raw samples: everything at or
+//! after the end of the latest hour rolled up, so no sample counts twice.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::AssertSqlSafe;
+
+use super::{Result, Row};
+use crate::store::rollup::{DayUptime, HourLatency, Latency, Rollup};
+use crate::store::uptime::{DAY_MS, HOUR_MS, UptimeBook};
+use crate::store::{Store, StoreError};
+
+/// The columns [`rollup`] decodes, after `check_name` and `hour`.
+const SUMS: &str = "total, ok, latency_p50, latency_p95, latency_max";
+
+impl Store {
+    /// The samples from `from` to `to` (excluded) summed up per check and
+    /// hour (`slot`: hours since the epoch): `total`, `ok`, and the latency's
+    /// p50 and p95 by nearest rank (the value ranked ⌈p·n/100⌉, as
+    /// [`crate::core::percentile::rank`]) and max. `from` and `to` are
+    /// placeholders (`$1`). The same SQL on both backends, so both rank alike.
+    fn hourly_sums(&self, from: &str, to: &str) -> String {
+        let at = self.millis("at");
+        format!(
+            "SELECT check_name, slot, COUNT(*) AS total, COUNT(*) FILTER (WHERE up) AS ok, \
+                    MAX(CASE WHEN rn = (50 * n + 99) / 100 THEN latency_ms END) AS latency_p50, \
+                    MAX(CASE WHEN rn = (95 * n + 99) / 100 THEN latency_ms END) AS latency_p95, \
+                    MAX(latency_ms) AS latency_max \
+             FROM (SELECT check_name, slot, up, latency_ms, \
+                          ROW_NUMBER() OVER (PARTITION BY check_name, slot \
+                                             ORDER BY latency_ms) AS rn, \
+                          COUNT(*) OVER (PARTITION BY check_name, slot) AS n \
+                   FROM (SELECT check_name, {at} / {HOUR_MS} AS slot, up, latency_ms \
+                         FROM samples WHERE at >= {from} AND at < {to}) h) r \
+             GROUP BY check_name, slot"
+        )
+    }
+
+    /// Rolls up the hour starting at `hour` (an hour's start) from its raw
+    /// samples, replacing what was rolled up of it before, and sums its day
+    /// up again from the day's hours, in one transaction; returns the hourly
+    /// rows written (one per check with samples in the hour).
+    pub async fn roll_up_hour(&self, hour: DateTime<Utc>) -> Result<u64> {
+        let sql = format!(
+            "INSERT INTO rollups (check_name, hour, {SUMS}) \
+             SELECT check_name, $1, {SUMS} FROM ({}) s WHERE TRUE \
+             ON CONFLICT (check_name, hour) DO UPDATE SET \
+                 total = excluded.total, ok = excluded.ok, \
+                 latency_p50 = excluded.latency_p50, latency_p95 = excluded.latency_p95, \
+                 latency_max = excluded.latency_max",
+            self.hourly_sums("$1", "$2")
+        );
+        let day = time(hour.timestamp_millis().div_euclid(DAY_MS) * DAY_MS)?;
+        let mut tx = self.begin("starting to roll up an hour").await?;
+        let rows = (tx.query(AssertSqlSafe(sql)).time(hour))
+            .time(hour + chrono::Duration::hours(1))
+            .execute("rolling up an hour of samples")
+            .await?;
+        tx.query(
+            "INSERT INTO rollup_days (check_name, day, total, ok) \
+             SELECT check_name, $1, CAST(SUM(total) AS BIGINT), CAST(SUM(ok) AS BIGINT) \
+             FROM rollups WHERE hour >= $1 AND hour < $2 GROUP BY check_name \
+             ON CONFLICT (check_name, day) DO UPDATE SET total = excluded.total, ok = excluded.ok",
+        )
+        .time(day)
+        .time(day + chrono::Duration::days(1))
+        .execute("summing up a day of rollups")
+        .await?;
+        tx.commit("committing an hour's rollup").await?;
+        Ok(rows)
+    }
+
+    /// The start of the latest hour rolled up, if any.
+    pub async fn latest_rollup(&self) -> Result<Option<DateTime<Utc>>> {
+        let row = (self.query("SELECT MAX(hour) AS latest FROM rollups"))
+            .one("reading the latest hour rolled up")
+            .await?;
+        row.time("rollups.latest")
+    }
+
+    /// Where the raw samples take over from the rollups: the end of the
+    /// latest hour rolled up, or `since` when there is none (or it is older).
+    async fn rolled_until(&self, since: DateTime<Utc>) -> Result<DateTime<Utc>> {
+        let latest = self.latest_rollup().await?;
+        Ok(latest.map_or(since, |h| (h + chrono::Duration::hours(1)).max(since)))
+    }
+
+    /// Every check's rollups of the hours from `since` to `until` (excluded),
+    /// by check and hour.
+    pub async fn rollups(&self, since: DateTime<Utc>, until: DateTime<Utc>) -> Result<Vec<Rollup>> {
+        let sql = format!(
+            "SELECT check_name, hour, {SUMS} FROM rollups WHERE hour >= $1 AND hour < $2 \
+             ORDER BY check_name, hour"
+        );
+        (self.query(AssertSqlSafe(sql)).time(since).time(until))
+            .all(rollup, "reading rollups")
+            .await
+    }
+
+    /// Deletes the rollups of hours, and the sums of days, that start before
+    /// `cutoff`; returns how many hourly rows went.
+    pub async fn delete_rollups_before(&self, cutoff: DateTime<Utc>) -> Result<u64> {
+        let days = self
+            .query("DELETE FROM rollup_days WHERE day < $1")
+            .time(cutoff);
+        days.execute("deleting daily rollups past retention")
+            .await?;
+        let hours = self
+            .query("DELETE FROM rollups WHERE hour < $1")
+            .time(cutoff);
+        hours.execute("deleting rollups past retention").await
+    }
+
+    /// Each check's samples per UTC day over the last `days` days up to
+    /// `now` (today included): the sums of whole days rolled up, the hourly
+    /// rollups of the day the raw samples start in, and the raw samples not
+    /// rolled up yet. Days without samples are left out; each check's days in order.
+    /// One query for every check.
+    pub async fn daily_uptime(
+        &self,
+        days: u32,
+        now: DateTime<Utc>,
+    ) -> Result<HashMap<String, Vec<DayUptime>>> {
+        let today = now.timestamp_millis().div_euclid(DAY_MS) * DAY_MS;
+        let since = time(today - i64::from(days.max(1) - 1) * DAY_MS)?;
+        let raw_since = self.rolled_until(since).await?;
+        // Whole days from their sums, the day the raw samples start in from its hours.
+        let hourly_since = time(raw_since.timestamp_millis().div_euclid(DAY_MS) * DAY_MS)?;
+        let (day, hour, at) = (self.millis("day"), self.millis("hour"), self.millis("at"));
+        let sql = format!(
+            "SELECT check_name, slot, CAST(SUM(total) AS BIGINT) AS total, \
+                    CAST(SUM(ok) AS BIGINT) AS ok \
+             FROM (SELECT check_name, {day} / {DAY_MS} AS slot, total, ok FROM rollup_days \
+                   WHERE day >= $1 AND day < $2 \
+                   UNION ALL \
+                   SELECT check_name, {hour} / {DAY_MS} AS slot, total, ok FROM rollups \
+                   WHERE hour >= $2 AND hour < $3 \
+                   UNION ALL \
+                   SELECT check_name, {at} / {DAY_MS} AS slot, COUNT(*) AS total, \
+                          COUNT(*) FILTER (WHERE up) AS ok \
+                   FROM samples WHERE at >= $3 GROUP BY 1, 2) u \
+             GROUP BY check_name, slot ORDER BY check_name, slot"
+        );
+        let rows = (self.query(AssertSqlSafe(sql)).time(since))
+            .time(hourly_since.max(since))
+            .time(raw_since)
+            .rows("reading each day's uptime")
+            .await?;
+        let mut by_check: HashMap<String, Vec<DayUptime>> = HashMap::new();
+        for row in &rows {
+            let day = time(row.get::<i64>("slot")? * DAY_MS)?.date_naive();
+            let (total, ok) = (count(row, "total")?, count(row, "ok")?);
+            by_check
+                .entry(row.get("check_name")?)
+                .or_default()
+                .push(DayUptime { day, total, ok });
+        }
+        Ok(by_check)
+    }
+
+    /// Each check's latency per hour over the last `hours` hours up to `now`
+    /// (the current hour included): rollups, and the raw samples not rolled
+    /// up yet, ranked alike. Hours without samples are left out; each
+    /// check's hours in order. One query for every check.
+    pub async fn hourly_latency(
+        &self,
+        hours: u32,
+        now: DateTime<Utc>,
+    ) -> Result<HashMap<String, Vec<HourLatency>>> {
+        let open = now.timestamp_millis().div_euclid(HOUR_MS) * HOUR_MS;
+        let since = time(open - i64::from(hours.max(1) - 1) * HOUR_MS)?;
+        let raw_since = self.rolled_until(since).await?;
+        let hour = self.millis("hour");
+        let sql = format!(
+            "SELECT check_name, slot, latency_p50, latency_p95, latency_max \
+             FROM (SELECT check_name, {hour} / {HOUR_MS} AS slot, \
+                          latency_p50, latency_p95, latency_max FROM rollups \
+                   WHERE hour >= $1 AND hour < $2 \
+                   UNION ALL \
+                   SELECT check_name, slot, latency_p50, latency_p95, latency_max \
+                   FROM ({}) r) u \
+             ORDER BY check_name, slot",
+            self.hourly_sums("$2", "$3")
+        );
+        let rows = (self.query(AssertSqlSafe(sql)).time(since).time(raw_since))
+            .time(time(open + HOUR_MS)?)
+            .rows("reading each hour's latency")
+            .await?;
+        let mut by_check: HashMap<String, Vec<HourLatency>> = HashMap::new();
+        for row in &rows {
+            let hour = time(row.get::<i64>("slot")? * HOUR_MS)?;
+            by_check
+                .entry(row.get("check_name")?)
+                .or_default()
+                .push(HourLatency {
+                    hour,
+                    latency: latency(row)?,
+                });
+        }
+        Ok(by_check)
+    }
+
+    /// Fills `book` with what its windows can count: the sums of whole days
+    /// and the hourly rollups of the last day or two (the hours the 24 h
+    /// window needs), then the raw samples not rolled up yet. Before the
+    /// sample writer starts, so no batch counts twice.
+    pub async fn seed_uptime(&self, book: &UptimeBook, now: DateTime<Utc>) -> Result<()> {
+        // On an hour's start, so no hour is split between an hourly and a daily row.
+        let hourly_since = (now - chrono::Duration::hours(25)).timestamp_millis();
+        let hourly_since = time(hourly_since.div_euclid(HOUR_MS) * HOUR_MS)?;
+        let since = UptimeBook::seed_since(now);
+        let raw_since = self.rolled_until(since).await?;
+        let day_of = |t: DateTime<Utc>| time(t.timestamp_millis().div_euclid(DAY_MS) * DAY_MS);
+        let (days_since, hours_since) = (day_of(since)?, day_of(hourly_since.min(raw_since))?);
+        let (day, hour) = (self.millis("day"), self.millis("hour"));
+        let sql = format!(
+            "SELECT check_name, {day} / {HOUR_MS} AS slot, total, ok FROM rollup_days \
+             WHERE day >= $1 AND day < $2 \
+             UNION ALL \
+             SELECT check_name, {hour} / {HOUR_MS} AS slot, total, ok FROM rollups \
+             WHERE hour >= $2 AND hour < $3"
+        );
+        let rolled = (self.query(AssertSqlSafe(sql)).time(days_since))
+            .time(hours_since.max(days_since))
+            .time(raw_since)
+            .rows("counting rollups per check for uptime")
+            .await?;
+        for row in &rolled {
+            let check: String = row.get("check_name")?;
+            book.add_hour(
+                &check,
+                row.get("slot")?,
+                count(row, "total")?,
+                count(row, "ok")?,
+            );
+        }
+        for (check, hour, total, up) in self.uptime_buckets(raw_since, hourly_since).await? {
+            let count = |n: i64| u64::try_from(n).unwrap_or(0);
+            book.add_hour(&check, hour, count(total), count(up));
+        }
+        Ok(())
+    }
+}
+
+/// Unix milliseconds as a time.
+fn time(ms: i64) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms} out of range")))
+}
+
+/// A count column, never negative.
+fn count(row: &Row, column: &'static str) -> Result<u64> {
+    let n: i64 = row.get(column)?;
+    u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("rollups.{column}: {n} < 0")))
+}
+
+fn latency(row: &Row) -> Result<Latency> {
+    Ok(Latency {
+        p50: row.get("latency_p50")?,
+        p95: row.get("latency_p95")?,
+        max: row.get("latency_max")?,
+    })
+}
+
+fn rollup(row: &Row) -> Result<Rollup> {
+    Ok(Rollup {
+        check: row.get("check_name")?,
+        hour: row.time("rollups.hour")?,
+        total: count(row, "total")?,
+        ok: count(row, "ok")?,
+        latency: latency(row)?,
+    })
+}
