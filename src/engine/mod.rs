@@ -308,11 +308,16 @@ impl Engine {
             .as_ref()
             .map(|o| o.id)
             .filter(|&id| id != offline::OFFLINE);
+        // A regression standing for the sample is what the check shows.
+        let message = match self.regressions.get(&obs.check) {
+            Some(r) if r.verdict.color > obs.verdict.color => &r.verdict.reason,
+            _ => &obs.sample.message,
+        };
         self.board.update(obs.check, |s| {
             s.color = state.color;
             s.severity = state.severity;
             s.since = state.since;
-            s.message.clone_from(&obs.sample.message);
+            s.message.clone_from(message);
             s.last_run_at = Some(obs.sample.at);
             s.latency_ms = Some(obs.sample.latency_ms());
             s.incident = incident;

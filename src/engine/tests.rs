@@ -361,6 +361,12 @@ async fn a_slower_p95_after_a_deployment_opens_an_incident_until_it_is_back() {
          to roll back: ./rollback web"
     );
 
+    let shown = f.engine.board.get("web").expect("web").message;
+    assert_eq!(
+        shown, opened.message,
+        "the check shows the regression, not 200 OK"
+    );
+
     // Still slow a minute on: it stands. Then the last ten minutes are fast again: lifted.
     f.tick(660).await;
     assert!(f.engine.regressions.contains_key(&f.index("web")));
@@ -371,6 +377,7 @@ async fn a_slower_p95_after_a_deployment_opens_an_incident_until_it_is_back() {
     f.tick(1300).await;
     assert!(f.engine.regressions.is_empty(), "back within the band");
     f.sample("web", None, 1301).await;
+    assert_eq!(f.engine.board.get("web").expect("web").message, "200 OK");
     f.sample("web", None, 1302).await;
     assert!(
         f.store.open_incidents().await.expect("open").is_empty(),
