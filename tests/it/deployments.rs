@@ -240,11 +240,31 @@ fn fly_machine(id: &str, release: u32, tag: &str) -> serde_json::Value {
     })
 }
 
+/// The Machines API's answer: machines 148e127a… and 3d8d9020… running
+/// these (release, image tag).
+fn fly_list(releases: [(u32, &str); 2]) -> String {
+    let ids = ["148e127a0b4589", "3d8d9020a11111"];
+    let machines: Vec<serde_json::Value> = (ids.iter().zip(releases))
+        .map(|(id, (release, tag))| fly_machine(id, release, tag))
+        .collect();
+    serde_json::Value::from(machines).to_string()
+}
+
+/// Waits until the stand-in has answered three more runs of the fly check.
+async fn three_more_runs(fly: &Target) {
+    let runs = fly.requests();
+    wait_until(
+        "three more runs of the fly check",
+        Duration::from_secs(20),
+        || async { fly.requests() >= runs + 3 },
+    )
+    .await;
+}
+
 both_backends!(
     async fn the_fly_check_records_a_new_release_once_and_incidents_name_it(db) {
         let fly = Target::start().await;
-        let set_machines = |machines: &[serde_json::Value]| fly.set_body(serde_json::Value::from(machines.to_vec()).to_string());
-        set_machines(&[fly_machine("148e127a0b4589", 42, "deployment-01"), fly_machine("3d8d9020a11111", 42, "deployment-01")]);
+        fly.set_body(fly_list([(42, "deployment-01"), (42, "deployment-01")]));
         let web = Target::start().await;
         let hook = Receiver::start().await;
         let config = TestConfig::new()
@@ -264,13 +284,14 @@ both_backends!(
             )
             .page(&hook);
         let app = TestApp::start_on(db, config).await;
-        let deployments = || async { app.get_json("/api/v1/deployments").await.as_array().unwrap().clone() };
-        let runs = fly.requests();
-        wait_until("three runs of the fly check", Duration::from_secs(20), || async { fly.requests() >= runs + 3 }).await;
+        let deployments = || async {
+            app.get_json("/api/v1/deployments").await.as_array().unwrap().clone()
+        };
+        three_more_runs(&fly).await;
         assert!(deployments().await.is_empty(), "nothing on the first runs");
 
         // A rolling deploy: one machine on release 43, then both.
-        set_machines(&[fly_machine("148e127a0b4589", 43, "deployment-02"), fly_machine("3d8d9020a11111", 42, "deployment-01")]);
+        fly.set_body(fly_list([(43, "deployment-02"), (42, "deployment-01")]));
         let recorded = wait_for("the deployment the fly check saw", Duration::from_secs(20), || async {
             deployments().await.pop()
         })
@@ -282,9 +303,8 @@ both_backends!(
             recorded["description"],
             "seen by the fly check: image registry.fly.io/web-prod:deployment-02 on 148e127a"
         );
-        set_machines(&[fly_machine("148e127a0b4589", 43, "deployment-02"), fly_machine("3d8d9020a11111", 43, "deployment-02")]);
-        let runs = fly.requests();
-        wait_until("three more runs", Duration::from_secs(20), || async { fly.requests() >= runs + 3 }).await;
+        fly.set_body(fly_list([(43, "deployment-02"), (43, "deployment-02")]));
+        three_more_runs(&fly).await;
         assert_eq!(deployments().await.len(), 1, "release 43 once");
 
         // The app's checks are watched: a failure pages at once, with Fly's rollback.
@@ -296,7 +316,8 @@ both_backends!(
         let message = opened["message"].as_str().unwrap();
         assert_eq!(opened["check"], "web");
         assert!(message.contains(" after deploy v43 of web (by fly)\n"), "{message}");
-        assert!(message.ends_with("\nto roll back: flyctl releases rollback --app web-prod"), "{message}");
+        let hint = "\nto roll back: flyctl releases rollback --app web-prod";
+        assert!(message.ends_with(hint), "{message}");
     }
 );
 
