@@ -20,7 +20,13 @@ pub struct Watch {
     /// The newest deployment of each app until its watch ends: then its
     /// samples are compared with the hour before it ([`Watch::ended`]).
     pending: Vec<Deployment>,
+    /// When the store was last read for deployments recorded elsewhere.
+    read_at: Option<DateTime<Utc>>,
 }
+
+/// How often the store is read for deployments recorded elsewhere (another
+/// instance's API); those recorded here reach the engine at once.
+pub const READ_EVERY: chrono::Duration = chrono::Duration::seconds(15);
 
 impl Watch {
     pub fn new(rules: Deploys) -> Watch {
@@ -28,7 +34,18 @@ impl Watch {
             rules,
             newest: BTreeMap::new(),
             pending: Vec::new(),
+            read_at: None,
         }
+    }
+
+    /// Whether the store is due to be read for deployments at `now`; if it
+    /// is, the next read is [`READ_EVERY`] on.
+    pub fn read_due(&mut self, now: DateTime<Utc>) -> bool {
+        let due = self.read_at.is_none_or(|at| now - at >= READ_EVERY);
+        if due {
+            self.read_at = Some(now);
+        }
+        due
     }
 
     /// How far back deployments matter at all (the longest watch).
@@ -241,6 +258,15 @@ mod tests {
                 .collect::<Vec<_>>(),
             [3]
         );
+    }
+
+    #[test]
+    fn the_store_is_read_for_other_deployments_every_fifteen_seconds() {
+        let mut w = watch();
+        assert!(w.read_due(t(0)), "at once");
+        assert!(!w.read_due(t(14)));
+        assert!(w.read_due(t(15)));
+        assert!(!w.read_due(t(16)));
     }
 
     #[test]

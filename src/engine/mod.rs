@@ -168,6 +168,7 @@ impl Engine {
         let until = now + chrono::Duration::hours(1);
         let deploys = offline::bounded(self.store.deployments(None, since, until, 1000)).await?;
         deploys.into_iter().for_each(|d| self.deployed(d, now));
+        self.deploys.read_due(now);
         for (i, rt) in self.checks.iter_mut().enumerate() {
             if let Some(inc) = open.iter().find(|inc| inc.check == *rt.config.name) {
                 rt.state = CheckState::restored(

@@ -384,3 +384,38 @@ async fn a_slower_p95_after_a_deployment_opens_an_incident_until_it_is_back() {
         "resolved"
     );
 }
+
+#[tokio::test]
+async fn a_deployment_recorded_by_another_instance_is_read_from_the_store() {
+    let mut f = fixture(APPS).await;
+    // As another instance's API would, straight into the shared database.
+    let other = crate::core::deployment::NewDeployment {
+        app: "web".into(),
+        version: "v42".into(),
+        description: String::new(),
+        by: "ci".into(),
+        at: f.at(0),
+    };
+    f.store
+        .record_deployment(&other)
+        .await
+        .expect("recorded elsewhere");
+    f.tick(5).await;
+    f.sample("web", Some(Severity::Critical), 6).await;
+    assert!(
+        f.queued().await.is_empty(),
+        "not read yet: three failures needed"
+    );
+    f.sample("web", None, 7).await;
+    f.tick(16).await;
+    f.sample("web", Some(Severity::Critical), 17).await;
+    let queued = f.queued().await;
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert!(
+        queued[0].0.message.ends_with(
+            "\nstarted 17 s after deploy v42 of web (by ci)\nto roll back: ./rollback web"
+        ),
+        "{}",
+        queued[0].0.message
+    );
+}

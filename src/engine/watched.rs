@@ -43,6 +43,9 @@ impl Engine {
     /// The regression verdicts due at `now`: deployments whose watch ended
     /// are judged, regressed checks looked at again.
     pub(super) async fn judge_deployments(&mut self, now: DateTime<Utc>) {
+        if self.deploys.read_due(now) {
+            self.read_deployments(now).await;
+        }
         for (deployment, end) in self.deploys.ended(now) {
             for i in self.checks_of(&deployment.app) {
                 let since = deployment.at - regression::BASELINE;
@@ -101,6 +104,26 @@ impl Engine {
                 tracing::info!(check = %self.checks[i].config.name, "regression over: back within the band");
                 self.regressions.remove(&i);
             }
+        }
+    }
+
+    /// Deployments recorded elsewhere (another instance sharing the
+    /// database) within the longest watch, up to an hour ahead; those
+    /// already known change nothing.
+    pub(super) async fn read_deployments(&mut self, now: DateTime<Utc>) {
+        let store = self.store.clone();
+        let (since, until) = (
+            now - self.deploys.horizon(),
+            now + chrono::Duration::hours(1),
+        );
+        match self
+            .guarded(store.deployments(None, since, until, 1000))
+            .await
+        {
+            Ok(deployments) => deployments.into_iter().for_each(|d| self.deployed(d, now)),
+            // Storage away is said once, where it is noticed.
+            Err(crate::store::StoreError::Away) => {}
+            Err(e) => tracing::warn!(error = %e, "reading recent deployments"),
         }
     }
 
