@@ -1,15 +1,23 @@
 //! The command line (DESIGN.md §8): `run` (the default), `check-config`,
-//! `migrate`, and the clients of a running daemon's API: `status`, `ack`,
-//! `silence`, `deploy` ([`deploy`]); and `probe`, one run of a probe by hand ([`oneshot`]).
+//! `migrate`, and the clients of a running daemon's API ([`client`]):
+//! `status`, `incidents`, `ack`, `silence`, `deploy`; and `probe`, one run of
+//! a probe by hand ([`oneshot`]). What each verb prints lives in its file in `cli/`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+mod client;
 mod deploy;
+mod incidents;
 mod oneshot;
+mod report;
+mod status;
+mod term;
+
+use client::Api;
 
 use crate::app;
 use crate::config::Config;
@@ -46,12 +54,15 @@ enum Command {
     /// Probe a target once and show what keeper sees: phases, status,
     /// certificate, verdict (exit 0 green, 1 yellow, 2 red).
     Probe(oneshot::Args),
-    /// Show every check's current state, from a running keeper.
-    Status {
-        /// keeper's URL (default: from the config's server.listen).
-        #[arg(long)]
-        url: Option<String>,
-    },
+    /// Show every check's current state, from a running keeper (exit 0
+    /// green, 1 yellow, 2 red, 3 unknown: unreachable, an error, or pending).
+    Status(status::Args),
+    /// List a running keeper's incidents with their timelines.
+    Incidents(incidents::Args),
+    /// Write a report: `incident` (Markdown, from a running keeper) or
+    /// `cost` (what each Fly app costs, right-sizing hints).
+    #[command(subcommand)]
+    Report(report::Report),
     /// Silence a check's notifications for a while (token from KEEPER_API_TOKEN).
     Silence {
         /// The check to silence.
@@ -118,16 +129,18 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Probe(args) => oneshot::run(args).await,
-        Command::Status { url } => status(&Api::new(&cli.config, url)?).await,
+        Command::Status(args) => Ok(status::run(&cli.config, args).await),
+        Command::Incidents(args) => incidents::run(&cli.config, args).await,
+        Command::Report(what) => report::run(&cli.config, what).await,
         Command::Silence {
             check,
             duration,
             comment,
             url,
-        } => silence(&Api::new(&cli.config, url)?, &check, &duration, &comment).await,
+        } => client::silence(&Api::new(&cli.config, url)?, &check, &duration, &comment).await,
         Command::Ack { incident, by, url } => {
             let by = by.or_else(|| std::env::var("USER").ok());
-            ack(&Api::new(&cli.config, url)?, incident, by).await
+            client::ack(&Api::new(&cli.config, url)?, incident, by).await
         }
         Command::Deploy(args) => deploy::run(&Api::new(&cli.config, args.url.clone())?, args).await,
     }
@@ -366,130 +379,4 @@ fn describe_routes(config: &Config) -> String {
         );
     }
     out
-}
-
-/// A client of a running keeper's API: `--url`, or `http://` + the config's
-/// `server.listen`; the token from `KEEPER_API_TOKEN`.
-struct Api {
-    base: String,
-    client: reqwest::Client,
-    token: Option<String>,
-}
-
-impl Api {
-    fn new(config: &std::path::Path, url: Option<String>) -> anyhow::Result<Api> {
-        let base = match url {
-            Some(u) => u.trim_end_matches('/').to_string(),
-            None => format!("http://{}", load(config)?.server.listen),
-        };
-        let client = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(10))
-            .build()
-            .context("building the HTTP client")?;
-        let token = std::env::var("KEEPER_API_TOKEN")
-            .ok()
-            .filter(|t| !t.is_empty());
-        Ok(Api {
-            base,
-            client,
-            token,
-        })
-    }
-
-    /// Sends a request to `path`; a non-2xx answer is an error carrying keeper's reason.
-    async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
-        let req = match &self.token {
-            Some(token) => req.bearer_auth(token),
-            None => req,
-        };
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("asking keeper at {}", self.base))?;
-        if !resp.status().is_success() {
-            let status = resp.status();
-            let body: serde_json::Value = resp.json().await.unwrap_or_default();
-            let reason = body["error"].as_str().unwrap_or("no reason given");
-            bail!("keeper at {} answered {status}: {reason}", self.base);
-        }
-        Ok(resp)
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// POSTs `body` as JSON to `path`; keeper's JSON answer.
-    async fn post_json(
-        &self,
-        path: &str,
-        body: &serde_json::Value,
-    ) -> anyhow::Result<serde_json::Value> {
-        let req = self.client.post(self.url(path)).json(body);
-        let resp = self.send(req).await?;
-        resp.json().await.context("reading keeper's answer")
-    }
-}
-
-async fn ack(api: &Api, incident: i64, by: Option<String>) -> anyhow::Result<ExitCode> {
-    let path = format!("/api/v1/incidents/{incident}/ack");
-    let view = api
-        .post_json(&path, &serde_json::json!({ "by": by }))
-        .await?;
-    println!(
-        "incident {incident} ({}) acknowledged at {}",
-        view["check"].as_str().unwrap_or("?"),
-        view["acknowledged_at"].as_str().unwrap_or("?")
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn silence(
-    api: &Api,
-    check: &str,
-    duration: &str,
-    comment: &str,
-) -> anyhow::Result<ExitCode> {
-    let body = serde_json::json!({
-        "check": check,
-        "for": duration,
-        "comment": comment,
-        "by": std::env::var("USER").ok(),
-    });
-    let created = api.post_json("/api/v1/silences", &body).await?;
-    println!(
-        "silence {} on {check} until {}",
-        created["id"],
-        created["ends_at"].as_str().unwrap_or("?")
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn status(api: &Api) -> anyhow::Result<ExitCode> {
-    let resp = api.send(api.client.get(api.url("/api/v1/checks"))).await?;
-    let checks: Vec<serde_json::Value> = resp.json().await.context("reading keeper's answer")?;
-    let mut worst = 0;
-    for c in &checks {
-        let color = c["color"].as_str().unwrap_or("?");
-        let (mark, code) = match color {
-            "green" => ("\x1b[32m●\x1b[0m", 0),
-            "yellow" => ("\x1b[33m●\x1b[0m", 1),
-            _ => ("\x1b[31m●\x1b[0m", 2),
-        };
-        worst = worst.max(code);
-        println!(
-            "{mark} {:24} {:8} {:>8} {}",
-            c["name"].as_str().unwrap_or("?"),
-            c["severity"].as_str().unwrap_or("-"),
-            c["latency_ms"]
-                .as_f64()
-                .map_or("-".into(), |l| format!("{l:.0} ms")),
-            c["message"].as_str().unwrap_or(""),
-        );
-    }
-    Ok(if worst == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(worst)
-    })
 }

@@ -23,6 +23,7 @@ pub mod incident;
 pub mod metrics;
 pub mod notify;
 pub mod probe;
+pub mod report;
 pub mod scheduler;
 pub mod state;
 pub mod store;

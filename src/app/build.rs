@@ -118,11 +118,7 @@ pub async fn build(config: Config) -> Result<Built, AppError> {
         task_died: task_died.clone(),
         heartbeats: probes.heartbeats.clone(),
         ingest: ingest.clone(),
-        page: Arc::new(http::page::Settings {
-            page: config.status_page.clone(),
-            maintenance: config.maintenance.clone(),
-            history: Default::default(),
-        }),
+        page: Arc::new(http::page::Settings::new(&config)),
     });
     Ok(Built {
         config,

@@ -4,7 +4,9 @@
 
 use std::process::ExitCode;
 
-use super::Api;
+use anyhow::Context;
+
+use super::client::Api;
 
 /// `keeper deploy`'s arguments.
 #[derive(Debug, clap::Args)]
@@ -36,7 +38,9 @@ fn body(args: &Args, user: Option<String>) -> serde_json::Value {
 
 pub async fn run(api: &Api, args: Args) -> anyhow::Result<ExitCode> {
     let body = body(&args, std::env::var("USER").ok());
-    let recorded = api.post_json("/api/v1/deployments", &body).await?;
+    let req = api.client.post(api.url("/api/v1/deployments")).json(&body);
+    let resp = api.send(req).await?;
+    let recorded: serde_json::Value = resp.json().await.context("reading keeper's answer")?;
     println!(
         "deployment {} recorded: {} {} at {}",
         recorded["id"],

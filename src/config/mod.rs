@@ -7,6 +7,7 @@
 //! the rest into the kind's own strict `Spec`.
 
 mod apps;
+mod cost;
 mod env;
 mod error;
 mod kinds;
@@ -23,6 +24,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 pub use apps::{AppDeploys, DEFAULT_DEPLOY_WATCH, Deploys};
+pub use cost::Cost;
 pub use error::{ConfigError, ConfigErrors};
 pub use status_page::StatusPage;
 
@@ -49,6 +51,8 @@ pub struct Config {
     pub routes: Vec<Route>,
     pub maintenance: Vec<Maintenance>,
     pub status_page: StatusPage,
+    /// `[cost]`: prices and bands for `keeper report cost`.
+    pub cost: Cost,
     /// `[defaults] deploy_watch` and `[apps.NAME]`: what follows a deployment.
     pub deploys: Deploys,
 }
@@ -244,6 +248,7 @@ struct Sections<'i> {
     maintenance: Vec<raw::Maintenance>,
     watchdog: raw::Watchdog,
     status_page: status_page::Raw,
+    cost: cost::RawCost,
     apps: Vec<(Spanned<String>, Spanned<DeTable<'i>>)>,
     checks: Vec<(Spanned<String>, Spanned<DeTable<'i>>)>,
     channels: Vec<(Spanned<String>, Spanned<DeTable<'i>>)>,
@@ -263,6 +268,7 @@ fn read_sections<'i>(root: DeTable<'i>, errors: &mut error::Collector) -> Sectio
             "maintenance" => s.maintenance = read(&name, value, errors).unwrap_or_default(),
             "watchdog" => s.watchdog = read(&name, value, errors).unwrap_or_default(),
             "status_page" => s.status_page = read(&name, value, errors).unwrap_or_default(),
+            "cost" => s.cost = read(&name, value, errors).unwrap_or_default(),
             "checks" => s.checks = kinds::named_tables(&name, value, errors),
             "channels" => s.channels = kinds::named_tables(&name, value, errors),
             "apps" => s.apps = kinds::named_tables(&name, value, errors),
@@ -270,7 +276,7 @@ fn read_sections<'i>(root: DeTable<'i>, errors: &mut error::Collector) -> Sectio
                 key.span(),
                 &name,
                 format!(
-                    "unknown key {name} (expected server, storage, delivery, defaults, severities, checks, channels, routes, maintenance, watchdog, status_page or apps)"
+                    "unknown key {name} (expected server, storage, delivery, defaults, severities, checks, channels, routes, maintenance, watchdog, status_page, cost or apps)"
                 ),
             ),
         }
@@ -297,6 +303,7 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
     let maintenance = read_maintenance(s.maintenance, &known_checks, errors);
     let all_checks: BTreeSet<String> = checks.iter().map(|c| c.name.to_string()).collect();
     let status_page = s.status_page.resolve(&all_checks, errors);
+    let cost = s.cost.resolve(errors);
     let listen = read_listen(s.server.listen.as_ref(), errors)?;
     Some(Config {
         path: path.to_path_buf(),
@@ -327,6 +334,7 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
         routes,
         maintenance,
         status_page,
+        cost,
         deploys,
     })
 }

@@ -63,7 +63,11 @@ impl Raw {
         page.show_targets = self.show_targets.unwrap_or(page.show_targets);
         if let Some(title) = self.title {
             if title.get_ref().trim().is_empty() {
-                errors.at(title.span(), "status_page.title", "must not be empty".into());
+                errors.at(
+                    title.span(),
+                    "status_page.title",
+                    "must not be empty".into(),
+                );
             } else {
                 page.title = title.into_inner();
             }

@@ -1,11 +1,13 @@
 //! Incidents over the API: `GET /api/v1/incidents?state=open|resolved|all`
 //! (with timelines, MTTA and MTTR), `GET /api/v1/incidents/{id}`, and
-//! `POST /api/v1/incidents/{id}/ack` (bearer token when one is set).
+//! `POST /api/v1/incidents/{id}/ack` (bearer token when one is set), and
+//! `GET /api/v1/incidents/{id}/report`, the incident report as Markdown.
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
@@ -18,6 +20,7 @@ use crate::core::{Color, Severity};
 use crate::engine::AckError;
 use crate::incident::{Incident, IncidentEvent};
 use crate::incident::{mtta_s, mttr_s};
+use crate::report::incident as report;
 use crate::store::{IncidentFilter, StoreError};
 
 /// The most incidents one listing returns.
@@ -28,6 +31,7 @@ pub fn router() -> Router<AppState> {
         .route("/incidents", get(list))
         .route("/incidents/{id}", get(one))
         .route("/incidents/{id}/ack", post(acknowledge))
+        .route("/incidents/{id}/report", get(report))
 }
 
 /// An incident as the API shows it (DESIGN.md §7).
@@ -149,6 +153,39 @@ async fn one(
         Err(e) => return Err(unavailable(e)),
     };
     Ok(Json(view(&state, incident).await?))
+}
+
+/// The incident report ([`crate::report::incident`]) as `text/markdown`,
+/// named for saving by its `Content-Disposition`. Deployments are those of
+/// the check's `app` label, as the running config has it.
+async fn report(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Path(id) = id?;
+    let id = parse_id(&id)?;
+    let app_of = |check: &str| state.board.get(check)?.labels.get("app").cloned();
+    let facts = match report::gather(&state.reads, id, app_of, Utc::now()).await {
+        Ok(facts) => facts,
+        Err(StoreError::NotFound(_)) => {
+            return Err(ApiError::not_found(format!("no incident {id}")));
+        }
+        Err(e) => return Err(ApiError::unavailable(format!("reading the report: {e}"))),
+    };
+    let name = report::file_name(id, facts.incident.started_at);
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                "text/markdown; charset=utf-8".to_string(),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("inline; filename=\"{name}\""),
+            ),
+        ],
+        report::render(&facts),
+    ))
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -195,6 +195,19 @@ pub fn read_machines(body: &[u8], now_ms: i64) -> Sample {
     }
 }
 
+/// Whether a machine in `state` of process group `group` is part of the
+/// app as `flyctl status` lists it: not gone or going (`destroyed`,
+/// `destroying`, `replaced`, `migrated`), not a one-off (release command,
+/// console). Shared with the cost report.
+pub fn is_listed(state: Option<&str>, group: Option<&str>) -> bool {
+    let gone = matches!(
+        state,
+        Some("destroyed" | "destroying" | "replaced" | "migrated")
+    );
+    let one_off = matches!(group, Some("fly_app_release_command" | "fly_app_console"));
+    !gone && !one_off
+}
+
 /// A machine as listed; every field may be missing (only `id` and `state`
 /// are reliably there).
 #[derive(Debug, Default, Deserialize)]
@@ -250,17 +263,12 @@ impl Machine {
     /// Gone or going (flyctl's `ListActive` leaves these out), or a one-off
     /// machine (release command, console) that is not part of the app's service.
     fn is_listed(&self) -> bool {
-        let gone = matches!(
-            self.state(),
-            "destroyed" | "destroying" | "replaced" | "migrated"
-        );
         let group = self
             .config
             .as_ref()
             .and_then(|c| c.metadata.as_ref())
             .and_then(|m| m.fly_process_group.as_deref());
-        let one_off = matches!(group, Some("fly_app_release_command" | "fly_app_console"));
-        !gone && !one_off
+        is_listed(self.state.as_deref(), group)
     }
 
     /// The first 8 characters of the id, as people quote machine ids.

@@ -197,3 +197,224 @@ async fn probe_shows_phases_status_certificate_and_verdict() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("expected http://"), "{out}");
 }
+
+/// Runs `keeper ARGS…` with `NO_COLOR` unset plus `env`; returns (exit code,
+/// stdout, stderr). Its stdout is a pipe, not a terminal.
+async fn keeper_run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    keeper_in(None, args, env).await
+}
+
+/// [`keeper_run`] in directory `dir` (default: the tests').
+pub async fn keeper_in(
+    dir: Option<&std::path::Path>,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_keeper"));
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    let out = command
+        .args(args)
+        .env_remove("NO_COLOR")
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .expect("runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs `keeper ARGS…` on a pseudo-terminal (util-linux `script`), so its
+/// stdout is a TTY; returns (exit code, what the terminal showed).
+async fn keeper_on_a_tty(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let command = std::iter::once(env!("CARGO_BIN_EXE_keeper"))
+        .chain(args.iter().copied())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = tokio::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env_remove("NO_COLOR")
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .expect("script runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// The line of `out` that starts with `name` and a space.
+fn line_of<'a>(out: &'a str, name: &str) -> &'a str {
+    out.lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no line for {name} in\n{out}"))
+}
+
+#[tokio::test]
+async fn status_shows_pending_checks_colors_only_on_a_terminal_and_exits_with_the_worst() {
+    use crate::support::app::spawn_app;
+    use crate::support::db::Backend;
+    use crate::support::target::Target;
+    let web = Target::start().await;
+    // `nightly` runs on the first of January only: it stays pending.
+    let config = TestConfig::new()
+        .set("watchdog", "interval", "200ms")
+        .check(Check::http("web", web.url("/health")).interval("200ms"))
+        .check(
+            Check::tcp("nightly", format!("127.0.0.1:{}", free_port()))
+                .set("schedule", "0 3 1 1 *"),
+        );
+    let app = spawn_app(Backend::Sqlite, config).await;
+    support::wait_until("every other check ran", Duration::from_secs(20), || async {
+        let checks = app.get_json("/api/v1/checks").await;
+        checks.as_array().unwrap().iter().all(|c| {
+            c["name"] == "nightly" || (!c["last_run_at"].is_null() && c["color"] == "green")
+        })
+    })
+    .await;
+    let url = app.base.as_str();
+
+    let (code, out, err) = keeper_run(&["status", "--url", url], &[]).await;
+    assert_eq!(code, 3, "pending is not green: unknown\n{out}{err}");
+    assert_eq!(
+        line_of(&out, "nightly").split_whitespace().nth(1),
+        Some("pending"),
+        "{out}"
+    );
+    assert!(line_of(&out, "nightly").contains("not run yet"), "{out}");
+    assert_eq!(
+        line_of(&out, "web").split_whitespace().nth(1),
+        Some("green"),
+        "{out}"
+    );
+    assert!(
+        out.lines().last().unwrap().ends_with(", 1 pending"),
+        "{out}"
+    );
+    assert!(!out.contains('\x1b'), "no colors into a pipe:\n{out:?}");
+    assert!(out.lines().all(|l| l.chars().count() <= 80), "{out}");
+
+    let (code, tty) = keeper_on_a_tty(&["status", "--url", url], &[]).await;
+    assert_eq!(code, 3, "{tty}");
+    assert!(
+        tty.contains("\x1b[32mgreen"),
+        "colors on a terminal:\n{tty:?}"
+    );
+    let (code, tty) = keeper_on_a_tty(&["status", "--url", url], &[("NO_COLOR", "1")]).await;
+    assert_eq!(code, 3, "{tty}");
+    assert!(tty.contains("green"), "{tty:?}");
+    assert!(!tty.contains('\x1b'), "NO_COLOR on a terminal:\n{tty:?}");
+
+    let (code, json, _) = keeper_run(&["status", "--json", "--url", url], &[]).await;
+    assert_eq!(code, 3);
+    let checks: Vec<serde_json::Value> = serde_json::from_str(&json).expect("--json is JSON");
+    let nightly = checks.iter().find(|c| c["name"] == "nightly").unwrap();
+    assert!(nightly["last_run_at"].is_null(), "{nightly}");
+    assert!(checks.iter().any(|c| c["name"] == "web"), "{json}");
+
+    // web fails: red wins over pending.
+    web.set_status(503);
+    let incident = support::wait_for("web's incident", Duration::from_secs(20), || async {
+        app.check("web").await["incident"].as_i64()
+    })
+    .await;
+    let (code, out, _) = keeper_run(&["status", "--url", url], &[]).await;
+    assert_eq!(code, 2, "{out}");
+    assert_eq!(line_of(&out, "web").split_whitespace().nth(1), Some("red"));
+
+    let (code, out, err) = keeper_run(&["incidents", "--url", url], &[]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with(&format!("#{incident} web critical open  started ")),
+        "{out}"
+    );
+    assert!(out.contains("  opened  "), "the timeline: {out}");
+    assert!(!out.contains('\x1b'), "{out:?}");
+
+    web.set_status(200);
+    support::wait_until("web resolved", Duration::from_secs(20), || async {
+        app.check("web").await["incident"].is_null()
+    })
+    .await;
+    let (_, out, _) = keeper_run(&["incidents", "--url", url], &[]).await;
+    assert_eq!(out, "no open incidents\n");
+    let (code, out, _) = keeper_run(&["incidents", "--state", "resolved", "--url", url], &[]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with(&format!("#{incident} web critical resolved")),
+        "{out}"
+    );
+    assert!(out.contains("resolved after "), "{out}");
+    assert!(out.contains("  resolved  "), "{out}");
+    let (_, json, _) = keeper_run(
+        &["incidents", "--state", "all", "--json", "--url", url],
+        &[],
+    )
+    .await;
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&json).expect("--json is JSON");
+    assert_eq!(listed.len(), 1, "{json}");
+    assert_eq!(listed[0]["events"][0]["kind"], "opened");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn status_of_an_all_green_keeper_exits_0() {
+    use crate::support::app::spawn_app;
+    use crate::support::db::Backend;
+    use crate::support::target::Target;
+    let web = Target::start().await;
+    let config = TestConfig::new()
+        .set("watchdog", "interval", "200ms")
+        .check(Check::http("web", web.url("/health")).interval("200ms"));
+    let app = spawn_app(Backend::Sqlite, config).await;
+    support::wait_until("every check ran", Duration::from_secs(20), || async {
+        let checks = app.get_json("/api/v1/checks").await;
+        checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| !c["last_run_at"].is_null() && c["color"] == "green")
+    })
+    .await;
+    let (code, out, err) = keeper_run(&["status", "--url", &app.base], &[]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let checks = app.get_json("/api/v1/checks").await;
+    let n = checks.as_array().unwrap().len();
+    assert_eq!(
+        out.lines().last().unwrap(),
+        format!("{n} checks: {n} green"),
+        "{out}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn status_is_unknown_when_keeper_is_away_or_answers_an_error() {
+    use crate::support::target::Target;
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let (code, out, err) = keeper_run(&["status", "--url", &closed], &[]).await;
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(err.contains(&format!("asking keeper at {closed}")), "{err}");
+    assert!(out.is_empty(), "{out}");
+
+    let broken = Target::start().await;
+    broken.set_status(500);
+    let url = broken.url("");
+    let (code, _, err) = keeper_run(&["status", "--url", &url], &[]).await;
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("answered 500"), "{err}");
+    let (code, _, err) = keeper_run(&["status", "--json", "--url", &url], &[]).await;
+    assert_eq!(code, 3, "{err}");
+
+    // Something answers 200 but is not keeper.
+    broken.set_status(200);
+    broken.set_body("<html>hello</html>");
+    let (code, _, err) = keeper_run(&["status", "--url", &url], &[]).await;
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("reading keeper's answer"), "{err}");
+}

@@ -18,7 +18,7 @@ const LAYERS: &[&[&str]] = &[
     &["probe", "notify"],
     &["watchdog"],
     &["config", "metrics"],
-    &["engine"],
+    &["engine", "report"],
     &["scheduler", "http"],
     &["app"],
     &["cli"],

@@ -3,8 +3,9 @@
 //! red and not-yet-run checks; badges parse as SVG.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
+
+use tokio::process::Command;
 
 use crate::support::app::spawn_app;
 use crate::support::config::{Check, TestConfig, table};
@@ -22,16 +23,23 @@ const CHROMIUM: &[&str] = &[
 ];
 
 /// Runs headless Chromium on `url` with `extra` flags; its stdout. Panics
-/// (never skips) when Chromium is missing or fails.
-fn chromium(url: &str, extra: &[String], profile: &Path) -> String {
+/// (never skips) when Chromium is missing or fails. Async: keeper serves the
+/// page from this test's runtime.
+async fn chromium(url: &str, extra: &[String], profile: &Path) -> String {
     let out = Command::new("chromium")
         .args(CHROMIUM)
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(extra)
         .arg(url)
+        .kill_on_drop(true)
         .output()
+        .await
         .expect("running chromium (Debian package `chromium`; .ci/run installs it)");
-    assert!(out.status.success(), "chromium failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).expect("chromium prints UTF-8")
 }
 
@@ -71,63 +79,123 @@ fn config(ok: &Target, slow: &Target, failing: &Target) -> TestConfig {
 
 #[tokio::test]
 async fn chromium_shows_the_banner_every_check_its_bar_and_the_open_incident() {
-    let (ok, slow, failing) = (Target::start().await, Target::start().await, Target::start().await);
+    let (ok, slow, failing) = (
+        Target::start().await,
+        Target::start().await,
+        Target::start().await,
+    );
     slow.set_delay(Duration::from_millis(60));
     failing.set_status(500);
     let app = spawn_app(Backend::Sqlite, config(&ok, &slow, &failing)).await;
-    wait_until("every check but the yearly one ran, and api's incident opened", Duration::from_secs(20), || async {
-        let checks = app.get_json("/api/v1/checks").await;
-        let color = |name: &str| {
-            let check = checks.as_array().unwrap().iter().find(|c| c["name"] == name).cloned();
-            check.map(|c| (c["color"].as_str().unwrap_or("").to_string(), c["incident"].is_i64()))
-        };
-        color("web") == Some(("green".into(), false))
-            && color("web-slow") == Some(("yellow".into(), false))
-            && color("api") == Some(("red".into(), true))
-    })
+    wait_until(
+        "every check but the yearly one ran, and api's incident opened",
+        Duration::from_secs(20),
+        || async {
+            let checks = app.get_json("/api/v1/checks").await;
+            let color = |name: &str| {
+                let check = checks
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|c| c["name"] == name)
+                    // Stored too: the page's bars are read from the database.
+                    .filter(|c| c["uptime_pct"]["24h"].is_number())
+                    .cloned();
+                check.map(|c| {
+                    (
+                        c["color"].as_str().unwrap_or("").to_string(),
+                        c["incident"].is_i64(),
+                    )
+                })
+            };
+            color("web") == Some(("green".into(), false))
+                && color("web-slow").is_some_and(|(c, _)| c == "yellow")
+                && color("api") == Some(("red".into(), true))
+        },
+    )
     .await;
 
     let profile = tempfile::tempdir().expect("a profile dir");
-    let dom = chromium(&format!("{}/", app.base), &["--dump-dom".into()], profile.path());
+    let dom = chromium(
+        &format!("{}/", app.base),
+        &["--dump-dom".into()],
+        profile.path(),
+    )
+    .await;
     assert!(dom.contains("<title>Acme &lt;status&gt;</title>"), "{dom}");
-    assert!(dom.contains("id=\"banner\">Outage</div>"), "the worst check is red");
+    assert!(
+        dom.contains("id=\"banner\">Outage</div>"),
+        "the worst check is red"
+    );
     // One row per check, grouped by app, the unlabelled one last.
-    let rows: Vec<&str> = dom.match_indices("data-check=\"").map(|(at, _)| &dom[at + 12..]).collect();
+    let rows: Vec<&str> = dom
+        .match_indices("data-check=\"")
+        .map(|(at, _)| &dom[at + 12..])
+        .collect();
     let names: Vec<&str> = rows.iter().map(|r| &r[..r.find('"').unwrap()]).collect();
     assert_eq!(names, ["api", "web", "web-slow", "yearly"]);
-    for (name, color) in [("web", "green"), ("web-slow", "yellow"), ("api", "red"), ("yearly", "pending")] {
-        assert!(dom.contains(&format!("data-check=\"{name}\" data-color=\"{color}\"")), "{name} {color}");
+    for (name, color) in [
+        ("web", "green"),
+        ("web-slow", "yellow"),
+        ("api", "red"),
+        ("yearly", "pending"),
+    ] {
+        assert!(
+            dom.contains(&format!("data-check=\"{name}\" data-color=\"{color}\"")),
+            "{name} {color}"
+        );
     }
     assert!(dom.contains("The public site"));
     assert!(dom.contains("pending: not run yet"));
     // A 90-day bar per check; today's cell counts today's samples.
     assert_eq!(dom.matches("class=\"day ").count(), 4 * 90);
     let today = chrono::Utc::now().date_naive();
-    assert!(dom.contains(&format!("class=\"day green\" title=\"{today}: 100 %\"")), "web's today");
-    assert!(dom.contains(&format!("class=\"day red\" title=\"{today}: 0 %\"")), "api's today");
-    // The open incident with its timeline; no target shown.
-    assert_eq!(dom.matches("data-incident=").count(), 1);
-    assert!(dom.contains("<time>") && dom.contains("opened"), "the incident's timeline");
-    assert!(!dom.contains(&ok.host_port()) && !dom.contains(&failing.host_port()), "targets hidden");
+    assert!(
+        dom.contains(&format!("class=\"day green\" title=\"{today}: 100 %\"")),
+        "web's today"
+    );
+    assert!(
+        dom.contains(&format!("class=\"day red\" title=\"{today}: 0 %\"")),
+        "api's today"
+    );
+    // The open incidents (api's, and web-slow's: yellow opens one too) with
+    // their timelines; no target shown.
+    assert_eq!(dom.matches("data-incident=").count(), 2);
+    assert!(
+        dom.contains("<time>") && dom.contains("opened"),
+        "the incident's timeline"
+    );
+    assert!(
+        !dom.contains(&ok.host_port()) && !dom.contains(&failing.host_port()),
+        "targets hidden"
+    );
     assert!(dom.contains("<svg class=\"spark\""), "a latency sparkline");
 
     let shot = profile.path().join("page.png");
-    let flags = [format!("--screenshot={}", shot.display()), "--window-size=1000,1400".into()];
-    chromium(&format!("{}/", app.base), &flags, profile.path());
+    let flags = [
+        format!("--screenshot={}", shot.display()),
+        "--window-size=1000,1400".into(),
+    ];
+    chromium(&format!("{}/", app.base), &flags, profile.path()).await;
     let png = std::fs::read(&shot).expect("the screenshot");
     assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
 }
 
 /// `GET path` parsed as SVG: the root element and all its text.
 async fn svg_text(base: &str, path: &str) -> String {
-    let resp = reqwest::get(format!("{base}{path}")).await.expect("GET badge");
+    let resp = reqwest::get(format!("{base}{path}"))
+        .await
+        .expect("GET badge");
     assert_eq!(resp.status(), 200, "{path}");
     let kind = resp.headers()["content-type"].to_str().unwrap().to_string();
     assert!(kind.starts_with("image/svg+xml"), "{path}: {kind}");
     let body = resp.text().await.unwrap();
     let doc = roxmltree::Document::parse(&body).unwrap_or_else(|e| panic!("{path}: {e}\n{body}"));
     assert_eq!(doc.root_element().tag_name().name(), "svg");
-    assert_eq!(doc.root_element().tag_name().namespace(), Some("http://www.w3.org/2000/svg"));
+    assert_eq!(
+        doc.root_element().tag_name().namespace(),
+        Some("http://www.w3.org/2000/svg")
+    );
     let texts: Vec<&str> = doc.descendants().filter_map(|n| n.text()).collect();
     texts.join("|")
 }
@@ -142,18 +210,38 @@ async fn badges_are_svg_and_bad_requests_get_json_reasons() {
         .check(Check::http("yearly", ok.url("/y")).set("schedule", "0 0 1 1 *"))
         .set("status_page", "checks", vec!["web", "api", "yearly"]);
     let app = spawn_app(Backend::Sqlite, config).await;
-    wait_until("web and api ran", Duration::from_secs(10), || async {
-        let (web, api) = (app.check("web").await, app.check("api").await);
-        web["last_run_at"].is_string() && api["color"] == "red"
-    })
+    wait_until(
+        "web's and api's samples stored",
+        Duration::from_secs(10),
+        || async {
+            let (web, api) = (app.check("web").await, app.check("api").await);
+            web["uptime_pct"]["24h"].is_number() && api["uptime_pct"]["24h"].is_number()
+        },
+    )
     .await;
     assert!(svg_text(&app.base, "/badge/web.svg").await.contains("|up|"));
-    assert!(svg_text(&app.base, "/badge/api.svg").await.contains("|down|"));
-    assert!(svg_text(&app.base, "/badge/yearly.svg").await.contains("|pending|"));
+    assert!(
+        svg_text(&app.base, "/badge/api.svg")
+            .await
+            .contains("|down|")
+    );
+    assert!(
+        svg_text(&app.base, "/badge/yearly.svg")
+            .await
+            .contains("|pending|")
+    );
     let uptime = svg_text(&app.base, "/badge/web/uptime.svg?window=24h").await;
     assert!(uptime.contains("uptime 24h|100%"), "{uptime}");
-    assert!(svg_text(&app.base, "/badge/api/uptime.svg").await.contains("uptime 30d|0%"));
-    assert!(svg_text(&app.base, "/badge/web/latency.svg").await.contains(" ms|"));
+    assert!(
+        svg_text(&app.base, "/badge/api/uptime.svg")
+            .await
+            .contains("uptime 30d|0%")
+    );
+    assert!(
+        svg_text(&app.base, "/badge/web/latency.svg")
+            .await
+            .contains(" ms|")
+    );
 
     for (path, status, reason) in [
         ("/badge/nope.svg", 404, "no check \"nope\""),
@@ -164,8 +252,12 @@ async fn badges_are_svg_and_bad_requests_get_json_reasons() {
     ] {
         let (got, body) = app.get_status(path).await;
         assert_eq!(got, status, "{path}: {body}");
-        let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
-        assert!(json["error"].as_str().unwrap().contains(reason), "{path}: {body}");
+        let json: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
+        assert!(
+            json["error"].as_str().unwrap().contains(reason),
+            "{path}: {body}"
+        );
     }
 }
 
@@ -176,7 +268,10 @@ async fn a_page_turned_off_answers_404_and_keepers_own_checks_stay_off_it() {
     let app = spawn_app(Backend::Sqlite, on.clone()).await;
     let page = app.get_text("/").await;
     assert!(page.contains("data-check=\"web\""));
-    assert!(!page.contains("data-check=\"keeper:"), "keeper's own checks are not listed unless named");
+    assert!(
+        !page.contains("data-check=\"keeper:"),
+        "keeper's own checks are not listed unless named"
+    );
     let (status, _) = app.get_status("/badge/keeper:storage.svg").await;
     assert_eq!(status, 404);
 
@@ -191,11 +286,24 @@ async fn a_page_turned_off_answers_404_and_keepers_own_checks_stay_off_it() {
 
 #[test]
 fn a_status_page_naming_an_unknown_check_or_key_is_refused_with_line_and_column() {
-    let text = "[checks.web]\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n\n\
-                [status_page]\nchecks = [\"web\", \"nope\"]\nsurprise = 1\n";
-    let err = keeper::config::Config::parse(Path::new("k.toml"), text, &|_| None)
-        .expect_err("an unknown check and key")
-        .to_string();
-    assert!(err.contains("k.toml:6:18: status_page.checks: no check named \"nope\""), "{err}");
-    assert!(err.contains("k.toml:7:1") && err.contains("surprise"), "{err}");
+    let parse = |page: &str| {
+        let text = format!(
+            "[checks.web]\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n\n[status_page]\n{page}"
+        );
+        keeper::config::Config::parse(Path::new("k.toml"), &text, &|_| None)
+            .expect_err("a bad [status_page]")
+            .to_string()
+    };
+    let err = parse("checks = [\"web\", \"nope\"]\n");
+    assert_eq!(
+        err,
+        "k.toml:6:18: status_page.checks: no check named \"nope\""
+    );
+    let err = parse("title = \"Acme\"\nsurprise = 1\n");
+    assert!(
+        err.starts_with("k.toml:7:1: status_page.surprise: unknown field `surprise`"),
+        "{err}"
+    );
+    let err = parse("title = \" \"\n");
+    assert_eq!(err, "k.toml:6:9: status_page.title: must not be empty");
 }

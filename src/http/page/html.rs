@@ -41,8 +41,8 @@ h2{font-size:1.1rem;margin:24px 0 8px}
 .day{flex:1;min-width:1px;border-radius:1px}
 .legend{display:flex;justify-content:space-between;font-size:.75rem;color:var(--muted)}
 .spark{display:block;margin-top:4px;color:var(--muted)}
-.incident{border-left:4px solid var(--red);padding:8px 12px}
-.incident.acknowledged{border-left-color:var(--yellow)}
+.incident{border-left:4px solid var(--red);padding:8px 12px;background:var(--card)}
+.incident.yellow{border-left-color:var(--yellow)}
 .timeline{list-style:none;padding:0;margin:6px 0 0;font-size:.9rem}
 .timeline li{padding:2px 0}
 time{font-variant-numeric:tabular-nums;color:var(--muted)}
@@ -70,9 +70,9 @@ pub fn render(page: &Page) -> String {
     for group in &page.groups {
         self::group(&mut out, group);
     }
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<footer>Updated {} · refreshes every {REFRESH_S} s · keeper {}</footer></main></body></html>\n",
+        "<footer>Updated {} · refreshes every {REFRESH_S} s · keeper {}</footer></main></body></html>",
         stamp(page.at),
         env!("CARGO_PKG_VERSION")
     );
@@ -85,7 +85,10 @@ fn banner(out: &mut String, overall: Overall) {
         Overall::Degraded => ("degraded", "Degraded performance"),
         Overall::Outage => ("outage", "Outage"),
     };
-    let _ = write!(out, "<div class=\"banner {class}\" id=\"banner\">{text}</div>");
+    let _ = write!(
+        out,
+        "<div class=\"banner {class}\" id=\"banner\">{text}</div>"
+    );
 }
 
 fn incidents(out: &mut String, page: &Page) {
@@ -97,10 +100,10 @@ fn incidents(out: &mut String, page: &Page) {
         let acked = incident.acknowledged_at.is_some();
         let _ = write!(
             out,
-            "<div class=\"card incident{}\" data-incident=\"{}\"><div class=\"head\">\
+            "<div class=\"card incident {}\" data-incident=\"{}\"><div class=\"head\">\
              <span class=\"name\">{}</span><span class=\"muted\">{} · since {}{}</span></div>\
              <div class=\"message\">{}</div><ul class=\"timeline\">",
-            if acked { " acknowledged" } else { "" },
+            incident.color.as_str(),
             incident.id,
             esc(&incident.check),
             incident.severity.as_str(),
@@ -172,7 +175,11 @@ fn row(out: &mut String, row: &Row) {
     match row.uptime_30d {
         Some(pct) => {
             let band = uptime_color(pct).as_str();
-            let _ = write!(out, "<span class=\"up {band}\">{} (30 d)</span>", pct_text(pct));
+            let _ = write!(
+                out,
+                "<span class=\"up {band}\">{} (30 d)</span>",
+                pct_text(pct)
+            );
         }
         None => out.push_str("<span class=\"up muted\">no data</span>"),
     }
@@ -182,7 +189,8 @@ fn row(out: &mut String, row: &Row) {
         &row.message
     };
     let _ = write!(out, "<div class=\"message\">{}", esc(message));
-    if let Some(ms) = row.latency_ms {
+    // Passive kinds (heartbeats, logs) measure no latency: 0.
+    if let Some(ms) = row.latency_ms.filter(|ms| *ms > 0.0) {
         let _ = write!(out, " · {ms:.0} ms");
     }
     out.push_str("</div></div>");
@@ -238,7 +246,11 @@ fn sparkline(out: &mut String, hours: &[Option<f64>]) {
     for (i, hour) in hours.iter().enumerate() {
         match hour {
             Some(ms) => {
-                let y = if max > 0.0 { H - 2.0 - (H - 4.0) * ms / max } else { H - 2.0 };
+                let y = if max > 0.0 {
+                    H - 2.0 - (H - 4.0) * ms / max
+                } else {
+                    H - 2.0
+                };
                 let _ = write!(line, "{:.1},{:.1} ", i as f64 * step, y);
             }
             None => flush(&mut line, out),
@@ -303,7 +315,10 @@ mod tests {
             silences: vec![],
         };
         let html = render(&page);
-        assert!(html.contains("<title>&lt;Acme&gt; &amp; co</title>"), "{html}");
+        assert!(
+            html.contains("<title>&lt;Acme&gt; &amp; co</title>"),
+            "{html}"
+        );
         assert!(!html.contains("<script>"));
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(html.contains("data-check=\"api&lt;1&gt;\" data-color=\"yellow\""));
@@ -315,6 +330,9 @@ mod tests {
         assert_eq!(html.matches("<polyline").count(), 4);
         assert!(html.contains("title=\"2026-09-01: no data\""));
         assert!(html.contains("title=\"2026-09-02: 99.90 %\""));
-        assert!(!html.contains("http://") && !html.contains("https://"), "no external assets");
+        assert!(
+            !html.contains("http://") && !html.contains("https://"),
+            "no external assets"
+        );
     }
 }

@@ -22,7 +22,7 @@ use serde::Deserialize;
 
 use super::incidents::{IncidentView, view_with};
 use super::{ApiError, AppState};
-use crate::config::StatusPage;
+use crate::config::{Config, StatusPage};
 use crate::core::Color;
 use crate::notify::policy::{Maintenance, silences_check};
 use crate::state::CheckStatus;
@@ -42,6 +42,16 @@ pub struct Settings {
     pub maintenance: Vec<Maintenance>,
     /// The uptime bars and sparklines, read once a minute.
     pub history: History,
+}
+
+impl Settings {
+    pub fn new(config: &Config) -> Settings {
+        Settings {
+            page: config.status_page.clone(),
+            maintenance: config.maintenance.clone(),
+            history: History::default(),
+        }
+    }
 }
 
 pub fn router() -> Router<AppState> {
@@ -142,7 +152,9 @@ fn shown_or_404(state: &AppState) -> Result<Arc<Settings>, ApiError> {
     if state.page.page.enabled {
         Ok(state.page.clone())
     } else {
-        Err(ApiError::not_found("the status page is off ([status_page] enabled = false)"))
+        Err(ApiError::not_found(
+            "the status page is off ([status_page] enabled = false)",
+        ))
     }
 }
 
@@ -198,12 +210,18 @@ async fn gather(
     let mut groups: BTreeMap<String, Vec<Row>> = BTreeMap::new();
     for check in checks {
         let group = group_of(&page.labels, &check.labels);
-        let (days, latency) = (history.days(&check.name, now), history.hours(&check.name, now));
+        let (days, latency) = (
+            history.days(&check.name, now),
+            history.hours(&check.name, now),
+        );
         let uptime_30d = uptime.get(&check.name).and_then(|w| w.d30);
-        groups
-            .entry(group)
-            .or_default()
-            .push(row(check, page.show_targets, uptime_30d, days, latency));
+        groups.entry(group).or_default().push(row(
+            check,
+            page.show_targets,
+            uptime_30d,
+            days,
+            latency,
+        ));
     }
     let overall = Overall::of(groups.values().flatten().map(|r| &r.color));
     Ok(Page {
@@ -319,7 +337,10 @@ impl History {
             return Ok(read.clone());
         }
         let read = Arc::new(Read {
-            days: store.daily_uptime(BAR_DAYS as u32, now).await.map_err(unavailable)?,
+            days: store
+                .daily_uptime(BAR_DAYS as u32, now)
+                .await
+                .map_err(unavailable)?,
             hours: (store.hourly_latency(SPARK_HOURS as u32, now).await).map_err(unavailable)?,
         });
         *cached = Some((now, read.clone()));
@@ -387,7 +408,10 @@ mod tests {
         assert_eq!(of(&[]), Overall::Operational);
         assert_eq!(of(&[None, Some(Color::Green)]), Overall::Operational);
         assert_eq!(of(&[Some(Color::Yellow), None]), Overall::Degraded);
-        assert_eq!(of(&[Some(Color::Yellow), Some(Color::Red)]), Overall::Outage);
+        assert_eq!(
+            of(&[Some(Color::Yellow), Some(Color::Red)]),
+            Overall::Outage
+        );
     }
 
     #[test]
