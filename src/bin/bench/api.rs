@@ -22,7 +22,11 @@ const CHECKS: usize = 10;
 /// Requests timed per endpoint.
 const REQUESTS: usize = 100;
 
-pub async fn run(totals: &[i64]) -> anyhow::Result<()> {
+/// `--api` at each of `totals` samples, or `--api-checks` at `checks` checks.
+pub async fn run(totals: &[i64], checks: usize) -> anyhow::Result<()> {
+    if checks > 0 {
+        return run_checks(checks).await;
+    }
     println!(
         "samples    start_s  checks_ms_p50  checks_ms_max  incidents_ms_p50  scans_ms (before)"
     );
@@ -33,23 +37,7 @@ pub async fn run(totals: &[i64]) -> anyhow::Result<()> {
         store.migrate().await?;
         fill(&url, total).await?;
         let before = scan_cost(&store).await?;
-        let mut config = String::new();
-        config.push_str(&format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\nurl = \"{url}\"\n"
-        ));
-        for i in 0..CHECKS {
-            config.push_str(&format!(
-                "[checks.c{i}]\nkind = \"tcp\"\nhost = \"127.0.0.1:9\"\ninterval = \"1h\"\n"
-            ));
-        }
-        let config =
-            keeper::config::Config::parse(std::path::Path::new("bench.toml"), &config, &|_| None)
-                .map_err(|e| anyhow::anyhow!("bench config: {e}"))?;
-        let started = Instant::now();
-        let keeper = keeper::app::start(config)
-            .await
-            .context("starting keeper")?;
-        let start_s = started.elapsed().as_secs_f64();
+        let (keeper, start_s) = start_keeper(&url, CHECKS).await?;
         let base = format!("http://{}", keeper.addr());
         let client = reqwest::Client::new();
         let checks = timed(&client, &format!("{base}/api/v1/checks")).await?;
@@ -69,7 +57,7 @@ pub async fn run(totals: &[i64]) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn run_checks(checks: usize) -> anyhow::Result<()> {
+async fn run_checks(checks: usize) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite://{}", dir.path().join("api.db").display());
     let store = Store::connect(&url).await?;
@@ -84,20 +72,7 @@ pub async fn run_checks(checks: usize) -> anyhow::Result<()> {
         .roll_up_hour(open - chrono::Duration::hours(1))
         .await?;
     let roll_ms = ms(t.elapsed());
-    let mut config = format!("[server]\nlisten = \"127.0.0.1:0\"\n[storage]\nurl = \"{url}\"\n");
-    for i in 0..checks {
-        config.push_str(&format!(
-            "[checks.c{i}]\nkind = \"tcp\"\nhost = \"127.0.0.1:9\"\ninterval = \"1h\"\n"
-        ));
-    }
-    let config =
-        keeper::config::Config::parse(std::path::Path::new("bench.toml"), &config, &|_| None)
-            .map_err(|e| anyhow::anyhow!("bench config: {e}"))?;
-    let started = Instant::now();
-    let keeper = keeper::app::start(config)
-        .await
-        .context("starting keeper")?;
-    let start_s = started.elapsed().as_secs_f64();
+    let (keeper, start_s) = start_keeper(&url, checks).await?;
     let client = reqwest::Client::new();
     let checks_times = timed(&client, &format!("http://{}/api/v1/checks", keeper.addr())).await?;
     keeper.shutdown().await?;
@@ -155,6 +130,25 @@ async fn fill_rollups(url: &str, checks: usize, open: chrono::DateTime<Utc>) -> 
     .await
     .context("filling rollups and samples")?;
     Ok(())
+}
+
+/// keeper on the database at `url` with `checks` hourly `tcp` checks (c0,
+/// c1, …) of a closed loopback port; and how long it took to start, seconds.
+async fn start_keeper(url: &str, checks: usize) -> anyhow::Result<(keeper::app::Keeper, f64)> {
+    let mut config = format!("[server]\nlisten = \"127.0.0.1:0\"\n[storage]\nurl = \"{url}\"\n");
+    for i in 0..checks {
+        config.push_str(&format!(
+            "[checks.c{i}]\nkind = \"tcp\"\nhost = \"127.0.0.1:9\"\ninterval = \"1h\"\n"
+        ));
+    }
+    let config =
+        keeper::config::Config::parse(std::path::Path::new("bench.toml"), &config, &|_| None)
+            .map_err(|e| anyhow::anyhow!("bench config: {e}"))?;
+    let started = Instant::now();
+    let keeper = keeper::app::start(config)
+        .await
+        .context("starting keeper")?;
+    Ok((keeper, started.elapsed().as_secs_f64()))
 }
 
 fn ms(d: Duration) -> f64 {
