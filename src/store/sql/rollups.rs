@@ -77,6 +77,15 @@ impl Store {
         Ok(rows)
     }
 
+    /// When the first sample at or after `since` was taken, if any.
+    pub async fn first_sample_since(&self, since: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
+        let row = (self.query("SELECT MIN(at) AS first FROM samples WHERE at >= $1"))
+            .time(since)
+            .one("finding the next sample to roll up")
+            .await?;
+        row.time("samples.first")
+    }
+
     /// The start of the latest hour rolled up, if any.
     pub async fn latest_rollup(&self) -> Result<Option<DateTime<Utc>>> {
         let row = (self.query("SELECT MAX(hour) AS latest FROM rollups"))
