@@ -5,10 +5,10 @@
 //!
 //! `--api-checks N`: the same request at N checks with 90 days of hourly
 //! rollups stored (N × 2,160 rows) and raw samples of the last hour and the
-//! current one (one a minute per check): the time to roll an hour up, to seed
-//! uptime from the rollups, keeper's start (which does it too), `GET /api/v1/checks`, and the
-//! status page's reads (each day's uptime over 90 days, each hour's latency
-//! over 24 hours, for every check).
+//! current one (one a minute per check): the time to roll an hour up, to
+//! seed uptime from the rollups, keeper's start (which seeds it too),
+//! `GET /api/v1/checks`, and the status page's reads (each day's uptime over
+//! 90 days, each hour's latency over 24 hours, for every check).
 
 use std::time::{Duration, Instant};
 
