@@ -106,9 +106,9 @@ async fn run_checks(checks: usize) -> anyhow::Result<()> {
 
 /// 90 days of hourly rollups for `checks` checks up to two hours before
 /// `open` (one a minute per check, one in ten hours down for an hour) and
-/// their days' sums, and
-/// raw samples, one a minute per check, of the hour before `open` and of
-/// `open` up to now.
+/// their days' sums, and raw samples, one a minute per check, of the hour
+/// before `open` and of `open` up to now; each in time order, as keeper
+/// writes them (rows of one hour together in the file).
 async fn fill_rollups(url: &str, checks: usize, open: chrono::DateTime<Utc>) -> anyhow::Result<()> {
     use sqlx::Connection;
     let open = open.timestamp_millis();
@@ -116,19 +116,20 @@ async fn fill_rollups(url: &str, checks: usize, open: chrono::DateTime<Utc>) -> 
     let mut conn = sqlx::SqliteConnection::connect(url).await?;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i < {last_check}), \
-                        h(j) AS (SELECT 2 UNION ALL SELECT j + 1 FROM h WHERE j < {last_hour}) \
+                        h(j) AS (SELECT {first_hour} UNION ALL SELECT j - 1 FROM h WHERE j > 2) \
          INSERT INTO rollups (check_name, hour, total, ok, latency_p50, latency_p95, latency_max) \
          SELECT 'c' || i, {open} - j * 3600000, 60, CASE WHEN (i + j) % 10 = 0 THEN 0 ELSE 60 END, \
-                10.0, 25.0, 40.0 FROM c, h; \
+                10.0, 25.0, 40.0 FROM h CROSS JOIN c; \
          INSERT INTO rollup_days (check_name, day, total, ok) \
          SELECT check_name, (hour / 86400000) * 86400000, SUM(total), SUM(ok) FROM rollups \
-         GROUP BY 1, 2; \
+         GROUP BY 1, 2 ORDER BY 2, 1; \
          WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i < {last_check}), \
                         m(k) AS (SELECT -60 UNION ALL SELECT k + 1 FROM m WHERE k < {last_minute}) \
          INSERT INTO samples (check_name, at, duration_ms, up, color, latency_ms, message) \
-         SELECT 'c' || i, {open} + k * 60000, 1.0, 1, 'green', 1.0 + (i + k) % 50, 'ok' FROM c, m",
+         SELECT 'c' || i, {open} + k * 60000, 1.0, 1, 'green', 1.0 + (i + k) % 50, 'ok' \
+         FROM m CROSS JOIN c",
         last_check = checks - 1,
-        last_hour = 90 * 24,
+        first_hour = 90 * 24 + 1,
         last_minute = (now - open) / 60_000,
     )))
     .execute(&mut conn)
