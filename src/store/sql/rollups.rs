@@ -190,11 +190,12 @@ impl Store {
              UNION ALL \
              SELECT check_name, {at} / {DAY_MS} AS slot, COUNT(*) AS total, \
                     COUNT(*) FILTER (WHERE up) AS ok \
-             FROM samples WHERE at >= $3 GROUP BY 1, 2"
+             FROM samples WHERE at >= $3 AND at < $4 GROUP BY 1, 2"
         );
         let rows = (self.query(AssertSqlSafe(sql)).time(since))
             .time(hourly_since.max(since))
             .time(raw_since)
+            .time(ahead(now))
             .rows("reading each day's uptime")
             .await?;
         let mut sums: HashMap<String, BTreeMap<i64, (u64, u64)>> = HashMap::new();
@@ -292,12 +293,22 @@ impl Store {
                 count(row, "ok")?,
             );
         }
-        for (check, hour, total, up) in self.uptime_buckets(raw_since, hourly_since).await? {
+        for (check, hour, total, up) in self
+            .uptime_buckets(raw_since, hourly_since, ahead(now))
+            .await?
+        {
             let count = |n: i64| u64::try_from(n).unwrap_or(0);
             book.add_hour(&check, hour, count(total), count(up));
         }
         Ok(())
     }
+}
+
+/// The end of the raw samples read with the rollups: a day past `now`, for
+/// clocks a little ahead. Two-sided, so SQLite ranges over `samples_at`
+/// (with `at >= $1` alone its planner scans the table by check instead).
+fn ahead(now: DateTime<Utc>) -> DateTime<Utc> {
+    now + chrono::Duration::days(1)
 }
 
 /// Unix milliseconds as a time.
