@@ -36,6 +36,7 @@ mod rollups;
 mod scheduler;
 mod secrets;
 mod server;
+mod shipping;
 mod status_page;
 mod store;
 mod transport;
