@@ -618,6 +618,25 @@ async fn every_dashboard_query_returns_data_from_prometheus_scraping_keeper() {
             "{name}: {want} not in {body}"
         );
     }
+
+    // The alert rules' unit tests feed made-up series: the names they read
+    // must be ones this keeper really exports.
+    let rules = read("deploy/prometheus/keeper-rules.yml");
+    let names = regex::Regex::new(r"\b(?:keeper|probe)_[a-z_]+\b").expect("regex");
+    let mut seen = std::collections::BTreeSet::new();
+    for line in rules.lines().filter(|l| !l.trim_start().starts_with('#')) {
+        for name in names.find_iter(line) {
+            seen.insert(name.as_str().to_string());
+        }
+    }
+    assert!(seen.len() >= 6, "{seen:?}");
+    for name in seen {
+        let found = query(&prometheus, &format!("count({{__name__=\"{name}\"}})")).await;
+        assert!(
+            !found.is_empty(),
+            "the rules read {name}, which keeper does not export"
+        );
+    }
 }
 
 // ------------------------------------------------------------------- Fly.io
