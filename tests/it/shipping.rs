@@ -10,7 +10,7 @@
 //!
 //! No container engine runs on this machine: the image itself is not built.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,10 +20,14 @@ use std::time::{Duration, Instant};
 use crate::support::app::spawn_app;
 use crate::support::config::{Check, TestConfig};
 use crate::support::db::{Backend, TestDb};
+use crate::support::dns::{DnsServer, Mode};
 use crate::support::prometheus::PrometheusServer;
 use crate::support::receiver::Receiver;
 use crate::support::target::{Target, TestCa};
 use crate::support::{self, wait_until};
+
+/// (name, text) pairs: a Dockerfile's instructions, a dashboard's queries.
+type Pairs = Vec<(String, String)>;
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -56,7 +60,7 @@ fn describe(out: &Output) -> String {
 /// The Dockerfile's instructions of its last stage (the runtime image), as
 /// (INSTRUCTION, arguments), continuations joined and comments dropped; and
 /// the whole file's.
-fn dockerfile() -> (Vec<(String, String)>, Vec<(String, String)>) {
+fn dockerfile() -> (Pairs, Pairs) {
     let text = read("deploy/Dockerfile");
     let mut all: Vec<(String, String)> = Vec::new();
     let mut pending = String::new();
@@ -186,34 +190,26 @@ fn ignores(pattern: &str, path: &str) -> bool {
     path == dir || path.starts_with(&format!("{dir}/"))
 }
 
-/// keeper run as the image runs it: the image's ENV (KEEPER_LISTEN on port 0
-/// of loopback instead of 0.0.0.0:9400), its default config, a temporary
-/// directory as the /data working directory. Killed on drop.
-struct ImageLike {
+/// A keeper process logging JSON lines, once it listens. Killed on drop.
+struct Running {
     child: std::process::Child,
     addr: SocketAddr,
     _log: std::thread::JoinHandle<()>,
 }
 
-impl Drop for ImageLike {
+impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-impl ImageLike {
-    fn start(env: &BTreeMap<String, String>, config: &Path, data: &Path) -> ImageLike {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_keeper"))
-            .args(["run"])
-            .envs(env)
-            .env("KEEPER_CONFIG", config)
-            .env("KEEPER_LISTEN", "127.0.0.1:0")
-            .env("KEEPER_API_TOKEN", "container-token-0123456789")
+impl Running {
+    /// Spawns `cmd` (keeper, or a wrapper running it, with
+    /// `KEEPER_LOG_FORMAT=json`) and waits for its "keeper started" line.
+    fn start(cmd: &mut Command) -> Running {
+        let mut child = cmd
             .env("RUST_LOG", "warn,keeper=info")
-            .env_remove("DATABASE_URL")
-            .env_remove("KEEPER_DATABASE_URL")
-            .current_dir(data)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -242,12 +238,41 @@ impl ImageLike {
             }
             seen.push(line);
         };
-        ImageLike {
+        Running {
             child,
             addr,
             _log: log,
         }
     }
+
+    /// Waits (up to 30 s) for the process to exit after a signal; its status.
+    fn terminate_wait(mut self) -> std::process::ExitStatus {
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(exit) = self.child.try_wait().expect("polling the child") {
+                return exit;
+            }
+            assert!(Instant::now() < until, "no exit within 30 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// keeper run as the image runs it: the image's ENV (KEEPER_LISTEN on port 0
+/// of loopback instead of 0.0.0.0:9400), its default config, a temporary
+/// directory as the /data working directory.
+fn image_like(env: &BTreeMap<String, String>, config: &Path, data: &Path) -> Running {
+    Running::start(
+        Command::new(env!("CARGO_BIN_EXE_keeper"))
+            .args(["run"])
+            .envs(env)
+            .env("KEEPER_CONFIG", config)
+            .env("KEEPER_LISTEN", "127.0.0.1:0")
+            .env("KEEPER_API_TOKEN", "container-token-0123456789")
+            .env_remove("DATABASE_URL")
+            .env_remove("KEEPER_DATABASE_URL")
+            .current_dir(data),
+    )
 }
 
 /// Runs the HEALTHCHECK's command (exec form) with `keeper` on the PATH and
@@ -308,7 +333,7 @@ fn the_images_settings_run_keeper_on_the_volume_and_its_healthcheck_tells_up_fro
     );
 
     let data = tempfile::tempdir().expect("a /data stand-in");
-    let keeper = ImageLike::start(&env, &repo(&copied), data.path());
+    let keeper = image_like(&env, &repo(&copied), data.path());
     assert_eq!(healthcheck(&cmd, image_addr, keeper.addr), 0, "healthy");
     // The config's default sqlite://keeper.db landed in the working directory.
     assert!(
@@ -390,6 +415,191 @@ fn systemd_unit_passes_systemd_analyze_verify_and_is_hardened() {
     }
 }
 
+/// The syscalls of a `systemd-analyze syscall-filter` set, nested sets expanded.
+fn syscall_set(set: &str) -> BTreeSet<String> {
+    if !set.starts_with('@') {
+        return BTreeSet::from([set.to_string()]);
+    }
+    let out = tool(
+        "systemd-analyze",
+        &["syscall-filter", set],
+        "apt-get install systemd",
+    );
+    assert!(out.status.success(), "{}", describe(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .flat_map(syscall_set)
+        .collect()
+}
+
+/// What the unit's `SystemCallFilter=` lines allow: the allow-list, less
+/// every `~` deny-list.
+fn allowed_syscalls(unit: &str) -> BTreeSet<String> {
+    let mut allowed = BTreeSet::new();
+    for filter in unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("SystemCallFilter="))
+    {
+        match filter.strip_prefix('~') {
+            Some(denied) => {
+                for set in denied.split_whitespace() {
+                    allowed = &allowed - &syscall_set(set);
+                }
+            }
+            None => filter
+                .split_whitespace()
+                .for_each(|set| allowed.extend(syscall_set(set))),
+        }
+    }
+    assert!(allowed.len() > 100, "{allowed:?}");
+    allowed
+}
+
+/// The syscalls and the socket address families in an `strace -f` log.
+fn traced(log: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+    let mut calls = BTreeSet::new();
+    let mut families = BTreeSet::new();
+    for line in log.lines() {
+        let call = line.split_whitespace().nth(1).unwrap_or("");
+        if let Some((name, args)) = call.split_once('(')
+            && !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            calls.insert(name.to_string());
+            if name == "socket" {
+                families.insert(args.trim_end_matches(',').to_string());
+            }
+        }
+    }
+    (calls, families)
+}
+
+#[tokio::test]
+async fn the_units_syscall_filter_and_address_families_allow_every_probe_kind() {
+    support::init();
+    let unit = read("deploy/keeper.service");
+    let allowed = allowed_syscalls(&unit);
+    let families: BTreeSet<String> = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("RestrictAddressFamilies="))
+        .expect("RestrictAddressFamilies")
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    tool("strace", &["-V"], "apt-get install strace");
+
+    // A check of every kind that talks to the network or the machine, and a page.
+    let web = Target::start().await;
+    let broken = Target::start().await;
+    broken.set_status(503);
+    let ca = TestCa::new();
+    let tls = Target::start_tls(&ca.leaf_expiring_in(chrono::Duration::days(60))).await;
+    let ca_file = ca.ca_file().display().to_string();
+    let dns = DnsServer::start(Mode::Zone).await;
+    let hook = Receiver::start().await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let every = |c: Check| c.interval("200ms");
+    let config = TestConfig::new()
+        .storage(format!("sqlite://{}/keeper.db", dir.path().display()))
+        .listen("127.0.0.1:0")
+        .check(every(Check::http("web", web.url("/"))))
+        .check(every(
+            Check::http("secure", tls.url_localhost("/")).set("ca_file", ca_file.as_str()),
+        ))
+        .check(every(Check::tcp("port", web.host_port())))
+        .check(every(
+            Check::new("cert", "tls")
+                .set("host", tls.host_port())
+                .set("server_name", "localhost")
+                .set("ca_file", ca_file.as_str()),
+        ))
+        .check(every(
+            Check::new("name", "dns")
+                .set("name", "www.test")
+                .set("resolver", dns.addr.to_string()),
+        ))
+        .check(every(
+            Check::new("machine", "host").set("mounts", vec!["/"]),
+        ))
+        .check(every(
+            Check::new("script", "command")
+                .set("shell", true)
+                .set("command", vec!["echo ok"]),
+        ))
+        .check(every(
+            Check::new("db", "postgres").set("url", "postgres://postgres@127.0.0.1:5432/postgres"),
+        ))
+        .check(every(Check::http("broken", broken.url("/"))))
+        .page(&hook);
+    let path = config.write_in(dir.path());
+    let trace = dir.path().join("strace.log");
+    let strace = Running::start(
+        Command::new("strace")
+            .args(["-f", "-qq", "-o"])
+            .arg(&trace)
+            .arg(env!("CARGO_BIN_EXE_keeper"))
+            .args(["run", "-c"])
+            .arg(&path)
+            .env("KEEPER_LOG_FORMAT", "json"),
+    );
+    let checks = format!("http://{}/api/v1/checks", strace.addr);
+    wait_until(
+        "every check ran and a page went out",
+        Duration::from_secs(90),
+        || async {
+            let Ok(resp) = reqwest::get(&checks).await else {
+                return false;
+            };
+            let Ok(list) = resp.json::<serde_json::Value>().await else {
+                return false;
+            };
+            let ran = list
+                .as_array()
+                .is_some_and(|cs| cs.len() >= 9 && cs.iter().all(|c| !c["last_run_at"].is_null()));
+            ran && !hook.requests().is_empty()
+        },
+    )
+    .await;
+    // SIGTERM to keeper itself (strace's child), so its shutdown is traced too.
+    let children = format!("/proc/{0}/task/{0}/children", strace.child.id());
+    let keeper_pid = std::fs::read_to_string(&children).expect("strace's child");
+    let sent = Command::new("kill")
+        .args(["-TERM", keeper_pid.trim()])
+        .status();
+    assert!(sent.expect("kill").success());
+    let exit = strace.terminate_wait();
+    assert!(exit.success(), "keeper under strace exited {exit}");
+
+    let (calls, used_families) = traced(&std::fs::read_to_string(&trace).expect("strace log"));
+    assert!(
+        calls.contains("connect") && calls.contains("execve"),
+        "{calls:?}"
+    );
+    // SQLite chowns its journal to the database's owner only when running as
+    // root (robust_fchown), which keeper never does under DynamicUser.
+    let denied: Vec<&String> = calls
+        .iter()
+        .filter(|c| !allowed.contains(*c))
+        .filter(|c| !(c.as_str() == "fchown" && running_as_root()))
+        .collect();
+    assert!(
+        denied.is_empty(),
+        "syscalls the unit's filter denies: {denied:?}"
+    );
+    let outside: Vec<&String> = used_families.difference(&families).collect();
+    assert!(
+        outside.is_empty(),
+        "address families the unit forbids: {outside:?}"
+    );
+}
+
+fn running_as_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
 // --------------------------------------------------------------- Prometheus
 
 #[test]
@@ -439,7 +649,7 @@ fn alert_rules_pass_promtool_and_every_rule_has_a_unit_test() {
 // ------------------------------------------------------------------ Grafana
 
 /// Every (panel title, expression) of the dashboard, and its variables' queries.
-fn dashboard() -> (Vec<(String, String)>, Vec<(String, String)>) {
+fn dashboard() -> (Pairs, Pairs) {
     let dash: serde_json::Value =
         serde_json::from_str(&read("deploy/grafana/keeper.json")).expect("dashboard JSON");
     let mut exprs = Vec::new();
