@@ -652,8 +652,10 @@ fn alert_rules_pass_promtool_and_every_rule_has_a_unit_test() {
 fn dashboard() -> (Pairs, Pairs) {
     let dash: serde_json::Value =
         serde_json::from_str(&read("deploy/grafana/keeper.json")).expect("dashboard JSON");
+    let panels = dash["panels"].as_array().expect("panels");
+    layout_is_sound(panels);
     let mut exprs = Vec::new();
-    for panel in dash["panels"].as_array().expect("panels") {
+    for panel in panels {
         for target in panel["targets"].as_array().into_iter().flatten() {
             let title = panel["title"].as_str().expect("title").to_string();
             exprs.push((title, target["expr"].as_str().expect("expr").to_string()));
@@ -673,6 +675,36 @@ fn dashboard() -> (Pairs, Pairs) {
         })
         .collect();
     (exprs, vars)
+}
+
+/// Panels with unique ids, on the 24-column grid without overlapping, each
+/// query on the dashboard's `$datasource` variable.
+fn layout_is_sound(panels: &[serde_json::Value]) {
+    let mut ids = BTreeSet::new();
+    let mut boxes: Vec<(i64, i64, i64, i64, &str)> = Vec::new();
+    for panel in panels {
+        let title = panel["title"].as_str().expect("every panel has a title");
+        assert!(
+            ids.insert(panel["id"].as_i64().expect("id")),
+            "{title}: id reused"
+        );
+        let g = &panel["gridPos"];
+        let at = |k: &str| {
+            g[k].as_i64()
+                .unwrap_or_else(|| panic!("{title}: gridPos.{k}"))
+        };
+        let (x, y, w, h) = (at("x"), at("y"), at("w"), at("h"));
+        assert!(x >= 0 && w > 0 && h > 0 && x + w <= 24, "{title}: {g}");
+        for (bx, by, bw, bh, other) in &boxes {
+            let apart = x + w <= *bx || bx + bw <= x || y + h <= *by || by + bh <= y;
+            assert!(apart, "{title} overlaps {other}");
+        }
+        boxes.push((x, y, w, h, title));
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            assert_eq!(target["datasource"]["uid"], "${datasource}", "{title}");
+            assert!(target["expr"].is_string(), "{title}: a target without expr");
+        }
+    }
 }
 
 /// Grafana's variables made concrete: every instance and check, a rate
