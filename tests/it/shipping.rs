@@ -167,7 +167,7 @@ fn dockerignore_keeps_what_the_build_needs_and_drops_target_and_git() {
         "build.rs",
         "src/main.rs",
         "migrations",
-        "tests/it/main.rs",
+        "src/bin/bench.rs",
         "deploy/container.toml",
     ];
     for path in needed {
