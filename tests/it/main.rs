@@ -37,6 +37,7 @@ mod rollups;
 mod scheduler;
 mod secrets;
 mod server;
+mod shipping;
 mod status_page;
 mod store;
 mod transport;
