@@ -6,7 +6,7 @@
 //! dashboard against a real Prometheus scraping a real keeper; `fly.toml`
 //! against keeper's real port, health path and metrics path; the example
 //! configs through the config loader. A missing tool fails the test with how
-//! to install it (`.ci/run` does); nothing is skipped.
+//! to install it (`scripts/test` does); nothing is skipped.
 //!
 //! No container engine runs on this machine: the image itself is not built.
 
