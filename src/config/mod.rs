@@ -11,6 +11,7 @@ mod env;
 mod error;
 mod kinds;
 mod raw;
+mod reports;
 mod status_page;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,6 +25,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 pub use cost::Cost;
 pub use error::{ConfigError, ConfigErrors};
+pub use reports::Reports;
 pub use status_page::StatusPage;
 
 use crate::classify::Thresholds;
@@ -51,6 +53,8 @@ pub struct Config {
     pub status_page: StatusPage,
     /// `[cost]`: prices and bands for `keeper report cost`.
     pub cost: Cost,
+    /// `[reports]`: when reports are sent through the routes.
+    pub reports: Reports,
 }
 
 #[derive(Clone, Debug)]
@@ -245,6 +249,7 @@ struct Sections<'i> {
     watchdog: raw::Watchdog,
     status_page: status_page::Raw,
     cost: cost::RawCost,
+    reports: reports::RawReports,
     checks: Vec<(Spanned<String>, Spanned<DeTable<'i>>)>,
     channels: Vec<(Spanned<String>, Spanned<DeTable<'i>>)>,
 }
@@ -264,13 +269,14 @@ fn read_sections<'i>(root: DeTable<'i>, errors: &mut error::Collector) -> Sectio
             "watchdog" => s.watchdog = read(&name, value, errors).unwrap_or_default(),
             "status_page" => s.status_page = read(&name, value, errors).unwrap_or_default(),
             "cost" => s.cost = read(&name, value, errors).unwrap_or_default(),
+            "reports" => s.reports = read(&name, value, errors).unwrap_or_default(),
             "checks" => s.checks = kinds::named_tables(&name, value, errors),
             "channels" => s.channels = kinds::named_tables(&name, value, errors),
             _ => errors.at(
                 key.span(),
                 &name,
                 format!(
-                    "unknown key {name} (expected server, storage, delivery, defaults, severities, checks, channels, routes, maintenance, watchdog, status_page or cost)"
+                    "unknown key {name} (expected server, storage, delivery, defaults, severities, checks, channels, routes, maintenance, watchdog, status_page, cost or reports)"
                 ),
             ),
         }
@@ -296,6 +302,7 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
     let all_checks: BTreeSet<String> = checks.iter().map(|c| c.name.to_string()).collect();
     let status_page = s.status_page.resolve(&all_checks, errors);
     let cost = s.cost.resolve(errors);
+    let reports = s.reports.resolve();
     let listen = read_listen(s.server.listen.as_ref(), errors)?;
     Some(Config {
         path: path.to_path_buf(),
@@ -327,6 +334,7 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
         maintenance,
         status_page,
         cost,
+        reports,
     })
 }
 

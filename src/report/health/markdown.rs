@@ -1,0 +1,613 @@
+//! The health report as Markdown: a pure function of the [`Facts`].
+
+use std::fmt::Write;
+
+use chrono::{DateTime, Utc};
+
+use super::actions::{Action, actions, value_text};
+use super::{CERT_DAYS, CheckFacts, Facts, Reading, Source};
+use crate::core::{Color, Metric, uptime_color};
+use crate::incident::{Incident, mtta_s, mttr_s};
+
+/// The report.
+pub fn render(f: &Facts) -> String {
+    let mut out = String::new();
+    let p = &f.period;
+    let _ = writeln!(out, "# Health report {}\n", p.date.format("%Y-%m-%d"));
+    let span = if p.to_now {
+        "the 24 hours up to now (the day is not over)"
+    } else {
+        "the whole day"
+    };
+    let _ = writeln!(
+        out,
+        "Made by keeper at {}. Covers {span}: {} to {}. Times are UTC.\n",
+        time(f.made_at),
+        time(p.since),
+        time(p.until)
+    );
+    let actions = actions(f);
+    overall(&mut out, f, &actions);
+    for (app, checks) in f.apps() {
+        app_section(&mut out, f, app, &checks);
+    }
+    certificates(&mut out, f);
+    statements(&mut out, f);
+    heartbeats(&mut out, f);
+    logs(&mut out, f);
+    actions_section(&mut out, &actions);
+    out
+}
+
+/// `Operational`, `Degraded` or `Outage`, by the worst check now.
+pub fn overall_word(f: &Facts) -> &'static str {
+    match f.checks.iter().filter_map(CheckFacts::color).max() {
+        Some(Color::Red) => "Outage",
+        Some(Color::Yellow) => "Degraded",
+        _ => "Operational",
+    }
+}
+
+fn overall(out: &mut String, f: &Facts, actions: &[Action]) {
+    out.push_str("## Overall status\n\n");
+    let count = |c: Color| f.checks.iter().filter(|k| k.color() == Some(c)).count();
+    let none = f.checks.iter().filter(|k| k.color().is_none()).count();
+    let _ = writeln!(
+        out,
+        "**{}**: {} checks, {} green, {} yellow, {} red, {none} without samples in the period.\n",
+        overall_word(f),
+        f.checks.len(),
+        count(Color::Green),
+        count(Color::Yellow),
+        count(Color::Red)
+    );
+    let opened = f
+        .incidents
+        .iter()
+        .filter(|i| i.started_at >= f.period.since)
+        .count();
+    let resolved = f.incidents.iter().filter(|i| resolved_in(f, i)).count();
+    let open = f
+        .incidents
+        .iter()
+        .filter(|i| i.resolved_at.is_none())
+        .count();
+    let _ = writeln!(
+        out,
+        "- Incidents: {opened} opened, {resolved} resolved, {open} still open"
+    );
+    let _ = writeln!(out, "- Deployments: {}", f.deployments.len());
+    let _ = writeln!(out, "- Actions: {}\n", actions.len());
+}
+
+fn resolved_in(f: &Facts, i: &Incident) -> bool {
+    i.resolved_at
+        .is_some_and(|r| r >= f.period.since && r < f.period.until)
+}
+
+fn app_section(out: &mut String, f: &Facts, app: &str, checks: &[&CheckFacts]) {
+    let _ = writeln!(out, "## App {}\n", md(app));
+    let status = checks.iter().filter_map(|c| c.color()).max();
+    let _ = writeln!(
+        out,
+        "- Status: {}",
+        status.map_or("no samples", Color::as_str)
+    );
+    let names: Vec<&str> = checks.iter().map(|c| c.name.as_str()).collect();
+    let incidents: Vec<&Incident> = f
+        .incidents
+        .iter()
+        .filter(|i| names.contains(&i.check.as_str()))
+        .collect();
+    incidents_line(out, f, &incidents);
+    let deploys: Vec<String> = f
+        .deployments
+        .iter()
+        .filter(|d| d.app == app)
+        .map(|d| {
+            format!(
+                "{} at {} by {}{}",
+                md(&d.version),
+                time(d.at),
+                md(&d.by),
+                if d.description.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", md(&d.description))
+                }
+            )
+        })
+        .collect();
+    match deploys.is_empty() {
+        true => out.push_str("- Deployments: none\n\n"),
+        false => {
+            let _ = writeln!(out, "- Deployments: {}\n", deploys.join("; "));
+        }
+    }
+    out.push_str(
+        "| check | kind | status | uptime | p95 latency | error rate | memory | CPU | disk |\n",
+    );
+    out.push_str("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    for c in checks {
+        let uptime = c.uptime().map_or_else(
+            || "-".to_string(),
+            |u| format!("{} ({})", value_text(Metric::UptimePct, u), uptime_color(u)),
+        );
+        let rolled = if c.source == Source::Rollups {
+            " (worst hour, from rollups)"
+        } else {
+            ""
+        };
+        let p95 = c.p95_ms.map_or_else(
+            || "-".to_string(),
+            |v| format!("{}{rolled}", value_text(Metric::LatencyMs, v)),
+        );
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {uptime} | {p95} | {} | {} | {} | {} |",
+            md(&c.name),
+            c.kind,
+            c.color().map_or("no samples", Color::as_str),
+            reading(c, Metric::ErrorRatePct),
+            reading(c, Metric::MemoryPct),
+            reading(c, Metric::CpuPct),
+            reading(c, Metric::DiskPct),
+        );
+    }
+    out.push('\n');
+}
+
+fn incidents_line(out: &mut String, f: &Facts, incidents: &[&Incident]) {
+    let opened = incidents
+        .iter()
+        .filter(|i| i.started_at >= f.period.since)
+        .count();
+    let resolved = incidents.iter().filter(|i| resolved_in(f, i)).count();
+    let mean =
+        |v: Vec<i64>| (!v.is_empty()).then(|| seconds(v.iter().sum::<i64>() / v.len() as i64));
+    let mtta = mean(incidents.iter().filter_map(|i| mtta_s(i)).collect());
+    let mttr = mean(
+        incidents
+            .iter()
+            .filter(|i| resolved_in(f, i))
+            .filter_map(|i| mttr_s(i))
+            .collect(),
+    );
+    let _ = writeln!(
+        out,
+        "- Incidents: {opened} opened, {resolved} resolved; MTTA {}; MTTR {}",
+        mtta.unwrap_or_else(|| "-".into()),
+        mttr.unwrap_or_else(|| "-".into())
+    );
+    for i in incidents {
+        let state = i
+            .resolved_at
+            .map_or_else(|| "open".to_string(), |r| format!("resolved {}", time(r)));
+        let _ = writeln!(
+            out,
+            "  - incident {} on {}: {} {}, started {}, {state}",
+            i.id,
+            md(&i.check),
+            i.severity,
+            md(&i.message),
+            time(i.started_at)
+        );
+    }
+}
+
+/// `60.0 % (peak 91.0 %)`, or `-` when the check does not measure it.
+fn reading(c: &CheckFacts, metric: Metric) -> String {
+    match c.metrics.get(&metric) {
+        None => "-".into(),
+        Some(Reading { latest, peak }) => format!(
+            "{} (peak {})",
+            value_text(metric, *latest),
+            value_text(metric, *peak)
+        ),
+    }
+}
+
+fn certificates(out: &mut String, f: &Facts) {
+    let _ = writeln!(out, "## Certificates expiring within {CERT_DAYS:.0} days\n");
+    let soon: Vec<(&CheckFacts, f64)> = f
+        .checks
+        .iter()
+        .filter_map(|c| Some((c, c.metrics.get(&Metric::CertDaysLeft)?.latest)))
+        .filter(|(_, days)| *days <= CERT_DAYS)
+        .collect();
+    let measured = f
+        .checks
+        .iter()
+        .filter(|c| c.metrics.contains_key(&Metric::CertDaysLeft))
+        .count();
+    if soon.is_empty() {
+        let _ = writeln!(out, "None ({measured} certificates watched).\n");
+        return;
+    }
+    out.push_str("| check | days left | band |\n| --- | --- | --- |\n");
+    for (c, days) in soon {
+        let band = c
+            .thresholds
+            .get(Metric::CertDaysLeft)
+            .and_then(|l| l.evaluate(days))
+            .map_or(Color::Green, |l| l.color);
+        let _ = writeln!(out, "| {} | {days:.1} | {band} |", md(&c.name));
+    }
+    out.push('\n');
+}
+
+fn statements(out: &mut String, f: &Facts) {
+    out.push_str("## Slowest database statements\n\n");
+    let pg: Vec<&CheckFacts> = f.checks.iter().filter(|c| c.kind == "postgres").collect();
+    if pg.is_empty() {
+        out.push_str("No postgres checks.\n\n");
+        return;
+    }
+    out.push_str(
+        "The slowest statements by mean time, as the newest sample read them from \
+         pg_stat_statements; `SELECT 1` is the round trip keeper times itself.\n\n",
+    );
+    out.push_str("| check | SELECT 1 | slowest statements |\n| --- | --- | --- |\n");
+    for c in pg {
+        let slowest = c.slowest.as_deref().map_or_else(
+            || "not recorded (pg_stat_statements not installed or not readable)".into(),
+            md,
+        );
+        let _ = writeln!(
+            out,
+            "| {} | {} | {slowest} |",
+            md(&c.name),
+            reading(c, Metric::QueryMs)
+        );
+    }
+    out.push('\n');
+}
+
+fn heartbeats(out: &mut String, f: &Facts) {
+    out.push_str("## Backups and heartbeats\n\n");
+    let beats: Vec<&CheckFacts> = f.checks.iter().filter(|c| c.heartbeat.is_some()).collect();
+    if beats.is_empty() {
+        out.push_str("No heartbeat checks.\n\n");
+        return;
+    }
+    out.push_str("| check | last success | state |\n| --- | --- | --- |\n");
+    for c in beats {
+        let Some(h) = &c.heartbeat else { continue };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} |",
+            md(&c.name),
+            h.last_success.map_or_else(|| "never".into(), time),
+            if h.overdue { "overdue" } else { "on time" }
+        );
+    }
+    out.push('\n');
+}
+
+fn logs(out: &mut String, f: &Facts) {
+    out.push_str("## Logs\n\n");
+    let logs: Vec<&CheckFacts> = f.checks.iter().filter(|c| c.kind == "log").collect();
+    if logs.is_empty() {
+        out.push_str("No log checks.\n\n");
+        return;
+    }
+    out.push_str("| check | error rate | critical lines |\n| --- | --- | --- |\n");
+    for c in logs {
+        let lines: Vec<String> = c
+            .criticals
+            .iter()
+            .map(|l| format!("`{}`", code(l)))
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} |",
+            md(&c.name),
+            reading(c, Metric::ErrorRatePct),
+            if lines.is_empty() {
+                "none".into()
+            } else {
+                lines.join("<br>")
+            }
+        );
+    }
+    out.push('\n');
+}
+
+fn actions_section(out: &mut String, actions: &[Action]) {
+    out.push_str("## Actions\n\n");
+    if actions.is_empty() {
+        out.push_str("Nothing: every indicator is green.\n");
+        return;
+    }
+    for a in actions {
+        let _ = writeln!(out, "- **{}** {}: {}", a.color, md(&a.check), md(&a.what));
+    }
+}
+
+pub(super) fn time(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+fn seconds(s: i64) -> String {
+    let s = u64::try_from(s).unwrap_or(0);
+    if s == 0 {
+        return "0s".into();
+    }
+    humantime::format_duration(std::time::Duration::from_secs(s)).to_string()
+}
+
+/// Text inside a code span in a table cell: no backticks, pipes escaped.
+fn code(text: &str) -> String {
+    text.chars()
+        .map(|c| if c == '`' || c.is_control() { '\'' } else { c })
+        .collect::<String>()
+        .replace('|', "\\|")
+}
+
+/// Text as Markdown shows it literally, on one line.
+pub(super) fn md(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' | '|' | '*' | '_' | '`' | '<' | '>' | '[' | ']' | '#' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::classify::Thresholds;
+    use crate::core::Severity;
+    use crate::core::deployment::Deployment;
+    use crate::report::health::{Heartbeat, Period};
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn check(name: &str, app: Option<&str>, kind: &'static str, ok: u64) -> CheckFacts {
+        CheckFacts {
+            name: name.into(),
+            app: app.map(Into::into),
+            kind,
+            thresholds: Arc::new(Thresholds::builtin()),
+            source: Source::Samples,
+            total: 100,
+            ok,
+            p95_ms: Some(40.0),
+            latest: Some((Color::Green, "200 OK".into(), at("2026-11-29T23:59:30Z"))),
+            metrics: BTreeMap::new(),
+            criticals: vec![],
+            slowest: None,
+            heartbeat: None,
+        }
+    }
+
+    fn incident(id: i64, check: &str, started: &str, resolved: Option<&str>) -> Incident {
+        Incident {
+            id,
+            check: check.into(),
+            severity: Severity::Critical,
+            color: Color::Red,
+            message: "expected status 200, got 503".into(),
+            started_at: at(started),
+            acknowledged_at: None,
+            resolved_at: resolved.map(at),
+            notified_at: None,
+        }
+    }
+
+    pub(crate) fn facts() -> Facts {
+        let mut web = check("web", Some("shop"), "http", 100);
+        web.p95_ms = Some(620.0);
+        let mut api = check("api", Some("shop"), "http", 90);
+        api.latest = Some((
+            Color::Red,
+            "expected status 200, got 503".into(),
+            at("2026-11-29T23:59:30Z"),
+        ));
+        let mut host = check("api-host", Some("shop"), "host", 100);
+        host.metrics.insert(
+            Metric::MemoryPct,
+            Reading {
+                latest: 60.0,
+                peak: 91.0,
+            },
+        );
+        host.metrics.insert(
+            Metric::CpuPct,
+            Reading {
+                latest: 20.0,
+                peak: 65.0,
+            },
+        );
+        host.metrics.insert(
+            Metric::DiskPct,
+            Reading {
+                latest: 41.0,
+                peak: 41.5,
+            },
+        );
+        let mut cert = check("web-cert", Some("shop"), "tls", 100);
+        cert.metrics.insert(
+            Metric::CertDaysLeft,
+            Reading {
+                latest: 12.0,
+                peak: 12.0,
+            },
+        );
+        let mut db = check("db", Some("data"), "postgres", 100);
+        db.metrics.insert(
+            Metric::QueryMs,
+            Reading {
+                latest: 2.0,
+                peak: 9.0,
+            },
+        );
+        db.slowest = Some("120 ms × 30 \"SELECT * FROM orders\"".into());
+        let mut backup = check("nightly-backup", None, "heartbeat", 0);
+        backup.latest = Some((Color::Green, "late".into(), at("2026-11-29T23:59:30Z")));
+        backup.total = 0;
+        backup.p95_ms = None;
+        backup.heartbeat = Some(Heartbeat {
+            last_success: Some(at("2026-11-28T02:00:00Z")),
+            overdue: true,
+        });
+        let mut log = check("app-log", None, "log", 100);
+        log.metrics.insert(
+            Metric::ErrorRatePct,
+            Reading {
+                latest: 0.05,
+                peak: 0.5,
+            },
+        );
+        log.criticals = vec!["Out of memory: Killed process 12 (app|x)".into()];
+        let mut resolved = incident(
+            3,
+            "api",
+            "2026-11-29T05:00:00Z",
+            Some("2026-11-29T05:10:00Z"),
+        );
+        resolved.acknowledged_at = Some(at("2026-11-29T05:02:00Z"));
+        Facts {
+            period: Period::of(
+                chrono::NaiveDate::from_ymd_opt(2026, 11, 29).unwrap(),
+                at("2026-11-30T06:00:00Z"),
+            )
+            .unwrap(),
+            made_at: at("2026-11-30T06:00:00Z"),
+            checks: vec![web, api, host, cert, db, backup, log],
+            incidents: vec![resolved, incident(4, "api", "2026-11-29T22:00:00Z", None)],
+            deployments: vec![Deployment {
+                id: 1,
+                app: "shop".into(),
+                version: "v42".into(),
+                description: "new checkout".into(),
+                by: "ci".into(),
+                at: at("2026-11-29T04:50:00Z"),
+            }],
+        }
+    }
+
+    /// The text of section `heading` (up to the next `## `).
+    pub(crate) fn section<'a>(report: &'a str, heading: &str) -> &'a str {
+        let start = report
+            .find(&format!("## {heading}\n"))
+            .unwrap_or_else(|| panic!("no section {heading} in\n{report}"));
+        let rest = &report[start + heading.len() + 4..];
+        &rest[..rest.find("\n## ").map_or(rest.len(), |e| e + 1)]
+    }
+
+    #[test]
+    fn the_report_has_every_section_in_order() {
+        let report = render(&facts());
+        assert!(
+            report.starts_with("# Health report 2026-11-29\n"),
+            "{report}"
+        );
+        assert!(
+            report.contains("Covers the whole day: 2026-11-29 00:00:00 to 2026-11-30 00:00:00.")
+        );
+        let headings: Vec<&str> = report.lines().filter(|l| l.starts_with("## ")).collect();
+        assert_eq!(
+            headings,
+            [
+                "## Overall status",
+                "## App shop",
+                "## App data",
+                "## App other",
+                "## Certificates expiring within 30 days",
+                "## Slowest database statements",
+                "## Backups and heartbeats",
+                "## Logs",
+                "## Actions",
+            ]
+        );
+    }
+
+    #[test]
+    fn overall_and_app_sections_sum_up_the_day() {
+        let report = render(&facts());
+        let overall = section(&report, "Overall status");
+        assert!(
+            overall.contains("**Outage**: 7 checks, 6 green, 0 yellow, 1 red, 0 without samples"),
+            "{overall}"
+        );
+        assert!(overall.contains("- Incidents: 2 opened, 1 resolved, 1 still open\n"));
+        assert!(overall.contains("- Deployments: 1\n- Actions: 9\n"));
+        let shop = section(&report, "App shop");
+        assert!(shop.contains("- Status: red\n"), "{shop}");
+        assert!(
+            shop.contains("- Incidents: 2 opened, 1 resolved; MTTA 2m; MTTR 10m\n"),
+            "{shop}"
+        );
+        assert!(shop.contains("  - incident 4 on api: critical expected status 200, got 503, started 2026-11-29 22:00:00, open\n"));
+        assert!(shop.contains("- Deployments: v42 at 2026-11-29 04:50:00 by ci (new checkout)\n"));
+        assert!(
+            shop.contains("| web | http | green | 100.00 % (green) | 620 ms | - | - | - | - |\n"),
+            "{shop}"
+        );
+        assert!(shop.contains("| api | http | red | 90.00 % (red) | 40 ms |"));
+        assert!(shop.contains("| api-host | host | green | 100.00 % (green) | 40 ms | - | 60.0 % (peak 91.0 %) | 20.0 % (peak 65.0 %) | 41.0 % (peak 41.5 %) |\n"), "{shop}");
+        let data = section(&report, "App data");
+        assert!(
+            data.contains(
+                "- Incidents: 0 opened, 0 resolved; MTTA -; MTTR -\n- Deployments: none\n"
+            ),
+            "{data}"
+        );
+    }
+
+    #[test]
+    fn certificates_statements_heartbeats_and_logs() {
+        let report = render(&facts());
+        let certs = section(&report, "Certificates expiring within 30 days");
+        assert!(certs.contains("| web-cert | 12.0 | yellow |\n"), "{certs}");
+        let sql = section(&report, "Slowest database statements");
+        assert!(
+            sql.contains("| db | 2 ms (peak 9 ms) | 120 ms × 30 \"SELECT \\* FROM orders\" |\n"),
+            "{sql}"
+        );
+        let beats = section(&report, "Backups and heartbeats");
+        assert!(
+            beats.contains("| nightly-backup | 2026-11-28 02:00:00 | overdue |\n"),
+            "{beats}"
+        );
+        let logs = section(&report, "Logs");
+        assert!(logs.contains("| app-log | 0.05 % (peak 0.50 %) | `Out of memory: Killed process 12 (app\\|x)` |\n"), "{logs}");
+        let actions = section(&report, "Actions");
+        assert!(
+            actions.contains("- **red** api: uptime 90.00 % is below the red bound 95.00 %\n"),
+            "{actions}"
+        );
+        assert_eq!(actions.lines().filter(|l| l.starts_with("- **")).count(), 9);
+    }
+
+    #[test]
+    fn a_quiet_day_says_so_in_every_section() {
+        let mut f = facts();
+        f.checks.retain(|c| c.name == "web");
+        f.checks[0].p95_ms = Some(30.0);
+        f.incidents.clear();
+        f.deployments.clear();
+        f.period = Period::of(f.period.date, at("2026-11-29T08:00:00Z")).unwrap();
+        let report = render(&f);
+        assert!(report.contains("Covers the 24 hours up to now (the day is not over): 2026-11-28 08:00:00 to 2026-11-29 08:00:00."));
+        assert!(report.contains("**Operational**"));
+        assert!(report.contains("None (0 certificates watched)."));
+        assert!(report.contains("No postgres checks."));
+        assert!(report.contains("No heartbeat checks."));
+        assert!(report.contains("No log checks."));
+        assert!(report.ends_with("## Actions\n\nNothing: every indicator is green.\n"));
+    }
+}
