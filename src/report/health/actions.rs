@@ -130,7 +130,7 @@ pub fn value_text(metric: Metric, v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::health::markdown::tests::facts;
+    use crate::report::health::fixture::facts;
 
     #[test]
     fn every_yellow_or_red_indicator_is_an_action_naming_value_and_band() {

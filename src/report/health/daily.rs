@@ -203,7 +203,7 @@ pub fn summary(f: &Facts) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::health::markdown::tests::facts;
+    use crate::report::health::fixture::facts;
 
     #[test]
     fn the_message_carries_the_report_whole_and_in_short() {

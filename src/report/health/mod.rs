@@ -14,6 +14,8 @@
 
 pub mod actions;
 pub mod daily;
+#[cfg(test)]
+mod fixture;
 pub mod gather;
 pub mod html;
 pub mod markdown;
