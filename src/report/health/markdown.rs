@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use super::actions::{Action, actions, value_text};
 use super::{CERT_DAYS, CheckFacts, Facts, Reading, Source};
 use crate::core::{Color, Metric, uptime_color};
-use crate::incident::{Incident, mtta_s, mttr_s};
+use crate::incident::Incident;
 
 /// The report.
 pub fn render(f: &Facts) -> String {
@@ -164,13 +164,21 @@ fn incidents_line(out: &mut String, f: &Facts, incidents: &[&Incident]) {
         .count();
     let resolved = incidents.iter().filter(|i| resolved_in(f, i)).count();
     let mean =
-        |v: Vec<i64>| (!v.is_empty()).then(|| seconds(v.iter().sum::<i64>() / v.len() as i64));
-    let mtta = mean(incidents.iter().filter_map(|i| mtta_s(i)).collect());
+        |v: Vec<i64>| (!v.is_empty()).then(|| millis(v.iter().sum::<i64>() / v.len() as i64));
+    let since_start = |at: Option<DateTime<Utc>>, i: &Incident| {
+        at.map(|at| (at - i.started_at).num_milliseconds())
+    };
+    let mtta = mean(
+        incidents
+            .iter()
+            .filter_map(|i| since_start(i.acknowledged_at, i))
+            .collect(),
+    );
     let mttr = mean(
         incidents
             .iter()
             .filter(|i| resolved_in(f, i))
-            .filter_map(|i| mttr_s(i))
+            .filter_map(|i| since_start(i.resolved_at, i))
             .collect(),
     );
     let _ = writeln!(
@@ -328,12 +336,13 @@ pub(super) fn time(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
-fn seconds(s: i64) -> String {
-    let s = u64::try_from(s).unwrap_or(0);
-    if s == 0 {
-        return "0s".into();
+/// A duration for people: `0.4s` under ten seconds, else `2m 30s`.
+fn millis(ms: i64) -> String {
+    let ms = u64::try_from(ms).unwrap_or(0);
+    if ms < 10_000 {
+        return format!("{:.1}s", ms as f64 / 1000.0);
     }
-    humantime::format_duration(std::time::Duration::from_secs(s)).to_string()
+    humantime::format_duration(std::time::Duration::from_secs(ms / 1000)).to_string()
 }
 
 /// Text inside a code span in a table cell: no backticks, pipes escaped.
@@ -453,6 +462,14 @@ mod tests {
             "{actions}"
         );
         assert_eq!(actions.lines().filter(|l| l.starts_with("- **")).count(), 9);
+    }
+
+    #[test]
+    fn durations_under_ten_seconds_keep_their_tenths() {
+        assert_eq!(millis(400), "0.4s");
+        assert_eq!(millis(9_949), "9.9s");
+        assert_eq!(millis(150_000), "2m 30s");
+        assert_eq!(millis(-5), "0.0s");
     }
 
     #[test]
