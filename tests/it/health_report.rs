@@ -378,3 +378,24 @@ async fn the_scheduled_report_arrives_as_text_and_html_and_as_a_chat_summary() {
     );
     drop(app);
 }
+
+#[test]
+fn reports_keys_are_read_strictly_with_line_and_column() {
+    let config = crate::support::parse_config("[reports]\nhealth = \"0 8 * * *\"\n").unwrap();
+    let health = config.reports.health.expect("reports.health is read");
+    assert_eq!(health.source, "0 8 * * *");
+    let unknown =
+        crate::support::config_error("[reports]\nhealth = \"0 8 * * *\"\nweekly = \"0 8 * * 1\"\n");
+    assert!(unknown.starts_with("keeper.toml:3:1: reports"), "{unknown}");
+    assert!(unknown.contains("unknown field `weekly`"), "{unknown}");
+    let bad = crate::support::config_error("[reports]\nhealth = \"0 25 * * *\"\n");
+    assert!(bad.starts_with("keeper.toml:2:10: reports"), "{bad}");
+    assert!(bad.contains("crontab"), "{bad}");
+    assert!(
+        crate::support::parse_config("")
+            .unwrap()
+            .reports
+            .health
+            .is_none()
+    );
+}

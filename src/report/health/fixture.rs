@@ -49,6 +49,10 @@ fn incident(id: i64, check: &str, started: &str, resolved: Option<&str>) -> Inci
     }
 }
 
+fn reading(latest: f64, peak: f64) -> Reading {
+    Reading { latest, peak }
+}
+
 pub(crate) fn facts() -> Facts {
     let mut web = check("web", Some("shop"), "http", 100);
     web.p95_ms = Some(620.0);
@@ -59,43 +63,14 @@ pub(crate) fn facts() -> Facts {
         at("2026-11-29T23:59:30Z"),
     ));
     let mut host = check("api-host", Some("shop"), "host", 100);
-    host.metrics.insert(
-        Metric::MemoryPct,
-        Reading {
-            latest: 60.0,
-            peak: 91.0,
-        },
-    );
-    host.metrics.insert(
-        Metric::CpuPct,
-        Reading {
-            latest: 20.0,
-            peak: 65.0,
-        },
-    );
-    host.metrics.insert(
-        Metric::DiskPct,
-        Reading {
-            latest: 41.0,
-            peak: 41.5,
-        },
-    );
+    host.metrics.insert(Metric::MemoryPct, reading(60.0, 91.0));
+    host.metrics.insert(Metric::CpuPct, reading(20.0, 65.0));
+    host.metrics.insert(Metric::DiskPct, reading(41.0, 41.5));
     let mut cert = check("web-cert", Some("shop"), "tls", 100);
-    cert.metrics.insert(
-        Metric::CertDaysLeft,
-        Reading {
-            latest: 12.0,
-            peak: 12.0,
-        },
-    );
+    cert.metrics
+        .insert(Metric::CertDaysLeft, reading(12.0, 12.0));
     let mut db = check("db", Some("data"), "postgres", 100);
-    db.metrics.insert(
-        Metric::QueryMs,
-        Reading {
-            latest: 2.0,
-            peak: 9.0,
-        },
-    );
+    db.metrics.insert(Metric::QueryMs, reading(2.0, 9.0));
     db.slowest = Some("120 ms × 30 \"SELECT * FROM orders\"".into());
     let mut backup = check("nightly-backup", None, "heartbeat", 0);
     backup.latest = Some((Color::Green, "late".into(), at("2026-11-29T23:59:30Z")));
@@ -106,13 +81,7 @@ pub(crate) fn facts() -> Facts {
         overdue: true,
     });
     let mut log = check("app-log", None, "log", 100);
-    log.metrics.insert(
-        Metric::ErrorRatePct,
-        Reading {
-            latest: 0.05,
-            peak: 0.5,
-        },
-    );
+    log.metrics.insert(Metric::ErrorRatePct, reading(0.05, 0.5));
     log.criticals = vec!["Out of memory: Killed process 12 (app|x)".into()];
     let mut resolved = incident(
         3,
