@@ -268,6 +268,26 @@ both_backends!(
         assert_eq!(named, uptime < 99.0, "{uptime}\n{actions}");
         assert!(!actions.contains(" web: "), "web was green throughout: {actions}");
 
+        // Past retention: the same counts from the hourly rollups.
+        let store = db.store().await;
+        let now = Utc::now();
+        let hour = keeper::store::rollup::hour_of(now);
+        for h in [hour - chrono::Duration::hours(1), hour] {
+            store.roll_up_hour(h).await.unwrap();
+        }
+        assert!(store.delete_samples_before(now + chrono::Duration::minutes(1)).await.unwrap() > 0);
+        let (ok, stdout, stderr) = report_health(&config, &["--out", out.to_str().unwrap()]).await;
+        assert!(ok, "{stdout}\n{stderr}");
+        let rolled = std::fs::read_to_string(&file).unwrap();
+        let overall = section(&rolled, "Overall status");
+        assert!(overall.contains(" red, 0 without samples in the period (8 from hourly rollups only"), "{overall}");
+        let shop = section(&rolled, "App shop");
+        let web = row(shop, "web");
+        assert!(web.starts_with("| web | http | past retention | 100.00 % (green) | "), "{web}");
+        assert!(web.contains(" ms (worst hour, from rollups) |"), "{web}");
+        let uptime_of = |row: &str| row.split('|').nth(4).unwrap().trim().to_string();
+        assert_eq!(uptime_of(row(shop, "api")), uptime_of(api), "{shop}");
+
         // A past day: a whole day, nothing in it, its own file name.
         let yesterday = today - chrono::Duration::days(1);
         let date = yesterday.format("%Y-%m-%d").to_string();
@@ -398,4 +418,43 @@ fn reports_keys_are_read_strictly_with_line_and_column() {
             .health
             .is_none()
     );
+}
+
+#[tokio::test]
+async fn a_refused_report_is_tried_again_and_never_stops_keeper() {
+    let smtp = SmtpServer::start().await;
+    let hook = Receiver::start().await;
+    // The first attempt is refused (503): the webhook gets it on the retry.
+    hook.push_response(crate::support::receiver::Reply::status(503));
+    let web = Target::start().await;
+    let config = TestConfig::new()
+        .set("reports", "health", "*/2 * * * * *")
+        .check(Check::http("web", web.url("/")).interval("200ms"))
+        // 451 for every attempt: a transient failure that never ends.
+        .channel(Channel::email("mail", &smtp, &["later@example.test"]))
+        .channel(Channel::webhook("hook", &hook))
+        .route(Route::to(&["mail", "hook"]));
+    let app = crate::support::app::spawn_app(crate::support::db::Backend::Sqlite, config).await;
+    let requests = hook.wait_for_requests(2, Duration::from_secs(40)).await;
+    assert_eq!(requests[0].replied, 503);
+    assert_eq!(requests[1].replied, 200);
+    let key = |i: usize| requests[i].header("idempotency-key").unwrap().to_string();
+    assert_eq!(key(0), key(1), "a retry carries the same key");
+    let body: serde_json::Value = serde_json::from_slice(&requests[1].body).unwrap();
+    assert_eq!(body["kind"], "health_report");
+    assert!(
+        body["markdown"]
+            .as_str()
+            .unwrap()
+            .starts_with("# Health report ")
+    );
+    assert!(smtp.messages().is_empty(), "451 for every recipient");
+    // keeper carries on: its checks run and it answers.
+    let runs = app.check("web").await["last_run_at"].clone();
+    wait_until("web runs on", Duration::from_secs(10), || async {
+        app.check("web").await["last_run_at"] != runs
+    })
+    .await;
+    let (status, _) = app.get_status("/healthz").await;
+    assert_eq!(status, 200);
 }

@@ -51,15 +51,20 @@ pub fn overall_word(f: &Facts) -> &'static str {
 fn overall(out: &mut String, f: &Facts, actions: &[Action]) {
     out.push_str("## Overall status\n\n");
     let count = |c: Color| f.checks.iter().filter(|k| k.color() == Some(c)).count();
-    let none = f.checks.iter().filter(|k| k.color().is_none()).count();
+    let source = |s: Source| f.checks.iter().filter(|k| k.source == s).count();
+    let rolled = match source(Source::Rollups) {
+        0 => String::new(),
+        n => format!(" ({n} from hourly rollups only: their samples are past retention)"),
+    };
     let _ = writeln!(
         out,
-        "**{}**: {} checks, {} green, {} yellow, {} red, {none} without samples in the period.\n",
+        "**{}**: {} checks, {} green, {} yellow, {} red, {} without samples in the period{rolled}.\n",
         overall_word(f),
         f.checks.len(),
         count(Color::Green),
         count(Color::Yellow),
-        count(Color::Red)
+        count(Color::Red),
+        source(Source::Nothing),
     );
     let opened = f
         .incidents
@@ -147,7 +152,7 @@ fn app_section(out: &mut String, f: &Facts, app: &str, checks: &[&CheckFacts]) {
             "| {} | {} | {} | {uptime} | {p95} | {} | {} | {} | {} |",
             md(&c.name),
             c.kind,
-            c.color().map_or("no samples", Color::as_str),
+            status_of(c),
             reading(c, Metric::ErrorRatePct),
             reading(c, Metric::MemoryPct),
             reading(c, Metric::CpuPct),
@@ -200,6 +205,15 @@ fn incidents_line(out: &mut String, f: &Facts, incidents: &[&Incident]) {
             md(&i.message),
             time(i.started_at)
         );
+    }
+}
+
+/// The color of a check's newest sample, or why there is none.
+fn status_of(c: &CheckFacts) -> &'static str {
+    match (c.color(), c.source) {
+        (Some(color), _) => color.as_str(),
+        (None, Source::Rollups) => "past retention",
+        (None, _) => "no samples",
     }
 }
 
