@@ -71,6 +71,7 @@ pub struct HourLatency {
 /// What one step rolled up.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Rolled {
+    /// Hours rolled up (those with samples).
     pub hours: u32,
     /// Rollup rows written (one per check with samples in each hour).
     pub rows: u64,
@@ -103,6 +104,11 @@ pub async fn step(
     let mut rolled = Rolled::default();
     let mut hour = from;
     while hour < open {
+        // Hours without samples (keeper was down) are skipped, not rolled up.
+        match store.first_sample_since(hour).await? {
+            Some(at) if at < open => hour = hour.max(hour_of(at)),
+            _ => break,
+        }
         rolled.rows += store.roll_up_hour(hour).await?;
         rolled.hours += 1;
         hour += HOUR;

@@ -9,7 +9,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::Utc;
-use keeper::core::deployment::NewDeployment;
 
 use crate::support::app::TestApp;
 use crate::support::config::{Channel, Check, Route, TestConfig, table};
@@ -20,6 +19,7 @@ use crate::support::target::{Target, TestCa};
 use crate::support::{wait_for, wait_until};
 
 const TOKEN: &str = "backup-token-0123456789";
+const API_TOKEN: &str = "s3cret-api-token-0001";
 
 /// The text of section `heading` of `report` (up to the next `## `).
 fn section<'a>(report: &'a str, heading: &str) -> &'a str {
@@ -115,21 +115,10 @@ impl World {
 }
 
 /// Runs keeper on `db` until `api` opened and resolved an incident, the
-/// backup pinged and every check ran; records a deployment of shop. Stops
-/// keeper and returns the database.
+/// backup pinged and every check ran, a deployment of shop posted before
+/// api failed. Stops keeper and returns the database.
 async fn fill(db: TestDb, world: &World) -> TestDb {
-    let store = db.store().await;
-    store
-        .record_deployment(&NewDeployment {
-            app: "shop".into(),
-            version: "v42".into(),
-            description: "new checkout".into(),
-            by: "ci".into(),
-            at: Utc::now() - chrono::Duration::minutes(5),
-        })
-        .await
-        .unwrap();
-    let app = TestApp::start_on(db, world.config()).await;
+    let app = TestApp::start_on(db, world.config().api_token(API_TOKEN)).await;
     let ping = app
         .http
         .get(format!("{}/ping/{TOKEN}", app.base))
@@ -145,6 +134,17 @@ async fn fill(db: TestDb, world: &World) -> TestDb {
         all
     })
     .await;
+    let deployed = app
+        .http
+        .post(format!("{}/api/v1/deployments", app.base))
+        .bearer_auth(API_TOKEN)
+        .json(&serde_json::json!({
+            "app": "shop", "version": "v42", "description": "new checkout", "by": "ci"
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deployed.status(), 201);
     world.api.set_status(503);
     let id = wait_for("api's incident", Duration::from_secs(20), || async {
         app.check("api").await["incident"].as_i64()
@@ -222,6 +222,8 @@ both_backends!(
             .find(|l| l.starts_with("  - incident ") && l.contains(" on api: "))
             .unwrap_or_else(|| panic!("no api incident in\n{shop}"));
         assert!(api_incident.contains(", resolved 20"), "{api_incident}");
+        // Opened within the deploy watch: its message names the deployment.
+        assert!(api_incident.contains("after deploy v42 of shop (by ci)"), "{api_incident}");
         assert!(shop.contains("; MTTR "), "{shop}");
         let web = row(shop, "web");
         assert!(web.starts_with("| web | http | green | 100.00 % (green) | "), "{web}");

@@ -13,6 +13,7 @@ mod config;
 mod cost;
 mod crash;
 mod delivery;
+mod deployments;
 mod dns;
 mod durability;
 mod e2e;

@@ -41,8 +41,8 @@ h2{font-size:1.1rem;margin:24px 0 8px}
 .day{flex:1;min-width:1px;border-radius:1px}
 .legend{display:flex;justify-content:space-between;font-size:.75rem;color:var(--muted)}
 .spark{display:block;margin-top:4px;color:var(--muted)}
-.incident{border-left:4px solid var(--red);padding:8px 12px}
-.incident.acknowledged{border-left-color:var(--yellow)}
+.incident{border-left:4px solid var(--red);padding:8px 12px;background:var(--card)}
+.incident.yellow{border-left-color:var(--yellow)}
 .timeline{list-style:none;padding:0;margin:6px 0 0;font-size:.9rem}
 .timeline li{padding:2px 0}
 time{font-variant-numeric:tabular-nums;color:var(--muted)}
@@ -100,10 +100,10 @@ fn incidents(out: &mut String, page: &Page) {
         let acked = incident.acknowledged_at.is_some();
         let _ = write!(
             out,
-            "<div class=\"card incident{}\" data-incident=\"{}\"><div class=\"head\">\
+            "<div class=\"card incident {}\" data-incident=\"{}\"><div class=\"head\">\
              <span class=\"name\">{}</span><span class=\"muted\">{} · since {}{}</span></div>\
              <div class=\"message\">{}</div><ul class=\"timeline\">",
-            if acked { " acknowledged" } else { "" },
+            incident.color.as_str(),
             incident.id,
             esc(&incident.check),
             incident.severity.as_str(),
@@ -189,7 +189,8 @@ fn row(out: &mut String, row: &Row) {
         &row.message
     };
     let _ = write!(out, "<div class=\"message\">{}", esc(message));
-    if let Some(ms) = row.latency_ms {
+    // Passive kinds (heartbeats, logs) measure no latency: 0.
+    if let Some(ms) = row.latency_ms.filter(|ms| *ms > 0.0) {
         let _ = write!(out, " · {ms:.0} ms");
     }
     out.push_str("</div></div>");
