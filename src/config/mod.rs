@@ -12,6 +12,7 @@ mod env;
 mod error;
 mod kinds;
 mod raw;
+mod reports;
 mod status_page;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,6 +27,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 pub use apps::{AppDeploys, DEFAULT_DEPLOY_WATCH, Deploys};
 pub use cost::Cost;
 pub use error::{ConfigError, ConfigErrors};
+pub use reports::Reports;
 pub use status_page::StatusPage;
 
 use crate::classify::Thresholds;
@@ -55,6 +57,8 @@ pub struct Config {
     pub cost: Cost,
     /// `[defaults] deploy_watch` and `[apps.NAME]`: what follows a deployment.
     pub deploys: Deploys,
+    /// `[reports]`: when reports are sent through the routes.
+    pub reports: Reports,
 }
 
 #[derive(Clone, Debug)]
@@ -250,6 +254,7 @@ struct Sections<'i> {
     status_page: status_page::Raw,
     cost: cost::RawCost,
     apps: Vec<(Spanned<String>, Spanned<DeTable<'i>>)>,
+    reports: reports::RawReports,
     checks: Vec<(Spanned<String>, Spanned<DeTable<'i>>)>,
     channels: Vec<(Spanned<String>, Spanned<DeTable<'i>>)>,
 }
@@ -269,6 +274,7 @@ fn read_sections<'i>(root: DeTable<'i>, errors: &mut error::Collector) -> Sectio
             "watchdog" => s.watchdog = read(&name, value, errors).unwrap_or_default(),
             "status_page" => s.status_page = read(&name, value, errors).unwrap_or_default(),
             "cost" => s.cost = read(&name, value, errors).unwrap_or_default(),
+            "reports" => s.reports = read(&name, value, errors).unwrap_or_default(),
             "checks" => s.checks = kinds::named_tables(&name, value, errors),
             "channels" => s.channels = kinds::named_tables(&name, value, errors),
             "apps" => s.apps = kinds::named_tables(&name, value, errors),
@@ -276,7 +282,7 @@ fn read_sections<'i>(root: DeTable<'i>, errors: &mut error::Collector) -> Sectio
                 key.span(),
                 &name,
                 format!(
-                    "unknown key {name} (expected server, storage, delivery, defaults, severities, checks, channels, routes, maintenance, watchdog, status_page, cost or apps)"
+                    "unknown key {name} (expected server, storage, delivery, defaults, severities, checks, channels, routes, maintenance, watchdog, status_page, cost, apps or reports)"
                 ),
             ),
         }
@@ -304,6 +310,7 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
     let all_checks: BTreeSet<String> = checks.iter().map(|c| c.name.to_string()).collect();
     let status_page = s.status_page.resolve(&all_checks, errors);
     let cost = s.cost.resolve(errors);
+    let reports = s.reports.resolve();
     let listen = read_listen(s.server.listen.as_ref(), errors)?;
     Some(Config {
         path: path.to_path_buf(),
@@ -336,6 +343,7 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
         status_page,
         cost,
         deploys,
+        reports,
     })
 }
 
