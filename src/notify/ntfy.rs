@@ -91,25 +91,40 @@ impl Ntfy {
         text: &str,
         key: &str,
     ) -> Result<(), SendError> {
+        let headers = self.headers(&[
+            ("title", Some(title)),
+            ("tags", Some("clipboard")),
+            ("click", click),
+        ]);
+        self.publish(&headers, key, text.as_bytes().to_vec()).await
+    }
+
+    /// The request's headers: the channel's authorization and each `(name,
+    /// value)` given a value. Raw bytes: ntfy reads UTF-8 header values, and
+    /// render removed control characters.
+    fn headers(&self, fields: &[(&'static str, Option<&str>)]) -> HeaderMap {
         let mut headers = HeaderMap::new();
         if let Some(auth) = &self.auth {
             headers.insert(AUTHORIZATION, auth.clone());
         }
-        let mut set = |name: &'static str, value: &str| {
-            if let Ok(v) = HeaderValue::from_bytes(value.as_bytes()) {
+        for (name, value) in fields {
+            if let Some(v) = value.and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok()) {
                 headers.insert(HeaderName::from_static(name), v);
             }
-        };
-        set("title", title);
-        set("tags", "clipboard");
-        if let Some(click) = click {
-            set("click", click);
         }
-        let body = text.as_bytes().to_vec();
+        headers
+    }
+
+    async fn publish(
+        &self,
+        headers: &HeaderMap,
+        key: &str,
+        body: Vec<u8>,
+    ) -> Result<(), SendError> {
         post(
             &self.http,
             &self.url,
-            &headers,
+            headers,
             "text/plain; charset=utf-8",
             key,
             body,
@@ -121,30 +136,13 @@ impl Ntfy {
 impl Deliver for Ntfy {
     async fn send(&self, n: &Notification, key: &str) -> Result<(), SendError> {
         let m = render::ntfy_message(n);
-        let mut headers = HeaderMap::new();
-        if let Some(auth) = &self.auth {
-            headers.insert(AUTHORIZATION, auth.clone());
-        }
-        // Raw bytes: ntfy reads UTF-8 header values; render removed control characters.
-        let mut set = |name: &'static str, value: &str| {
-            if let Ok(v) = HeaderValue::from_bytes(value.as_bytes()) {
-                headers.insert(HeaderName::from_static(name), v);
-            }
-        };
-        set("title", &m.title);
-        set("priority", &m.priority.to_string());
-        set("tags", m.tags);
-        if let Some(click) = &m.click {
-            set("click", click);
-        }
-        post(
-            &self.http,
-            &self.url,
-            &headers,
-            "text/plain; charset=utf-8",
-            key,
-            m.body.into_bytes(),
-        )
-        .await
+        let priority = m.priority.to_string();
+        let headers = self.headers(&[
+            ("title", Some(&m.title)),
+            ("priority", Some(&priority)),
+            ("tags", Some(m.tags)),
+            ("click", m.click.as_deref()),
+        ]);
+        self.publish(&headers, key, m.body.into_bytes()).await
     }
 }

@@ -88,16 +88,7 @@ fn teams(m: &ReportMessage) -> Value {
             json!({"type": "TextBlock", "text": format!("[Status page]({link})"), "wrap": true}),
         );
     }
-    json!({"type": "message", "attachments": [{
-        "contentType": "application/vnd.microsoft.card.adaptive",
-        "contentUrl": null,
-        "content": {
-            "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
-            "type": "AdaptiveCard",
-            "version": "1.2",
-            "body": body,
-        },
-    }]})
+    super::render::adaptive_card(body)
 }
 
 fn webhook(m: &ReportMessage) -> Value {

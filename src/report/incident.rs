@@ -10,6 +10,7 @@ use std::fmt::Write;
 
 use chrono::{DateTime, Duration, Utc};
 
+use super::md;
 use crate::core::deployment::Deployment;
 use crate::incident::{Incident, IncidentEvent, mtta_s, mttr_s};
 use crate::store::{IncidentFilter, SampleRow, Store, StoreError};
@@ -380,23 +381,6 @@ fn seconds(s: i64) -> String {
         return "0s".into();
     }
     humantime::format_duration(std::time::Duration::from_secs(s)).to_string()
-}
-
-/// Text as Markdown shows it literally, on one line: what could start
-/// formatting or break a table cell is escaped.
-fn md(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '\\' | '|' | '*' | '_' | '`' | '<' | '>' | '[' | ']' | '#' => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if c.is_control() => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -8,3 +8,20 @@
 pub mod cost;
 pub mod health;
 pub mod incident;
+
+/// Text as Markdown shows it literally, on one line: what could start
+/// formatting or break a table cell is escaped (the reports' one rule).
+pub(crate) fn md(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' | '|' | '*' | '_' | '`' | '<' | '>' | '[' | ']' | '#' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}

@@ -23,7 +23,7 @@ pub use email::{email_body, email_group_body, email_group_subject, email_subject
 pub use ntfy::{NtfyMessage, ntfy_message};
 pub use pagerduty::{pagerduty_event, pagerduty_severity};
 pub use slack::{slack_color, slack_group_payload, slack_payload};
-pub use teams::teams_payload;
+pub use teams::{adaptive_card, teams_payload};
 pub use webhook::webhook_body;
 
 /// Longest message put in an email subject, in characters.

@@ -35,6 +35,11 @@ pub fn teams_payload(n: &Notification) -> Value {
     if let Some(url) = &n.url {
         body.push(json!({"type": "TextBlock", "text": format!("[Incident #{}]({url})", n.incident), "wrap": true}));
     }
+    adaptive_card(body)
+}
+
+/// A Teams Workflows message of one full-width Adaptive Card with `body`.
+pub fn adaptive_card(body: Vec<Value>) -> Value {
     json!({"type": "message", "attachments": [{
         "contentType": "application/vnd.microsoft.card.adaptive",
         "contentUrl": null,

@@ -8,6 +8,7 @@ use super::actions::{Action, actions, value_text};
 use super::{CERT_DAYS, CheckFacts, Facts, Reading, Source};
 use crate::core::{Color, Metric, uptime_color};
 use crate::incident::Incident;
+use crate::report::md;
 
 /// The report.
 pub fn render(f: &Facts) -> String {
@@ -365,22 +366,6 @@ fn code(text: &str) -> String {
         .map(|c| if c == '`' || c.is_control() { '\'' } else { c })
         .collect::<String>()
         .replace('|', "\\|")
-}
-
-/// Text as Markdown shows it literally, on one line.
-pub(super) fn md(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '\\' | '|' | '*' | '_' | '`' | '<' | '>' | '[' | ']' | '#' => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if c.is_control() => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
