@@ -78,6 +78,9 @@ pub async fn build(config: Config) -> Result<Built, AppError> {
     };
     let names: Vec<CheckName> = config.checks.iter().map(|c| c.name.clone()).collect();
     let metrics = Metrics::new(&names);
+    for (index, check) in config.checks.iter().enumerate() {
+        metrics.describe_check(index, check.probe.kind(), &check.labels);
+    }
     let (listener, addr) = listen(&config).await?;
     let health = ChannelHealth::default();
     let (probes, wake_requests) = probe_context(&config, &store, &metrics, &health, addr).await?;
