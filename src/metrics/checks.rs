@@ -46,6 +46,11 @@ const PHASES: [&str; 5] = ["resolve", "connect", "tls", "processing", "transfer"
 /// (gauge, name, help).
 const FAMILIES: [(usize, &str, &str); 10] = [
     (
+        HTTP_STATUS,
+        "probe_http_status_code",
+        "HTTP status of the last probe's final response; 0 without one.",
+    ),
+    (
         HTTP_REDIRECTS,
         "probe_http_redirects",
         "The number of redirects the last HTTP probe followed.",
@@ -89,11 +94,6 @@ const FAMILIES: [(usize, &str, &str); 10] = [
         CHAIN_EXPIRY,
         "probe_ssl_last_chain_expiry_timestamp_seconds",
         "Earliest notAfter of the certificate chain the last probe verified, in unix seconds.",
-    ),
-    (
-        HTTP_STATUS,
-        "probe_http_status_code",
-        "HTTP status of the last probe's final response; 0 without one.",
     ),
 ];
 

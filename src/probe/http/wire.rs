@@ -40,13 +40,7 @@ where
     add(&mut run.phases.first_byte, Some(started.elapsed()));
     let started = Instant::now();
     let status = head.status();
-    let version = version_of(head.version());
-    // Go's `resp.ContentLength`, as blackbox_exporter reports it: -1 when undeclared.
-    let content_length = head
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.trim().parse::<i64>().ok())
-        .unwrap_or(-1);
+    let (version, content_length) = (version_of(head.version()), content_length(head.headers()));
     let location = head
         .headers()
         .get(LOCATION)
@@ -116,6 +110,14 @@ fn hyper_reason(err: &hyper::Error, doing: &str, addr: SocketAddr) -> String {
         return format!("{doing} {addr}: connection closed before a complete response");
     }
     format!("{doing} {addr}: {err}")
+}
+
+/// Go's `resp.ContentLength`, as blackbox_exporter reports it: -1 when undeclared.
+fn content_length(headers: &http::HeaderMap) -> i64 {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<i64>().ok())
+        .unwrap_or(-1)
 }
 
 /// An HTTP version as (major, minor): HTTP/1.1 is (1, 1).
