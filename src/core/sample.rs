@@ -249,3 +249,37 @@ pub fn metrics_json(sample: &Sample) -> Option<String> {
     }
     Some(serde_json::Value::Object(out).to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn measured_keeps_the_worst_of_each_metric_and_the_last_of_each_value() {
+        let metrics = [
+            (Metric::LatencyMs, 12.0),
+            (Metric::DiskPct, 40.0),
+            (Metric::CertDaysLeft, 30.0),
+            (Metric::DiskPct, 90.0),
+            (Metric::CertDaysLeft, 5.0),
+            (Metric::MemoryPct, f64::NAN),
+        ];
+        let values = [
+            ("rows".to_string(), 1.0),
+            ("load".to_string(), f64::INFINITY),
+            ("rows".to_string(), 2.0),
+        ];
+        assert_eq!(
+            measured(&metrics, &values),
+            [("disk_pct", 90.0), ("cert_days_left", 5.0), ("rows", 2.0)]
+        );
+        let mut sample = Sample::up("ok");
+        sample.metrics = metrics.to_vec();
+        sample.values = values.to_vec();
+        assert_eq!(
+            metrics_json(&sample).as_deref(),
+            Some(r#"{"cert_days_left":5.0,"disk_pct":90.0,"rows":2.0}"#)
+        );
+        assert_eq!(metrics_json(&Sample::up("latency only")), None);
+    }
+}

@@ -287,10 +287,11 @@ impl Probe {
         let conn = tcp::connect(&host, port, run.deadline).await?;
         add(&mut run.phases.dns, conn.dns);
         add(&mut run.phases.connect, Some(conn.connect));
-        run.conn
-            .dns_lookup
-            .get_or_insert(conn.dns.unwrap_or_default());
-        (run.conn.ip_protocol).get_or_insert(ConnInfo::ip_protocol(conn.addr.ip()));
+        // Lookup and peer as blackbox_exporter reports them: the first hop's.
+        if run.conn.ip_protocol.is_none() {
+            run.conn.dns_lookup = Some(conn.dns.unwrap_or_default());
+            run.conn.ip_protocol = Some(ConnInfo::ip_protocol(conn.addr.ip()));
+        }
         run.ssl = url.scheme() == "https";
         (run.conn.tls_version, run.conn.verified_chain_expiry) = (None, None);
         let request = self.request(url, method, body, run.left_origin)?;
