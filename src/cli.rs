@@ -1,7 +1,7 @@
 //! The command line (DESIGN.md §8): `run` (the default), `check-config`,
 //! `migrate`, and the clients of a running daemon's API ([`client`]):
-//! `status`, `incidents`, `ack`, `silence`; and `probe`, one run of a probe
-//! by hand ([`oneshot`]). What each verb prints lives in its file in `cli/`.
+//! `status`, `incidents`, `ack`, `silence`, `deploy`; and `probe`, one run of
+//! a probe by hand ([`oneshot`]). What each verb prints lives in its file in `cli/`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 mod client;
+mod deploy;
 mod incidents;
 mod oneshot;
 mod report;
@@ -87,6 +88,9 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Record a deployment: the app's checks are watched closely for a while
+    /// and incidents name it (token from KEEPER_API_TOKEN).
+    Deploy(deploy::Args),
 }
 
 /// Parses the command line and runs the verb.
@@ -138,6 +142,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let by = by.or_else(|| std::env::var("USER").ok());
             client::ack(&Api::new(&cli.config, url)?, incident, by).await
         }
+        Command::Deploy(args) => deploy::run(&Api::new(&cli.config, args.url.clone())?, args).await,
     }
 }
 
@@ -302,6 +307,7 @@ pub fn describe(config: &Config) -> String {
         let _ = writeln!(out, "  {}  {}", ch.name, ch.spec.kind());
     }
     out.push_str(&describe_routes(config));
+    out.push_str(&deploy::describe_apps(config));
     out
 }
 

@@ -17,9 +17,10 @@ use tokio::sync::mpsc;
 use super::{AppError, open_store};
 use crate::config::Config;
 use crate::core::CheckName;
+use crate::core::deployment::NewDeployment;
 use crate::core::health::ChannelHealth;
 use crate::core::heartbeat::HeartbeatRow;
-use crate::engine::{Board, Engine, Inputs, Parts, Sink};
+use crate::engine::{Board, Engine, EngineHandle, Inputs, Parts, Sink};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::notify::Channel;
@@ -79,17 +80,10 @@ pub async fn build(config: Config) -> Result<Built, AppError> {
     let metrics = metrics_of(&config);
     let (listener, addr) = listen(&config).await?;
     let health = ChannelHealth::default();
-    let (probes, wake_requests) = probe_context(&config, &store, &metrics, &health, addr).await?;
+    let (probes, wake_requests, deployed) =
+        probe_context(&config, &store, &metrics, &health, addr).await?;
     let (jobs, channels) = built_or_every_problem(&config, &probes, &metrics)?;
-    // Heartbeats' signals and generated tokens, as the last run left them.
-    probes
-        .heartbeats
-        .load()
-        .await
-        .map_err(|source| AppError::Heartbeats {
-            url: url.clone(),
-            source,
-        })?;
+    load_heartbeats(&probes, &url).await?;
     // Uptime for the API, counted once from the rollups and the samples not
     // rolled up yet, then kept up by the writer (which has not started: no
     // batch counts twice).
@@ -102,9 +96,9 @@ pub async fn build(config: Config) -> Result<Built, AppError> {
     let writer = Writer::new(store.clone(), buffer.clone(), metrics.writer.clone())
         .with_uptime(uptime.clone());
     let outbox = outbox(&config, &store, channels, &metrics, health);
-    let (mut engine, sink, engine_handle, engine_inputs) =
-        Engine::new(engine_parts(&config, &store, buffer, &metrics, &outbox));
-    engine.restore().await.map_err(stored)?;
+    let parts = engine_parts(&config, &store, buffer, &metrics, &outbox);
+    let (engine, sink, engine_handle, engine_inputs) =
+        engine(parts, &deployed).await.map_err(stored)?;
     let board = engine.board();
     let scheduler_running = Arc::new(AtomicBool::new(true));
     let task_died = Arc::new(OnceLock::new());
@@ -157,16 +151,46 @@ fn metrics_of(config: &Config) -> Metrics {
     metrics
 }
 
+/// Heartbeats' signals and generated tokens, as the last run left them.
+async fn load_heartbeats(probes: &probe::Context, url: &str) -> Result<(), AppError> {
+    probes
+        .heartbeats
+        .load()
+        .await
+        .map_err(|source| AppError::Heartbeats {
+            url: url.to_string(),
+            source,
+        })
+}
+
+/// Where the engine's handle goes once it is built: the `fly` check, built
+/// before it, tells it of the deployments it sees through [`SeenDeployments`].
+type EngineSlot = Arc<OnceLock<EngineHandle>>;
+
+/// The engine, restored from the store, its handle also put in `slot`.
+async fn engine(
+    parts: Parts,
+    slot: &EngineSlot,
+) -> Result<(Engine, Sink, EngineHandle, Inputs), crate::store::StoreError> {
+    let (mut engine, sink, handle, inputs) = Engine::new(parts);
+    engine.restore().await?;
+    let _ = slot.set(handle.clone());
+    Ok((engine, sink, handle, inputs))
+}
+
 /// The context probes are built with in the daemon: keeper's own checks
 /// look at its parts, heartbeats and log feeds wake their checks and keep
-/// their signals. Also the receiving end of the wakes, for the scheduler.
+/// their signals, the `fly` check records deployments. Also the receiving
+/// end of the wakes, for the scheduler, and the slot the engine's handle
+/// goes in for those deployments.
 async fn probe_context(
     config: &Config,
     store: &Store,
     metrics: &Metrics,
     health: &ChannelHealth,
     addr: SocketAddr,
-) -> Result<(probe::Context, mpsc::Receiver<usize>), AppError> {
+) -> Result<(probe::Context, mpsc::Receiver<usize>, EngineSlot), AppError> {
+    let slot = EngineSlot::default();
     let names: Vec<CheckName> = config.checks.iter().map(|c| c.name.clone()).collect();
     let (wakes, wake_requests) = probe::wake::wakes(names.into(), 1024);
     // Reads and parses the system CA bundle: off the async runtime.
@@ -186,8 +210,9 @@ async fn probe_context(
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{addr}")),
+        deployments: Arc::new(SeenDeployments::new(config, store, &slot)),
     };
-    Ok((probe::Context::daemon(roots, daemon), wake_requests))
+    Ok((probe::Context::daemon(roots, daemon), wake_requests, slot))
 }
 
 /// Binds the configured HTTP address (serving waits for the run).
@@ -300,6 +325,7 @@ fn engine_parts(
         outbox: outbox.waker(),
         direct: outbox.direct(),
         queue: 4096,
+        deploys: config.deploys.clone(),
     }
 }
 
@@ -314,5 +340,51 @@ impl Persistence for Store {
         row: &'a HeartbeatRow,
     ) -> BoxFuture<'a, Result<Option<String>, PersistError>> {
         Box::pin(async move { Ok(self.save_heartbeat(row).await?) })
+    }
+}
+
+/// Deployments the `fly` check sees: recorded under the check's app, then
+/// told to the engine (once it is built), which watches the app.
+#[derive(Debug)]
+struct SeenDeployments {
+    store: Store,
+    /// Each check's app ([`CheckConfig::app`](crate::config::CheckConfig::app)).
+    apps: BTreeMap<String, String>,
+    engine: EngineSlot,
+}
+
+impl SeenDeployments {
+    fn new(config: &Config, store: &Store, engine: &EngineSlot) -> Self {
+        let apps = config
+            .checks
+            .iter()
+            .filter_map(|c| Some((c.name.to_string(), c.app()?.to_string())))
+            .collect();
+        SeenDeployments {
+            store: store.clone(),
+            apps,
+            engine: engine.clone(),
+        }
+    }
+}
+
+impl probe::DeploymentSink for SeenDeployments {
+    fn record<'a>(
+        &'a self,
+        check: &'a str,
+        mut deployment: NewDeployment,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            if let Some(app) = self.apps.get(check) {
+                deployment.app.clone_from(app);
+            }
+            let recorded = (self.store.record_deployment(&deployment).await)
+                .map_err(|e| format!("recording the deployment: {e}"))?;
+            tracing::info!(check, app = %recorded.app, version = %recorded.version, "deployment seen");
+            if let Some(engine) = self.engine.get() {
+                engine.deployed(recorded).await;
+            }
+            Ok(())
+        })
     }
 }

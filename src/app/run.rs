@@ -40,7 +40,7 @@ struct Stops {
     root: CancellationToken,
     /// The scheduler and the log sources; what [`Keeper::stopper`] cancels.
     probes: CancellationToken,
-    /// The sample writer, the outbox, retention and the rollups.
+    /// The sample writer, the outbox, retention, the rollups and the scheduled reports.
     drain: CancellationToken,
     /// The HTTP listener.
     http: CancellationToken,
@@ -68,6 +68,8 @@ struct Tasks {
     logs: JoinHandle<()>,
     retention: JoinHandle<()>,
     rollup: JoinHandle<()>,
+    /// The scheduled reports (`[reports]`); ends at once without any.
+    reports: JoinHandle<()>,
 }
 
 /// What the supervisor keeps besides the tasks.
@@ -138,6 +140,7 @@ impl Built {
             http::serve::Limits::default(),
             stops.http.clone(),
         ));
+        let reports = reports(config, self.addr, &self.store, &self.outbox, &stops.drain);
         let writer = self.writer.run(stops.drain.clone());
         let outbox = self.outbox.run(stops.drain.clone());
         let rollup = rollup::run(
@@ -173,6 +176,7 @@ impl Built {
             ),
             retention: tracker.spawn(retention),
             rollup: tracker.spawn(rollup),
+            reports: tracker.spawn(reports),
             scheduler: Vital::spawn(tracker, "scheduler", scheduler, options),
             logs,
         }
@@ -245,11 +249,12 @@ async fn stop(
         // The writer flushes while the outbox finishes its sends and
         // retention and the rollups stop.
         watch.stops.drain.cancel();
-        let (writer_done, _, _, _) = tokio::join!(
+        let (writer_done, _, _, _, _) = tokio::join!(
             tokio::time::timeout(FLUSH_GRACE, tasks.writer.join()),
             tasks.outbox.join(),
             &mut tasks.retention,
-            &mut tasks.rollup
+            &mut tasks.rollup,
+            &mut tasks.reports
         );
         if writer_done.is_err() {
             tracing::warn!("sample writer did not finish flushing in time");
@@ -272,4 +277,31 @@ async fn stop(
     // Then the store's last handle here goes, closing its connections.
     drop(watch.store);
     server_result
+}
+
+/// The daily health report's task (`[reports] health`), on the store's
+/// reader and the outbox's channels; nothing to do without the key.
+fn reports(
+    config: &crate::config::Config,
+    addr: std::net::SocketAddr,
+    store: &Store,
+    outbox: &crate::notify::outbox::Outbox,
+    stop: &CancellationToken,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    use crate::report::health::daily;
+    let Some(schedule) = config.reports.health.clone() else {
+        return Box::pin(async {});
+    };
+    let daily = daily::Daily {
+        schedule,
+        checks: config.checks.clone(),
+        channels: daily::routed_channels(&config.routes),
+        link: (config.server.public_url.clone()).unwrap_or_else(|| format!("http://{addr}/")),
+    };
+    Box::pin(daily::run(
+        daily,
+        store.reader(),
+        outbox.channels(),
+        stop.clone(),
+    ))
 }

@@ -11,9 +11,8 @@
 //!    app logs and nginx access logs) through a `log` check's default rules
 //!    and window on this one thread, lines/s.
 //! 4. With `--api 10000,1000000` (and nothing else): `GET /api/v1/checks` and
-//!    the incidents list against that many stored samples (see `bench/api.rs`).
-//!    With `--api-checks 10000` (and nothing else): `GET /api/v1/checks` at
-//!    that many checks with 90 days of hourly rollups, and the rollup reads.
+//!    the incidents list against that many stored samples; `--api-checks N`:
+//!    at N checks with 90 days of hourly rollups (see `bench/api.rs`).
 //! 5. With `--page N` (and nothing else): N outages of one check, the time
 //!    from the failure to the `opened` webhook and back (see `bench/page.rs`).
 //! 6. With `--instructions N` (and `--seconds`): instructions per check of N
@@ -23,7 +22,6 @@
 //!         [--rate 2000] [--seconds 20] [--warmup 5] [--samples 200000]`
 //!        `cargo run --release --bin bench -- --log-lines 5000000`
 //!        `cargo run --release --bin bench -- --api 10000,1000000`
-//!        `cargo run --release --bin bench -- --api-checks 10000`
 //!        `cargo run --release --bin bench -- --page 10`
 //!        `cargo run --release --bin bench -- --instructions 200 --seconds 20`
 //! PostgreSQL from `KEEPER_TEST_PG_URL` (default postgres://postgres@127.0.0.1:5432).
@@ -92,9 +90,7 @@ fn parse_args() -> anyhow::Result<Args> {
                     .map(|n| n.trim().parse().context("--api takes sample counts"))
                     .collect::<Result<_, _>>()?
             }
-            "--api-checks" => {
-                args.api_checks = value()?.parse().context("--api-checks takes a count")?
-            }
+            "--api-checks" => args.api_checks = value()?.parse().context("--api-checks")?,
             "--page" => args.page = value()?.parse().context("--page takes a count")?,
             "--instructions" => {
                 args.instructions = value()?.parse().context("--instructions takes a count")?
@@ -113,11 +109,8 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let rt = tokio::runtime::Runtime::new()?;
-    if args.api_checks > 0 {
-        return rt.block_on(api::run_checks(args.api_checks));
-    }
-    if !args.api.is_empty() {
-        return rt.block_on(api::run(&args.api));
+    if !args.api.is_empty() || args.api_checks > 0 {
+        return rt.block_on(api::run(&args.api, args.api_checks));
     }
     if args.page > 0 {
         return rt.block_on(page::run(args.page));
@@ -160,8 +153,7 @@ fn main() -> anyhow::Result<()> {
             r.start_s
         );
     }
-    println!();
-    println!("backend   rows     seconds  rows/s");
+    println!("\nbackend   rows     seconds  rows/s");
     let sqlite_url = format!("sqlite://{}", dir.path().join("bench-samples.db").display());
     let (secs, rate) = rt.block_on(write_samples(&sqlite_url, args.samples))?;
     println!("sqlite    {:>7}  {secs:>7.3}  {rate:>8.0}", args.samples);

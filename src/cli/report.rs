@@ -2,6 +2,9 @@
 //! - `incident ID [--out DIR]`: fetches the incident report from a running
 //!   keeper (`GET /api/v1/incidents/{id}/report`) and writes it as
 //!   `INCIDENT_REPORT_YYYY-MM-DD-<id>.md` (the UTC day it started) into DIR.
+//! - `health [--date D] [--out DIR]`: reads keeper's database directly
+//!   (read-only, so it works while the daemon is down) and writes
+//!   `HEALTH_REPORT_YYYY-MM-DD.md` ([`crate::report::health`]) into DIR.
 //! - `cost`: what each Fly app keeper watches costs in a month and whether it
 //!   is sized right ([`crate::report::cost`]), as Markdown (or `--json`) on
 //!   stdout; exit 1 when an app could not be read (the rest is still printed).
@@ -16,11 +19,15 @@ use clap::Subcommand;
 use super::client::Api;
 use crate::probe;
 use crate::report::cost::{self, Month};
+use crate::report::health;
 use crate::report::incident::file_name;
 use crate::store::Store;
 
 #[derive(Debug, Subcommand)]
 pub enum Report {
+    /// HEALTH_REPORT_YYYY-MM-DD.md: overall status, each app's checks,
+    /// certificates, database statements, heartbeats, logs and actions.
+    Health(HealthArgs),
     /// INCIDENT_REPORT_YYYY-MM-DD-<id>.md: summary, impact, timeline,
     /// samples, deployments before it, MTTA/MTTR.
     Incident(IncidentArgs),
@@ -42,6 +49,7 @@ fn parse_month(s: &str) -> Result<Month, String> {
 
 pub async fn run(config: &Path, what: Report) -> anyhow::Result<ExitCode> {
     match what {
+        Report::Health(args) => health(config, args).await,
         Report::Incident(args) => incident(config, args).await,
         Report::Cost { month, json } => cost(config, month, json).await,
     }
@@ -119,4 +127,59 @@ pub async fn incident(config: &Path, args: IncidentArgs) -> anyhow::Result<ExitC
         .with_context(|| format!("writing {}", path.display()))?;
     println!("{}", path.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The options of `keeper report health`.
+#[derive(Debug, clap::Args)]
+pub struct HealthArgs {
+    /// The UTC day (default: today, the 24 hours up to now).
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    date: Option<chrono::NaiveDate>,
+    /// The directory to write the report into (created if missing).
+    #[arg(long, default_value = ".")]
+    out: PathBuf,
+}
+
+pub async fn health(path: &Path, args: HealthArgs) -> anyhow::Result<ExitCode> {
+    let config = super::load(path)?;
+    let now = Utc::now();
+    let date = args.date.unwrap_or_else(|| now.date_naive());
+    let period =
+        health::Period::of(date, now).with_context(|| format!("{date} has not begun yet (UTC)"))?;
+    let url = &config.storage.url;
+    let shown = crate::core::redact::dsn(url);
+    if let Some(file) = sqlite_file(url)
+        && !file.exists()
+    {
+        anyhow::bail!(
+            "no keeper database at {} (storage.url {shown})",
+            file.display()
+        );
+    }
+    let store = Store::connect(url)
+        .await
+        .with_context(|| format!("opening keeper's database {shown}"))?
+        .reader();
+    let facts = health::gather(&store, &config.checks, period, now)
+        .await
+        .with_context(|| format!("reading keeper's database {shown}"))?;
+    tokio::fs::create_dir_all(&args.out)
+        .await
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let path = args.out.join(health::file_name(date));
+    tokio::fs::write(&path, health::render(&facts))
+        .await
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!("{}", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The file a `sqlite:` URL names; `None` for memory databases and other backends.
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && path != ":memory:" && !url.contains("mode=memory"))
+        .then(|| PathBuf::from(path))
 }

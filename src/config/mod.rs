@@ -6,11 +6,13 @@
 //! silently disables `deny_unknown_fields`: the shared keys into [`raw::Common`],
 //! the rest into the kind's own strict `Spec`.
 
+mod apps;
 mod cost;
 mod env;
 mod error;
 mod kinds;
 mod raw;
+mod reports;
 mod status_page;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,8 +24,10 @@ use std::time::Duration;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
+pub use apps::{AppDeploys, DEFAULT_DEPLOY_WATCH, Deploys};
 pub use cost::Cost;
 pub use error::{ConfigError, ConfigErrors};
+pub use reports::Reports;
 pub use status_page::StatusPage;
 
 use crate::classify::Thresholds;
@@ -51,6 +55,10 @@ pub struct Config {
     pub status_page: StatusPage,
     /// `[cost]`: prices and bands for `keeper report cost`.
     pub cost: Cost,
+    /// `[defaults] deploy_watch` and `[apps.NAME]`: what follows a deployment.
+    pub deploys: Deploys,
+    /// `[reports]`: when reports are sent through the routes.
+    pub reports: Reports,
 }
 
 #[derive(Clone, Debug)]
@@ -245,6 +253,8 @@ struct Sections<'i> {
     watchdog: raw::Watchdog,
     status_page: status_page::Raw,
     cost: cost::RawCost,
+    apps: Vec<(Spanned<String>, Spanned<DeTable<'i>>)>,
+    reports: reports::RawReports,
     checks: Vec<(Spanned<String>, Spanned<DeTable<'i>>)>,
     channels: Vec<(Spanned<String>, Spanned<DeTable<'i>>)>,
 }
@@ -264,13 +274,15 @@ fn read_sections<'i>(root: DeTable<'i>, errors: &mut error::Collector) -> Sectio
             "watchdog" => s.watchdog = read(&name, value, errors).unwrap_or_default(),
             "status_page" => s.status_page = read(&name, value, errors).unwrap_or_default(),
             "cost" => s.cost = read(&name, value, errors).unwrap_or_default(),
+            "reports" => s.reports = read(&name, value, errors).unwrap_or_default(),
             "checks" => s.checks = kinds::named_tables(&name, value, errors),
             "channels" => s.channels = kinds::named_tables(&name, value, errors),
+            "apps" => s.apps = kinds::named_tables(&name, value, errors),
             _ => errors.at(
                 key.span(),
                 &name,
                 format!(
-                    "unknown key {name} (expected server, storage, delivery, defaults, severities, checks, channels, routes, maintenance, watchdog, status_page or cost)"
+                    "unknown key {name} (expected server, storage, delivery, defaults, severities, checks, channels, routes, maintenance, watchdog, status_page, cost, apps or reports)"
                 ),
             ),
         }
@@ -279,7 +291,8 @@ fn read_sections<'i>(root: DeTable<'i>, errors: &mut error::Collector) -> Sectio
 }
 
 fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> Option<Config> {
-    let s = read_sections(root, errors);
+    let mut s = read_sections(root, errors);
+    let deploy_watch = s.defaults.deploy_watch.take();
     let defaults = s.defaults.resolve(errors);
     let channels: Vec<ChannelConfig> = s
         .channels
@@ -289,6 +302,7 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
     let known_checks: BTreeSet<String> =
         s.checks.iter().map(|(n, _)| n.get_ref().clone()).collect();
     let mut checks = read_checks(s.checks, &defaults, &known_checks, errors);
+    let deploys = apps::read_apps(deploy_watch, s.apps, &checks, errors);
     checks.extend(s.watchdog.checks(&channels, &defaults, errors));
     let routes = read_routes(s.routes, &channels, errors);
     let delivery = read_delivery(s.delivery, errors);
@@ -296,6 +310,7 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
     let all_checks: BTreeSet<String> = checks.iter().map(|c| c.name.to_string()).collect();
     let status_page = s.status_page.resolve(&all_checks, errors);
     let cost = s.cost.resolve(errors);
+    let reports = s.reports.resolve();
     let listen = read_listen(s.server.listen.as_ref(), errors)?;
     Some(Config {
         path: path.to_path_buf(),
@@ -327,6 +342,8 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
         maintenance,
         status_page,
         cost,
+        deploys,
+        reports,
     })
 }
 

@@ -52,6 +52,8 @@ pub struct Defaults {
     pub successes_before_resolve: Option<Spanned<u32>>,
     pub concurrency: Option<usize>,
     pub thresholds: Option<RawThresholds>,
+    /// Read by [`super::apps`]: how long after a deployment its app is watched.
+    pub deploy_watch: Option<Spanned<HumanDuration>>,
 }
 
 /// `[defaults]` with every value filled in.

@@ -1,8 +1,8 @@
 //! Masks for secrets in text people see: a URL's userinfo and its query and
 //! fragment values become `***` (`https://***@host/path?token=***`). A leaf
-//! module (std only), so probes, config, the API and the CLI all use the one
-//! mask. What is masked is judged by position, not by name: any query value
-//! may be a token.
+//! module (std and `subtle`), so probes, config, the API and the CLI all use
+//! the one mask. What is masked is judged by position, not by name: any query
+//! value may be a token. Also the one comparison of secrets ([`same_secret`]).
 
 /// What a secret is shown as.
 pub const MASK: &str = "***";
@@ -75,6 +75,13 @@ fn masked_query(query: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("&")
+}
+
+/// Whether a secret someone presented is the expected one, in time that
+/// depends only on the lengths, not on where they differ (the one comparison
+/// of tokens: the API token, ingest tokens).
+pub fn same_secret(expected: &[u8], given: &[u8]) -> bool {
+    subtle::ConstantTimeEq::ct_eq(expected, given).into()
 }
 
 #[cfg(test)]

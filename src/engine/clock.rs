@@ -1,6 +1,6 @@
 //! What the engine does as time passes, once a tick: held-back openings whose
-//! hold ended go out, reminders fall due, resends and the daily digest of low
-//! incidents. The policy says what is due; the engine commits it.
+//! hold ended go out, reminders fall due, resends, deployments whose watch
+//! ended are judged, and the daily digest of low incidents. The policy says what is due; the engine commits it.
 
 use chrono::{DateTime, Utc};
 
@@ -19,6 +19,7 @@ impl Engine {
         self.release_held(now).await;
         self.remind(now).await;
         self.resend_open(now).await;
+        self.judge_deployments(now).await;
         if let Some(since) = self.policy.digest_due(now) {
             self.send_digest(since, now).await;
         }

@@ -9,11 +9,14 @@
 mod board;
 mod clock;
 mod commit;
+mod deploy;
 mod offline;
+mod regression;
 mod requests;
 mod sink;
 #[cfg(test)]
 mod tests;
+mod watched;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -71,6 +74,10 @@ pub struct Engine {
     away: Option<offline::Away>,
     /// Incident changes made while storage was away, to write down.
     unwritten: offline::Unwritten,
+    /// Recent deployments: their apps' checks are watched closely.
+    deploys: deploy::Watch,
+    /// Checks that regressed after a deployment, by index ([`watched`]).
+    regressions: BTreeMap<usize, watched::Regressed>,
 }
 
 /// What the engine's parts are built from.
@@ -87,6 +94,8 @@ pub struct Parts {
     pub direct: Direct,
     /// Samples that may wait for the engine.
     pub queue: usize,
+    /// What follows a deployment, per app (`deploy_watch`, `rollback_hint`).
+    pub deploys: crate::config::Deploys,
 }
 
 /// The engine's inputs, handed to [`Engine::run`].
@@ -117,6 +126,8 @@ impl Engine {
             direct: parts.direct,
             away: None,
             unwritten: offline::Unwritten::default(),
+            deploys: deploy::Watch::new(parts.deploys),
+            regressions: BTreeMap::new(),
         };
         let handle = EngineHandle {
             commands: commands_tx,
@@ -152,6 +163,12 @@ impl Engine {
         }
         let silences = offline::bounded(self.store.silences(now)).await?;
         self.policy.set_silences(silences);
+        // Deployments still watched (up to an hour ahead: `at` comes from the deployer's clock).
+        let since = now - self.deploys.horizon();
+        let until = now + chrono::Duration::hours(1);
+        let deploys = offline::bounded(self.store.deployments(None, since, until, 1000)).await?;
+        deploys.into_iter().for_each(|d| self.deployed(d, now));
+        self.deploys.read_due(now);
         for (i, rt) in self.checks.iter_mut().enumerate() {
             if let Some(inc) = open.iter().find(|inc| inc.check == *rt.config.name) {
                 rt.state = CheckState::restored(
@@ -253,10 +270,21 @@ impl Engine {
             return;
         };
         let config = &rt.config;
+        // Just after a deployment of its app, one failure is enough; a
+        // regression since one stands for the sample while it is worse.
+        let mut failures =
+            (self.deploys).failures_before_alert(config.app(), config.failures_before_alert, now);
+        let verdict = match self.regressions.get(&obs.check) {
+            Some(r) if r.verdict.color > obs.verdict.color => {
+                failures = 1;
+                &r.verdict
+            }
+            _ => &obs.verdict,
+        };
         rt.state.observe(
-            &obs.verdict,
+            verdict,
             obs.sample.at,
-            config.failures_before_alert,
+            failures,
             config.successes_before_resolve,
         );
         self.metrics.set_status(obs.check, rt.state.color);
@@ -281,11 +309,16 @@ impl Engine {
             .as_ref()
             .map(|o| o.id)
             .filter(|&id| id != offline::OFFLINE);
+        // A regression standing for the sample is what the check shows.
+        let message = match self.regressions.get(&obs.check) {
+            Some(r) if r.verdict.color > obs.verdict.color => &r.verdict.reason,
+            _ => &obs.sample.message,
+        };
         self.board.update(obs.check, |s| {
             s.color = state.color;
             s.severity = state.severity;
             s.since = state.since;
-            s.message.clone_from(&obs.sample.message);
+            s.message.clone_from(message);
             s.last_run_at = Some(obs.sample.at);
             s.latency_ms = Some(obs.sample.latency_ms());
             s.incident = incident;
@@ -314,8 +347,18 @@ impl Engine {
     }
 
     /// Turns a decision into an incident change, as the policy says, and commits it.
-    async fn decided(&mut self, check: usize, decision: Decision, now: DateTime<Utc>) {
+    async fn decided(&mut self, check: usize, mut decision: Decision, now: DateTime<Utc>) {
         let open = self.checks[check].open.clone();
+        // An incident starting soon after a deployment of its app says so.
+        let app = self.checks[check].config.app();
+        match &mut decision {
+            Decision::Open { message, .. } => *message = self.deploys.annotate(app, message, now),
+            Decision::Escalate { message, .. } => {
+                let started_at = open.as_ref().map_or(now, |o| o.started_at);
+                *message = self.deploys.annotate(app, message, started_at);
+            }
+            Decision::Resolve { .. } => {}
+        }
         let severity = policy::changes::severity_of(&decision, open.as_ref());
         let hold = self.hold(check, severity, now);
         let name = &self.checks[check].config.name;

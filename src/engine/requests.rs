@@ -1,5 +1,5 @@
 //! What the API asks of the engine (acknowledge an incident, create or end a
-//! silence), through [`EngineHandle`]: the engine owns incidents and
+//! silence, watch a deployment's app), through [`EngineHandle`]: the engine owns incidents and
 //! silences, so changes to them go through its queue.
 
 use chrono::{DateTime, Utc};
@@ -7,6 +7,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::Engine;
 use super::commit::Commit;
+use crate::core::deployment::Deployment;
 use crate::incident::{Incident, NewSilence, Silence};
 use crate::notify::policy::changes;
 use crate::store::StoreError;
@@ -40,6 +41,8 @@ pub enum Command {
         id: i64,
         reply: oneshot::Sender<Result<Silence, StoreError>>,
     },
+    /// A deployment was recorded: its app's checks are watched closely.
+    Deployed(Deployment),
 }
 
 /// How the API talks to the engine. Cheap to clone.
@@ -70,6 +73,12 @@ impl EngineHandle {
     pub async fn end_silence(&self, id: i64) -> Result<Silence, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.ask(Command::EndSilence { id, reply }, answer).await
+    }
+
+    /// A deployment was recorded (by the API or the `fly` check): the
+    /// engine watches its app. Nothing to tell when keeper is stopping.
+    pub async fn deployed(&self, deployment: Deployment) {
+        let _ = self.commands.send(Command::Deployed(deployment)).await;
     }
 
     async fn ask<T>(
@@ -107,6 +116,10 @@ impl Engine {
                     self.release_held(Utc::now()).await;
                 }
                 let _ = reply.send(ended);
+            }
+            Command::Deployed(deployment) => {
+                tracing::info!(app = %deployment.app, version = %deployment.version, "deployment: watching the app's checks");
+                self.deployed(deployment, Utc::now());
             }
         }
     }

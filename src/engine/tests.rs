@@ -52,6 +52,7 @@ async fn fixture(checks_and_policy: &str) -> Fixture {
         outbox: outbox.waker(),
         direct: outbox.direct(),
         queue: 16,
+        deploys: config.deploys.clone(),
     });
     engine.restore().await.expect("restore");
     Fixture {
@@ -250,4 +251,171 @@ async fn low_incidents_wait_for_the_digest_and_go_out_in_one_batch() {
     assert_eq!(f.timeline(blog).await, ["opened", "resolved", "notified"]);
     f.tick(due + 1).await;
     assert_eq!(f.queued().await.len(), 2, "once");
+}
+
+const APPS: &str = "[checks.web]\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\nlabels = { app = \"web\" }\n\
+                    failures_before_alert = 3\n\n[checks.api]\nkind = \"http\"\nurl = \"http://127.0.0.1:9/\"\n\
+                    labels = { app = \"api\" }\nfailures_before_alert = 3\n\n\
+                    [apps.web]\nrollback_hint = \"./rollback web\"\n";
+
+/// Deployment v42 of `web` by ci at `at`.
+fn v42_of_web(at: DateTime<Utc>) -> crate::core::deployment::Deployment {
+    crate::core::deployment::Deployment {
+        id: 7,
+        app: "web".into(),
+        version: "v42".into(),
+        description: String::new(),
+        by: "ci".into(),
+        at,
+    }
+}
+
+#[tokio::test]
+async fn after_a_deployment_its_apps_checks_page_at_the_first_failure_naming_it() {
+    let mut f = fixture(APPS).await;
+    f.engine
+        .command(Command::Deployed(v42_of_web(f.at(0))))
+        .await;
+    f.sample("web", Some(Severity::Critical), 180).await;
+    f.sample("api", Some(Severity::Critical), 180).await;
+    let queued = f.queued().await;
+    assert_eq!(queued.len(), 1, "web at once, api not yet: {queued:?}");
+    let opened = &queued[0].0;
+    assert_eq!(
+        (opened.check.as_str(), opened.state),
+        ("web", EventKind::Opened)
+    );
+    assert_eq!(
+        opened.message,
+        "503\nstarted 3 min after deploy v42 of web (by ci)\nto roll back: ./rollback web"
+    );
+    let id = f.open_id("web").await;
+    let stored = f.store.incident(id).await.expect("incident");
+    assert_eq!(stored.message, opened.message, "the incident says so too");
+
+    // Past the 10-minute watch, web needs its three failures again.
+    f.sample("web", None, 590).await;
+    f.sample("web", None, 591).await;
+    assert!(
+        f.store
+            .open_incidents()
+            .await
+            .expect("open")
+            .iter()
+            .all(|i| i.check != "web")
+    );
+    f.sample("web", Some(Severity::Critical), 600).await;
+    f.sample("web", Some(Severity::Critical), 601).await;
+    assert_eq!(f.store.open_incidents().await.expect("open").len(), 0);
+    f.sample("web", Some(Severity::Critical), 602).await;
+    let web = f.open_id("web").await;
+    let later = f.store.incident(web).await.expect("incident");
+    assert_eq!(later.message, "503", "outside the watch: no note");
+}
+
+/// A stored sample of `check` at `at`, up, taking `latency_ms`.
+fn stored(check: &str, at: DateTime<Utc>, latency_ms: f64) -> crate::store::SampleRow {
+    crate::store::SampleRow {
+        check: check.into(),
+        at,
+        duration_ms: latency_ms,
+        up: true,
+        color: Color::Green,
+        status_code: Some(200),
+        latency_ms,
+        message: "200 OK".into(),
+        metrics: None,
+    }
+}
+
+#[tokio::test]
+async fn a_slower_p95_after_a_deployment_opens_an_incident_until_it_is_back() {
+    let mut f = fixture(APPS).await;
+    // An hour at 100 ms, then 300 ms after the deployment at 0.
+    let mut rows: Vec<_> = (0..60)
+        .map(|m| stored("web", f.at(-3600 + m * 60), 100.0))
+        .collect();
+    rows.extend((0..20).map(|i| stored("web", f.at(i * 30), 300.0)));
+    rows.extend((0..20).map(|i| stored("api", f.at(-3600 + i * 180), 100.0)));
+    rows.extend((0..20).map(|i| stored("api", f.at(i * 30), 300.0)));
+    f.store.insert_samples(&rows).await.expect("samples");
+    f.engine
+        .command(Command::Deployed(v42_of_web(f.at(0))))
+        .await;
+    f.tick(599).await;
+    f.sample("web", None, 599).await;
+    assert_eq!(f.queued().await.len(), 0, "the watch has not ended");
+    f.tick(600).await;
+    f.sample("web", None, 601).await;
+    f.sample("api", None, 601).await;
+    let queued = f.queued().await;
+    assert_eq!(queued.len(), 1, "web, not api (not deployed): {queued:?}");
+    let opened = &queued[0].0;
+    assert_eq!(
+        (opened.check.as_str(), opened.state, opened.severity),
+        ("web", EventKind::Opened, Severity::High)
+    );
+    assert_eq!(
+        opened.message,
+        "p95 latency rose to 300 ms after deploy v42 of web (by ci), from 100 ms in the hour before\n\
+         to roll back: ./rollback web"
+    );
+
+    let shown = f.engine.board.get("web").expect("web").message;
+    assert_eq!(
+        shown, opened.message,
+        "the check shows the regression, not 200 OK"
+    );
+
+    // Still slow a minute on: it stands. Then the last ten minutes are fast again: lifted.
+    f.tick(660).await;
+    assert!(f.engine.regressions.contains_key(&f.index("web")));
+    let fast: Vec<_> = (0..20)
+        .map(|i| stored("web", f.at(700 + i * 30), 100.0))
+        .collect();
+    f.store.insert_samples(&fast).await.expect("samples");
+    f.tick(1300).await;
+    assert!(f.engine.regressions.is_empty(), "back within the band");
+    f.sample("web", None, 1301).await;
+    assert_eq!(f.engine.board.get("web").expect("web").message, "200 OK");
+    f.sample("web", None, 1302).await;
+    assert!(
+        f.store.open_incidents().await.expect("open").is_empty(),
+        "resolved"
+    );
+}
+
+#[tokio::test]
+async fn a_deployment_recorded_by_another_instance_is_read_from_the_store() {
+    let mut f = fixture(APPS).await;
+    // As another instance's API would, straight into the shared database.
+    let other = crate::core::deployment::NewDeployment {
+        app: "web".into(),
+        version: "v42".into(),
+        description: String::new(),
+        by: "ci".into(),
+        at: f.at(0),
+    };
+    f.store
+        .record_deployment(&other)
+        .await
+        .expect("recorded elsewhere");
+    f.tick(5).await;
+    f.sample("web", Some(Severity::Critical), 6).await;
+    assert!(
+        f.queued().await.is_empty(),
+        "not read yet: three failures needed"
+    );
+    f.sample("web", None, 7).await;
+    f.tick(16).await;
+    f.sample("web", Some(Severity::Critical), 17).await;
+    let queued = f.queued().await;
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert!(
+        queued[0].0.message.ends_with(
+            "\nstarted 17 s after deploy v42 of web (by ci)\nto roll back: ./rollback web"
+        ),
+        "{}",
+        queued[0].0.message
+    );
 }

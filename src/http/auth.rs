@@ -13,6 +13,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState};
+use crate::core::redact::same_secret;
 
 /// Present in a handler's arguments: the request carried the API token (or none is set).
 pub struct Authorized;
@@ -35,7 +36,7 @@ impl FromRequestParts<AppState> for Authorized {
                     "missing Authorization: Bearer token",
                 )
             })?;
-        if constant_time_eq(expected.as_bytes(), given.trim().as_bytes()) {
+        if same_secret(expected.as_bytes(), given.trim().as_bytes()) {
             Ok(Authorized)
         } else {
             Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid API token"))
@@ -53,7 +54,7 @@ pub fn carries_api_token(headers: &HeaderMap, state: &AppState) -> bool {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|given| constant_time_eq(expected.as_bytes(), given.trim().as_bytes()))
+        .is_some_and(|given| same_secret(expected.as_bytes(), given.trim().as_bytes()))
 }
 
 /// Whether writes may be made at all: with a token, or on a loopback address
@@ -106,19 +107,12 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
 }
 
-/// Equality whose time depends only on the lengths, not on where the bytes differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use axum::http::{HeaderMap, HeaderValue, header};
 
-    use super::{constant_time_eq, is_json, writes_open};
+    use super::{is_json, writes_open};
+    use crate::core::redact::same_secret as constant_time_eq;
 
     #[test]
     fn compares_whole_tokens() {

@@ -4,6 +4,7 @@
 
 mod api;
 mod auth;
+mod deployments;
 mod error;
 mod incidents;
 mod ingest;
@@ -84,6 +85,7 @@ pub fn router(state: AppState) -> Router {
             api::router()
                 .merge(incidents::router())
                 .merge(silences::router())
+                .merge(deployments::router())
                 .route_layer(guard),
         )
         .merge(page::router())

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lettre::message::header::ContentType;
-use lettre::message::{Mailbox, Message};
+use lettre::message::{Mailbox, Message, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
@@ -108,18 +108,44 @@ impl Deliver for Email {
 }
 
 impl Email {
-    async fn send_text(&self, subject: String, body: String, key: &str) -> Result<(), SendError> {
+    /// Sends a report ([`super::report`]) whole: its Markdown as the text
+    /// part and its HTML, one `multipart/alternative` message.
+    pub async fn send_report(
+        &self,
+        m: &super::report::ReportMessage,
+        key: &str,
+    ) -> Result<(), SendError> {
+        let parts = MultiPart::alternative_plain_html(m.markdown.clone(), m.html.clone());
+        let message = self
+            .builder(m.subject.clone(), key)
+            .multipart(parts)
+            .map_err(|e| SendError::permanent(format!("building the email: {e}")))?;
+        self.deliver(message).await
+    }
+
+    /// A message from keeper to every recipient, its `Message-ID` from `key`.
+    fn builder(&self, subject: String, key: &str) -> lettre::message::MessageBuilder {
         let mut builder = Message::builder()
             .from(self.from.clone())
             .message_id(Some(message_id(key, &self.from)))
-            .subject(subject)
-            .header(ContentType::TEXT_PLAIN);
+            .subject(subject);
         for to in &self.to {
             builder = builder.to(to.clone());
         }
-        let message = builder
+        builder
+    }
+
+    async fn send_text(&self, subject: String, body: String, key: &str) -> Result<(), SendError> {
+        let message = self
+            .builder(subject, key)
+            .header(ContentType::TEXT_PLAIN)
             .body(body)
             .map_err(|e| SendError::permanent(format!("building the email: {e}")))?;
+        self.deliver(message).await
+    }
+
+    /// Sends a built message, classifying the failure.
+    async fn deliver(&self, message: Message) -> Result<(), SendError> {
         match self.transport.send(message).await {
             Ok(_) => Ok(()),
             // lettre refuses on its side ("STARTTLS is not supported on this

@@ -17,6 +17,7 @@ pub mod outbox;
 pub mod pagerduty;
 pub mod policy;
 pub mod render;
+pub mod report;
 pub mod retry;
 pub mod slack;
 pub mod teams;

@@ -81,6 +81,43 @@ impl Ntfy {
     }
 }
 
+impl Ntfy {
+    /// Publishes a report's summary ([`super::report`]): `title`, the text
+    /// as the body, the link as `Click`.
+    pub(super) async fn post_report(
+        &self,
+        title: &str,
+        click: Option<&str>,
+        text: &str,
+        key: &str,
+    ) -> Result<(), SendError> {
+        let mut headers = HeaderMap::new();
+        if let Some(auth) = &self.auth {
+            headers.insert(AUTHORIZATION, auth.clone());
+        }
+        let mut set = |name: &'static str, value: &str| {
+            if let Ok(v) = HeaderValue::from_bytes(value.as_bytes()) {
+                headers.insert(HeaderName::from_static(name), v);
+            }
+        };
+        set("title", title);
+        set("tags", "clipboard");
+        if let Some(click) = click {
+            set("click", click);
+        }
+        let body = text.as_bytes().to_vec();
+        post(
+            &self.http,
+            &self.url,
+            &headers,
+            "text/plain; charset=utf-8",
+            key,
+            body,
+        )
+        .await
+    }
+}
+
 impl Deliver for Ntfy {
     async fn send(&self, n: &Notification, key: &str) -> Result<(), SendError> {
         let m = render::ntfy_message(n);

@@ -61,6 +61,13 @@ impl Teams {
     }
 }
 
+impl Teams {
+    /// POSTs a report's payload ([`super::report`]).
+    pub(super) async fn post_report(&self, body: Vec<u8>, key: &str) -> Result<(), SendError> {
+        post_json(&self.http, &self.url, &HeaderMap::new(), key, body).await
+    }
+}
+
 impl Deliver for Teams {
     async fn send(&self, n: &Notification, key: &str) -> Result<(), SendError> {
         let body = serde_json::to_vec(&render::teams_payload(n))

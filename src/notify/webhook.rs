@@ -122,6 +122,13 @@ impl Webhook {
     }
 }
 
+impl Webhook {
+    /// POSTs a report's JSON ([`super::report`]), signed like a notification.
+    pub(super) async fn post_report(&self, body: Vec<u8>, key: &str) -> Result<(), SendError> {
+        self.post_signed(body, key).await
+    }
+}
+
 impl Deliver for Webhook {
     async fn send(&self, n: &Notification, key: &str) -> Result<(), SendError> {
         let body = render::webhook_body(n)

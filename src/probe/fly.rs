@@ -3,11 +3,18 @@
 //! reading `flyctl status` would: how many are started and where, their
 //! health checks, and recent OOM kills, crashes and restarts.
 //!
+//! Between runs it compares the releases the machines run and records a
+//! deployment when a new one shows up ([`releases`]), through the context's
+//! [`DeploymentSink`](super::DeploymentSink).
+//!
 //! Decoding is lenient (unknown states and fields, missing fields and `null`s
 //! are fine: see `../shared/reference/external-apis.md` §1); the judging is a
 //! pure function of the machines and the time, tested without a server.
 
+mod releases;
+
 use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -17,15 +24,18 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::api::{self, Token};
-use super::{BuildError, Context, Kind};
+use super::{BuildError, Context, DeploymentSink, Kind};
 use crate::core::Sample;
 use crate::core::SpecProblem;
+use crate::core::deployment::NewDeployment;
 
 /// How far back events count: an OOM kill or a crash keeps the check yellow
 /// this long, enough to be seen (and to outlast `failures_before_alert`).
 const RECENT: Duration = Duration::from_secs(3600);
 /// The most problems a message lists; the rest are counted.
 const MAX_LISTED: usize = 5;
+/// How long recording a deployment it saw may hold up a run.
+const RECORD_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `[checks.NAME]` keys of kind `fly`.
 #[derive(Clone, Debug, Deserialize)]
@@ -79,7 +89,7 @@ impl Kind for Spec {
         .collect()
     }
 
-    fn build(&self, _check: &str, ctx: &Context) -> Result<Probe, BuildError> {
+    fn build(&self, check: &str, ctx: &Context) -> Result<Probe, BuildError> {
         let app = self.app()?;
         let base = api::parse_url("api_url", &self.api_url)?;
         Ok(Probe {
@@ -87,17 +97,28 @@ impl Kind for Spec {
             authorization: self.token.authorization()?,
             token: self.token.clone(),
             client: api::client(&ctx.roots)?,
+            check: check.to_string(),
+            app: app.to_string(),
+            deployments: ctx.deployments.clone(),
+            releases: Mutex::new(None),
         })
     }
 }
 
-/// A built `fly` probe: the URL, the header and the client, made once.
+/// A built `fly` probe: the URL, the header and the client, made once; and
+/// the releases seen on the last run.
 #[derive(Debug)]
 pub struct Probe {
     url: Url,
     authorization: HeaderValue,
     token: Token,
     client: reqwest::Client,
+    check: String,
+    app: String,
+    /// Where deployments it sees go; `None` outside the daemon.
+    deployments: Option<Arc<dyn DeploymentSink>>,
+    /// The releases the machines ran on the last run; `None` before the first.
+    releases: Mutex<Option<BTreeSet<releases::Release>>>,
 }
 
 impl Probe {
@@ -113,7 +134,54 @@ impl Probe {
             let reason = api::status_reason(reply.status, &reply.body, Some(&self.token));
             return Sample::down(format!("Machines API: {reason}"));
         }
-        read_machines(&reply.body, Utc::now().timestamp_millis())
+        let machines = match serde_json::from_slice::<Vec<Machine>>(&reply.body) {
+            Ok(machines) => machines,
+            Err(e) => return Sample::down(format!("invalid JSON from the Machines API: {e}")),
+        };
+        self.watch_releases(&machines).await;
+        judge(&machines, Utc::now().timestamp_millis())
+    }
+
+    /// Records a deployment for each release the machines run that the last
+    /// run did not see. A release whose record failed is looked for again
+    /// next run; a run listing no release changes nothing.
+    async fn watch_releases(&self, machines: &[Machine]) {
+        let Some(sink) = &self.deployments else {
+            return;
+        };
+        let listed: Vec<&Machine> = machines.iter().filter(|m| m.is_listed()).collect();
+        let now = releases::releases(&listed);
+        if now.is_empty() {
+            return;
+        }
+        let before = self
+            .releases
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut recorded = true;
+        for (release, ids) in releases::new_since(before.as_ref(), &now) {
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let deployment = NewDeployment {
+                app: self.app.clone(),
+                version: release.label(),
+                description: release.describe(&ids),
+                by: "fly".into(),
+                at: Utc::now(),
+            };
+            let result = tokio::time::timeout(RECORD_TIMEOUT, sink.record(&self.check, deployment));
+            let problem = match result.await {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => e,
+                Err(_) => format!("no answer within {RECORD_TIMEOUT:?}"),
+            };
+            tracing::warn!(check = %self.check, version = %release.label(), error = %problem, "recording a deployment seen on Fly");
+            recorded = false;
+        }
+        if recorded {
+            let now: BTreeSet<_> = now.into_iter().map(|(r, _)| r).collect();
+            *self.releases.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
+        }
     }
 }
 
@@ -148,6 +216,8 @@ struct Machine {
     state: Option<String>,
     region: Option<String>,
     host_status: Option<String>,
+    /// `{registry, repository, tag, digest}`: read by hand in [`releases`].
+    image_ref: Option<serde_json::Value>,
     config: Option<MachineConfig>,
     checks: Option<Vec<Check>>,
     events: Option<Vec<Event>>,
@@ -155,12 +225,16 @@ struct Machine {
 
 #[derive(Debug, Default, Deserialize)]
 struct MachineConfig {
+    /// A string; anything else is not an image ([`releases`]).
+    image: Option<serde_json::Value>,
     metadata: Option<Metadata>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 struct Metadata {
     fly_process_group: Option<String>,
+    /// A string (`"42"`), perhaps a number.
+    fly_release_version: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -270,6 +270,19 @@ pub struct Context {
     pub heartbeats: heartbeat::Registry,
     /// Log checks register their feeds and sources here; `app` connects the sources.
     pub logs: crate::probe::log::Feeds,
+    /// Where the `fly` check records deployments it sees; `None` outside the daemon.
+    pub deployments: Option<std::sync::Arc<dyn DeploymentSink>>,
+}
+
+/// Where probes record the deployments they see (the `fly` check, when a
+/// machine runs a new release): in the daemon, the store and the engine.
+pub trait DeploymentSink: std::fmt::Debug + Send + Sync {
+    /// Records `deployment`, seen by check `check` (the sink knows its app).
+    fn record<'a>(
+        &'a self,
+        check: &'a str,
+        deployment: crate::core::deployment::NewDeployment,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), String>>;
 }
 
 /// What probes built for the running daemon get beyond the CA certificates.
@@ -283,6 +296,8 @@ pub struct Daemon {
     pub heartbeats: std::sync::Arc<dyn heartbeat::registry::Persistence>,
     /// `public_url` or `http://<listen address>`, for heartbeat ping URLs.
     pub ping_base: String,
+    /// Where the `fly` check records deployments it sees.
+    pub deployments: std::sync::Arc<dyn DeploymentSink>,
 }
 
 impl Context {
@@ -294,6 +309,7 @@ impl Context {
             keeper: None,
             heartbeats: heartbeat::Registry::default(),
             logs: crate::probe::log::Feeds::default(),
+            deployments: None,
         }
     }
 
@@ -308,6 +324,7 @@ impl Context {
                 base_url: daemon.ping_base,
             }),
             logs: crate::probe::log::Feeds::new(daemon.wakes),
+            deployments: Some(daemon.deployments),
         }
     }
 }

@@ -6,4 +6,5 @@
 //! core; the layers above (the CLI, the HTTP API) use it.
 
 pub mod cost;
+pub mod health;
 pub mod incident;

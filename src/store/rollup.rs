@@ -71,6 +71,7 @@ pub struct HourLatency {
 /// What one step rolled up.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Rolled {
+    /// Hours rolled up (those with samples).
     pub hours: u32,
     /// Rollup rows written (one per check with samples in each hour).
     pub rows: u64,
@@ -92,10 +93,15 @@ pub async fn step(
 ) -> Result<Rolled, StoreError> {
     let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
     let open = hour_of(now);
-    // The oldest hour none of whose samples retention may have deleted.
-    let oldest = now
-        .checked_sub_signed(retention)
-        .map_or(DateTime::<Utc>::MIN_UTC, |cut| hour_of(cut) + HOUR);
+    // The oldest hour none of whose samples retention may have deleted, and
+    // none older than the rollups are kept.
+    let keep = chrono::Duration::from_std(KEEP).unwrap_or(chrono::Duration::MAX);
+    let oldest = [retention, keep]
+        .into_iter()
+        .filter_map(|back| now.checked_sub_signed(back))
+        .map(|cut| hour_of(cut) + HOUR)
+        .max()
+        .unwrap_or(open);
     let from = match store.latest_rollup().await? {
         Some(latest) => latest.max(oldest),
         None => oldest,
@@ -103,6 +109,11 @@ pub async fn step(
     let mut rolled = Rolled::default();
     let mut hour = from;
     while hour < open {
+        // Hours without samples (keeper was down) are skipped, not rolled up.
+        match store.first_sample_since(hour).await? {
+            Some(at) if at < open => hour = hour.max(hour_of(at)),
+            _ => break,
+        }
         rolled.rows += store.roll_up_hour(hour).await?;
         rolled.hours += 1;
         hour += HOUR;
@@ -110,11 +121,17 @@ pub async fn step(
     Ok(rolled)
 }
 
-/// Rolls up at start and [`GRACE`] after each hour closes, until `shutdown`.
+/// Rolls up at start and [`GRACE`] after each hour closes, until `shutdown`
+/// (which also ends a step in progress).
 pub async fn run(store: Store, retention: Duration, shutdown: CancellationToken) {
     loop {
-        let now = Utc::now();
-        match step(&store, retention, now).await {
+        // A step cut short at shutdown leaves its hour's transaction
+        // uncommitted: the next start rolls that hour up again.
+        let stepped = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            stepped = step(&store, retention, Utc::now()) => stepped,
+        };
+        match stepped {
             Ok(Rolled { hours: 0, .. }) => {}
             Ok(r) => tracing::info!(hours = r.hours, rows = r.rows, "samples rolled up"),
             Err(e) => tracing::warn!(error = %e, "rolling up samples; will retry next hour"),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use rand::Rng;
+use rand::RngExt;
 
 use crate::support::config::{Check, TestConfig};
 use crate::support::process::Process;

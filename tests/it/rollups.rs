@@ -159,16 +159,18 @@ both_backends!(
         store.insert_samples(&rows).await.expect("insert");
         let retention = Duration::from_secs(86_400);
         let rolled = rollup::step(&store, retention, now).await.expect("step");
-        // From 09:00 the day before (the hour after the cut's) to the open 08:00.
-        assert_eq!(rolled, rollup::Rolled { hours: 23, rows: 2 });
+        // From 09:00 the day before (the hour after the cut's) to the open
+        // 08:00, the two hours with samples.
+        assert_eq!(rolled, rollup::Rolled { hours: 2, rows: 2 });
         let all = store.rollups(h0() - hours(30), h0() + HOUR).await.expect("rollups");
         let got: Vec<_> = all.iter().map(|r| (r.hour, r.total, r.ok)).collect();
         assert_eq!(got, vec![(h0() - hours(3), 2, 1), (h0() - hours(2), 1, 1)]);
 
-        // The next step rolls the latest hour again, and the one closed since.
+        // The next step rolls the latest hour again, and the one closed since
+        // (07:00 had no samples).
         let later = now + HOUR;
         let again = rollup::step(&store, retention, later).await.expect("step");
-        assert_eq!(again, rollup::Rolled { hours: 3, rows: 2 });
+        assert_eq!(again, rollup::Rolled { hours: 2, rows: 2 });
         let all = store.rollups(h0() - hours(30), h0() + hours(2)).await.expect("rollups");
         let got: Vec<_> = all.iter().map(|r| (r.hour, r.total, r.ok)).collect();
         assert_eq!(got, vec![(h0() - hours(3), 2, 1), (h0() - hours(2), 1, 1), (h0(), 1, 1)]);

@@ -34,7 +34,7 @@ async fn chromium(url: &str, extra: &[String], profile: &Path) -> String {
         .kill_on_drop(true)
         .output()
         .await
-        .expect("running chromium (Debian package `chromium`; .ci/run installs it)");
+        .expect("running chromium (Debian package `chromium`; scripts/test installs it)");
     assert!(
         out.status.success(),
         "chromium failed: {}",

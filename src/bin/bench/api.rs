@@ -5,10 +5,10 @@
 //!
 //! `--api-checks N`: the same request at N checks with 90 days of hourly
 //! rollups stored (N × 2,160 rows) and raw samples of the last hour and the
-//! current one (one a minute per check): the time to roll an hour up, keeper's
-//! start (which seeds uptime from the rollups), `GET /api/v1/checks`, and the
-//! status page's reads (each day's uptime over 90 days, each hour's latency
-//! over 24 hours, for every check).
+//! current one (one a minute per check): the time to roll an hour up, to
+//! seed uptime from the rollups, keeper's start (which seeds it too),
+//! `GET /api/v1/checks`, and the status page's reads (each day's uptime over
+//! 90 days, each hour's latency over 24 hours, for every check).
 
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,11 @@ const CHECKS: usize = 10;
 /// Requests timed per endpoint.
 const REQUESTS: usize = 100;
 
-pub async fn run(totals: &[i64]) -> anyhow::Result<()> {
+/// `--api` at each of `totals` samples, or `--api-checks` at `checks` checks.
+pub async fn run(totals: &[i64], checks: usize) -> anyhow::Result<()> {
+    if checks > 0 {
+        return run_checks(checks).await;
+    }
     println!(
         "samples    start_s  checks_ms_p50  checks_ms_max  incidents_ms_p50  scans_ms (before)"
     );
@@ -33,23 +37,7 @@ pub async fn run(totals: &[i64]) -> anyhow::Result<()> {
         store.migrate().await?;
         fill(&url, total).await?;
         let before = scan_cost(&store).await?;
-        let mut config = String::new();
-        config.push_str(&format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\nurl = \"{url}\"\n"
-        ));
-        for i in 0..CHECKS {
-            config.push_str(&format!(
-                "[checks.c{i}]\nkind = \"tcp\"\nhost = \"127.0.0.1:9\"\ninterval = \"1h\"\n"
-            ));
-        }
-        let config =
-            keeper::config::Config::parse(std::path::Path::new("bench.toml"), &config, &|_| None)
-                .map_err(|e| anyhow::anyhow!("bench config: {e}"))?;
-        let started = Instant::now();
-        let keeper = keeper::app::start(config)
-            .await
-            .context("starting keeper")?;
-        let start_s = started.elapsed().as_secs_f64();
+        let (keeper, start_s) = start_keeper(&url, CHECKS).await?;
         let base = format!("http://{}", keeper.addr());
         let client = reqwest::Client::new();
         let checks = timed(&client, &format!("{base}/api/v1/checks")).await?;
@@ -69,7 +57,7 @@ pub async fn run(totals: &[i64]) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn run_checks(checks: usize) -> anyhow::Result<()> {
+async fn run_checks(checks: usize) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite://{}", dir.path().join("api.db").display());
     let store = Store::connect(&url).await?;
@@ -84,20 +72,12 @@ pub async fn run_checks(checks: usize) -> anyhow::Result<()> {
         .roll_up_hour(open - chrono::Duration::hours(1))
         .await?;
     let roll_ms = ms(t.elapsed());
-    let mut config = format!("[server]\nlisten = \"127.0.0.1:0\"\n[storage]\nurl = \"{url}\"\n");
-    for i in 0..checks {
-        config.push_str(&format!(
-            "[checks.c{i}]\nkind = \"tcp\"\nhost = \"127.0.0.1:9\"\ninterval = \"1h\"\n"
-        ));
-    }
-    let config =
-        keeper::config::Config::parse(std::path::Path::new("bench.toml"), &config, &|_| None)
-            .map_err(|e| anyhow::anyhow!("bench config: {e}"))?;
-    let started = Instant::now();
-    let keeper = keeper::app::start(config)
-        .await
-        .context("starting keeper")?;
-    let start_s = started.elapsed().as_secs_f64();
+    let t = Instant::now();
+    store
+        .seed_uptime(&keeper::store::uptime::UptimeBook::new(), Utc::now())
+        .await?;
+    let seed_ms = ms(t.elapsed());
+    let (keeper, start_s) = start_keeper(&url, checks).await?;
     let client = reqwest::Client::new();
     let checks_times = timed(&client, &format!("http://{}/api/v1/checks", keeper.addr())).await?;
     keeper.shutdown().await?;
@@ -108,10 +88,10 @@ pub async fn run_checks(checks: usize) -> anyhow::Result<()> {
     let hours = store.hourly_latency(24, Utc::now()).await?;
     let hourly_ms = ms(t.elapsed());
     println!(
-        "checks  fill_s  roll_hour_ms (rows)  start_s  checks_ms_p50  checks_ms_max  daily_90d_ms  hourly_24h_ms"
+        "checks  fill_s  roll_hour_ms (rows)  seed_ms  start_s  checks_ms_p50  checks_ms_max  daily_90d_ms  hourly_24h_ms"
     );
     println!(
-        "{checks:>6}  {fill_s:>6.1}  {roll_ms:>12.1} ({rolled})  {start_s:>7.2}  {:>13.1}  {:>13.1}  {daily_ms:>12.0}  {hourly_ms:>13.0}",
+        "{checks:>6}  {fill_s:>6.1}  {roll_ms:>12.1} ({rolled})  {seed_ms:>7.0}  {start_s:>7.2}  {:>13.1}  {:>13.1}  {daily_ms:>12.0}  {hourly_ms:>13.0}",
         ms(checks_times[checks_times.len() / 2]),
         ms(checks_times[checks_times.len() - 1]),
     );
@@ -126,9 +106,9 @@ pub async fn run_checks(checks: usize) -> anyhow::Result<()> {
 
 /// 90 days of hourly rollups for `checks` checks up to two hours before
 /// `open` (one a minute per check, one in ten hours down for an hour) and
-/// their days' sums, and
-/// raw samples, one a minute per check, of the hour before `open` and of
-/// `open` up to now.
+/// their days' sums, and raw samples, one a minute per check, of the hour
+/// before `open` and of `open` up to now; each in time order, as keeper
+/// writes them (rows of one hour together in the file).
 async fn fill_rollups(url: &str, checks: usize, open: chrono::DateTime<Utc>) -> anyhow::Result<()> {
     use sqlx::Connection;
     let open = open.timestamp_millis();
@@ -136,25 +116,45 @@ async fn fill_rollups(url: &str, checks: usize, open: chrono::DateTime<Utc>) -> 
     let mut conn = sqlx::SqliteConnection::connect(url).await?;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i < {last_check}), \
-                        h(j) AS (SELECT 2 UNION ALL SELECT j + 1 FROM h WHERE j < {last_hour}) \
+                        h(j) AS (SELECT {first_hour} UNION ALL SELECT j - 1 FROM h WHERE j > 2) \
          INSERT INTO rollups (check_name, hour, total, ok, latency_p50, latency_p95, latency_max) \
          SELECT 'c' || i, {open} - j * 3600000, 60, CASE WHEN (i + j) % 10 = 0 THEN 0 ELSE 60 END, \
-                10.0, 25.0, 40.0 FROM c, h; \
+                10.0, 25.0, 40.0 FROM h CROSS JOIN c; \
          INSERT INTO rollup_days (check_name, day, total, ok) \
          SELECT check_name, (hour / 86400000) * 86400000, SUM(total), SUM(ok) FROM rollups \
-         GROUP BY 1, 2; \
+         GROUP BY 1, 2 ORDER BY 2, 1; \
          WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i < {last_check}), \
                         m(k) AS (SELECT -60 UNION ALL SELECT k + 1 FROM m WHERE k < {last_minute}) \
          INSERT INTO samples (check_name, at, duration_ms, up, color, latency_ms, message) \
-         SELECT 'c' || i, {open} + k * 60000, 1.0, 1, 'green', 1.0 + (i + k) % 50, 'ok' FROM c, m",
+         SELECT 'c' || i, {open} + k * 60000, 1.0, 1, 'green', 1.0 + (i + k) % 50, 'ok' \
+         FROM m CROSS JOIN c",
         last_check = checks - 1,
-        last_hour = 90 * 24,
+        first_hour = 90 * 24 + 1,
         last_minute = (now - open) / 60_000,
     )))
     .execute(&mut conn)
     .await
     .context("filling rollups and samples")?;
     Ok(())
+}
+
+/// keeper on the database at `url` with `checks` hourly `tcp` checks (c0,
+/// c1, …) of a closed loopback port; and how long it took to start, seconds.
+async fn start_keeper(url: &str, checks: usize) -> anyhow::Result<(keeper::app::Keeper, f64)> {
+    let mut config = format!("[server]\nlisten = \"127.0.0.1:0\"\n[storage]\nurl = \"{url}\"\n");
+    for i in 0..checks {
+        config.push_str(&format!(
+            "[checks.c{i}]\nkind = \"tcp\"\nhost = \"127.0.0.1:9\"\ninterval = \"1h\"\n"
+        ));
+    }
+    let config =
+        keeper::config::Config::parse(std::path::Path::new("bench.toml"), &config, &|_| None)
+            .map_err(|e| anyhow::anyhow!("bench config: {e}"))?;
+    let started = Instant::now();
+    let keeper = keeper::app::start(config)
+        .await
+        .context("starting keeper")?;
+    Ok((keeper, started.elapsed().as_secs_f64()))
 }
 
 fn ms(d: Duration) -> f64 {

@@ -3,7 +3,6 @@
 //! in memory meanwhile.
 
 use chrono::{DateTime, Utc};
-use rand::Rng;
 use tokio::sync::mpsc;
 
 use super::Outbox;
@@ -31,7 +30,7 @@ impl Direct {
     pub fn send(&self, rows: Vec<Outgoing>) {
         for row in rows {
             let direct = DirectRow {
-                key: format!("direct-{:032x}", rand::rng().random::<u128>()),
+                key: format!("direct-{:032x}", rand::random::<u128>()),
                 created_at: Utc::now(),
                 row,
             };

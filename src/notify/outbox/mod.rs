@@ -153,6 +153,11 @@ impl Outbox {
     }
 
     /// Records every attempt in `health` (shared with keeper's own channel checks).
+    /// The built channels, by name (the scheduled reports send through them too).
+    pub fn channels(&self) -> Arc<BTreeMap<String, Channel>> {
+        self.channels.clone()
+    }
+
     pub fn with_health(mut self, health: ChannelHealth) -> Outbox {
         self.health = health;
         self

@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rand::Rng;
 
 use super::{Outbox, StepReport};
 use crate::core::{Notification, OutboxEntry};
@@ -217,7 +216,7 @@ impl Outbox {
                     self.send_timeout
                 )))
             });
-        let jitter = rand::rng().random::<f64>();
+        let jitter = rand::random::<f64>();
         let delay = backoff(unit.attempts + 1, self.backoff_base, self.backoff_cap);
         let age = (Utc::now() - unit.created_at).to_std().unwrap_or_default();
         let limits = Limits {

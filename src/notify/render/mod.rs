@@ -139,6 +139,39 @@ mod tests {
         assert_eq!(slack["text"], "2 notifications: api opened, web opened");
     }
 
+    /// An incident that opened soon after a deployment carries the note and
+    /// the rollback hint in its message (engine::deploy): every channel shows
+    /// them, and subjects and titles keep the failure itself.
+    #[test]
+    fn every_channel_shows_the_deploy_note_and_rollback_hint() {
+        let note = "started 3 min after deploy v42 of web (by ci)";
+        let hint = "to roll back: flyctl releases rollback --app web";
+        let n = n(
+            EventKind::Opened,
+            Severity::Critical,
+            &format!("GET /health: 503\n{note}\n{hint}"),
+        );
+        let json = |v: serde_json::Value| v.to_string();
+        let webhook = String::from_utf8(webhook_body(&n).unwrap()).unwrap();
+        let payloads = [
+            ("email", email_body(&n)),
+            ("slack", json(slack_payload(&n))),
+            ("discord", json(discord_payload(&n))),
+            ("teams", json(teams_payload(&n))),
+            ("pagerduty", json(pagerduty_event(&n, "key"))),
+            ("ntfy", ntfy_message(&n).body),
+            ("alertmanager", json(alertmanager_alerts(&n))),
+            ("webhook", webhook),
+        ];
+        for (channel, payload) in payloads {
+            assert!(
+                payload.contains(note) && payload.contains(hint),
+                "{channel}: {payload}"
+            );
+        }
+        assert_eq!(email_subject(&n), "[CRITICAL] web opened: GET /health: 503");
+    }
+
     #[test]
     fn truncate_counts_characters_not_bytes() {
         assert_eq!(truncate("héllo", 5), "héllo");

@@ -327,7 +327,7 @@ impl Registry {
         let given = authorization
             .and_then(presented_token)
             .ok_or(Refusal::MissingCredentials)?;
-        if same_digest(&found.token, &digest(given.trim())) {
+        if crate::core::redact::same_secret(&found.token, &digest(given.trim())) {
             Ok(found.sink.clone())
         } else {
             Err(Refusal::WrongCredentials)
@@ -376,11 +376,6 @@ fn presented_token(authorization: &str) -> Option<String> {
 
 fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
-}
-
-/// Equality whose time does not depend on where the digests differ.
-fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

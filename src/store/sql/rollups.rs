@@ -7,7 +7,7 @@
 //! task has not reached) is read from the raw samples: everything at or
 //! after the end of the latest hour rolled up, so no sample counts twice.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use sqlx::AssertSqlSafe;
@@ -19,6 +19,8 @@ use crate::store::{Store, StoreError};
 
 /// The columns [`rollup`] decodes, after `check_name` and `hour`.
 const SUMS: &str = "total, ok, latency_p50, latency_p95, latency_max";
+/// Rollup rows per INSERT: 7 parameters each, far below either backend's limit.
+const ROWS_PER_UPSERT: usize = 1_000;
 
 impl Store {
     /// The samples from `from` to `to` (excluded) summed up per check and
@@ -45,24 +47,57 @@ impl Store {
 
     /// Rolls up the hour starting at `hour` (an hour's start) from its raw
     /// samples, replacing what was rolled up of it before, and sums its day
-    /// up again from the day's hours, in one transaction; returns the hourly
-    /// rows written (one per check with samples in the hour).
+    /// up again from the day's hours; returns the hourly rows written (one
+    /// per check with samples in the hour). The samples are summed up before
+    /// the write transaction, so SQLite's write lock (which the sample writer
+    /// and the engine wait for) is held only to write the sums.
     pub async fn roll_up_hour(&self, hour: DateTime<Utc>) -> Result<u64> {
         let sql = format!(
-            "INSERT INTO rollups (check_name, hour, {SUMS}) \
-             SELECT check_name, $1, {SUMS} FROM ({}) s WHERE TRUE \
-             ON CONFLICT (check_name, hour) DO UPDATE SET \
-                 total = excluded.total, ok = excluded.ok, \
-                 latency_p50 = excluded.latency_p50, latency_p95 = excluded.latency_p95, \
-                 latency_max = excluded.latency_max",
+            "SELECT check_name, {SUMS} FROM ({}) s",
             self.hourly_sums("$1", "$2")
         );
-        let day = time(hour.timestamp_millis().div_euclid(DAY_MS) * DAY_MS)?;
-        let mut tx = self.begin("starting to roll up an hour").await?;
-        let rows = (tx.query(AssertSqlSafe(sql)).time(hour))
+        let sums = (self.query(AssertSqlSafe(sql)).time(hour))
             .time(hour + chrono::Duration::hours(1))
-            .execute("rolling up an hour of samples")
+            .rows("summing up an hour of samples")
             .await?;
+        let day = time(hour.timestamp_millis().div_euclid(DAY_MS) * DAY_MS)?;
+        let mut tx = self.begin("starting to write an hour's rollup").await?;
+        for chunk in sums.chunks(ROWS_PER_UPSERT) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let n = |k: usize| format!("${}", i * 7 + k);
+                    format!(
+                        "({}, {}, {}, {}, {}, {}, {})",
+                        n(1),
+                        n(2),
+                        n(3),
+                        n(4),
+                        n(5),
+                        n(6),
+                        n(7)
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO rollups (check_name, hour, {SUMS}) VALUES {} \
+                 ON CONFLICT (check_name, hour) DO UPDATE SET \
+                     total = excluded.total, ok = excluded.ok, \
+                     latency_p50 = excluded.latency_p50, latency_p95 = excluded.latency_p95, \
+                     latency_max = excluded.latency_max",
+                values.join(", ")
+            );
+            let mut upsert = tx.query(AssertSqlSafe(sql));
+            for row in chunk {
+                let l = latency(row)?;
+                upsert = (upsert.bind(row.get::<String>("check_name")?).time(hour))
+                    .bind(row.get::<i64>("total")?)
+                    .bind(row.get::<i64>("ok")?)
+                    .bind(l.p50)
+                    .bind(l.p95)
+                    .bind(l.max);
+            }
+            upsert.execute("writing an hour's rollup").await?;
+        }
         tx.query(
             "INSERT INTO rollup_days (check_name, day, total, ok) \
              SELECT check_name, $1, CAST(SUM(total) AS BIGINT), CAST(SUM(ok) AS BIGINT) \
@@ -74,7 +109,16 @@ impl Store {
         .execute("summing up a day of rollups")
         .await?;
         tx.commit("committing an hour's rollup").await?;
-        Ok(rows)
+        Ok(sums.len() as u64)
+    }
+
+    /// When the first sample at or after `since` was taken, if any.
+    pub async fn first_sample_since(&self, since: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
+        let row = (self.query("SELECT MIN(at) AS first FROM samples WHERE at >= $1"))
+            .time(since)
+            .one("finding the next sample to roll up")
+            .await?;
+        row.time("samples.first")
     }
 
     /// The start of the latest hour rolled up, if any.
@@ -134,33 +178,40 @@ impl Store {
         // Whole days from their sums, the day the raw samples start in from its hours.
         let hourly_since = time(raw_since.timestamp_millis().div_euclid(DAY_MS) * DAY_MS)?;
         let (day, hour, at) = (self.millis("day"), self.millis("hour"), self.millis("at"));
+        // Each part grouped on its own and merged here: a GROUP BY over the
+        // union would copy and sort every row first (seconds at 10,000 checks).
         let sql = format!(
-            "SELECT check_name, slot, CAST(SUM(total) AS BIGINT) AS total, \
+            "SELECT check_name, {day} / {DAY_MS} AS slot, total, ok FROM rollup_days \
+             WHERE day >= $1 AND day < $2 \
+             UNION ALL \
+             SELECT check_name, {hour} / {DAY_MS} AS slot, CAST(SUM(total) AS BIGINT) AS total, \
                     CAST(SUM(ok) AS BIGINT) AS ok \
-             FROM (SELECT check_name, {day} / {DAY_MS} AS slot, total, ok FROM rollup_days \
-                   WHERE day >= $1 AND day < $2 \
-                   UNION ALL \
-                   SELECT check_name, {hour} / {DAY_MS} AS slot, total, ok FROM rollups \
-                   WHERE hour >= $2 AND hour < $3 \
-                   UNION ALL \
-                   SELECT check_name, {at} / {DAY_MS} AS slot, COUNT(*) AS total, \
-                          COUNT(*) FILTER (WHERE up) AS ok \
-                   FROM samples WHERE at >= $3 GROUP BY 1, 2) u \
-             GROUP BY check_name, slot ORDER BY check_name, slot"
+             FROM rollups WHERE hour >= $2 AND hour < $3 GROUP BY 1, 2 \
+             UNION ALL \
+             SELECT check_name, {at} / {DAY_MS} AS slot, COUNT(*) AS total, \
+                    COUNT(*) FILTER (WHERE up) AS ok \
+             FROM samples WHERE at >= $3 AND at < $4 GROUP BY 1, 2"
         );
         let rows = (self.query(AssertSqlSafe(sql)).time(since))
             .time(hourly_since.max(since))
             .time(raw_since)
+            .time(ahead(now))
             .rows("reading each day's uptime")
             .await?;
-        let mut by_check: HashMap<String, Vec<DayUptime>> = HashMap::new();
+        let mut sums: HashMap<String, BTreeMap<i64, (u64, u64)>> = HashMap::new();
         for row in &rows {
-            let day = time(row.get::<i64>("slot")? * DAY_MS)?.date_naive();
-            let (total, ok) = (count(row, "total")?, count(row, "ok")?);
-            by_check
-                .entry(row.get("check_name")?)
-                .or_default()
-                .push(DayUptime { day, total, ok });
+            let day = sums.entry(row.get("check_name")?).or_default();
+            let sum = day.entry(row.get("slot")?).or_default();
+            sum.0 += count(row, "total")?;
+            sum.1 += count(row, "ok")?;
+        }
+        let mut by_check = HashMap::with_capacity(sums.len());
+        for (check, days) in sums {
+            let days = days.into_iter().map(|(slot, (total, ok))| {
+                let day = time(slot * DAY_MS)?.date_naive();
+                Ok(DayUptime { day, total, ok })
+            });
+            by_check.insert(check, days.collect::<Result<Vec<_>>>()?);
         }
         Ok(by_check)
     }
@@ -179,14 +230,11 @@ impl Store {
         let raw_since = self.rolled_until(since).await?;
         let hour = self.millis("hour");
         let sql = format!(
-            "SELECT check_name, slot, latency_p50, latency_p95, latency_max \
-             FROM (SELECT check_name, {hour} / {HOUR_MS} AS slot, \
-                          latency_p50, latency_p95, latency_max FROM rollups \
-                   WHERE hour >= $1 AND hour < $2 \
-                   UNION ALL \
-                   SELECT check_name, slot, latency_p50, latency_p95, latency_max \
-                   FROM ({}) r) u \
-             ORDER BY check_name, slot",
+            "SELECT check_name, {hour} / {HOUR_MS} AS slot, \
+                    latency_p50, latency_p95, latency_max FROM rollups \
+             WHERE hour >= $1 AND hour < $2 \
+             UNION ALL \
+             SELECT check_name, slot, latency_p50, latency_p95, latency_max FROM ({}) r",
             self.hourly_sums("$2", "$3")
         );
         let rows = (self.query(AssertSqlSafe(sql)).time(since).time(raw_since))
@@ -203,6 +251,10 @@ impl Store {
                     hour,
                     latency: latency(row)?,
                 });
+        }
+        // In order here rather than by an ORDER BY over the union (a copy and a sort).
+        for hours in by_check.values_mut() {
+            hours.sort_by_key(|h| h.hour);
         }
         Ok(by_check)
     }
@@ -241,12 +293,22 @@ impl Store {
                 count(row, "ok")?,
             );
         }
-        for (check, hour, total, up) in self.uptime_buckets(raw_since, hourly_since).await? {
+        for (check, hour, total, up) in self
+            .uptime_buckets(raw_since, hourly_since, ahead(now))
+            .await?
+        {
             let count = |n: i64| u64::try_from(n).unwrap_or(0);
             book.add_hour(&check, hour, count(total), count(up));
         }
         Ok(())
     }
+}
+
+/// The end of the raw samples read with the rollups: a day past `now`, for
+/// clocks a little ahead. Two-sided, so SQLite ranges over `samples_at`
+/// (with `at >= $1` alone its planner scans the table by check instead).
+fn ahead(now: DateTime<Utc>) -> DateTime<Utc> {
+    now + chrono::Duration::days(1)
 }
 
 /// Unix milliseconds as a time.

@@ -16,7 +16,7 @@ macro_rules! buckets {
             $hour,
             " AS hour, \
              COUNT(*) AS total, COUNT(*) FILTER (WHERE up) AS up \
-             FROM samples WHERE at >= $1 GROUP BY 1, 2"
+             FROM samples WHERE at >= $1 AND at < $3 GROUP BY 1, 2"
         )
     };
 }
@@ -104,13 +104,16 @@ impl Store {
         Ok(uptime)
     }
 
-    /// Samples since `since` counted per check and hour as
-    /// `(check, hour since the epoch, total, up)`; those before
-    /// `hourly_since` per day instead (the hour is the day's first).
+    /// Samples from `since` to `until` (excluded) counted per check and
+    /// hour as `(check, hour since the epoch, total, up)`; those before
+    /// `hourly_since` per day instead (the hour is the day's first). Bounded
+    /// on both sides: with `at >= $1` alone SQLite's planner scans the whole
+    /// table in the order of (check_name, at) for the GROUP BY.
     pub async fn uptime_buckets(
         &self,
         since: DateTime<Utc>,
         hourly_since: DateTime<Utc>,
+        until: DateTime<Utc>,
     ) -> Result<Vec<(String, i64, i64, i64)>> {
         let sql = self.pick(
             buckets!("CASE WHEN at >= $2 THEN at / 3600000 ELSE (at / 86400000) * 24 END"),
@@ -119,7 +122,7 @@ impl Store {
                  ELSE floor(extract(epoch FROM at) / 86400) * 24 END)::bigint"
             ),
         );
-        let buckets = self.query(sql).time(since).time(hourly_since);
+        let buckets = self.query(sql).time(since).time(hourly_since).time(until);
         buckets
             .all(bucket, "counting samples per check and hour for uptime")
             .await

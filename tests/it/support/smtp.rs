@@ -2,7 +2,7 @@
 //! serving a 127.0.0.1 socket the test bound and handed over (so no other
 //! test can take the port between picking and binding), with a small handler that writes each message it
 //! accepts as one JSON file (subject, header from/to, envelope, decoded plain
-//! body). Recipients starting with `reject` get `550` (permanent), those
+//! body and HTML part). Recipients starting with `reject` get `550` (permanent), those
 //! starting with `later` get `451` (transient). [`SmtpServer::start_auth_plain`]
 //! runs one that accepts `AUTH` without TLS and writes down every login.
 //!
@@ -40,6 +40,7 @@ class Sink:
         msg = email.message_from_bytes(envelope.original_content or envelope.content,
                                        policy=email.policy.default)
         part = msg.get_body(preferencelist=("plain",))
+        html = msg.get_body(preferencelist=("html",))
         record = {
             "mail_from": envelope.mail_from,
             "rcpt_tos": list(envelope.rcpt_tos),
@@ -49,6 +50,7 @@ class Sink:
             "content_type": msg.get_content_type(),
             "message_id": str(msg.get("Message-ID", "")),
             "body": part.get_content() if part is not None else "",
+            "html": html.get_content() if html is not None else "",
         }
         self.count += 1
         name = os.path.join(self.out, "%06d.json" % self.count)
@@ -117,6 +119,9 @@ pub struct Received {
     /// The `Message-ID` header.
     #[serde(default)]
     pub message_id: String,
+    /// The decoded text/html part, when there is one.
+    #[serde(default)]
+    pub html: String,
 }
 
 /// How the server protects the connection.
