@@ -77,8 +77,7 @@ pub async fn build(config: Config) -> Result<Built, AppError> {
         url: url.clone(),
         source,
     };
-    let names: Vec<CheckName> = config.checks.iter().map(|c| c.name.clone()).collect();
-    let metrics = Metrics::new(&names);
+    let metrics = metrics_of(&config);
     let (listener, addr) = listen(&config).await?;
     let health = ChannelHealth::default();
     let (probes, wake_requests, deployed) =
@@ -140,6 +139,16 @@ pub async fn build(config: Config) -> Result<Built, AppError> {
         scheduler_running,
         task_died,
     })
+}
+
+/// The metrics of `config`'s checks, each described by its kind and labels.
+fn metrics_of(config: &Config) -> Metrics {
+    let names: Vec<CheckName> = config.checks.iter().map(|c| c.name.clone()).collect();
+    let metrics = Metrics::new(&names);
+    for (index, check) in config.checks.iter().enumerate() {
+        metrics.describe_check(index, check.probe.kind(), &check.labels);
+    }
+    metrics
 }
 
 /// Heartbeats' signals and generated tokens, as the last run left them.

@@ -27,6 +27,8 @@ pub struct Sample {
     pub http: Option<HttpInfo>,
     /// The earliest-expiring certificate the peer presented, if any was seen.
     pub cert: Option<CertInfo>,
+    /// What the probe learned about the connection it made, if it made one.
+    pub conn: ConnInfo,
 }
 
 /// Whether the target answered as expected.
@@ -47,6 +49,40 @@ pub struct HttpInfo {
     pub status: u16,
     pub redirects: u32,
     pub phases: Phases,
+    /// The final response's HTTP version (major, minor); `None` without one.
+    pub version: Option<(u8, u8)>,
+    /// The final response's `Content-Length`: -1 when it declared none, 0
+    /// when no response arrived (blackbox_exporter's values).
+    pub content_length: i64,
+    /// The final request went over TLS.
+    pub ssl: bool,
+    /// The run failed because the body did not match `body_regex`.
+    pub failed_due_to_regex: bool,
+}
+
+/// What a probe learned about the connection it made (blackbox_exporter's
+/// `probe_dns_lookup_time_seconds`, `probe_ip_protocol`, `probe_tls_*`):
+/// a value the run did not measure is `None`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ConnInfo {
+    /// Resolving the target's name (zero for an IP literal); a `dns` check's
+    /// own question.
+    pub dns_lookup: Option<Duration>,
+    /// 4 or 6: the address family of the peer that answered.
+    pub ip_protocol: Option<u8>,
+    /// The negotiated TLS version, as blackbox_exporter names it (`TLS 1.3`).
+    pub tls_version: Option<&'static str>,
+    /// The earliest notAfter of the certificate chain that was verified;
+    /// `None` when no chain was verified (a failed handshake, an untrusted
+    /// chain, `insecure_skip_verify`).
+    pub verified_chain_expiry: Option<DateTime<Utc>>,
+}
+
+impl ConnInfo {
+    /// 4 or 6 for `ip`.
+    pub fn ip_protocol(ip: std::net::IpAddr) -> u8 {
+        if ip.is_ipv4() { 4 } else { 6 }
+    }
 }
 
 /// Timing phases of an HTTP request, summed over redirects. A phase that never
@@ -63,8 +99,8 @@ pub struct Phases {
 }
 
 impl Phases {
-    /// `(name, duration)` for each phase that happened; the names are the
-    /// `phase` label of `probe_http_duration_seconds`.
+    /// `(name, duration)` for each phase that happened, for people
+    /// (`probe_http_duration_seconds` names them as blackbox_exporter does).
     pub fn named(&self) -> impl Iterator<Item = (&'static str, Duration)> {
         [
             ("dns", self.dns),
@@ -105,6 +141,7 @@ impl Sample {
             values: Vec::new(),
             http: None,
             cert: None,
+            conn: ConnInfo::default(),
         }
     }
 
@@ -167,33 +204,82 @@ impl Sample {
     }
 }
 
-/// A sample's measurements beyond its latency, as one JSON object: each
-/// thresholded metric at its worst value (several series or mounts may report
-/// one), then the probe's own named values. `None` when there are none.
-pub fn metrics_json(sample: &Sample) -> Option<String> {
-    let mut out = serde_json::Map::new();
-    let mut worst: Vec<(Metric, f64)> = Vec::new();
-    for &(metric, value) in &sample.metrics {
+/// A sample's measurements beyond its latency: each thresholded metric at
+/// its worst value (several series or mounts may report one), then the
+/// probe's own named values, one per name (the last wins). What
+/// [`metrics_json`] stores and `keeper_check_value` exports.
+pub fn measured<'a>(metrics: &[(Metric, f64)], values: &'a [(String, f64)]) -> Vec<(&'a str, f64)> {
+    let mut out: Vec<(&str, f64)> = Vec::new();
+    for &(metric, value) in metrics {
         if metric == Metric::LatencyMs || !value.is_finite() {
             continue;
         }
-        match worst.iter_mut().find(|(m, _)| *m == metric) {
+        let name = metric.as_str();
+        match out.iter_mut().find(|(m, _)| *m == name) {
             Some((_, w)) => {
                 *w = match metric.direction() {
                     Direction::Above => w.max(value),
                     Direction::Below => w.min(value),
                 }
             }
-            None => worst.push((metric, value)),
+            None => out.push((name, value)),
         }
     }
-    for (metric, value) in worst {
-        out.insert(metric.as_str().to_string(), value.into());
-    }
-    for (name, value) in &sample.values {
-        if value.is_finite() {
-            out.insert(name.clone(), (*value).into());
+    for (name, value) in values {
+        if !value.is_finite() {
+            continue;
+        }
+        match out.iter_mut().find(|(n, _)| *n == name.as_str()) {
+            Some((_, v)) => *v = *value,
+            None => out.push((name, *value)),
         }
     }
-    (!out.is_empty()).then(|| serde_json::Value::Object(out).to_string())
+    out
+}
+
+/// A sample's [`measured`] values as one JSON object; `None` when there are none.
+pub fn metrics_json(sample: &Sample) -> Option<String> {
+    let measured = measured(&sample.metrics, &sample.values);
+    if measured.is_empty() {
+        return None;
+    }
+    let mut out = serde_json::Map::new();
+    for (name, value) in measured {
+        out.insert(name.to_string(), value.into());
+    }
+    Some(serde_json::Value::Object(out).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn measured_keeps_the_worst_of_each_metric_and_the_last_of_each_value() {
+        let metrics = [
+            (Metric::LatencyMs, 12.0),
+            (Metric::DiskPct, 40.0),
+            (Metric::CertDaysLeft, 30.0),
+            (Metric::DiskPct, 90.0),
+            (Metric::CertDaysLeft, 5.0),
+            (Metric::MemoryPct, f64::NAN),
+        ];
+        let values = [
+            ("rows".to_string(), 1.0),
+            ("load".to_string(), f64::INFINITY),
+            ("rows".to_string(), 2.0),
+        ];
+        assert_eq!(
+            measured(&metrics, &values),
+            [("disk_pct", 90.0), ("cert_days_left", 5.0), ("rows", 2.0)]
+        );
+        let mut sample = Sample::up("ok");
+        sample.metrics = metrics.to_vec();
+        sample.values = values.to_vec();
+        assert_eq!(
+            metrics_json(&sample).as_deref(),
+            Some(r#"{"cert_days_left":5.0,"disk_pct":90.0,"rows":2.0}"#)
+        );
+        assert_eq!(metrics_json(&Sample::up("latency only")), None);
+    }
 }

@@ -347,7 +347,8 @@ impl Probe {
                 Err(reason) => failures.push(format!("{server}: {reason}")),
             }
         }
-        let latency = ms(started.elapsed());
+        let took = started.elapsed();
+        let latency = ms(took);
         // Every server in trouble: say what each said.
         let reply =
             reply.filter(|(msg, _)| !is_server_trouble(msg.response_code) || failures.len() == 1);
@@ -356,6 +357,8 @@ impl Probe {
         };
         let mut sample = self.judge(&question, &msg, server, latency);
         sample.metrics.push((Metric::LatencyMs, latency));
+        sample.conn.dns_lookup = Some(took);
+        sample.conn.ip_protocol = Some(crate::core::sample::ConnInfo::ip_protocol(server.ip()));
         sample
     }
 

@@ -11,27 +11,27 @@
 //! so every phase can be timed and every run measures a new connection, as
 //! blackbox_exporter does.
 
+mod wire;
+
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONNECTION, HOST, HeaderMap, HeaderName, HeaderValue, LOCATION, USER_AGENT};
+use http::header::{CONNECTION, HOST, HeaderMap, HeaderName, HeaderValue, USER_AGENT};
 use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
+use http_body_util::Full;
 use serde::Deserialize;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, timeout_at};
-use tokio_util::task::AbortOnDropHandle;
 use url::Url;
 
 use super::{BuildError, Context, Kind, api, tcp, tlsconf};
 use crate::core::Metric;
 use crate::core::SpecProblem;
+use crate::core::sample::ConnInfo;
 use crate::core::value::Pattern;
 use crate::core::{CertInfo, HttpInfo, Phases, Sample};
+use wire::send;
 
 /// The most body read; the rest is not downloaded.
 const BODY_LIMIT: usize = 1024 * 1024;
@@ -192,6 +192,11 @@ struct Run {
     /// A redirect has left the configured origin: from then on no configured header is sent.
     left_origin: bool,
     cert: Option<CertInfo>,
+    /// The first hop's lookup and peer; the last hop's TLS.
+    conn: ConnInfo,
+    /// The last hop went over TLS.
+    ssl: bool,
+    failed_due_to_regex: bool,
 }
 
 /// A response as far as the probe read it.
@@ -201,6 +206,9 @@ struct Response {
     body: Bytes,
     /// The body went on past [`BODY_LIMIT`].
     truncated: bool,
+    version: (u8, u8),
+    /// `Content-Length`, -1 when undeclared.
+    content_length: i64,
 }
 
 impl Probe {
@@ -212,6 +220,9 @@ impl Probe {
             redirects: 0,
             left_origin: false,
             cert: None,
+            conn: ConnInfo::default(),
+            ssl: false,
+            failed_due_to_regex: false,
         };
         let mut url = self.url.clone();
         let mut method = self.method.clone();
@@ -219,14 +230,14 @@ impl Probe {
         loop {
             let response = match self.exchange(&url, &method, &body, &mut run).await {
                 Ok(response) => response,
-                Err(reason) => return run.sample(Err(reason), 0),
+                Err(reason) => return run.sample(Err(reason), None),
             };
             let status = response.status;
             let location = match (&response.location, self.follow_redirects) {
                 (Some(location), true) if status.is_redirection() => location,
                 _ => {
-                    let verdict = self.judge(&response, &run);
-                    return run.sample(verdict, status.as_u16());
+                    let verdict = self.judge(&response, &mut run);
+                    return run.sample(verdict, Some(&response));
                 }
             };
             if run.redirects == MAX_REDIRECTS {
@@ -234,11 +245,11 @@ impl Probe {
                     "too many redirects (more than {MAX_REDIRECTS}), last to {}",
                     crate::core::redact::url(location)
                 );
-                return run.sample(Err(reason), status.as_u16());
+                return run.sample(Err(reason), Some(&response));
             }
             let next = match next_hop(&url, location, status) {
                 Ok(next) => next,
-                Err(reason) => return run.sample(Err(reason), status.as_u16()),
+                Err(reason) => return run.sample(Err(reason), Some(&response)),
             };
             run.left_origin |= next.origin() != self.url.origin();
             url = next;
@@ -276,9 +287,16 @@ impl Probe {
         let conn = tcp::connect(&host, port, run.deadline).await?;
         add(&mut run.phases.dns, conn.dns);
         add(&mut run.phases.connect, Some(conn.connect));
+        // Lookup and peer as blackbox_exporter reports them: the first hop's.
+        if run.conn.ip_protocol.is_none() {
+            run.conn.dns_lookup = Some(conn.dns.unwrap_or_default());
+            run.conn.ip_protocol = Some(ConnInfo::ip_protocol(conn.addr.ip()));
+        }
+        run.ssl = url.scheme() == "https";
+        (run.conn.tls_version, run.conn.verified_chain_expiry) = (None, None);
         let request = self.request(url, method, body, run.left_origin)?;
         let addr = conn.addr;
-        if url.scheme() != "https" {
+        if !run.ssl {
             return send(conn.stream, addr, request, run).await;
         }
         let name = tlsconf::server_name(&host).map_err(|e| e.0)?;
@@ -296,6 +314,7 @@ impl Probe {
             Ok(Ok(stream)) => stream,
         };
         add(&mut run.phases.tls, Some(started.elapsed()));
+        run.conn.tls_version = tlsconf::version_name(stream.get_ref().1);
         let chain = stream.get_ref().1.peer_certificates().unwrap_or_default();
         let cert = tlsconf::earliest_expiring(chain);
         let verdict = self.tls.verify(chain, &name);
@@ -306,6 +325,7 @@ impl Probe {
             let reason = tlsconf::describe(&err, cert.as_ref());
             return Err(format!("TLS handshake with {addr}: {reason}"));
         }
+        run.conn.verified_chain_expiry = cert.filter(|_| self.tls.verifies()).map(|c| c.not_after);
         send(stream, addr, request, run).await
     }
 
@@ -347,7 +367,7 @@ impl Probe {
     }
 
     /// The expectations, in order: status, body text, regex, JSON values.
-    fn judge(&self, response: &Response, run: &Run) -> Result<String, String> {
+    fn judge(&self, response: &Response, run: &mut Run) -> Result<String, String> {
         let status = response.status;
         let ok = match &self.expect.status {
             Some(accepted) => accepted.contains(&status.as_u16()),
@@ -377,6 +397,7 @@ impl Probe {
         if let Some(regex) = &self.expect.body_regex
             && !regex.is_match(&text)
         {
+            run.failed_due_to_regex = true;
             return Err(format!("body does not match /{}/{read}", regex.as_str()));
         }
         if !self.expect.json.is_empty() {
@@ -406,8 +427,9 @@ impl Probe {
 }
 
 impl Run {
-    /// The sample for `result` (the up message or the down reason).
-    fn sample(self, result: Result<String, String>, status: u16) -> Sample {
+    /// The sample for `result` (the up message or the down reason) and the
+    /// final `response`, if one arrived.
+    fn sample(self, result: Result<String, String>, response: Option<&Response>) -> Sample {
         let mut sample = match result {
             Ok(message) => Sample::up(message),
             Err(reason) => Sample::down(reason),
@@ -421,11 +443,16 @@ impl Run {
                 .push((Metric::CertDaysLeft, cert.days_left(chrono::Utc::now())));
         }
         sample.http = Some(HttpInfo {
-            status,
+            status: response.map_or(0, |r| r.status.as_u16()),
             redirects: self.redirects,
             phases: self.phases,
+            version: response.map(|r| r.version),
+            content_length: response.map_or(0, |r| r.content_length),
+            ssl: self.ssl && response.is_some(),
+            failed_due_to_regex: self.failed_due_to_regex,
         });
         sample.cert = self.cert;
+        sample.conn = self.conn;
         sample
     }
 
@@ -444,98 +471,6 @@ impl Run {
         let ms = tcp::ms(self.started.elapsed());
         format!("timed out after {ms:.0} ms {doing}")
     }
-}
-
-/// Sends `request` over `io` and reads the response, timing first byte and transfer.
-async fn send<S>(
-    io: S,
-    addr: SocketAddr,
-    request: Request<Full<Bytes>>,
-    run: &mut Run,
-) -> Result<Response, String>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| hyper_reason(&e, "request to", addr))?;
-    // The connection task ends when the response is read or dropped, and is
-    // aborted with this guard if the probe is abandoned.
-    let _connection = AbortOnDropHandle::new(tokio::spawn(connection));
-    let started = Instant::now();
-    let head = match timeout_at(run.deadline, sender.send_request(request)).await {
-        Err(_) => return Err(run.timed_out("waiting for the response")),
-        Ok(Err(e)) => return Err(hyper_reason(&e, "request to", addr)),
-        Ok(Ok(head)) => head,
-    };
-    add(&mut run.phases.first_byte, Some(started.elapsed()));
-    let started = Instant::now();
-    let status = head.status();
-    let location = head
-        .headers()
-        .get(LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    if location.is_some() && status.is_redirection() {
-        // Redirect bodies are not read: the connection closes with this hop.
-        add(&mut run.phases.transfer, Some(started.elapsed()));
-        return Ok(Response {
-            status,
-            location,
-            body: Bytes::new(),
-            truncated: false,
-        });
-    }
-    let mut body = head.into_body();
-    let mut read = Vec::new();
-    let mut truncated = false;
-    let reading = async {
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| hyper_reason(&e, "reading the body from", addr))?;
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            let room = BODY_LIMIT - read.len();
-            if data.len() > room {
-                read.extend_from_slice(&data[..room]);
-                truncated = true;
-                break;
-            }
-            read.extend_from_slice(&data);
-        }
-        Ok::<(), String>(())
-    };
-    match timeout_at(run.deadline, reading).await {
-        Err(_) => return Err(run.timed_out("reading the body")),
-        Ok(Err(reason)) => return Err(reason),
-        Ok(Ok(())) => {}
-    }
-    add(&mut run.phases.transfer, Some(started.elapsed()));
-    Ok(Response {
-        status,
-        location,
-        body: Bytes::from(read),
-        truncated,
-    })
-}
-
-/// A hyper error in a few words, saying what was being done with whom:
-/// `request to 127.0.0.1:8080: connection reset by peer`.
-fn hyper_reason(err: &hyper::Error, doing: &str, addr: SocketAddr) -> String {
-    if err.is_parse() || err.is_parse_status() || err.is_parse_too_large() {
-        return format!("invalid HTTP response from {addr}: {err}");
-    }
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            return format!("{doing} {addr}: {}", tcp::io_reason(io));
-        }
-        source = cause.source();
-    }
-    if err.is_incomplete_message() {
-        return format!("{doing} {addr}: connection closed before a complete response");
-    }
-    format!("{doing} {addr}: {err}")
 }
 
 /// Where a redirect from `from` to `location` leads: an absolute http(s) URL,

@@ -13,6 +13,7 @@ use tokio::time::{Instant, timeout_at};
 use super::{BuildError, Context, Kind, tcp, tlsconf};
 use crate::core::Metric;
 use crate::core::SpecProblem;
+use crate::core::sample::ConnInfo;
 use crate::core::value::HostPort;
 use crate::core::{CertInfo, Sample};
 
@@ -88,28 +89,44 @@ impl Probe {
             Err(reason) => return Sample::down(reason),
         };
         let addr = conn.addr;
+        let mut seen = ConnInfo {
+            dns_lookup: Some(conn.dns.unwrap_or_default()),
+            ip_protocol: Some(ConnInfo::ip_protocol(addr.ip())),
+            ..ConnInfo::default()
+        };
+        let down = |reason: String, seen: ConnInfo| Sample {
+            conn: seen,
+            ..Sample::down(reason)
+        };
         let handshake = self
             .tls
             .connector()
             .connect(self.server_name.clone(), conn.stream);
         let stream = match timeout_at(deadline, handshake).await {
-            Err(_) => return Sample::down(format!("timed out in the TLS handshake with {addr}")),
+            Err(_) => return down(format!("timed out in the TLS handshake with {addr}"), seen),
             Ok(Err(e)) => {
                 let reason = match tlsconf::rustls_error(&e) {
                     Some(err) => tlsconf::describe(err, None),
                     None => tcp::io_reason(&e),
                 };
-                return Sample::down(format!("TLS handshake with {addr}: {reason}"));
+                return down(format!("TLS handshake with {addr}: {reason}"), seen);
             }
             Ok(Ok(stream)) => stream,
         };
+        seen.tls_version = tlsconf::version_name(stream.get_ref().1);
         let chain = stream.get_ref().1.peer_certificates().unwrap_or_default();
         let Some(cert) = tlsconf::earliest_expiring(chain) else {
-            return Sample::down(format!("{addr} presented no readable certificate"));
+            return down(format!("{addr} presented no readable certificate"), seen);
         };
         let verdict = self.tls.verify(chain, &self.server_name);
         drop(stream);
-        self.sample(cert, verdict)
+        if verdict.is_ok() && self.tls.verifies() {
+            seen.verified_chain_expiry = Some(cert.not_after);
+        }
+        Sample {
+            conn: seen,
+            ..self.sample(cert, verdict)
+        }
     }
 
     fn sample(&self, cert: CertInfo, verdict: Result<(), rustls::Error>) -> Sample {

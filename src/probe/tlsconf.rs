@@ -198,6 +198,11 @@ impl Tls {
         tokio_rustls::TlsConnector::from(self.config.clone())
     }
 
+    /// Whether [`Tls::verify`] judges chains (it does unless `insecure_skip_verify`).
+    pub fn verifies(&self) -> bool {
+        self.judge.is_some()
+    }
+
     /// Judges the peer's chain (end entity first) for `name` now: `Err` with
     /// rustls's reason when the chain is untrusted, expired or for another name.
     pub fn verify(
@@ -269,6 +274,18 @@ pub fn server_name(host: &str) -> Result<ServerName<'static>, BuildError> {
         .unwrap_or(host);
     ServerName::try_from(bare.to_string())
         .map_err(|_| BuildError(format!("{host:?} is not a valid DNS name or IP address")))
+}
+
+/// The negotiated TLS version as blackbox_exporter names it (`TLS 1.3`).
+pub fn version_name(conn: &rustls::ClientConnection) -> Option<&'static str> {
+    use rustls::ProtocolVersion::*;
+    Some(match conn.protocol_version()? {
+        TLSv1_0 => "TLS 1.0",
+        TLSv1_1 => "TLS 1.1",
+        TLSv1_2 => "TLS 1.2",
+        TLSv1_3 => "TLS 1.3",
+        _ => "unknown",
+    })
 }
 
 /// The earliest-expiring certificate of `chain`; `None` when no certificate
