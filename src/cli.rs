@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod client;
 mod deploy;
@@ -51,6 +51,13 @@ enum Command {
     CheckConfig,
     /// Apply the database migrations and exit.
     Migrate,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    ///
+    /// For example `keeper completions bash > /etc/bash_completion.d/keeper`.
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
     /// Probe a target once and show what keeper sees: phases, status,
     /// certificate, verdict (exit 0 green, 1 yellow, 2 red).
     Probe(oneshot::Args),
@@ -59,8 +66,7 @@ enum Command {
     Status(status::Args),
     /// List a running keeper's incidents with their timelines.
     Incidents(incidents::Args),
-    /// Write a report: `incident` (Markdown, from a running keeper) or
-    /// `cost` (what each Fly app costs, right-sizing hints).
+    /// Write a report: `health` (the day's), `incident ID`, or `cost` (a month's, per Fly app).
     #[command(subcommand)]
     Report(report::Report),
     /// Silence a check's notifications for a while (token from KEEPER_API_TOKEN).
@@ -119,6 +125,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(&cli.config).await,
         Command::CheckConfig => check_config(&cli.config).await,
+        Command::Completions { shell } => {
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "keeper", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Migrate => {
             let config = load(&cli.config)?;
             app::open_store(&config).await?;

@@ -418,3 +418,40 @@ async fn status_is_unknown_when_keeper_is_away_or_answers_an_error() {
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("reading keeper's answer"), "{err}");
 }
+
+#[test]
+fn completions_are_printed_for_each_shell_and_name_every_verb() {
+    for (shell, marker) in [
+        ("bash", "_keeper()"),
+        ("zsh", "#compdef keeper"),
+        ("fish", "complete -c keeper"),
+    ] {
+        let out = keeper()
+            .args(["completions", shell])
+            .output()
+            .expect("runs");
+        assert!(
+            out.status.success(),
+            "{shell}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(script.contains(marker), "{shell}: {script}");
+        for verb in [
+            "check-config",
+            "status",
+            "incidents",
+            "report",
+            "deploy",
+            "completions",
+        ] {
+            assert!(script.contains(verb), "{shell} completes {verb}");
+        }
+    }
+    let out = keeper()
+        .args(["completions", "tcsh"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2), "clap refuses an unknown shell");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tcsh"));
+}
