@@ -387,6 +387,7 @@ fn seconds(s: i64) -> String {
 mod tests {
     use super::*;
     use crate::core::{Color, Severity};
+    use crate::report::section;
 
     fn at(s: &str) -> DateTime<Utc> {
         format!("2026-11-30T{s}Z").parse().unwrap()
@@ -464,15 +465,6 @@ mod tests {
             ],
             now: at("06:00:00"),
         }
-    }
-
-    /// The text of section `heading` (up to the next `## `).
-    fn section<'a>(report: &'a str, heading: &str) -> &'a str {
-        let start = report
-            .find(&format!("## {heading}\n"))
-            .unwrap_or_else(|| panic!("no section {heading} in\n{report}"));
-        let rest = &report[start + heading.len() + 4..];
-        &rest[..rest.find("\n## ").map_or(rest.len(), |e| e + 1)]
     }
 
     #[test]

@@ -25,3 +25,14 @@ pub(crate) fn md(text: &str) -> String {
     }
     out
 }
+
+/// The text of a report's section `heading` (up to the next `## `), for
+/// the reports' unit tests.
+#[cfg(test)]
+pub(crate) fn section<'a>(report: &'a str, heading: &str) -> &'a str {
+    let start = report
+        .find(&format!("## {heading}\n"))
+        .unwrap_or_else(|| panic!("no section {heading} in\n{report}"));
+    let rest = &report[start + heading.len() + 4..];
+    &rest[..rest.find("\n## ").map_or(rest.len(), |e| e + 1)]
+}

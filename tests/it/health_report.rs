@@ -16,19 +16,10 @@ use crate::support::db::{DEFAULT_PG_URL, TestDb, both_backends};
 use crate::support::receiver::Receiver;
 use crate::support::smtp::SmtpServer;
 use crate::support::target::{Target, TestCa};
-use crate::support::{wait_for, wait_until};
+use crate::support::{section, wait_for, wait_until};
 
 const TOKEN: &str = "backup-token-0123456789";
 const API_TOKEN: &str = "s3cret-api-token-0001";
-
-/// The text of section `heading` of `report` (up to the next `## `).
-fn section<'a>(report: &'a str, heading: &str) -> &'a str {
-    let start = report
-        .find(&format!("\n## {heading}\n"))
-        .unwrap_or_else(|| panic!("no section {heading} in\n{report}"));
-    let rest = &report[start + heading.len() + 5..];
-    &rest[..rest.find("\n## ").map_or(rest.len(), |e| e + 1)]
-}
 
 /// The table row of `check` in `text`.
 fn row<'a>(text: &'a str, check: &str) -> &'a str {

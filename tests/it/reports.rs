@@ -12,16 +12,7 @@ use crate::support::config::{Check, TestConfig};
 use crate::support::db::both_backends;
 use crate::support::receiver::Receiver;
 use crate::support::target::Target;
-use crate::support::{wait_for, wait_until};
-
-/// The text of section `heading` of `report` (up to the next `## `).
-fn section<'a>(report: &'a str, heading: &str) -> &'a str {
-    let start = report
-        .find(&format!("\n## {heading}\n"))
-        .unwrap_or_else(|| panic!("no section {heading} in\n{report}"));
-    let rest = &report[start + heading.len() + 5..];
-    &rest[..rest.find("\n## ").map_or(rest.len(), |e| e + 1)]
-}
+use crate::support::{section, wait_for, wait_until};
 
 /// Incident `id`'s timeline kinds, as the API lists them.
 async fn kinds(app: &TestApp, id: i64) -> Vec<String> {

@@ -570,7 +570,10 @@ async fn the_units_syscall_filter_and_address_families_allow_every_probe_kind() 
         .args(["-TERM", keeper_pid.trim()])
         .status();
     assert!(sent.expect("kill").success());
-    let exit = strace.terminate_wait();
+    // Off the runtime: the webhook receiver keeper may still post to runs on it.
+    let exit = tokio::task::spawn_blocking(move || strace.terminate_wait())
+        .await
+        .expect("waiting for keeper under strace");
     assert!(exit.success(), "keeper under strace exited {exit}");
 
     let (calls, used_families) = traced(&std::fs::read_to_string(&trace).expect("strace log"));

@@ -10,7 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 
-use super::{WindowQuery, path_of, query_of, shown_check};
+use super::{WindowQuery, path_of, percent, query_of, shown_check};
 use crate::core::Color;
 use crate::core::color::uptime_color;
 use crate::core::text::escape_html as esc;
@@ -69,7 +69,11 @@ pub async fn measure(
             };
             let label = format!("uptime {window}");
             Ok(svg(match pct {
-                Some(pct) => draw(&label, &pct_text(pct), fill(uptime_color(pct))),
+                Some(pct) => draw(
+                    &label,
+                    &format!("{}%", percent(pct)),
+                    fill(uptime_color(pct)),
+                ),
                 None => draw(&label, "no data", PENDING),
             }))
         }
@@ -99,14 +103,6 @@ fn svg(body: String) -> Response {
         (header::CACHE_CONTROL, "no-cache, max-age=0"),
     ];
     (headers, body).into_response()
-}
-
-fn pct_text(pct: f64) -> String {
-    if pct >= 99.995 || pct == 0.0 {
-        format!("{pct:.0}%")
-    } else {
-        format!("{pct:.2}%")
-    }
 }
 
 /// Width in pixels of `text` in 11 px Verdana, the badges' font, from

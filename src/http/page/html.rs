@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 
-use super::{Day, Group, Hold, Overall, Page, Row};
+use super::{Day, Group, Hold, Overall, Page, Row, percent};
 use crate::core::Color;
 use crate::core::color::uptime_color;
 use crate::core::text::escape_html as esc;
@@ -177,8 +177,8 @@ fn row(out: &mut String, row: &Row) {
             let band = uptime_color(pct).as_str();
             let _ = write!(
                 out,
-                "<span class=\"up {band}\">{} (30 d)</span>",
-                pct_text(pct)
+                "<span class=\"up {band}\">{} % (30 d)</span>",
+                percent(pct)
             );
         }
         None => out.push_str("<span class=\"up muted\">no data</span>"),
@@ -204,7 +204,7 @@ fn bar(out: &mut String, days: &[Day]) {
     out.push_str("<div class=\"bar\">");
     for day in days {
         let (class, text) = match day.uptime_pct {
-            Some(pct) => (uptime_color(pct).as_str(), pct_text(pct)),
+            Some(pct) => (uptime_color(pct).as_str(), format!("{} %", percent(pct))),
             None => ("none", "no data".to_string()),
         };
         let _ = write!(
@@ -258,14 +258,6 @@ fn sparkline(out: &mut String, hours: &[Option<f64>]) {
     }
     flush(&mut line, out);
     out.push_str("</svg>");
-}
-
-fn pct_text(pct: f64) -> String {
-    if pct >= 99.995 || pct == 0.0 {
-        format!("{pct:.0} %")
-    } else {
-        format!("{pct:.2} %")
-    }
 }
 
 fn stamp(at: DateTime<Utc>) -> String {

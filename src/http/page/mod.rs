@@ -380,6 +380,16 @@ impl Read {
     }
 }
 
+/// An uptime percentage as the page and badges write it, without the sign:
+/// whole at 100 and 0, else to two decimals (`99.95`).
+fn percent(pct: f64) -> String {
+    if pct >= 99.995 || pct == 0.0 {
+        format!("{pct:.0}")
+    } else {
+        format!("{pct:.2}")
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WindowQuery {

@@ -109,12 +109,3 @@ pub(crate) fn facts() -> Facts {
         }],
     }
 }
-
-/// The text of section `heading` (up to the next `## `).
-pub(crate) fn section<'a>(report: &'a str, heading: &str) -> &'a str {
-    let start = report
-        .find(&format!("## {heading}\n"))
-        .unwrap_or_else(|| panic!("no section {heading} in\n{report}"));
-    let rest = &report[start + heading.len() + 4..];
-    &rest[..rest.find("\n## ").map_or(rest.len(), |e| e + 1)]
-}

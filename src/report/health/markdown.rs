@@ -372,7 +372,8 @@ fn code(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::report::health::Period;
-    use crate::report::health::fixture::{facts, section};
+    use crate::report::health::fixture::facts;
+    use crate::report::section;
 
     fn at(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()

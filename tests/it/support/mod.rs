@@ -89,3 +89,12 @@ pub fn config_error(text: &str) -> String {
     assert_eq!(errors.0.len(), 1, "expected one error, got: {errors}");
     errors.0[0].to_string()
 }
+
+/// The text of section `heading` of a Markdown report (up to the next `## `).
+pub fn section<'a>(report: &'a str, heading: &str) -> &'a str {
+    let start = report
+        .find(&format!("\n## {heading}\n"))
+        .unwrap_or_else(|| panic!("no section {heading} in\n{report}"));
+    let rest = &report[start + heading.len() + 5..];
+    &rest[..rest.find("\n## ").map_or(rest.len(), |e| e + 1)]
+}
