@@ -15,6 +15,7 @@
 pub mod app;
 pub mod classify;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod engine;

@@ -21,6 +21,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::config::Schedule;
+use crate::core::ownership::Ownership;
 use crate::engine::Sink;
 use crate::metrics::Metrics;
 use crate::probe::Probe;
@@ -124,6 +125,9 @@ struct Slot {
 
 /// Runs checks on their schedules, and at once when woken, until `shutdown`;
 /// returns once every run it started has finished or `grace` has passed.
+/// Only the checks this instance owns run ([`Ownership`]: all of them
+/// alone); the others' runs are passed over, so a check taken on starts at
+/// its next planned run.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     mut timetable: Timetable,
@@ -134,8 +138,10 @@ pub async fn run(
     shutdown: CancellationToken,
     grace: Duration,
     mut wakes: mpsc::Receiver<usize>,
+    ownership: Ownership,
 ) {
     let launcher = Launcher {
+        ownership,
         permits: Arc::new(Semaphore::new(concurrency.max(1))),
         tracker: TaskTracker::new(),
         slots: jobs
@@ -185,6 +191,7 @@ pub async fn run(
 
 /// What starting a run needs.
 struct Launcher {
+    ownership: Ownership,
     permits: Arc<Semaphore>,
     tracker: TaskTracker,
     slots: Vec<Arc<Slot>>,
@@ -193,9 +200,12 @@ struct Launcher {
 }
 
 impl Launcher {
-    /// Starts a run of check `i` unless one is in flight: then a timetable run
+    /// Starts a run of check `i`, if this instance owns it, unless one is in flight: then a timetable run
     /// is skipped (and counted), and a wake makes the run in flight go again.
     fn launch(&self, i: usize, planned: Instant, woken: bool) {
+        if !self.ownership.owns(i) {
+            return;
+        }
         let slot = self.slots[i].clone();
         if woken {
             slot.woken.store(true, Ordering::SeqCst);

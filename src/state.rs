@@ -4,7 +4,7 @@
 //! Pure: the engine owns one [`CheckState`] per check and feeds it verdicts.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::classify::Verdict;
 use crate::core::{Color, Severity};
@@ -139,6 +139,46 @@ pub struct CheckStatus {
     pub target: String,
     pub description: Option<String>,
     pub labels: std::collections::BTreeMap<String, String>,
+    pub color: Color,
+    pub severity: Option<Severity>,
+    pub message: String,
+    pub since: Option<DateTime<Utc>>,
+    pub last_run_at: Option<DateTime<Utc>>,
+    pub latency_ms: Option<f64>,
+    pub incident: Option<i64>,
+}
+
+impl CheckStatus {
+    /// What changes of the check as it runs (not its config).
+    pub fn seen(&self) -> Seen {
+        Seen {
+            color: self.color,
+            severity: self.severity,
+            message: self.message.clone(),
+            since: self.since,
+            last_run_at: self.last_run_at,
+            latency_ms: self.latency_ms,
+            incident: self.incident,
+        }
+    }
+
+    /// Shows what another instance saw of the check.
+    pub fn show(&mut self, seen: Seen) {
+        self.color = seen.color;
+        self.severity = seen.severity;
+        self.message = seen.message;
+        self.since = seen.since;
+        self.last_run_at = seen.last_run_at;
+        self.latency_ms = seen.latency_ms;
+        self.incident = seen.incident;
+    }
+}
+
+/// The running part of a [`CheckStatus`]: what the instance owning a check
+/// shows the others of it (through its lease, see `crate::cluster`), so every
+/// instance shows the cluster's view, and what the next owner starts from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Seen {
     pub color: Color,
     pub severity: Option<Severity>,
     pub message: String,

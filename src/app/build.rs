@@ -15,11 +15,13 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use super::{AppError, open_store};
+use crate::cluster::{self, Cluster};
 use crate::config::Config;
 use crate::core::CheckName;
 use crate::core::deployment::NewDeployment;
 use crate::core::health::ChannelHealth;
 use crate::core::heartbeat::HeartbeatRow;
+use crate::core::ownership::Ownership;
 use crate::engine::{Board, Engine, EngineHandle, Inputs, Parts, Sink};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
@@ -60,6 +62,10 @@ pub struct Built {
     pub(super) scheduler_running: Arc<AtomicBool>,
     /// Why a vital task died, for /readyz.
     pub(super) task_died: Arc<OnceLock<String>>,
+    /// Which checks and duties this instance owns.
+    pub(super) ownership: Ownership,
+    /// This instance's leases among several on PostgreSQL; `None` on SQLite.
+    pub(super) cluster: Option<Cluster>,
 }
 
 impl Built {
@@ -84,22 +90,26 @@ pub async fn build(config: Config) -> Result<Built, AppError> {
         probe_context(&config, &store, &metrics, &health, addr).await?;
     let (jobs, channels) = built_or_every_problem(&config, &probes, &metrics)?;
     load_heartbeats(&probes, &url).await?;
-    // Uptime for the API, counted once from the rollups and the samples not
-    // rolled up yet, then kept up by the writer (which has not started: no
-    // batch counts twice).
-    let uptime = UptimeBook::new();
-    store
-        .seed_uptime(&uptime, chrono::Utc::now())
-        .await
-        .map_err(stored)?;
+    let uptime = seeded_uptime(&store).await.map_err(stored)?;
     let buffer = SampleBuffer::new(config.storage.buffer);
     let writer = Writer::new(store.clone(), buffer.clone(), metrics.writer.clone())
         .with_uptime(uptime.clone());
     let outbox = outbox(&config, &store, channels, &metrics, health);
-    let parts = engine_parts(&config, &store, buffer, &metrics, &outbox);
+    let ownership = cluster::ownership(&config, &store);
+    let parts = engine_parts(&config, &store, buffer, &metrics, &outbox, &ownership);
     let (engine, sink, engine_handle, engine_inputs) =
         engine(parts, &deployed).await.map_err(stored)?;
     let board = engine.board();
+    let (cluster, cluster_view) = (cluster::Parts {
+        store: store.clone(),
+        board: board.clone(),
+        engine: engine_handle.clone(),
+        metrics: metrics.clone(),
+        ownership: ownership.clone(),
+    })
+    .join(&config)
+    .await
+    .map_err(stored)?;
     let scheduler_running = Arc::new(AtomicBool::new(true));
     let task_died = Arc::new(OnceLock::new());
     // Filled at run by `log` checks with `ingest = "SOURCE"`.
@@ -118,6 +128,7 @@ pub async fn build(config: Config) -> Result<Built, AppError> {
         heartbeats: probes.heartbeats.clone(),
         ingest: ingest.clone(),
         page: Arc::new(http::page::Settings::new(&config)),
+        cluster: cluster_view,
     });
     Ok(Built {
         config,
@@ -138,7 +149,18 @@ pub async fn build(config: Config) -> Result<Built, AppError> {
         board,
         scheduler_running,
         task_died,
+        ownership,
+        cluster,
     })
+}
+
+/// Uptime for the API, counted once from the rollups and the samples not
+/// rolled up yet, then kept up by the writer (which has not started: no
+/// batch counts twice).
+async fn seeded_uptime(store: &Store) -> Result<UptimeBook, crate::store::StoreError> {
+    let uptime = UptimeBook::new();
+    store.seed_uptime(&uptime, chrono::Utc::now()).await?;
+    Ok(uptime)
 }
 
 /// The metrics of `config`'s checks, each described by its kind and labels.
@@ -315,6 +337,7 @@ fn engine_parts(
     buffer: SampleBuffer,
     metrics: &Metrics,
     outbox: &Outbox,
+    ownership: &Ownership,
 ) -> Parts {
     Parts {
         checks: config.checks.iter().cloned().map(Arc::new).collect(),
@@ -326,6 +349,7 @@ fn engine_parts(
         direct: outbox.direct(),
         queue: 4096,
         deploys: config.deploys.clone(),
+        ownership: ownership.clone(),
     }
 }
 

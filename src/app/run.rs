@@ -40,7 +40,8 @@ struct Stops {
     root: CancellationToken,
     /// The scheduler and the log sources; what [`Keeper::stopper`] cancels.
     probes: CancellationToken,
-    /// The sample writer, the outbox, retention, the rollups and the scheduled reports.
+    /// The sample writer, the outbox, retention, the rollups, the scheduled
+    /// reports and the cluster's leases (given up once the engine is done).
     drain: CancellationToken,
     /// The HTTP listener.
     http: CancellationToken,
@@ -70,6 +71,8 @@ struct Tasks {
     rollup: JoinHandle<()>,
     /// The scheduled reports (`[reports]`); ends at once without any.
     reports: JoinHandle<()>,
+    /// Renewing this instance's leases; ends at once alone.
+    cluster: JoinHandle<()>,
 }
 
 /// What the supervisor keeps besides the tasks.
@@ -133,14 +136,20 @@ impl Built {
 
     /// Spawns the HTTP server and every worker on the tracker.
     fn spawn(self, watch: &Watch, logs: JoinHandle<()>, options: &Options) -> Tasks {
-        let (tracker, stops, config) = (&watch.tracker, &watch.stops, &self.config);
+        let (tracker, stops) = (&watch.tracker, &watch.stops);
+        let reports = reports(&self, &stops.drain);
+        let config = &self.config;
         let server = tracker.spawn(http::serve::serve(
             self.listener,
             self.router,
             http::serve::Limits::default(),
             stops.http.clone(),
         ));
-        let reports = reports(config, self.addr, &self.store, &self.outbox, &stops.drain);
+        let cluster: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
+            match self.cluster {
+                Some(cluster) => Box::pin(cluster.run(stops.drain.clone())),
+                None => Box::pin(async {}),
+            };
         let writer = self.writer.run(stops.drain.clone());
         let outbox = self.outbox.run(stops.drain.clone());
         let rollup = rollup::run(
@@ -162,6 +171,7 @@ impl Built {
             stops.probes.clone(),
             PROBE_GRACE,
             self.wake_requests,
+            self.ownership,
         );
         tracing::info!(addr = %self.addr, checks = config.checks.len(), channels = config.channels.len(), "keeper started");
         Tasks {
@@ -177,6 +187,7 @@ impl Built {
             retention: tracker.spawn(retention),
             rollup: tracker.spawn(rollup),
             reports: tracker.spawn(reports),
+            cluster: tracker.spawn(cluster),
             scheduler: Vital::spawn(tracker, "scheduler", scheduler, options),
             logs,
         }
@@ -249,12 +260,13 @@ async fn stop(
         // The writer flushes while the outbox finishes its sends and
         // retention and the rollups stop.
         watch.stops.drain.cancel();
-        let (writer_done, _, _, _, _) = tokio::join!(
+        let (writer_done, _, _, _, _, _) = tokio::join!(
             tokio::time::timeout(FLUSH_GRACE, tasks.writer.join()),
             tasks.outbox.join(),
             &mut tasks.retention,
             &mut tasks.rollup,
-            &mut tasks.reports
+            &mut tasks.reports,
+            &mut tasks.cluster
         );
         if writer_done.is_err() {
             tracing::warn!("sample writer did not finish flushing in time");
@@ -282,13 +294,11 @@ async fn stop(
 /// The daily health report's task (`[reports] health`), on the store's
 /// reader and the outbox's channels; nothing to do without the key.
 fn reports(
-    config: &crate::config::Config,
-    addr: std::net::SocketAddr,
-    store: &Store,
-    outbox: &crate::notify::outbox::Outbox,
+    built: &Built,
     stop: &CancellationToken,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
     use crate::report::health::daily;
+    let (config, addr) = (&built.config, built.addr);
     let Some(schedule) = config.reports.health.clone() else {
         return Box::pin(async {});
     };
@@ -297,11 +307,12 @@ fn reports(
         checks: config.checks.clone(),
         channels: daily::routed_channels(&config.routes),
         link: (config.server.public_url.clone()).unwrap_or_else(|| format!("http://{addr}/")),
+        ownership: built.ownership.clone(),
     };
     Box::pin(daily::run(
         daily,
-        store.reader(),
-        outbox.channels(),
+        built.store.reader(),
+        built.outbox.channels(),
         stop.clone(),
     ))
 }

@@ -7,6 +7,7 @@
 //! the rest into the kind's own strict `Spec`.
 
 mod apps;
+mod cluster;
 mod cost;
 mod env;
 mod error;
@@ -25,6 +26,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 pub use apps::{AppDeploys, DEFAULT_DEPLOY_WATCH, Deploys};
+pub use cluster::Cluster;
 pub use cost::Cost;
 pub use error::{ConfigError, ConfigErrors};
 pub use reports::Reports;
@@ -59,6 +61,8 @@ pub struct Config {
     pub deploys: Deploys,
     /// `[reports]`: when reports are sent through the routes.
     pub reports: Reports,
+    /// `[cluster]`: this instance among those sharing a PostgreSQL database.
+    pub cluster: Cluster,
 }
 
 #[derive(Clone, Debug)]
@@ -255,6 +259,7 @@ struct Sections<'i> {
     cost: cost::RawCost,
     apps: Vec<(Spanned<String>, Spanned<DeTable<'i>>)>,
     reports: reports::RawReports,
+    cluster: cluster::Raw,
     checks: Vec<(Spanned<String>, Spanned<DeTable<'i>>)>,
     channels: Vec<(Spanned<String>, Spanned<DeTable<'i>>)>,
 }
@@ -275,6 +280,7 @@ fn read_sections<'i>(root: DeTable<'i>, errors: &mut error::Collector) -> Sectio
             "status_page" => s.status_page = read(&name, value, errors).unwrap_or_default(),
             "cost" => s.cost = read(&name, value, errors).unwrap_or_default(),
             "reports" => s.reports = read(&name, value, errors).unwrap_or_default(),
+            "cluster" => s.cluster = read(&name, value, errors).unwrap_or_default(),
             "checks" => s.checks = kinds::named_tables(&name, value, errors),
             "channels" => s.channels = kinds::named_tables(&name, value, errors),
             "apps" => s.apps = kinds::named_tables(&name, value, errors),
@@ -282,7 +288,7 @@ fn read_sections<'i>(root: DeTable<'i>, errors: &mut error::Collector) -> Sectio
                 key.span(),
                 &name,
                 format!(
-                    "unknown key {name} (expected server, storage, delivery, defaults, severities, checks, channels, routes, maintenance, watchdog, status_page, cost, apps or reports)"
+                    "unknown key {name} (expected server, storage, delivery, defaults, severities, checks, channels, routes, maintenance, watchdog, status_page, cost, apps, reports or cluster)"
                 ),
             ),
         }
@@ -311,6 +317,7 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
     let status_page = s.status_page.resolve(&all_checks, errors);
     let cost = s.cost.resolve(errors);
     let reports = s.reports.resolve();
+    let cluster = s.cluster.resolve(errors);
     let listen = read_listen(s.server.listen.as_ref(), errors)?;
     Some(Config {
         path: path.to_path_buf(),
@@ -344,6 +351,7 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
         cost,
         deploys,
         reports,
+        cluster,
     })
 }
 

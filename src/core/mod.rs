@@ -1,7 +1,7 @@
 //! The words every other part of keeper speaks, and nothing else: check
 //! names, [`Color`], [`Severity`], [`Metric`], [`Sample`] and its
 //! [`Outcome`], typed config values and the [`SpecProblem`]s found in them,
-//! the [`Notification`] and its outbox rows, deployments, keeper's own health, uptime bands and latency
+//! the [`Notification`] and its outbox rows, which checks this instance owns, deployments, keeper's own health, uptime bands and latency
 //! percentiles, and the text and secret rules. This is the leaf of the module graph: it imports
 //! no other part of keeper (see the README's Layout and `tests/it/layers.rs`).
 
@@ -11,6 +11,7 @@ pub mod health;
 pub mod heartbeat;
 pub mod metric;
 pub mod notification;
+pub mod ownership;
 pub mod percentile;
 pub mod problem;
 pub mod redact;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use crate::config::CheckConfig;
-use crate::state::CheckStatus;
+use crate::state::{CheckStatus, Seen};
 
 /// The current status of every check, for the API and status page.
 #[derive(Clone, Default)]
@@ -61,6 +61,18 @@ impl Board {
     pub fn get(&self, name: &str) -> Option<CheckStatus> {
         let b = self.inner.read().ok()?;
         b.by_name.get(name).map(|&i| b.checks[i].clone())
+    }
+
+    /// Shows what the instance owning check `i` saw of it (a cluster member
+    /// shows checks it does not own as their owners see them).
+    pub fn show(&self, i: usize, seen: Seen) {
+        self.update(i, |s| s.show(seen));
+    }
+
+    /// What this instance shows of check `i` now.
+    pub fn seen(&self, i: usize) -> Option<Seen> {
+        let b = self.inner.read().ok()?;
+        b.checks.get(i).map(CheckStatus::seen)
     }
 
     pub(super) fn update(&self, i: usize, f: impl FnOnce(&mut CheckStatus)) {

@@ -5,7 +5,9 @@
 use chrono::{DateTime, Utc};
 
 use super::Engine;
+use crate::core::ownership::Duty;
 use crate::core::{EventKind, Severity};
+use crate::incident::OpenIncident;
 use crate::notify::policy::{self, Notice, changes};
 use crate::store::IncidentFilter;
 
@@ -20,9 +22,17 @@ impl Engine {
         self.remind(now).await;
         self.resend_open(now).await;
         self.judge_deployments(now).await;
-        if let Some(since) = self.policy.digest_due(now) {
+        // Due everywhere, sent by the one instance holding the duty.
+        if let Some(since) = self.policy.digest_due(now)
+            && self.ownership.does(Duty::Digest)
+        {
             self.send_digest(since, now).await;
         }
+    }
+
+    /// The checks this instance acts on as time passes (all of them alone).
+    fn owned(&self) -> impl Iterator<Item = usize> + use<'_> {
+        (0..self.checks.len()).filter(|&i| self.ownership.owns(i))
     }
 
     /// The daily digest: every open low incident, and every low incident that
@@ -30,20 +40,29 @@ impl Engine {
     /// (its notifications share a batch, see [`crate::core::Outgoing::batch_at`]).
     async fn send_digest(&mut self, since: DateTime<Utc>, now: DateTime<Utc>) {
         self.digest_resolved(since, now).await;
-        let low: Vec<usize> = (0..self.checks.len())
-            .filter(|&i| {
-                self.checks[i]
-                    .open
-                    .as_ref()
-                    .is_some_and(|o| o.severity == Severity::Low)
-            })
-            .collect();
-        for i in low {
-            let Some(open) = self.checks[i].open.clone() else {
-                continue;
-            };
+        for (i, open) in self.open_low(now).await {
             self.settle(i, changes::in_digest(&open, now)).await;
         }
+    }
+
+    /// Every open low incident of the cluster (the digest's sender speaks
+    /// for every instance): as stored, else as this instance remembers them.
+    async fn open_low(&mut self, now: DateTime<Utc>) -> Vec<(usize, OpenIncident)> {
+        let store = self.store.clone();
+        let Ok(stored) = self.guarded(store.open_incidents()).await else {
+            let remembered = self.checks.iter().enumerate().filter_map(|(i, rt)| {
+                let open = rt.open.clone()?;
+                (open.severity == Severity::Low).then_some((i, open))
+            });
+            return remembered.collect();
+        };
+        let low = stored.iter().filter(|inc| inc.severity == Severity::Low);
+        low.filter_map(|inc| {
+            let i = (self.checks.iter()).position(|rt| *rt.config.name == inc.check)?;
+            let remembered = self.checks[i].open.clone().filter(|o| o.id == inc.id);
+            Some((i, remembered.unwrap_or_else(|| OpenIncident::new(inc, now))))
+        })
+        .collect()
     }
 
     /// The digest's part about low incidents that opened and resolved since
@@ -88,7 +107,8 @@ impl Engine {
         if due.is_empty() {
             return;
         }
-        for i in 0..self.checks.len() {
+        let owned: Vec<usize> = self.owned().collect();
+        for i in owned {
             let Some(open) = self.checks[i].open.clone() else {
                 continue;
             };
@@ -110,7 +130,8 @@ impl Engine {
 
     /// Notifies the opening of every held-back incident whose hold has ended.
     pub(super) async fn release_held(&mut self, now: DateTime<Utc>) {
-        let due: Vec<usize> = (0..self.checks.len())
+        let due: Vec<usize> = self
+            .owned()
             .filter(|&i| {
                 self.checks[i].open.as_ref().is_some_and(|o| {
                     changes::held_back(o) && self.hold(i, o.severity, now).is_none()
@@ -128,7 +149,8 @@ impl Engine {
     /// One step: sends a reminder for every open, unacknowledged incident
     /// whose response window has passed since it was last notified.
     async fn remind(&mut self, now: DateTime<Utc>) {
-        let due: Vec<usize> = (0..self.checks.len())
+        let due: Vec<usize> = self
+            .owned()
             .filter(|&i| {
                 self.checks[i].open.as_ref().is_some_and(|o| {
                     self.policy.reminder_due(o, now) && self.hold(i, o.severity, now).is_none()

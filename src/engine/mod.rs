@@ -6,6 +6,7 @@
 //! outbox rows in one transaction ([`commit`]; directly while storage is
 //! away, [`offline`]). Nothing else mutates check state or incidents.
 
+mod adopt;
 mod board;
 mod clock;
 mod commit;
@@ -31,6 +32,7 @@ pub use sink::Sink;
 
 use crate::classify::Verdict;
 use crate::config::CheckConfig;
+use crate::core::ownership::Ownership;
 use crate::core::{Color, EventKind, Sample, Severity};
 use crate::incident::{self, Decision, Incident, IncidentChange, OpenIncident};
 use crate::metrics::Metrics;
@@ -78,6 +80,9 @@ pub struct Engine {
     deploys: deploy::Watch,
     /// Checks that regressed after a deployment, by index ([`watched`]).
     regressions: BTreeMap<usize, watched::Regressed>,
+    /// Which checks (and duties) this instance acts on as time passes: all
+    /// alone, its share in a cluster (`crate::cluster`).
+    ownership: Ownership,
 }
 
 /// What the engine's parts are built from.
@@ -96,6 +101,8 @@ pub struct Parts {
     pub queue: usize,
     /// What follows a deployment, per app (`deploy_watch`, `rollback_hint`).
     pub deploys: crate::config::Deploys,
+    /// Which checks and duties are this instance's.
+    pub ownership: Ownership,
 }
 
 /// The engine's inputs, handed to [`Engine::run`].
@@ -128,6 +135,7 @@ impl Engine {
             unwritten: offline::Unwritten::default(),
             deploys: deploy::Watch::new(parts.deploys),
             regressions: BTreeMap::new(),
+            ownership: parts.ownership,
         };
         let handle = EngineHandle {
             commands: commands_tx,

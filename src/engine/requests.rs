@@ -8,8 +8,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::Engine;
 use super::commit::Commit;
 use crate::core::deployment::Deployment;
-use crate::incident::{Incident, NewSilence, Silence};
+use crate::incident::{Incident, NewSilence, OpenIncident, Silence};
 use crate::notify::policy::changes;
+use crate::state::Seen;
 use crate::store::StoreError;
 
 /// Why an acknowledgement was refused.
@@ -43,6 +44,11 @@ pub enum Command {
     },
     /// A deployment was recorded: its app's checks are watched closely.
     Deployed(Deployment),
+    /// Checks this instance took on from another ([`Engine::adopt`]).
+    Adopt {
+        taken: Vec<(usize, Option<Seen>)>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
 }
 
 /// How the API talks to the engine. Cheap to clone.
@@ -81,6 +87,13 @@ impl EngineHandle {
         let _ = self.commands.send(Command::Deployed(deployment)).await;
     }
 
+    /// Takes on checks (by index) another instance owned, each with what it
+    /// last saw of it: their open incidents are read again first.
+    pub async fn adopt(&self, taken: Vec<(usize, Option<Seen>)>) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.ask(Command::Adopt { taken, reply }, answer).await
+    }
+
     async fn ask<T>(
         &self,
         command: Command,
@@ -117,6 +130,9 @@ impl Engine {
                 }
                 let _ = reply.send(ended);
             }
+            Command::Adopt { taken, reply } => {
+                let _ = reply.send(self.adopt(taken).await);
+            }
             Command::Deployed(deployment) => {
                 tracing::info!(app = %deployment.app, version = %deployment.version, "deployment: watching the app's checks");
                 self.deployed(deployment, Utc::now());
@@ -135,20 +151,18 @@ impl Engine {
         if id == super::offline::OFFLINE {
             return Err(AckError::NotFound(id));
         }
-        let Some(i) = self
+        let (i, open) = match self
             .checks
             .iter()
             .position(|rt| rt.open.as_ref().is_some_and(|o| o.id == id))
-        else {
-            let store = self.store.clone();
-            return match self.guarded(store.incident(id)).await {
-                Ok(inc) if inc.resolved_at.is_some() => Err(AckError::Resolved(id)),
-                Ok(inc) => Ok(inc),
-                Err(StoreError::NotFound(_)) => Err(AckError::NotFound(id)),
-                Err(e) => Err(e.into()),
-            };
+        {
+            Some(i) => (
+                i,
+                self.checks[i].open.clone().ok_or(AckError::NotFound(id))?,
+            ),
+            // Not remembered here: another instance of the cluster opened it.
+            None => self.stored_open(id, now).await?,
         };
-        let open = self.checks[i].open.clone().ok_or(AckError::NotFound(id))?;
         if open.acknowledged_at.is_some() {
             let store = self.store.clone();
             return Ok(self.guarded(store.incident(id)).await?);
@@ -171,5 +185,27 @@ impl Engine {
             Commit::Refused(e) => return Err(e.into()),
         };
         Ok(incident)
+    }
+
+    /// Open incident `id` as stored, with its check's index: one this
+    /// instance does not remember (another instance of the cluster opened it,
+    /// or it opened after this one last read the incidents).
+    async fn stored_open(
+        &mut self,
+        id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<(usize, OpenIncident), AckError> {
+        let store = self.store.clone();
+        let inc = match self.guarded(store.incident(id)).await {
+            Ok(inc) if inc.resolved_at.is_some() => return Err(AckError::Resolved(id)),
+            Ok(inc) => inc,
+            Err(StoreError::NotFound(_)) => return Err(AckError::NotFound(id)),
+            Err(e) => return Err(e.into()),
+        };
+        // An incident of a check no longer configured: closed at the next start.
+        let i = (self.checks.iter())
+            .position(|rt| *rt.config.name == inc.check)
+            .ok_or(AckError::NotFound(id))?;
+        Ok((i, OpenIncident::new(&inc, now)))
     }
 }

@@ -53,6 +53,7 @@ async fn fixture(checks_and_policy: &str) -> Fixture {
         direct: outbox.direct(),
         queue: 16,
         deploys: config.deploys.clone(),
+        ownership: crate::core::ownership::Ownership::all(config.checks.len()),
     });
     engine.restore().await.expect("restore");
     Fixture {

@@ -4,6 +4,7 @@
 
 mod api;
 mod auth;
+mod cluster;
 mod deployments;
 mod error;
 mod incidents;
@@ -66,6 +67,8 @@ pub struct AppState {
     pub ingest: crate::probe::log::ingest::Registry,
     /// The status page's settings and the history it shows.
     pub page: Arc<page::Settings>,
+    /// The instances sharing the database and who owns which check.
+    pub cluster: crate::cluster::View,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -86,6 +89,7 @@ pub fn router(state: AppState) -> Router {
                 .merge(incidents::router())
                 .merge(silences::router())
                 .merge(deployments::router())
+                .merge(cluster::router())
                 .route_layer(guard),
         )
         .merge(page::router())

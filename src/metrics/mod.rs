@@ -43,6 +43,10 @@ pub struct Metrics {
     /// Incident changes made while storage is away, not yet written down.
     pub unwritten: IntGauge,
     pub last_sample: Gauge,
+    /// Live instances sharing the database, this one included (1 alone).
+    pub cluster_members: IntGauge,
+    /// Checks this instance probes and decides now.
+    pub checks_owned: IntGauge,
 }
 
 impl Metrics {
@@ -81,29 +85,25 @@ impl Metrics {
                 "Store calls of the engine that failed: the database away, or a change it refused.",
             )
             .expect("valid metric"),
-            unwritten: IntGauge::new(
+            unwritten: int_gauge(
                 "keeper_incident_changes_unwritten",
                 "Incident changes made (and notified) while storage is away, waiting to be written down.",
-            )
-            .expect("valid metric"),
+            ),
             last_sample: Gauge::new(
                 "keeper_last_sample_timestamp_seconds",
                 "When the newest sample was taken, in unix seconds.",
             )
             .expect("valid metric"),
+            cluster_members: int_gauge(
+                "keeper_cluster_members",
+                "Live keeper instances sharing this instance's database, itself included.",
+            ),
+            checks_owned: int_gauge(
+                "keeper_checks_owned",
+                "Checks this instance owns now: it probes them and decides their incidents.",
+            ),
             registry,
         };
-        let build_info = IntGaugeVec::new(
-            Opts::new(
-                "keeper_build_info",
-                "keeper's version and the git commit it was built from; always 1.",
-            ),
-            &["version", "revision"],
-        )
-        .expect("valid metric");
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION"), REVISION])
-            .set(1);
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(m.incidents_open.clone()),
             Box::new(m.notifications.clone()),
@@ -111,7 +111,9 @@ impl Metrics {
             Box::new(m.store_errors.clone()),
             Box::new(m.unwritten.clone()),
             Box::new(m.last_sample.clone()),
-            Box::new(build_info),
+            Box::new(m.cluster_members.clone()),
+            Box::new(m.checks_owned.clone()),
+            Box::new(build_info()),
         ];
         for c in collectors {
             m.registry.register(c).expect("metric names are unique");
@@ -179,6 +181,25 @@ impl Metrics {
         self.checks.render(&mut out);
         Ok(out)
     }
+}
+
+fn int_gauge(name: &str, help: &str) -> IntGauge {
+    IntGauge::new(name, help).expect("valid metric")
+}
+
+/// `keeper_build_info{version, revision} 1`.
+fn build_info() -> IntGaugeVec {
+    let info = IntGaugeVec::new(
+        Opts::new(
+            "keeper_build_info",
+            "keeper's version and the git commit it was built from; always 1.",
+        ),
+        &["version", "revision"],
+    )
+    .expect("valid metric");
+    info.with_label_values(&[env!("CARGO_PKG_VERSION"), REVISION])
+        .set(1);
+    info
 }
 
 #[cfg(test)]

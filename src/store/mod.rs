@@ -17,6 +17,8 @@ pub mod sqlite;
 pub mod uptime;
 pub mod writer;
 
+pub use sql::cluster::{Beat, Claim, Lease, Member};
+
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};

@@ -19,6 +19,7 @@ const LAYERS: &[&[&str]] = &[
     &["watchdog"],
     &["config", "metrics"],
     &["engine", "report"],
+    &["cluster"],
     &["scheduler", "http"],
     &["app"],
     &["cli"],

@@ -17,6 +17,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
+use crate::core::ownership::{Duty, Ownership};
+
 use super::actions::actions;
 use super::markdown::overall_word;
 use super::{Facts, Period, gather, html, render};
@@ -42,6 +44,8 @@ pub struct Daily {
     pub channels: Vec<String>,
     /// Link for chat summaries: `server.public_url`, else the listen address.
     pub link: String,
+    /// Among several instances, the one holding [`Duty::Reports`] sends.
+    pub ownership: Ownership,
 }
 
 /// Every channel any route names, in order, each once.
@@ -72,6 +76,10 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
+        }
+        if !daily.ownership.does(Duty::Reports) {
+            tracing::debug!("the health report is another instance's to send");
+            continue;
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -183,8 +183,12 @@ async fn change_incident(tx: &mut Tx, change: IncidentChange) -> Result<(Row, Da
             return Ok((found(query, id, "escalating an incident").await?, at));
         }
         C::Remind { id, at } => {
+            // Refused once acknowledged anywhere: an instance that did not
+            // hear of it reloads the incident and stops reminding.
             let query = tx
-                .query(incidents!("WHERE id = $1 AND resolved_at IS NULL"))
+                .query(incidents!(
+                    "WHERE id = $1 AND resolved_at IS NULL AND acknowledged_at IS NULL"
+                ))
                 .bind(id);
             return Ok((
                 found(query, id, "reading an incident to remind of").await?,

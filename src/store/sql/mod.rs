@@ -10,6 +10,7 @@
 //! A [`Stmt`] binds its arguments straight into the backend's own query, so a
 //! query costs what it cost when each backend had its own copy.
 
+pub(crate) mod cluster;
 mod deployments;
 mod heartbeats;
 mod incidents;

@@ -1,0 +1,497 @@
+//! Several instances on one PostgreSQL database (DESIGN.md §11): which
+//! instance probes and decides each check, and which does each cluster-wide
+//! duty, through leases in the database — no consensus of our own.
+//!
+//! Every renewal (a third of `[cluster] lease`) an instance says it is alive,
+//! reads who else is, and wants the checks that rendezvous hashing gives it
+//! among the live members ([`rendezvous`]). It gives up at once what it no
+//! longer wants (it stops probing first), claims or renews what it wants —
+//! a lease another instance holds and renews stays that instance's — and
+//! takes on what it was granted: the engine reloads those checks' open
+//! incidents before the scheduler probes them. So a check has one owner at a
+//! time; a dead instance's checks go to the others once its leases expire,
+//! and a returning one gets its share back as the others give it up, each
+//! check at its next planned run (no burst). With each renewal the owner
+//! publishes its view of its checks in their leases, and every instance
+//! shows the others' checks as their owners see them.
+//!
+//! While the database is away an instance keeps probing what it owned
+//! (a double probe is better than none) and reports the storage trouble
+//! through `keeper:storage`. keeper's own checks (`keeper:*`) watch the
+//! instance they run in: every instance runs its own, unleased.
+//!
+//! Alone, or on SQLite, an instance owns everything and no task runs.
+
+mod rendezvous;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::core::CheckName;
+use crate::core::ownership::{DUTY_REGION, Duty, Ownership};
+use crate::engine::{Board, EngineHandle};
+use crate::metrics::Metrics;
+use crate::state::Seen;
+use crate::store::{Beat, Claim, Lease, Member, Store, StoreError};
+
+/// Members and leases nobody renewed for this long are forgotten.
+const FORGET_AFTER: Duration = Duration::from_secs(86_400);
+
+/// What the API shows of the cluster (`GET /api/v1/cluster`): cheap to
+/// clone, refreshed at each renewal.
+#[derive(Clone, Debug, Default)]
+pub struct View(Arc<RwLock<Snapshot>>);
+
+impl View {
+    pub fn snapshot(&self) -> Snapshot {
+        self.0.read().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    fn set(&self, snapshot: Snapshot) {
+        if let Ok(mut s) = self.0.write() {
+            *s = snapshot;
+        }
+    }
+}
+
+/// The cluster as this instance last saw it.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Snapshot {
+    /// This instance's name.
+    pub instance: String,
+    pub region: Option<String>,
+    /// `postgres` (a cluster of one or more), or `sqlite` (always alone).
+    pub backend: &'static str,
+    pub lease_seconds: f64,
+    /// When the leases were last read; `None` alone.
+    pub updated_at: Option<DateTime<Utc>>,
+    pub members: Vec<MemberView>,
+    /// Each check's owner (`None`: nobody holds a live lease on it).
+    pub checks: Vec<Owner>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct MemberView {
+    pub name: String,
+    pub region: Option<String>,
+    pub version: String,
+    pub started_at: Option<DateTime<Utc>>,
+    pub seen_at: Option<DateTime<Utc>>,
+    /// Live leases on checks it holds.
+    pub checks_owned: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Owner {
+    pub check: String,
+    pub owner: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// This instance's part in the cluster: its leases, renewed by [`Cluster::run`].
+pub struct Cluster {
+    store: Store,
+    me: crate::config::Cluster,
+    /// Random per start, to tell two processes calling themselves one name apart.
+    incarnation: String,
+    /// Each check's name, by index; keeper's own checks are not leased.
+    checks: Vec<CheckName>,
+    leased: Vec<bool>,
+    index: HashMap<CheckName, usize>,
+    ownership: Ownership,
+    board: Board,
+    engine: EngineHandle,
+    metrics: Metrics,
+    view: View,
+}
+
+/// Which checks and duties this instance starts with: alone on SQLite,
+/// everything; on PostgreSQL, only keeper's own checks until the leases say.
+pub fn ownership(config: &Config, store: &Store) -> Ownership {
+    let n = config.checks.len();
+    match store {
+        Store::Sqlite(_) => Ownership::all(n),
+        Store::Postgres(_) => {
+            let ownership = Ownership::none(n);
+            for (i, check) in config.checks.iter().enumerate() {
+                if !leased(&check.name) {
+                    ownership.set(i, true);
+                }
+            }
+            ownership
+        }
+    }
+}
+
+/// Whether check `name` is owned through a lease: all but keeper's own.
+fn leased(name: &str) -> bool {
+    !name.starts_with(crate::watchdog::PREFIX)
+}
+
+/// What an instance alone shows: itself the only member, owning everything.
+pub fn alone(config: &Config, metrics: &Metrics) -> View {
+    metrics.cluster_members.set(1);
+    metrics.checks_owned.set(config.checks.len() as i64);
+    let snapshot = Snapshot {
+        instance: config.cluster.name.clone(),
+        region: config.cluster.region.clone(),
+        backend: "sqlite",
+        lease_seconds: config.cluster.lease.as_secs_f64(),
+        updated_at: None,
+        members: vec![MemberView {
+            name: config.cluster.name.clone(),
+            region: config.cluster.region.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            started_at: None,
+            seen_at: None,
+            checks_owned: config.checks.len(),
+        }],
+        checks: (config.checks.iter())
+            .map(|c| Owner {
+                check: c.name.to_string(),
+                owner: Some(config.cluster.name.clone()),
+                expires_at: None,
+            })
+            .collect(),
+    };
+    let view = View::default();
+    view.set(snapshot);
+    view
+}
+
+/// What building a cluster member needs from the other parts.
+pub struct Parts {
+    pub store: Store,
+    pub board: Board,
+    pub engine: EngineHandle,
+    pub metrics: Metrics,
+    /// As [`ownership`] made it.
+    pub ownership: Ownership,
+}
+
+impl Parts {
+    /// This instance's part: on PostgreSQL a member that took its first
+    /// leases ([`Cluster::join`]), else alone.
+    pub async fn join(self, config: &Config) -> Result<(Option<Cluster>, View), StoreError> {
+        if let Store::Sqlite(_) = self.store {
+            return Ok((None, alone(config, &self.metrics)));
+        }
+        let (mut cluster, view) = Cluster::new(config, self);
+        cluster.join().await?;
+        Ok((Some(cluster), view))
+    }
+}
+
+impl Cluster {
+    /// A member owning nothing yet but keeper's own checks; [`Cluster::join`] takes its share.
+    pub fn new(config: &Config, parts: Parts) -> (Cluster, View) {
+        let checks: Vec<CheckName> = config.checks.iter().map(|c| c.name.clone()).collect();
+        let leased = checks.iter().map(|c| leased(c)).collect();
+        let index = (checks.iter().enumerate())
+            .map(|(i, c)| (c.clone(), i))
+            .collect();
+        let view = View::default();
+        let cluster = Cluster {
+            store: parts.store,
+            me: config.cluster.clone(),
+            incarnation: format!("{:016x}", rand::random::<u64>()),
+            checks,
+            leased,
+            index,
+            ownership: parts.ownership,
+            board: parts.board,
+            engine: parts.engine,
+            metrics: parts.metrics,
+            view: view.clone(),
+        };
+        (cluster, view)
+    }
+
+    /// The first renewal, before anything runs: the engine has just read
+    /// every open incident, so checks granted now need no reload. Also
+    /// forgets rows nobody renewed for a day.
+    pub async fn join(&mut self) -> Result<(), StoreError> {
+        self.store.forget_cluster_rows(FORGET_AFTER).await?;
+        if let Some(other) = self.beat().await? {
+            tracing::warn!(instance = %self.me.name, other, "another keeper process used this instance's name within a lease: if it still runs, set a distinct [cluster] name on each");
+        }
+        self.renew(false).await
+    }
+
+    /// Renews until `stop`, a third of a lease apart. A failed renewal is
+    /// logged and tried again at the next; what is owned stays owned.
+    pub async fn run(mut self, stop: CancellationToken) {
+        let mut every = tokio::time::interval(self.me.renew_every());
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        every.tick().await;
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = every.tick() => {}
+            }
+            match self.round().await {
+                Ok(()) if failing => {
+                    failing = false;
+                    tracing::info!("cluster leases renewed again");
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    // Once a renewal: a database away for long logs every few seconds.
+                    tracing::warn!(error = %e, "renewing cluster leases; keeping the checks owned until the database answers");
+                    failing = true;
+                }
+            }
+        }
+        self.leave().await;
+    }
+
+    async fn round(&mut self) -> Result<(), StoreError> {
+        if let Some(other) = self.beat().await? {
+            tracing::error!(instance = %self.me.name, other, "another keeper process calls itself by this instance's name: give each a distinct [cluster] name");
+        }
+        self.renew(true).await
+    }
+
+    /// Says this instance is alive; another incarnation's name if one also is.
+    async fn beat(&self) -> Result<Option<String>, StoreError> {
+        let beat = Beat {
+            name: &self.me.name,
+            region: self.me.region.as_deref(),
+            incarnation: &self.incarnation,
+            version: env!("CARGO_PKG_VERSION"),
+            lease: self.me.lease,
+        };
+        self.store.beat(&beat).await
+    }
+
+    /// One renewal: give up, claim, take on, show.
+    async fn renew(&mut self, adopt: bool) -> Result<(), StoreError> {
+        let members = self.store.live_members(self.me.lease).await?;
+        let wanted = self.wanted(&members);
+        self.give_up(&wanted).await?;
+        let claims = self.claims(&wanted);
+        let held: BTreeSet<(String, String)> = (self.store)
+            .claim(&self.me.name, self.me.lease, &claims)
+            .await?
+            .into_iter()
+            .collect();
+        let leases = self.store.leases().await?;
+        self.take_on(&held, &leases, adopt).await;
+        self.show(&members, &leases);
+        Ok(())
+    }
+
+    /// Each leased check and duty, and whether this instance should own it.
+    fn wanted(&self, members: &[Member]) -> Wanted {
+        let names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
+        let mine =
+            |key: &str| rendezvous::owner(key, names.iter().copied()) == Some(&*self.me.name);
+        Wanted {
+            checks: (self.checks.iter().zip(&self.leased))
+                .map(|(c, &leased)| leased && mine(c))
+                .collect(),
+            duties: Duty::ALL.map(|d| mine(&format!("{DUTY_REGION}/{}", d.key()))),
+        }
+    }
+
+    /// Stops owning what another instance should own now, then gives the
+    /// leases up so it need not wait for them to expire.
+    async fn give_up(&self, wanted: &Wanted) -> Result<(), StoreError> {
+        let mut keys = Vec::new();
+        for (i, name) in self.checks.iter().enumerate() {
+            if self.leased[i] && self.ownership.owns(i) && !wanted.checks[i] {
+                self.ownership.set(i, false);
+                keys.push((name.to_string(), String::new()));
+            }
+        }
+        for (d, duty) in Duty::ALL.into_iter().enumerate() {
+            if self.ownership.does(duty) && !wanted.duties[d] {
+                self.ownership.set_duty(duty, false);
+                keys.push((duty.key().to_string(), DUTY_REGION.to_string()));
+            }
+        }
+        if !keys.is_empty() {
+            tracing::info!(
+                leases = keys.len(),
+                "giving up leases another instance should hold now"
+            );
+        }
+        self.store.release(&self.me.name, &keys).await.map(drop)
+    }
+
+    /// The leases to claim or renew, each owned check's with this
+    /// instance's view of it.
+    fn claims(&self, wanted: &Wanted) -> Vec<Claim> {
+        let mut claims: Vec<Claim> = (0..self.checks.len())
+            .filter(|&i| wanted.checks[i])
+            .map(|i| Claim {
+                name: self.checks[i].to_string(),
+                region: String::new(),
+                view: (self.ownership.owns(i))
+                    .then(|| self.board.seen(i))
+                    .flatten()
+                    .and_then(|seen| serde_json::to_string(&seen).ok()),
+            })
+            .collect();
+        for (d, duty) in Duty::ALL.into_iter().enumerate() {
+            if wanted.duties[d] {
+                claims.push(Claim {
+                    name: duty.key().into(),
+                    region: DUTY_REGION.into(),
+                    view: None,
+                });
+            }
+        }
+        claims
+    }
+
+    /// Owns what it holds: checks newly held are first taken on by the
+    /// engine (their open incidents reloaded, their owner's view shown);
+    /// anything owned but not held any more (its lease ran out while the
+    /// database was away, and another took it) stops.
+    async fn take_on(&self, held: &BTreeSet<(String, String)>, leases: &[Lease], adopt: bool) {
+        let holds =
+            |name: &str, region: &str| held.contains(&(name.to_string(), region.to_string()));
+        let mut gained = Vec::new();
+        for (i, name) in self.checks.iter().enumerate() {
+            if !self.leased[i] {
+                continue;
+            }
+            match (self.ownership.owns(i), holds(name, "")) {
+                (false, true) => gained.push((i, view_of(leases, name))),
+                (true, false) => {
+                    tracing::warn!(check = %name, "another instance holds this check's lease now: no longer probing it");
+                    self.ownership.set(i, false);
+                }
+                _ => {}
+            }
+        }
+        for duty in Duty::ALL {
+            self.ownership
+                .set_duty(duty, holds(duty.key(), DUTY_REGION));
+        }
+        if gained.is_empty() {
+            return;
+        }
+        let checks: Vec<usize> = gained.iter().map(|(i, _)| *i).collect();
+        if adopt && let Err(e) = self.engine.adopt(gained).await {
+            // Held but not probed until the next renewal takes them on.
+            tracing::warn!(error = %e, checks = checks.len(), "taking on checks: their incidents could not be read; trying at the next renewal");
+            return;
+        }
+        tracing::info!(checks = checks.len(), "taking on checks");
+        for i in checks {
+            self.ownership.set(i, true);
+        }
+    }
+
+    /// Shows the other instances' checks as their owners see them, and the
+    /// members and owners to the API and the metrics.
+    fn show(&self, members: &[Member], leases: &[Lease]) {
+        for lease in leases.iter().filter(|l| l.region.is_empty()) {
+            let Some(&i) = self.index.get(lease.name.as_str()) else {
+                continue;
+            };
+            if self.ownership.owns(i) {
+                continue;
+            }
+            if let Some(seen) = lease.view.as_deref().and_then(parse_view) {
+                self.metrics.set_status(i, seen.color);
+                self.board.show(i, seen);
+            }
+        }
+        let owned = self.ownership.owned();
+        self.metrics.cluster_members.set(members.len() as i64);
+        self.metrics.checks_owned.set(owned as i64);
+        self.view.set(self.snapshot(members, leases));
+    }
+
+    fn snapshot(&self, members: &[Member], leases: &[Lease]) -> Snapshot {
+        let live: Vec<&Lease> = leases
+            .iter()
+            .filter(|l| l.live && l.region.is_empty())
+            .collect();
+        let owner_of = |check: &str| live.iter().find(|l| l.name == check);
+        Snapshot {
+            instance: self.me.name.clone(),
+            region: self.me.region.clone(),
+            backend: "postgres",
+            lease_seconds: self.me.lease.as_secs_f64(),
+            updated_at: Some(Utc::now()),
+            members: (members.iter())
+                .map(|m| MemberView {
+                    name: m.name.clone(),
+                    region: m.region.clone(),
+                    version: m.version.clone(),
+                    started_at: Some(m.started_at),
+                    seen_at: Some(m.seen_at),
+                    checks_owned: live.iter().filter(|l| l.owner == m.name).count(),
+                })
+                .collect(),
+            checks: (self.checks.iter().zip(&self.leased))
+                .map(|(c, &leased)| {
+                    let lease = owner_of(c);
+                    Owner {
+                        check: c.to_string(),
+                        owner: match leased {
+                            true => lease.map(|l| l.owner.clone()),
+                            false => Some(self.me.name.clone()),
+                        },
+                        expires_at: lease.map(|l| l.expires_at),
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// At shutdown: gives every lease up, so the others take the checks at
+    /// their next renewal instead of a lease later.
+    async fn leave(&self) {
+        let mut keys: Vec<(String, String)> = (0..self.checks.len())
+            .filter(|&i| self.leased[i] && self.ownership.owns(i))
+            .map(|i| (self.checks[i].to_string(), String::new()))
+            .collect();
+        keys.extend(
+            (Duty::ALL.into_iter())
+                .filter(|&d| self.ownership.does(d))
+                .map(|d| (d.key().to_string(), DUTY_REGION.to_string())),
+        );
+        for i in 0..self.checks.len() {
+            if self.leased[i] {
+                self.ownership.set(i, false);
+            }
+        }
+        match self.store.release(&self.me.name, &keys).await {
+            Ok(n) => tracing::info!(leases = n, "left the cluster: leases given up"),
+            Err(e) => {
+                tracing::warn!(error = %e, "leaving the cluster: leases will expire on their own")
+            }
+        }
+    }
+}
+
+/// What this instance should own.
+struct Wanted {
+    checks: Vec<bool>,
+    duties: [bool; Duty::ALL.len()],
+}
+
+/// The view published in the lease on check `name`, if any.
+fn view_of(leases: &[Lease], name: &str) -> Option<Seen> {
+    let lease = leases
+        .iter()
+        .find(|l| l.name == name && l.region.is_empty())?;
+    parse_view(lease.view.as_deref()?)
+}
+
+/// A published view; one that does not parse (another version's) is skipped.
+fn parse_view(text: &str) -> Option<Seen> {
+    serde_json::from_str(text).ok()
+}
