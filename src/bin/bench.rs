@@ -18,12 +18,17 @@
 //! 6. With `--instructions N` (and `--seconds`): instructions per check of N
 //!    checks under callgrind, exact where CPU time is noisy (`bench/instructions.rs`).
 //!
-//! Usage: `cargo run --release --bin bench -- [--checks 100,1000,10000 ("": none)]
+//! Built only with the `bench` feature (`cargo install` leaves it out), and
+//! beside the `keeper` binary it starts: build both with `--bins`.
+//!
+//! Usage: `cargo build --release --features bench --bins`, then
+//!        `target/release/bench [--checks 100,1000,10000 ("": none)]
 //!         [--rate 2000] [--seconds 20] [--warmup 5] [--samples 200000]`
-//!        `cargo run --release --bin bench -- --log-lines 5000000`
-//!        `cargo run --release --bin bench -- --api 10000,1000000`
-//!        `cargo run --release --bin bench -- --page 10`
-//!        `cargo run --release --bin bench -- --instructions 200 --seconds 20`
+//!        `target/release/bench --log-lines 5000000`
+//!        `target/release/bench --api 10000,1000000`
+//!        `target/release/bench --page 10`
+//!        `target/profiling/bench --instructions 200 --seconds 20` (after
+//!        `cargo build --profile profiling --features bench --bins`)
 //! PostgreSQL from `KEEPER_TEST_PG_URL` (default postgres://postgres@127.0.0.1:5432).
 
 use std::net::SocketAddr;
@@ -198,7 +203,7 @@ fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
     let path = exe.with_file_name(name);
     if !path.exists() {
         bail!(
-            "{} not found: build it first (cargo build --release --bins)",
+            "{} not found: build it first (cargo build --release --features bench --bins)",
             path.display()
         );
     }
