@@ -18,17 +18,11 @@
 //! 6. With `--instructions N` (and `--seconds`): instructions per check of N
 //!    checks under callgrind, exact where CPU time is noisy (`bench/instructions.rs`).
 //!
-//! Built only with the `bench` feature (`cargo install` leaves it out), and
-//! beside the `keeper` binary it starts: build both with `--bins`.
-//!
-//! Usage: `cargo build --release --features bench --bins`, then
-//!        `target/release/bench [--checks 100,1000,10000 ("": none)]
-//!         [--rate 2000] [--seconds 20] [--warmup 5] [--samples 200000]`
-//!        `target/release/bench --log-lines 5000000`
-//!        `target/release/bench --api 10000,1000000`
-//!        `target/release/bench --page 10`
-//!        `target/profiling/bench --instructions 200 --seconds 20` (after
-//!        `cargo build --profile profiling --features bench --bins`)
+//! Built only with the `bench` feature, beside the `keeper` binary it starts:
+//! `cargo build --release --features bench --bins`, then `target/release/bench
+//!   [--checks 100,1000,10000 ("": none)] [--rate 2000] [--seconds 20] [--warmup 5]
+//!   [--samples 200000]`, or `--log-lines 5000000`, `--api 10000,1000000`, `--page 10`;
+//! `--instructions 200 --seconds 20` from `target/profiling/` (`--profile profiling`).
 //! PostgreSQL from `KEEPER_TEST_PG_URL` (default postgres://postgres@127.0.0.1:5432).
 
 use std::net::SocketAddr;
