@@ -1,5 +1,5 @@
 //! keeper's exit statuses, every verb's, in one place (documented in
-//! docs/operations.md, "Exit codes"). The numbers are a monitoring plugin's
+//! docs/cli.md, "Exit codes"). The numbers are a monitoring plugin's
 //! (Nagios, Icinga, Sensu): `status` and `probe` can be run by one as they
 //! are. Every other verb exits [`Exit::Ok`] or [`Exit::Failed`].
 
