@@ -11,13 +11,14 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 mod client;
 mod deploy;
+pub mod exit;
 mod incidents;
 mod oneshot;
 mod report;
 mod status;
 mod term;
 
-use client::Api;
+pub use exit::Exit;
 
 use crate::app;
 use crate::config::Config;
@@ -27,10 +28,15 @@ use crate::probe;
 #[command(
     name = "keeper",
     version,
-    about = "The keeper of production: probes, incidents, notifications"
+    about = "The keeper of production: probes, incidents, notifications",
+    after_help = "Exit status: 0 done (status, probe: all green); 1 failed (status, probe: yellow); \
+                  2 red (status, probe); 3 unknown (status: keeper could not say) or a command line \
+                  not understood. Client verbs (status, incidents, ack, silence, deploy, report \
+                  incident) take --json and read the API token from KEEPER_API_TOKEN."
 )]
 pub struct Cli {
-    /// The config file.
+    /// The config file (also from KEEPER_CONFIG; client verbs read only its
+    /// server.listen, when --url is not given).
     #[arg(
         short,
         long,
@@ -70,38 +76,28 @@ enum Command {
     #[command(subcommand)]
     Report(report::Report),
     /// Silence a check's notifications for a while (token from KEEPER_API_TOKEN).
-    Silence {
-        /// The check to silence.
-        check: String,
-        /// How long: 30m, 1h, 2h30m…
-        #[arg(long = "for", value_name = "DURATION")]
-        duration: String,
-        /// Why (shown with the silence).
-        #[arg(long, default_value = "")]
-        comment: String,
-        /// keeper's URL (default: from the config's server.listen).
-        #[arg(long)]
-        url: Option<String>,
-    },
+    Silence(client::SilenceArgs),
     /// Acknowledge an incident: its repeats stop (token from KEEPER_API_TOKEN).
-    Ack {
-        /// The incident's id.
-        incident: i64,
-        /// Who takes it on (default: $USER).
-        #[arg(long)]
-        by: Option<String>,
-        /// keeper's URL (default: from the config's server.listen).
-        #[arg(long)]
-        url: Option<String>,
-    },
+    Ack(client::AckArgs),
     /// Record a deployment: the app's checks are watched closely for a while
     /// and incidents name it (token from KEEPER_API_TOKEN).
     Deploy(deploy::Args),
 }
 
-/// Parses the command line and runs the verb.
+/// Parses the command line and runs the verb; exits as [`Exit`] says.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // --help and --version are not errors.
+            return if e.use_stderr() {
+                Exit::Usage.into()
+            } else {
+                Exit::Ok.into()
+            };
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -109,26 +105,26 @@ pub fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("keeper: starting the runtime: {e}");
-            return ExitCode::FAILURE;
+            return Exit::Failed.into();
         }
     };
     match runtime.block_on(dispatch(cli)) {
-        Ok(code) => code,
+        Ok(exit) => exit.into(),
         Err(e) => {
             eprintln!("keeper: {e:#}");
-            ExitCode::FAILURE
+            Exit::Failed.into()
         }
     }
 }
 
-async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+async fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(&cli.config).await,
         Command::CheckConfig => check_config(&cli.config).await,
         Command::Completions { shell } => {
             let mut command = Cli::command();
             clap_complete::generate(shell, &mut command, "keeper", &mut std::io::stdout());
-            Ok(ExitCode::SUCCESS)
+            Ok(Exit::Ok)
         }
         Command::Migrate => {
             let config = load(&cli.config)?;
@@ -137,23 +133,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 "migrations applied to {}",
                 crate::core::redact::dsn(&config.storage.url)
             );
-            Ok(ExitCode::SUCCESS)
+            Ok(Exit::Ok)
         }
         Command::Probe(args) => oneshot::run(args).await,
         Command::Status(args) => Ok(status::run(&cli.config, args).await),
         Command::Incidents(args) => incidents::run(&cli.config, args).await,
         Command::Report(what) => report::run(&cli.config, what).await,
-        Command::Silence {
-            check,
-            duration,
-            comment,
-            url,
-        } => client::silence(&Api::new(&cli.config, url)?, &check, &duration, &comment).await,
-        Command::Ack { incident, by, url } => {
-            let by = by.or_else(|| std::env::var("USER").ok());
-            client::ack(&Api::new(&cli.config, url)?, incident, by).await
-        }
-        Command::Deploy(args) => deploy::run(&Api::new(&cli.config, args.url.clone())?, args).await,
+        Command::Silence(args) => client::silence(&cli.config, args).await,
+        Command::Ack(args) => client::ack(&cli.config, args).await,
+        Command::Deploy(args) => deploy::run(&cli.config, args).await,
     }
 }
 
@@ -161,7 +149,7 @@ fn load(path: &std::path::Path) -> anyhow::Result<Config> {
     Config::load(path).map_err(|errors| anyhow::anyhow!("invalid config:\n{errors}"))
 }
 
-async fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+async fn run(path: &std::path::Path) -> anyhow::Result<Exit> {
     let config = load(path)?;
     let keeper = app::start_with(config, run_options()).await?;
     let stop = keeper.stopper();
@@ -177,7 +165,7 @@ async fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         // the exit status is not 0 and a supervisor restarts keeper).
         result = &mut done => result?,
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ok)
 }
 
 /// Start options. Debug builds read `KEEPER_DEBUG_PANIC=TASK` so tests can
@@ -201,18 +189,18 @@ async fn shutdown_signal() -> anyhow::Result<&'static str> {
     })
 }
 
-async fn check_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+async fn check_config(path: &std::path::Path) -> anyhow::Result<Exit> {
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(errors) => {
             eprintln!("{errors}");
             eprintln!("{}: {} error(s)", path.display(), errors.0.len());
-            return Ok(ExitCode::FAILURE);
+            return Ok(Exit::Failed);
         }
     };
     print!("{}", describe(&config));
     print!("{}", heartbeat_urls(&config).await);
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ok)
 }
 
 /// `check-config`'s heartbeat lines: each heartbeat's ping URL. A generated

@@ -18,12 +18,11 @@
 //! 6. With `--instructions N` (and `--seconds`): instructions per check of N
 //!    checks under callgrind, exact where CPU time is noisy (`bench/instructions.rs`).
 //!
-//! Usage: `cargo run --release --bin bench -- [--checks 100,1000,10000 ("": none)]
-//!         [--rate 2000] [--seconds 20] [--warmup 5] [--samples 200000]`
-//!        `cargo run --release --bin bench -- --log-lines 5000000`
-//!        `cargo run --release --bin bench -- --api 10000,1000000`
-//!        `cargo run --release --bin bench -- --page 10`
-//!        `cargo run --release --bin bench -- --instructions 200 --seconds 20`
+//! Built only with the `bench` feature, beside the `keeper` binary it starts:
+//! `cargo build --release --features bench --bins`, then `target/release/bench
+//!   [--checks 100,1000,10000 ("": none)] [--rate 2000] [--seconds 20] [--warmup 5]
+//!   [--samples 200000]`, or `--log-lines 5000000`, `--api 10000,1000000`, `--page 10`;
+//! `--instructions 200 --seconds 20` from `target/profiling/` (`--profile profiling`).
 //! PostgreSQL from `KEEPER_TEST_PG_URL` (default postgres://postgres@127.0.0.1:5432).
 
 use std::net::SocketAddr;
@@ -198,7 +197,7 @@ fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
     let path = exe.with_file_name(name);
     if !path.exists() {
         bail!(
-            "{} not found: build it first (cargo build --release --bins)",
+            "{} not found: build it first (cargo build --release --features bench --bins)",
             path.display()
         );
     }

@@ -1,10 +1,12 @@
 //! The client of a running keeper's API that every client verb shares
 //! ([`Api`]: `--url` or the config's `server.listen`, the token from
-//! `KEEPER_API_TOKEN`), and the two write verbs, `ack` and `silence`.
-
-use std::process::ExitCode;
+//! `KEEPER_API_TOKEN`), and the two write verbs, `ack` and `silence`. With
+//! `--json` a client verb prints keeper's answer as it came, one JSON
+//! document on stdout; errors go to stderr either way.
 
 use anyhow::{Context, bail};
+
+use super::Exit;
 
 /// A client of a running keeper's API: `--url`, or `http://` + the config's
 /// `server.listen`; the token from `KEEPER_API_TOKEN`.
@@ -64,46 +66,111 @@ impl Api {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
+
+    /// `POST path` with a JSON `body`, answered 2xx: the answer's text and
+    /// its JSON.
+    pub async fn post(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<(String, serde_json::Value)> {
+        let req = self.client.post(self.url(path)).json(body);
+        let text = self
+            .send(req)
+            .await?
+            .text()
+            .await
+            .with_context(|| format!("reading keeper's answer to POST {path}"))?;
+        let value = serde_json::from_str(&text).with_context(|| {
+            format!("reading keeper's answer to POST {path} from {}", self.base)
+        })?;
+        Ok((text, value))
+    }
 }
 
-pub async fn ack(api: &Api, incident: i64, by: Option<String>) -> anyhow::Result<ExitCode> {
-    let req = api
-        .client
-        .post(api.url(&format!("/api/v1/incidents/{incident}/ack")))
-        .json(&serde_json::json!({ "by": by }));
-    let resp = api.send(req).await?;
-    let view: serde_json::Value = resp.json().await.context("reading keeper's answer")?;
-    println!(
-        "incident {incident} ({}) acknowledged at {}",
-        view["check"].as_str().unwrap_or("?"),
-        view["acknowledged_at"].as_str().unwrap_or("?")
-    );
-    Ok(ExitCode::SUCCESS)
+/// The options every client verb shares.
+#[derive(Debug, clap::Args)]
+pub struct Client {
+    /// keeper's URL (default: from the config's server.listen).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Print keeper's JSON answer instead of a sentence.
+    #[arg(long)]
+    pub json: bool,
 }
 
-pub async fn silence(
-    api: &Api,
-    check: &str,
-    duration: &str,
-    comment: &str,
-) -> anyhow::Result<ExitCode> {
+/// Prints keeper's answer `text` with `--json`, else `sentence`.
+pub fn print(json: bool, text: &str, sentence: impl FnOnce() -> String) {
+    if json {
+        println!("{}", text.trim_end());
+    } else {
+        println!("{}", sentence());
+    }
+}
+
+/// `keeper ack`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct AckArgs {
+    /// The incident's id.
+    incident: i64,
+    /// Who takes it on (default: $USER).
+    #[arg(long)]
+    by: Option<String>,
+    #[command(flatten)]
+    client: Client,
+}
+
+/// `keeper silence`'s arguments.
+#[derive(Debug, clap::Args)]
+pub struct SilenceArgs {
+    /// The check to silence.
+    check: String,
+    /// How long: 30m, 1h, 2h30m…
+    #[arg(long = "for", value_name = "DURATION")]
+    duration: String,
+    /// Why (shown with the silence).
+    #[arg(long, default_value = "")]
+    comment: String,
+    #[command(flatten)]
+    client: Client,
+}
+
+pub async fn ack(config: &std::path::Path, args: AckArgs) -> anyhow::Result<Exit> {
+    let api = Api::new(config, args.client.url)?;
+    let incident = args.incident;
+    let by = args.by.or_else(|| std::env::var("USER").ok());
+    let (text, view) = api
+        .post(
+            &format!("/api/v1/incidents/{incident}/ack"),
+            &serde_json::json!({ "by": by }),
+        )
+        .await?;
+    print(args.client.json, &text, || {
+        format!(
+            "incident {incident} ({}) acknowledged at {}",
+            view["check"].as_str().unwrap_or("?"),
+            view["acknowledged_at"].as_str().unwrap_or("?")
+        )
+    });
+    Ok(Exit::Ok)
+}
+
+pub async fn silence(config: &std::path::Path, args: SilenceArgs) -> anyhow::Result<Exit> {
+    let api = Api::new(config, args.client.url)?;
     let body = serde_json::json!({
-        "check": check,
-        "for": duration,
-        "comment": comment,
+        "check": args.check,
+        "for": args.duration,
+        "comment": args.comment,
         "by": std::env::var("USER").ok(),
     });
-    let req = api.client.post(api.url("/api/v1/silences")).json(&body);
-    let created: serde_json::Value = api
-        .send(req)
-        .await?
-        .json()
-        .await
-        .context("reading keeper's answer")?;
-    println!(
-        "silence {} on {check} until {}",
-        created["id"],
-        created["ends_at"].as_str().unwrap_or("?")
-    );
-    Ok(ExitCode::SUCCESS)
+    let (text, created) = api.post("/api/v1/silences", &body).await?;
+    print(args.client.json, &text, || {
+        format!(
+            "silence {} on {} until {}",
+            created["id"],
+            args.check,
+            created["ends_at"].as_str().unwrap_or("?")
+        )
+    });
+    Ok(Exit::Ok)
 }

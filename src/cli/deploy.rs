@@ -2,11 +2,8 @@
 //! keeper's API (`POST /api/v1/deployments`), so the app's checks are
 //! watched closely for `deploy_watch` and an incident in that time names it.
 
-use std::process::ExitCode;
-
-use anyhow::Context;
-
-use super::client::Api;
+use super::Exit;
+use super::client::{self, Api};
 
 /// `keeper deploy`'s arguments.
 #[derive(Debug, clap::Args)]
@@ -21,9 +18,8 @@ pub struct Args {
     /// Who deployed it (default: $USER).
     #[arg(long)]
     by: Option<String>,
-    /// keeper's URL (default: from the config's server.listen).
-    #[arg(long)]
-    pub url: Option<String>,
+    #[command(flatten)]
+    pub client: client::Client,
 }
 
 /// The request body `args` make; `user` stands in for a missing `--by`.
@@ -36,19 +32,20 @@ fn body(args: &Args, user: Option<String>) -> serde_json::Value {
     })
 }
 
-pub async fn run(api: &Api, args: Args) -> anyhow::Result<ExitCode> {
+pub async fn run(config: &std::path::Path, args: Args) -> anyhow::Result<Exit> {
+    let api = Api::new(config, args.client.url.clone())?;
     let body = body(&args, std::env::var("USER").ok());
-    let req = api.client.post(api.url("/api/v1/deployments")).json(&body);
-    let resp = api.send(req).await?;
-    let recorded: serde_json::Value = resp.json().await.context("reading keeper's answer")?;
-    println!(
-        "deployment {} recorded: {} {} at {}",
-        recorded["id"],
-        recorded["app"].as_str().unwrap_or("?"),
-        recorded["version"].as_str().unwrap_or("?"),
-        recorded["at"].as_str().unwrap_or("?"),
-    );
-    Ok(ExitCode::SUCCESS)
+    let (text, recorded) = api.post("/api/v1/deployments", &body).await?;
+    client::print(args.client.json, &text, || {
+        format!(
+            "deployment {} recorded: {} {} at {}",
+            recorded["id"],
+            recorded["app"].as_str().unwrap_or("?"),
+            recorded["version"].as_str().unwrap_or("?"),
+            recorded["at"].as_str().unwrap_or("?"),
+        )
+    });
+    Ok(Exit::Ok)
 }
 
 /// `check-config`'s `apps:` section: each app with a watch or rollback

@@ -3,7 +3,6 @@
 
 use std::fmt::Write;
 use std::path::Path;
-use std::process::ExitCode;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -59,7 +58,7 @@ pub struct EventRow {
     pub detail: String,
 }
 
-pub async fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
+pub async fn run(config: &Path, args: Args) -> anyhow::Result<super::Exit> {
     let api = Api::new(config, args.url)?;
     let state = match args.state {
         State::Open => "open",
@@ -82,7 +81,7 @@ pub async fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
     } else {
         print!("{}", list(&incidents, term::width(), Paint::for_stdout()));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(super::Exit::Ok)
 }
 
 /// Every incident: a heading line, its message, how long to acknowledge and

@@ -4,7 +4,6 @@
 //! default thresholds give. Exit code 0 green, 1 yellow, 2 red.
 
 use std::fmt::Write;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -34,7 +33,7 @@ pub struct Args {
     server_name: Option<String>,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub async fn run(args: Args) -> anyhow::Result<super::Exit> {
     let spec = spec_for(&args)?;
     let ctx = tokio::task::spawn_blocking(probe::Context::system)
         .await
@@ -49,11 +48,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         crate::core::Severity::Critical,
     );
     print!("{}", report(&spec, &sample, &verdict));
-    Ok(ExitCode::from(match verdict.color {
-        Color::Green => 0,
-        Color::Yellow => 1,
-        Color::Red => 2,
-    }))
+    Ok(super::Exit::of(verdict.color))
 }
 
 /// The check a target names: a URL is `http`, `tls://host:port` is `tls`, and

@@ -10,12 +10,12 @@
 //!   stdout; exit 1 when an app could not be read (the rest is still printed).
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
 
+use super::Exit;
 use super::client::Api;
 use crate::probe;
 use crate::report::cost::{self, Month};
@@ -47,7 +47,7 @@ fn parse_month(s: &str) -> Result<Month, String> {
     s.parse()
 }
 
-pub async fn run(config: &Path, what: Report) -> anyhow::Result<ExitCode> {
+pub async fn run(config: &Path, what: Report) -> anyhow::Result<Exit> {
     match what {
         Report::Health(args) => health(config, args).await,
         Report::Incident(args) => incident(config, args).await,
@@ -55,7 +55,7 @@ pub async fn run(config: &Path, what: Report) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn cost(path: &Path, month: Option<Month>, json: bool) -> anyhow::Result<ExitCode> {
+async fn cost(path: &Path, month: Option<Month>, json: bool) -> anyhow::Result<Exit> {
     let config = super::load(path)?;
     let now = chrono::Utc::now();
     let month = month.unwrap_or_else(|| Month::containing(now));
@@ -86,9 +86,9 @@ async fn cost(path: &Path, month: Option<Month>, json: bool) -> anyhow::Result<E
         print!("{}", cost::markdown(&report));
     }
     Ok(if report.has_errors() {
-        ExitCode::FAILURE
+        Exit::Failed
     } else {
-        ExitCode::SUCCESS
+        Exit::Ok
     })
 }
 
@@ -103,9 +103,12 @@ pub struct IncidentArgs {
     /// keeper's URL (default: from the config's server.listen).
     #[arg(long)]
     url: Option<String>,
+    /// Print `{"incident", "started_at", "path"}` instead of the path.
+    #[arg(long)]
+    json: bool,
 }
 
-pub async fn incident(config: &Path, args: IncidentArgs) -> anyhow::Result<ExitCode> {
+pub async fn incident(config: &Path, args: IncidentArgs) -> anyhow::Result<Exit> {
     let api = Api::new(config, args.url)?;
     let id = args.id;
     let view: serde_json::Value =
@@ -125,8 +128,17 @@ pub async fn incident(config: &Path, args: IncidentArgs) -> anyhow::Result<ExitC
     tokio::fs::write(&path, markdown)
         .await
         .with_context(|| format!("writing {}", path.display()))?;
-    println!("{}", path.display());
-    Ok(ExitCode::SUCCESS)
+    if args.json {
+        let written = serde_json::json!({
+            "incident": id,
+            "started_at": started_at,
+            "path": path,
+        });
+        println!("{written}");
+    } else {
+        println!("{}", path.display());
+    }
+    Ok(Exit::Ok)
 }
 
 /// The options of `keeper report health`.
@@ -140,7 +152,7 @@ pub struct HealthArgs {
     out: PathBuf,
 }
 
-pub async fn health(path: &Path, args: HealthArgs) -> anyhow::Result<ExitCode> {
+pub async fn health(path: &Path, args: HealthArgs) -> anyhow::Result<Exit> {
     let config = super::load(path)?;
     let now = Utc::now();
     let date = args.date.unwrap_or_else(|| now.date_naive());
@@ -171,7 +183,7 @@ pub async fn health(path: &Path, args: HealthArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("writing {}", path.display()))?;
     println!("{}", path.display());
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Ok)
 }
 
 /// The file a `sqlite:` URL names; `None` for memory databases and other backends.

@@ -5,12 +5,12 @@
 
 use std::fmt::Write;
 use std::path::Path;
-use std::process::ExitCode;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
+use super::Exit;
 use super::client::Api;
 use super::term::{self, Paint};
 use crate::core::Color;
@@ -25,9 +25,6 @@ pub struct Args {
     #[arg(long)]
     url: Option<String>,
 }
-
-/// The exit code when keeper cannot say (unreachable, an error, pending).
-pub const UNKNOWN: u8 = 3;
 
 /// A check as `GET /api/v1/checks` shows it: what `status` prints.
 #[derive(Debug, Deserialize)]
@@ -75,18 +72,18 @@ impl CheckRow {
     }
 }
 
-/// Runs `keeper status`: any failure is printed and exits [`UNKNOWN`].
-pub async fn run(config: &Path, args: Args) -> ExitCode {
+/// Runs `keeper status`: any failure is printed and exits [`Exit::Unknown`].
+pub async fn run(config: &Path, args: Args) -> Exit {
     match fetch(config, args).await {
-        Ok(code) => ExitCode::from(code),
+        Ok(exit) => exit,
         Err(e) => {
             eprintln!("keeper: {e:#}");
-            ExitCode::from(UNKNOWN)
+            Exit::Unknown
         }
     }
 }
 
-async fn fetch(config: &Path, args: Args) -> anyhow::Result<u8> {
+async fn fetch(config: &Path, args: Args) -> anyhow::Result<Exit> {
     let api = Api::new(config, args.url)?;
     let body = api.get_text("/api/v1/checks").await?;
     let checks: Vec<CheckRow> = serde_json::from_str(&body)
@@ -105,16 +102,16 @@ async fn fetch(config: &Path, args: Args) -> anyhow::Result<u8> {
 /// or yellow one is known bad whatever the pending ones turn out to be, so
 /// those win. A keeper whose checks are all pending (just started) exits 3:
 /// a script waiting for "all green" must not take "nothing known" for it.
-pub fn exit_code(checks: &[CheckRow]) -> u8 {
+pub fn exit_code(checks: &[CheckRow]) -> Exit {
     let shown: Vec<Shown> = checks.iter().map(CheckRow::shown).collect();
     if shown.contains(&Shown::Ran(Color::Red)) {
-        2
+        Exit::Red
     } else if shown.contains(&Shown::Ran(Color::Yellow)) {
-        1
+        Exit::Yellow
     } else if shown.contains(&Shown::Pending) {
-        UNKNOWN
+        Exit::Unknown
     } else {
-        0
+        Exit::Ok
     }
 }
 
@@ -232,7 +229,7 @@ mod tests {
         use Color::*;
         let code = |rows: &[(Color, bool)]| {
             let checks: Vec<CheckRow> = rows.iter().map(|&(c, ran)| row("x", c, ran)).collect();
-            exit_code(&checks)
+            exit_code(&checks).code()
         };
         assert_eq!(code(&[]), 0);
         assert_eq!(code(&[(Green, true)]), 0);

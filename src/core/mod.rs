@@ -3,7 +3,7 @@
 //! [`Outcome`], typed config values and the [`SpecProblem`]s found in them,
 //! the [`Notification`] and its outbox rows, which checks this instance owns, deployments, keeper's own health, uptime bands and latency
 //! percentiles, and the text and secret rules. This is the leaf of the module graph: it imports
-//! no other part of keeper (see the README's Layout and `tests/it/layers.rs`).
+//! no other part of keeper (see docs/development.md's Layout and `tests/it/layers.rs`).
 
 pub mod color;
 pub mod deployment;

@@ -336,9 +336,10 @@ fn credentials(url: &url::Url) -> Result<Option<Credentials>, String> {
     if url.username().is_empty() {
         return Ok(None);
     }
-    let user = percent_decode(url.username()).ok_or("invalid smtp url: bad user encoding")?;
+    let user = percent_decode(url.username())
+        .ok_or("invalid smtp url: the user is not UTF-8 once percent-decoded")?;
     let password = percent_decode(url.password().unwrap_or(""))
-        .ok_or("invalid smtp url: bad password encoding")?;
+        .ok_or("invalid smtp url: the password is not UTF-8 once percent-decoded")?;
     Ok(Some(Credentials::new(user, password)))
 }
 
@@ -360,22 +361,14 @@ fn ca_certificate(path: &Path) -> Result<Certificate, String> {
     Certificate::from_pem(&pem).map_err(|e| format!("ca_file {}: {e}", path.display()))
 }
 
-/// Decodes `%XX` escapes (URL userinfo); `None` when malformed or not UTF-8.
+/// Decodes `%XX` escapes (URL userinfo); `None` when the result is not
+/// UTF-8. A `%` not followed by two hex digits stays as written, as the URL
+/// standard decodes it.
 fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(std::borrow::Cow::into_owned)
 }
 
 #[cfg(test)]
@@ -397,9 +390,9 @@ mod tests {
         assert_eq!(percent_decode("a%40b%3Ac").as_deref(), Some("a@b:c"));
         assert_eq!(percent_decode("plain").as_deref(), Some("plain"));
         assert_eq!(percent_decode("%e2%9c%85").as_deref(), Some("✅"));
-        assert_eq!(percent_decode("%4"), None);
-        assert_eq!(percent_decode("%zz"), None);
-        assert_eq!(percent_decode("%ff"), None);
+        assert_eq!(percent_decode("%4").as_deref(), Some("%4"));
+        assert_eq!(percent_decode("%zz").as_deref(), Some("%zz"));
+        assert_eq!(percent_decode("%ff"), None, "not UTF-8");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! the channel it builds implements [`Deliver`]. The kinds are listed once, in
 //! the [`channels!`] call below; [`ChannelSpec`], [`Channel`] and every match
 //! over them come from that list. Adding a channel: its file, `pub mod` for
-//! it, and one line in that list (README, "Adding a channel").
+//! it, and one line in that list (docs/development.md, "Adding a channel").
 
 pub mod alertmanager;
 pub mod discord;

@@ -3,9 +3,15 @@
 //! run; the first run samples twice ~250 ms apart), disk_pct per configured
 //! mount through statvfs, counted the way `df` counts.
 //!
+//! In a container (a cgroup v2 with `memory.max` or `cpu.max` set), memory
+//! and CPU are the container's, against its limits ([`cgroup`]); without a
+//! limit they are the node's.
+//!
 //! Linux only (it reads `/proc`). A configured mount that is missing or is
 //! not a mount point is red, naming it: a volume that failed to mount would
 //! otherwise be measured as the root filesystem.
+
+pub mod cgroup;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -79,8 +85,50 @@ impl Kind for Spec {
 #[derive(Debug)]
 pub struct Probe {
     mounts: Vec<PathBuf>,
-    /// The `/proc/stat` totals the previous run saw.
-    previous_cpu: Mutex<Option<CpuTimes>>,
+    /// The CPU reading the previous run took.
+    previous_cpu: Mutex<Option<CpuReading>>,
+}
+
+/// One reading of CPU time: the node's `/proc/stat`, or the cgroup's
+/// `usage_usec` with its CPU limit and when it was read.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum CpuReading {
+    Node(CpuTimes),
+    Cgroup {
+        usage_usec: u64,
+        cpus: f64,
+        at: Instant,
+    },
+}
+
+impl CpuReading {
+    /// Busy share since `earlier`, as a percentage of what may be used (the
+    /// node's CPUs, or the cgroup's limit); `None` when no time passed or
+    /// the two readings are of different kinds (a limit came or went).
+    fn busy_pct_since(&self, earlier: &CpuReading) -> Option<f64> {
+        match (self, earlier) {
+            (CpuReading::Node(now), CpuReading::Node(then)) => now.busy_pct_since(then),
+            (
+                CpuReading::Cgroup {
+                    usage_usec,
+                    cpus,
+                    at,
+                },
+                CpuReading::Cgroup {
+                    usage_usec: before,
+                    at: then,
+                    ..
+                },
+            ) => {
+                let wall_usec = at.saturating_duration_since(*then).as_micros() as f64;
+                (wall_usec > 0.0 && *cpus > 0.0).then(|| {
+                    let used = usage_usec.saturating_sub(*before) as f64;
+                    (used * 100.0 / (wall_usec * cpus)).min(100.0)
+                })
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Memory figures of `/proc/meminfo`, in bytes.
@@ -257,9 +305,16 @@ impl Probe {
     }
 
     async fn measure(&self, deadline: Instant) -> Result<Sample, String> {
-        let memory = parse_meminfo(&read_proc("/proc/meminfo").await?)
-            .map_err(|e| format!("/proc/meminfo: {e}"))?;
-        let cpu_pct = self.cpu_pct(deadline).await?;
+        let limits = own_limits().await?;
+        let memory = match limits.memory {
+            Some(m) => Memory {
+                total: m.limit,
+                available: m.limit.saturating_sub(m.used),
+            },
+            None => parse_meminfo(&read_proc("/proc/meminfo").await?)
+                .map_err(|e| format!("/proc/meminfo: {e}"))?,
+        };
+        let cpu_pct = self.cpu_pct(deadline, limits.cpu).await?;
         let mountinfo = parse_mountinfo(&read_proc("/proc/self/mountinfo").await?);
         // statvfs can block for as long as a hung network filesystem does: off
         // the runtime, and abandoned at the deadline.
@@ -278,8 +333,14 @@ impl Probe {
 
         let memory_pct = memory.used_pct();
         let mut parts = vec![
-            format!("memory {memory_pct:.0}%"),
-            format!("cpu {cpu_pct:.0}%"),
+            match limits.memory {
+                Some(m) => format!("memory {memory_pct:.0}% of {} (cgroup)", mib(m.limit)),
+                None => format!("memory {memory_pct:.0}%"),
+            },
+            match limits.cpu {
+                Some(c) => format!("cpu {cpu_pct:.0}% of {} CPUs (cgroup)", c.cpus),
+                None => format!("cpu {cpu_pct:.0}%"),
+            },
         ];
         let mut metrics = vec![(Metric::MemoryPct, memory_pct), (Metric::CpuPct, cpu_pct)];
         let mut values = vec![
@@ -319,21 +380,40 @@ impl Probe {
     }
 
     /// Busy CPU since the previous run; on the first run (or when no tick
-    /// passed since it) over a short gap, bounded by the deadline.
-    async fn cpu_pct(&self, deadline: Instant) -> Result<f64, String> {
-        let now = read_cpu().await?;
+    /// passed since it) over a short gap, bounded by the deadline. Against
+    /// the cgroup's limit when it has one.
+    async fn cpu_pct(
+        &self,
+        deadline: Instant,
+        limit: Option<cgroup::CpuUse>,
+    ) -> Result<f64, String> {
+        let now = match limit {
+            Some(c) => CpuReading::Cgroup {
+                usage_usec: c.usage_usec,
+                cpus: c.cpus,
+                at: Instant::now(),
+            },
+            None => CpuReading::Node(read_cpu().await?),
+        };
         let previous = self.swap_previous(now);
         if let Some(pct) = previous.and_then(|p| now.busy_pct_since(&p)) {
             return Ok(pct);
         }
         let left = deadline.saturating_duration_since(Instant::now());
         tokio::time::sleep(CPU_SAMPLE_GAP.min(left / 2)).await;
-        let later = read_cpu().await?;
+        let later = match now {
+            CpuReading::Node(_) => CpuReading::Node(read_cpu().await?),
+            CpuReading::Cgroup { cpus, .. } => CpuReading::Cgroup {
+                usage_usec: own_usage().await?,
+                cpus,
+                at: Instant::now(),
+            },
+        };
         self.swap_previous(later);
         Ok(later.busy_pct_since(&now).unwrap_or(0.0))
     }
 
-    fn swap_previous(&self, now: CpuTimes) -> Option<CpuTimes> {
+    fn swap_previous(&self, now: CpuReading) -> Option<CpuReading> {
         let mut previous = self
             .previous_cpu
             .lock()
@@ -344,6 +424,35 @@ impl Probe {
 
 async fn read_cpu() -> Result<CpuTimes, String> {
     parse_stat(&read_proc("/proc/stat").await?).map_err(|e| format!("/proc/stat: {e}"))
+}
+
+/// Where cgroup v2 is mounted.
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// This process's cgroup limits (none without a cgroup v2 line).
+async fn own_limits() -> Result<cgroup::Limits, String> {
+    let own = read_proc("/proc/self/cgroup").await?;
+    tokio::task::spawn_blocking(move || cgroup::read(&own, Path::new(CGROUP_ROOT)))
+        .await
+        .map_err(|e| format!("reading the cgroup's limits: {e}"))?
+}
+
+/// This process's cgroup's CPU time so far.
+async fn own_usage() -> Result<u64, String> {
+    let own = read_proc("/proc/self/cgroup").await?;
+    tokio::task::spawn_blocking(move || cgroup::read_usage(&own, Path::new(CGROUP_ROOT)))
+        .await
+        .map_err(|e| format!("reading the cgroup's cpu.stat: {e}"))?
+}
+
+/// Bytes as the message shows a limit: `512 MiB`, `1.5 GiB`.
+fn mib(bytes: u64) -> String {
+    let mib = bytes as f64 / (1024.0 * 1024.0);
+    if mib >= 1024.0 {
+        format!("{} GiB", (mib / 1024.0 * 10.0).round() / 10.0)
+    } else {
+        format!("{} MiB", mib.round())
+    }
 }
 
 #[cfg(test)]
@@ -392,6 +501,29 @@ mod tests {
         assert_eq!(after.busy_pct_since(&after), None);
         // A counter going backwards (a reset) is not a measurement.
         assert_eq!(before.busy_pct_since(&after), None);
+    }
+
+    #[test]
+    fn cgroup_cpu_is_a_share_of_its_limit_and_a_change_of_kind_starts_over() {
+        let t0 = Instant::now();
+        let before = CpuReading::Cgroup {
+            usage_usec: 1_000_000,
+            cpus: 0.5,
+            at: t0,
+        };
+        // 0.25 s of CPU in 1 s of wall time, with half a CPU allowed: 50 %.
+        let after = CpuReading::Cgroup {
+            usage_usec: 1_250_000,
+            cpus: 0.5,
+            at: t0 + Duration::from_secs(1),
+        };
+        assert_eq!(after.busy_pct_since(&before), Some(50.0));
+        assert_eq!(after.busy_pct_since(&after), None, "no time passed");
+        let node = CpuReading::Node(CpuTimes { total: 10, idle: 5 });
+        assert_eq!(after.busy_pct_since(&node), None);
+        assert_eq!(node.busy_pct_since(&after), None);
+        assert_eq!(mib(536_870_912), "512 MiB");
+        assert_eq!(mib(1_610_612_736), "1.5 GiB");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! [`Kind::problems`] (every check of its keys, run when the config loads)
 //! and its `build`. The kinds are listed once, in the [`kinds!`] call below;
 //! from that list come [`Spec`], [`Probe`] and every match over them. Adding
-//! a kind: its file, `pub mod` for it, and one line in that list (README,
+//! a kind: its file, `pub mod` for it, and one line in that list (docs/development.md,
 //! "Adding a probe kind").
 
 pub mod api;

@@ -452,6 +452,122 @@ fn completions_are_printed_for_each_shell_and_name_every_verb() {
         .args(["completions", "tcsh"])
         .output()
         .expect("runs");
-    assert_eq!(out.status.code(), Some(2), "clap refuses an unknown shell");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "an unknown shell is a usage error"
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("tcsh"));
+}
+
+/// Runs `keeper ARGS…` and parses its stdout as one JSON document.
+async fn keeper_json(args: &[&str]) -> serde_json::Value {
+    let (code, out, err) = keeper_run(args, &[]).await;
+    assert_eq!(code, 0, "{args:?}: {out}{err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?} --json: {e}: {out:?}"))
+}
+
+#[tokio::test]
+async fn write_verbs_print_keepers_answer_with_json_and_a_sentence_without() {
+    use crate::support::app::spawn_app;
+    use crate::support::config::table;
+    use crate::support::db::Backend;
+    use crate::support::target::Target;
+    let web = Target::start().await;
+    web.set_status(503);
+    let config = TestConfig::new().check(
+        Check::http("web", web.url("/health"))
+            .interval("200ms")
+            .set("labels", table(&[("app", "web")])),
+    );
+    let app = spawn_app(Backend::Sqlite, config).await;
+    let url = app.base.as_str();
+    let incident = support::wait_for("web's incident", Duration::from_secs(20), || async {
+        app.check("web").await["incident"].as_i64()
+    })
+    .await;
+    let id = incident.to_string();
+
+    let (code, out, err) = keeper_run(&["ack", &id, "--by", "alice", "--url", url], &[]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with(&format!("incident {id} (web) acknowledged at ")),
+        "{out}"
+    );
+    let acked = keeper_json(&["ack", &id, "--json", "--url", url]).await;
+    assert_eq!(acked["id"], incident, "{acked}");
+    assert_eq!(acked["check"], "web", "{acked}");
+    assert!(acked["acknowledged_at"].is_string(), "{acked}");
+
+    let (code, out, _) = keeper_run(&["silence", "web", "--for", "1h", "--url", url], &[]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("silence ") && out.contains(" on web until "),
+        "{out}"
+    );
+    let silence = keeper_json(&["silence", "web", "--for", "1h", "--json", "--url", url]).await;
+    assert_eq!(silence["check"], "web", "{silence}");
+    assert!(silence["ends_at"].is_string(), "{silence}");
+
+    let deployed =
+        keeper_json(&["deploy", "web", "v42", "--by", "ci", "--json", "--url", url]).await;
+    assert_eq!(
+        (&deployed["app"], &deployed["version"], &deployed["by"]),
+        (&"web".into(), &"v42".into(), &"ci".into()),
+        "{deployed}"
+    );
+
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let out_dir = dir.path().to_str().expect("UTF-8");
+    let written = keeper_json(&[
+        "report", "incident", &id, "--out", out_dir, "--json", "--url", url,
+    ])
+    .await;
+    assert_eq!(written["incident"], incident, "{written}");
+    let path = written["path"].as_str().expect("a path");
+    let report = std::fs::read_to_string(path).expect("the report was written where it says");
+    assert!(report.contains("web"), "{report}");
+
+    // A refusal: nothing on stdout, keeper's reason on stderr, exit 1.
+    let (code, out, err) = keeper_run(&["ack", "999999", "--json", "--url", url], &[]).await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(err.contains("answered 404"), "{err}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_command_line_not_understood_exits_3_never_2() {
+    for args in [
+        &["status", "--bogus"][..],
+        &["ack", "not-a-number"],
+        &["no-such-verb"],
+    ] {
+        let (code, out, err) = keeper_run(args, &[]).await;
+        assert_eq!(code, 3, "{args:?}: {out}{err}");
+        assert!(err.starts_with("error: "), "{args:?}: {err}");
+    }
+    let (code, out, _) = keeper_run(&["--version"], &[]).await;
+    assert_eq!(code, 0);
+    assert!(out.starts_with("keeper "), "{out}");
+    let (code, out, _) = keeper_run(&["--help"], &[]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("Exit status: 0"),
+        "--help documents the exit codes: {out}"
+    );
+}
+
+#[tokio::test]
+async fn keeper_config_names_the_config_when_c_is_not_given() {
+    let (code, out, err) = keeper_run(
+        &["check-config"],
+        &[("KEEPER_CONFIG", "examples/keeper.toml")],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("examples/keeper.toml: OK"), "{out}");
+    let (code, _, err) = keeper_run(&["check-config"], &[("KEEPER_CONFIG", "no/such.toml")]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("no/such.toml"), "{err}");
 }

@@ -1,5 +1,5 @@
 //! The module graph of `src/` has no cycle: every top-level module sits in a
-//! layer and imports only from layers below it (README, "Layout"). Read
+//! layer and imports only from layers below it (docs/development.md, "Layout"). Read
 //! from the source itself, so a new upward import fails here with the file
 //! and line, and a new top-level module must be given its layer. Sizes are
 //! kept here too: no file over 600 lines, no function over 80 (tests aside).
@@ -184,7 +184,7 @@ fn check(file: &str, module: &str, depth: usize, source: &str) -> Vec<Violation>
             file: file.into(),
             line: 0,
             from: module.into(),
-            to: "(no layer: add it to LAYERS and the README's Layout)".into(),
+            to: "(no layer: add it to LAYERS and docs/development.md's Layout)".into(),
         }];
     };
     references(&code_of(source), depth)

@@ -16,6 +16,7 @@ mod crash;
 mod delivery;
 mod deployments;
 mod dns;
+mod docs;
 mod durability;
 mod e2e;
 mod faults;

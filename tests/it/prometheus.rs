@@ -158,7 +158,7 @@ async fn invalid_queries_empty_results_and_nan_are_reported_as_prometheus_says()
     assert!(!sample.is_up());
 }
 
-/// Series shaped as Fly's (external-apis.md §3), for the README's queries.
+/// Series shaped as Fly's (external-apis.md §3), for docs/configuration.md's queries.
 const FLY_EXPOSITION: &str = "\
 fly_instance_memory_mem_total{app=\"my-app\",region=\"fra\",host=\"7a3c\",instance=\"148e127a0b4589\"} 1000
 fly_instance_memory_mem_available{app=\"my-app\",region=\"fra\",host=\"7a3c\",instance=\"148e127a0b4589\"} 100
@@ -170,12 +170,12 @@ fly_volume_used_pct{app=\"my-app\",region=\"fra\",host=\"7a3c\",id=\"vol_52e\"} 
 ";
 
 #[tokio::test]
-async fn the_readmes_fly_queries_give_one_percentage_per_machine_or_volume() {
+async fn the_documented_fly_queries_give_one_percentage_per_machine_or_volume() {
     support::init();
     let exporter = Target::start().await;
     exporter.set_body(FLY_EXPOSITION);
     let prometheus = PrometheusServer::start(&[exporter.host_port()]).await;
-    let readme = include_str!("../../README.md");
+    let readme = include_str!("../../docs/configuration.md");
     // The labels of the machine's series, as scraped (job added, instance honoured).
     let labels = |extra: &str| {
         format!(
@@ -216,7 +216,7 @@ async fn the_readmes_fly_queries_give_one_percentage_per_machine_or_volume() {
     for (metric, query, message, color) in cases {
         assert!(
             readme.contains(&format!("| `{metric}` | `{query}` |")),
-            "the README lists {query}"
+            "docs/configuration.md lists {query}"
         );
         // rate() needs two scrapes in its window: wait until every query answers.
         prometheus.wait_for_series(query, 1).await;
@@ -229,7 +229,7 @@ async fn the_readmes_fly_queries_give_one_percentage_per_machine_or_volume() {
         assert_eq!(verdict(&check, &sample).0, color, "{query}");
     }
 
-    // Missing data made red, as the README says.
+    // Missing data made red, as docs/configuration.md says.
     let (absent, probe) = check(&format!(
         "url = {:?}\nquery = \"absent(fly_instance_up{{app=\\\"my-app\\\"}})\"\n\
          thresholds = {{ value = [{{ above = 0, color = \"red\", severity = \"high\" }}] }}",
