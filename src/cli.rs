@@ -372,7 +372,7 @@ fn describe_routes(config: &Config) -> String {
     let mut out = String::from("routes:\n");
     for r in &config.routes {
         let severities: Vec<&str> = r.severities.iter().map(|s| s.as_str()).collect();
-        let matches: Vec<String> = r.matches.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let matches = r.matches.to_string();
         let _ = writeln!(
             out,
             "  [{}] -> {}{}",
@@ -385,7 +385,7 @@ fn describe_routes(config: &Config) -> String {
             if matches.is_empty() {
                 String::new()
             } else {
-                format!(" (match {})", matches.join(","))
+                format!(" (match {matches})")
             },
         );
     }

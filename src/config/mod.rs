@@ -14,6 +14,7 @@ mod kinds;
 mod raw;
 mod reports;
 mod status_page;
+mod zone;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -59,6 +60,12 @@ pub struct Config {
     pub deploys: Deploys,
     /// `[reports]`: when reports are sent through the routes.
     pub reports: Reports,
+    /// `timezone`: the zone crontab schedules are read in (default UTC).
+    pub timezone: chrono_tz::Tz,
+    /// Checks with `enabled = false`: read and validated, never run.
+    pub disabled: Vec<CheckConfig>,
+    /// Values read from `${file:…}`: masked wherever the config is shown.
+    pub secrets: crate::core::redact::Secrets,
 }
 
 #[derive(Clone, Debug)]
@@ -117,7 +124,7 @@ impl std::fmt::Display for Schedule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Schedule::Every(d) => write!(f, "every {}", humantime::format_duration(*d)),
-            Schedule::Cron(c) => write!(f, "cron {:?}", c.source),
+            Schedule::Cron(c) => write!(f, "cron {c}"),
         }
     }
 }
@@ -136,6 +143,8 @@ pub struct CheckConfig {
     pub thresholds: Arc<Thresholds>,
     pub failures_before_alert: u32,
     pub successes_before_resolve: u32,
+    /// `enabled = false`: kept in [`Config::disabled`], not run.
+    pub enabled: bool,
     pub probe: probe::Spec,
 }
 
@@ -196,10 +205,15 @@ impl Config {
                 return Err(errors.finish());
             }
         };
+        let mut expander = env::Expander::new(path, env);
         for (key, value) in root.iter_mut() {
-            env::expand_env(key.get_ref(), value, env, &mut errors);
+            expander.expand(key.get_ref(), value, &mut errors);
         }
-        let config = read_root(path, root, &mut errors);
+        errors.mask(expander.secrets.clone());
+        let config = read_root(path, root, &mut errors).map(|mut c| {
+            c.secrets = expander.secrets;
+            c
+        });
         match (config, errors.is_empty()) {
             (Some(config), true) => Ok(config),
             _ => Err(errors.finish()),
@@ -255,6 +269,7 @@ struct Sections<'i> {
     cost: cost::RawCost,
     apps: Vec<(Spanned<String>, Spanned<DeTable<'i>>)>,
     reports: reports::RawReports,
+    timezone: Option<Spanned<String>>,
     checks: Vec<(Spanned<String>, Spanned<DeTable<'i>>)>,
     channels: Vec<(Spanned<String>, Spanned<DeTable<'i>>)>,
 }
@@ -275,6 +290,7 @@ fn read_sections<'i>(root: DeTable<'i>, errors: &mut error::Collector) -> Sectio
             "status_page" => s.status_page = read(&name, value, errors).unwrap_or_default(),
             "cost" => s.cost = read(&name, value, errors).unwrap_or_default(),
             "reports" => s.reports = read(&name, value, errors).unwrap_or_default(),
+            "timezone" => s.timezone = read(&name, value, errors),
             "checks" => s.checks = kinds::named_tables(&name, value, errors),
             "channels" => s.channels = kinds::named_tables(&name, value, errors),
             "apps" => s.apps = kinds::named_tables(&name, value, errors),
@@ -282,7 +298,7 @@ fn read_sections<'i>(root: DeTable<'i>, errors: &mut error::Collector) -> Sectio
                 key.span(),
                 &name,
                 format!(
-                    "unknown key {name} (expected server, storage, delivery, defaults, severities, checks, channels, routes, maintenance, watchdog, status_page, cost, apps or reports)"
+                    "unknown key {name} (expected server, storage, delivery, defaults, severities, checks, channels, routes, maintenance, watchdog, status_page, cost, apps, reports or timezone)"
                 ),
             ),
         }
@@ -312,7 +328,9 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
     let cost = s.cost.resolve(errors);
     let reports = s.reports.resolve();
     let listen = read_listen(s.server.listen.as_ref(), errors)?;
-    Some(Config {
+    let timezone = zone::read_timezone(s.timezone, errors);
+    let (checks, disabled) = checks.into_iter().partition(|c| c.enabled);
+    let mut config = Config {
         path: path.to_path_buf(),
         server: Server {
             listen,
@@ -344,7 +362,12 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
         cost,
         deploys,
         reports,
-    })
+        timezone,
+        disabled,
+        secrets: Default::default(),
+    };
+    zone::apply(&mut config);
+    Some(config)
 }
 
 /// Every `[checks.NAME]`: names not keeper's own, each check read, and no

@@ -13,6 +13,7 @@ use super::{CheckConfig, Schedule, Severities as ResolvedSeverities};
 use crate::classify::{Level, Levels, Thresholds};
 use crate::core::value::{Crontab, HumanDuration};
 use crate::core::{Color, Direction, Metric, Severity};
+use crate::notify::policy::Matchers;
 use crate::probe;
 use crate::watchdog;
 
@@ -178,7 +179,7 @@ pub struct Route {
     pub severities: Vec<Severity>,
     pub channels: Vec<Spanned<String>>,
     #[serde(default, rename = "match")]
-    pub matches: BTreeMap<String, String>,
+    pub matches: Matchers,
     pub group_wait: Option<HumanDuration>,
 }
 
@@ -252,6 +253,7 @@ impl Watchdog {
                 thresholds: defaults.thresholds.clone(),
                 failures_before_alert: own.failures_before_alert,
                 successes_before_resolve: own.successes_before_resolve,
+                enabled: true,
                 probe: probe::Spec::Keeper(own.spec),
             })
             .collect()
@@ -265,7 +267,7 @@ pub struct Maintenance {
     pub schedule: Crontab,
     pub duration: Spanned<HumanDuration>,
     #[serde(default, rename = "match")]
-    pub matches: BTreeMap<String, String>,
+    pub matches: Matchers,
     #[serde(default)]
     pub checks: Vec<Spanned<String>>,
     #[serde(default)]
@@ -288,6 +290,8 @@ pub struct Common {
     pub failures_before_alert: Option<Spanned<u32>>,
     pub successes_before_resolve: Option<Spanned<u32>>,
     pub description: Option<String>,
+    /// `false`: read and validated, but not run.
+    pub enabled: Option<bool>,
 }
 
 impl Common {
@@ -302,6 +306,7 @@ impl Common {
         "failures_before_alert",
         "successes_before_resolve",
         "description",
+        "enabled",
     ];
 
     pub fn resolve(
@@ -362,6 +367,7 @@ impl Common {
             thresholds,
             failures_before_alert: failures.unwrap_or(defaults.failures_before_alert),
             successes_before_resolve: successes.unwrap_or(defaults.successes_before_resolve),
+            enabled: self.enabled.unwrap_or(true),
             probe,
         })
     }

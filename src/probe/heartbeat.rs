@@ -209,7 +209,7 @@ fn check_token(token: &str) -> Result<(), String> {
 pub enum Expected {
     /// At most this long after the previous success.
     Every(Duration),
-    /// At each firing of a crontab (UTC).
+    /// At each firing of a crontab (in its zone).
     Cron(Crontab),
 }
 
@@ -236,7 +236,7 @@ impl std::fmt::Display for Rules {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.expected {
             Expected::Every(p) => write!(f, "every {}", span(*p))?,
-            Expected::Cron(c) => write!(f, "cron {:?} (UTC)", c.source)?,
+            Expected::Cron(c) => write!(f, "cron {:?} ({})", c.source, c.zone)?,
         }
         write!(f, ", grace {}", span(self.grace))?;
         if let Some(m) = self.max_runtime {
