@@ -11,6 +11,7 @@ mod cost;
 mod env;
 mod error;
 mod kinds;
+mod matching;
 mod raw;
 mod reports;
 mod status_page;
@@ -539,7 +540,7 @@ fn read_maintenance(
             Some(Maintenance {
                 schedule: m.schedule,
                 duration: m.duration.into_inner().0,
-                matches: m.matches,
+                matches: m.matches.resolve(&format!("{key}.match"), errors),
                 checks: m.checks.into_iter().map(Spanned::into_inner).collect(),
                 comment: m.comment,
             })
@@ -577,7 +578,7 @@ fn read_routes(
             Route {
                 severities: r.severities,
                 channels: r.channels.into_iter().map(Spanned::into_inner).collect(),
-                matches: r.matches,
+                matches: r.matches.resolve(&format!("routes[{i}].match"), errors),
                 group_wait: r.group_wait.map_or(Duration::ZERO, |d| d.0),
             }
         })

@@ -13,7 +13,6 @@ use super::{CheckConfig, Schedule, Severities as ResolvedSeverities};
 use crate::classify::{Level, Levels, Thresholds};
 use crate::core::value::{Crontab, HumanDuration};
 use crate::core::{Color, Direction, Metric, Severity};
-use crate::notify::policy::Matchers;
 use crate::probe;
 use crate::watchdog;
 
@@ -179,7 +178,7 @@ pub struct Route {
     pub severities: Vec<Severity>,
     pub channels: Vec<Spanned<String>>,
     #[serde(default, rename = "match")]
-    pub matches: Matchers,
+    pub matches: super::matching::RawMatch,
     pub group_wait: Option<HumanDuration>,
 }
 
@@ -267,7 +266,7 @@ pub struct Maintenance {
     pub schedule: Crontab,
     pub duration: Spanned<HumanDuration>,
     #[serde(default, rename = "match")]
-    pub matches: Matchers,
+    pub matches: super::matching::RawMatch,
     #[serde(default)]
     pub checks: Vec<Spanned<String>>,
     #[serde(default)]

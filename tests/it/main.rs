@@ -20,6 +20,7 @@ mod e2e;
 mod faults;
 mod fly;
 mod flylogs;
+mod habits;
 mod health_report;
 mod heartbeat;
 mod ingest;

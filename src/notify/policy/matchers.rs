@@ -4,15 +4,13 @@
 //! a check does not carry counts as empty, so `team != "db"` matches a check
 //! with no team. Used by `[[routes]] match` and `[[maintenance]] match`.
 //!
-//! In the config, `match` is either a table of equalities (`{ team = "ops" }`)
-//! or a list of matcher strings (`["team = \"ops\"", "env =~ \"prod|staging\""]`);
-//! a bad matcher or regex is reported at its own string.
+//! In the config (`crate::config` reads it), `match` is either a table of
+//! equalities (`{ team = "ops" }`) or a list of matcher strings
+//! (`['team = "ops"', 'env =~ "prod|staging"']`).
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
-
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// How a matcher compares a label's value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,13 +136,6 @@ fn unquote(v: &str) -> Result<String, String> {
     Ok(out)
 }
 
-impl<'de> Deserialize<'de> for Matcher {
-    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(de)?;
-        s.parse().map_err(de::Error::custom)
-    }
-}
-
 /// Every matcher of a `match`, all of which must hold (none: everything matches).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Matchers(pub Vec<Matcher>);
@@ -178,40 +169,6 @@ impl fmt::Display for Matchers {
             write!(f, "{m}")?;
         }
         Ok(())
-    }
-}
-
-impl<'de> Deserialize<'de> for Matchers {
-    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
-        de.deserialize_any(MatchersVisitor)
-    }
-}
-
-struct MatchersVisitor;
-
-impl<'de> Visitor<'de> for MatchersVisitor {
-    type Value = Matchers;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(
-            "a table of label = \"value\", or a list of matchers such as [\"env =~ \\\"prod|staging\\\"\"]",
-        )
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Matchers, A::Error> {
-        let mut out = Vec::new();
-        while let Some((label, value)) = map.next_entry::<String, String>()? {
-            out.push(Matcher::new(&label, Op::Equal, &value).map_err(de::Error::custom)?);
-        }
-        Ok(Matchers(out))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Matchers, A::Error> {
-        let mut out = Vec::new();
-        while let Some(m) = seq.next_element::<Matcher>()? {
-            out.push(m);
-        }
-        Ok(Matchers(out))
     }
 }
 
