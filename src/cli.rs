@@ -198,8 +198,9 @@ async fn check_config(path: &std::path::Path) -> anyhow::Result<Exit> {
             return Ok(Exit::Failed);
         }
     };
-    print!("{}", describe(&config));
-    print!("{}", heartbeat_urls(&config).await);
+    // A value read from a secret file never shows, whichever key it went in.
+    print!("{}", config.secrets.mask(&describe(&config)));
+    print!("{}", config.secrets.mask(&heartbeat_urls(&config).await));
     Ok(Exit::Ok)
 }
 
@@ -286,14 +287,21 @@ pub fn describe(config: &Config) -> String {
         .iter()
         .filter(|c| matches!(c.probe, crate::probe::Spec::Keeper(_)))
         .count();
+    let disabled = match config.disabled.len() {
+        0 => String::new(),
+        n => format!(", {n} disabled"),
+    };
     let _ = writeln!(
         out,
-        "{}: OK: {} checks (and {own} of keeper's own), {} channels, {} routes",
+        "{}: OK: {} checks (and {own} of keeper's own){disabled}, {} channels, {} routes",
         config.path.display(),
         config.checks.len() - own,
         config.channels.len(),
         config.routes.len()
     );
+    if config.timezone != chrono_tz::UTC {
+        let _ = writeln!(out, "timezone: {} (crontab schedules)", config.timezone);
+    }
     let _ = writeln!(out, "listen:  {}", config.server.listen);
     let _ = writeln!(
         out,
@@ -301,6 +309,12 @@ pub fn describe(config: &Config) -> String {
         crate::core::redact::dsn(&config.storage.url)
     );
     out.push_str(&describe_checks(config));
+    if !config.disabled.is_empty() {
+        let _ = writeln!(out, "disabled (enabled = false: not run):");
+        for c in &config.disabled {
+            let _ = writeln!(out, "  {}  {} {}", c.name, c.probe.kind(), c.probe.target());
+        }
+    }
     let _ = writeln!(out, "channels:");
     for ch in &config.channels {
         let _ = writeln!(out, "  {}  {}", ch.name, ch.spec.kind());
@@ -360,7 +374,7 @@ fn describe_routes(config: &Config) -> String {
     let mut out = String::from("routes:\n");
     for r in &config.routes {
         let severities: Vec<&str> = r.severities.iter().map(|s| s.as_str()).collect();
-        let matches: Vec<String> = r.matches.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let matches = r.matches.to_string();
         let _ = writeln!(
             out,
             "  [{}] -> {}{}",
@@ -373,7 +387,7 @@ fn describe_routes(config: &Config) -> String {
             if matches.is_empty() {
                 String::new()
             } else {
-                format!(" (match {})", matches.join(","))
+                format!(" (match {matches})")
             },
         );
     }

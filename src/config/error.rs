@@ -5,6 +5,8 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use crate::core::redact::Secrets;
+
 /// One problem in the config file.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConfigError {
@@ -63,6 +65,8 @@ pub(super) struct Collector<'a> {
     file: &'a Path,
     text: &'a str,
     errors: Vec<(usize, ConfigError)>,
+    /// Values from secret files, masked in every message.
+    secrets: Secrets,
 }
 
 impl<'a> Collector<'a> {
@@ -71,7 +75,13 @@ impl<'a> Collector<'a> {
             file,
             text,
             errors: Vec::new(),
+            secrets: Secrets::default(),
         }
+    }
+
+    /// Masks these values in every message (the secrets `${file:…}` read).
+    pub fn mask(&mut self, secrets: Secrets) {
+        self.secrets = secrets;
     }
 
     pub fn is_empty(&self) -> bool {
@@ -88,7 +98,7 @@ impl<'a> Collector<'a> {
                 line,
                 column,
                 key: key.to_string(),
-                message,
+                message: self.secrets.mask(&message),
             },
         ));
     }

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 
+use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
@@ -101,7 +102,10 @@ pub(super) fn read_check(
         .filter(|k| !claimed.contains(k))
         .collect();
     let (kind, common, specific) = split_kind(&key, table, &shared, errors)?;
-    let common: Option<raw::Common> = read(&key, common, errors);
+    let written_common = common.clone();
+    let common = raw::Common::deserialize(ValueDeserializer::from(common))
+        .map_err(|e| reader_error(&key, &written_common, e, errors))
+        .ok();
     // Kept to place the spec's problems at their keys.
     let written = specific.clone();
     let spec = probe::Spec::deserialize_kind(&kind, ValueDeserializer::from(specific))

@@ -12,9 +12,11 @@ mod cost;
 mod env;
 mod error;
 mod kinds;
+mod matching;
 mod raw;
 mod reports;
 mod status_page;
+mod zone;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -63,6 +65,12 @@ pub struct Config {
     pub reports: Reports,
     /// `[cluster]`: this instance among those sharing a PostgreSQL database.
     pub cluster: Cluster,
+    /// `timezone`: the zone crontab schedules are read in (default UTC).
+    pub timezone: chrono_tz::Tz,
+    /// Checks with `enabled = false`: read and validated, never run.
+    pub disabled: Vec<CheckConfig>,
+    /// Values read from `${file:…}`: masked wherever the config is shown.
+    pub secrets: crate::core::redact::Secrets,
 }
 
 #[derive(Clone, Debug)]
@@ -121,7 +129,7 @@ impl std::fmt::Display for Schedule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Schedule::Every(d) => write!(f, "every {}", humantime::format_duration(*d)),
-            Schedule::Cron(c) => write!(f, "cron {:?}", c.source),
+            Schedule::Cron(c) => write!(f, "cron {c}"),
         }
     }
 }
@@ -140,6 +148,8 @@ pub struct CheckConfig {
     pub thresholds: Arc<Thresholds>,
     pub failures_before_alert: u32,
     pub successes_before_resolve: u32,
+    /// `enabled = false`: kept in [`Config::disabled`], not run.
+    pub enabled: bool,
     pub probe: probe::Spec,
 }
 
@@ -200,10 +210,15 @@ impl Config {
                 return Err(errors.finish());
             }
         };
+        let mut expander = env::Expander::new(path, env);
         for (key, value) in root.iter_mut() {
-            env::expand_env(key.get_ref(), value, env, &mut errors);
+            expander.expand(key.get_ref(), value, &mut errors);
         }
-        let config = read_root(path, root, &mut errors);
+        errors.mask(expander.secrets.clone());
+        let config = read_root(path, root, &mut errors).map(|mut c| {
+            c.secrets = expander.secrets;
+            c
+        });
         match (config, errors.is_empty()) {
             (Some(config), true) => Ok(config),
             _ => Err(errors.finish()),
@@ -260,6 +275,7 @@ struct Sections<'i> {
     apps: Vec<(Spanned<String>, Spanned<DeTable<'i>>)>,
     reports: reports::RawReports,
     cluster: cluster::Raw,
+    timezone: Option<Spanned<String>>,
     checks: Vec<(Spanned<String>, Spanned<DeTable<'i>>)>,
     channels: Vec<(Spanned<String>, Spanned<DeTable<'i>>)>,
 }
@@ -281,6 +297,7 @@ fn read_sections<'i>(root: DeTable<'i>, errors: &mut error::Collector) -> Sectio
             "cost" => s.cost = read(&name, value, errors).unwrap_or_default(),
             "reports" => s.reports = read(&name, value, errors).unwrap_or_default(),
             "cluster" => s.cluster = read(&name, value, errors).unwrap_or_default(),
+            "timezone" => s.timezone = read(&name, value, errors),
             "checks" => s.checks = kinds::named_tables(&name, value, errors),
             "channels" => s.channels = kinds::named_tables(&name, value, errors),
             "apps" => s.apps = kinds::named_tables(&name, value, errors),
@@ -288,7 +305,7 @@ fn read_sections<'i>(root: DeTable<'i>, errors: &mut error::Collector) -> Sectio
                 key.span(),
                 &name,
                 format!(
-                    "unknown key {name} (expected server, storage, delivery, defaults, severities, checks, channels, routes, maintenance, watchdog, status_page, cost, apps, reports or cluster)"
+                    "unknown key {name} (expected server, storage, delivery, defaults, severities, checks, channels, routes, maintenance, watchdog, status_page, cost, apps, reports, cluster or timezone)"
                 ),
             ),
         }
@@ -319,7 +336,9 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
     let reports = s.reports.resolve();
     let cluster = s.cluster.resolve(errors);
     let listen = read_listen(s.server.listen.as_ref(), errors)?;
-    Some(Config {
+    let timezone = zone::read_timezone(s.timezone, errors);
+    let (checks, disabled) = checks.into_iter().partition(|c| c.enabled);
+    let mut config = Config {
         path: path.to_path_buf(),
         server: Server {
             listen,
@@ -352,7 +371,12 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
         deploys,
         reports,
         cluster,
-    })
+        timezone,
+        disabled,
+        secrets: Default::default(),
+    };
+    zone::apply(&mut config);
+    Some(config)
 }
 
 /// Every `[checks.NAME]`: names not keeper's own, each check read, and no
@@ -524,7 +548,7 @@ fn read_maintenance(
             Some(Maintenance {
                 schedule: m.schedule,
                 duration: m.duration.into_inner().0,
-                matches: m.matches,
+                matches: m.matches.resolve(&format!("{key}.match"), errors),
                 checks: m.checks.into_iter().map(Spanned::into_inner).collect(),
                 comment: m.comment,
             })
@@ -562,7 +586,7 @@ fn read_routes(
             Route {
                 severities: r.severities,
                 channels: r.channels.into_iter().map(Spanned::into_inner).collect(),
-                matches: r.matches,
+                matches: r.matches.resolve(&format!("routes[{i}].match"), errors),
                 group_wait: r.group_wait.map_or(Duration::ZERO, |d| d.0),
             }
         })

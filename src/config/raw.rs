@@ -178,7 +178,7 @@ pub struct Route {
     pub severities: Vec<Severity>,
     pub channels: Vec<Spanned<String>>,
     #[serde(default, rename = "match")]
-    pub matches: BTreeMap<String, String>,
+    pub matches: super::matching::RawMatch,
     pub group_wait: Option<HumanDuration>,
 }
 
@@ -252,6 +252,7 @@ impl Watchdog {
                 thresholds: defaults.thresholds.clone(),
                 failures_before_alert: own.failures_before_alert,
                 successes_before_resolve: own.successes_before_resolve,
+                enabled: true,
                 probe: probe::Spec::Keeper(own.spec),
             })
             .collect()
@@ -265,7 +266,7 @@ pub struct Maintenance {
     pub schedule: Crontab,
     pub duration: Spanned<HumanDuration>,
     #[serde(default, rename = "match")]
-    pub matches: BTreeMap<String, String>,
+    pub matches: super::matching::RawMatch,
     #[serde(default)]
     pub checks: Vec<Spanned<String>>,
     #[serde(default)]
@@ -288,6 +289,8 @@ pub struct Common {
     pub failures_before_alert: Option<Spanned<u32>>,
     pub successes_before_resolve: Option<Spanned<u32>>,
     pub description: Option<String>,
+    /// `false`: read and validated, but not run.
+    pub enabled: Option<bool>,
 }
 
 impl Common {
@@ -302,6 +305,7 @@ impl Common {
         "failures_before_alert",
         "successes_before_resolve",
         "description",
+        "enabled",
     ];
 
     pub fn resolve(
@@ -362,6 +366,7 @@ impl Common {
             thresholds,
             failures_before_alert: failures.unwrap_or(defaults.failures_before_alert),
             successes_before_resolve: successes.unwrap_or(defaults.successes_before_resolve),
+            enabled: self.enabled.unwrap_or(true),
             probe,
         })
     }

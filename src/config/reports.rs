@@ -1,6 +1,7 @@
 //! `[reports]` (DESIGN.md §9): when keeper sends its reports through the
 //! routed channels. `health = "0 8 * * *"` sends the day's health report
-//! (`crate::report::health`) at that time, UTC. An unknown key or a bad
+//! (`crate::report::health`) at that time, in the config's `timezone` (UTC by
+//! default). An unknown key or a bad
 //! crontab is an error at its line and column.
 
 use serde::Deserialize;

@@ -77,6 +77,42 @@ fn masked_query(query: &str) -> String {
         .join("&")
 }
 
+/// Values the config read from secret files (`${file:…}`): wherever the
+/// config is shown (its errors, `keeper check-config`), each is replaced by
+/// [`MASK`], whatever key it went into. Its `Debug` shows only how many.
+#[derive(Clone, Default, PartialEq)]
+pub struct Secrets(Vec<String>);
+
+/// Shorter values are not masked: masking `1` would garble every number shown.
+const MIN_MASKED_CHARS: usize = 3;
+
+impl Secrets {
+    pub fn add(&mut self, secret: &str) {
+        if secret.chars().count() >= MIN_MASKED_CHARS && !self.0.iter().any(|s| s == secret) {
+            self.0.push(secret.to_string());
+            // Longest first, so a secret holding another is masked whole.
+            self.0.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        }
+    }
+
+    /// `text` with every secret replaced by [`MASK`].
+    pub fn mask(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for secret in &self.0 {
+            if out.contains(secret.as_str()) {
+                out = out.replace(secret.as_str(), MASK);
+            }
+        }
+        out
+    }
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secrets({} masked)", self.0.len())
+    }
+}
+
 /// Whether a secret someone presented is the expected one, in time that
 /// depends only on the lengths, not on where they differ (the one comparison
 /// of tokens: the API token, ingest tokens).
@@ -86,7 +122,20 @@ pub fn same_secret(expected: &[u8], given: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{dsn, url};
+    use super::{Secrets, dsn, url};
+
+    #[test]
+    fn secrets_are_masked_wherever_they_appear_longest_first() {
+        let mut secrets = Secrets::default();
+        secrets.add("hunter2");
+        secrets.add("hunter2-and-more");
+        secrets.add("ab");
+        assert_eq!(
+            secrets.mask("url https://h/hunter2-and-more/x?k=hunter2 ab"),
+            "url https://h/***/x?k=*** ab"
+        );
+        assert_eq!(format!("{secrets:?}"), "Secrets(2 masked)");
+    }
 
     #[test]
     fn masks_userinfo_query_values_and_fragment() {

@@ -45,58 +45,108 @@ impl fmt::Display for HumanDuration {
 }
 
 /// A crontab schedule, as people write it: five fields (or six with leading
-/// seconds), weekday 1 = Monday, 0 or 7 = Sunday.
+/// seconds), weekday 1 = Monday, 0 or 7 = Sunday, read in a time zone: the
+/// config's `timezone` (UTC by default), or the schedule's own when it starts
+/// with `CRON_TZ=<IANA name> ` (as cronie and Kubernetes write it). Daylight
+/// saving is croner's: a time skipped by spring-forward runs at the first
+/// instant after the gap, a time repeated in the fall runs once.
 #[derive(Clone)]
 pub struct Crontab {
+    /// As written, `CRON_TZ=` prefix included.
     pub source: String,
     pub cron: std::sync::Arc<croner::Cron>,
+    /// The zone its fields are read in.
+    pub zone: chrono_tz::Tz,
+    /// Whether the schedule names its own zone (`CRON_TZ=`): the config's
+    /// `timezone` then does not apply to it.
+    pub own_zone: bool,
 }
 
 impl fmt::Debug for Crontab {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Crontab({:?})", self.source)
+        write!(f, "Crontab({:?} in {})", self.source, self.zone)
     }
 }
 
 impl PartialEq for Crontab {
     fn eq(&self, other: &Self) -> bool {
-        self.source == other.source
+        self.source == other.source && self.zone == other.zone
     }
+}
+
+/// An IANA time zone name (`Europe/Paris`, `UTC`), as the config names one.
+pub fn parse_zone(name: &str) -> Result<chrono_tz::Tz, String> {
+    name.parse::<chrono_tz::Tz>().map_err(|_| {
+        format!(
+            "unknown time zone {name:?} (expected an IANA name such as \"Europe/Paris\" or \"UTC\")"
+        )
+    })
 }
 
 impl FromStr for Crontab {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (zone, fields) = match s.trim_start().strip_prefix("CRON_TZ=") {
+            Some(rest) => {
+                let (name, fields) = rest
+                    .split_once(char::is_whitespace)
+                    .ok_or_else(|| "CRON_TZ=<zone> must be followed by the schedule".to_string())?;
+                (Some(parse_zone(name)?), fields)
+            }
+            None => (None, s),
+        };
         let cron = croner::parser::CronParser::builder()
             .seconds(croner::parser::Seconds::Optional)
             .year(croner::parser::Year::Disallowed)
             .build()
-            .parse(s)
+            .parse(fields.trim())
             .map_err(|e| e.to_string())?;
         Ok(Crontab {
             source: s.to_string(),
             cron: std::sync::Arc::new(cron),
+            zone: zone.unwrap_or(chrono_tz::UTC),
+            own_zone: zone.is_some(),
         })
     }
 }
 
-impl Crontab {
-    /// The first firing strictly after `after`, in UTC.
-    pub fn next_after(
-        &self,
-        after: chrono::DateTime<chrono::Utc>,
-    ) -> Option<chrono::DateTime<chrono::Utc>> {
-        self.cron.find_next_occurrence(&after, false).ok()
+impl fmt::Display for Crontab {
+    /// `"0 9 * * 1"`, with ` Europe/Paris` when not read in UTC.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.source)?;
+        if self.zone != chrono_tz::UTC && !self.own_zone {
+            write!(f, " {}", self.zone)?;
+        }
+        Ok(())
     }
 }
 
 impl Crontab {
-    /// The latest firing at or before `at`, in UTC.
+    /// Reads the schedule in `zone` (the config's `timezone`), unless it names its own.
+    pub fn in_zone(&mut self, zone: chrono_tz::Tz) {
+        if !self.own_zone {
+            self.zone = zone;
+        }
+    }
+
+    /// The first firing strictly after `after`.
+    pub fn next_after(
+        &self,
+        after: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        let local = after.with_timezone(&self.zone);
+        let next = self.cron.find_next_occurrence(&local, false).ok()?;
+        Some(next.with_timezone(&chrono::Utc))
+    }
+
+    /// The latest firing at or before `at`.
     pub fn last_at_or_before(
         &self,
         at: chrono::DateTime<chrono::Utc>,
     ) -> Option<chrono::DateTime<chrono::Utc>> {
-        self.cron.find_previous_occurrence(&at, true).ok()
+        let local = at.with_timezone(&self.zone);
+        let last = self.cron.find_previous_occurrence(&local, true).ok()?;
+        Some(last.with_timezone(&chrono::Utc))
     }
 }
 
@@ -203,6 +253,54 @@ mod tests {
                 "{sunday}"
             );
         }
+    }
+
+    #[test]
+    fn crontab_in_a_zone_fires_at_that_zone_s_wall_clock_across_dst() {
+        let mut c: Crontab = "0 9 * * 1".parse().unwrap();
+        c.in_zone(parse_zone("Europe/Paris").unwrap());
+        // Friday 2026-11-27: the next Monday 09:00 in Paris (UTC+1) is 08:00 UTC.
+        let from = Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap();
+        assert_eq!(
+            c.next_after(from).unwrap(),
+            Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, 0).unwrap()
+        );
+        // In summer (UTC+2) it is 07:00 UTC.
+        let june = Utc.with_ymd_and_hms(2026, 6, 26, 12, 0, 0).unwrap();
+        assert_eq!(
+            c.next_after(june).unwrap(),
+            Utc.with_ymd_and_hms(2026, 6, 29, 7, 0, 0).unwrap()
+        );
+        assert_eq!(
+            c.last_at_or_before(from).unwrap(),
+            Utc.with_ymd_and_hms(2026, 11, 23, 8, 0, 0).unwrap()
+        );
+        // 02:30 does not exist on 2026-03-29 in Paris: it runs at the first
+        // instant after the gap (03:00 CEST = 01:00 UTC).
+        let mut gap: Crontab = "30 2 * * *".parse().unwrap();
+        gap.in_zone(parse_zone("Europe/Paris").unwrap());
+        let before = Utc.with_ymd_and_hms(2026, 3, 28, 12, 0, 0).unwrap();
+        assert_eq!(
+            gap.next_after(before).unwrap(),
+            Utc.with_ymd_and_hms(2026, 3, 29, 1, 0, 0).unwrap()
+        );
+    }
+
+    #[test]
+    fn crontab_may_name_its_own_zone_which_the_config_s_does_not_override() {
+        let mut c: Crontab = "CRON_TZ=America/New_York 0 9 * * *".parse().unwrap();
+        c.in_zone(parse_zone("Europe/Paris").unwrap());
+        assert_eq!(c.zone, chrono_tz::America::New_York);
+        let from = Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap();
+        assert_eq!(
+            c.next_after(from).unwrap(),
+            Utc.with_ymd_and_hms(2026, 11, 27, 14, 0, 0).unwrap()
+        );
+        let err = "CRON_TZ=Mars/Olympus 0 9 * * *"
+            .parse::<Crontab>()
+            .unwrap_err();
+        assert!(err.contains("unknown time zone \"Mars/Olympus\""), "{err}");
+        assert!("CRON_TZ=UTC".parse::<Crontab>().is_err());
     }
 
     #[test]

@@ -1,13 +1,17 @@
 //! The `heartbeat` check: passive. Jobs (backups, cron jobs) call
-//! `/ping/<token>` when they succeed, `/ping/<token>/start` when they begin and
-//! `/ping/<token>/fail` when they fail. The check is red when the last run
+//! `/ping/<token>` when they succeed, `/ping/<token>/start` when they begin,
+//! `/ping/<token>/fail` when they fail, `/ping/<token>/<exit status>` either
+//! way (0 succeeded) and `/ping/<token>/log` to leave output without a
+//! verdict — Healthchecks.io's URLs. The check is red when the last run
 //! failed, a run outlasts `max_runtime`, or a success is late (`period` or
-//! the crontab `schedule`, plus `grace`).
+//! the crontab `schedule`, plus `grace`); the red message ends with the last
+//! lines of the output the job sent since its last success ([`body`]).
 //!
 //! This file owns the keys, the pure evaluation (signals and now → sample) and
 //! the probe that runs it; [`registry`] owns the tokens and the signals (in
 //! memory, saved on each ping). The HTTP side is `http/ping.rs`.
 
+pub mod body;
 pub mod registry;
 
 use std::ops::Range;
@@ -21,7 +25,7 @@ pub use registry::{Beat, Registry, Signal};
 
 use super::{BuildError, CheckDefaults, Context, Kind};
 use crate::core::value::{Crontab, HumanDuration};
-use crate::core::{Sample, Severity, SpecProblem};
+use crate::core::{Outcome, Sample, Severity, SpecProblem};
 
 /// How often a heartbeat is evaluated unless its `interval` says otherwise
 /// (a ping that changes its color also wakes an evaluation at once).
@@ -209,7 +213,7 @@ fn check_token(token: &str) -> Result<(), String> {
 pub enum Expected {
     /// At most this long after the previous success.
     Every(Duration),
-    /// At each firing of a crontab (UTC).
+    /// At each firing of a crontab (in its zone).
     Cron(Crontab),
 }
 
@@ -236,7 +240,7 @@ impl std::fmt::Display for Rules {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.expected {
             Expected::Every(p) => write!(f, "every {}", span(*p))?,
-            Expected::Cron(c) => write!(f, "cron {:?} (UTC)", c.source)?,
+            Expected::Cron(c) => write!(f, "cron {:?} ({})", c.source, c.zone)?,
         }
         write!(f, ", grace {}", span(self.grace))?;
         if let Some(m) = self.max_runtime {
@@ -256,6 +260,11 @@ pub struct Signals {
     pub last_fail: Option<DateTime<Utc>>,
     /// The run that ended with `last_success`, when a `/start` began it.
     pub last_run: Option<Duration>,
+    /// The exit status `last_fail` reported (`/ping/<token>/3`); `None` for `/fail`.
+    pub last_exit: Option<u8>,
+    /// The last lines of the latest ping body that held any, and when it came.
+    /// Kept in memory only: a restart forgets it.
+    pub last_output: Option<(DateTime<Utc>, String)>,
 }
 
 impl Signals {
@@ -266,6 +275,8 @@ impl Signals {
             last_start: None,
             last_fail: None,
             last_run: None,
+            last_exit: None,
+            last_output: None,
         }
     }
 
@@ -279,8 +290,27 @@ impl Signals {
                 self.last_success = Some(at);
             }
             Signal::Start => self.last_start = Some(at),
-            Signal::Fail => self.last_fail = Some(at),
+            Signal::Fail => {
+                self.last_fail = Some(at);
+                self.last_exit = None;
+            }
+            Signal::Exit(status) => {
+                self.last_fail = Some(at);
+                self.last_exit = Some(status);
+            }
+            Signal::Log => {}
         }
+    }
+
+    /// Takes in the last lines of a ping body received at `at` ([`body::tail`]).
+    pub fn record_output(&mut self, tail: String, at: DateTime<Utc>) {
+        self.last_output = Some((at, tail));
+    }
+
+    /// The output sent since the last success: what a red message ends with.
+    fn output_since_success(&self) -> Option<&str> {
+        let (at, tail) = self.last_output.as_ref()?;
+        (Some(*at) > self.last_success).then_some(tail.as_str())
     }
 
     /// When the run in progress began: a `/start` after the latest success and fail.
@@ -304,6 +334,9 @@ pub fn evaluate(rules: &Rules, s: &Signals, now: DateTime<Utc>) -> Sample {
     let running = s.running_since();
     let mut sample = if let Some(failed) = s.failed_at() {
         let mut msg = format!("failed {} ago", ago(failed));
+        if let Some(status) = s.last_exit {
+            msg.push_str(&format!(" (exit status {status})"));
+        }
         if let Some(start) = running {
             msg.push_str(&format!(", retry running for {}", ago(start)));
         }
@@ -323,6 +356,9 @@ pub fn evaluate(rules: &Rules, s: &Signals, now: DateTime<Utc>) -> Sample {
     } else {
         on_schedule(rules, s, now, running)
     };
+    if let (Outcome::Down(reason), Some(output)) = (&sample.outcome, s.output_since_success()) {
+        sample = Sample::down(format!("{reason}\nlast output:\n{output}"));
+    }
     if let Some(run) = s.last_run {
         sample.values.push(("run_s".into(), run.as_secs_f64()));
     }
@@ -425,7 +461,6 @@ impl Probe {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::Outcome;
     use chrono::TimeZone;
 
     fn t0() -> DateTime<Utc> {
@@ -521,6 +556,45 @@ mod tests {
         let ok = evaluate(&daily(), &s, t0() + secs(360));
         assert_eq!(ok.outcome, Outcome::Up);
         assert_eq!(s.last_run, Some(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn an_exit_status_fails_and_the_output_since_the_last_success_ends_the_message() {
+        let mut s = Signals::new(t0() - secs(86_400));
+        s.record(Signal::Success, t0());
+        s.record_output("backed up 3 files".into(), t0());
+        s.record(Signal::Start, t0() + secs(60));
+        s.record(Signal::Log, t0() + secs(70));
+        s.record_output("copying /srv".into(), t0() + secs(70));
+        assert_eq!(
+            s.running_since(),
+            Some(t0() + secs(60)),
+            "a log changes nothing"
+        );
+        let running = evaluate(&daily(), &s, t0() + secs(80));
+        assert_eq!(running.outcome, Outcome::Up);
+        assert!(!running.message.contains("copying"), "{}", running.message);
+        s.record(Signal::Exit(3), t0() + secs(120));
+        s.record_output("rsync: No space left on device".into(), t0() + secs(120));
+        let failed = evaluate(&daily(), &s, t0() + secs(180));
+        assert!(is_red(&failed));
+        assert_eq!(
+            failed.message,
+            "failed 1m ago (exit status 3); last success 3m ago\nlast output:\nrsync: No space left on device"
+        );
+        assert_eq!(failed.outcome, Outcome::Down(failed.message.clone()));
+        // A plain /fail has no status; a success's output is not shown when it is late.
+        s.record(Signal::Fail, t0() + secs(200));
+        assert!(
+            evaluate(&daily(), &s, t0() + secs(200))
+                .message
+                .starts_with("failed 0s ago;")
+        );
+        s.record(Signal::Success, t0() + secs(300));
+        s.record_output("all good".into(), t0() + secs(300));
+        let late = evaluate(&daily(), &s, t0() + secs(300 + 86_400 + 3601));
+        assert!(is_red(&late));
+        assert!(!late.message.contains("all good"), "{}", late.message);
     }
 
     #[test]

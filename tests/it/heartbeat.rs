@@ -1,6 +1,7 @@
 //! Heartbeat checks against the real app: jobs call `/ping/<token>` (and
-//! `/start`, `/fail`); the check is green on time and red when late, failed
-//! or overrunning `max_runtime`, with incidents; unknown tokens and oversized
+//! `/start`, `/fail`, Healthchecks.io's `/<exit status>` and `/log`); the
+//! check is green on time and red when late, failed or overrunning
+//! `max_runtime`, with incidents, the job's output ending the red message; unknown tokens and oversized
 //! bodies are refused; tokens come from the config or are generated and shown
 //! by `check-config`; the signals survive a restart.
 
@@ -160,6 +161,62 @@ async fn fail_is_red_at_once_and_a_success_clears_it() {
     app.stop().await;
 }
 
+#[tokio::test]
+async fn an_exit_status_ping_fails_with_the_job_s_last_output_in_the_incident() {
+    let app = spawn_app(
+        Backend::Sqlite,
+        config(&[("period", "1h"), ("interval", "1h")]),
+    )
+    .await;
+    wait_for_state(&app, "green", "no ping yet").await;
+    ping(&app, &format!("/ping/{TOKEN}/start")).await;
+    // /log records output and changes nothing.
+    let (status, _) = post(
+        &app,
+        &format!("/ping/{TOKEN}/log"),
+        b"copying /srv\n".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let log: String = (1..=30).map(|i| format!("file {i}\n")).collect();
+    let output = format!("{log}\x1b[31mrsync: write failed: No space left on device (28)\x1b[0m\n");
+    let (status, body) = post(&app, &format!("/ping/{TOKEN}/23"), output.into_bytes()).await;
+    assert_eq!((status, body.as_str()), (200, "OK\n"));
+
+    let failed = wait_for_state(&app, "red", "failed").await;
+    let message = failed["message"].as_str().unwrap();
+    let (first, output) = message.split_once("\nlast output:\n").expect(message);
+    assert!(
+        first.starts_with("failed") && first.contains("(exit status 23)"),
+        "{first}"
+    );
+    assert_eq!(output.lines().count(), 10, "the last 10 lines: {output}");
+    assert!(output.starts_with("file 22\n"), "{output}");
+    assert!(
+        output.ends_with("file 30\nrsync: write failed: No space left on device (28)"),
+        "cleaned of its colors: {output:?}"
+    );
+    let incident = wait_for("an open incident", WAIT, || async {
+        open_incidents(&app).await.into_iter().next()
+    })
+    .await;
+    assert!(
+        incident.to_string().contains("No space left on device"),
+        "the output reaches the incident: {incident}"
+    );
+
+    // /0 is a success; numbers past 255 and words are not ping URLs.
+    for bad in ["256", "ok", "-1"] {
+        let (status, _) = post(&app, &format!("/ping/{TOKEN}/{bad}"), Vec::new()).await;
+        assert_eq!(status, 404, "/ping/…/{bad}");
+    }
+    ping(&app, &format!("/ping/{TOKEN}/0")).await;
+    let ok = wait_for_state(&app, "green", "last ping").await;
+    assert!(!ok["message"].as_str().unwrap().contains("rsync"), "{ok}");
+    assert!(stored(&app.db).await.last_success > stored(&app.db).await.last_fail);
+    app.stop().await;
+}
+
 both_backends!(
     async fn a_start_past_max_runtime_is_red_and_the_success_records_the_run(db) {
         let app = TestApp::start_on(
@@ -238,7 +295,7 @@ async fn an_unknown_token_gets_a_bare_404() {
         TOKEN.to_uppercase(),
     ];
     for token in &near_misses {
-        for suffix in ["", "/start", "/fail"] {
+        for suffix in ["", "/start", "/fail", "/log", "/0", "/3"] {
             let path = format!("/ping/{token}{suffix}");
             let (status, body) = post(&app, &path, b"hello".to_vec()).await;
             assert_eq!(status, 404, "POST {path}");

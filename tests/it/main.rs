@@ -22,6 +22,7 @@ mod e2e;
 mod faults;
 mod fly;
 mod flylogs;
+mod habits;
 mod health_report;
 mod heartbeat;
 mod ingest;

@@ -285,9 +285,9 @@ fn covered(check: Option<&str>, labels: &BTreeMap<String, String>) -> String {
 fn covered_by_maintenance(m: &Maintenance) -> String {
     match (m.checks.is_empty(), m.matches.is_empty()) {
         (true, true) => "every check".into(),
-        (true, false) => labelled(&m.matches),
+        (true, false) => format!("checks labelled {}", m.matches),
         (false, true) => m.checks.join(", "),
-        (false, false) => format!("{} ({})", m.checks.join(", "), labelled(&m.matches)),
+        (false, false) => format!("{} (checks labelled {})", m.checks.join(", "), m.matches),
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::Matchers;
 use crate::core::value::Crontab;
 use crate::incident::Silence;
 use crate::state::CheckState;
@@ -16,8 +17,8 @@ use crate::state::CheckState;
 pub struct Maintenance {
     pub schedule: Crontab,
     pub duration: Duration,
-    /// Labels a check must all carry (with `checks` empty: every check when empty too).
-    pub matches: BTreeMap<String, String>,
+    /// Label matchers a check must all satisfy (with `checks` empty: every check when empty too).
+    pub matches: Matchers,
     /// Checks it covers by name; empty: by labels only.
     pub checks: Vec<String>,
     pub comment: String,
@@ -37,10 +38,7 @@ impl Maintenance {
     /// Whether it covers the check `name` with `labels`.
     pub fn covers(&self, name: &str, labels: &BTreeMap<String, String>) -> bool {
         (self.checks.is_empty() || self.checks.iter().any(|c| c == name))
-            && self
-                .matches
-                .iter()
-                .all(|(k, v)| labels.get(k).is_some_and(|have| have == v))
+            && self.matches.matches(labels)
     }
 }
 
@@ -188,7 +186,7 @@ mod tests {
         let window = Maintenance {
             schedule: "0 3 * * SUN".parse().unwrap(),
             duration: Duration::from_secs(3600),
-            matches: labels.clone(),
+            matches: Matchers::equal(&[("app", "web")]),
             checks: vec![],
             comment: String::new(),
         };

@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 pub mod changes;
 pub mod digest;
 pub mod holds;
+pub mod matchers;
 pub mod routes;
 #[cfg(test)]
 mod steps;
@@ -21,6 +22,7 @@ mod steps;
 pub use changes::{Notice, Planned};
 pub use digest::{Digest, Resend};
 pub use holds::{Dependency, Maintenance, hold, silences_check};
+pub use matchers::{Matcher, Matchers, Op};
 pub use routes::{Event, Route, Windows, group_wait, route, route_with};
 
 use crate::core::value::Crontab;

@@ -1,4 +1,5 @@
-//! Where notifications go: routes match an event by severity and labels,
+//! Where notifications go: routes match an event by severity and labels
+//! (Alertmanager's matchers, [`super::matchers`]),
 //! every matching route's channels hear it, each channel once ([`route`],
 //! [`route_with`] adding whoever heard of the incident before), and a
 //! channel with a `group_wait` gathers a storm into one message ([`Windows`]).
@@ -8,6 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::Matchers;
 use crate::core::{Color, EventKind, Notification, Outgoing, Severity};
 
 /// `[[routes]]`: which notifications go to which channels.
@@ -16,18 +18,15 @@ pub struct Route {
     /// Empty: every severity.
     pub severities: Vec<Severity>,
     pub channels: Vec<String>,
-    /// Labels a check must carry, all of them.
-    pub matches: BTreeMap<String, String>,
+    /// Label matchers a check must satisfy, all of them.
+    pub matches: Matchers,
     pub group_wait: Duration,
 }
 
 impl Route {
     pub fn matches(&self, severity: Severity, labels: &BTreeMap<String, String>) -> bool {
         (self.severities.is_empty() || self.severities.contains(&severity))
-            && self
-                .matches
-                .iter()
-                .all(|(k, v)| labels.get(k).is_some_and(|have| have == v))
+            && self.matches.matches(labels)
     }
 }
 
@@ -136,10 +135,7 @@ mod tests {
         Route {
             severities: severities.to_vec(),
             channels: channels.iter().map(|c| c.to_string()).collect(),
-            matches: matches
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            matches: Matchers::equal(matches),
             group_wait: Duration::ZERO,
         }
     }

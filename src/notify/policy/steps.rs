@@ -48,7 +48,7 @@ fn route(severities: &[Severity], channels: &[&str], group_wait: u64) -> Route {
     Route {
         severities: severities.to_vec(),
         channels: channels.iter().map(|c| c.to_string()).collect(),
-        matches: BTreeMap::new(),
+        matches: Default::default(),
         group_wait: Duration::from_secs(group_wait),
     }
 }
@@ -389,7 +389,7 @@ fn a_maintenance_window_holds_the_opening_until_it_closes() {
         maintenance: vec![Maintenance {
             schedule: "0 2 * * SUN".parse().unwrap(),
             duration: Duration::from_secs(600),
-            matches: BTreeMap::new(),
+            matches: Default::default(),
             checks: vec!["web".into()],
             comment: String::new(),
         }],

@@ -36,6 +36,11 @@ pub enum Signal {
     Start,
     /// `/ping/<token>/fail`: the job failed.
     Fail,
+    /// `/ping/<token>/<1-255>`: the job failed with this exit status
+    /// (`/ping/<token>/0` is [`Signal::Success`]).
+    Exit(u8),
+    /// `/ping/<token>/log`: output only; the check's state does not change.
+    Log,
 }
 
 /// Every heartbeat check of one keeper. Cheap to clone.
@@ -261,15 +266,26 @@ impl Registry {
             .cloned()
     }
 
-    /// Records a ping received at `at`: in memory at once, then saved (one
-    /// upsert). When it changes the check's color, its evaluation is woken so
-    /// the change shows now rather than at the next `interval`. A failure to
-    /// save is logged; the signal still counts in memory.
-    pub async fn record(&self, beat: &Beat, signal: Signal, at: DateTime<Utc>) {
+    /// Records a ping received at `at`, with the last lines of its body
+    /// (`output`, [`super::body::tail`]): in memory at once, then saved (one
+    /// upsert; the output stays in memory). When it changes the check's color,
+    /// its evaluation is woken so the change shows now rather than at the
+    /// next `interval`. A failure to save is logged; the signal still counts
+    /// in memory.
+    pub async fn record(
+        &self,
+        beat: &Beat,
+        signal: Signal,
+        output: Option<String>,
+        at: DateTime<Utc>,
+    ) {
         let (changed, row) = {
             let mut s = beat.signals();
             let before = evaluate(&beat.rules, &s, at);
             s.record(signal, at);
+            if let Some(output) = output {
+                s.record_output(output, at);
+            }
             let after = evaluate(&beat.rules, &s, at);
             (is_red(&before) != is_red(&after), beat.row(&s))
         };
