@@ -165,6 +165,7 @@ async fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let config = load(path)?;
     let keeper = app::start_with(config, run_options()).await?;
     let stop = keeper.stopper();
+    let reloads = reload_on_sighup(&keeper)?;
     let mut done = std::pin::pin!(keeper.wait());
     tokio::select! {
         signal = shutdown_signal() => {
@@ -177,7 +178,23 @@ async fn run(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         // the exit status is not 0 and a supervisor restarts keeper).
         result = &mut done => result?,
     }
+    reloads.abort();
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reloads the config on each SIGHUP (`systemctl reload`); the outcome is
+/// logged by the reload itself.
+fn reload_on_sighup(keeper: &app::Keeper) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
+    let keeper = keeper.reloader();
+    Ok(tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!(signal = "SIGHUP", "reloading the config");
+            // Refused or done, the reload logged why.
+            let _ = keeper.reload().await;
+        }
+    }))
 }
 
 /// Start options. Debug builds read `KEEPER_DEBUG_PANIC=TASK` so tests can
@@ -210,6 +227,12 @@ async fn check_config(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    // The build step start and reload run: a file they refuse is refused here.
+    if let Err(errors) = app::check(&config).await {
+        eprintln!("{errors}");
+        eprintln!("{}: {} error(s)", path.display(), errors.0.len());
+        return Ok(ExitCode::FAILURE);
+    }
     print!("{}", describe(&config));
     print!("{}", heartbeat_urls(&config).await);
     Ok(ExitCode::SUCCESS)

@@ -10,6 +10,7 @@ mod incidents;
 mod ingest;
 pub mod page;
 mod ping;
+pub mod reload;
 pub mod serve;
 mod silences;
 
@@ -66,6 +67,8 @@ pub struct AppState {
     pub ingest: crate::probe::log::ingest::Registry,
     /// The status page's settings and the history it shows.
     pub page: Arc<page::Settings>,
+    /// Where `POST /api/v1/reload` asks for the config to be read again.
+    pub reloader: reload::Reloader,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -86,6 +89,7 @@ pub fn router(state: AppState) -> Router {
                 .merge(incidents::router())
                 .merge(silences::router())
                 .merge(deployments::router())
+                .merge(reload::router())
                 .route_layer(guard),
         )
         .merge(page::router())

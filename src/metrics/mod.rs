@@ -43,6 +43,10 @@ pub struct Metrics {
     /// Incident changes made while storage is away, not yet written down.
     pub unwritten: IntGauge,
     pub last_sample: Gauge,
+    /// Whether the last config reload (or the start) succeeded: 1 or 0.
+    pub reload_successful: IntGauge,
+    /// When the config was last loaded successfully, in unix seconds.
+    pub reload_success_at: Gauge,
 }
 
 impl Metrics {
@@ -91,8 +95,21 @@ impl Metrics {
                 "When the newest sample was taken, in unix seconds.",
             )
             .expect("valid metric"),
+            reload_successful: IntGauge::new(
+                "keeper_config_last_reload_successful",
+                "Whether the last configuration reload attempt was successful.",
+            )
+            .expect("valid metric"),
+            reload_success_at: Gauge::new(
+                "keeper_config_last_reload_success_timestamp_seconds",
+                "Timestamp of the last successful configuration reload.",
+            )
+            .expect("valid metric"),
             registry,
         };
+        m.reload_successful.set(1);
+        m.reload_success_at
+            .set(chrono::Utc::now().timestamp() as f64);
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "keeper_build_info",
@@ -111,6 +128,8 @@ impl Metrics {
             Box::new(m.store_errors.clone()),
             Box::new(m.unwritten.clone()),
             Box::new(m.last_sample.clone()),
+            Box::new(m.reload_successful.clone()),
+            Box::new(m.reload_success_at.clone()),
             Box::new(build_info),
         ];
         for c in collectors {
@@ -125,6 +144,15 @@ impl Metrics {
                 .set(0);
         }
         m
+    }
+
+    /// The metrics of a reloaded config's `checks`: new per-check series,
+    /// every other metric shared with `self` (counters go on counting).
+    pub fn for_checks(&self, checks: &[Arc<str>]) -> Metrics {
+        Metrics {
+            checks: Arc::new(CheckTable::new(checks)),
+            ..self.clone()
+        }
     }
 
     /// Records a sample's blackbox-compatible gauges for check number `check`.

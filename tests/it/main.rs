@@ -33,6 +33,7 @@ mod probe_safety;
 mod probes;
 mod prometheus;
 mod reads;
+mod reload;
 mod reports;
 mod rollups;
 mod scheduler;
