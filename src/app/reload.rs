@@ -22,12 +22,11 @@ pub(super) async fn reload(tasks: &mut Tasks, watch: &Watch) -> Reply {
     let metrics = &watch.kept.metrics;
     match &outcome {
         Ok(done) => {
-            metrics.reload_successful.set(1);
-            (metrics.reload_success_at).set(chrono::Utc::now().timestamp() as f64);
+            metrics.config_reload.succeeded();
             tracing::info!(config = %path.display(), added = ?done.added, removed = ?done.removed, kept = done.kept.len(), "config reloaded");
         }
         Err(e) => {
-            metrics.reload_successful.set(0);
+            metrics.config_reload.failed();
             tracing::error!(config = %path.display(), error = %e, "config reload failed");
         }
     }

@@ -43,10 +43,7 @@ pub struct Metrics {
     /// Incident changes made while storage is away, not yet written down.
     pub unwritten: IntGauge,
     pub last_sample: Gauge,
-    /// Whether the last config reload (or the start) succeeded: 1 or 0.
-    pub reload_successful: IntGauge,
-    /// When the config was last loaded successfully, in unix seconds.
-    pub reload_success_at: Gauge,
+    pub config_reload: ConfigReload,
 }
 
 impl Metrics {
@@ -95,21 +92,9 @@ impl Metrics {
                 "When the newest sample was taken, in unix seconds.",
             )
             .expect("valid metric"),
-            reload_successful: IntGauge::new(
-                "keeper_config_last_reload_successful",
-                "Whether the last configuration reload attempt was successful.",
-            )
-            .expect("valid metric"),
-            reload_success_at: Gauge::new(
-                "keeper_config_last_reload_success_timestamp_seconds",
-                "Timestamp of the last successful configuration reload.",
-            )
-            .expect("valid metric"),
+            config_reload: ConfigReload::new(&registry),
             registry,
         };
-        m.reload_successful.set(1);
-        m.reload_success_at
-            .set(chrono::Utc::now().timestamp() as f64);
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "keeper_build_info",
@@ -128,8 +113,6 @@ impl Metrics {
             Box::new(m.store_errors.clone()),
             Box::new(m.unwritten.clone()),
             Box::new(m.last_sample.clone()),
-            Box::new(m.reload_successful.clone()),
-            Box::new(m.reload_success_at.clone()),
             Box::new(build_info),
         ];
         for c in collectors {
@@ -206,6 +189,55 @@ impl Metrics {
         let mut out = String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))?;
         self.checks.render(&mut out);
         Ok(out)
+    }
+}
+
+/// The config reload's gauges, named as Prometheus and Alertmanager name
+/// theirs.
+#[derive(Clone)]
+pub struct ConfigReload {
+    /// Whether the last config reload (or the start) succeeded: 1 or 0.
+    pub successful: IntGauge,
+    /// When the config was last loaded successfully, in unix seconds.
+    pub success_at: Gauge,
+}
+
+impl ConfigReload {
+    /// The gauges in `registry`, saying a load succeeded now (keeper's start).
+    fn new(registry: &Registry) -> ConfigReload {
+        let successful = IntGauge::new(
+            "keeper_config_last_reload_successful",
+            "Whether the last configuration reload attempt was successful.",
+        )
+        .expect("valid metric");
+        let success_at = Gauge::new(
+            "keeper_config_last_reload_success_timestamp_seconds",
+            "Timestamp of the last successful configuration reload.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(successful.clone()))
+            .expect("metric names are unique");
+        registry
+            .register(Box::new(success_at.clone()))
+            .expect("metric names are unique");
+        let reload = ConfigReload {
+            successful,
+            success_at,
+        };
+        reload.succeeded();
+        reload
+    }
+
+    /// A load succeeded now.
+    pub fn succeeded(&self) {
+        self.successful.set(1);
+        self.success_at.set(chrono::Utc::now().timestamp() as f64);
+    }
+
+    /// A reload failed: the last success stays as it was.
+    pub fn failed(&self) {
+        self.successful.set(0);
     }
 }
 
