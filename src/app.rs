@@ -3,8 +3,8 @@
 //! ([`Built`]), and [`Built::run`] starts them under one task tracker and
 //! stops them along one shutdown path (probes, then the engine, then the
 //! sample writer and the outbox; HTTP alongside). A config reload
-//! ([`reload`]) prepares the new config's parts with the same first step,
-//! then swaps them in for the running ones.
+//! (`app/reload.rs`) prepares the new config's parts with the same first
+//! step, then swaps them in for the running ones ([`Keeper::reload`]).
 
 mod build;
 mod check;

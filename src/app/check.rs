@@ -37,7 +37,7 @@ pub(super) fn built(
     Ok((jobs, channels))
 }
 
-/// What `keeper check-config` runs after the loader: [`built`], with the
+/// What `keeper check-config` runs after the loader: `built`, with the
 /// probes' context as the daemon's but looking at no running keeper.
 pub async fn check(config: &Config) -> Result<(), ConfigErrors> {
     // Reads and parses the system CA bundle: off the async runtime.

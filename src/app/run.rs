@@ -4,6 +4,11 @@
 //! samples in flight reached it, then the sample writer drains and the
 //! outbox finishes its sends (retention and the rollups stop alongside), and last the
 //! store's handles go. HTTP stops alongside, after a dead task's notice.
+//!
+//! What one config makes (scheduler, log sources, engine, outbox, reports)
+//! runs as a [`Generation`]: a config reload stops it along the same path
+//! ([`halt`], then [`drain`]) and starts the next, while the listener, the
+//! sample writer, retention and the rollups run on.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
