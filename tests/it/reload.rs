@@ -350,3 +350,66 @@ async fn sighup_reloads_a_keeper_process_and_a_bad_file_changes_nothing() {
         "the log names file:line:column: {failed}"
     );
 }
+
+/// One HTTP/1.1 request on `stream`, kept alive; the status line of its answer.
+async fn keep_alive_get(stream: &mut tokio::net::TcpStream, path: &str) -> String {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let request = format!("GET {path} HTTP/1.1\r\nHost: keeper\r\nConnection: keep-alive\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("request sent");
+    let mut reader = BufReader::new(stream);
+    let mut status = String::new();
+    reader.read_line(&mut status).await.expect("status line");
+    let mut length = 0;
+    loop {
+        let mut header = String::new();
+        reader.read_line(&mut header).await.expect("header");
+        if header.trim().is_empty() {
+            break;
+        }
+        if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().expect("a length");
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).await.expect("body");
+    status.trim().to_string()
+}
+
+#[tokio::test]
+async fn a_reload_needs_the_token_and_keeps_open_connections_served() {
+    crate::support::init();
+    let target = Target::start().await;
+    let config = TestConfig::new()
+        .api_token("reload-token-0123456789abcdef")
+        .check(http_check("web", &target));
+    let app = FromFile::start(TestDb::sqlite(), &config).await;
+    let mut stream = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://"))
+        .await
+        .expect("connected");
+    assert_eq!(
+        keep_alive_get(&mut stream, "/healthz").await,
+        "HTTP/1.1 200 OK"
+    );
+
+    let (status, body) = app.reload().await;
+    assert_eq!(status, 401, "a write: the token is needed: {body}");
+    app.rewrite(&config.clone().check(http_check("web2", &target)));
+    let resp = (app.http)
+        .post(format!("{}/api/v1/reload", app.base))
+        .header("content-type", "application/json")
+        .bearer_auth("reload-token-0123456789abcdef")
+        .send()
+        .await
+        .expect("POST /api/v1/reload");
+    assert_eq!(resp.status().as_u16(), 200);
+
+    // The connection opened before the reload is served by the new config.
+    assert_eq!(
+        keep_alive_get(&mut stream, "/api/v1/checks/web2").await,
+        "HTTP/1.1 200 OK"
+    );
+    app.stop().await;
+}
