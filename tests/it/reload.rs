@@ -28,18 +28,24 @@ struct FromFile {
     _db: TestDb,
     _dir: tempfile::TempDir,
     path: PathBuf,
+    /// `[storage] url` of the file keeper started from.
+    storage: String,
     base: String,
     http: reqwest::Client,
 }
 
 impl FromFile {
+    /// keeper on `db`, unless `config` names a `[storage] url` of its own
+    /// (which every rewrite keeps).
     async fn start(db: TestDb, config: &TestConfig) -> FromFile {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let path = write(dir.path(), &config.clone().storage(db.url()));
+        let path = write(dir.path(), &on(config, db.url()));
         let config = Config::load(&path).unwrap_or_else(|e| panic!("test config is invalid:\n{e}"));
+        let storage = config.storage.url.clone();
         let keeper = app::start(config).await.expect("keeper starts");
         let base = format!("http://{}", keeper.addr());
         FromFile {
+            storage,
             keeper: Some(keeper),
             path,
             base,
@@ -52,7 +58,8 @@ impl FromFile {
     /// Replaces the file with `config` (on the same database).
     fn rewrite(&self, config: &TestConfig) {
         let dir = self.path.parent().expect("a directory");
-        write(dir, &config.clone().storage(self._db.url()));
+        let storage = self.storage.clone();
+        write(dir, &on(config, &storage));
     }
 
     /// Replaces the file with `text` as is.
@@ -91,6 +98,15 @@ impl FromFile {
         if let Some(k) = self.keeper.take() {
             k.shutdown().await.expect("keeper stops cleanly");
         }
+    }
+}
+
+/// `config` on the database at `url`, unless it names one.
+fn on(config: &TestConfig, url: &str) -> TestConfig {
+    if config.has_storage() {
+        config.clone()
+    } else {
+        config.clone().storage(url)
     }
 }
 
@@ -411,5 +427,49 @@ async fn a_reload_needs_the_token_and_keeps_open_connections_served() {
         keep_alive_get(&mut stream, "/api/v1/checks/web2").await,
         "HTTP/1.1 200 OK"
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_reload_waits_while_incident_changes_wait_for_storage() {
+    crate::support::init();
+    let db = TestDb::postgres().await;
+    let (proxy, url) = crate::support::proxy::Proxy::in_front_of(db.url()).await;
+    let target = Target::start().await;
+    let hook = Receiver::start().await;
+    let config = TestConfig::new()
+        .storage(url.as_str())
+        .set("watchdog", "interval", "100ms")
+        .set("watchdog", "timeout", "500ms")
+        .page(&hook)
+        .check(http_check("web", &target));
+    let app = FromFile::start(db, &config).await;
+    proxy.cut();
+    wait_notified(&hook, "keeper:storage", "opened").await;
+
+    app.rewrite(&config.clone().check(http_check("web2", &target)));
+    let (status, body) = app.reload().await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("storage is away"),
+        "{body}"
+    );
+    assert!(app.check("web2").await.is_none(), "nothing changed");
+
+    proxy.restore();
+    wait_until(
+        "the changes made while away are written down",
+        WAIT,
+        || async {
+            metric(
+                &app.get("/metrics").await.1,
+                "keeper_incident_changes_unwritten",
+            ) == Some(0.0)
+        },
+    )
+    .await;
+    let (status, body) = app.reload().await;
+    assert_eq!(status, 200, "{body}");
+    assert!(app.check("web2").await.is_some());
     app.stop().await;
 }
