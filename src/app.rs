@@ -2,10 +2,13 @@
 //! [`build`] makes every part from a validated config with nothing running
 //! ([`Built`]), and [`Built::run`] starts them under one task tracker and
 //! stops them along one shutdown path (probes, then the engine, then the
-//! sample writer and the outbox; HTTP alongside). Config reload is to reuse
-//! the first step.
+//! sample writer and the outbox; HTTP alongside). A config reload
+//! (`app/reload.rs`) prepares the new config's parts with the same first
+//! step, then swaps them in for the running ones ([`Keeper::reload`]).
 
 mod build;
+mod check;
+mod reload;
 mod run;
 mod vital;
 
@@ -20,6 +23,7 @@ use crate::probe::log::ingest;
 use crate::store::{Store, StoreError};
 
 pub use build::{Built, build};
+pub use check::check;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -32,6 +36,9 @@ pub enum AppError {
     },
     #[error("{0}")]
     Build(String),
+    /// A check or channel of the config could not be built.
+    #[error("invalid config:\n{0}")]
+    Invalid(crate::config::ConfigErrors),
     #[error("listening on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -69,6 +76,7 @@ pub struct Keeper {
     board: Board,
     ingest: ingest::Registry,
     shutdown: CancellationToken,
+    reloader: crate::http::reload::Reloader,
     done: JoinHandle<Result<(), AppError>>,
 }
 
@@ -92,6 +100,17 @@ impl Keeper {
     pub async fn shutdown(self) -> Result<(), AppError> {
         self.shutdown.cancel();
         self.wait().await
+    }
+
+    /// Re-reads the config file keeper was started with, as SIGHUP and
+    /// `POST /api/v1/reload` do: on any error the running config stays.
+    pub async fn reload(&self) -> crate::http::reload::Reply {
+        self.reloader.reload().await
+    }
+
+    /// Where reload requests go: [`Keeper::reload`] from another task.
+    pub fn reloader(&self) -> crate::http::reload::Reloader {
+        self.reloader.clone()
     }
 
     /// A token that stops keeper when cancelled, as [`Keeper::shutdown`]

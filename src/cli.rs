@@ -153,6 +153,7 @@ async fn run(path: &std::path::Path) -> anyhow::Result<Exit> {
     let config = load(path)?;
     let keeper = app::start_with(config, run_options()).await?;
     let stop = keeper.stopper();
+    let reloads = reload_on_sighup(&keeper)?;
     let mut done = std::pin::pin!(keeper.wait());
     tokio::select! {
         signal = shutdown_signal() => {
@@ -165,7 +166,23 @@ async fn run(path: &std::path::Path) -> anyhow::Result<Exit> {
         // the exit status is not 0 and a supervisor restarts keeper).
         result = &mut done => result?,
     }
+    reloads.abort();
     Ok(Exit::Ok)
+}
+
+/// Reloads the config on each SIGHUP (`systemctl reload`); the outcome is
+/// logged by the reload itself.
+fn reload_on_sighup(keeper: &app::Keeper) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
+    let keeper = keeper.reloader();
+    Ok(tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!(signal = "SIGHUP", "reloading the config");
+            // Refused or done, the reload logged why.
+            let _ = keeper.reload().await;
+        }
+    }))
 }
 
 /// Start options. Debug builds read `KEEPER_DEBUG_PANIC=TASK` so tests can
@@ -198,6 +215,12 @@ async fn check_config(path: &std::path::Path) -> anyhow::Result<Exit> {
             return Ok(Exit::Failed);
         }
     };
+    // The build step start and reload run: a file they refuse is refused here.
+    if let Err(errors) = app::check(&config).await {
+        eprintln!("{}", config.secrets.mask(&errors.to_string()));
+        eprintln!("{}: {} error(s)", path.display(), errors.0.len());
+        return Ok(Exit::Failed);
+    }
     // A value read from a secret file never shows, whichever key it went in.
     print!("{}", config.secrets.mask(&describe(&config)));
     print!("{}", config.secrets.mask(&heartbeat_urls(&config).await));

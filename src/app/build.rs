@@ -8,21 +8,21 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use super::{AppError, open_store};
-use crate::cluster::{self, Cluster};
+use crate::cluster;
 use crate::config::Config;
+use crate::core::ownership::Ownership;
 use crate::core::CheckName;
 use crate::core::deployment::NewDeployment;
 use crate::core::health::ChannelHealth;
 use crate::core::heartbeat::HeartbeatRow;
-use crate::core::ownership::Ownership;
-use crate::engine::{Board, Engine, EngineHandle, Inputs, Parts, Sink};
+use crate::engine::{Board, Engine, EngineHandle, Inputs, Sink};
+use crate::http::reload::{Reloader, Requests};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::notify::Channel;
@@ -39,11 +39,40 @@ use crate::watchdog;
 
 /// Every part of a keeper, built and not yet running.
 pub struct Built {
-    pub(super) config: Config,
-    pub(super) store: Store,
-    pub(super) metrics: Metrics,
+    /// What lives as long as keeper does, across config reloads.
+    pub(super) kept: Kept,
     pub(super) listener: TcpListener,
+    pub(super) writer: Writer,
+    /// Where reload requests (`POST /api/v1/reload`, SIGHUP) arrive.
+    pub(super) reload_requests: Requests,
+    /// What a config reload replaces.
+    pub(super) parts: Parts,
+}
+
+/// What a config reload keeps: the store, the listener's address, the
+/// shared metrics, the sample buffer and every handle the API reads.
+#[derive(Clone)]
+pub(super) struct Kept {
+    pub(super) store: Store,
+    /// The metrics every config's own are made from ([`Metrics::for_checks`]).
+    pub(super) metrics: Metrics,
     pub(super) addr: SocketAddr,
+    pub(super) health: ChannelHealth,
+    pub(super) buffer: SampleBuffer,
+    pub(super) uptime: UptimeBook,
+    /// Cleared once shutdown begins: /readyz says 503.
+    pub(super) scheduler_running: Arc<AtomicBool>,
+    /// Why a vital task died, for /readyz.
+    pub(super) task_died: Arc<OnceLock<String>>,
+    pub(super) reloader: Reloader,
+    /// What `GET /api/v1/cluster` shows: each config's member writes it.
+    pub(super) cluster: cluster::View,
+}
+
+/// The parts made from one config, which a reload replaces.
+pub(super) struct Parts {
+    pub(super) config: Config,
+    pub(super) metrics: Metrics,
     pub(super) router: axum::Router,
     /// One per check, in the config's order (the scheduler's numbering).
     pub(super) jobs: Vec<Job>,
@@ -51,27 +80,37 @@ pub struct Built {
     pub(super) wake_requests: mpsc::Receiver<usize>,
     pub(super) probes: probe::Context,
     pub(super) ingest: ingest::Registry,
-    pub(super) writer: Writer,
     pub(super) outbox: Outbox,
     pub(super) engine: Engine,
     pub(super) engine_inputs: Inputs,
     /// Where probes' samples go: the engine's intake.
     pub(super) sink: Sink,
     pub(super) board: Board,
-    /// Cleared once shutdown begins: /readyz says 503.
-    pub(super) scheduler_running: Arc<AtomicBool>,
-    /// Why a vital task died, for /readyz.
-    pub(super) task_died: Arc<OnceLock<String>>,
-    /// Which checks and duties this instance owns.
+    /// The engine's handle, for the cluster member taking checks on.
+    pub(super) engine_handle: EngineHandle,
+    /// Which checks and duties this instance owns (all alone).
     pub(super) ownership: Ownership,
-    /// This instance's leases among several on PostgreSQL; `None` on SQLite.
-    pub(super) cluster: Option<Cluster>,
+}
+
+/// A config's probes and channels, built, while the running keeper (if
+/// any) still runs: the step that refuses a config.
+pub(super) struct Prepared {
+    pub(super) config: Config,
+    pub(super) metrics: Metrics,
+    pub(super) probes: probe::Context,
+    pub(super) wake_requests: mpsc::Receiver<usize>,
+    pub(super) deployed: EngineSlot,
+    pub(super) jobs: Vec<Job>,
+    pub(super) channels: BTreeMap<String, Channel>,
+    /// Filled at run by `log` checks with `ingest = "SOURCE"`.
+    pub(super) ingest: ingest::Registry,
+    pub(super) ownership: Ownership,
 }
 
 impl Built {
     /// The address the HTTP listener is bound to.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.kept.addr
     }
 }
 
@@ -79,102 +118,144 @@ impl Built {
 pub async fn build(config: Config) -> Result<Built, AppError> {
     let store = open_store(&config).await?;
     let url = crate::core::redact::dsn(&config.storage.url);
+    let (listener, addr) = listen(&config).await?;
+    let (reloader, reload_requests) = Reloader::new();
+    let mut kept = Kept {
+        store,
+        metrics: Metrics::new(&[]),
+        addr,
+        health: ChannelHealth::default(),
+        buffer: SampleBuffer::new(config.storage.buffer),
+        uptime: UptimeBook::new(),
+        scheduler_running: Arc::new(AtomicBool::new(true)),
+        task_died: Arc::new(OnceLock::new()),
+        reloader,
+        cluster: cluster::View::default(),
+    };
+    let prepared = prepare(config, &kept).await?;
+    kept.metrics = prepared.metrics.clone();
+    load_heartbeats(&prepared.probes, &url).await?;
+    // Uptime for the API, counted once from the rollups and the samples not
+    // rolled up yet, then kept up by the writer (which has not started: no
+    // batch counts twice).
     let stored = |source| AppError::Store {
         url: url.clone(),
         source,
     };
-    let metrics = metrics_of(&config);
-    let (listener, addr) = listen(&config).await?;
-    let health = ChannelHealth::default();
-    let (probes, wake_requests, deployed) =
-        probe_context(&config, &store, &metrics, &health, addr).await?;
-    let (jobs, channels) = built_or_every_problem(&config, &probes, &metrics)?;
-    load_heartbeats(&probes, &url).await?;
-    let uptime = seeded_uptime(&store).await.map_err(stored)?;
-    let buffer = SampleBuffer::new(config.storage.buffer);
-    let writer = Writer::new(store.clone(), buffer.clone(), metrics.writer.clone())
-        .with_uptime(uptime.clone());
-    let outbox = outbox(&config, &store, channels, &metrics, health);
-    let ownership = cluster::ownership(&config, &store);
-    let parts = engine_parts(&config, &store, buffer, &metrics, &outbox, &ownership);
+    (kept.store)
+        .seed_uptime(&kept.uptime, chrono::Utc::now())
+        .await
+        .map_err(stored)?;
+    let writer = Writer::new(
+        kept.store.clone(),
+        kept.buffer.clone(),
+        kept.metrics.writer.clone(),
+    )
+    .with_uptime(kept.uptime.clone());
+    let (outbox, engine_parts) = outbox_and_engine_parts(&prepared, &kept);
     let (engine, sink, engine_handle, engine_inputs) =
-        engine(parts, &deployed).await.map_err(stored)?;
-    let board = engine.board();
-    let (cluster, cluster_view) = (cluster::Parts {
-        store: store.clone(),
-        board: board.clone(),
-        engine: engine_handle.clone(),
-        metrics: metrics.clone(),
-        ownership: ownership.clone(),
+        engine(engine_parts).await.map_err(stored)?;
+    let parts = finish(
+        prepared,
+        &kept,
+        outbox,
+        (engine, sink, engine_handle, engine_inputs),
+    );
+    Ok(Built {
+        kept,
+        listener,
+        writer,
+        reload_requests,
+        parts,
     })
-    .join(&config)
-    .await
-    .map_err(stored)?;
-    let scheduler_running = Arc::new(AtomicBool::new(true));
-    let task_died = Arc::new(OnceLock::new());
-    // Filled at run by `log` checks with `ingest = "SOURCE"`.
-    let ingest = ingest::Registry::default();
+}
+
+/// Builds `config`'s probes and channels (every one that cannot be built is
+/// named, at its place in the file) and their metrics, starting nothing.
+pub(super) async fn prepare(config: Config, kept: &Kept) -> Result<Prepared, AppError> {
+    let names: Vec<CheckName> = config.checks.iter().map(|c| c.name.clone()).collect();
+    let metrics = kept.metrics.for_checks(&names);
+    for (index, check) in config.checks.iter().enumerate() {
+        metrics.describe_check(index, check.probe.kind(), &check.labels);
+    }
+    let (probes, wake_requests, deployed) =
+        probe_context(&config, &kept.store, &metrics, &kept.health, kept.addr).await?;
+    let (jobs, channels) = super::check::built(&config, &probes, Some(&metrics))?;
+    let ownership = cluster::ownership(&config, &kept.store);
+    Ok(Prepared {
+        ownership,
+        config,
+        metrics,
+        probes,
+        wake_requests,
+        deployed,
+        jobs,
+        channels,
+        ingest: ingest::Registry::default(),
+    })
+}
+
+/// The outbox of `prepared`'s channels and what its engine is made of.
+pub(super) fn outbox_and_engine_parts(
+    prepared: &Prepared,
+    kept: &Kept,
+) -> (Outbox, crate::engine::Parts) {
+    let (config, metrics) = (&prepared.config, &prepared.metrics);
+    let channels = prepared.channels.clone();
+    let outbox = outbox(config, &kept.store, channels, metrics, kept.health.clone());
+    let buffer = kept.buffer.clone();
+    let parts = engine_parts(config, &kept.store, buffer, metrics, &outbox, &prepared.ownership);
+    (outbox, parts)
+}
+
+/// The parts of `prepared` once its engine is made: the HTTP state over them.
+pub(super) fn finish(
+    prepared: Prepared,
+    kept: &Kept,
+    outbox: Outbox,
+    (engine, sink, handle, engine_inputs): (Engine, Sink, EngineHandle, Inputs),
+) -> Parts {
+    let _ = prepared.deployed.set(handle.clone());
+    let board = engine.board();
+    let config = prepared.config;
+    let ingest = prepared.ingest;
     let router = http::router(AppState {
         board: board.clone(),
-        metrics: metrics.clone(),
-        store: store.clone(),
-        reads: store.reader(),
-        uptime,
-        engine: engine_handle,
+        metrics: prepared.metrics.clone(),
+        store: kept.store.clone(),
+        reads: kept.store.reader(),
+        uptime: kept.uptime.clone(),
+        engine: handle.clone(),
         api_token: config.server.api_token.clone().map(Arc::from),
-        listen: addr,
-        scheduler_running: scheduler_running.clone(),
-        task_died: task_died.clone(),
-        heartbeats: probes.heartbeats.clone(),
+        listen: kept.addr,
+        scheduler_running: kept.scheduler_running.clone(),
+        task_died: kept.task_died.clone(),
+        heartbeats: prepared.probes.heartbeats.clone(),
         ingest: ingest.clone(),
         page: Arc::new(http::page::Settings::new(&config)),
-        cluster: cluster_view,
+        reloader: kept.reloader.clone(),
+        cluster: kept.cluster.clone(),
     });
-    Ok(Built {
+    Parts {
         config,
-        store,
-        metrics,
-        listener,
-        addr,
+        metrics: prepared.metrics,
         router,
-        jobs,
-        wake_requests,
-        probes,
+        jobs: prepared.jobs,
+        wake_requests: prepared.wake_requests,
+        probes: prepared.probes,
         ingest,
-        writer,
         outbox,
         engine,
         engine_inputs,
         sink,
         board,
-        scheduler_running,
-        task_died,
-        ownership,
-        cluster,
-    })
-}
-
-/// Uptime for the API, counted once from the rollups and the samples not
-/// rolled up yet, then kept up by the writer (which has not started: no
-/// batch counts twice).
-async fn seeded_uptime(store: &Store) -> Result<UptimeBook, crate::store::StoreError> {
-    let uptime = UptimeBook::new();
-    store.seed_uptime(&uptime, chrono::Utc::now()).await?;
-    Ok(uptime)
-}
-
-/// The metrics of `config`'s checks, each described by its kind and labels.
-fn metrics_of(config: &Config) -> Metrics {
-    let names: Vec<CheckName> = config.checks.iter().map(|c| c.name.clone()).collect();
-    let metrics = Metrics::new(&names);
-    for (index, check) in config.checks.iter().enumerate() {
-        metrics.describe_check(index, check.probe.kind(), &check.labels);
+        engine_handle: handle,
+        ownership: prepared.ownership,
     }
-    metrics
 }
 
 /// Heartbeats' signals and generated tokens, as the last run left them.
-async fn load_heartbeats(probes: &probe::Context, url: &str) -> Result<(), AppError> {
+pub(super) async fn load_heartbeats(probes: &probe::Context, url: &str) -> Result<(), AppError> {
     probes
         .heartbeats
         .load()
@@ -187,16 +268,14 @@ async fn load_heartbeats(probes: &probe::Context, url: &str) -> Result<(), AppEr
 
 /// Where the engine's handle goes once it is built: the `fly` check, built
 /// before it, tells it of the deployments it sees through [`SeenDeployments`].
-type EngineSlot = Arc<OnceLock<EngineHandle>>;
+pub(super) type EngineSlot = Arc<OnceLock<EngineHandle>>;
 
-/// The engine, restored from the store, its handle also put in `slot`.
+/// The engine, restored from the store.
 async fn engine(
-    parts: Parts,
-    slot: &EngineSlot,
+    parts: crate::engine::Parts,
 ) -> Result<(Engine, Sink, EngineHandle, Inputs), crate::store::StoreError> {
     let (mut engine, sink, handle, inputs) = Engine::new(parts);
     engine.restore().await?;
-    let _ = slot.set(handle.clone());
     Ok((engine, sink, handle, inputs))
 }
 
@@ -248,64 +327,6 @@ async fn listen(config: &Config) -> Result<(TcpListener, SocketAddr), AppError> 
     Ok((listener, addr))
 }
 
-/// Every check's job and every channel, or each one that could not be
-/// built, all named at once.
-fn built_or_every_problem(
-    config: &Config,
-    probes: &probe::Context,
-    metrics: &Metrics,
-) -> Result<(Vec<Job>, BTreeMap<String, Channel>), AppError> {
-    let (jobs, mut problems) = jobs(config, probes);
-    let (channels, channel_problems) = channels(config, metrics)?;
-    problems.extend(channel_problems);
-    if !problems.is_empty() {
-        return Err(AppError::Build(problems.join("\n")));
-    }
-    Ok((jobs, channels))
-}
-
-/// Each check's probe, built, as a scheduler job; and what could not be built.
-fn jobs(config: &Config, ctx: &probe::Context) -> (Vec<Job>, Vec<String>) {
-    let mut problems = Vec::new();
-    let mut jobs = Vec::new();
-    for check in &config.checks {
-        match check.probe.build(&check.name, ctx) {
-            Ok(probe) => jobs.push(Job {
-                name: check.name.clone(),
-                probe: Arc::new(probe),
-                timeout: check.timeout,
-                running: Arc::new(AtomicBool::new(false)),
-            }),
-            Err(e) => problems.push(format!("checks.{}: {e}", check.name)),
-        }
-    }
-    (jobs, problems)
-}
-
-/// Every channel, built, by name; and what could not be built.
-fn channels(
-    config: &Config,
-    metrics: &Metrics,
-) -> Result<(BTreeMap<String, Channel>, Vec<String>), AppError> {
-    let http_client = reqwest::Client::builder()
-        .user_agent(concat!("keeper/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| AppError::Build(format!("building the HTTP client: {e}")))?;
-    let mut problems = Vec::new();
-    let mut channels = BTreeMap::new();
-    for ch in &config.channels {
-        match ch.spec.build(&http_client) {
-            Ok(c) => {
-                metrics.declare_channel(&ch.name);
-                channels.insert(ch.name.clone(), c);
-            }
-            Err(e) => problems.push(format!("channels.{}: {e}", ch.name)),
-        }
-    }
-    Ok((channels, problems))
-}
-
 fn outbox(
     config: &Config,
     store: &Store,
@@ -338,8 +359,8 @@ fn engine_parts(
     metrics: &Metrics,
     outbox: &Outbox,
     ownership: &Ownership,
-) -> Parts {
-    Parts {
+) -> crate::engine::Parts {
+    crate::engine::Parts {
         checks: config.checks.iter().cloned().map(Arc::new).collect(),
         rules: config.policy_rules(),
         store: store.clone(),

@@ -4,21 +4,32 @@
 //! samples in flight reached it, then the sample writer drains and the
 //! outbox finishes its sends (retention and the rollups stop alongside), and last the
 //! store's handles go. HTTP stops alongside, after a dead task's notice.
+//!
+//! What one config makes (scheduler, log sources, engine, outbox, reports)
+//! runs as a [`Generation`]: a config reload stops it along the same path
+//! ([`halt`], then [`drain`]) and starts the next, while the listener, the
+//! sample writer, retention and the rollups run on.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use hyper_util::service::TowerToHyperService;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::build::{Kept, Parts};
 use super::vital::{Vital, first_to_end};
 use super::{AppError, Built, Keeper, Options};
+use crate::cluster::{self, Cluster};
+use crate::config::Config;
+use crate::engine::Engine;
 use crate::http;
+use crate::http::reload::{Reply, Requests};
 use crate::probe::log;
 use crate::scheduler::{self, Timetable};
-use crate::store::{Store, retention, rollup};
+use crate::store::{retention, rollup};
 
 // Shutdown budget (DESIGN: exit within 10 s): probes 4 s, then the sample
 // writer (gives up on its own after 4 s) and the outbox (2 s) side by side.
@@ -33,15 +44,15 @@ const DEATH_NOTICE: Duration = Duration::from_secs(1);
 /// How long tasks still running at the end of the shutdown path are waited for.
 const LAST_GRACE: Duration = Duration::from_millis(500);
 
-/// The cancellation tree: one root, one child per stage of the shutdown.
+/// The cancellation tree: one root, one child per stage of the shutdown;
+/// each config's parts have stages of their own ([`Generation`]).
 /// Cancelling a stage stops its tasks; the root, cancelled last, stops
 /// anything left.
-struct Stops {
-    root: CancellationToken,
-    /// The scheduler and the log sources; what [`Keeper::stopper`] cancels.
-    probes: CancellationToken,
-    /// The sample writer, the outbox, retention, the rollups, the scheduled
-    /// reports and the cluster's leases (given up once the engine is done).
+pub(super) struct Stops {
+    pub(super) root: CancellationToken,
+    /// What [`Keeper::stopper`] cancels.
+    shutdown: CancellationToken,
+    /// The sample writer, retention and the rollups.
     drain: CancellationToken,
     /// The HTTP listener.
     http: CancellationToken,
@@ -51,7 +62,7 @@ impl Stops {
     fn new() -> Stops {
         let root = CancellationToken::new();
         Stops {
-            probes: root.child_token(),
+            shutdown: CancellationToken::new(),
             drain: root.child_token(),
             http: root.child_token(),
             root,
@@ -59,165 +70,253 @@ impl Stops {
     }
 }
 
-/// Every started task, for the shutdown path to stop in order.
-struct Tasks {
-    server: JoinHandle<std::io::Result<()>>,
+/// The running parts of one config, which a reload stops and replaces.
+pub(super) struct Generation {
+    /// The scheduler and the log sources.
+    probes: CancellationToken,
+    /// The outbox and the scheduled reports.
+    drain: CancellationToken,
     scheduler: Vital,
     engine: Vital,
-    writer: Vital,
     outbox: Vital,
     logs: JoinHandle<()>,
-    retention: JoinHandle<()>,
-    rollup: JoinHandle<()>,
     /// The scheduled reports (`[reports]`); ends at once without any.
     reports: JoinHandle<()>,
-    /// Renewing this instance's leases; ends at once alone.
-    cluster: JoinHandle<()>,
+    /// The engine once its task ended: a reload carries it on.
+    engine_back: Arc<Mutex<Option<Engine>>>,
+    /// Renewing this config's leases (on PostgreSQL; ends at once alone),
+    /// stopped with the probes; it hands the member back to give them up.
+    cluster: JoinHandle<Option<Cluster>>,
+    cluster_stop: CancellationToken,
+    pub(super) config: Config,
+}
+
+/// Every started task, for the shutdown path to stop in order.
+pub(super) struct Tasks {
+    server: JoinHandle<std::io::Result<()>>,
+    writer: Vital,
+    retention: JoinHandle<()>,
+    rollup: JoinHandle<()>,
+    pub(super) current: Generation,
 }
 
 /// What the supervisor keeps besides the tasks.
-struct Watch {
-    stops: Stops,
-    tracker: TaskTracker,
-    /// Dropped last, once every task that used the store ended.
-    store: Store,
-    scheduler_running: Arc<AtomicBool>,
-    task_died: Arc<OnceLock<String>>,
+pub(super) struct Watch {
+    pub(super) stops: Stops,
+    pub(super) tracker: TaskTracker,
+    /// The store (dropped last, once every task that used it ended) and
+    /// what else lives across reloads.
+    pub(super) kept: Kept,
+    /// The router the HTTP server serves through: a reload swaps it.
+    pub(super) router: Arc<RwLock<axum::Router>>,
+    pub(super) options: Options,
 }
 
 impl Built {
     /// Starts every part, and a supervisor that stops them all on request,
-    /// when the HTTP server fails or when a vital task dies.
+    /// when the HTTP server fails or when a vital task dies, and reloads the
+    /// config when asked.
     pub async fn run(self, options: Options) -> Result<Keeper, AppError> {
         let stops = Stops::new();
         let tracker = TaskTracker::new();
-        // Each log check's source, in its own task: files opened now (at their
-        // end unless from_start) and followed, ingest sources registered before
-        // the listener serves, Fly apps polled.
-        let log_tasks = log::sources::start(
-            &self.probes.logs,
-            &self.ingest,
-            &self.probes.roots,
-            &stops.probes,
-        )
-        .await
-        .map_err(|e| {
-            stops.root.cancel();
-            AppError::Build(e)
-        })?;
-        let logs = tracker.spawn(async move {
-            for task in log_tasks {
-                let _ = task.await;
-            }
-        });
-        let (addr, board, ingest) = (self.addr, self.board.clone(), self.ingest.clone());
-        for (check, ping_url) in self.probes.heartbeats.generated() {
+        let Built {
+            kept,
+            listener,
+            writer,
+            reload_requests,
+            parts,
+        } = self;
+        let probes = stops.root.child_token();
+        let logs = start_logs(&parts.probes, &parts.ingest, &probes, &tracker)
+            .await
+            .map_err(|e| {
+                stops.root.cancel();
+                AppError::Build(e)
+            })?;
+        for (check, ping_url) in parts.probes.heartbeats.generated() {
             // The URL carries the token: not at info (`keeper check-config` shows it).
             tracing::debug!(%check, %ping_url, "heartbeat ping URL (generated token)");
         }
+        let (addr, board, ingest) = (kept.addr, parts.board.clone(), parts.ingest.clone());
+        let router = Arc::new(RwLock::new(parts.router.clone()));
+        let server = tracker.spawn(http::serve::serve(
+            listener,
+            swappable(router.clone()),
+            http::serve::Limits::default(),
+            stops.http.clone(),
+        ));
+        let retention = parts.config.storage.retention;
         let watch = Watch {
-            store: self.store.clone(),
-            scheduler_running: self.scheduler_running.clone(),
-            task_died: self.task_died.clone(),
-            tracker: tracker.clone(),
             stops,
+            tracker: tracker.clone(),
+            kept,
+            router,
+            options,
         };
-        let tasks = self.spawn(&watch, logs, &options);
+        let tasks = Tasks {
+            server,
+            writer: Vital::spawn(
+                &tracker,
+                "writer",
+                writer.run(watch.stops.drain.clone()),
+                &watch.options,
+            ),
+            retention: tracker.spawn(retention::run(
+                watch.kept.store.clone(),
+                retention,
+                watch.stops.drain.clone(),
+            )),
+            rollup: tracker.spawn(rollup::run(
+                watch.kept.store.clone(),
+                retention,
+                watch.stops.drain.clone(),
+            )),
+            current: spawn_generation(parts, probes, logs, &watch),
+        };
         tracker.close();
-        let shutdown = watch.stops.probes.clone();
+        let config = &tasks.current.config;
+        tracing::info!(%addr, checks = config.checks.len(), channels = config.channels.len(), "keeper started");
         Ok(Keeper {
             addr,
             board,
             ingest,
-            shutdown,
-            done: tokio::spawn(supervise(tasks, watch)),
+            shutdown: watch.stops.shutdown.clone(),
+            reloader: watch.kept.reloader.clone(),
+            done: tokio::spawn(supervise(tasks, watch, reload_requests)),
         })
-    }
-
-    /// Spawns the HTTP server and every worker on the tracker.
-    fn spawn(self, watch: &Watch, logs: JoinHandle<()>, options: &Options) -> Tasks {
-        let (tracker, stops) = (&watch.tracker, &watch.stops);
-        let reports = reports(&self, &stops.drain);
-        let config = &self.config;
-        let server = tracker.spawn(http::serve::serve(
-            self.listener,
-            self.router,
-            http::serve::Limits::default(),
-            stops.http.clone(),
-        ));
-        let cluster: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> =
-            match self.cluster {
-                Some(cluster) => Box::pin(cluster.run(stops.drain.clone())),
-                None => Box::pin(async {}),
-            };
-        let writer = self.writer.run(stops.drain.clone());
-        let outbox = self.outbox.run(stops.drain.clone());
-        let rollup = rollup::run(
-            self.store.clone(),
-            config.storage.retention,
-            stops.drain.clone(),
-        );
-        let retention = retention::run(self.store, config.storage.retention, stops.drain.clone());
-        let timetable = Timetable::new(
-            config.checks.iter().map(|c| c.schedule.clone()).collect(),
-            tokio::time::Instant::now(),
-        );
-        let scheduler = scheduler::run(
-            timetable,
-            self.jobs,
-            config.concurrency,
-            self.sink,
-            self.metrics,
-            stops.probes.clone(),
-            PROBE_GRACE,
-            self.wake_requests,
-            self.ownership,
-        );
-        tracing::info!(addr = %self.addr, checks = config.checks.len(), channels = config.channels.len(), "keeper started");
-        Tasks {
-            server,
-            writer: Vital::spawn(tracker, "writer", writer, options),
-            outbox: Vital::spawn(tracker, "outbox", outbox, options),
-            engine: Vital::spawn(
-                tracker,
-                "engine",
-                self.engine.run(self.engine_inputs),
-                options,
-            ),
-            retention: tracker.spawn(retention),
-            rollup: tracker.spawn(rollup),
-            reports: tracker.spawn(reports),
-            cluster: tracker.spawn(cluster),
-            scheduler: Vital::spawn(tracker, "scheduler", scheduler, options),
-            logs,
-        }
     }
 }
 
+/// Starts each log check's source of `parts` under `stop`, in tasks of its
+/// own: files opened now (at their end unless from_start) and followed,
+/// ingest sources registered before the listener serves, Fly apps polled.
+/// One task on `tracker` waits for them.
+pub(super) async fn start_logs(
+    probes: &crate::probe::Context,
+    ingest: &log::ingest::Registry,
+    stop: &CancellationToken,
+    tracker: &TaskTracker,
+) -> Result<JoinHandle<()>, String> {
+    let tasks = log::sources::start(&probes.logs, ingest, &probes.roots, stop).await?;
+    Ok(tracker.spawn(async move {
+        for task in tasks {
+            let _ = task.await;
+        }
+    }))
+}
+
+/// The HTTP service that hands each request to the router in `slot`, which
+/// a reload replaces while connections keep being served.
+fn swappable(slot: Arc<RwLock<axum::Router>>) -> axum::Router {
+    axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let router = match slot.read() {
+            Ok(router) => router.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        async move {
+            use hyper::service::Service;
+            let served = TowerToHyperService::new(router).call(request).await;
+            match served {
+                Ok(response) => response,
+                Err(never) => match never {},
+            }
+        }
+    })
+}
+
+/// Spawns the workers of one config's `parts` on the tracker: the
+/// scheduler (under `probes`, like `logs`), the engine, the outbox and the
+/// scheduled reports.
+pub(super) fn spawn_generation(
+    parts: Parts,
+    probes: CancellationToken,
+    logs: JoinHandle<()>,
+    watch: &Watch,
+) -> Generation {
+    let (tracker, options) = (&watch.tracker, &watch.options);
+    let drain = watch.stops.root.child_token();
+    let reports = reports(&parts.config, &watch.kept, &parts, &drain);
+    let config = parts.config;
+    let cluster_stop = watch.stops.root.child_token();
+    let member = cluster::start(
+        &config,
+        cluster::Parts {
+            store: watch.kept.store.clone(),
+            board: parts.board.clone(),
+            engine: parts.engine_handle.clone(),
+            metrics: parts.metrics.clone(),
+            ownership: parts.ownership.clone(),
+        },
+        &watch.kept.cluster,
+    );
+    let until = cluster_stop.clone();
+    let cluster = tracker.spawn(async move {
+        match member {
+            Some(member) => Some(member.run(until).await),
+            None => None,
+        }
+    });
+    let outbox = parts.outbox.run(drain.clone());
+    let timetable = Timetable::new(
+        config.checks.iter().map(|c| c.schedule.clone()).collect(),
+        tokio::time::Instant::now(),
+    );
+    let scheduler = scheduler::run(
+        timetable,
+        parts.jobs,
+        config.concurrency,
+        parts.sink,
+        parts.metrics,
+        probes.clone(),
+        PROBE_GRACE,
+        parts.wake_requests,
+        parts.ownership,
+    );
+    let engine_back = Arc::new(Mutex::new(None));
+    let back = engine_back.clone();
+    let (engine, inputs) = (parts.engine, parts.engine_inputs);
+    let engine = async move {
+        let engine = engine.run(inputs).await;
+        if let Ok(mut slot) = back.lock() {
+            *slot = Some(engine);
+        }
+    };
+    Generation {
+        scheduler: Vital::spawn(tracker, "scheduler", scheduler, options),
+        engine: Vital::spawn(tracker, "engine", engine, options),
+        outbox: Vital::spawn(tracker, "outbox", outbox, options),
+        reports: tracker.spawn(reports),
+        logs,
+        engine_back,
+        cluster,
+        cluster_stop,
+        probes,
+        drain,
+        config,
+    }
+}
+
+/// What woke the supervisor.
+enum Event {
+    /// Stop: asked, the HTTP server ended (its result), or a vital task died (why).
+    Stop(
+        Option<Result<std::io::Result<()>, tokio::task::JoinError>>,
+        Option<String>,
+    ),
+    /// Reload the config; the answer goes here.
+    Reload(tokio::sync::oneshot::Sender<Reply>),
+}
+
 /// Waits for a reason to stop (asked, the HTTP server failed, a vital task
-/// died), then stops everything in order and says how keeper ended.
-async fn supervise(mut tasks: Tasks, watch: Watch) -> Result<(), AppError> {
-    let (server_result, died) = {
-        let mut vitals = [
-            &mut tasks.scheduler,
-            &mut tasks.engine,
-            &mut tasks.writer,
-            &mut tasks.outbox,
-        ];
-        tokio::select! {
-            biased;
-            _ = watch.stops.probes.cancelled() => (None, None),
-            r = &mut tasks.server => (Some(r), None),
-            // A vital task ends by itself only when shutdown has begun
-            // (a panic is a death whenever it comes).
-            (why, panicked) = first_to_end(&mut vitals) => {
-                if panicked || !watch.stops.probes.is_cancelled() {
-                    tracing::error!(error = %why, "a task keeper cannot run without ended: stopping");
-                    let _ = watch.task_died.set(why.clone());
-                    (None, Some(why))
-                } else {
-                    (None, None)
-                }
+/// died), reloading the config whenever asked meanwhile, then stops
+/// everything in order and says how keeper ended.
+async fn supervise(mut tasks: Tasks, watch: Watch, mut reloads: Requests) -> Result<(), AppError> {
+    let (server_result, died) = loop {
+        match next_event(&mut tasks, &watch, &mut reloads).await {
+            Event::Stop(server_result, died) => break (server_result, died),
+            Event::Reload(reply) => {
+                let outcome = super::reload::reload(&mut tasks, &watch).await;
+                let _ = reply.send(outcome);
             }
         }
     };
@@ -233,6 +332,56 @@ async fn supervise(mut tasks: Tasks, watch: Watch) -> Result<(), AppError> {
     }
 }
 
+/// The supervisor's next reason to act.
+async fn next_event(tasks: &mut Tasks, watch: &Watch, reloads: &mut Requests) -> Event {
+    let current = &mut tasks.current;
+    let mut vitals = [
+        &mut current.scheduler,
+        &mut current.engine,
+        &mut tasks.writer,
+        &mut current.outbox,
+    ];
+    tokio::select! {
+        biased;
+        _ = watch.stops.shutdown.cancelled() => Event::Stop(None, None),
+        r = &mut tasks.server => Event::Stop(Some(r), None),
+        // A vital task ends by itself only when shutdown has begun
+        // (a panic is a death whenever it comes).
+        (why, panicked) = first_to_end(&mut vitals) => {
+            if panicked || !watch.stops.shutdown.is_cancelled() {
+                tracing::error!(error = %why, "a task keeper cannot run without ended: stopping");
+                let _ = watch.kept.task_died.set(why.clone());
+                Event::Stop(None, Some(why))
+            } else {
+                Event::Stop(None, None)
+            }
+        }
+        Some(reply) = reloads.recv() => Event::Reload(reply),
+    }
+}
+
+/// Stops `generation`'s probes, then its engine once the samples in flight
+/// reached it, then its cluster member (which keeps its leases); returns
+/// the engine and the member.
+pub(super) async fn halt(generation: &mut Generation) -> (Option<Engine>, Option<Cluster>) {
+    generation.probes.cancel();
+    generation.scheduler.join().await;
+    let _ = (&mut generation.logs).await;
+    // The scheduler dropped its sink: the engine ends once it took in
+    // the last samples.
+    generation.engine.join().await;
+    generation.cluster_stop.cancel();
+    let member = (&mut generation.cluster).await.ok().flatten();
+    let engine = generation.engine_back.lock().ok().and_then(|mut e| e.take());
+    (engine, member)
+}
+
+/// Lets `generation`'s outbox finish its sends and its reports stop.
+pub(super) async fn drain(generation: &mut Generation) {
+    generation.drain.cancel();
+    let _ = tokio::join!(generation.outbox.join(), &mut generation.reports);
+}
+
 /// The one shutdown path. Returns the HTTP server's result.
 async fn stop(
     mut tasks: Tasks,
@@ -241,8 +390,8 @@ async fn stop(
     server_result: Option<Result<std::io::Result<()>, tokio::task::JoinError>>,
 ) -> Result<std::io::Result<()>, tokio::task::JoinError> {
     let notice = tokio::time::sleep(if died { DEATH_NOTICE } else { Duration::ZERO });
-    watch.stops.probes.cancel();
-    watch.scheduler_running.store(false, Ordering::Release);
+    watch.stops.shutdown.cancel();
+    watch.kept.scheduler_running.store(false, Ordering::Release);
     // The listener closes now (after a dead task's notice, so load
     // balancers and supervisors see /readyz fail first), idle connections at
     // once, and requests in flight get the server's grace while the rest
@@ -252,21 +401,18 @@ async fn stop(
         watch.stops.http.cancel();
     };
     let stop_the_rest = async {
-        tasks.scheduler.join().await;
-        let _ = (&mut tasks.logs).await;
-        // The scheduler dropped its sink: the engine ends once it took in
-        // the last samples.
-        tasks.engine.join().await;
+        // The engine is done: this instance's leases go to the others now.
+        if let (_, Some(member)) = halt(&mut tasks.current).await {
+            member.leave().await;
+        }
         // The writer flushes while the outbox finishes its sends and
         // retention and the rollups stop.
         watch.stops.drain.cancel();
-        let (writer_done, _, _, _, _, _) = tokio::join!(
+        let (writer_done, _, _, _) = tokio::join!(
             tokio::time::timeout(FLUSH_GRACE, tasks.writer.join()),
-            tasks.outbox.join(),
+            drain(&mut tasks.current),
             &mut tasks.retention,
             &mut tasks.rollup,
-            &mut tasks.reports,
-            &mut tasks.cluster
         );
         if writer_done.is_err() {
             tracing::warn!("sample writer did not finish flushing in time");
@@ -287,18 +433,20 @@ async fn stop(
         tracing::warn!("a task did not stop in time; leaving it");
     }
     // Then the store's last handle here goes, closing its connections.
-    drop(watch.store);
+    drop(watch.kept);
     server_result
 }
 
 /// The daily health report's task (`[reports] health`), on the store's
 /// reader and the outbox's channels; nothing to do without the key.
 fn reports(
-    built: &Built,
+    config: &crate::config::Config,
+    kept: &Kept,
+    parts: &Parts,
     stop: &CancellationToken,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
     use crate::report::health::daily;
-    let (config, addr) = (&built.config, built.addr);
+    let addr = kept.addr;
     let Some(schedule) = config.reports.health.clone() else {
         return Box::pin(async {});
     };
@@ -307,12 +455,12 @@ fn reports(
         checks: config.checks.clone(),
         channels: daily::routed_channels(&config.routes),
         link: (config.server.public_url.clone()).unwrap_or_else(|| format!("http://{addr}/")),
-        ownership: built.ownership.clone(),
+        ownership: parts.ownership.clone(),
     };
     Box::pin(daily::run(
         daily,
-        built.store.reader(),
-        built.outbox.channels(),
+        kept.store.reader(),
+        parts.outbox.channels(),
         stop.clone(),
     ))
 }

@@ -135,10 +135,10 @@ fn leased(name: &str) -> bool {
 }
 
 /// What an instance alone shows: itself the only member, owning everything.
-pub fn alone(config: &Config, metrics: &Metrics) -> View {
+fn alone(config: &Config, metrics: &Metrics) -> Snapshot {
     metrics.cluster_members.set(1);
     metrics.checks_owned.set(config.checks.len() as i64);
-    let snapshot = Snapshot {
+    Snapshot {
         instance: config.cluster.name.clone(),
         region: config.cluster.region.clone(),
         backend: "sqlite",
@@ -159,10 +159,7 @@ pub fn alone(config: &Config, metrics: &Metrics) -> View {
                 expires_at: None,
             })
             .collect(),
-    };
-    let view = View::default();
-    view.set(snapshot);
-    view
+    }
 }
 
 /// What building a cluster member needs from the other parts.
@@ -175,29 +172,29 @@ pub struct Parts {
     pub ownership: Ownership,
 }
 
-impl Parts {
-    /// This instance's part: on PostgreSQL a member that took its first
-    /// leases ([`Cluster::join`]), else alone.
-    pub async fn join(self, config: &Config) -> Result<(Option<Cluster>, View), StoreError> {
-        if let Store::Sqlite(_) = self.store {
-            return Ok((None, alone(config, &self.metrics)));
+/// This instance's part in the cluster for one config: on PostgreSQL a
+/// member to run ([`Cluster::run`]), owning nothing until its first renewal
+/// (but keeper's own checks); alone on SQLite, `None`, `view` saying so.
+pub fn start(config: &Config, parts: Parts, view: &View) -> Option<Cluster> {
+    match parts.store {
+        Store::Sqlite(_) => {
+            view.set(alone(config, &parts.metrics));
+            None
         }
-        let (mut cluster, view) = Cluster::new(config, self);
-        cluster.join().await?;
-        Ok((Some(cluster), view))
+        Store::Postgres(_) => Some(Cluster::new(config, parts, view)),
     }
 }
 
 impl Cluster {
-    /// A member owning nothing yet but keeper's own checks; [`Cluster::join`] takes its share.
-    pub fn new(config: &Config, parts: Parts) -> (Cluster, View) {
+    /// A member owning nothing yet but keeper's own checks; its first
+    /// renewal takes its share. What it sees goes to `view`.
+    fn new(config: &Config, parts: Parts, view: &View) -> Cluster {
         let checks: Vec<CheckName> = config.checks.iter().map(|c| c.name.clone()).collect();
         let leased = checks.iter().map(|c| leased(c)).collect();
         let index = (checks.iter().enumerate())
             .map(|(i, c)| (c.clone(), i))
             .collect();
-        let view = View::default();
-        let cluster = Cluster {
+        Cluster {
             store: parts.store,
             me: config.cluster.clone(),
             incarnation: format!("{:016x}", rand::random::<u64>()),
@@ -209,27 +206,18 @@ impl Cluster {
             engine: parts.engine,
             metrics: parts.metrics,
             view: view.clone(),
-        };
-        (cluster, view)
-    }
-
-    /// The first renewal, before anything runs: the engine has just read
-    /// every open incident, so checks granted now need no reload. Also
-    /// forgets rows nobody renewed for a day.
-    pub async fn join(&mut self) -> Result<(), StoreError> {
-        self.store.forget_cluster_rows(FORGET_AFTER).await?;
-        if let Some(other) = self.beat().await? {
-            tracing::warn!(instance = %self.me.name, other, "another keeper process used this instance's name within a lease: if it still runs, set a distinct [cluster] name on each");
         }
-        self.renew(false).await
     }
 
-    /// Renews until `stop`, a third of a lease apart. A failed renewal is
-    /// logged and tried again at the next; what is owned stays owned.
-    pub async fn run(mut self, stop: CancellationToken) {
+    /// Renews at once, then every third of a lease, until `stop`; returns
+    /// itself, still holding its leases (a config reload starts the next
+    /// config's member, which renews them; at shutdown [`Cluster::leave`]
+    /// gives them up). A failed renewal is logged and tried again at the
+    /// next; what is owned stays owned.
+    pub async fn run(mut self, stop: CancellationToken) -> Cluster {
+        self.first_beat().await;
         let mut every = tokio::time::interval(self.me.renew_every());
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        every.tick().await;
         let mut failing = false;
         loop {
             tokio::select! {
@@ -243,20 +231,30 @@ impl Cluster {
                 }
                 Ok(()) => {}
                 Err(e) => {
-                    // Once a renewal: a database away for long logs every few seconds.
                     tracing::warn!(error = %e, "renewing cluster leases; keeping the checks owned until the database answers");
                     failing = true;
                 }
             }
         }
-        self.leave().await;
+        self
+    }
+
+    /// Before the first renewal: rows nobody renewed for a day are
+    /// forgotten, and another process heartbeating this name is told of.
+    async fn first_beat(&self) {
+        if let Err(e) = self.store.forget_cluster_rows(FORGET_AFTER).await {
+            tracing::warn!(error = %e, "forgetting old cluster rows");
+        }
+        if let Ok(Some(other)) = self.beat().await {
+            tracing::warn!(instance = %self.me.name, other, "another keeper process used this instance's name within a lease: if it still runs, set a distinct [cluster] name on each");
+        }
     }
 
     async fn round(&mut self) -> Result<(), StoreError> {
         if let Some(other) = self.beat().await? {
             tracing::error!(instance = %self.me.name, other, "another keeper process calls itself by this instance's name: give each a distinct [cluster] name");
         }
-        self.renew(true).await
+        self.renew().await
     }
 
     /// Says this instance is alive; another incarnation's name if one also is.
@@ -272,7 +270,7 @@ impl Cluster {
     }
 
     /// One renewal: give up, claim, take on, show.
-    async fn renew(&mut self, adopt: bool) -> Result<(), StoreError> {
+    async fn renew(&mut self) -> Result<(), StoreError> {
         let members = self.store.live_members(self.me.lease).await?;
         let wanted = self.wanted(&members);
         self.give_up(&wanted).await?;
@@ -283,7 +281,7 @@ impl Cluster {
             .into_iter()
             .collect();
         let leases = self.store.leases().await?;
-        self.take_on(&held, &leases, adopt).await;
+        self.take_on(&held, &leases).await;
         self.show(&members, &leases);
         Ok(())
     }
@@ -356,7 +354,7 @@ impl Cluster {
     /// engine (their open incidents reloaded, their owner's view shown);
     /// anything owned but not held any more (its lease ran out while the
     /// database was away, and another took it) stops.
-    async fn take_on(&self, held: &BTreeSet<(String, String)>, leases: &[Lease], adopt: bool) {
+    async fn take_on(&self, held: &BTreeSet<(String, String)>, leases: &[Lease]) {
         let holds =
             |name: &str, region: &str| held.contains(&(name.to_string(), region.to_string()));
         let mut gained = Vec::new();
@@ -381,7 +379,7 @@ impl Cluster {
             return;
         }
         let checks: Vec<usize> = gained.iter().map(|(i, _)| *i).collect();
-        if adopt && let Err(e) = self.engine.adopt(gained).await {
+        if let Err(e) = self.engine.adopt(gained).await {
             // Held but not probed until the next renewal takes them on.
             tracing::warn!(error = %e, checks = checks.len(), "taking on checks: their incidents could not be read; trying at the next renewal");
             return;
@@ -453,7 +451,7 @@ impl Cluster {
 
     /// At shutdown: gives every lease up, so the others take the checks at
     /// their next renewal instead of a lease later.
-    async fn leave(&self) {
+    pub async fn leave(&self) {
         let mut keys: Vec<(String, String)> = (0..self.checks.len())
             .filter(|&i| self.leased[i] && self.ownership.owns(i))
             .map(|i| (self.checks[i].to_string(), String::new()))

@@ -75,6 +75,16 @@ impl Board {
         b.checks.get(i).map(CheckStatus::seen)
     }
 
+    /// Every check's status anew (a config reload), in the new config's order.
+    pub(super) fn replace(&self, checks: Vec<CheckStatus>) {
+        let by_name = (checks.iter().enumerate())
+            .map(|(i, s)| (s.name.clone(), i))
+            .collect();
+        if let Ok(mut b) = self.inner.write() {
+            *b = BoardInner { checks, by_name };
+        }
+    }
+
     pub(super) fn update(&self, i: usize, f: impl FnOnce(&mut CheckStatus)) {
         if let Ok(mut b) = self.inner.write()
             && let Some(s) = b.checks.get_mut(i)

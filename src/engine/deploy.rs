@@ -38,6 +38,12 @@ impl Watch {
         }
     }
 
+    /// What follows a deployment from now on (a config reload); the
+    /// deployments seen are kept.
+    pub fn set_rules(&mut self, rules: Deploys) {
+        self.rules = rules;
+    }
+
     /// Whether the store is due to be read for deployments at `now`; if it
     /// is, the next read is [`READ_EVERY`] on.
     pub fn read_due(&mut self, now: DateTime<Utc>) -> bool {

@@ -13,6 +13,7 @@ mod commit;
 mod deploy;
 mod offline;
 mod regression;
+mod reload;
 mod requests;
 mod sink;
 #[cfg(test)]
@@ -27,6 +28,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, mpsc};
 
 pub use board::Board;
+pub use reload::Reshaped;
 pub use requests::{AckError, Command, EngineHandle};
 pub use sink::Sink;
 
@@ -246,8 +248,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Runs until every [`Sink`] is dropped and the sample queue is drained.
-    pub async fn run(mut self, inputs: Inputs) {
+    /// Runs until every [`Sink`] is dropped and the sample queue is drained;
+    /// returns itself, for a config reload ([`Engine::reshape`]).
+    pub async fn run(mut self, inputs: Inputs) -> Engine {
         let Inputs {
             mut observations,
             mut commands,
@@ -264,6 +267,7 @@ impl Engine {
                 _ = tick.tick() => self.tick(Utc::now()).await,
             }
         }
+        self
     }
 
     /// One step: takes one observation into account.

@@ -49,6 +49,27 @@ pub(super) struct Unwritten {
     ids: HashMap<usize, i64>,
 }
 
+impl Unwritten {
+    /// The changes at their checks' new places (a config reload); those of
+    /// a check no longer there are dropped, and said so.
+    pub(super) fn remap(&mut self, new_place: impl Fn(usize) -> Option<usize>) {
+        let changes = std::mem::take(&mut self.changes);
+        for (check, change) in changes {
+            match new_place(check) {
+                Some(i) => self.changes.push_back((i, change)),
+                None => tracing::error!(
+                    ?change,
+                    "an incident change of a check the reload removed, made while storage was away, will not be recorded"
+                ),
+            }
+        }
+        self.ids = std::mem::take(&mut self.ids)
+            .into_iter()
+            .filter_map(|(check, id)| Some((new_place(check)?, id)))
+            .collect();
+    }
+}
+
 /// Runs one store call bounded by [`STORE_TIMEOUT`].
 pub(super) async fn bounded<T>(
     call: impl Future<Output = Result<T, StoreError>>,

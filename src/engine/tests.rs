@@ -420,3 +420,61 @@ async fn a_deployment_recorded_by_another_instance_is_read_from_the_store() {
         queued[0].0.message
     );
 }
+
+/// What [`Engine::reshape`] takes for `checks_and_policy` (as [`fixture`]'s).
+fn reshape_parts(f: &Fixture, checks_and_policy: &str) -> Parts {
+    let toml = format!(
+        "{checks_and_policy}\n[channels.hook]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\n\n\
+         [[routes]]\nchannels = [\"hook\"]\n"
+    );
+    let config = Config::parse(Path::new("test.toml"), &toml, &|_| None).expect("config");
+    let names: Vec<_> = config.checks.iter().map(|c| c.name.clone()).collect();
+    Parts {
+        checks: config.checks.iter().cloned().map(Arc::new).collect(),
+        rules: config.policy_rules(),
+        store: f.store.clone(),
+        buffer: SampleBuffer::new(16),
+        metrics: Metrics::new(&names),
+        outbox: f._outbox.waker(),
+        direct: f._outbox.direct(),
+        queue: 16,
+        deploys: config.deploys.clone(),
+        ownership: crate::core::ownership::Ownership::all(config.checks.len()),
+    }
+}
+
+#[tokio::test]
+async fn a_reload_keeps_the_failure_count_of_an_unchanged_check_only() {
+    let check = |name: &str, port: u16| {
+        format!(
+            "[checks.{name}]\nkind = \"http\"\nurl = \"http://127.0.0.1:{port}/\"\nfailures_before_alert = 3\n\n"
+        )
+    };
+    let mut f = fixture(&format!("{}{}", check("web", 9), check("api", 9))).await;
+    for s in [1, 2] {
+        f.sample("web", Some(Severity::Critical), s).await;
+        f.sample("api", Some(Severity::Critical), s).await;
+    }
+    assert!(f.queued().await.is_empty(), "two failures of three");
+
+    // web unchanged, api's target changed, new added.
+    let parts = reshape_parts(
+        &f,
+        &format!("{}{}{}", check("new", 9), check("web", 9), check("api", 10)),
+    );
+    let (engine, _sink, _handle, _inputs, reshaped) = f.engine.reshape(parts).await;
+    f.engine = engine;
+    assert_eq!(reshaped.added, ["api", "new"]);
+    assert_eq!(reshaped.removed, ["api"]);
+    assert_eq!(reshaped.kept[0], "web", "then keeper's own: {reshaped:?}");
+
+    f.sample("web", Some(Severity::Critical), 3).await;
+    f.sample("api", Some(Severity::Critical), 3).await;
+    let queued = f.queued().await;
+    assert_eq!(
+        queued.len(),
+        1,
+        "web's third failure opens; api starts over: {queued:?}"
+    );
+    assert_eq!(queued[0].0.check, "web");
+}

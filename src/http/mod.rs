@@ -11,6 +11,7 @@ mod incidents;
 mod ingest;
 pub mod page;
 mod ping;
+pub mod reload;
 pub mod serve;
 mod silences;
 
@@ -69,6 +70,8 @@ pub struct AppState {
     pub page: Arc<page::Settings>,
     /// The instances sharing the database and who owns which check.
     pub cluster: crate::cluster::View,
+    /// Where `POST /api/v1/reload` asks for the config to be read again.
+    pub reloader: reload::Reloader,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -90,6 +93,7 @@ pub fn router(state: AppState) -> Router {
                 .merge(silences::router())
                 .merge(deployments::router())
                 .merge(cluster::router())
+                .merge(reload::router())
                 .route_layer(guard),
         )
         .merge(page::router())

@@ -47,6 +47,7 @@ pub struct Metrics {
     pub cluster_members: IntGauge,
     /// Checks this instance probes and decides now.
     pub checks_owned: IntGauge,
+    pub config_reload: ConfigReload,
 }
 
 impl Metrics {
@@ -102,6 +103,7 @@ impl Metrics {
                 "keeper_checks_owned",
                 "Checks this instance owns now: it probes them and decides their incidents.",
             ),
+            config_reload: ConfigReload::new(&registry),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -127,6 +129,15 @@ impl Metrics {
                 .set(0);
         }
         m
+    }
+
+    /// The metrics of a reloaded config's `checks`: new per-check series,
+    /// every other metric shared with `self` (counters go on counting).
+    pub fn for_checks(&self, checks: &[Arc<str>]) -> Metrics {
+        Metrics {
+            checks: Arc::new(CheckTable::new(checks)),
+            ..self.clone()
+        }
     }
 
     /// Records a sample's blackbox-compatible gauges for check number `check`.
@@ -200,6 +211,55 @@ fn build_info() -> IntGaugeVec {
     info.with_label_values(&[env!("CARGO_PKG_VERSION"), REVISION])
         .set(1);
     info
+}
+
+/// The config reload's gauges, named as Prometheus and Alertmanager name
+/// theirs.
+#[derive(Clone)]
+pub struct ConfigReload {
+    /// Whether the last config reload (or the start) succeeded: 1 or 0.
+    pub successful: IntGauge,
+    /// When the config was last loaded successfully, in unix seconds.
+    pub success_at: Gauge,
+}
+
+impl ConfigReload {
+    /// The gauges in `registry`, saying a load succeeded now (keeper's start).
+    fn new(registry: &Registry) -> ConfigReload {
+        let successful = IntGauge::new(
+            "keeper_config_last_reload_successful",
+            "Whether the last configuration reload attempt was successful.",
+        )
+        .expect("valid metric");
+        let success_at = Gauge::new(
+            "keeper_config_last_reload_success_timestamp_seconds",
+            "Timestamp of the last successful configuration reload.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(successful.clone()))
+            .expect("metric names are unique");
+        registry
+            .register(Box::new(success_at.clone()))
+            .expect("metric names are unique");
+        let reload = ConfigReload {
+            successful,
+            success_at,
+        };
+        reload.succeeded();
+        reload
+    }
+
+    /// A load succeeded now.
+    pub fn succeeded(&self) {
+        self.successful.set(1);
+        self.success_at.set(chrono::Utc::now().timestamp() as f64);
+    }
+
+    /// A reload failed: the last success stays as it was.
+    pub fn failed(&self) {
+        self.successful.set(0);
+    }
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@ mod probe_safety;
 mod probes;
 mod prometheus;
 mod reads;
+mod reload;
 mod reports;
 mod rollups;
 mod scheduler;

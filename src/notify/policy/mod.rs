@@ -84,6 +84,18 @@ impl Policy {
         }
     }
 
+    /// Takes `newer`'s rules (a reloaded config), keeping the silences and
+    /// the grouping windows already open.
+    pub fn adopt(&mut self, newer: Policy) {
+        let silences = std::mem::take(&mut self.silences);
+        let windows = std::mem::take(&mut self.windows);
+        *self = Policy {
+            silences,
+            windows,
+            ..newer
+        };
+    }
+
     /// The silences not yet ended, as the store has them.
     pub fn set_silences(&mut self, silences: Vec<Silence>) {
         self.silences = silences;

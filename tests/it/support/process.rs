@@ -120,6 +120,15 @@ impl Process {
         (exit, self.log())
     }
 
+    /// Sends the signal `name` (`HUP`, `TERM`…) to keeper.
+    pub fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(sent.success(), "kill -{name} failed");
+    }
+
     /// SIGKILL: no shutdown, no flush.
     pub fn kill(mut self) {
         let _ = self.child.kill();
