@@ -78,6 +78,11 @@ async fn swap(tasks: &mut Tasks, watch: &Watch) -> Reply {
         Ok(mut router) => *router = parts.router.clone(),
         Err(poisoned) => *poisoned.into_inner() = parts.router.clone(),
     }
+    let running = &tasks.current;
+    crate::cluster::carry_over(
+        (&running.config, &running.ownership),
+        (&parts.config, &parts.ownership),
+    );
     tasks.current = run::spawn_generation(parts, probes, logs, watch);
     Ok(reshaped)
 }

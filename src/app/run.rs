@@ -88,6 +88,8 @@ pub(super) struct Generation {
     /// stopped with the probes; it hands the member back to give them up.
     cluster: JoinHandle<Option<Cluster>>,
     cluster_stop: CancellationToken,
+    /// Which checks and duties are this instance's under this config.
+    pub(super) ownership: crate::core::ownership::Ownership,
     pub(super) config: Config,
 }
 
@@ -270,7 +272,7 @@ pub(super) fn spawn_generation(
         probes.clone(),
         PROBE_GRACE,
         parts.wake_requests,
-        parts.ownership,
+        parts.ownership.clone(),
     );
     let engine_back = Arc::new(Mutex::new(None));
     let back = engine_back.clone();
@@ -290,6 +292,7 @@ pub(super) fn spawn_generation(
         engine_back,
         cluster,
         cluster_stop,
+        ownership: parts.ownership,
         probes,
         drain,
         config,

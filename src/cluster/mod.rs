@@ -129,6 +129,25 @@ pub fn ownership(config: &Config, store: &Store) -> Ownership {
     }
 }
 
+/// At a config reload: checks the running config owned stay owned under
+/// the next (by name), with the duties, so the next config's member finds
+/// them held and the engine keeps their state; the new ones wait for its
+/// first renewal.
+pub fn carry_over(from: (&Config, &Ownership), to: (&Config, &Ownership)) {
+    let owned: std::collections::HashSet<&str> = (from.0.checks.iter().enumerate())
+        .filter(|(i, _)| from.1.owns(*i))
+        .map(|(_, c)| &*c.name)
+        .collect();
+    for (i, check) in to.0.checks.iter().enumerate() {
+        if owned.contains(&*check.name) {
+            to.1.set(i, true);
+        }
+    }
+    for duty in Duty::ALL {
+        to.1.set_duty(duty, from.1.does(duty));
+    }
+}
+
 /// Whether check `name` is owned through a lease: all but keeper's own.
 fn leased(name: &str) -> bool {
     !name.starts_with(crate::watchdog::PREFIX)
