@@ -31,6 +31,7 @@ use crate::probe::log::ingest;
 use crate::probe::{self, tlsconf};
 use crate::scheduler::Job;
 use crate::store::Store;
+use crate::store::sqlite::InstanceLock;
 use crate::store::uptime::UptimeBook;
 use crate::store::writer::{SampleBuffer, Writer};
 use crate::watchdog;
@@ -60,6 +61,8 @@ pub struct Built {
     pub(super) scheduler_running: Arc<AtomicBool>,
     /// Why a vital task died, for /readyz.
     pub(super) task_died: Arc<OnceLock<String>>,
+    /// A SQLite database's lock, held until keeper stopped (one keeper per file).
+    pub(super) sqlite_lock: Option<InstanceLock>,
 }
 
 impl Built {
@@ -71,12 +74,16 @@ impl Built {
 
 /// Builds every part of a keeper from `config`, starting nothing.
 pub async fn build(config: Config) -> Result<Built, AppError> {
-    let store = open_store(&config).await?;
     let url = crate::core::redact::dsn(&config.storage.url);
     let stored = |source| AppError::Store {
         url: url.clone(),
         source,
     };
+    // Before migrating: a second keeper on one SQLite file changes nothing.
+    let sqlite_lock = InstanceLock::take(&config.storage.url)
+        .await
+        .map_err(stored)?;
+    let store = open_store(&config).await?;
     let metrics = metrics_of(&config);
     let (listener, addr) = listen(&config).await?;
     let health = ChannelHealth::default();
@@ -138,6 +145,7 @@ pub async fn build(config: Config) -> Result<Built, AppError> {
         board,
         scheduler_running,
         task_died,
+        sqlite_lock,
     })
 }
 

@@ -18,6 +18,7 @@ use super::{AppError, Built, Keeper, Options};
 use crate::http;
 use crate::probe::log;
 use crate::scheduler::{self, Timetable};
+use crate::store::sqlite::InstanceLock;
 use crate::store::{Store, retention, rollup};
 
 // Shutdown budget (DESIGN: exit within 10 s): probes 4 s, then the sample
@@ -80,12 +81,14 @@ struct Watch {
     store: Store,
     scheduler_running: Arc<AtomicBool>,
     task_died: Arc<OnceLock<String>>,
+    /// Dropped with the store: the next keeper may open the SQLite file.
+    _sqlite_lock: Option<InstanceLock>,
 }
 
 impl Built {
     /// Starts every part, and a supervisor that stops them all on request,
     /// when the HTTP server fails or when a vital task dies.
-    pub async fn run(self, options: Options) -> Result<Keeper, AppError> {
+    pub async fn run(mut self, options: Options) -> Result<Keeper, AppError> {
         let stops = Stops::new();
         let tracker = TaskTracker::new();
         // Each log check's source, in its own task: files opened now (at their
@@ -116,6 +119,7 @@ impl Built {
             store: self.store.clone(),
             scheduler_running: self.scheduler_running.clone(),
             task_died: self.task_died.clone(),
+            _sqlite_lock: self.sqlite_lock.take(),
             tracker: tracker.clone(),
             stops,
         };

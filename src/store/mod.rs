@@ -93,6 +93,30 @@ pub struct DueNotifications {
     pub bad: Vec<BadRow>,
 }
 
+/// An outbox worker's claim on the due rows it is about to send
+/// ([`Store::claim_notifications`]): while it holds, no other worker sends
+/// them, nor any other row of their channels (a channel's rows go in order).
+#[derive(Clone, Copy, Debug)]
+pub struct Claim<'a> {
+    /// The instance's name, written in `claimed_by`.
+    pub by: &'a str,
+    /// How long it holds, by the database's clock; past it another instance
+    /// may take the rows (their claimer died mid-send).
+    pub lease: std::time::Duration,
+    /// Channels this worker is sending to now: their rows are not claimed again.
+    pub busy: &'a [String],
+}
+
+/// What became of recording a send's outcome in the outbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Marked {
+    /// Recorded, and the claim released.
+    Recorded,
+    /// The row is no longer claimed by this worker (its claim expired and
+    /// another took it, or the row was settled since): nothing was written.
+    ClaimLost,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("unsupported storage url {0:?}: expected sqlite://PATH or postgres://…")]
@@ -112,6 +136,24 @@ pub enum StoreError {
     },
     #[error("migrating the database: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Another keeper, newer, migrated the database past what this one knows.
+    #[error(
+        "the database is at migration {database}, this keeper knows up to {known}: \
+         upgrade keeper (every instance on one database must run a version that knows its migrations)"
+    )]
+    NewerDatabase { database: i64, known: i64 },
+    /// Another keeper process holds the SQLite database.
+    #[error(
+        "{file} is in use by another keeper process (it holds the lock {lock}): SQLite is for \
+         one instance; stop the other keeper, or run several instances on PostgreSQL"
+    )]
+    SqliteInUse { file: String, lock: String },
+    #[error("locking the SQLite database {lock}: {source}")]
+    SqliteLock {
+        lock: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("the database did not answer within {0:?}")]
     Timeout(std::time::Duration),
     #[error("stored data is corrupt: {0}")]
@@ -136,6 +178,9 @@ impl StoreError {
             | StoreError::AlreadyOpen(_)
             | StoreError::NotFound(_)
             | StoreError::Migrate(_)
+            | StoreError::NewerDatabase { .. }
+            | StoreError::SqliteInUse { .. }
+            | StoreError::SqliteLock { .. }
             | StoreError::Corrupt(_) => false,
         }
     }
@@ -251,6 +296,24 @@ impl Store {
             sql::Tx::Sqlite(tx) => sqlite::insert_samples(tx, rows).await,
             sql::Tx::Postgres(tx) => postgres::insert_samples(tx, rows).await,
         }
+    }
+}
+
+/// What a failed migration says. sqlx refuses a database with a migration
+/// it does not know; when that migration is newer than every one this keeper
+/// knows (`applied` is the database's latest), a newer keeper migrated it:
+/// said with both versions.
+fn migrate_error(
+    e: sqlx::migrate::MigrateError,
+    migrator: &sqlx::migrate::Migrator,
+    applied: Option<i64>,
+) -> StoreError {
+    let known = migrator.iter().map(|m| m.version).max().unwrap_or(0);
+    match (&e, applied) {
+        (sqlx::migrate::MigrateError::VersionMissing(_), Some(database)) if database > known => {
+            StoreError::NewerDatabase { database, known }
+        }
+        _ => StoreError::Migrate(e),
     }
 }
 

@@ -8,6 +8,7 @@ mod alerting;
 mod api_hardening;
 mod channels;
 mod cli;
+mod cluster_store;
 mod command;
 mod config;
 mod cost;
