@@ -292,6 +292,44 @@ async fn a_worker_killed_mid_send_leaves_its_row_to_another_once_its_claim_lapse
     assert_eq!(b.step().await.expect("b's step").sent, 0, "sent means done");
 }
 
+#[tokio::test]
+async fn a_claim_is_renewed_while_a_slow_channel_sends_so_no_one_else_takes_its_rows() {
+    let db = TestDb::postgres().await;
+    let store = db.store().await;
+    let rx = Receiver::start().await;
+    for check in ["a", "b", "c", "d"] {
+        queue(&store, check, "hook").await;
+    }
+    let urls = [("hook".to_string(), rx.url())];
+    // One message per 1.2 s: a's four sends outlast its 2 s lease unless renewed.
+    let (a, _) = worker(&db, "a", channels(&urls)).await;
+    let a = a
+        .with_claim_lease(Duration::from_secs(2))
+        .with_pacing(BTreeMap::from([(
+            "hook".into(),
+            Duration::from_millis(1200),
+        )]));
+    let (b, _) = worker(&db, "b", channels(&urls)).await;
+    let sending = tokio::spawn(async move { a.step().await });
+    let mut sent_by_b = 0;
+    while !sending.is_finished() {
+        sent_by_b += b.step().await.expect("b's step").sent;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let report = sending.await.expect("a's step").expect("a's step");
+    assert_eq!(
+        (report.sent, report.lost, sent_by_b),
+        (4, 0, 0),
+        "{report:?}"
+    );
+    let keys: BTreeSet<String> = rx
+        .requests()
+        .iter()
+        .map(|r| r.header("idempotency-key").expect("a key").to_string())
+        .collect();
+    assert_eq!((rx.requests().len(), keys.len()), (4, 4), "each sent once");
+}
+
 both_backends!(
     async fn a_row_claimed_by_another_instance_waits_and_its_outcome_is_the_claimers(db) {
         let store = db.store().await;

@@ -45,7 +45,8 @@ pub(super) struct Unit<'a> {
 
 /// This worker's claim on the rows of one channel's group, as it goes.
 struct Held {
-    /// When the claim was last made or renewed (a little after the database's clock).
+    /// When the claim was last made or renewed: taken just before asking, so
+    /// never later than the database's own stamp.
     since: Instant,
     /// Rows whose claim lapsed and went to another instance: not sent here.
     lost: HashSet<i64>,
