@@ -275,11 +275,31 @@ impl Store {
         }
     }
 
-    /// Applies the migrations under `migrations/<backend>/`.
+    /// Applies the migrations under `migrations/<backend>/`. Refuses a
+    /// database migrated past them by a newer keeper
+    /// ([`StoreError::NewerDatabase`]): an older keeper must not run on tables
+    /// it does not know.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.migrate().await,
-            Store::Postgres(s) => s.migrate().await,
+        let (migrated, known) = match self {
+            Store::Sqlite(s) => (s.migrate().await, sqlite::SqliteStore::known_migration()),
+            Store::Postgres(s) => (s.migrate().await, postgres::PgStore::known_migration()),
+        };
+        // sqlx refuses a database with a migration it does not know; when that
+        // is newer than every one this keeper knows, a newer keeper migrated it.
+        let Err(StoreError::Migrate(sqlx::migrate::MigrateError::VersionMissing(_))) = migrated
+        else {
+            return migrated;
+        };
+        let latest = self
+            .query("SELECT MAX(version) AS latest FROM _sqlx_migrations")
+            .one("reading the database's latest migration")
+            .await?
+            .get::<Option<i64>>("latest")?;
+        match latest {
+            Some(database) if database > known => {
+                Err(StoreError::NewerDatabase { database, known })
+            }
+            _ => migrated,
         }
     }
 
@@ -296,24 +316,6 @@ impl Store {
             sql::Tx::Sqlite(tx) => sqlite::insert_samples(tx, rows).await,
             sql::Tx::Postgres(tx) => postgres::insert_samples(tx, rows).await,
         }
-    }
-}
-
-/// What a failed migration says. sqlx refuses a database with a migration
-/// it does not know; when that migration is newer than every one this keeper
-/// knows (`applied` is the database's latest), a newer keeper migrated it:
-/// said with both versions.
-fn migrate_error(
-    e: sqlx::migrate::MigrateError,
-    migrator: &sqlx::migrate::Migrator,
-    applied: Option<i64>,
-) -> StoreError {
-    let known = migrator.iter().map(|m| m.version).max().unwrap_or(0);
-    match (&e, applied) {
-        (sqlx::migrate::MigrateError::VersionMissing(_), Some(database)) if database > known => {
-            StoreError::NewerDatabase { database, known }
-        }
-        _ => StoreError::Migrate(e),
     }
 }
 

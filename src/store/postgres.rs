@@ -94,9 +94,6 @@ impl Pools<Postgres> {
 
     /// On a connection of its own without `statement_timeout`: building an
     /// index on a large table may take longer. The connection is closed after.
-    /// Refuses a database migrated past what this keeper knows, by a newer
-    /// instance ([`StoreError::NewerDatabase`]): an older keeper must not run
-    /// on tables it does not know.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let mut conn = self
             .pool
@@ -108,19 +105,13 @@ impl Pools<Postgres> {
             .execute(&mut conn)
             .await
             .doing("lifting statement_timeout to migrate")?;
-        let Err(e) = MIGRATOR.run(&mut conn).await else {
-            return Ok(());
-        };
-        let applied = match e {
-            sqlx::migrate::MigrateError::VersionMissing(_) => {
-                sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
-                    .fetch_one(&self.pool)
-                    .await
-                    .doing("reading the database's latest migration")?
-            }
-            _ => None,
-        };
-        Err(super::migrate_error(e, &MIGRATOR, applied))
+        MIGRATOR.run(&mut conn).await?;
+        Ok(())
+    }
+
+    /// The latest migration this keeper knows.
+    pub(super) fn known_migration() -> i64 {
+        MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
     }
 }
 
