@@ -20,10 +20,11 @@ use sqlx::Connection;
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::config::TestConfig;
+use crate::support::config::{Check, TestConfig};
 use crate::support::db::{Backend, TestDb, both_backends};
 use crate::support::process::Process;
 use crate::support::receiver::Receiver;
+use crate::support::target::Target;
 use crate::support::{init, wait_until};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -311,6 +312,8 @@ async fn a_claim_is_renewed_while_a_slow_channel_sends_so_no_one_else_takes_its_
         )]));
     let (b, _) = worker(&db, "b", channels(&urls)).await;
     let sending = tokio::spawn(async move { a.step().await });
+    // a has claimed the four rows once the first reaches the receiver.
+    rx.wait_for_requests(1, WAIT).await;
     let mut sent_by_b = 0;
     while !sending.is_finished() {
         sent_by_b += b.step().await.expect("b's step").sent;
@@ -537,6 +540,81 @@ async fn a_second_keeper_on_one_sqlite_file_refuses_and_a_restart_after_sigkill_
             .is_ok_and(|r| r.status().is_success())
     })
     .await;
+}
+
+/// The color `keeper` at `base` shows for check `web`.
+async fn web_on(http: &reqwest::Client, base: &str) -> Option<String> {
+    let resp = http
+        .get(format!("{base}/api/v1/checks/web"))
+        .send()
+        .await
+        .ok()?;
+    let body: serde_json::Value = resp.json().await.ok()?;
+    body["color"].as_str().map(str::to_string)
+}
+
+/// The `state`s of the notifications `rx` received.
+fn states(rx: &Receiver) -> Vec<String> {
+    rx.json_bodies()
+        .iter()
+        .map(|n| n["state"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn two_keepers_on_one_postgres_page_an_outage_once_and_its_recovery_once() {
+    init();
+    let db = TestDb::postgres().await;
+    db.store().await;
+    let target = Target::start().await;
+    target.set_status(503);
+    let rx = Receiver::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let web = Check::http("web", target.url("/"))
+        .interval("100ms")
+        .set("failures_before_alert", 1)
+        .set("successes_before_resolve", 1);
+    let config = TestConfig::new()
+        .listen("127.0.0.1:0")
+        .storage(db.url())
+        .check(web)
+        .page(&rx)
+        .write_in(dir.path());
+    // Both probe the check and both decide (ownership is not theirs to share
+    // yet): the database keeps one incident and each notification goes once.
+    let mut a = Process::start(&config).await;
+    let mut b = Process::start(&config).await;
+    let bases = [a.base().await, b.base().await];
+    let http = reqwest::Client::new();
+    let settled = |color: &'static str| {
+        let (http, bases, db) = (&http, &bases, &db);
+        move || async move {
+            for base in bases {
+                if web_on(http, base).await.as_deref() != Some(color) {
+                    return false;
+                }
+            }
+            rows_in(db, "pending").await == 0
+        }
+    };
+    wait_until("both see web red, every page sent", WAIT, settled("red")).await;
+    wait_until("the opening reaches the receiver", WAIT, || async {
+        states(&rx).contains(&"opened".to_string())
+    })
+    .await;
+    target.set_status(200);
+    wait_until(
+        "both see web green, every page sent",
+        WAIT,
+        settled("green"),
+    )
+    .await;
+    wait_until("the recovery reaches the receiver", WAIT, || async {
+        states(&rx).contains(&"resolved".to_string())
+    })
+    .await;
+    assert_eq!(states(&rx), ["opened", "resolved"]);
+    assert_eq!(db.count("incidents").await, 1);
 }
 
 /// The highest migration this keeper knows, from its migrations folder.
