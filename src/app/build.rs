@@ -33,6 +33,7 @@ use crate::probe::log::ingest;
 use crate::probe::{self, tlsconf};
 use crate::scheduler::Job;
 use crate::store::Store;
+use crate::store::sqlite::InstanceLock;
 use crate::store::uptime::UptimeBook;
 use crate::store::writer::{SampleBuffer, Writer};
 use crate::watchdog;
@@ -47,6 +48,8 @@ pub struct Built {
     pub(super) reload_requests: Requests,
     /// What a config reload replaces.
     pub(super) parts: Parts,
+    /// A SQLite database's lock, held until keeper stopped (one keeper per file).
+    pub(super) sqlite_lock: Option<InstanceLock>,
 }
 
 /// What a config reload keeps: the store, the listener's address, the
@@ -116,8 +119,16 @@ impl Built {
 
 /// Builds every part of a keeper from `config`, starting nothing.
 pub async fn build(config: Config) -> Result<Built, AppError> {
-    let store = open_store(&config).await?;
     let url = crate::core::redact::dsn(&config.storage.url);
+    let stored = |source| AppError::Store {
+        url: url.clone(),
+        source,
+    };
+    // Before migrating: a second keeper on one SQLite file changes nothing.
+    let sqlite_lock = InstanceLock::take(&config.storage.url)
+        .await
+        .map_err(stored)?;
+    let store = open_store(&config).await?;
     let (listener, addr) = listen(&config).await?;
     let (reloader, reload_requests) = Reloader::new();
     let mut kept = Kept {
@@ -138,10 +149,6 @@ pub async fn build(config: Config) -> Result<Built, AppError> {
     // Uptime for the API, counted once from the rollups and the samples not
     // rolled up yet, then kept up by the writer (which has not started: no
     // batch counts twice).
-    let stored = |source| AppError::Store {
-        url: url.clone(),
-        source,
-    };
     (kept.store)
         .seed_uptime(&kept.uptime, chrono::Utc::now())
         .await
@@ -167,6 +174,7 @@ pub async fn build(config: Config) -> Result<Built, AppError> {
         writer,
         reload_requests,
         parts,
+        sqlite_lock,
     })
 }
 
@@ -343,6 +351,7 @@ fn outbox(
     .with_backoff(config.delivery.min_backoff, config.delivery.max_backoff)
     .with_max_age(config.delivery.max_age)
     .with_public_url(config.server.public_url.clone())
+    .with_instance(&config.cluster.name)
     .with_pacing(
         config
             .channels

@@ -112,6 +112,8 @@ pub(super) struct Watch {
     /// The router the HTTP server serves through: a reload swaps it.
     pub(super) router: Arc<RwLock<axum::Router>>,
     pub(super) options: Options,
+    /// Dropped last, with the store: the next keeper may open the SQLite file.
+    pub(super) _sqlite_lock: Option<crate::store::sqlite::InstanceLock>,
 }
 
 impl Built {
@@ -127,6 +129,7 @@ impl Built {
             writer,
             reload_requests,
             parts,
+            sqlite_lock,
         } = self;
         let probes = stops.root.child_token();
         let logs = start_logs(&parts.probes, &parts.ingest, &probes, &tracker)
@@ -154,6 +157,7 @@ impl Built {
             kept,
             router,
             options,
+            _sqlite_lock: sqlite_lock,
         };
         let tasks = Tasks {
             server,

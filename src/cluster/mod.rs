@@ -38,7 +38,7 @@ use crate::core::ownership::{DUTY_REGION, Duty, Ownership};
 use crate::engine::{Board, EngineHandle};
 use crate::metrics::Metrics;
 use crate::state::Seen;
-use crate::store::{Beat, Claim, Lease, Member, Store, StoreError};
+use crate::store::{Beat, Lease, LeaseClaim, Member, Store, StoreError};
 
 /// Members and leases nobody renewed for this long are forgotten.
 const FORGET_AFTER: Duration = Duration::from_secs(86_400);
@@ -345,10 +345,10 @@ impl Cluster {
 
     /// The leases to claim or renew, each owned check's with this
     /// instance's view of it.
-    fn claims(&self, wanted: &Wanted) -> Vec<Claim> {
-        let mut claims: Vec<Claim> = (0..self.checks.len())
+    fn claims(&self, wanted: &Wanted) -> Vec<LeaseClaim> {
+        let mut claims: Vec<LeaseClaim> = (0..self.checks.len())
             .filter(|&i| wanted.checks[i])
-            .map(|i| Claim {
+            .map(|i| LeaseClaim {
                 name: self.checks[i].to_string(),
                 region: String::new(),
                 view: (self.ownership.owns(i))
@@ -359,7 +359,7 @@ impl Cluster {
             .collect();
         for (d, duty) in Duty::ALL.into_iter().enumerate() {
             if wanted.duties[d] {
-                claims.push(Claim {
+                claims.push(LeaseClaim {
                     name: duty.key().into(),
                     region: DUTY_REGION.into(),
                     view: None,

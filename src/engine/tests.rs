@@ -180,6 +180,40 @@ async fn opens_reminds_each_window_until_acknowledged_then_resolves() {
 }
 
 #[tokio::test]
+async fn an_acknowledgement_made_elsewhere_stops_the_reminders() {
+    let mut f = fixture(WEB).await;
+    f.sample("web", Some(Severity::Critical), 0).await;
+    let id = f.open_id("web").await;
+    f.tick(60).await;
+    assert_eq!(f.timeline(id).await, ["opened", "reminder"]);
+    // Another instance on the same database acknowledges; this engine does not hear of it.
+    let ack = IncidentChange::Acknowledge {
+        id,
+        by: Some("bob".into()),
+        at: f.at(90),
+    };
+    f.store
+        .record(ack, Vec::new())
+        .await
+        .expect("acknowledged elsewhere");
+    // The next reminder is refused by the store, and the incident reloaded.
+    f.tick(120).await;
+    let web = f.index("web");
+    let open = f.engine.checks[web].open.clone().expect("still open");
+    assert_eq!(open.acknowledged_at, Some(f.at(90)));
+    for s in (180..=600).step_by(60) {
+        f.tick(s).await;
+    }
+    assert_eq!(f.timeline(id).await, ["opened", "reminder", "acknowledged"]);
+    let web = || "web".to_string();
+    assert_eq!(
+        f.queued_kinds().await,
+        [(web(), EventKind::Opened), (web(), EventKind::Reminder)],
+        "no reminder after the acknowledgement"
+    );
+}
+
+#[tokio::test]
 async fn a_silenced_opening_is_recorded_then_paged_once_the_silence_ends() {
     let mut f = fixture(WEB).await;
     f.engine.policy.add_silence(Silence {

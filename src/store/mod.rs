@@ -17,7 +17,7 @@ pub mod sqlite;
 pub mod uptime;
 pub mod writer;
 
-pub use sql::cluster::{Beat, Claim, Lease, Member};
+pub use sql::cluster::{Beat, Lease, LeaseClaim, Member};
 
 use std::sync::Arc;
 
@@ -95,6 +95,30 @@ pub struct DueNotifications {
     pub bad: Vec<BadRow>,
 }
 
+/// An outbox worker's claim on the due rows it is about to send
+/// ([`Store::claim_notifications`]): while it holds, no other worker sends
+/// them, nor any other row of their channels (a channel's rows go in order).
+#[derive(Clone, Copy, Debug)]
+pub struct Claim<'a> {
+    /// The instance's name, written in `claimed_by`.
+    pub by: &'a str,
+    /// How long it holds, by the database's clock; past it another instance
+    /// may take the rows (their claimer died mid-send).
+    pub lease: std::time::Duration,
+    /// Channels this worker is sending to now: their rows are not claimed again.
+    pub busy: &'a [String],
+}
+
+/// What became of recording a send's outcome in the outbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Marked {
+    /// Recorded, and the claim released.
+    Recorded,
+    /// The row is no longer claimed by this worker (its claim expired and
+    /// another took it, or the row was settled since): nothing was written.
+    ClaimLost,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("unsupported storage url {0:?}: expected sqlite://PATH or postgres://…")]
@@ -114,6 +138,24 @@ pub enum StoreError {
     },
     #[error("migrating the database: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Another keeper, newer, migrated the database past what this one knows.
+    #[error(
+        "the database is at migration {database}, this keeper knows up to {known}: \
+         upgrade keeper (every instance on one database must run a version that knows its migrations)"
+    )]
+    NewerDatabase { database: i64, known: i64 },
+    /// Another keeper process holds the SQLite database.
+    #[error(
+        "{file} is in use by another keeper process (it holds the lock {lock}): SQLite is for \
+         one instance; stop the other keeper, or run several instances on PostgreSQL"
+    )]
+    SqliteInUse { file: String, lock: String },
+    #[error("locking the SQLite database {lock}: {source}")]
+    SqliteLock {
+        lock: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("the database did not answer within {0:?}")]
     Timeout(std::time::Duration),
     #[error("stored data is corrupt: {0}")]
@@ -138,6 +180,9 @@ impl StoreError {
             | StoreError::AlreadyOpen(_)
             | StoreError::NotFound(_)
             | StoreError::Migrate(_)
+            | StoreError::NewerDatabase { .. }
+            | StoreError::SqliteInUse { .. }
+            | StoreError::SqliteLock { .. }
             | StoreError::Corrupt(_) => false,
         }
     }
@@ -232,11 +277,31 @@ impl Store {
         }
     }
 
-    /// Applies the migrations under `migrations/<backend>/`.
+    /// Applies the migrations under `migrations/<backend>/`. Refuses a
+    /// database migrated past them by a newer keeper
+    /// ([`StoreError::NewerDatabase`]): an older keeper must not run on tables
+    /// it does not know.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.migrate().await,
-            Store::Postgres(s) => s.migrate().await,
+        let (migrated, known) = match self {
+            Store::Sqlite(s) => (s.migrate().await, sqlite::SqliteStore::known_migration()),
+            Store::Postgres(s) => (s.migrate().await, postgres::PgStore::known_migration()),
+        };
+        // sqlx refuses a database with a migration it does not know; when that
+        // is newer than every one this keeper knows, a newer keeper migrated it.
+        let Err(StoreError::Migrate(sqlx::migrate::MigrateError::VersionMissing(_))) = migrated
+        else {
+            return migrated;
+        };
+        let latest = self
+            .query("SELECT MAX(version) AS latest FROM _sqlx_migrations")
+            .one("reading the database's latest migration")
+            .await?
+            .get::<Option<i64>>("latest")?;
+        match latest {
+            Some(database) if database > known => {
+                Err(StoreError::NewerDatabase { database, known })
+            }
+            _ => migrated,
         }
     }
 

@@ -108,6 +108,11 @@ impl Pools<Postgres> {
         MIGRATOR.run(&mut conn).await?;
         Ok(())
     }
+
+    /// The latest migration this keeper knows.
+    pub(super) fn known_migration() -> i64 {
+        MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+    }
 }
 
 /// One `COPY … FROM STDIN` in `tx`, which it commits (faster than UNNEST here: ~320k rows/s

@@ -6,6 +6,10 @@
 //!
 //! A file database's read-only pool for API reads is a second pool on the
 //! same file (WAL: readers never block the writer).
+//!
+//! SQLite is for one keeper: a running keeper holds [`InstanceLock`] on its
+//! file, and a second one refuses to start (several instances share
+//! PostgreSQL instead).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -32,9 +36,14 @@ const READ_CONNECTIONS: u32 = 2;
 /// connection, both are that connection's pool.
 pub type SqliteStore = Pools<Sqlite>;
 
+/// Whether `url` names a memory database (no file, nothing to share).
+fn in_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
 impl Pools<Sqlite> {
     pub async fn connect(url: &str) -> Result<SqliteStore, StoreError> {
-        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let in_memory = in_memory(url);
         let mut options = SqliteConnectOptions::from_str(url)
             .doing("parsing the sqlite url")?
             .create_if_missing(true)
@@ -75,6 +84,67 @@ impl Pools<Sqlite> {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         MIGRATOR.run(&self.pool).await?;
         Ok(())
+    }
+
+    /// The latest migration this keeper knows.
+    pub(super) fn known_migration() -> i64 {
+        MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+    }
+}
+
+/// The lock that keeps a SQLite database to one keeper process: an OS lock
+/// (`flock`) on `<file>.lock` beside the database, held while this value
+/// lives. The OS releases it when the process ends, however it ends, so a
+/// keeper restarted after a crash (even SIGKILL) takes it at once. The lock
+/// file stays (removing it could let two processes lock two different files).
+#[derive(Debug)]
+pub struct InstanceLock {
+    _file: std::fs::File,
+}
+
+impl InstanceLock {
+    /// Takes the lock of the SQLite database `url` names; `None` for a
+    /// memory database or another backend's URL. Refuses with
+    /// [`StoreError::SqliteInUse`] when another process holds it.
+    pub async fn take(url: &str) -> Result<Option<InstanceLock>, StoreError> {
+        if !url.starts_with("sqlite:") || in_memory(url) {
+            return Ok(None);
+        }
+        let options = SqliteConnectOptions::from_str(url).doing("parsing the sqlite url")?;
+        let file = options.get_filename().to_path_buf();
+        let mut lock = file.clone().into_os_string();
+        lock.push(".lock");
+        let lock = std::path::PathBuf::from(lock);
+        let shown = lock.display().to_string();
+        let taken = tokio::task::spawn_blocking(move || lock_file(&file, &lock))
+            .await
+            .map_err(|e| StoreError::SqliteLock {
+                lock: shown,
+                source: std::io::Error::other(e),
+            })?;
+        taken.map(Some)
+    }
+}
+
+/// Opens (creating) `lock` and locks it without waiting.
+fn lock_file(file: &std::path::Path, lock: &std::path::Path) -> Result<InstanceLock, StoreError> {
+    let failed = |source| StoreError::SqliteLock {
+        lock: lock.display().to_string(),
+        source,
+    };
+    let handle = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lock)
+        .map_err(failed)?;
+    match handle.try_lock() {
+        Ok(()) => Ok(InstanceLock { _file: handle }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::SqliteInUse {
+            file: file.display().to_string(),
+            lock: lock.display().to_string(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(failed(e)),
     }
 }
 

@@ -9,6 +9,7 @@ mod api_hardening;
 mod channels;
 mod cli;
 mod cluster;
+mod cluster_store;
 mod command;
 mod config;
 mod cost;

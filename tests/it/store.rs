@@ -12,7 +12,7 @@ use keeper::core::{Color, Severity};
 use keeper::core::{EventKind, Notification};
 use keeper::incident::IncidentChange;
 use keeper::store::writer::{SampleBuffer, Writer, WriterMetrics};
-use keeper::store::{SampleRow, Store, StoreError};
+use keeper::store::{Claim, Marked, SampleRow, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
 use crate::support::db::{TestDb, both_backends};
@@ -272,31 +272,42 @@ both_backends!(
             )
             .await
             .expect("open");
-        let due = store.due_notifications(t(1), 10).await.expect("due").entries;
+        // One worker, "me", claims the due rows; its own claims are its to take again.
+        let worker = &store;
+        let claim = |at| async move {
+            let me = Claim {
+                by: "me",
+                lease: Duration::from_secs(600),
+                busy: &[],
+            };
+            worker.claim_notifications(at, 10, me).await.expect("claim").entries
+        };
+        let due = claim(t(1)).await;
         let (hook, mail) = (due[0].id, due[1].id);
 
         store
-            .notification_retry(hook, 1, t(61), "503 from receiver")
+            .notification_retry(hook, 1, t(61), "503 from receiver", "me")
             .await
             .expect("retry");
         let ids = |d: Vec<keeper::core::OutboxEntry>| d.iter().map(|e| e.id).collect::<Vec<_>>();
-        assert_eq!(ids(store.due_notifications(t(60), 10).await.expect("due").entries), [mail]);
-        let due = store.due_notifications(t(61), 10).await.expect("due").entries;
+        assert_eq!(ids(claim(t(60)).await), [mail]);
+        let due = claim(t(61)).await;
         assert_eq!(ids(due.clone()), [hook, mail]);
         assert_eq!(due[0].attempts, 1);
         assert_eq!(due[0].notification.incident, opened.id);
 
-        store.notification_sent(hook, t(62)).await.expect("sent");
-        assert_eq!(ids(store.due_notifications(t(10_000), 10).await.expect("due").entries), [mail]);
+        let sent = store.notification_sent(hook, t(62), "me").await.expect("sent");
+        assert_eq!(sent, Marked::Recorded);
+        assert_eq!(ids(claim(t(10_000)).await), [mail]);
 
         store
-            .notification_failed(mail, 5, "550 no such user")
+            .notification_failed(mail, 5, "550 no such user", "me")
             .await
             .expect("failed");
-        assert!(store.due_notifications(t(10_000), 10).await.expect("due").entries.is_empty());
+        assert!(claim(t(10_000)).await.is_empty());
         assert_eq!(db.count("outbox").await, 2, "failed rows stay in the outbox");
 
-        assert!(store.notification_sent(999_999, t(1)).await.is_err());
+        assert!(store.notification_sent(999_999, t(1), "me").await.is_err());
     }
 );
 

@@ -17,9 +17,18 @@
 //! sends the groups concurrently: rows of one channel go in order, one at a
 //! time, and a transient failure backs off the rest of that channel's group
 //! with it, so a dead channel costs one attempt per step, not one per row. A
-//! channel still busy from an earlier step is left alone (its rows stay due),
-//! so a slow channel never holds up another. [`Outbox::run`] is the thin loop:
-//! a step on every wake-up ([`Outbox::waker`]) or poll tick, each in its own task.
+//! channel still busy from an earlier step is left alone (its rows are not
+//! claimed), so a slow channel never holds up another. [`Outbox::run`] is the
+//! thin loop: a step on every wake-up ([`Outbox::waker`]) or poll tick, each in
+//! its own task.
+//!
+//! Several instances may share one outbox (PostgreSQL): a step claims its rows
+//! in the store under the instance's name ([`Outbox::with_instance`]) for a
+//! lease ([`Outbox::with_claim_lease`]), renewed while its sends go on, and
+//! each outcome is recorded only while the claim is still this instance's
+//! (which releases it). An instance that dies mid-send leaves its rows to
+//! another once the claim lapses; the notification's idempotency key covers
+//! the rare send made twice that way. See [`Store::claim_notifications`].
 //!
 //! Keeper's own incidents about its storage cannot wait in a store that is
 //! away: [`Outbox::direct`] hands such notifications straight to the worker,
@@ -43,7 +52,7 @@ use tokio_util::sync::CancellationToken;
 use super::Channel;
 use crate::core::OutboxEntry;
 use crate::core::health::ChannelHealth;
-use crate::store::{Store, StoreError};
+use crate::store::{Claim, Store, StoreError};
 
 mod direct;
 mod send;
@@ -72,6 +81,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// Rows claimed per step.
 const BATCH: u32 = 500;
 
+/// What a claim's lease adds to the send timeout by default: a claim must
+/// outlast the send it covers (renewed before each send, see [`send`]).
+const CLAIM_MARGIN: Duration = Duration::from_secs(30);
+
 /// What one step did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StepReport {
@@ -81,8 +94,11 @@ pub struct StepReport {
     pub retried: usize,
     /// Given up: permanent error, past `max_age`, unknown channel or undecodable row.
     pub failed: usize,
-    /// Not tried this step: their channel was busy or had just failed.
+    /// Not tried this step: an earlier row of their channel had just failed.
     pub deferred: usize,
+    /// Tried, but the claim had lapsed and another instance took the row:
+    /// the outcome is left to it.
+    pub lost: usize,
 }
 
 impl StepReport {
@@ -91,6 +107,7 @@ impl StepReport {
         self.retried += other.retried;
         self.failed += other.failed;
         self.deferred += other.deferred;
+        self.lost += other.lost;
     }
 }
 
@@ -107,6 +124,11 @@ pub struct Outbox {
     backoff_cap: Duration,
     send_timeout: Duration,
     poll: Duration,
+    /// This instance's name: who claims rows (`claimed_by`).
+    instance: Arc<str>,
+    /// How long a claim holds; by default twice the send timeout plus
+    /// [`CLAIM_MARGIN`].
+    claim_lease: Option<Duration>,
     /// Base URL for incident links (`server.public_url`).
     public_url: Option<String>,
     /// At most one message per interval, by channel (`min_interval`).
@@ -142,6 +164,8 @@ impl Outbox {
             backoff_cap: DEFAULT_BACKOFF_CAP,
             send_timeout: DEFAULT_SEND_TIMEOUT,
             poll: DEFAULT_POLL,
+            instance: Arc::from(default_instance()),
+            claim_lease: None,
             public_url: None,
             pacing: Arc::default(),
             last_sent: Arc::default(),
@@ -199,6 +223,27 @@ impl Outbox {
         self
     }
 
+    /// Claims rows as `name` (the instance's name, unique among the
+    /// instances sharing the database; by default the host name).
+    pub fn with_instance(mut self, name: &str) -> Outbox {
+        self.instance = Arc::from(name);
+        self
+    }
+
+    /// How long a claim on rows holds before another instance may take them.
+    /// Keep it well above the send timeout (the default is twice it plus
+    /// 30 s): a send still running when its claim lapses may be repeated by
+    /// another instance (with the same idempotency key).
+    pub fn with_claim_lease(mut self, lease: Duration) -> Outbox {
+        self.claim_lease = Some(lease);
+        self
+    }
+
+    fn claim_lease(&self) -> Duration {
+        self.claim_lease
+            .unwrap_or(self.send_timeout * 2 + CLAIM_MARGIN)
+    }
+
     pub fn with_poll_interval(mut self, poll: Duration) -> Outbox {
         self.poll = poll;
         self
@@ -214,16 +259,24 @@ impl Outbox {
     /// Returns after every send it started has been marked.
     pub async fn step(&self) -> Result<StepReport, StoreError> {
         let mut report = StepReport::default();
+        let claimed = tokio::time::Instant::now();
         let (groups, bad) = {
             let mut busy = self.busy.lock().await;
-            let due = self.store.due_notifications(Utc::now(), BATCH).await?;
+            // Rows of channels busy here are neither claimed nor sent: they wait
+            // for that channel's send in flight.
+            let busy_now: Vec<String> = busy.iter().cloned().collect();
+            let claim = Claim {
+                by: &self.instance,
+                lease: self.claim_lease(),
+                busy: &busy_now,
+            };
+            let due = self
+                .store
+                .claim_notifications(Utc::now(), BATCH, claim)
+                .await?;
             let mut groups: BTreeMap<String, Vec<OutboxEntry>> = BTreeMap::new();
             for entry in due.entries {
-                if busy.contains(&entry.channel) {
-                    report.deferred += 1;
-                } else {
-                    groups.entry(entry.channel.clone()).or_default().push(entry);
-                }
+                groups.entry(entry.channel.clone()).or_default().push(entry);
             }
             busy.extend(groups.keys().cloned());
             (groups, due.bad)
@@ -231,7 +284,7 @@ impl Outbox {
         let results = join_all(
             groups
                 .into_iter()
-                .map(|(channel, entries)| self.deliver_group(channel, entries)),
+                .map(|(channel, entries)| self.deliver_group(channel, entries, claimed)),
         )
         .await;
         let mut first_error = None;
@@ -303,6 +356,16 @@ impl Outbox {
             );
         }
     }
+}
+
+/// The host's name, else `keeper`: who claims rows unless told
+/// ([`Outbox::with_instance`]).
+fn default_instance() -> String {
+    hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.trim().is_empty())
+        .unwrap_or_else(|| "keeper".into())
 }
 
 fn log_step(done: Result<Result<StepReport, StoreError>, tokio::task::JoinError>) {

@@ -3,15 +3,17 @@
 //! time-bounded and judged by [`crate::notify::retry`], and its disposition is
 //! written to the store, the counter, the channel's health and the log.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use tokio::time::Instant;
 
 use super::{Outbox, StepReport};
 use crate::core::{Notification, OutboxEntry};
 use crate::notify::retry::{Disposition, Limits, backoff, decide};
 use crate::notify::{Channel, SendError, policy};
-use crate::store::{BadRow, StoreError};
+use crate::store::{BadRow, Marked, StoreError};
 
 /// A channel's due rows as units of delivery, in order: rows sharing a
 /// `batch_at` (a route's `group_wait` window) go out as one message; the
@@ -41,14 +43,25 @@ pub(super) struct Unit<'a> {
     pub(super) created_at: DateTime<Utc>,
 }
 
+/// This worker's claim on the rows of one channel's group, as it goes.
+struct Held {
+    /// When the claim was last made or renewed: taken just before asking, so
+    /// never later than the database's own stamp.
+    since: Instant,
+    /// Rows whose claim lapsed and went to another instance: not sent here.
+    lost: HashSet<i64>,
+}
+
 impl Outbox {
     /// Sends one channel's rows in order, then releases the channel.
+    /// `claimed` is when the rows were claimed.
     pub(super) async fn deliver_group(
         &self,
         channel: String,
         entries: Vec<OutboxEntry>,
+        claimed: Instant,
     ) -> (StepReport, Option<StoreError>) {
-        let result = self.deliver_in_order(&channel, &entries).await;
+        let result = self.deliver_in_order(&channel, &entries, claimed).await;
         self.busy.lock().await.remove(&channel);
         result
     }
@@ -57,6 +70,7 @@ impl Outbox {
         &self,
         name: &str,
         entries: &[OutboxEntry],
+        claimed: Instant,
     ) -> (StepReport, Option<StoreError>) {
         let mut report = StepReport::default();
         let Some(channel) = self.channels.get(name) else {
@@ -73,36 +87,30 @@ impl Outbox {
             return (report, None);
         };
         let units = batches(entries);
+        let mut held = Held {
+            since: claimed,
+            lost: HashSet::new(),
+        };
         for (i, unit) in units.iter().enumerate() {
-            let notifications: Vec<Notification> = unit
+            // A channel keeps its pace; only its own rows wait.
+            self.pace(name).await;
+            if let Err(e) = self.renew(&mut held, &units[i..]).await {
+                return (report, Some(e));
+            }
+            let unit: Vec<&OutboxEntry> = unit
                 .iter()
-                .map(|entry| {
-                    let mut n = entry.notification.clone();
-                    if n.url.is_none() {
-                        n.url = policy::incident_url(self.public_url.as_deref(), n.incident);
-                    }
-                    n
-                })
+                .filter(|e| !held.lost.contains(&e.id))
+                .copied()
                 .collect();
-            // A batch went out together, so it was tried as often as its first
-            // row, and carries that row's id as its key.
-            let key = unit[0].id.to_string();
-            let sending = Unit {
-                notifications: &notifications,
-                key: &key,
-                attempts: unit[0].attempts,
-                created_at: unit
-                    .iter()
-                    .map(|e| e.created_at)
-                    .min()
-                    .unwrap_or_else(Utc::now),
-            };
-            let disposition = self.attempt(name, channel, &sending).await;
+            if unit.is_empty() {
+                continue;
+            }
+            let disposition = self.send_unit(channel, &unit).await;
             let retry = match &disposition {
                 Disposition::Retry { delay, error, .. } => Some((*delay, error.clone())),
                 _ => None,
             };
-            for entry in unit {
+            for entry in &unit {
                 if let Err(e) = self.mark(entry, disposition.clone(), &mut report).await {
                     return (report, Some(e));
                 }
@@ -112,6 +120,7 @@ impl Outbox {
                 let rest: Vec<OutboxEntry> = units[i + 1..]
                     .iter()
                     .flat_map(|u| u.iter().map(|e| (*e).clone()))
+                    .filter(|e| !held.lost.contains(&e.id))
                     .collect();
                 if let Err(e) = self.defer(&rest, delay, &error).await {
                     return (report, Some(e));
@@ -123,7 +132,73 @@ impl Outbox {
         (report, None)
     }
 
-    /// Records a disposition in the store, the counter and the log.
+    /// Once half the claim's lease has passed, extends the claim on the rows
+    /// still to send (`units`), so that it outlasts the next send; rows whose
+    /// claim lapsed and was taken meanwhile are given up to their new claimer.
+    async fn renew(&self, held: &mut Held, units: &[Vec<&OutboxEntry>]) -> Result<(), StoreError> {
+        let lease = self.claim_lease();
+        if held.since.elapsed() < lease / 2 {
+            return Ok(());
+        }
+        let ids: Vec<i64> = units
+            .iter()
+            .flatten()
+            .map(|e| e.id)
+            .filter(|id| !held.lost.contains(id))
+            .collect();
+        let renewing = Instant::now();
+        let kept: HashSet<i64> = self
+            .store
+            .renew_claim(&self.instance, &ids, lease)
+            .await?
+            .into_iter()
+            .collect();
+        held.since = renewing;
+        for id in ids.into_iter().filter(|id| !kept.contains(id)) {
+            tracing::warn!(
+                id,
+                "the claim on a notification lapsed and another instance took it: left to that instance"
+            );
+            held.lost.insert(id);
+        }
+        Ok(())
+    }
+
+    /// One try at sending `unit` (one row, or rows sharing a grouping window)
+    /// through `channel`, not paced here.
+    async fn send_unit(&self, channel: &Channel, unit: &[&OutboxEntry]) -> Disposition {
+        let notifications: Vec<Notification> = unit
+            .iter()
+            .map(|entry| {
+                let mut n = entry.notification.clone();
+                if n.url.is_none() {
+                    n.url = policy::incident_url(self.public_url.as_deref(), n.incident);
+                }
+                n
+            })
+            .collect();
+        // A batch went out together, so it was tried as often as its first
+        // row, and carries that row's id as its key.
+        let key = unit[0].id.to_string();
+        let sending = Unit {
+            notifications: &notifications,
+            key: &key,
+            attempts: unit[0].attempts,
+            created_at: unit
+                .iter()
+                .map(|e| e.created_at)
+                .min()
+                .unwrap_or_else(Utc::now),
+        };
+        self.try_send(channel, &sending).await
+    }
+
+    /// Records a disposition in the store, the counter and the log. The
+    /// store takes it only while this instance's claim on the row holds: a
+    /// worker whose claim lapsed (it was slower than its lease, or away from
+    /// the database) and was taken by another instance leaves the outcome to
+    /// that instance, which sends the row again, with the same idempotency key,
+    /// unless it already has.
     async fn mark(
         &self,
         entry: &OutboxEntry,
@@ -132,12 +207,19 @@ impl Outbox {
     ) -> Result<(), StoreError> {
         let channel = entry.channel.as_str();
         let incident = entry.notification.incident;
+        let by = &*self.instance;
         self.tally(channel, &disposition);
-        match disposition {
+        let marked = match disposition {
             Disposition::Sent => {
-                self.store.notification_sent(entry.id, Utc::now()).await?;
-                report.sent += 1;
+                let marked = self
+                    .store
+                    .notification_sent(entry.id, Utc::now(), by)
+                    .await?;
+                if marked == Marked::Recorded {
+                    report.sent += 1;
+                }
                 tracing::debug!(channel, incident, state = %entry.notification.state, "notification sent");
+                marked
             }
             Disposition::Retry {
                 attempts,
@@ -145,19 +227,36 @@ impl Outbox {
                 error,
             } => {
                 let next_at = Utc::now() + delay;
-                self.store
-                    .notification_retry(entry.id, attempts, next_at, &error)
+                let marked = self
+                    .store
+                    .notification_retry(entry.id, attempts, next_at, &error, by)
                     .await?;
-                report.retried += 1;
+                if marked == Marked::Recorded {
+                    report.retried += 1;
+                }
                 tracing::warn!(channel, incident, attempts, retry_in = ?delay, %error, "notification failed, will retry");
+                marked
             }
             Disposition::Failed { attempts, error } => {
-                self.store
-                    .notification_failed(entry.id, attempts, &error)
+                let marked = self
+                    .store
+                    .notification_failed(entry.id, attempts, &error, by)
                     .await?;
-                report.failed += 1;
+                if marked == Marked::Recorded {
+                    report.failed += 1;
+                }
                 tracing::error!(channel, incident, attempts, %error, "notification given up");
+                marked
             }
+        };
+        if marked == Marked::ClaimLost {
+            report.lost += 1;
+            tracing::warn!(
+                id = entry.id,
+                channel,
+                incident,
+                "the claim on this notification lapsed and another instance took it: its outcome is left to that instance"
+            );
         }
         Ok(())
     }
@@ -167,7 +266,7 @@ impl Outbox {
     pub(super) async fn fail_bad_row(&self, row: BadRow) -> Result<(), StoreError> {
         let error = format!("undecodable outbox row: {}", row.reason);
         self.store
-            .notification_failed(row.id, row.attempts, &error)
+            .notification_failed(row.id, row.attempts, &error, &self.instance)
             .await?;
         self.count(&row.channel, "failed");
         tracing::error!(id = row.id, channel = %row.channel, %error, "notification failed");
@@ -184,8 +283,9 @@ impl Outbox {
         let next_at = Utc::now() + delay;
         let why = format!("not tried: an earlier notification to this channel failed: {error}");
         for entry in entries {
+            // A row whose claim lapsed is its new claimer's to schedule.
             self.store
-                .notification_retry(entry.id, entry.attempts, next_at, &why)
+                .notification_retry(entry.id, entry.attempts, next_at, &why, &self.instance)
                 .await?;
         }
         Ok(())
@@ -202,6 +302,11 @@ impl Outbox {
     ) -> Disposition {
         // A channel keeps its pace; only its own rows wait.
         self.pace(name).await;
+        self.try_send(channel, unit).await
+    }
+
+    /// [`Outbox::attempt`] without the pacing.
+    async fn try_send(&self, channel: &Channel, unit: &Unit<'_>) -> Disposition {
         let send = async {
             match unit.notifications {
                 [one] => channel.send(one, unit.key).await,

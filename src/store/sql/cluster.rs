@@ -35,7 +35,7 @@ pub struct Beat<'a> {
 /// A lease to claim or renew: a check's (region `""`) or a duty's, with
 /// the owner's view of the check to publish (`None` keeps the stored one).
 #[derive(Clone, Debug, PartialEq)]
-pub struct Claim {
+pub struct LeaseClaim {
     pub name: String,
     pub region: String,
     pub view: Option<String>,
@@ -123,7 +123,7 @@ impl Store {
         &self,
         owner: &str,
         lease: Duration,
-        claims: &[Claim],
+        claims: &[LeaseClaim],
     ) -> Result<Vec<(String, String)>> {
         let names: Vec<&str> = claims.iter().map(|c| c.name.as_str()).collect();
         let regions: Vec<&str> = claims.iter().map(|c| c.region.as_str()).collect();

@@ -48,7 +48,19 @@ const ACKNOWLEDGE: &str = update!(
     "acknowledged_at = $2",
     "resolved_at IS NULL AND acknowledged_at IS NULL"
 );
+/// Once per incident, whichever instance releases it; a held-back incident
+/// that resolved meanwhile is still notified (a digest tells of it).
 const NOTIFY: &str = update!("notified_at = $2", "notified_at IS NULL");
+/// A reminder is for an open incident nobody has acknowledged, wherever the
+/// acknowledgement was made: an instance that did not hear of it gets
+/// `NotFound` and reloads the incident. Nothing changes; the UPDATE is there
+/// for its row lock: an acknowledgement committed meanwhile by another
+/// instance is seen (PostgreSQL checks the condition again after the wait),
+/// one still to come waits for the reminder and follows it.
+const REMIND: &str = update!(
+    "notified_at = notified_at",
+    "resolved_at IS NULL AND acknowledged_at IS NULL"
+);
 
 impl Store {
     /// Applies an incident change, appends its timeline event and queues its
@@ -183,13 +195,7 @@ async fn change_incident(tx: &mut Tx, change: IncidentChange) -> Result<(Row, Da
             return Ok((found(query, id, "escalating an incident").await?, at));
         }
         C::Remind { id, at } => {
-            // Refused once acknowledged anywhere: an instance that did not
-            // hear of it reloads the incident and stops reminding.
-            let query = tx
-                .query(incidents!(
-                    "WHERE id = $1 AND resolved_at IS NULL AND acknowledged_at IS NULL"
-                ))
-                .bind(id);
+            let query = tx.query(REMIND).bind(id);
             return Ok((
                 found(query, id, "reading an incident to remind of").await?,
                 at,
