@@ -7,6 +7,7 @@
 
 mod build;
 mod run;
+mod shared;
 mod vital;
 
 use std::net::SocketAddr;

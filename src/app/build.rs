@@ -31,6 +31,7 @@ use crate::probe::log::ingest;
 use crate::probe::{self, tlsconf};
 use crate::scheduler::Job;
 use crate::store::Store;
+use crate::store::events::{Bus, Event};
 use crate::store::uptime::UptimeBook;
 use crate::store::writer::{SampleBuffer, Writer};
 use crate::watchdog;
@@ -60,6 +61,8 @@ pub struct Built {
     pub(super) scheduler_running: Arc<AtomicBool>,
     /// Why a vital task died, for /readyz.
     pub(super) task_died: Arc<OnceLock<String>>,
+    /// Where other instances' changes are applied.
+    pub(super) shared: super::shared::Shared,
 }
 
 impl Built {
@@ -77,11 +80,12 @@ pub async fn build(config: Config) -> Result<Built, AppError> {
         url: url.clone(),
         source,
     };
+    let events = Bus::new(store.clone());
     let metrics = metrics_of(&config);
     let (listener, addr) = listen(&config).await?;
     let health = ChannelHealth::default();
     let (probes, wake_requests, deployed) =
-        probe_context(&config, &store, &metrics, &health, addr).await?;
+        probe_context(&config, &store, &events, &metrics, &health, addr).await?;
     let (jobs, channels) = built_or_every_problem(&config, &probes, &metrics)?;
     load_heartbeats(&probes, &url).await?;
     // Uptime for the API, counted once from the rollups and the samples not
@@ -104,6 +108,13 @@ pub async fn build(config: Config) -> Result<Built, AppError> {
     let task_died = Arc::new(OnceLock::new());
     // Filled at run by `log` checks with `ingest = "SOURCE"`.
     let ingest = ingest::Registry::default();
+    let shared = super::shared::Shared {
+        bus: events.clone(),
+        store: store.clone(),
+        engine: engine_handle.clone(),
+        heartbeats: probes.heartbeats.clone(),
+        ingest: ingest.clone(),
+    };
     let router = http::router(AppState {
         board: board.clone(),
         metrics: metrics.clone(),
@@ -118,6 +129,7 @@ pub async fn build(config: Config) -> Result<Built, AppError> {
         heartbeats: probes.heartbeats.clone(),
         ingest: ingest.clone(),
         page: Arc::new(http::page::Settings::new(&config)),
+        events,
     });
     Ok(Built {
         config,
@@ -138,6 +150,7 @@ pub async fn build(config: Config) -> Result<Built, AppError> {
         board,
         scheduler_running,
         task_died,
+        shared,
     })
 }
 
@@ -186,6 +199,7 @@ async fn engine(
 async fn probe_context(
     config: &Config,
     store: &Store,
+    events: &Bus,
     metrics: &Metrics,
     health: &ChannelHealth,
     addr: SocketAddr,
@@ -210,7 +224,7 @@ async fn probe_context(
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{addr}")),
-        deployments: Arc::new(SeenDeployments::new(config, store, &slot)),
+        deployments: Arc::new(SeenDeployments::new(config, store, events, &slot)),
     };
     Ok((probe::Context::daemon(roots, daemon), wake_requests, slot))
 }
@@ -351,10 +365,12 @@ struct SeenDeployments {
     /// Each check's app ([`CheckConfig::app`](crate::config::CheckConfig::app)).
     apps: BTreeMap<String, String>,
     engine: EngineSlot,
+    /// Other instances on the database hear of each deployment too.
+    events: Bus,
 }
 
 impl SeenDeployments {
-    fn new(config: &Config, store: &Store, engine: &EngineSlot) -> Self {
+    fn new(config: &Config, store: &Store, events: &Bus, engine: &EngineSlot) -> Self {
         let apps = config
             .checks
             .iter()
@@ -364,6 +380,7 @@ impl SeenDeployments {
             store: store.clone(),
             apps,
             engine: engine.clone(),
+            events: events.clone(),
         }
     }
 }
@@ -382,8 +399,9 @@ impl probe::DeploymentSink for SeenDeployments {
                 .map_err(|e| format!("recording the deployment: {e}"))?;
             tracing::info!(check, app = %recorded.app, version = %recorded.version, "deployment seen");
             if let Some(engine) = self.engine.get() {
-                engine.deployed(recorded).await;
+                engine.deployed(recorded.clone()).await;
             }
+            self.events.publish(Event::Deployed(recorded.id)).await;
             Ok(())
         })
     }

@@ -40,7 +40,8 @@ struct Stops {
     root: CancellationToken,
     /// The scheduler and the log sources; what [`Keeper::stopper`] cancels.
     probes: CancellationToken,
-    /// The sample writer, the outbox, retention, the rollups and the scheduled reports.
+    /// The sample writer, the outbox, retention, the rollups, the scheduled
+    /// reports, and the changes other instances make.
     drain: CancellationToken,
     /// The HTTP listener.
     http: CancellationToken,
@@ -70,6 +71,8 @@ struct Tasks {
     rollup: JoinHandle<()>,
     /// The scheduled reports (`[reports]`); ends at once without any.
     reports: JoinHandle<()>,
+    /// Other instances' changes applied here; ends at once on SQLite.
+    shared: JoinHandle<()>,
 }
 
 /// What the supervisor keeps besides the tasks.
@@ -141,6 +144,7 @@ impl Built {
             stops.http.clone(),
         ));
         let reports = reports(config, self.addr, &self.store, &self.outbox, &stops.drain);
+        let shared = tracker.spawn(self.shared.run(stops.drain.clone()));
         let writer = self.writer.run(stops.drain.clone());
         let outbox = self.outbox.run(stops.drain.clone());
         let rollup = rollup::run(
@@ -177,6 +181,7 @@ impl Built {
             retention: tracker.spawn(retention),
             rollup: tracker.spawn(rollup),
             reports: tracker.spawn(reports),
+            shared,
             scheduler: Vital::spawn(tracker, "scheduler", scheduler, options),
             logs,
         }
@@ -249,12 +254,13 @@ async fn stop(
         // The writer flushes while the outbox finishes its sends and
         // retention and the rollups stop.
         watch.stops.drain.cancel();
-        let (writer_done, _, _, _, _) = tokio::join!(
+        let (writer_done, _, _, _, _, _) = tokio::join!(
             tokio::time::timeout(FLUSH_GRACE, tasks.writer.join()),
             tasks.outbox.join(),
             &mut tasks.retention,
             &mut tasks.rollup,
-            &mut tasks.reports
+            &mut tasks.reports,
+            &mut tasks.shared
         );
         if writer_done.is_err() {
             tracing::warn!("sample writer did not finish flushing in time");

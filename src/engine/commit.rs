@@ -154,7 +154,13 @@ impl Engine {
     /// is replaced by what the store holds. Only this check is concerned.
     async fn refused(&mut self, check: usize, e: &StoreError, change: &IncidentChange) {
         let name = self.checks[check].config.name.clone();
-        if !matches!(e, StoreError::AlreadyOpen(_)) {
+        // Opened, acknowledged or resolved by another instance meanwhile: no fault.
+        let elsewhere = matches!(e, StoreError::AlreadyOpen(_))
+            || matches!(
+                (e, change),
+                (StoreError::NotFound(_), IncidentChange::Remind { .. })
+            );
+        if !elsewhere {
             self.metrics.store_errors.inc();
             tracing::warn!(check = %name, error = %e, ?change, "the store refused an incident change; reloading the check's incident");
         }

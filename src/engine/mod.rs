@@ -13,6 +13,7 @@ mod deploy;
 mod offline;
 mod regression;
 mod requests;
+mod shared;
 mod sink;
 #[cfg(test)]
 mod tests;
@@ -27,6 +28,7 @@ use tokio::sync::{Notify, mpsc};
 
 pub use board::Board;
 pub use requests::{AckError, Command, EngineHandle};
+pub use shared::Reread;
 pub use sink::Sink;
 
 use crate::classify::Verdict;

@@ -43,6 +43,8 @@ pub enum Command {
     },
     /// A deployment was recorded: its app's checks are watched closely.
     Deployed(Deployment),
+    /// Another instance changed shared state: read it again.
+    Reread(super::Reread),
 }
 
 /// How the API talks to the engine. Cheap to clone.
@@ -79,6 +81,12 @@ impl EngineHandle {
     /// engine watches its app. Nothing to tell when keeper is stopping.
     pub async fn deployed(&self, deployment: Deployment) {
         let _ = self.commands.send(Command::Deployed(deployment)).await;
+    }
+
+    /// Another instance changed (or may have changed) what `what` names:
+    /// the engine reads it again. Nothing to do when keeper is stopping.
+    pub async fn reread(&self, what: super::Reread) {
+        let _ = self.commands.send(Command::Reread(what)).await;
     }
 
     async fn ask<T>(
@@ -121,6 +129,7 @@ impl Engine {
                 tracing::info!(app = %deployment.app, version = %deployment.version, "deployment: watching the app's checks");
                 self.deployed(deployment, Utc::now());
             }
+            Command::Reread(what) => self.reread(what).await,
         }
     }
 
@@ -140,13 +149,8 @@ impl Engine {
             .iter()
             .position(|rt| rt.open.as_ref().is_some_and(|o| o.id == id))
         else {
-            let store = self.store.clone();
-            return match self.guarded(store.incident(id)).await {
-                Ok(inc) if inc.resolved_at.is_some() => Err(AckError::Resolved(id)),
-                Ok(inc) => Ok(inc),
-                Err(StoreError::NotFound(_)) => Err(AckError::NotFound(id)),
-                Err(e) => Err(e.into()),
-            };
+            // Opened by another instance on the database, perhaps.
+            return self.acknowledge_unheld(id, by, now).await;
         };
         let open = self.checks[i].open.clone().ok_or(AckError::NotFound(id))?;
         if open.acknowledged_at.is_some() {

@@ -20,6 +20,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use chrono::Utc;
 use serde_json::json;
 
 use super::{ApiError, AppState};
@@ -121,8 +122,15 @@ async fn accept(
         })?;
     let (accepted, malformed) = (decoded.lines.len(), decoded.malformed);
     tracing::debug!(source, accepted, malformed, "ingest");
+    // Kept for the other instances on the database (their window counts them too).
+    let shared = (state.events.is_shared() && accepted > 0).then(|| decoded.lines.clone());
     if accepted > 0 || malformed > 0 {
         sink(decoded.lines, malformed);
+    }
+    if let Some(lines) = shared
+        && let Err(e) = state.events.share_lines(source, &lines, Utc::now()).await
+    {
+        tracing::warn!(source, error = %e, "keeping ingested lines for the other instances");
     }
     Ok((accepted, malformed))
 }

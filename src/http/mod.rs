@@ -66,6 +66,8 @@ pub struct AppState {
     pub ingest: crate::probe::log::ingest::Registry,
     /// The status page's settings and the history it shows.
     pub page: Arc<page::Settings>,
+    /// What changes here is told to the other instances on the database.
+    pub events: crate::store::events::Bus,
 }
 
 pub fn router(state: AppState) -> Router {

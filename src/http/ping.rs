@@ -13,6 +13,7 @@ use chrono::Utc;
 
 use super::{ApiError, AppState};
 use crate::probe::heartbeat::Signal;
+use crate::store::events::Event;
 
 /// The largest ping body accepted.
 pub const PING_BODY_LIMIT: usize = 10 * 1024;
@@ -59,6 +60,8 @@ async fn ping(
     };
     read_body(body).await?;
     state.heartbeats.record(&beat, signal, Utc::now()).await;
+    let check = beat.check().to_string();
+    state.events.publish(Event::Heartbeat(check)).await;
     Ok("OK\n")
 }
 

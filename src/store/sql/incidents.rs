@@ -182,9 +182,12 @@ async fn change_incident(tx: &mut Tx, change: IncidentChange) -> Result<(Row, Da
             let query = query.bind(color.as_str()).bind(message);
             return Ok((found(query, id, "escalating an incident").await?, at));
         }
+        // Not once acknowledged, whichever instance acknowledged it.
         C::Remind { id, at } => {
             let query = tx
-                .query(incidents!("WHERE id = $1 AND resolved_at IS NULL"))
+                .query(incidents!(
+                    "WHERE id = $1 AND resolved_at IS NULL AND acknowledged_at IS NULL"
+                ))
                 .bind(id);
             return Ok((
                 found(query, id, "reading an incident to remind of").await?,
