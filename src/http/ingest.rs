@@ -24,7 +24,9 @@ use chrono::Utc;
 use serde_json::json;
 
 use super::{ApiError, AppState};
-use crate::probe::log::ingest::{self, BODY_LIMIT, DECODED_LIMIT, DecodeError, Refusal};
+use crate::probe::log::ingest::{
+    self, BODY_LIMIT, DECODED_LIMIT, DecodeError, Decoded, LineSink, Refusal,
+};
 
 /// The challenge sent with a 401: both schemes a shipper may use.
 const CHALLENGE: &str = r#"Bearer realm="keeper ingest", Basic realm="keeper ingest""#;
@@ -122,7 +124,14 @@ async fn accept(
         })?;
     let (accepted, malformed) = (decoded.lines.len(), decoded.malformed);
     tracing::debug!(source, accepted, malformed, "ingest");
-    // Kept for the other instances on the database (their window counts them too).
+    deliver(state, source, &sink, decoded).await;
+    Ok((accepted, malformed))
+}
+
+/// Hands decoded lines to the source here, and keeps them for the other
+/// instances on the database: their windows count them too.
+async fn deliver(state: &AppState, source: &str, sink: &LineSink, decoded: Decoded) {
+    let (accepted, malformed) = (decoded.lines.len(), decoded.malformed);
     let shared = (state.events.is_shared() && accepted > 0).then(|| decoded.lines.clone());
     if accepted > 0 || malformed > 0 {
         sink(decoded.lines, malformed);
@@ -132,7 +141,6 @@ async fn accept(
     {
         tracing::warn!(source, error = %e, "keeping ingested lines for the other instances");
     }
-    Ok((accepted, malformed))
 }
 
 fn too_large() -> ApiError {
