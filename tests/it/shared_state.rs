@@ -116,18 +116,6 @@ async fn an_acknowledgement_on_one_instance_stops_the_reminders_of_the_other() {
         reminders,
         "no reminder after the acknowledgement, from either instance"
     );
-    let timeline = b.get_json(&format!("/api/v1/incidents/{id}")).await;
-    let kinds: Vec<&str> = timeline["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| e["kind"].as_str())
-        .collect();
-    let acked_at = kinds
-        .iter()
-        .position(|k| *k == "acknowledged")
-        .expect("acknowledged");
-    assert!(!kinds[acked_at..].contains(&"reminder"), "{kinds:?}");
     stop(a, b).await;
 }
 

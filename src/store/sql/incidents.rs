@@ -49,6 +49,10 @@ const ACKNOWLEDGE: &str = update!(
     "resolved_at IS NULL AND acknowledged_at IS NULL"
 );
 const NOTIFY: &str = update!("notified_at = $2", "notified_at IS NULL");
+const REMIND: &str = update!(
+    "notified_at = notified_at",
+    "resolved_at IS NULL AND acknowledged_at IS NULL"
+);
 
 impl Store {
     /// Applies an incident change, appends its timeline event and queues its
@@ -182,13 +186,11 @@ async fn change_incident(tx: &mut Tx, change: IncidentChange) -> Result<(Row, Da
             let query = query.bind(color.as_str()).bind(message);
             return Ok((found(query, id, "escalating an incident").await?, at));
         }
-        // Not once acknowledged, whichever instance acknowledged it.
+        // Not once acknowledged, whichever instance acknowledged it. An
+        // UPDATE (changing nothing) rather than a read: it waits for an
+        // acknowledgement being committed and then finds no row.
         C::Remind { id, at } => {
-            let query = tx
-                .query(incidents!(
-                    "WHERE id = $1 AND resolved_at IS NULL AND acknowledged_at IS NULL"
-                ))
-                .bind(id);
+            let query = tx.query(REMIND).bind(id);
             return Ok((
                 found(query, id, "reading an incident to remind of").await?,
                 at,
