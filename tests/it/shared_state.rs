@@ -359,3 +359,71 @@ async fn a_listener_cut_off_listens_again_and_hears_what_follows() {
     wait_for_backup(&b, "red", "failed").await;
     stop(a, b).await;
 }
+
+#[tokio::test]
+async fn lines_are_kept_for_the_other_instances_and_deleted_by_their_receiver_when_old() {
+    use keeper::store::events::{Bus, INGESTED_KEPT, Ingested};
+    crate::support::init();
+    let db = TestDb::postgres().await;
+    let (here, there) = (Bus::new(db.store().await), Bus::new(db.store().await));
+    let now = chrono::Utc::now();
+    let lines = vec!["one".to_string(), "two's".to_string()];
+    let old = here
+        .share_lines(
+            "web",
+            &lines,
+            now - INGESTED_KEPT - chrono::Duration::minutes(1),
+        )
+        .await
+        .expect("kept")
+        .expect("an id on PostgreSQL");
+    let new = here
+        .share_lines("web", &lines, now)
+        .await
+        .expect("kept")
+        .expect("an id");
+
+    let read = there.ingested(new).await.expect("read");
+    let expected = Ingested {
+        id: new,
+        source: "web".into(),
+        lines: lines.clone(),
+    };
+    assert_eq!(read, Some(expected));
+    assert_eq!(here.ingested(new).await.expect("read"), None, "its own");
+    let since = now - chrono::Duration::minutes(2);
+    assert_eq!(there.ingested_since(since).await.expect("listed"), [new]);
+    assert_eq!(
+        here.ingested_since(since).await.expect("listed"),
+        Vec::<i64>::new()
+    );
+
+    assert_eq!(
+        there
+            .forget_ingested(now - INGESTED_KEPT)
+            .await
+            .expect("forgot"),
+        0,
+        "not its own"
+    );
+    assert_eq!(
+        here.forget_ingested(now - INGESTED_KEPT)
+            .await
+            .expect("forgot"),
+        1
+    );
+    assert_eq!(there.ingested(old).await.expect("read"), None);
+    assert_eq!(db.count("ingested").await, 1);
+
+    // On SQLite (one instance) nothing is kept.
+    let sqlite = TestDb::sqlite();
+    let alone = Bus::new(sqlite.store().await);
+    assert_eq!(
+        alone
+            .share_lines("web", &lines, now)
+            .await
+            .expect("nothing"),
+        None
+    );
+    assert_eq!(sqlite.count("ingested").await, 0);
+}
