@@ -62,7 +62,11 @@ impl Shared {
                     Some(event) = heard.recv() => event,
                     _ = every.tick() => Event::Resync,
                 };
-                self.apply(event, &mut seen).await;
+                // A database that does not answer holds up no shutdown.
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    () = self.apply(event, &mut seen) => {}
+                }
             }
         };
         tokio::join!(listen, apply);
