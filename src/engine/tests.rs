@@ -435,20 +435,25 @@ async fn opened_elsewhere(f: &Fixture, s: i64) -> i64 {
     f.store.record(open, Vec::new()).await.expect("opened").id
 }
 
-#[tokio::test]
-async fn an_acknowledgement_made_elsewhere_stops_the_reminders_once_reread() {
-    let mut f = fixture(WEB).await;
-    f.sample("web", Some(Severity::Critical), 0).await;
-    let id = f.open_id("web").await;
+/// Acknowledges incident `id` at `s` as another instance would, straight in the store.
+async fn acknowledged_elsewhere(f: &Fixture, id: i64, s: i64) {
     let ack = crate::incident::IncidentChange::Acknowledge {
         id,
         by: Some("bob".into()),
-        at: f.at(30),
+        at: f.at(s),
     };
     f.store
         .record(ack, Vec::new())
         .await
         .expect("acknowledged elsewhere");
+}
+
+#[tokio::test]
+async fn an_acknowledgement_made_elsewhere_stops_the_reminders_once_reread() {
+    let mut f = fixture(WEB).await;
+    f.sample("web", Some(Severity::Critical), 0).await;
+    let id = f.open_id("web").await;
+    acknowledged_elsewhere(&f, id, 30).await;
     f.engine.reread(Reread::Incident(id)).await;
     let web = f.index("web");
     let open = f.engine.checks[web].open.as_ref().expect("still open");
@@ -464,15 +469,7 @@ async fn an_acknowledgement_seen_only_in_the_store_refuses_the_reminder() {
     let mut f = fixture(WEB).await;
     f.sample("web", Some(Severity::Critical), 0).await;
     let id = f.open_id("web").await;
-    let ack = crate::incident::IncidentChange::Acknowledge {
-        id,
-        by: None,
-        at: f.at(30),
-    };
-    f.store
-        .record(ack, Vec::new())
-        .await
-        .expect("acknowledged elsewhere");
+    acknowledged_elsewhere(&f, id, 30).await;
     // Not told: the reminder is refused by the store, and the engine reloads.
     f.tick(60).await;
     f.tick(120).await;

@@ -59,6 +59,16 @@ async fn write(app: &TestApp, method: reqwest::Method, path: &str, body: Value) 
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// Waits until both instances probed `web` for about `seconds` (4 probes a
+/// second each): time passing, seen by the target.
+async fn seconds_of_probes(target: &Target, seconds: usize) {
+    let seen = target.requests();
+    wait_until(&format!("{seconds} s of probes"), WAIT, || async {
+        target.requests() >= seen + 8 * seconds
+    })
+    .await;
+}
+
 /// A failing check `web` (every 250 ms) paging `hook`, critical reminders every second.
 fn paging(target: &Target, hook: &Receiver) -> TestConfig {
     TestConfig::new()
@@ -99,18 +109,10 @@ async fn an_acknowledgement_on_one_instance_stops_the_reminders_of_the_other() {
     })
     .await;
     // Reminders queued before the acknowledgement may still be on their way.
-    let seen = target.requests();
-    wait_until("a second of probes", WAIT, || async {
-        target.requests() >= seen + 8
-    })
-    .await;
+    seconds_of_probes(&target, 1).await;
     let reminders = with_state(&hook, "reminder").len();
     // Three response windows of both instances probing (8 probes a second).
-    let seen = target.requests();
-    wait_until("three seconds of probes", WAIT, || async {
-        target.requests() >= seen + 24
-    })
-    .await;
+    seconds_of_probes(&target, 3).await;
     assert_eq!(
         with_state(&hook, "reminder").len(),
         reminders,
@@ -138,11 +140,7 @@ async fn a_silence_created_on_one_instance_holds_the_page_on_the_other() {
     })
     .await;
     // Both instances' engines tick (and would release a hold) every second.
-    let seen = target.requests();
-    wait_until("three seconds of probes", WAIT, || async {
-        target.requests() >= seen + 24
-    })
-    .await;
+    seconds_of_probes(&target, 3).await;
     assert!(
         hook.json_bodies().is_empty(),
         "silenced: {:?}",
@@ -157,11 +155,7 @@ async fn a_silence_created_on_one_instance_holds_the_page_on_the_other() {
         !with_state(&hook, "opened").is_empty()
     })
     .await;
-    let seen = target.requests();
-    wait_until("two seconds of probes", WAIT, || async {
-        target.requests() >= seen + 16
-    })
-    .await;
+    seconds_of_probes(&target, 2).await;
     assert_eq!(with_state(&hook, "opened").len(), 1, "paged once");
     stop(a, b).await;
 }
