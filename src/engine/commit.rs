@@ -154,11 +154,14 @@ impl Engine {
     /// is replaced by what the store holds. Only this check is concerned.
     async fn refused(&mut self, check: usize, e: &StoreError, change: &IncidentChange) {
         let name = self.checks[check].config.name.clone();
-        // Opened, acknowledged or resolved by another instance meanwhile: no fault.
+        // Opened, acknowledged or notified by another instance meanwhile: no fault.
         let elsewhere = matches!(e, StoreError::AlreadyOpen(_))
             || matches!(
                 (e, change),
-                (StoreError::NotFound(_), IncidentChange::Remind { .. })
+                (
+                    StoreError::NotFound(_),
+                    IncidentChange::Remind { .. } | IncidentChange::Notify { .. }
+                )
             );
         if !elsewhere {
             self.metrics.store_errors.inc();
