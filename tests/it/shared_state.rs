@@ -22,20 +22,34 @@ const BEAT_TOKEN: &str = "backup-token-0123456789";
 const SOURCE_TOKEN: &str = "ingest-t0ken-0123456789";
 const WAIT: Duration = Duration::from_secs(20);
 
-/// Two keepers started with `config` on one fresh PostgreSQL database: `a`
-/// owns the database (dropped with it), `b` shares it.
-async fn two(config: &TestConfig) -> (TestApp, TestApp) {
+/// `n` keepers started with `config` on one fresh PostgreSQL database: the
+/// first owns the database (dropped with it), the others share it.
+async fn instances(config: &TestConfig, n: usize) -> Vec<TestApp> {
     let db = TestDb::postgres().await;
-    let shared = db.shared();
-    let a = TestApp::start_on(db, config.clone()).await;
-    let b = TestApp::start_on(shared, config.clone()).await;
-    (a, b)
+    let mut apps = Vec::new();
+    for _ in 1..n {
+        apps.push(TestApp::start_on(db.shared(), config.clone()).await);
+    }
+    apps.insert(0, TestApp::start_on(db, config.clone()).await);
+    apps
 }
 
-/// Stops `b`, then `a` (whose database goes with it).
+/// Two of [`instances`].
+async fn two(config: &TestConfig) -> (TestApp, TestApp) {
+    let mut apps = instances(config, 2).await;
+    let b = apps.pop().expect("b");
+    (apps.pop().expect("a"), b)
+}
+
+/// Stops the instances last first: the first one's database goes with it.
+async fn stop_all(apps: Vec<TestApp>) {
+    for app in apps.into_iter().rev() {
+        app.stop().await;
+    }
+}
+
 async fn stop(a: TestApp, b: TestApp) {
-    b.stop().await;
-    a.stop().await;
+    stop_all(vec![a, b]).await;
 }
 
 fn with_state(hook: &Receiver, state: &str) -> Vec<Value> {
@@ -233,7 +247,7 @@ fn logs() -> TestConfig {
         Check::new("app", "log")
             .set("ingest", "web")
             .set("token", SOURCE_TOKEN)
-            .set("window", "10s")
+            .set("window", "30s")
             .interval("200ms"),
     )
 }
@@ -275,21 +289,32 @@ async fn wait_for_errors(app: &TestApp) -> Value {
 }
 
 #[tokio::test]
-async fn lines_posted_to_one_instance_count_in_the_window_of_the_other() {
-    let (a, b) = two(&logs()).await;
-    wait_until("A's log check ran", WAIT, || async {
-        a.check("app").await["last_run_at"].is_string()
-    })
-    .await;
-    assert_eq!(a.check("app").await["color"], "green");
+async fn lines_posted_to_one_instance_count_in_the_window_of_the_others() {
+    let apps = instances(&logs(), 3).await;
+    for app in &apps {
+        wait_until("the log check ran", WAIT, || async {
+            app.check("app").await["last_run_at"].is_string()
+        })
+        .await;
+        assert_eq!(app.check("app").await["color"], "green");
+    }
 
-    post_lines(&b, burst(500, 10)).await;
-    let seen = wait_for_errors(&a).await;
-    assert!(
-        seen["message"].as_str().unwrap().contains("lines"),
-        "{seen}"
-    );
-    stop(a, b).await;
+    post_lines(&apps[2], burst(500, 10)).await;
+    for app in &apps[..2] {
+        let seen = wait_for_errors(app).await;
+        let message = seen["message"].as_str().unwrap();
+        assert!(message.contains("(50 in 30s)"), "each error once: {seen}");
+    }
+    // A periodic re-read later, still each line once.
+    tokio::time::sleep(keeper::store::events::RESYNC_EVERY + Duration::from_secs(1)).await;
+    for app in &apps[..2] {
+        let message = app.check("app").await["message"].to_string();
+        assert!(
+            message.contains("(50 in 30s)"),
+            "each error once: {message}"
+        );
+    }
+    stop_all(apps).await;
 }
 
 #[tokio::test]
