@@ -10,6 +10,7 @@ mod build;
 mod check;
 mod reload;
 mod run;
+mod shared;
 mod vital;
 
 use std::net::SocketAddr;

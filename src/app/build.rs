@@ -33,6 +33,7 @@ use crate::probe::log::ingest;
 use crate::probe::{self, tlsconf};
 use crate::scheduler::Job;
 use crate::store::Store;
+use crate::store::events::{Bus, Event};
 use crate::store::sqlite::InstanceLock;
 use crate::store::uptime::UptimeBook;
 use crate::store::writer::{SampleBuffer, Writer};
@@ -70,6 +71,8 @@ pub(super) struct Kept {
     pub(super) reloader: Reloader,
     /// What `GET /api/v1/cluster` shows: each config's member writes it.
     pub(super) cluster: cluster::View,
+    /// What changes here is told to the other instances on the database.
+    pub(super) events: Bus,
 }
 
 /// The parts made from one config, which a reload replaces.
@@ -132,7 +135,7 @@ pub async fn build(config: Config) -> Result<Built, AppError> {
     let (listener, addr) = listen(&config).await?;
     let (reloader, reload_requests) = Reloader::new();
     let mut kept = Kept {
-        store,
+        store: store.clone(),
         metrics: Metrics::new(&[]),
         addr,
         health: ChannelHealth::default(),
@@ -142,6 +145,7 @@ pub async fn build(config: Config) -> Result<Built, AppError> {
         task_died: Arc::new(OnceLock::new()),
         reloader,
         cluster: cluster::View::default(),
+        events: Bus::new(store),
     };
     let prepared = prepare(config, &kept).await?;
     kept.metrics = prepared.metrics.clone();
@@ -187,7 +191,7 @@ pub(super) async fn prepare(config: Config, kept: &Kept) -> Result<Prepared, App
         metrics.describe_check(index, check.probe.kind(), &check.labels);
     }
     let (probes, wake_requests, deployed) =
-        probe_context(&config, &kept.store, &metrics, &kept.health, kept.addr).await?;
+        probe_context(&config, kept, &metrics).await?;
     let (jobs, channels) = super::check::built(&config, &probes, Some(&metrics))?;
     let ownership = cluster::ownership(&config, &kept.store);
     Ok(Prepared {
@@ -243,6 +247,7 @@ pub(super) fn finish(
         page: Arc::new(http::page::Settings::new(&config)),
         reloader: kept.reloader.clone(),
         cluster: kept.cluster.clone(),
+        events: kept.events.clone(),
     });
     Parts {
         config,
@@ -294,11 +299,10 @@ async fn engine(
 /// goes in for those deployments.
 async fn probe_context(
     config: &Config,
-    store: &Store,
+    kept: &Kept,
     metrics: &Metrics,
-    health: &ChannelHealth,
-    addr: SocketAddr,
 ) -> Result<(probe::Context, mpsc::Receiver<usize>, EngineSlot), AppError> {
+    let (store, health, addr) = (&kept.store, &kept.health, kept.addr);
     let slot = EngineSlot::default();
     let names: Vec<CheckName> = config.checks.iter().map(|c| c.name.clone()).collect();
     let (wakes, wake_requests) = probe::wake::wakes(names.into(), 1024);
@@ -319,7 +323,7 @@ async fn probe_context(
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{addr}")),
-        deployments: Arc::new(SeenDeployments::new(config, store, &slot)),
+        deployments: Arc::new(SeenDeployments::new(config, store, &kept.events, &slot)),
     };
     Ok((probe::Context::daemon(roots, daemon), wake_requests, slot))
 }
@@ -405,10 +409,12 @@ struct SeenDeployments {
     /// Each check's app ([`CheckConfig::app`](crate::config::CheckConfig::app)).
     apps: BTreeMap<String, String>,
     engine: EngineSlot,
+    /// Other instances on the database hear of each deployment too.
+    events: Bus,
 }
 
 impl SeenDeployments {
-    fn new(config: &Config, store: &Store, engine: &EngineSlot) -> Self {
+    fn new(config: &Config, store: &Store, events: &Bus, engine: &EngineSlot) -> Self {
         let apps = config
             .checks
             .iter()
@@ -418,6 +424,7 @@ impl SeenDeployments {
             store: store.clone(),
             apps,
             engine: engine.clone(),
+            events: events.clone(),
         }
     }
 }
@@ -436,8 +443,9 @@ impl probe::DeploymentSink for SeenDeployments {
                 .map_err(|e| format!("recording the deployment: {e}"))?;
             tracing::info!(check, app = %recorded.app, version = %recorded.version, "deployment seen");
             if let Some(engine) = self.engine.get() {
-                engine.deployed(recorded).await;
+                engine.deployed(recorded.clone()).await;
             }
+            self.events.publish(Event::Deployed(recorded.id)).await;
             Ok(())
         })
     }

@@ -88,6 +88,9 @@ pub(super) struct Generation {
     /// stopped with the probes; it hands the member back to give them up.
     cluster: JoinHandle<Option<Cluster>>,
     cluster_stop: CancellationToken,
+    /// Other instances' changes applied to this config's parts (stopped
+    /// with the outbox); ends at once on SQLite.
+    shared: JoinHandle<()>,
     /// Which checks and duties are this instance's under this config.
     pub(super) ownership: crate::core::ownership::Ownership,
     pub(super) config: Config,
@@ -242,42 +245,33 @@ pub(super) fn spawn_generation(
     let (tracker, options) = (&watch.tracker, &watch.options);
     let drain = watch.stops.root.child_token();
     let reports = reports(&parts.config, &watch.kept, &parts, &drain);
-    let config = parts.config;
     let cluster_stop = watch.stops.root.child_token();
-    let member = cluster::start(
-        &config,
-        cluster::Parts {
+    let (cluster, ready) = spawn_member(&parts, watch, &cluster_stop);
+    let config = parts.config;
+    let shared = tracker.spawn(
+        super::shared::Shared {
+            bus: watch.kept.events.clone(),
             store: watch.kept.store.clone(),
-            board: parts.board.clone(),
             engine: parts.engine_handle.clone(),
-            metrics: parts.metrics.clone(),
-            ownership: parts.ownership.clone(),
-        },
-        &watch.kept.cluster,
-    );
-    let until = cluster_stop.clone();
-    let cluster = tracker.spawn(async move {
-        match member {
-            Some(member) => Some(member.run(until).await),
-            None => None,
+            heartbeats: parts.probes.heartbeats.clone(),
+            ingest: parts.ingest.clone(),
         }
-    });
+        .run(drain.clone()),
+    );
     let outbox = parts.outbox.run(drain.clone());
-    let timetable = Timetable::new(
-        config.checks.iter().map(|c| c.schedule.clone()).collect(),
-        tokio::time::Instant::now(),
-    );
-    let scheduler = scheduler::run(
-        timetable,
-        parts.jobs,
-        config.concurrency,
-        parts.sink,
-        parts.metrics,
-        probes.clone(),
-        PROBE_GRACE,
-        parts.wake_requests,
-        parts.ownership.clone(),
-    );
+    let schedules: Vec<_> = config.checks.iter().map(|c| c.schedule.clone()).collect();
+    let (lease, concurrency, stop) = (config.cluster.lease, config.concurrency, probes.clone());
+    let (jobs, sink, metrics, wakes) = (parts.jobs, parts.sink, parts.metrics, parts.wake_requests);
+    let ownership = parts.ownership.clone();
+    // The first runs are planned (spread over their intervals) once this
+    // instance knows which checks are its own: none is lost to the first
+    // renewal. A database that does not answer holds them back one lease.
+    let scheduler = async move {
+        let _ = tokio::time::timeout(lease, ready).await;
+        let timetable = Timetable::new(schedules, tokio::time::Instant::now());
+        let grace = PROBE_GRACE;
+        scheduler::run(timetable, jobs, concurrency, sink, metrics, stop, grace, wakes, ownership).await;
+    };
     let engine_back = Arc::new(Mutex::new(None));
     let back = engine_back.clone();
     let (engine, inputs) = (parts.engine, parts.engine_inputs);
@@ -296,11 +290,44 @@ pub(super) fn spawn_generation(
         engine_back,
         cluster,
         cluster_stop,
+        shared,
         ownership: parts.ownership,
         probes,
         drain,
         config,
     }
+}
+
+/// This config's cluster member, renewing its leases until `stop` (none
+/// on SQLite), and what hears once its first renewal is over.
+fn spawn_member(
+    parts: &Parts,
+    watch: &Watch,
+    stop: &CancellationToken,
+) -> (JoinHandle<Option<Cluster>>, tokio::sync::oneshot::Receiver<()>) {
+    let member = cluster::start(
+        &parts.config,
+        cluster::Parts {
+            store: watch.kept.store.clone(),
+            board: parts.board.clone(),
+            engine: parts.engine_handle.clone(),
+            metrics: parts.metrics.clone(),
+            ownership: parts.ownership.clone(),
+        },
+        &watch.kept.cluster,
+    );
+    let until = stop.clone();
+    let (known, ready) = tokio::sync::oneshot::channel();
+    let cluster = watch.tracker.spawn(async move {
+        match member {
+            Some(member) => Some(member.run(until, known).await),
+            None => {
+                let _ = known.send(());
+                None
+            }
+        }
+    });
+    (cluster, ready)
 }
 
 /// What woke the supervisor.
@@ -386,7 +413,11 @@ pub(super) async fn halt(generation: &mut Generation) -> (Option<Engine>, Option
 /// Lets `generation`'s outbox finish its sends and its reports stop.
 pub(super) async fn drain(generation: &mut Generation) {
     generation.drain.cancel();
-    let _ = tokio::join!(generation.outbox.join(), &mut generation.reports);
+    let _ = tokio::join!(
+        generation.outbox.join(),
+        &mut generation.reports,
+        &mut generation.shared
+    );
 }
 
 /// The one shutdown path. Returns the HTTP server's result.

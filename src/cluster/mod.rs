@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -233,7 +234,10 @@ impl Cluster {
     /// config's member, which renews them; at shutdown [`Cluster::leave`]
     /// gives them up). A failed renewal is logged and tried again at the
     /// next; what is owned stays owned.
-    pub async fn run(mut self, stop: CancellationToken) -> Cluster {
+    /// `known` hears once the first renewal is over (done or failed): the
+    /// scheduler plans its runs then.
+    pub async fn run(mut self, stop: CancellationToken, known: oneshot::Sender<()>) -> Cluster {
+        let mut known = Some(known);
         self.first_beat().await;
         let mut every = tokio::time::interval(self.me.renew_every());
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -243,7 +247,11 @@ impl Cluster {
                 _ = stop.cancelled() => break,
                 _ = every.tick() => {}
             }
-            match self.round().await {
+            let renewed = self.round().await;
+            if let Some(known) = known.take() {
+                let _ = known.send(());
+            }
+            match renewed {
                 Ok(()) if failing => {
                     failing = false;
                     tracing::info!("cluster leases renewed again");

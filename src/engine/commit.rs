@@ -154,15 +154,16 @@ impl Engine {
     /// is replaced by what the store holds. Only this check is concerned.
     async fn refused(&mut self, check: usize, e: &StoreError, change: &IncidentChange) {
         let name = self.checks[check].config.name.clone();
-        // Another instance acknowledged or resolved the incident: expected
-        // with several instances on one database, not a fault of the store.
-        let elsewhere = matches!(
-            (e, change),
-            (StoreError::NotFound(_), IncidentChange::Remind { .. })
-        );
-        if elsewhere {
-            tracing::info!(check = %name, "no reminder: the incident was acknowledged or resolved elsewhere; reloading it");
-        } else if !matches!(e, StoreError::AlreadyOpen(_)) {
+        // Opened, acknowledged or notified by another instance meanwhile: no fault.
+        let elsewhere = matches!(e, StoreError::AlreadyOpen(_))
+            || matches!(
+                (e, change),
+                (
+                    StoreError::NotFound(_),
+                    IncidentChange::Remind { .. } | IncidentChange::Notify { .. }
+                )
+            );
+        if !elsewhere {
             self.metrics.store_errors.inc();
             tracing::warn!(check = %name, error = %e, ?change, "the store refused an incident change; reloading the check's incident");
         }

@@ -15,6 +15,7 @@ mod offline;
 mod regression;
 mod reload;
 mod requests;
+mod shared;
 mod sink;
 #[cfg(test)]
 mod tests;
@@ -30,6 +31,7 @@ use tokio::sync::{Notify, mpsc};
 pub use board::Board;
 pub use reload::Reshaped;
 pub use requests::{AckError, Command, EngineHandle};
+pub use shared::Reread;
 pub use sink::Sink;
 
 use crate::classify::Verdict;

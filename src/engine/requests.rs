@@ -8,7 +8,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::Engine;
 use super::commit::Commit;
 use crate::core::deployment::Deployment;
-use crate::incident::{Incident, NewSilence, OpenIncident, Silence};
+use crate::incident::{Incident, NewSilence, Silence};
 use crate::notify::policy::changes;
 use crate::state::Seen;
 use crate::store::StoreError;
@@ -49,6 +49,8 @@ pub enum Command {
         taken: Vec<(usize, Option<Seen>)>,
         reply: oneshot::Sender<Result<(), StoreError>>,
     },
+    /// Another instance changed shared state: read it again.
+    Reread(super::Reread),
 }
 
 /// How the API talks to the engine. Cheap to clone.
@@ -94,6 +96,12 @@ impl EngineHandle {
         self.ask(Command::Adopt { taken, reply }, answer).await
     }
 
+    /// Another instance changed (or may have changed) what `what` names:
+    /// the engine reads it again. Nothing to do when keeper is stopping.
+    pub async fn reread(&self, what: super::Reread) {
+        let _ = self.commands.send(Command::Reread(what)).await;
+    }
+
     async fn ask<T>(
         &self,
         command: Command,
@@ -137,6 +145,7 @@ impl Engine {
                 tracing::info!(app = %deployment.app, version = %deployment.version, "deployment: watching the app's checks");
                 self.deployed(deployment, Utc::now());
             }
+            Command::Reread(what) => self.reread(what).await,
         }
     }
 
@@ -151,18 +160,15 @@ impl Engine {
         if id == super::offline::OFFLINE {
             return Err(AckError::NotFound(id));
         }
-        let (i, open) = match self
+        let Some(i) = self
             .checks
             .iter()
             .position(|rt| rt.open.as_ref().is_some_and(|o| o.id == id))
-        {
-            Some(i) => (
-                i,
-                self.checks[i].open.clone().ok_or(AckError::NotFound(id))?,
-            ),
-            // Not remembered here: another instance of the cluster opened it.
-            None => self.stored_open(id, now).await?,
+        else {
+            // Opened by another instance on the database, perhaps.
+            return self.acknowledge_unheld(id, by, now).await;
         };
+        let open = self.checks[i].open.clone().ok_or(AckError::NotFound(id))?;
         if open.acknowledged_at.is_some() {
             let store = self.store.clone();
             return Ok(self.guarded(store.incident(id)).await?);
@@ -185,27 +191,5 @@ impl Engine {
             Commit::Refused(e) => return Err(e.into()),
         };
         Ok(incident)
-    }
-
-    /// Open incident `id` as stored, with its check's index: one this
-    /// instance does not remember (another instance of the cluster opened it,
-    /// or it opened after this one last read the incidents).
-    async fn stored_open(
-        &mut self,
-        id: i64,
-        now: DateTime<Utc>,
-    ) -> Result<(usize, OpenIncident), AckError> {
-        let store = self.store.clone();
-        let inc = match self.guarded(store.incident(id)).await {
-            Ok(inc) if inc.resolved_at.is_some() => return Err(AckError::Resolved(id)),
-            Ok(inc) => inc,
-            Err(StoreError::NotFound(_)) => return Err(AckError::NotFound(id)),
-            Err(e) => return Err(e.into()),
-        };
-        // An incident of a check no longer configured: closed at the next start.
-        let i = (self.checks.iter())
-            .position(|rt| *rt.config.name == inc.check)
-            .ok_or(AckError::NotFound(id))?;
-        Ok((i, OpenIncident::new(&inc, now)))
     }
 }

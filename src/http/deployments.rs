@@ -17,6 +17,7 @@ use super::auth::Authorized;
 use super::{ApiError, AppState};
 use crate::core::deployment::{Deployment, NewDeployment};
 use crate::core::text::{MAX_TEXT, NAME_MAX};
+use crate::store::events::Event;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/deployments", get(list).post(create))
@@ -112,6 +113,7 @@ async fn create(
         .map_err(|e| ApiError::unavailable(format!("recording the deployment: {e}")))?;
     tracing::info!(app = %deployment.app, version = %deployment.version, by = %deployment.by, id = deployment.id, "deployment recorded");
     state.engine.deployed(deployment.clone()).await;
+    (state.events).publish(Event::Deployed(deployment.id)).await;
     Ok((StatusCode::CREATED, Json(deployment)))
 }
 

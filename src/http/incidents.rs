@@ -21,6 +21,7 @@ use crate::engine::AckError;
 use crate::incident::{Incident, IncidentEvent};
 use crate::incident::{mtta_s, mttr_s};
 use crate::report::incident as report;
+use crate::store::events::Event;
 use crate::store::{IncidentFilter, StoreError};
 
 /// The most incidents one listing returns.
@@ -215,6 +216,7 @@ async fn acknowledge(
             AckError::Stopped => ApiError::unavailable(e.to_string()),
             AckError::Store(e) => unavailable(e),
         })?;
+    state.events.publish(Event::Acknowledged(id)).await;
     Ok(Json(view(&state, incident).await?))
 }
 

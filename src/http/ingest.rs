@@ -20,10 +20,13 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use chrono::Utc;
 use serde_json::json;
 
 use super::{ApiError, AppState};
-use crate::probe::log::ingest::{self, BODY_LIMIT, DECODED_LIMIT, DecodeError, Refusal};
+use crate::probe::log::ingest::{
+    self, BODY_LIMIT, DECODED_LIMIT, DecodeError, Decoded, LineSink, Refusal,
+};
 
 /// The challenge sent with a 401: both schemes a shipper may use.
 const CHALLENGE: &str = r#"Bearer realm="keeper ingest", Basic realm="keeper ingest""#;
@@ -121,10 +124,23 @@ async fn accept(
         })?;
     let (accepted, malformed) = (decoded.lines.len(), decoded.malformed);
     tracing::debug!(source, accepted, malformed, "ingest");
+    deliver(state, source, &sink, decoded).await;
+    Ok((accepted, malformed))
+}
+
+/// Hands decoded lines to the source here, and keeps them for the other
+/// instances on the database: their windows count them too.
+async fn deliver(state: &AppState, source: &str, sink: &LineSink, decoded: Decoded) {
+    let (accepted, malformed) = (decoded.lines.len(), decoded.malformed);
+    let shared = (state.events.is_shared() && accepted > 0).then(|| decoded.lines.clone());
     if accepted > 0 || malformed > 0 {
         sink(decoded.lines, malformed);
     }
-    Ok((accepted, malformed))
+    if let Some(lines) = shared
+        && let Err(e) = state.events.share_lines(source, &lines, Utc::now()).await
+    {
+        tracing::warn!(source, error = %e, "keeping ingested lines for the other instances");
+    }
 }
 
 fn too_large() -> ApiError {

@@ -72,6 +72,8 @@ pub struct AppState {
     pub cluster: crate::cluster::View,
     /// Where `POST /api/v1/reload` asks for the config to be read again.
     pub reloader: reload::Reloader,
+    /// What changes here is told to the other instances on the database.
+    pub events: crate::store::events::Bus,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -16,6 +16,7 @@ use chrono::Utc;
 
 use super::{ApiError, AppState};
 use crate::probe::heartbeat::{Signal, body};
+use crate::store::events::Event;
 
 /// The largest ping body accepted.
 pub const PING_BODY_LIMIT: usize = 10 * 1024;
@@ -100,6 +101,8 @@ async fn ping(
         .heartbeats
         .record(&beat, signal, output, Utc::now())
         .await;
+    let check = beat.check().to_string();
+    state.events.publish(Event::Heartbeat(check)).await;
     Ok("OK\n")
 }
 

@@ -19,6 +19,7 @@ use crate::core::text::NAME_MAX;
 use crate::core::value::HumanDuration;
 use crate::incident::{NewSilence, Silence};
 use crate::store::StoreError;
+use crate::store::events::Event;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -148,6 +149,7 @@ async fn create(
     let known = |check: &str| state.board.get(check).is_some();
     let new = read_silence(&body, &known, Utc::now())?;
     let silence = state.engine.silence(new).await.map_err(store_error)?;
+    state.events.publish(Event::Silences).await;
     Ok((StatusCode::CREATED, Json(silence)))
 }
 
@@ -172,5 +174,6 @@ async fn end(
         .filter(|id| *id > 0)
         .ok_or_else(|| bad(format!("{id:?} is not a silence id")))?;
     let silence = state.engine.end_silence(id).await.map_err(store_error)?;
+    state.events.publish(Event::Silences).await;
     Ok(Json(silence))
 }

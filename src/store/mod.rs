@@ -9,6 +9,7 @@
 //! Samples are written only by [`writer`] (batched); incident changes are
 //! committed together with their outbox rows in one transaction by [`Store::record`].
 
+pub mod events;
 pub mod postgres;
 pub mod retention;
 pub mod rollup;

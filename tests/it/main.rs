@@ -43,6 +43,7 @@ mod rollups;
 mod scheduler;
 mod secrets;
 mod server;
+mod shared_state;
 mod shipping;
 mod status_page;
 mod store;

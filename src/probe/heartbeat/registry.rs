@@ -307,6 +307,25 @@ impl Registry {
         }
     }
 
+    /// Takes in signals another keeper instance saved (pings it received),
+    /// keeping the later of each; a check whose color that changes is woken
+    /// so the change shows now.
+    pub fn merge(&self, rows: &[HeartbeatRow], now: DateTime<Utc>) {
+        let beats = self.beats().clone();
+        for row in rows {
+            let Some(beat) = beats.iter().find(|b| *b.check == row.check) else {
+                continue;
+            };
+            let before = is_red(&beat.evaluate(now));
+            beat.restore(row);
+            if before != is_red(&beat.evaluate(now))
+                && let Some(wake) = &beat.wake
+            {
+                wake.wake();
+            }
+        }
+    }
+
     /// The ping URL of `check` when keeper generated its token; `None` for a
     /// token from the config (a secret from the environment) or an unknown check.
     pub fn ping_url(&self, check: &str) -> Option<String> {

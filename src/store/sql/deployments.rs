@@ -28,6 +28,17 @@ impl Store {
         deployment(&row)
     }
 
+    /// Deployment `id` (one another instance recorded).
+    pub async fn deployment(&self, id: i64) -> Result<Option<Deployment>> {
+        let sql = format!("SELECT {COLUMNS} FROM deployments WHERE id = $1");
+        let row = self.query(sqlx::AssertSqlSafe(sql)).bind(id);
+        row.row("reading a deployment")
+            .await?
+            .as_ref()
+            .map(deployment)
+            .transpose()
+    }
+
     /// Deployments from `since` to `until` (both included), of `app` or of
     /// every app, newest first, at most `limit`.
     pub async fn deployments(

@@ -34,6 +34,14 @@ impl Store {
         Ok(decode_each("heartbeats", "check_name", rows, heartbeat))
     }
 
+    /// The stored state of heartbeat check `check`, if any (a ping another instance saved).
+    pub async fn heartbeat_of(&self, check: &str) -> Result<Option<HeartbeatRow>> {
+        let sql = "SELECT check_name, token, first_seen, last_success, last_start, last_fail, \
+                   last_run_s FROM heartbeats WHERE check_name = $1";
+        let row = self.query(sql).bind(check).row("reading a heartbeat state");
+        row.await?.as_ref().map(heartbeat).transpose()
+    }
+
     /// Stores a heartbeat's state in one upsert that never moves it backwards:
     /// each timestamp keeps the later of the stored and the given one (writes
     /// may land out of order, or come from several instances), `first_seen`

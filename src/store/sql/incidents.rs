@@ -194,6 +194,9 @@ async fn change_incident(tx: &mut Tx, change: IncidentChange) -> Result<(Row, Da
             let query = query.bind(color.as_str()).bind(message);
             return Ok((found(query, id, "escalating an incident").await?, at));
         }
+        // Not once acknowledged, whichever instance acknowledged it. An
+        // UPDATE (changing nothing) rather than a read: it waits for an
+        // acknowledgement being committed and then finds no row.
         C::Remind { id, at } => {
             let query = tx.query(REMIND).bind(id);
             return Ok((

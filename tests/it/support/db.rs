@@ -72,6 +72,17 @@ impl TestDb {
         }
     }
 
+    /// Another handle on the same database, for a second keeper sharing it
+    /// (several instances on one PostgreSQL database). Dropping it removes
+    /// nothing: the database goes with the original handle.
+    pub fn shared(&self) -> TestDb {
+        TestDb {
+            url: self.url.clone(),
+            backend: self.backend,
+            cleanup: std::sync::Mutex::new(Cleanup::Done),
+        }
+    }
+
     /// The database's URL, as `storage.url` would name it.
     pub fn url(&self) -> &str {
         &self.url

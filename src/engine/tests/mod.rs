@@ -15,6 +15,8 @@ use crate::core::value::Crontab;
 use crate::incident::Silence;
 use crate::notify::outbox::Outbox;
 
+mod shared;
+
 struct Fixture {
     engine: Engine,
     store: Store,
