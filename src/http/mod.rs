@@ -8,6 +8,7 @@ mod deployments;
 mod error;
 mod incidents;
 mod ingest;
+mod openapi;
 pub mod page;
 mod ping;
 pub mod serve;
@@ -86,6 +87,7 @@ pub fn router(state: AppState) -> Router {
                 .merge(incidents::router())
                 .merge(silences::router())
                 .merge(deployments::router())
+                .merge(openapi::router())
                 .route_layer(guard),
         )
         .merge(page::router())
