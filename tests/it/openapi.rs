@@ -208,6 +208,8 @@ fn live_config(target: &Target) -> TestConfig {
 /// Runs schemathesis against `app`, panicking with its report on any failure.
 async fn schemathesis(app: &TestApp) {
     let started = Instant::now();
+    // Its reports and Hypothesis' example database stay in a directory of this run's own.
+    let dir = tempfile::tempdir().expect("a temp dir for schemathesis");
     let out = tokio::process::Command::new("schemathesis")
         .arg("--config-file")
         .arg(repo("tests/schemathesis.toml"))
@@ -218,7 +220,7 @@ async fn schemathesis(app: &TestApp) {
         .args(["--max-examples", MAX_EXAMPLES, "--seed", SEED])
         .args(["--request-timeout", "10", "--suppress-health-check", "too_slow"])
         .args(["--header", &format!("Authorization: Bearer {TOKEN}")])
-        .current_dir(std::env::temp_dir())
+        .current_dir(dir.path())
         .kill_on_drop(true)
         .output()
         .await
