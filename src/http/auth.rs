@@ -1,6 +1,6 @@
-//! Who may write through the API. Every write (a method other than GET, HEAD
-//! or OPTIONS under `/api/v1`) with a body type needs `Content-Type:
-//! application/json`, and a POST always, so a web page cannot send one
+//! Who may write through the API. Every POST under `/api/v1`, and any other
+//! write (a method other than GET, HEAD or OPTIONS) that names a body type,
+//! needs `Content-Type: application/json`, so a web page cannot send one
 //! without a CORS preflight; writes are closed when
 //! keeper listens beyond loopback without `server.api_token`; and with a
 //! token, `Authorization: Bearer <server.api_token>`, compared in constant time.

@@ -164,11 +164,10 @@ fn concrete(path: &str) -> String {
 /// fallbacks), and the document served is the file shipped.
 #[tokio::test]
 async fn every_documented_operation_answers_from_its_handler() {
-    let app = spawn_app(
-        Backend::Sqlite,
-        TestConfig::new().check(Check::heartbeat("web").set("period", "1h")),
-    )
-    .await;
+    let config = TestConfig::new()
+        .api_token(TOKEN)
+        .check(Check::heartbeat("web").set("period", "1h"));
+    let app = spawn_app(Backend::Sqlite, config).await;
     let served = app.get_text("/api/v1/openapi.json").await;
     assert_eq!(served, read(&repo("src/http/openapi.json")));
     for (method, path) in documented(&document()) {
@@ -177,6 +176,7 @@ async fn every_documented_operation_answers_from_its_handler() {
         let resp = app
             .http
             .request(method.clone(), &url)
+            .bearer_auth(TOKEN)
             .header("content-type", "application/json")
             .body("{}")
             .send()
@@ -192,11 +192,10 @@ async fn every_documented_operation_answers_from_its_handler() {
     }
 }
 
-/// A failing http check (an open incident to read, ack and report on), a
-/// heartbeat (a ping_url), and the API token.
+/// A failing http check (an open incident to read, ack and report on) and
+/// a heartbeat (a ping_url).
 fn live_config(target: &Target) -> TestConfig {
     TestConfig::new()
-        .api_token(TOKEN)
         .check(
             Check::http("web", target.url("/health"))
                 .interval("250ms")
@@ -205,23 +204,33 @@ fn live_config(target: &Target) -> TestConfig {
         .check(Check::heartbeat("nightly").set("period", "1h"))
 }
 
-/// Runs schemathesis against `app`, panicking with its report on any failure.
-async fn schemathesis(app: &TestApp) {
+/// Runs schemathesis against `app` (sending `token` when given), at most
+/// `examples` cases per operation and phase, panicking with its report on any failure.
+async fn schemathesis(app: &TestApp, token: Option<&str>, examples: &str) {
     let started = Instant::now();
     // Its reports and Hypothesis' example database stay in a directory of this run's own.
     let dir = tempfile::tempdir().expect("a temp dir for schemathesis");
-    let out = tokio::process::Command::new("schemathesis")
+    let mut command = tokio::process::Command::new("schemathesis");
+    command
         .arg("--config-file")
         .arg(repo("tests/schemathesis.toml"))
         .arg("--no-color")
         .arg("run")
         .arg(format!("{}/api/v1/openapi.json", app.base))
         .args(["--url", &app.base, "--checks", "all"])
-        .args(["--max-examples", MAX_EXAMPLES, "--seed", SEED])
-        .args(["--request-timeout", "10", "--suppress-health-check", "too_slow"])
-        .args(["--header", &format!("Authorization: Bearer {TOKEN}")])
+        .args(["--max-examples", examples, "--seed", SEED])
+        .args([
+            "--request-timeout",
+            "10",
+            "--suppress-health-check",
+            "too_slow",
+        ])
         .current_dir(dir.path())
-        .kill_on_drop(true)
+        .kill_on_drop(true);
+    if let Some(token) = token {
+        command.args(["--header", &format!("Authorization: Bearer {token}")]);
+    }
+    let out = command
         .output()
         .await
         .unwrap_or_else(|e| {
@@ -256,13 +265,30 @@ both_backends! {
     async fn schemathesis_finds_no_5xx_no_off_schema_answer_and_no_accepted_bad_body(db) {
         let target = Target::start().await;
         target.set_status(503);
-        let app = TestApp::start_on(db, live_config(&target)).await;
+        let app = TestApp::start_on(db, live_config(&target).api_token(TOKEN)).await;
         wait_for("an open incident", Duration::from_secs(20), || async {
             app.check("web").await["incident"].as_i64()
         })
         .await;
-        schemathesis(&app).await;
+        schemathesis(&app, Some(TOKEN), MAX_EXAMPLES).await;
     }
+}
+
+/// Without `server.api_token` (on loopback, where writes are open), the
+/// document served says no operation needs a token, and keeper holds to
+/// that too. Fewer cases: the handlers are the same, only the auth differs.
+#[tokio::test]
+async fn schemathesis_holds_a_keeper_without_a_token_to_the_document_it_serves() {
+    let target = Target::start().await;
+    target.set_status(503);
+    let app = spawn_app(Backend::Sqlite, live_config(&target)).await;
+    let doc = app.get_json("/api/v1/openapi.json").await;
+    assert!(!doc["paths"].to_string().contains("bearer"), "{doc}");
+    wait_for("an open incident", Duration::from_secs(20), || async {
+        app.check("web").await["incident"].as_i64()
+    })
+    .await;
+    schemathesis(&app, None, "15").await;
 }
 
 both_backends! {
