@@ -1,6 +1,7 @@
-//! Who may write through the API. Every write (a method other than GET, HEAD
-//! or OPTIONS under `/api/v1`) needs `Content-Type: application/json`, so a
-//! web page cannot send one without a CORS preflight; writes are closed when
+//! Who may write through the API. Every POST under `/api/v1`, and any other
+//! write (a method other than GET, HEAD or OPTIONS) that names a body type,
+//! needs `Content-Type: application/json`, so a web page cannot send one
+//! without a CORS preflight; writes are closed when
 //! keeper listens beyond loopback without `server.api_token`; and with a
 //! token, `Authorization: Bearer <server.api_token>`, compared in constant time.
 
@@ -64,7 +65,8 @@ pub fn writes_open(listen: SocketAddr, has_token: bool) -> bool {
 }
 
 /// In front of every `/api/v1` route: writes answer 403 when closed (see
-/// [`writes_open`]) and 415 without a JSON content type; reads pass.
+/// [`writes_open`]) and 415 for a type other than JSON (or none on a POST);
+/// reads pass.
 pub async fn guard_writes(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if matches!(
         *request.method(),
@@ -75,7 +77,11 @@ pub async fn guard_writes(State(state): State<AppState>, request: Request, next:
     if !writes_open(state.listen, state.api_token.is_some()) {
         return ApiError::new(StatusCode::FORBIDDEN, closed_reason(state.listen)).into_response();
     }
-    if !is_json(request.headers()) {
+    // POST is the one write a web page may send without a CORS preflight, so
+    // it must say JSON; other methods always need a preflight, and may come
+    // without a body and a type (`DELETE`), but not with another type.
+    let typed = request.headers().contains_key(header::CONTENT_TYPE);
+    if (typed || request.method() == Method::POST) && !is_json(request.headers()) {
         let given = request
             .headers()
             .get(header::CONTENT_TYPE)

@@ -135,13 +135,23 @@ async fn list(
     let now = Utc::now();
     let since = query.since.unwrap_or(now - LIST_DEFAULT_SINCE);
     let limit = query.limit.unwrap_or(LIST_MAX).clamp(1, LIST_MAX);
-    let app = query.app.as_deref().filter(|a| !a.is_empty());
+    let app = query
+        .app
+        .as_deref()
+        .map(str::trim)
+        .filter(|a| !a.is_empty());
+    // No recorded app has a control character (see `name`), so none is
+    // listed; asking the database would send PostgreSQL a NUL it refuses
+    // (a 503 for a question with a plain answer).
+    if app.is_some_and(|a| a.chars().any(char::is_control)) {
+        return Ok(Json(Vec::new()));
+    }
     // Up to a little ahead: a deployment may carry an `at` from a clock ahead of ours.
     let deployments = state
         .reads
         .deployments(app, since, now + MAX_AHEAD, limit)
         .await
-        .map_err(|e| ApiError::unavailable(format!("reading deployments: {e}")))?;
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
     Ok(Json(deployments))
 }
 

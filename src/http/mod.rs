@@ -9,6 +9,7 @@ mod deployments;
 mod error;
 mod incidents;
 mod ingest;
+mod openapi;
 pub mod page;
 mod ping;
 pub mod reload;
@@ -96,6 +97,7 @@ pub fn router(state: AppState) -> Router {
                 .merge(deployments::router())
                 .merge(cluster::router())
                 .merge(reload::router())
+                .merge(openapi::router())
                 .route_layer(guard),
         )
         .merge(page::router())

@@ -31,6 +31,7 @@ mod layers;
 mod logs;
 mod metrics;
 mod notify;
+mod openapi;
 mod probe_host;
 mod probe_postgres;
 mod probe_safety;
