@@ -16,11 +16,11 @@ use tokio::sync::mpsc;
 use super::{AppError, open_store};
 use crate::cluster;
 use crate::config::Config;
-use crate::core::ownership::Ownership;
 use crate::core::CheckName;
 use crate::core::deployment::NewDeployment;
 use crate::core::health::ChannelHealth;
 use crate::core::heartbeat::HeartbeatRow;
+use crate::core::ownership::Ownership;
 use crate::engine::{Board, Engine, EngineHandle, Inputs, Sink};
 use crate::http::reload::{Reloader, Requests};
 use crate::http::{self, AppState};
@@ -190,8 +190,7 @@ pub(super) async fn prepare(config: Config, kept: &Kept) -> Result<Prepared, App
     for (index, check) in config.checks.iter().enumerate() {
         metrics.describe_check(index, check.probe.kind(), &check.labels);
     }
-    let (probes, wake_requests, deployed) =
-        probe_context(&config, kept, &metrics).await?;
+    let (probes, wake_requests, deployed) = probe_context(&config, kept, &metrics).await?;
     let (jobs, channels) = super::check::built(&config, &probes, Some(&metrics))?;
     let ownership = cluster::ownership(&config, &kept.store);
     Ok(Prepared {
@@ -216,7 +215,14 @@ pub(super) fn outbox_and_engine_parts(
     let channels = prepared.channels.clone();
     let outbox = outbox(config, &kept.store, channels, metrics, kept.health.clone());
     let buffer = kept.buffer.clone();
-    let parts = engine_parts(config, &kept.store, buffer, metrics, &outbox, &prepared.ownership);
+    let parts = engine_parts(
+        config,
+        &kept.store,
+        buffer,
+        metrics,
+        &outbox,
+        &prepared.ownership,
+    );
     (outbox, parts)
 }
 

@@ -270,7 +270,18 @@ pub(super) fn spawn_generation(
         let _ = tokio::time::timeout(lease, ready).await;
         let timetable = Timetable::new(schedules, tokio::time::Instant::now());
         let grace = PROBE_GRACE;
-        scheduler::run(timetable, jobs, concurrency, sink, metrics, stop, grace, wakes, ownership).await;
+        scheduler::run(
+            timetable,
+            jobs,
+            concurrency,
+            sink,
+            metrics,
+            stop,
+            grace,
+            wakes,
+            ownership,
+        )
+        .await;
     };
     let engine_back = Arc::new(Mutex::new(None));
     let back = engine_back.clone();
@@ -304,7 +315,10 @@ fn spawn_member(
     parts: &Parts,
     watch: &Watch,
     stop: &CancellationToken,
-) -> (JoinHandle<Option<Cluster>>, tokio::sync::oneshot::Receiver<()>) {
+) -> (
+    JoinHandle<Option<Cluster>>,
+    tokio::sync::oneshot::Receiver<()>,
+) {
     let member = cluster::start(
         &parts.config,
         cluster::Parts {
@@ -406,7 +420,11 @@ pub(super) async fn halt(generation: &mut Generation) -> (Option<Engine>, Option
     generation.engine.join().await;
     generation.cluster_stop.cancel();
     let member = (&mut generation.cluster).await.ok().flatten();
-    let engine = generation.engine_back.lock().ok().and_then(|mut e| e.take());
+    let engine = generation
+        .engine_back
+        .lock()
+        .ok()
+        .and_then(|mut e| e.take());
     (engine, member)
 }
 

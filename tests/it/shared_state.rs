@@ -27,7 +27,11 @@ const WAIT: Duration = Duration::from_secs(20);
 /// first owns the database (dropped with it), the others share it.
 async fn instances(config: &TestConfig, n: usize) -> Vec<TestApp> {
     let db = TestDb::postgres().await;
-    let named = |i: usize| config.clone().set("cluster", "name", format!("instance-{i}"));
+    let named = |i: usize| {
+        config
+            .clone()
+            .set("cluster", "name", format!("instance-{i}"))
+    };
     let mut apps = Vec::new();
     for i in 1..n {
         apps.push(TestApp::start_on(db.shared(), named(i)).await);
