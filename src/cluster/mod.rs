@@ -249,6 +249,9 @@ impl Cluster {
             }
             let renewed = self.round().await;
             if let Some(known) = known.take() {
+                if renewed.is_err() {
+                    self.take_everything();
+                }
                 let _ = known.send(());
             }
             match renewed {
@@ -264,6 +267,20 @@ impl Cluster {
             }
         }
         self
+    }
+
+    /// The first renewal failed: this instance cannot know its share, so it
+    /// probes every check and does every duty (a check probed twice is
+    /// better than one nobody probes) until a renewal succeeds and gives the
+    /// others' back.
+    fn take_everything(&self) {
+        tracing::warn!("the database did not answer the first lease renewal: probing every check until it does");
+        for i in 0..self.checks.len() {
+            self.ownership.set(i, true);
+        }
+        for duty in Duty::ALL {
+            self.ownership.set_duty(duty, true);
+        }
     }
 
     /// Before the first renewal: rows nobody renewed for a day are

@@ -63,6 +63,9 @@ impl World {
     fn config(&self) -> TestConfig {
         let shop = table(&[("app", "shop")]);
         TestConfig::new()
+            // keeper's own checks run within the test too (the default 15 s
+            // spreads keeper:scheduler's first run 7.5 s after the start).
+            .set("watchdog", "interval", "1s")
             .check(
                 Check::http("web", self.web.url("/"))
                     .interval("200ms")
@@ -119,7 +122,10 @@ async fn fill(db: TestDb, world: &World) -> TestDb {
     assert!(ping.status().is_success(), "{}", ping.status());
     wait_until("every check ran", Duration::from_secs(30), || async {
         let mut all = true;
-        for c in ["web", "api", "web-cert", "db", "nightly-backup", "app-log"] {
+        for c in ["web", "api", "web-cert", "db", "nightly-backup", "app-log"]
+            .into_iter()
+            .chain(["keeper:storage", "keeper:scheduler"])
+        {
             all &= app.check(c).await["last_run_at"].is_string();
         }
         all
