@@ -274,7 +274,9 @@ impl Cluster {
     /// better than one nobody probes) until a renewal succeeds and gives the
     /// others' back.
     fn take_everything(&self) {
-        tracing::warn!("the database did not answer the first lease renewal: probing every check until it does");
+        tracing::warn!(
+            "the database did not answer the first lease renewal: probing every check until it does"
+        );
         for i in 0..self.checks.len() {
             self.ownership.set(i, true);
         }
