@@ -444,13 +444,15 @@ async fn a_deployment_recorded_by_another_instance_is_read_from_the_store() {
         "not read yet: three failures needed"
     );
     f.sample("web", None, 7).await;
-    f.tick(16).await;
-    f.sample("web", Some(Severity::Critical), 17).await;
+    // The first read was at the restore, on the real clock (at or after
+    // t0): 21 s on, the next is due however slow the restore was.
+    f.tick(21).await;
+    f.sample("web", Some(Severity::Critical), 22).await;
     let queued = f.queued().await;
     assert_eq!(queued.len(), 1, "{queued:?}");
     assert!(
         queued[0].0.message.ends_with(
-            "\nstarted 17 s after deploy v42 of web (by ci)\nto roll back: ./rollback web"
+            "\nstarted 22 s after deploy v42 of web (by ci)\nto roll back: ./rollback web"
         ),
         "{}",
         queued[0].0.message
