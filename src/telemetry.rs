@@ -1,5 +1,6 @@
 //! Logging: `tracing` to stderr, level from `RUST_LOG` (default `info`),
 //! JSON lines when `KEEPER_LOG_FORMAT=json`. Installed once, by `main`.
+//! And the name this process goes by unless told ([`host_name`]).
 
 use tracing_subscriber::EnvFilter;
 
@@ -18,4 +19,14 @@ pub fn init() {
     if let Err(e) = result {
         eprintln!("keeper: logging already set up: {e}");
     }
+}
+
+/// The host's name, else `keeper`: this instance's name among several
+/// (`[cluster] name`'s default) and who claims outbox rows unless told.
+pub fn host_name() -> String {
+    hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.trim().is_empty())
+        .unwrap_or_else(|| "keeper".into())
 }

@@ -16,11 +16,15 @@
 //! shows the others' checks as their owners see them.
 //!
 //! While the database is away an instance keeps probing what it owned
-//! (a double probe is better than none) and reports the storage trouble
-//! through `keeper:storage`. keeper's own checks (`keeper:*`) watch the
-//! instance they run in: every instance runs its own, unleased.
+//! (a double probe is better than none; one that could not renew even once
+//! probes everything) and reports the storage trouble through
+//! `keeper:storage`. keeper's own checks (`keeper:*`) watch the instance
+//! they run in: every instance runs its own, unleased.
 //!
-//! Alone, or on SQLite, an instance owns everything and no task runs.
+//! On SQLite an instance owns everything and no task runs; alone on
+//! PostgreSQL it is a cluster of one. A config reload starts the next
+//! config's member, which finds the leases of the checks kept still held
+//! ([`carry_over`]).
 
 mod rendezvous;
 

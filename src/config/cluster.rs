@@ -35,20 +35,11 @@ impl Cluster {
 impl Default for Cluster {
     fn default() -> Cluster {
         Cluster {
-            name: host_name(),
+            name: crate::telemetry::host_name(),
             region: None,
             lease: Duration::from_secs(15),
         }
     }
-}
-
-/// The host's name, else `keeper`.
-fn host_name() -> String {
-    hostname::get()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .filter(|h| !h.trim().is_empty())
-        .unwrap_or_else(|| "keeper".into())
 }
 
 /// `[cluster]` as written.

@@ -164,7 +164,7 @@ impl Outbox {
             backoff_cap: DEFAULT_BACKOFF_CAP,
             send_timeout: DEFAULT_SEND_TIMEOUT,
             poll: DEFAULT_POLL,
-            instance: Arc::from(default_instance()),
+            instance: Arc::from(crate::telemetry::host_name()),
             claim_lease: None,
             public_url: None,
             pacing: Arc::default(),
@@ -356,16 +356,6 @@ impl Outbox {
             );
         }
     }
-}
-
-/// The host's name, else `keeper`: who claims rows unless told
-/// ([`Outbox::with_instance`]).
-fn default_instance() -> String {
-    hostname::get()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .filter(|h| !h.trim().is_empty())
-        .unwrap_or_else(|| "keeper".into())
 }
 
 fn log_step(done: Result<Result<StepReport, StoreError>, tokio::task::JoinError>) {
