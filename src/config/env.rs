@@ -2,7 +2,8 @@
 //! environment or from a file (a Docker or systemd secret) before any section
 //! is read, so every key may take a secret from either. What came from a file
 //! is remembered ([`Expander::secrets`]) and masked wherever the config is
-//! shown: its errors and `keeper check-config`.
+//! shown: its errors and `keeper check-config`. And the variables that
+//! override the file: `KEEPER_LISTEN`, `KEEPER_DATABASE_URL`.
 
 use std::path::{Path, PathBuf};
 
@@ -11,6 +12,7 @@ use toml::de::DeValue;
 
 use super::error::Collector;
 use super::join_key;
+use super::{Config, ConfigErrors};
 use crate::core::redact::Secrets;
 
 /// What `${…}` is replaced with: variables from `env`, files read from disk
@@ -110,5 +112,28 @@ impl<'a> Expander<'a> {
         }
         out.push_str(rest);
         Ok(out)
+    }
+}
+
+impl Config {
+    /// `KEEPER_LISTEN` and `KEEPER_DATABASE_URL` (or `DATABASE_URL`) override
+    /// the file. A `KEEPER_LISTEN` that is not an address and port is an
+    /// error naming it, never ignored.
+    pub fn apply_env_overrides(
+        &mut self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigErrors> {
+        if let Some(listen) = env("KEEPER_LISTEN") {
+            self.server.listen = listen.trim().parse().map_err(|e| {
+                let message = format!(
+                    "KEEPER_LISTEN {listen:?} is not an address and port such as 0.0.0.0:9400: {e}"
+                );
+                ConfigErrors::single(&self.path, message)
+            })?;
+        }
+        if let Some(url) = env("KEEPER_DATABASE_URL").or_else(|| env("DATABASE_URL")) {
+            self.storage.url = url;
+        }
+        Ok(())
     }
 }

@@ -192,7 +192,7 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigErrors::single(path, format!("reading {}: {e}", path.display())))?;
         let mut config = Config::parse(path, &text, &|name| std::env::var(name).ok())?;
-        config.apply_env_overrides(&|name| std::env::var(name).ok());
+        config.apply_env_overrides(&|name| std::env::var(name).ok())?;
         Ok(config)
     }
 
@@ -222,16 +222,6 @@ impl Config {
         match (config, errors.is_empty()) {
             (Some(config), true) => Ok(config),
             _ => Err(errors.finish()),
-        }
-    }
-
-    /// `KEEPER_LISTEN` and `KEEPER_DATABASE_URL` (or `DATABASE_URL`) override the file.
-    pub fn apply_env_overrides(&mut self, env: &dyn Fn(&str) -> Option<String>) {
-        if let Some(listen) = env("KEEPER_LISTEN").and_then(|l| l.parse().ok()) {
-            self.server.listen = listen;
-        }
-        if let Some(url) = env("KEEPER_DATABASE_URL").or_else(|| env("DATABASE_URL")) {
-            self.storage.url = url;
         }
     }
 

@@ -566,6 +566,37 @@ fn check_config_refuses_a_missing_ca_file_with_line_and_column() {
     );
 }
 
+/// A `KEEPER_LISTEN` keeper cannot use is an error naming it, never
+/// ignored in favour of the file's address.
+#[test]
+fn a_keeper_listen_that_is_no_address_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keeper.toml");
+    std::fs::write(&path, "[server]\nlisten = \"127.0.0.1:9400\"\n").unwrap();
+    let check = |listen: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_keeper"))
+            .args(["check-config", "-c"])
+            .arg(&path)
+            .env("KEEPER_LISTEN", listen)
+            .output()
+            .expect("runs")
+    };
+    let out = check("0.0.0.0:94oo");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("KEEPER_LISTEN \"0.0.0.0:94oo\" is not an address and port"),
+        "{stderr}"
+    );
+    let out = check("127.0.0.1:9500");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("127.0.0.1:9500"));
+}
+
 /// A spec's problems and the shared keys' are reported in one load.
 #[test]
 fn spec_problems_and_shared_key_errors_show_together() {

@@ -913,7 +913,9 @@ async fn fly_toml_points_at_keepers_real_port_health_path_and_metrics_path() {
         &|n| (n == "KEEPER_API_TOKEN").then(|| "fly-secret-token-0123456789".into()),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    config.apply_env_overrides(&|n| (n == "KEEPER_LISTEN").then(|| listen.to_string()));
+    config
+        .apply_env_overrides(&|n| (n == "KEEPER_LISTEN").then(|| listen.to_string()))
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         config.server.listen,
         SocketAddr::from(([0, 0, 0, 0], default_port))
