@@ -151,6 +151,20 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// Red with `severity`, or green with `None`: a verdict for step tests.
+    #[cfg(test)]
+    pub(crate) fn of(severity: Option<Severity>, reason: impl Into<String>) -> Verdict {
+        Verdict {
+            color: if severity.is_some() {
+                Color::Red
+            } else {
+                Color::Green
+            },
+            severity,
+            reason: reason.into(),
+        }
+    }
+
     pub fn green(reason: impl Into<String>) -> Verdict {
         Verdict {
             color: Color::Green,

@@ -105,9 +105,8 @@ pub struct Cluster {
     me: crate::config::Cluster,
     /// Random per start, to tell two processes calling themselves one name apart.
     incarnation: String,
-    /// Each check's name, by index; keeper's own checks are not leased.
+    /// Each check's name, by index; keeper's own checks are not leased ([`leased`]).
     checks: Vec<CheckName>,
-    leased: Vec<bool>,
     index: HashMap<CheckName, usize>,
     ownership: Ownership,
     board: Board,
@@ -214,7 +213,6 @@ impl Cluster {
     /// renewal takes its share. What it sees goes to `view`.
     fn new(config: &Config, parts: Parts, view: &View) -> Cluster {
         let checks: Vec<CheckName> = config.checks.iter().map(|c| c.name.clone()).collect();
-        let leased = checks.iter().map(|c| leased(c)).collect();
         let index = (checks.iter().enumerate())
             .map(|(i, c)| (c.clone(), i))
             .collect();
@@ -223,7 +221,6 @@ impl Cluster {
             me: config.cluster.clone(),
             incarnation: format!("{:016x}", rand::random::<u64>()),
             checks,
-            leased,
             index,
             ownership: parts.ownership,
             board: parts.board,
@@ -331,8 +328,9 @@ impl Cluster {
             .into_iter()
             .collect();
         let leases = self.store.leases().await?;
-        self.take_on(&held, &leases).await;
-        self.show(&members, &leases);
+        let by_check = by_check(&leases);
+        self.take_on(&held, &by_check).await;
+        self.show(&members, &by_check);
         Ok(())
     }
 
@@ -342,9 +340,7 @@ impl Cluster {
         let mine =
             |key: &str| rendezvous::owner(key, names.iter().copied()) == Some(&*self.me.name);
         Wanted {
-            checks: (self.checks.iter().zip(&self.leased))
-                .map(|(c, &leased)| leased && mine(c))
-                .collect(),
+            checks: (self.checks.iter()).map(|c| leased(c) && mine(c)).collect(),
             duties: Duty::ALL.map(|d| mine(&format!("{DUTY_REGION}/{}", d.key()))),
         }
     }
@@ -354,7 +350,7 @@ impl Cluster {
     async fn give_up(&self, wanted: &Wanted) -> Result<(), StoreError> {
         let mut keys = Vec::new();
         for (i, name) in self.checks.iter().enumerate() {
-            if self.leased[i] && self.ownership.owns(i) && !wanted.checks[i] {
+            if leased(name) && self.ownership.owns(i) && !wanted.checks[i] {
                 self.ownership.set(i, false);
                 keys.push((name.to_string(), String::new()));
             }
@@ -404,16 +400,16 @@ impl Cluster {
     /// engine (their open incidents reloaded, their owner's view shown);
     /// anything owned but not held any more (its lease ran out while the
     /// database was away, and another took it) stops.
-    async fn take_on(&self, held: &BTreeSet<(String, String)>, leases: &[Lease]) {
+    async fn take_on(&self, held: &BTreeSet<(String, String)>, leases: &ByCheck<'_>) {
         let holds =
             |name: &str, region: &str| held.contains(&(name.to_string(), region.to_string()));
         let mut gained = Vec::new();
         for (i, name) in self.checks.iter().enumerate() {
-            if !self.leased[i] {
+            if !leased(name) {
                 continue;
             }
             match (self.ownership.owns(i), holds(name, "")) {
-                (false, true) => gained.push((i, view_of(leases, name))),
+                (false, true) => gained.push((i, leases.get(&**name).and_then(|l| view_of(l)))),
                 (true, false) => {
                     tracing::warn!(check = %name, "another instance holds this check's lease now: no longer probing it");
                     self.ownership.set(i, false);
@@ -442,15 +438,15 @@ impl Cluster {
 
     /// Shows the other instances' checks as their owners see them, and the
     /// members and owners to the API and the metrics.
-    fn show(&self, members: &[Member], leases: &[Lease]) {
-        for lease in leases.iter().filter(|l| l.region.is_empty()) {
+    fn show(&self, members: &[Member], leases: &ByCheck<'_>) {
+        for lease in leases.values() {
             let Some(&i) = self.index.get(lease.name.as_str()) else {
                 continue;
             };
             if self.ownership.owns(i) {
                 continue;
             }
-            if let Some(seen) = lease.view.as_deref().and_then(parse_view) {
+            if let Some(seen) = view_of(lease) {
                 self.metrics.set_status(i, seen.color);
                 self.board.show(i, seen);
             }
@@ -461,12 +457,8 @@ impl Cluster {
         self.view.set(self.snapshot(members, leases));
     }
 
-    fn snapshot(&self, members: &[Member], leases: &[Lease]) -> Snapshot {
-        let live: Vec<&Lease> = leases
-            .iter()
-            .filter(|l| l.live && l.region.is_empty())
-            .collect();
-        let owner_of = |check: &str| live.iter().find(|l| l.name == check);
+    fn snapshot(&self, members: &[Member], leases: &ByCheck<'_>) -> Snapshot {
+        let owner_of = |check: &str| leases.get(check).copied().filter(|l| l.live);
         Snapshot {
             instance: self.me.name.clone(),
             region: self.me.region.clone(),
@@ -480,15 +472,17 @@ impl Cluster {
                     version: m.version.clone(),
                     started_at: Some(m.started_at),
                     seen_at: Some(m.seen_at),
-                    checks_owned: live.iter().filter(|l| l.owner == m.name).count(),
+                    checks_owned: (leases.values())
+                        .filter(|l| l.live && l.owner == m.name)
+                        .count(),
                 })
                 .collect(),
-            checks: (self.checks.iter().zip(&self.leased))
-                .map(|(c, &leased)| {
+            checks: (self.checks.iter())
+                .map(|c| {
                     let lease = owner_of(c);
                     Owner {
                         check: c.to_string(),
-                        owner: match leased {
+                        owner: match leased(c) {
                             true => lease.map(|l| l.owner.clone()),
                             false => Some(self.me.name.clone()),
                         },
@@ -503,7 +497,7 @@ impl Cluster {
     /// their next renewal instead of a lease later.
     pub async fn leave(&self) {
         let mut keys: Vec<(String, String)> = (0..self.checks.len())
-            .filter(|&i| self.leased[i] && self.ownership.owns(i))
+            .filter(|&i| leased(&self.checks[i]) && self.ownership.owns(i))
             .map(|i| (self.checks[i].to_string(), String::new()))
             .collect();
         keys.extend(
@@ -511,8 +505,8 @@ impl Cluster {
                 .filter(|&d| self.ownership.does(d))
                 .map(|d| (d.key().to_string(), DUTY_REGION.to_string())),
         );
-        for i in 0..self.checks.len() {
-            if self.leased[i] {
+        for (i, check) in self.checks.iter().enumerate() {
+            if leased(check) {
                 self.ownership.set(i, false);
             }
         }
@@ -531,15 +525,19 @@ struct Wanted {
     duties: [bool; Duty::ALL.len()],
 }
 
-/// The view published in the lease on check `name`, if any.
-fn view_of(leases: &[Lease], name: &str) -> Option<Seen> {
-    let lease = leases
-        .iter()
-        .find(|l| l.name == name && l.region.is_empty())?;
-    parse_view(lease.view.as_deref()?)
+/// The checks' leases (region `""`) by check name, looked up once per
+/// check each renewal.
+type ByCheck<'l> = HashMap<&'l str, &'l Lease>;
+
+fn by_check(leases: &[Lease]) -> ByCheck<'_> {
+    (leases.iter())
+        .filter(|l| l.region.is_empty())
+        .map(|l| (l.name.as_str(), l))
+        .collect()
 }
 
-/// A published view; one that does not parse (another version's) is skipped.
-fn parse_view(text: &str) -> Option<Seen> {
-    serde_json::from_str(text).ok()
+/// The view published in `lease`, if any; one that does not parse (another
+/// version's) is skipped.
+fn view_of(lease: &Lease) -> Option<Seen> {
+    serde_json::from_str(lease.view.as_deref()?).ok()
 }

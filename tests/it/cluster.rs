@@ -143,6 +143,26 @@ fn probers(target: &Target, from: usize) -> BTreeMap<String, BTreeSet<String>> {
     out
 }
 
+/// Waits until each of the `n` checks was probed three times from now (a
+/// second instance probing one would have had two intervals to show);
+/// returns where the requests from now start.
+async fn probed_thrice(target: &Target, n: usize) -> usize {
+    let from = target.recorded().len();
+    wait_until(
+        "every check probed three times",
+        Duration::from_secs(60),
+        || async {
+            let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+            for r in target.recorded().into_iter().skip(from) {
+                *counts.entry(r.path).or_default() += 1;
+            }
+            counts.len() == n && counts.values().all(|&c| c >= 3)
+        },
+    )
+    .await;
+    from
+}
+
 #[tokio::test]
 async fn each_check_is_probed_by_one_instance_taken_over_when_it_dies_and_given_back() {
     crate::support::init();
@@ -155,9 +175,8 @@ async fn each_check_is_probed_by_one_instance_taken_over_when_it_dies_and_given_
     }
     let owners = settled(&members.iter().collect::<Vec<_>>(), N).await;
 
-    // Settled: for a few seconds every check is probed, each by its owner alone.
-    let from = target.recorded().len();
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Settled: every check is probed a few times over, each by its owner alone.
+    let from = probed_thrice(&target, N).await;
     let seen = probers(&target, from);
     for (check, owner) in &owners {
         let by = seen
@@ -218,8 +237,7 @@ async fn each_check_is_probed_by_one_instance_taken_over_when_it_dies_and_given_
         back, owners,
         "rendezvous hashing gives b the same share back"
     );
-    let from = target.recorded().len();
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    let from = probed_thrice(&target, N).await;
     let seen = probers(&target, from);
     for (check, owner) in &back {
         assert_eq!(

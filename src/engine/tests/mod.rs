@@ -87,15 +87,7 @@ impl Fixture {
             None => Sample::up("200 OK"),
         };
         sample.at = at;
-        let verdict = Verdict {
-            color: if severity.is_some() {
-                Color::Red
-            } else {
-                Color::Green
-            },
-            severity,
-            reason: sample.message.clone(),
-        };
+        let verdict = Verdict::of(severity, sample.message.clone());
         let check = self.index(check);
         let obs = Observation {
             check,

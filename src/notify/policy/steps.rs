@@ -109,15 +109,7 @@ impl World {
     /// A sample of check `i` at `s`: red with `severity`, or green with `None`.
     fn sample(&mut self, i: usize, severity: Option<Severity>, s: i64) {
         let now = at(s);
-        let verdict = Verdict {
-            color: if severity.is_some() {
-                Color::Red
-            } else {
-                Color::Green
-            },
-            severity,
-            reason: format!("sample at {s}"),
-        };
+        let verdict = Verdict::of(severity, format!("sample at {s}"));
         let check = &mut self.checks[i];
         check
             .state

@@ -5,6 +5,8 @@
 
 use std::fmt::Write;
 
+use crate::core::text::escape_html as escape;
+
 /// A whole HTML document of `markdown`, titled `title`.
 pub fn document(title: &str, markdown: &str) -> String {
     let mut out = String::new();
@@ -144,20 +146,6 @@ fn text_after(chars: &mut std::iter::Peekable<std::str::Chars<'_>>, s: &str) -> 
     } else {
         false
     }
-}
-
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
