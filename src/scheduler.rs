@@ -203,7 +203,7 @@ impl Launcher {
     /// Starts a run of check `i`, if this instance owns it, unless one is in flight: then a timetable run
     /// is skipped (and counted), and a wake makes the run in flight go again.
     fn launch(&self, i: usize, planned: Instant, woken: bool) {
-        if !self.ownership.owns(i) {
+        if !self.ownership.probes(i) {
             return;
         }
         let slot = self.slots[i].clone();

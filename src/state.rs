@@ -3,6 +3,8 @@
 //! after `successes_before_resolve` green ones, so a blip neither pages nor flaps.
 //! Pure: the engine owns one [`CheckState`] per check and feeds it verdicts.
 
+pub mod quorum;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 

@@ -1,6 +1,7 @@
 //! keeper watching itself (DESIGN.md §4): its storage, each channel and its
 //! scheduler are checks of their own (`keeper:storage`, `keeper:channel:NAME`,
-//! `keeper:scheduler`), made from `[watchdog]` rather than written as checks,
+//! `keeper:scheduler`; and `keeper:regions` when checks are probed from
+//! regions, DESIGN.md §11), made from `[watchdog]` rather than written as checks,
 //! and probed like any other — so they are scheduled, classified, turned into
 //! incidents, silenced and acknowledged the same way.
 //!
@@ -18,7 +19,7 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use tokio::time::{Instant, timeout_at};
 
-use crate::core::health::{ChannelHealth, SchedulerLag};
+use crate::core::health::{ChannelHealth, RegionMembers, SchedulerLag};
 use crate::core::{Sample, Severity};
 use crate::probe::keeper::{Look, Spec};
 use crate::store::Store;
@@ -32,6 +33,7 @@ pub fn name(spec: &Spec) -> String {
         Spec::Storage => format!("{PREFIX}storage"),
         Spec::Channel { name, .. } => format!("{PREFIX}channel:{name}"),
         Spec::Scheduler => format!("{PREFIX}scheduler"),
+        Spec::Regions => format!("{PREFIX}regions"),
     }
 }
 
@@ -70,13 +72,19 @@ pub struct Own {
     pub successes_before_resolve: u32,
 }
 
-/// keeper's own checks: its storage, its scheduler, and each of `channels`.
-pub fn checks<'a>(settings: &Settings, channels: impl IntoIterator<Item = &'a str>) -> Vec<Own> {
+/// keeper's own checks: its storage, its scheduler, each of `channels`,
+/// and with `regions` (some check is probed from regions) its regions.
+pub fn checks<'a>(
+    settings: &Settings,
+    channels: impl IntoIterator<Item = &'a str>,
+    regions: bool,
+) -> Vec<Own> {
     let own = |spec: Spec, down_severity, failures, successes| {
         let mut labels = BTreeMap::new();
         let what = match &spec {
             Spec::Storage => "storage",
             Spec::Scheduler => "scheduler",
+            Spec::Regions => "regions",
             Spec::Channel { name, .. } => {
                 labels.insert("channel".to_string(), name.clone());
                 "channel"
@@ -97,6 +105,10 @@ pub fn checks<'a>(settings: &Settings, channels: impl IntoIterator<Item = &'a st
         own(Spec::Storage, Severity::Critical, failures, 2),
         own(Spec::Scheduler, Severity::High, failures, 2),
     ];
+    // A region nobody probes from may keep a quorum from being reached.
+    if regions {
+        checks.push(own(Spec::Regions, Severity::High, failures, 2));
+    }
     // The streak's length is the grace: one look past it is enough, and
     // one delivery that works ends it.
     checks.extend(channels.into_iter().map(|c| {
@@ -115,6 +127,7 @@ pub struct Sources {
     pub store: Store,
     pub channels: ChannelHealth,
     pub scheduler_lag: SchedulerLag,
+    pub regions: RegionMembers,
 }
 
 /// Scheduler lag past this is a warning (yellow)…
@@ -130,6 +143,7 @@ impl Look for Sources {
                 std::future::ready(self.channel(name, *failing_for)).boxed()
             }
             Spec::Scheduler => std::future::ready(self.scheduler()).boxed(),
+            Spec::Regions => std::future::ready(self.regions()).boxed(),
         }
     }
 }
@@ -159,6 +173,35 @@ impl Sources {
         } else {
             Sample::up(message)
         }
+    }
+
+    /// Red while a region checks are probed from has no live instance:
+    /// those checks count it as unknown, and may not reach their quorum.
+    fn regions(&self) -> Sample {
+        Sources::regions_of(&self.regions)
+    }
+
+    fn regions_of(members: &RegionMembers) -> Sample {
+        let Some(regions) = members.get() else {
+            return Sample::up("regions not looked at yet");
+        };
+        let empty: Vec<&str> = (regions.iter())
+            .filter(|(_, members)| *members == 0)
+            .map(|(r, _)| r.as_str())
+            .collect();
+        if !empty.is_empty() {
+            return Sample::down(format!(
+                "no live instance in region {}: checks probed from there count it as unknown",
+                empty.join(", ")
+            ));
+        }
+        let live: Vec<String> = (regions.iter())
+            .map(|(r, n)| format!("{r} ({n})"))
+            .collect();
+        Sample::up(format!(
+            "live instances in every region: {}",
+            live.join(", ")
+        ))
     }
 
     fn scheduler(&self) -> Sample {
@@ -202,7 +245,7 @@ mod tests {
 
     #[test]
     fn storage_scheduler_then_each_channel() {
-        let own = checks(&Settings::default(), ["ops"]);
+        let own = checks(&Settings::default(), ["ops"], false);
         let names: Vec<&str> = own.iter().map(|c| &*c.name).collect();
         assert_eq!(
             names,
@@ -211,5 +254,33 @@ mod tests {
         assert_eq!(own[0].down_severity, Severity::Critical);
         assert_eq!(own[2].labels["channel"], "ops");
         assert_eq!(own[2].failures_before_alert, 1);
+        let own = checks(&Settings::default(), ["ops"], true);
+        assert_eq!(own[2].name, "keeper:regions");
+        assert_eq!(own[2].down_severity, Severity::High);
+    }
+
+    #[test]
+    fn regions_without_a_live_instance_are_red_and_named() {
+        let sources = |regions: Option<Vec<(&str, usize)>>| {
+            let members = RegionMembers::default();
+            if let Some(r) = regions {
+                members.set(r.into_iter().map(|(n, c)| (n.to_string(), c)).collect());
+            }
+            members
+        };
+        let look = |members: RegionMembers| {
+            let sample = Sources::regions_of(&members);
+            (sample.is_up(), sample.message)
+        };
+        assert!(look(sources(None)).0, "not known yet is no alarm");
+        let (up, message) = look(sources(Some(vec![("fra", 1), ("syd", 0)])));
+        assert!(!up);
+        assert_eq!(
+            message,
+            "no live instance in region syd: checks probed from there count it as unknown"
+        );
+        let (up, message) = look(sources(Some(vec![("fra", 2), ("syd", 1)])));
+        assert!(up);
+        assert_eq!(message, "live instances in every region: fra (2), syd (1)");
     }
 }

@@ -18,7 +18,7 @@ use crate::cluster;
 use crate::config::Config;
 use crate::core::CheckName;
 use crate::core::deployment::NewDeployment;
-use crate::core::health::ChannelHealth;
+use crate::core::health::{ChannelHealth, RegionMembers};
 use crate::core::heartbeat::HeartbeatRow;
 use crate::core::ownership::Ownership;
 use crate::engine::{Board, Engine, EngineHandle, Inputs, Sink};
@@ -71,6 +71,8 @@ pub(super) struct Kept {
     pub(super) reloader: Reloader,
     /// What `GET /api/v1/cluster` shows: each config's member writes it.
     pub(super) cluster: cluster::View,
+    /// The regions' live instances, for `keeper:regions`: the member writes it.
+    pub(super) regions: RegionMembers,
     /// What changes here is told to the other instances on the database.
     pub(super) events: Bus,
 }
@@ -145,6 +147,7 @@ pub async fn build(config: Config) -> Result<Built, AppError> {
         task_died: Arc::new(OnceLock::new()),
         reloader,
         cluster: cluster::View::default(),
+        regions: RegionMembers::default(),
         events: Bus::new(store),
     };
     let prepared = prepare(config, &kept).await?;
@@ -321,6 +324,7 @@ async fn probe_context(
             store: store.clone(),
             channels: health.clone(),
             scheduler_lag: metrics.scheduler_lag_worst.clone(),
+            regions: kept.regions.clone(),
         }),
         wakes,
         heartbeats: Arc::new(store.clone()),
@@ -390,6 +394,10 @@ fn engine_parts(
         queue: 4096,
         deploys: config.deploys.clone(),
         ownership: ownership.clone(),
+        place: crate::engine::Place {
+            region: config.cluster.region.clone(),
+            lease: config.cluster.lease,
+        },
     }
 }
 

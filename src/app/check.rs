@@ -74,7 +74,12 @@ type Problem = (String, String);
 fn jobs(config: &Config, ctx: &probe::Context) -> (Vec<Job>, Vec<Problem>) {
     let mut problems = Vec::new();
     let mut jobs = Vec::new();
+    let shared = config.storage.url.starts_with("postgres");
     for check in &config.checks {
+        if check.regions.is_some() && !shared {
+            let why = "regions need several instances on one PostgreSQL database ([storage] url); SQLite is for one instance";
+            problems.push((format!("checks.{}", check.name), why.into()));
+        }
         match check.probe.build(&check.name, ctx) {
             Ok(probe) => jobs.push(Job {
                 name: check.name.clone(),

@@ -327,6 +327,7 @@ fn spawn_member(
             engine: parts.engine_handle.clone(),
             metrics: parts.metrics.clone(),
             ownership: parts.ownership.clone(),
+            regions: watch.kept.regions.clone(),
         },
         &watch.kept.cluster,
     );

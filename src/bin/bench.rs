@@ -423,6 +423,7 @@ async fn write_samples(url: &str, n: usize) -> anyhow::Result<(f64, f64)> {
             message: "200 OK in 1 ms".into(),
             // Every tenth an https check, with its certificate's days left.
             metrics: (i % 10 == 0).then(|| r#"{"cert_days_left":42.5}"#.to_string()),
+            region: None,
         })
         .collect();
     let started = Instant::now();

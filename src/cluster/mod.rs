@@ -27,19 +27,20 @@
 //! ([`carry_over`]).
 
 mod rendezvous;
+mod view;
+
+pub use view::{MemberView, Owner, RegionView, Snapshot, View};
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use serde::Serialize;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::core::CheckName;
-use crate::core::ownership::{DUTY_REGION, Duty, Ownership};
+use crate::core::health::RegionMembers;
+use crate::core::ownership::{DUTY_REGION, Duty, Ownership, Regions};
 use crate::engine::{Board, EngineHandle};
 use crate::metrics::Metrics;
 use crate::state::Seen;
@@ -47,57 +48,6 @@ use crate::store::{Beat, Lease, LeaseClaim, Member, Store, StoreError};
 
 /// Members and leases nobody renewed for this long are forgotten.
 const FORGET_AFTER: Duration = Duration::from_secs(86_400);
-
-/// What the API shows of the cluster (`GET /api/v1/cluster`): cheap to
-/// clone, refreshed at each renewal.
-#[derive(Clone, Debug, Default)]
-pub struct View(Arc<RwLock<Snapshot>>);
-
-impl View {
-    pub fn snapshot(&self) -> Snapshot {
-        self.0.read().map(|s| s.clone()).unwrap_or_default()
-    }
-
-    fn set(&self, snapshot: Snapshot) {
-        if let Ok(mut s) = self.0.write() {
-            *s = snapshot;
-        }
-    }
-}
-
-/// The cluster as this instance last saw it.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Snapshot {
-    /// This instance's name.
-    pub instance: String,
-    pub region: Option<String>,
-    /// `postgres` (a cluster of one or more), or `sqlite` (always alone).
-    pub backend: &'static str,
-    pub lease_seconds: f64,
-    /// When the leases were last read; `None` alone.
-    pub updated_at: Option<DateTime<Utc>>,
-    pub members: Vec<MemberView>,
-    /// Each check's owner (`None`: nobody holds a live lease on it).
-    pub checks: Vec<Owner>,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct MemberView {
-    pub name: String,
-    pub region: Option<String>,
-    pub version: String,
-    pub started_at: Option<DateTime<Utc>>,
-    pub seen_at: Option<DateTime<Utc>>,
-    /// Live leases on checks it holds.
-    pub checks_owned: usize,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct Owner {
-    pub check: String,
-    pub owner: Option<String>,
-    pub expires_at: Option<DateTime<Utc>>,
-}
 
 /// This instance's part in the cluster: its leases, renewed by [`Cluster::run`].
 pub struct Cluster {
@@ -107,12 +57,16 @@ pub struct Cluster {
     incarnation: String,
     /// Each check's name, by index; keeper's own checks are not leased ([`leased`]).
     checks: Vec<CheckName>,
+    /// Each check's regions, by index: probed from this instance's region's
+    /// lease, decided through the check's own.
+    regions: Vec<Option<Regions>>,
     index: HashMap<CheckName, usize>,
     ownership: Ownership,
     board: Board,
     engine: EngineHandle,
     metrics: Metrics,
     view: View,
+    region_members: RegionMembers,
 }
 
 /// Which checks and duties this instance starts with: alone on SQLite,
@@ -138,13 +92,13 @@ pub fn ownership(config: &Config, store: &Store) -> Ownership {
 /// them held and the engine keeps their state; the new ones wait for its
 /// first renewal.
 pub fn carry_over(from: (&Config, &Ownership), to: (&Config, &Ownership)) {
-    let owned: std::collections::HashSet<&str> = (from.0.checks.iter().enumerate())
-        .filter(|(i, _)| from.1.owns(*i))
-        .map(|(_, c)| &*c.name)
+    let held: HashMap<&str, (bool, bool)> = (from.0.checks.iter().enumerate())
+        .map(|(i, c)| (&*c.name, (from.1.owns(i), from.1.probes(i))))
         .collect();
     for (i, check) in to.0.checks.iter().enumerate() {
-        if owned.contains(&*check.name) {
-            to.1.set(i, true);
+        if let Some(&(decides, probes)) = held.get(&*check.name) {
+            to.1.set_decides(i, decides);
+            to.1.set_probes(i, probes);
         }
     }
     for duty in Duty::ALL {
@@ -157,34 +111,6 @@ fn leased(name: &str) -> bool {
     !name.starts_with(crate::watchdog::PREFIX)
 }
 
-/// What an instance alone shows: itself the only member, owning everything.
-fn alone(config: &Config, metrics: &Metrics) -> Snapshot {
-    metrics.cluster_members.set(1);
-    metrics.checks_owned.set(config.checks.len() as i64);
-    Snapshot {
-        instance: config.cluster.name.clone(),
-        region: config.cluster.region.clone(),
-        backend: "sqlite",
-        lease_seconds: config.cluster.lease.as_secs_f64(),
-        updated_at: None,
-        members: vec![MemberView {
-            name: config.cluster.name.clone(),
-            region: config.cluster.region.clone(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            started_at: None,
-            seen_at: None,
-            checks_owned: config.checks.len(),
-        }],
-        checks: (config.checks.iter())
-            .map(|c| Owner {
-                check: c.name.to_string(),
-                owner: Some(config.cluster.name.clone()),
-                expires_at: None,
-            })
-            .collect(),
-    }
-}
-
 /// What building a cluster member needs from the other parts.
 pub struct Parts {
     pub store: Store,
@@ -193,6 +119,8 @@ pub struct Parts {
     pub metrics: Metrics,
     /// As [`ownership`] made it.
     pub ownership: Ownership,
+    /// Where `keeper:regions` reads which regions have live instances.
+    pub regions: RegionMembers,
 }
 
 /// This instance's part in the cluster for one config: on PostgreSQL a
@@ -201,7 +129,7 @@ pub struct Parts {
 pub fn start(config: &Config, parts: Parts, view: &View) -> Option<Cluster> {
     match parts.store {
         Store::Sqlite(_) => {
-            view.set(alone(config, &parts.metrics));
+            view.set(view::alone(config, &parts.metrics));
             None
         }
         Store::Postgres(_) => Some(Cluster::new(config, parts, view)),
@@ -221,12 +149,14 @@ impl Cluster {
             me: config.cluster.clone(),
             incarnation: format!("{:016x}", rand::random::<u64>()),
             checks,
+            regions: config.checks.iter().map(|c| c.regions.clone()).collect(),
             index,
             ownership: parts.ownership,
             board: parts.board,
             engine: parts.engine,
             metrics: parts.metrics,
             view: view.clone(),
+            region_members: parts.regions,
         }
     }
 
@@ -279,11 +209,22 @@ impl Cluster {
             "the database did not answer the first lease renewal: probing every check until it does"
         );
         for i in 0..self.checks.len() {
-            self.ownership.set(i, true);
+            self.ownership.set_decides(i, true);
+            self.ownership.set_probes(
+                i,
+                self.my_region_of(i).is_some() || self.regions[i].is_none(),
+            );
         }
         for duty in Duty::ALL {
             self.ownership.set_duty(duty, true);
         }
+    }
+
+    /// This instance's region, when check `i` is probed from it.
+    fn my_region_of(&self, i: usize) -> Option<&str> {
+        let mine = self.me.region.as_deref()?;
+        let regions = self.regions[i].as_ref()?;
+        regions.names.iter().any(|r| r == mine).then_some(mine)
     }
 
     /// Before the first renewal: rows nobody renewed for a day are
@@ -330,7 +271,8 @@ impl Cluster {
         let leases = self.store.leases().await?;
         let by_check = by_check(&leases);
         self.take_on(&held, &by_check).await;
-        self.show(&members, &by_check);
+        self.hear_regions(&leases).await;
+        self.show(&members, &leases, &by_check);
         Ok(())
     }
 
@@ -339,8 +281,23 @@ impl Cluster {
         let names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
         let mine =
             |key: &str| rendezvous::owner(key, names.iter().copied()) == Some(&*self.me.name);
+        // A check's region is probed by one of the members in that region.
+        let neighbours: Vec<&str> = (members.iter())
+            .filter(|m| m.region.is_some() && m.region == self.me.region)
+            .map(|m| m.name.as_str())
+            .collect();
+        let mine_here =
+            |key: &str| rendezvous::owner(key, neighbours.iter().copied()) == Some(&*self.me.name);
+        let checks: Vec<bool> = (self.checks.iter()).map(|c| leased(c) && mine(c)).collect();
+        let probes = (0..self.checks.len())
+            .map(|i| match &self.regions[i] {
+                None => checks[i],
+                Some(_) => self.my_region_of(i).is_some() && mine_here(&self.checks[i]),
+            })
+            .collect();
         Wanted {
-            checks: (self.checks.iter()).map(|c| leased(c) && mine(c)).collect(),
+            checks,
+            probes,
             duties: Duty::ALL.map(|d| mine(&format!("{DUTY_REGION}/{}", d.key()))),
         }
     }
@@ -350,8 +307,18 @@ impl Cluster {
     async fn give_up(&self, wanted: &Wanted) -> Result<(), StoreError> {
         let mut keys = Vec::new();
         for (i, name) in self.checks.iter().enumerate() {
+            if let Some(region) = self.my_region_of(i)
+                && self.ownership.probes(i)
+                && !wanted.probes[i]
+            {
+                self.ownership.set_probes(i, false);
+                keys.push((name.to_string(), region.to_string()));
+            }
             if leased(name) && self.ownership.owns(i) && !wanted.checks[i] {
-                self.ownership.set(i, false);
+                match self.regions[i] {
+                    None => self.ownership.set(i, false),
+                    Some(_) => self.ownership.set_decides(i, false),
+                }
                 keys.push((name.to_string(), String::new()));
             }
         }
@@ -384,6 +351,17 @@ impl Cluster {
                     .and_then(|seen| serde_json::to_string(&seen).ok()),
             })
             .collect();
+        // Each check with regions probed from here: this region's state of it.
+        for i in (0..self.checks.len()).filter(|&i| wanted.probes[i]) {
+            if let Some(region) = self.my_region_of(i) {
+                claims.push(LeaseClaim {
+                    name: self.checks[i].to_string(),
+                    region: region.to_string(),
+                    view: (self.board.regional(i))
+                        .and_then(|seen| serde_json::to_string(&seen).ok()),
+                });
+            }
+        }
         for (d, duty) in Duty::ALL.into_iter().enumerate() {
             if wanted.duties[d] {
                 claims.push(LeaseClaim {
@@ -408,11 +386,14 @@ impl Cluster {
             if !leased(name) {
                 continue;
             }
+            if let Some(region) = self.my_region_of(i) {
+                self.ownership.set_probes(i, holds(name, region));
+            }
             match (self.ownership.owns(i), holds(name, "")) {
                 (false, true) => gained.push((i, leases.get(&**name).and_then(|l| view_of(l)))),
                 (true, false) => {
-                    tracing::warn!(check = %name, "another instance holds this check's lease now: no longer probing it");
-                    self.ownership.set(i, false);
+                    tracing::warn!(check = %name, "another instance holds this check's lease now: no longer deciding it");
+                    self.stop_deciding(i);
                 }
                 _ => {}
             }
@@ -432,13 +413,49 @@ impl Cluster {
         }
         tracing::info!(checks = checks.len(), "taking on checks");
         for i in checks {
-            self.ownership.set(i, true);
+            match self.regions[i] {
+                None => self.ownership.set(i, true),
+                Some(_) => self.ownership.set_decides(i, true),
+            }
+        }
+    }
+
+    /// No longer decides check `i` (nor probes it, unless from its region).
+    fn stop_deciding(&self, i: usize) {
+        match self.regions[i] {
+            None => self.ownership.set(i, false),
+            Some(_) => self.ownership.set_decides(i, false),
+        }
+    }
+
+    /// Hands the engine each region's state of the checks with regions this
+    /// instance decides, as their probers published them.
+    async fn hear_regions(&self, leases: &[Lease]) {
+        let mut seen = Vec::new();
+        for lease in leases {
+            if lease.region.is_empty() || lease.region == DUTY_REGION {
+                continue;
+            }
+            let Some(&i) = self.index.get(lease.name.as_str()) else {
+                continue;
+            };
+            let listed =
+                (self.regions[i].as_ref()).is_some_and(|r| r.names.contains(&lease.region));
+            if listed
+                && self.ownership.owns(i)
+                && let Some(view) = view_of(lease)
+            {
+                seen.push((i, lease.region.clone(), view));
+            }
+        }
+        if !seen.is_empty() {
+            self.engine.regions_seen(seen).await;
         }
     }
 
     /// Shows the other instances' checks as their owners see them, and the
     /// members and owners to the API and the metrics.
-    fn show(&self, members: &[Member], leases: &ByCheck<'_>) {
+    fn show(&self, members: &[Member], all: &[Lease], leases: &ByCheck<'_>) {
         for lease in leases.values() {
             let Some(&i) = self.index.get(lease.name.as_str()) else {
                 continue;
@@ -454,43 +471,13 @@ impl Cluster {
         let owned = self.ownership.owned();
         self.metrics.cluster_members.set(members.len() as i64);
         self.metrics.checks_owned.set(owned as i64);
-        self.view.set(self.snapshot(members, leases));
-    }
-
-    fn snapshot(&self, members: &[Member], leases: &ByCheck<'_>) -> Snapshot {
-        let owner_of = |check: &str| leases.get(check).copied().filter(|l| l.live);
-        Snapshot {
-            instance: self.me.name.clone(),
-            region: self.me.region.clone(),
-            backend: "postgres",
-            lease_seconds: self.me.lease.as_secs_f64(),
-            updated_at: Some(Utc::now()),
-            members: (members.iter())
-                .map(|m| MemberView {
-                    name: m.name.clone(),
-                    region: m.region.clone(),
-                    version: m.version.clone(),
-                    started_at: Some(m.started_at),
-                    seen_at: Some(m.seen_at),
-                    checks_owned: (leases.values())
-                        .filter(|l| l.live && l.owner == m.name)
-                        .count(),
-                })
-                .collect(),
-            checks: (self.checks.iter())
-                .map(|c| {
-                    let lease = owner_of(c);
-                    Owner {
-                        check: c.to_string(),
-                        owner: match leased(c) {
-                            true => lease.map(|l| l.owner.clone()),
-                            false => Some(self.me.name.clone()),
-                        },
-                        expires_at: lease.map(|l| l.expires_at),
-                    }
-                })
-                .collect(),
-        }
+        let snapshot = self.snapshot(members, all, leases);
+        let probed_from = (snapshot.regions.iter())
+            .filter(|r| r.checks > 0)
+            .map(|r| (r.name.clone(), r.members.len()))
+            .collect();
+        self.region_members.set(probed_from);
+        self.view.set(snapshot);
     }
 
     /// At shutdown: gives every lease up, so the others take the checks at
@@ -500,6 +487,10 @@ impl Cluster {
             .filter(|&i| leased(&self.checks[i]) && self.ownership.owns(i))
             .map(|i| (self.checks[i].to_string(), String::new()))
             .collect();
+        keys.extend((0..self.checks.len()).filter_map(|i| {
+            let region = self.my_region_of(i).filter(|_| self.ownership.probes(i))?;
+            Some((self.checks[i].to_string(), region.to_string()))
+        }));
         keys.extend(
             (Duty::ALL.into_iter())
                 .filter(|&d| self.ownership.does(d))
@@ -521,7 +512,11 @@ impl Cluster {
 
 /// What this instance should own.
 struct Wanted {
+    /// Decide (and probe, for a check without regions).
     checks: Vec<bool>,
+    /// Probe: a check without regions as `checks`; one with regions from
+    /// this instance's region.
+    probes: Vec<bool>,
     duties: [bool; Duty::ALL.len()],
 }
 

@@ -14,6 +14,7 @@ mod error;
 mod kinds;
 mod matching;
 mod raw;
+mod regions;
 mod reports;
 mod status_page;
 mod zone;
@@ -150,6 +151,8 @@ pub struct CheckConfig {
     pub successes_before_resolve: u32,
     /// `enabled = false`: kept in [`Config::disabled`], not run.
     pub enabled: bool,
+    /// `regions` and `quorum`: probed from each region, decided by quorum.
+    pub regions: Option<crate::core::ownership::Regions>,
     pub probe: probe::Spec,
 }
 
@@ -316,7 +319,8 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
         s.checks.iter().map(|(n, _)| n.get_ref().clone()).collect();
     let mut checks = read_checks(s.checks, &defaults, &known_checks, errors);
     let deploys = apps::read_apps(deploy_watch, s.apps, &checks, errors);
-    checks.extend(s.watchdog.checks(&channels, &defaults, errors));
+    let regions = checks.iter().any(|c| c.enabled && c.regions.is_some());
+    checks.extend(s.watchdog.checks(&channels, regions, &defaults, errors));
     let routes = read_routes(s.routes, &channels, errors);
     let delivery = read_delivery(s.delivery, errors);
     let maintenance = read_maintenance(s.maintenance, &known_checks, errors);

@@ -206,10 +206,12 @@ pub struct Watchdog {
 
 impl Watchdog {
     /// keeper's own checks (`crate::watchdog` says which), as checks with
-    /// the `[watchdog]` schedule and the default thresholds.
+    /// the `[watchdog]` schedule and the default thresholds; `regions`:
+    /// some check is probed from regions.
     pub fn checks(
         self,
         channels: &[super::ChannelConfig],
+        regions: bool,
         defaults: &ResolvedDefaults,
         errors: &mut Collector,
     ) -> Vec<CheckConfig> {
@@ -239,7 +241,7 @@ impl Watchdog {
             settings.channel_failing_for = failing_for.0;
         }
         let names = channels.iter().map(|c| &*c.name);
-        watchdog::checks(&settings, names)
+        watchdog::checks(&settings, names, regions)
             .into_iter()
             .map(|own| CheckConfig {
                 name: own.name.into(),
@@ -253,6 +255,7 @@ impl Watchdog {
                 failures_before_alert: own.failures_before_alert,
                 successes_before_resolve: own.successes_before_resolve,
                 enabled: true,
+                regions: None,
                 probe: probe::Spec::Keeper(own.spec),
             })
             .collect()
@@ -291,6 +294,8 @@ pub struct Common {
     pub description: Option<String>,
     /// `false`: read and validated, but not run.
     pub enabled: Option<bool>,
+    pub regions: Option<Spanned<Vec<Spanned<String>>>>,
+    pub quorum: Option<Spanned<u32>>,
 }
 
 impl Common {
@@ -306,6 +311,8 @@ impl Common {
         "successes_before_resolve",
         "description",
         "enabled",
+        "regions",
+        "quorum",
     ];
 
     pub fn resolve(
@@ -351,6 +358,7 @@ impl Common {
             self.successes_before_resolve,
             errors,
         );
+        let regions = super::regions::read(&key, self.regions, self.quorum, errors);
         Some(CheckConfig {
             name: name.into_inner().into(),
             description: self.description,
@@ -367,6 +375,7 @@ impl Common {
             failures_before_alert: failures.unwrap_or(defaults.failures_before_alert),
             successes_before_resolve: successes.unwrap_or(defaults.successes_before_resolve),
             enabled: self.enabled.unwrap_or(true),
+            regions,
             probe,
         })
     }

@@ -73,6 +73,26 @@ impl SchedulerLag {
     }
 }
 
+/// The regions checks are probed from, each with its live instances, as
+/// the cluster last saw them; `None` until it has looked (and alone).
+#[derive(Clone, Debug, Default)]
+pub struct RegionMembers(Arc<std::sync::RwLock<Option<Vec<RegionCount>>>>);
+
+/// A region's name and how many live instances are in it.
+pub type RegionCount = (String, usize);
+
+impl RegionMembers {
+    pub fn set(&self, regions: Vec<RegionCount>) {
+        if let Ok(mut r) = self.0.write() {
+            *r = Some(regions);
+        }
+    }
+
+    pub fn get(&self) -> Option<Vec<RegionCount>> {
+        self.0.read().ok()?.clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,6 +17,9 @@ pub struct Board {
 struct BoardInner {
     checks: Vec<CheckStatus>,
     by_name: HashMap<String, usize>,
+    /// Checks with regions: their state from this instance's region, when
+    /// it probes them (published to the instance deciding them).
+    regional: HashMap<usize, Seen>,
 }
 
 impl Board {
@@ -47,6 +50,7 @@ impl Board {
             inner: Arc::new(RwLock::new(BoardInner {
                 checks: statuses,
                 by_name,
+                regional: HashMap::new(),
             })),
         }
     }
@@ -75,13 +79,29 @@ impl Board {
         b.checks.get(i).map(CheckStatus::seen)
     }
 
+    /// Check `i`'s state from this instance's region (a check with regions).
+    pub(super) fn set_regional(&self, i: usize, seen: Seen) {
+        if let Ok(mut b) = self.inner.write() {
+            b.regional.insert(i, seen);
+        }
+    }
+
+    /// What this instance saw of check `i` from its region, if it probes it.
+    pub fn regional(&self, i: usize) -> Option<Seen> {
+        self.inner.read().ok()?.regional.get(&i).cloned()
+    }
+
     /// Every check's status anew (a config reload), in the new config's order.
     pub(super) fn replace(&self, checks: Vec<CheckStatus>) {
         let by_name = (checks.iter().enumerate())
             .map(|(i, s)| (s.name.clone(), i))
             .collect();
         if let Ok(mut b) = self.inner.write() {
-            *b = BoardInner { checks, by_name };
+            *b = BoardInner {
+                checks,
+                by_name,
+                regional: HashMap::new(),
+            };
         }
     }
 

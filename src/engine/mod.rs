@@ -12,6 +12,7 @@ mod clock;
 mod commit;
 mod deploy;
 mod offline;
+mod regional;
 mod regression;
 mod reload;
 mod requests;
@@ -29,6 +30,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, mpsc};
 
 pub use board::Board;
+pub use regional::Place;
 pub use reload::Reshaped;
 pub use requests::{AckError, Command, EngineHandle};
 pub use shared::Reread;
@@ -60,6 +62,8 @@ struct CheckRuntime {
     deps: Vec<usize>,
     state: CheckState,
     open: Option<OpenIncident>,
+    /// A check with regions: each region's state ([`regional`]).
+    regional: Option<regional::Regional>,
 }
 
 /// How often open incidents are looked at for reminders.
@@ -87,6 +91,8 @@ pub struct Engine {
     /// Which checks (and duties) this instance acts on as time passes: all
     /// alone, its share in a cluster (`crate::cluster`).
     ownership: Ownership,
+    /// Where this instance probes checks with regions from.
+    place: Place,
 }
 
 /// What the engine's parts are built from.
@@ -107,6 +113,8 @@ pub struct Parts {
     pub deploys: crate::config::Deploys,
     /// Which checks and duties are this instance's.
     pub ownership: Ownership,
+    /// Its region, for checks with regions.
+    pub place: Place,
 }
 
 /// The engine's inputs, handed to [`Engine::run`].
@@ -126,6 +134,7 @@ impl Engine {
             metrics: parts.metrics.clone(),
             buffer: parts.buffer,
             engine: tx,
+            region: parts.place.region.as_deref().map(Into::into),
         };
         let engine = Engine {
             checks: runtimes(parts.checks),
@@ -140,6 +149,7 @@ impl Engine {
             deploys: deploy::Watch::new(parts.deploys),
             regressions: BTreeMap::new(),
             ownership: parts.ownership,
+            place: parts.place,
         };
         let handle = EngineHandle {
             commands: commands_tx,
@@ -283,6 +293,9 @@ impl Engine {
         let Some(rt) = self.checks.get_mut(obs.check) else {
             return;
         };
+        if rt.regional.is_some() {
+            return self.observe_regional(obs, now).await;
+        }
         let config = &rt.config;
         // Just after a deployment of its app, one failure is enough; a
         // regression since one stands for the sample while it is worse.
@@ -412,6 +425,7 @@ fn runtimes(checks: Vec<Arc<CheckConfig>>) -> Vec<CheckRuntime> {
         .into_iter()
         .zip(deps)
         .map(|(config, deps)| CheckRuntime {
+            regional: config.regions.is_some().then(Default::default),
             config,
             deps,
             state: CheckState::default(),

@@ -71,6 +71,7 @@ impl Engine {
         self.outbox = fresh.outbox;
         self.direct = fresh.direct;
         self.ownership = fresh.ownership;
+        self.place = fresh.place;
         for (i, rt) in self.checks.iter().enumerate() {
             self.metrics.set_status(i, rt.state.color);
         }
@@ -134,6 +135,9 @@ fn carry(
         }
         rt.state = was.state;
         rt.open = was.open;
+        if rt.regional.is_some() && was.regional.is_some() {
+            rt.regional = was.regional;
+        }
         if let Some(row) = rows.get(&name) {
             statuses[i] = CheckStatus {
                 description: rt.config.description.clone(),

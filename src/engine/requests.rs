@@ -51,6 +51,8 @@ pub enum Command {
     },
     /// Another instance changed shared state: read it again.
     Reread(super::Reread),
+    /// Regions' states of checks with regions, from their probers' leases.
+    Regions(Vec<(usize, String, Seen)>),
 }
 
 /// How the API talks to the engine. Cheap to clone.
@@ -102,6 +104,12 @@ impl EngineHandle {
         let _ = self.commands.send(Command::Reread(what)).await;
     }
 
+    /// What the instances probing checks from their regions last saw
+    /// (check index, region, state): the engine decides those it owns.
+    pub async fn regions_seen(&self, seen: Vec<(usize, String, Seen)>) {
+        let _ = self.commands.send(Command::Regions(seen)).await;
+    }
+
     async fn ask<T>(
         &self,
         command: Command,
@@ -146,6 +154,7 @@ impl Engine {
                 self.deployed(deployment, Utc::now());
             }
             Command::Reread(what) => self.reread(what).await,
+            Command::Regions(seen) => self.regions_seen(seen, Utc::now()).await,
         }
     }
 

@@ -21,6 +21,8 @@ pub struct Sink {
     pub(super) metrics: Metrics,
     pub(super) buffer: SampleBuffer,
     pub(super) engine: mpsc::Sender<Observation>,
+    /// This instance's region: the samples of checks with regions say it.
+    pub(super) region: Option<crate::core::CheckName>,
 }
 
 impl Sink {
@@ -44,6 +46,7 @@ impl Sink {
             latency_ms: sample.latency_ms(),
             message: sample.message.clone(),
             metrics: crate::core::metrics_json(&sample),
+            region: (config.regions.as_ref()).and(self.region.clone()),
         });
         // The engine only does memory work and rare transactions: waiting here is brief.
         let observation = Observation {

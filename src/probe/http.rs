@@ -61,6 +61,9 @@ pub struct Spec {
     pub ca_file: Option<PathBuf>,
     #[serde(default)]
     pub insecure_skip_verify: bool,
+    /// The local address to connect from (a host with several; blackbox's
+    /// `source_ip_address`).
+    pub source_address: Option<std::net::IpAddr>,
 }
 
 fn default_method() -> String {
@@ -153,6 +156,7 @@ impl Kind for Spec {
             }),
             follow_redirects: self.follow_redirects,
             tls,
+            source: self.source_address,
         })
     }
 }
@@ -172,6 +176,7 @@ pub struct Probe {
     expect: Box<Expect>,
     follow_redirects: bool,
     tls: tlsconf::Tls,
+    source: Option<std::net::IpAddr>,
 }
 
 #[derive(Debug)]
@@ -284,7 +289,7 @@ impl Probe {
             }
         };
         let port = url.port_or_known_default().unwrap_or(80);
-        let conn = tcp::connect(&host, port, run.deadline).await?;
+        let conn = tcp::connect(&host, port, self.source, run.deadline).await?;
         add(&mut run.phases.dns, conn.dns);
         add(&mut run.phases.connect, Some(conn.connect));
         // Lookup and peer as blackbox_exporter reports them: the first hop's.
@@ -561,6 +566,7 @@ mod tests {
             follow_redirects: true,
             ca_file: None,
             insecure_skip_verify: false,
+            source_address: None,
         };
         let err = |s: Spec| s.build("t", &ctx).err().map(|e| e.0).unwrap_or_default();
         assert!(err(spec("ftp://x/", "GET", ("a", "b"))).contains("not http or https"));

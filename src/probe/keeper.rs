@@ -24,6 +24,8 @@ pub enum Spec {
     Channel { name: String, failing_for: Duration },
     /// Probes start on time.
     Scheduler,
+    /// Every region a check is probed from has a live instance.
+    Regions,
 }
 
 impl Spec {
@@ -32,6 +34,7 @@ impl Spec {
             Spec::Storage => "storage".into(),
             Spec::Channel { name, .. } => format!("channel {name}"),
             Spec::Scheduler => "scheduler".into(),
+            Spec::Regions => "regions".into(),
         }
     }
 

@@ -62,7 +62,7 @@ pub struct Probe {
 
 impl Probe {
     pub async fn run(&self, deadline: Instant) -> Sample {
-        let mut conn = match connect(&self.host.host, self.host.port, deadline).await {
+        let mut conn = match connect(&self.host.host, self.host.port, None, deadline).await {
             Ok(conn) => conn,
             Err(reason) => return Sample::down(reason),
         };
@@ -156,9 +156,15 @@ pub(crate) struct Connected {
 }
 
 /// Resolves `host` (unless it is an IP literal) and connects to the first
-/// address that answers, before `deadline`. `Err` is a short reason for people:
+/// address that answers, before `deadline`, from `source` when given (a
+/// host's chosen address). `Err` is a short reason for people:
 /// `connect 127.0.0.1:8080: connection refused`.
-pub(crate) async fn connect(host: &str, port: u16, deadline: Instant) -> Result<Connected, String> {
+pub(crate) async fn connect(
+    host: &str,
+    port: u16,
+    source: Option<IpAddr>,
+    deadline: Instant,
+) -> Result<Connected, String> {
     let (addrs, dns) = match host.parse::<IpAddr>() {
         Ok(ip) => (vec![SocketAddr::new(ip, port)], None),
         Err(_) => {
@@ -177,7 +183,7 @@ pub(crate) async fn connect(host: &str, port: u16, deadline: Instant) -> Result<
     let started = Instant::now();
     let mut failure = String::new();
     for addr in addrs {
-        match timeout_at(deadline, TcpStream::connect(addr)).await {
+        match timeout_at(deadline, connect_from(source, addr)).await {
             Err(_) => return Err(format!("timed out connecting to {addr}")),
             Ok(Err(e)) => failure = format!("connect {addr}: {}", io_reason(&e)),
             Ok(Ok(stream)) => {
@@ -193,6 +199,19 @@ pub(crate) async fn connect(host: &str, port: u16, deadline: Instant) -> Result<
         }
     }
     Err(failure)
+}
+
+/// Connects to `addr`, from `source` when given.
+async fn connect_from(source: Option<IpAddr>, addr: SocketAddr) -> io::Result<TcpStream> {
+    let Some(source) = source else {
+        return TcpStream::connect(addr).await;
+    };
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(addr).await
 }
 
 /// An I/O error in a few lower-case words, without the `(os error 111)` tail.

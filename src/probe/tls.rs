@@ -84,7 +84,7 @@ pub struct Probe {
 
 impl Probe {
     pub async fn run(&self, deadline: Instant) -> Sample {
-        let conn = match tcp::connect(&self.host.host, self.host.port, deadline).await {
+        let conn = match tcp::connect(&self.host.host, self.host.port, None, deadline).await {
             Ok(conn) => conn,
             Err(reason) => return Sample::down(reason),
         };

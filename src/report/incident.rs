@@ -426,6 +426,7 @@ mod tests {
             latency_ms: 3.2,
             message: if up { "200 OK" } else { "got 503" }.into(),
             metrics: None,
+            region: None,
         }
     }
 

@@ -40,6 +40,8 @@ pub struct SampleRow {
     pub message: String,
     /// What else the sample measured, as a JSON object (see [`metrics_json`]).
     pub metrics: Option<String>,
+    /// The region it was taken from: a check with regions only.
+    pub region: Option<Arc<str>>,
 }
 
 /// Which incidents a listing wants.

@@ -124,7 +124,7 @@ pub(super) async fn insert_samples(
     let mut copy = tx
         .copy_in_raw(
             "COPY samples (check_name, at, duration_ms, up, color, status_code, latency_ms, message, \
-                           metrics) \
+                           metrics, region) \
              FROM STDIN (FORMAT text)",
         )
         .await
@@ -163,10 +163,14 @@ fn copy_row(buf: &mut String, row: &SampleRow) {
     let _ = write!(buf, "\t{}\t", row.latency_ms);
     copy_text(buf, &row.message);
     buf.push('\t');
-    match &row.metrics {
-        Some(json) => copy_text(buf, json),
-        None => buf.push_str("\\N"),
+    for value in [row.metrics.as_deref(), row.region.as_deref()] {
+        match value {
+            Some(text) => copy_text(buf, text),
+            None => buf.push_str("\\N"),
+        }
+        buf.push('\t');
     }
+    buf.pop();
     buf.push('\n');
 }
 

@@ -157,7 +157,7 @@ pub(super) async fn insert_samples(
         let mut insert = QueryBuilder::<Sqlite>::new(
             "INSERT INTO samples \
              (check_name, at, duration_ms, up, color, status_code, latency_ms, message, \
-              metrics) ",
+              metrics, region) ",
         );
         insert.push_values(chunk, |mut row, s| {
             row.push_bind(s.check.clone())
@@ -168,7 +168,8 @@ pub(super) async fn insert_samples(
                 .push_bind(s.status_code.map(i64::from))
                 .push_bind(s.latency_ms)
                 .push_bind(s.message.clone())
-                .push_bind(s.metrics.clone());
+                .push_bind(s.metrics.clone())
+                .push_bind(s.region.clone());
         });
         insert
             .build()

@@ -225,6 +225,7 @@ mod tests {
             latency_ms: 1.0,
             message: String::new(),
             metrics: None,
+            region: None,
         }
     }
 

@@ -22,21 +22,21 @@ use crate::support::{wait_for, wait_until};
 
 const TOKEN: &str = "cluster-test-token";
 /// Short, so takeovers come within seconds.
-const LEASE: &str = "3s";
+pub(crate) const LEASE: &str = "3s";
 
 /// One keeper process of a test cluster.
-struct Member {
-    name: &'static str,
+pub(crate) struct Member {
+    pub(crate) name: &'static str,
     config: PathBuf,
     process: Option<Process>,
-    base: String,
+    pub(crate) base: String,
     _dir: tempfile::TempDir,
 }
 
 impl Member {
     /// Starts instance `name` on `config` (the cluster section and the
     /// instance header added to every check).
-    async fn start(name: &'static str, config: TestConfig) -> Member {
+    pub(crate) async fn start(name: &'static str, config: TestConfig) -> Member {
         let dir = tempfile::tempdir().expect("a temp dir");
         let config = config
             .set("cluster", "name", name)
@@ -53,7 +53,7 @@ impl Member {
         }
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(p) = self.process.take() {
             p.kill();
         }
@@ -65,7 +65,7 @@ impl Member {
         self.process = Some(process);
     }
 
-    async fn get(&self, path: &str) -> Value {
+    pub(crate) async fn get(&self, path: &str) -> Value {
         let url = format!("{}{path}", self.base);
         let resp = reqwest::get(&url)
             .await

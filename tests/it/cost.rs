@@ -510,6 +510,7 @@ fn host_sample(at: DateTime<Utc>, memory: f64, cpu: f64) -> SampleRow {
         latency_ms: 1.0,
         message: "memory 50 %".into(),
         metrics: Some(json!({"memory_pct": memory, "cpu_pct": cpu, "disk_pct": 12.0}).to_string()),
+        region: None,
     }
 }
 

@@ -38,6 +38,7 @@ mod probe_safety;
 mod probes;
 mod prometheus;
 mod reads;
+mod regions;
 mod reload;
 mod reports;
 mod rollups;

@@ -51,6 +51,7 @@ fn sample(check: &str, at: DateTime<Utc>, up: bool, latency_ms: f64) -> SampleRo
         latency_ms,
         message: String::new(),
         metrics: None,
+        region: None,
     }
 }
 

@@ -38,6 +38,7 @@ fn sample(check: &str, at: DateTime<Utc>, up: bool) -> SampleRow {
             "connection refused".into()
         },
         metrics: up.then(|| r#"{"cert_days_left":12.5}"#.to_string()),
+        region: up.then(|| "fra".into()),
     }
 }
 

@@ -15,6 +15,7 @@ use crate::core::value::Crontab;
 use crate::incident::Silence;
 use crate::notify::outbox::Outbox;
 
+mod regional;
 mod shared;
 
 struct Fixture {
@@ -56,6 +57,7 @@ async fn fixture(checks_and_policy: &str) -> Fixture {
         queue: 16,
         deploys: config.deploys.clone(),
         ownership: crate::core::ownership::Ownership::all(config.checks.len()),
+        place: Default::default(),
     });
     engine.restore().await.expect("restore");
     Fixture {
@@ -354,6 +356,7 @@ fn stored(check: &str, at: DateTime<Utc>, latency_ms: f64) -> crate::store::Samp
         latency_ms,
         message: "200 OK".into(),
         metrics: None,
+        region: None,
     }
 }
 
@@ -470,6 +473,7 @@ fn reshape_parts(f: &Fixture, checks_and_policy: &str) -> Parts {
         queue: 16,
         deploys: config.deploys.clone(),
         ownership: crate::core::ownership::Ownership::all(config.checks.len()),
+        place: Default::default(),
     }
 }
 

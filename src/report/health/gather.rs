@@ -238,6 +238,7 @@ mod tests {
             latency_ms: 1.0,
             message: String::new(),
             metrics: Some(m.into()),
+            region: None,
         };
         acc.add(&row(
             r#"{"memory_pct": 50, "cert_days_left": 20, "connections": 3}"#,

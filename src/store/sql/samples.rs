@@ -37,7 +37,7 @@ impl Store {
     ) -> Result<Vec<SampleRow>> {
         self.query(
             "SELECT check_name, at, duration_ms, up, color, status_code, latency_ms, message, \
-                    metrics \
+                    metrics, region \
              FROM samples WHERE check_name = $1 AND at >= $2 ORDER BY at LIMIT $3",
         )
         .bind(check)
@@ -52,14 +52,14 @@ impl Store {
     pub async fn latest_samples(&self) -> Result<Vec<SampleRow>> {
         let sql = self.pick(
             "SELECT s.check_name, s.at, s.duration_ms, s.up, s.color, s.status_code, \
-                    s.latency_ms, s.message, s.metrics \
+                    s.latency_ms, s.message, s.metrics, s.region \
              FROM (SELECT DISTINCT check_name FROM samples) c \
              JOIN samples s ON s.rowid = ( \
                  SELECT rowid FROM samples \
                  WHERE check_name = c.check_name ORDER BY at DESC LIMIT 1) \
              ORDER BY s.check_name",
             "SELECT DISTINCT ON (check_name) check_name, at, duration_ms, up, color, \
-                    status_code, latency_ms, message, metrics \
+                    status_code, latency_ms, message, metrics, region \
              FROM samples ORDER BY check_name, at DESC",
         );
         let rows = self
@@ -155,5 +155,6 @@ fn sample(row: &Row) -> Result<SampleRow> {
         latency_ms: row.get("latency_ms")?,
         message: row.get("message")?,
         metrics: row.get("metrics")?,
+        region: row.get::<Option<String>>("region")?.map(Into::into),
     })
 }
