@@ -27,6 +27,21 @@ pub struct CheckState {
     ok_streak: u32,
 }
 
+/// How many failing and green samples in a row a check has seen: what its
+/// next owner carries on from, so a check changing hands keeps its
+/// hysteresis.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Streaks {
+    pub failing: u32,
+    pub green: u32,
+}
+
+impl Streaks {
+    pub fn is_empty(&self) -> bool {
+        *self == Streaks::default()
+    }
+}
+
 /// What an observation did to the state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Change {
@@ -72,6 +87,19 @@ impl CheckState {
             fail_streak: 0,
             ok_streak: 0,
         }
+    }
+
+    pub fn streaks(&self) -> Streaks {
+        Streaks {
+            failing: self.fail_streak,
+            green: self.ok_streak,
+        }
+    }
+
+    /// Carries on the streaks another instance counted (a check taken over).
+    pub fn carry_on(&mut self, streaks: Streaks) {
+        self.fail_streak = streaks.failing;
+        self.ok_streak = streaks.green;
     }
 
     pub fn is_healthy(&self) -> bool {
@@ -148,6 +176,10 @@ pub struct CheckStatus {
     pub last_run_at: Option<DateTime<Utc>>,
     pub latency_ms: Option<f64>,
     pub incident: Option<i64>,
+    /// The hysteresis counts behind `color`: published to the other
+    /// instances, not shown.
+    #[serde(skip)]
+    pub streaks: Streaks,
 }
 
 impl CheckStatus {
@@ -161,6 +193,7 @@ impl CheckStatus {
             last_run_at: self.last_run_at,
             latency_ms: self.latency_ms,
             incident: self.incident,
+            streaks: self.streaks,
         }
     }
 
@@ -173,6 +206,7 @@ impl CheckStatus {
         self.last_run_at = seen.last_run_at;
         self.latency_ms = seen.latency_ms;
         self.incident = seen.incident;
+        self.streaks = seen.streaks;
     }
 }
 
@@ -188,6 +222,9 @@ pub struct Seen {
     pub last_run_at: Option<DateTime<Utc>>,
     pub latency_ms: Option<f64>,
     pub incident: Option<i64>,
+    /// Absent from views of older versions: no count carried on.
+    #[serde(default, skip_serializing_if = "Streaks::is_empty")]
+    pub streaks: Streaks,
 }
 
 #[cfg(test)]

@@ -41,6 +41,10 @@ impl Engine {
                 ),
                 None => CheckState::default(),
             };
+            // The last owner's counts: one failure there and one here make two.
+            if let Some(seen) = &seen {
+                rt.state.carry_on(seen.streaks);
+            }
             self.metrics.set_status(i, rt.state.color);
             if let Some(seen) = seen {
                 self.board.show(i, seen);

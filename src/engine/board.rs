@@ -39,6 +39,7 @@ impl Board {
                 last_run_at: None,
                 latency_ms: None,
                 incident: None,
+                streaks: Default::default(),
             })
             .collect();
         let by_name = statuses

@@ -349,6 +349,7 @@ impl Engine {
             s.last_run_at = Some(obs.sample.at);
             s.latency_ms = Some(obs.sample.latency_ms());
             s.incident = incident;
+            s.streaks = state.streaks();
         });
     }
 

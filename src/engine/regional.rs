@@ -59,6 +59,7 @@ impl Engine {
             last_run_at: Some(obs.sample.at),
             latency_ms,
             incident: None,
+            streaks: mine.streaks(),
         };
         self.board.set_regional(i, seen.clone());
         if let Some(region) = self.place.region.clone() {
@@ -133,6 +134,7 @@ impl Engine {
             s.message = message;
             s.last_run_at = last_run_at;
             s.incident = incident;
+            s.streaks = state.streaks();
         });
     }
 }

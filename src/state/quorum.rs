@@ -123,6 +123,7 @@ mod tests {
             last_run_at: Some(at(ran)),
             latency_ms: None,
             incident: None,
+            streaks: Default::default(),
         }
     }
 

@@ -18,6 +18,7 @@ fn view(f: &Fixture, color: Color, s: i64) -> Seen {
         last_run_at: Some(f.at(s)),
         latency_ms: None,
         incident: None,
+        streaks: Default::default(),
     }
 }
 

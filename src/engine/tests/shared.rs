@@ -98,3 +98,36 @@ async fn a_silence_created_elsewhere_holds_the_page_once_reread() {
     assert_eq!(f.timeline(id).await, ["opened"]);
     assert!(f.queued().await.is_empty(), "held by the silence");
 }
+
+/// A check taken over from another instance carries on its hysteresis: one
+/// failure counted there and one here open the incident of a check that
+/// alerts at the second failure.
+#[tokio::test]
+async fn a_check_taken_over_keeps_the_failures_counted_by_its_last_owner() {
+    let two = WEB.replace("failures_before_alert = 1", "failures_before_alert = 2");
+    let mut f = fixture(&two).await;
+    let web = f.index("web");
+    let seen = crate::state::Seen {
+        color: Color::Green,
+        severity: None,
+        message: "503".into(),
+        since: None,
+        last_run_at: Some(f.at(0)),
+        latency_ms: None,
+        incident: None,
+        streaks: crate::state::Streaks {
+            failing: 1,
+            green: 0,
+        },
+    };
+    f.engine
+        .adopt(vec![(web, Some(seen))])
+        .await
+        .expect("adopted");
+    f.sample("web", Some(Severity::Critical), 10).await;
+    assert_eq!(
+        f.queued_kinds().await,
+        [("web".to_string(), EventKind::Opened)],
+        "the second failure in a row, counted over two instances"
+    );
+}
