@@ -111,7 +111,7 @@ pub fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(exit) => exit.into(),
         Err(e) => {
-            eprintln!("keeper: {e:#}");
+            eprintln!("keeper: {}", said_once(&e));
             Exit::Failed.into()
         }
     }
@@ -413,6 +413,23 @@ fn describe_routes(config: &Config) -> String {
                 format!(" (match {matches})")
             },
         );
+    }
+    out
+}
+
+/// An error and its causes, each said once: keeper's errors mostly end with
+/// their cause's words already, which `{:#}` would repeat.
+pub(crate) fn said_once(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
     }
     out
 }

@@ -77,7 +77,7 @@ pub async fn run(config: &Path, args: Args) -> Exit {
     match fetch(config, args).await {
         Ok(exit) => exit,
         Err(e) => {
-            eprintln!("keeper: {e:#}");
+            eprintln!("keeper: {}", super::said_once(&e));
             Exit::Unknown
         }
     }

@@ -571,3 +571,34 @@ async fn keeper_config_names_the_config_when_c_is_not_given() {
     assert_eq!(code, 1);
     assert!(err.contains("no/such.toml"), "{err}");
 }
+
+/// A storage failure at start says its cause once (each error's words
+/// already end with its cause's).
+#[test]
+fn a_start_failure_says_its_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("keeper.toml");
+    let file = dir.path().join("missing").join("keeper.db");
+    let text = format!(
+        "[storage]\nurl = \"sqlite://{}\"\n\n[server]\nlisten = \"127.0.0.1:0\"\n",
+        file.display()
+    );
+    std::fs::write(&config, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keeper"))
+        .args(["run", "-c"])
+        .arg(&config)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("keeper: storage"))
+        .unwrap_or_else(|| panic!("no storage error in {stderr}"));
+    assert!(line.contains("locking the SQLite database"), "{line}");
+    assert_eq!(
+        line.matches("No such file or directory").count(),
+        1,
+        "{line}"
+    );
+}
