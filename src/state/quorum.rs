@@ -133,16 +133,24 @@ mod tests {
             .collect()
     }
 
+    /// What `quorum` regions decide of `list`, counting states since `at(0)`.
+    fn decided(quorum: usize, list: &[(&str, Seen)]) -> Verdict {
+        match combine(&regions(quorum), &views(list), at(0)) {
+            Combined::Decided(verdict) => verdict,
+            other => panic!("decided, not {other:?}"),
+        }
+    }
+
     #[test]
     fn one_region_down_of_three_is_no_quorum_of_two() {
-        let v = views(&[
-            ("fra", seen(Color::Red, "connection refused", 100)),
-            ("iad", seen(Color::Green, "200 OK", 100)),
-            ("syd", seen(Color::Green, "200 OK", 100)),
-        ]);
-        let Combined::Decided(verdict) = combine(&regions(2), &v, at(0)) else {
-            panic!("decided");
-        };
+        let verdict = decided(
+            2,
+            &[
+                ("fra", seen(Color::Red, "connection refused", 100)),
+                ("iad", seen(Color::Green, "200 OK", 100)),
+                ("syd", seen(Color::Green, "200 OK", 100)),
+            ],
+        );
         assert_eq!(verdict.color, Color::Green);
         assert_eq!(verdict.severity, None);
         assert_eq!(
@@ -153,14 +161,14 @@ mod tests {
 
     #[test]
     fn two_regions_down_reach_the_quorum_and_are_named() {
-        let v = views(&[
-            ("fra", seen(Color::Red, "connection refused", 100)),
-            ("iad", seen(Color::Red, "503", 100)),
-            ("syd", seen(Color::Green, "200 OK", 100)),
-        ]);
-        let Combined::Decided(verdict) = combine(&regions(2), &v, at(0)) else {
-            panic!("decided");
-        };
+        let verdict = decided(
+            2,
+            &[
+                ("fra", seen(Color::Red, "connection refused", 100)),
+                ("iad", seen(Color::Red, "503", 100)),
+                ("syd", seen(Color::Green, "200 OK", 100)),
+            ],
+        );
         assert_eq!(verdict.color, Color::Red);
         assert_eq!(verdict.severity, Some(Severity::Critical));
         assert!(
@@ -175,14 +183,14 @@ mod tests {
     #[test]
     fn the_quorum_th_worst_color_is_the_checks() {
         // One red and one yellow of quorum 2: both fail, the second worst is yellow.
-        let v = views(&[
-            ("fra", seen(Color::Red, "refused", 100)),
-            ("iad", seen(Color::Yellow, "slow", 100)),
-            ("syd", seen(Color::Green, "ok", 100)),
-        ]);
-        let Combined::Decided(verdict) = combine(&regions(2), &v, at(0)) else {
-            panic!("decided");
-        };
+        let verdict = decided(
+            2,
+            &[
+                ("fra", seen(Color::Red, "refused", 100)),
+                ("iad", seen(Color::Yellow, "slow", 100)),
+                ("syd", seen(Color::Green, "ok", 100)),
+            ],
+        );
         assert_eq!(verdict.color, Color::Yellow);
         assert_eq!(
             verdict.severity,
@@ -212,32 +220,29 @@ mod tests {
             other => panic!("undecided, not {other:?}"),
         }
         // Two up and one never seen: it cannot reach the quorum, green.
-        let v = views(&[
-            ("fra", seen(Color::Green, "ok", 100)),
-            ("syd", seen(Color::Green, "ok", 100)),
-        ]);
-        let Combined::Decided(verdict) = combine(&regions(2), &v, at(0)) else {
-            panic!("decided");
-        };
+        let verdict = decided(
+            2,
+            &[
+                ("fra", seen(Color::Green, "ok", 100)),
+                ("syd", seen(Color::Green, "ok", 100)),
+            ],
+        );
         assert_eq!(verdict.color, Color::Green);
         assert!(verdict.reason.contains("unknown from iad"));
         // Two down and one unknown reach it whatever the third says.
-        let v = views(&[
-            ("fra", seen(Color::Red, "refused", 100)),
-            ("iad", seen(Color::Red, "refused", 100)),
-        ]);
-        let Combined::Decided(verdict) = combine(&regions(2), &v, at(0)) else {
-            panic!("decided");
-        };
+        let verdict = decided(
+            2,
+            &[
+                ("fra", seen(Color::Red, "refused", 100)),
+                ("iad", seen(Color::Red, "refused", 100)),
+            ],
+        );
         assert_eq!(verdict.color, Color::Red);
     }
 
     #[test]
     fn quorum_of_one_fails_on_any_region() {
-        let v = views(&[("syd", seen(Color::Red, "refused", 100))]);
-        let Combined::Decided(verdict) = combine(&regions(1), &v, at(0)) else {
-            panic!("decided");
-        };
+        let verdict = decided(1, &[("syd", seen(Color::Red, "refused", 100))]);
         assert_eq!(verdict.color, Color::Red);
     }
 }

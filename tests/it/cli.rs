@@ -577,18 +577,12 @@ async fn keeper_config_names_the_config_when_c_is_not_given() {
 #[test]
 fn a_start_failure_says_its_cause_once() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("keeper.toml");
     let file = dir.path().join("missing").join("keeper.db");
     let text = format!(
         "[storage]\nurl = \"sqlite://{}\"\n\n[server]\nlisten = \"127.0.0.1:0\"\n",
         file.display()
     );
-    std::fs::write(&config, text).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keeper"))
-        .args(["run", "-c"])
-        .arg(&config)
-        .output()
-        .expect("runs");
+    let out = crate::support::keeper_on_config(dir.path(), &["run"], &text);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     let line = stderr

@@ -546,18 +546,12 @@ fn values_two_checks_cannot_share_are_refused_at_load() {
 #[test]
 fn check_config_refuses_a_missing_ca_file_with_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("keeper.toml");
     let missing = dir.path().join("missing-ca.pem");
     let text = format!(
         "[checks.web]\nkind = \"http\"\nurl = \"https://127.0.0.1:1/\"\nca_file = \"{}\"\n",
         missing.display()
     );
-    std::fs::write(&path, text).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keeper"))
-        .args(["check-config", "-c"])
-        .arg(&path)
-        .output()
-        .expect("runs");
+    let out = crate::support::keeper_on_config(dir.path(), &["check-config"], &text);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(

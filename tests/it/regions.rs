@@ -301,14 +301,8 @@ fn regions_and_quorum_are_checked_where_they_are_written() {
 #[test]
 fn regions_on_sqlite_are_refused_naming_the_check() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("keeper.toml");
     let text = "[checks.web]\nkind = \"http\"\nurl = \"http://127.0.0.1:1/\"\nregions = [\"fra\", \"iad\"]\n";
-    std::fs::write(&path, text).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keeper"))
-        .args(["check-config", "-c"])
-        .arg(&path)
-        .output()
-        .expect("runs");
+    let out = crate::support::keeper_on_config(dir.path(), &["check-config"], text);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(

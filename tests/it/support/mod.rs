@@ -82,6 +82,19 @@ pub fn parse_config(text: &str) -> Result<keeper::config::Config, keeper::config
     keeper::config::Config::parse(std::path::Path::new("keeper.toml"), text, &|_| None)
 }
 
+/// `keeper ARGS -c DIR/keeper.toml` with `text` written there, to its end:
+/// what it printed and how it exited.
+pub fn keeper_on_config(dir: &std::path::Path, args: &[&str], text: &str) -> std::process::Output {
+    let path = dir.join("keeper.toml");
+    std::fs::write(&path, text).expect("writing the config");
+    std::process::Command::new(env!("CARGO_BIN_EXE_keeper"))
+        .args(args)
+        .arg("-c")
+        .arg(&path)
+        .output()
+        .expect("keeper runs")
+}
+
 /// The one error config text is refused with, as shown to people
 /// (`keeper.toml:LINE:COLUMN: key: reason`); panics unless refused with exactly one.
 pub fn config_error(text: &str) -> String {
