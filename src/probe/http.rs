@@ -14,6 +14,7 @@
 //! (`keepalive.rs` owns it and the rule for retrying a kept connection).
 
 mod expect;
+mod hop;
 mod keepalive;
 mod wire;
 
@@ -22,7 +23,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONNECTION, HOST, HeaderMap, HeaderName, HeaderValue, USER_AGENT};
+use http::header::{CONNECTION, HeaderMap, HeaderName, HeaderValue, USER_AGENT};
 use http::{Method, Request, StatusCode};
 use http_body_util::Full;
 use serde::Deserialize;
@@ -35,7 +36,7 @@ use crate::core::SpecProblem;
 use crate::core::sample::ConnInfo;
 use crate::core::value::Pattern;
 use crate::core::{CertInfo, HttpInfo, Phases, Sample};
-use expect::status_text;
+use hop::{FirstHop, add_host, connect_host, next_hop};
 use wire::Conn;
 
 /// The most body read; the rest is not downloaded.
@@ -150,7 +151,19 @@ impl Kind for Spec {
             self.insecure_skip_verify,
             &[b"http/1.1"],
         )?;
+        let mut first_headers = headers.clone();
+        add_host(&mut first_headers, &url).map_err(BuildError)?;
+        let target = &url[url::Position::BeforePath..url::Position::AfterQuery];
+        let first = Box::new(FirstHop {
+            target: target
+                .parse()
+                .map_err(|e| BuildError(format!("url: the path and query {target:?}: {e}")))?,
+            headers: first_headers,
+            host: connect_host(&url).map_err(BuildError)?,
+            port: url.port_or_known_default().unwrap_or(80),
+        });
         Ok(Probe {
+            first,
             url,
             method,
             headers,
@@ -187,6 +200,8 @@ pub struct Probe {
     tls: tlsconf::Tls,
     /// With `keepalive`: the idle connection to the configured URL, between runs.
     kept: Option<Box<keepalive::Slot>>,
+    /// The configured URL's request target, headers and address, made once.
+    first: Box<FirstHop>,
 }
 
 #[derive(Debug)]
@@ -254,11 +269,13 @@ impl Probe {
             failed_due_to_regex: false,
             connection: None,
         };
-        let mut url = self.url.clone();
+        // The hop after a redirect; the first goes to the configured URL.
+        let mut hop: Option<Url> = None;
         let mut method = self.method.clone();
         let mut body = self.body.clone();
         loop {
-            let response = match self.exchange(&url, &method, &body, &mut run).await {
+            let url = hop.as_ref().unwrap_or(&self.url);
+            let response = match self.exchange(url, &method, &body, &mut run).await {
                 Ok(response) => response,
                 Err(reason) => return run.sample(Err(reason), None),
             };
@@ -277,12 +294,12 @@ impl Probe {
                 );
                 return run.sample(Err(reason), Some(&response));
             }
-            let next = match next_hop(&url, location, status) {
+            let next = match next_hop(url, location, status) {
                 Ok(next) => next,
                 Err(reason) => return run.sample(Err(reason), Some(&response)),
             };
             run.left_origin |= next.origin() != self.url.origin();
-            url = next;
+            hop = Some(next);
             run.redirects += 1;
             // Browsers' and curl's rule: 303, and 301/302 after a POST, become a GET without body.
             if status == StatusCode::SEE_OTHER
@@ -316,19 +333,14 @@ impl Probe {
     /// A new connection to `url`'s host and port (and the TLS handshake for
     /// https), timed into `run`; with what it learned of the peer.
     async fn open(&self, url: &Url, run: &mut Run) -> Result<(Conn, Peer), String> {
-        let host = match url.host() {
-            Some(url::Host::Domain(name)) => name.to_string(),
-            Some(url::Host::Ipv4(ip)) => ip.to_string(),
-            Some(url::Host::Ipv6(ip)) => ip.to_string(),
-            None => {
-                return Err(format!(
-                    "{}: no host",
-                    crate::core::redact::url(url.as_str())
-                ));
-            }
+        let later;
+        let (host, port) = if run.redirects == 0 {
+            (&self.first.host, self.first.port)
+        } else {
+            later = connect_host(url)?;
+            (&later, url.port_or_known_default().unwrap_or(80))
         };
-        let port = url.port_or_known_default().unwrap_or(80);
-        let conn = tcp::connect(&host, port, run.deadline).await?;
+        let conn = tcp::connect(host, port, run.deadline).await?;
         add(&mut run.phases.dns, conn.dns);
         add(&mut run.phases.connect, Some(conn.connect));
         // Lookup and peer as blackbox_exporter reports them: the first hop's.
@@ -343,7 +355,7 @@ impl Probe {
             let http = Conn::handshake(conn.stream, addr).await?;
             return Ok((http, Peer::default()));
         }
-        let name = tlsconf::server_name(&host).map_err(|e| e.0)?;
+        let name = tlsconf::server_name(host).map_err(|e| e.0)?;
         let started = Instant::now();
         let handshake = self.tls.connector().connect(name.clone(), conn.stream);
         let stream = match timeout_at(run.deadline, handshake).await {
@@ -390,6 +402,14 @@ impl Probe {
         body: &Bytes,
         left_origin: bool,
     ) -> Result<Request<Full<Bytes>>, String> {
+        if url == &self.url && !left_origin {
+            // The configured URL's request, parsed once at build.
+            let mut request = Request::new(Full::new(body.clone()));
+            *request.method_mut() = method.clone();
+            *request.uri_mut() = self.first.target.clone();
+            *request.headers_mut() = self.first.headers.clone();
+            return Ok(request);
+        }
         let target = &url[url::Position::BeforePath..url::Position::AfterQuery];
         let mut request = Request::builder()
             .method(method.clone())
@@ -406,15 +426,7 @@ impl Probe {
         } else {
             self.headers.clone()
         };
-        if !request.headers().contains_key(HOST) {
-            let host = url.host_str().unwrap_or_default();
-            let host = match url.port() {
-                Some(port) => format!("{host}:{port}"),
-                None => host.to_string(),
-            };
-            let host = HeaderValue::from_str(&host).map_err(|e| format!("Host {host:?}: {e}"))?;
-            request.headers_mut().insert(HOST, host);
-        }
+        add_host(request.headers_mut(), url)?;
         Ok(request)
     }
 }
@@ -470,32 +482,6 @@ impl Run {
         let ms = tcp::ms(self.started.elapsed());
         format!("timed out after {ms:.0} ms {doing}")
     }
-}
-
-/// Where a redirect from `from` to `location` leads: an absolute http(s) URL,
-/// and never from `https` down to `http`.
-fn next_hop(from: &Url, location: &str, status: StatusCode) -> Result<Url, String> {
-    let next = from
-        .join(location)
-        .map_err(|e| e.to_string())
-        .and_then(|u| api::check_url(&u).map(|()| u))
-        .map_err(|e| {
-            let shown = crate::core::redact::url(location);
-            format!("{} redirect to {shown:?}: {e}", status_text(status))
-        })?;
-    if from.scheme() == "https" && next.scheme() == "http" {
-        return Err(format!(
-            "redirect from {} to insecure {} refused",
-            shown(from),
-            shown(&next)
-        ));
-    }
-    Ok(next)
-}
-
-/// `https://host:port/path` of `url`: no userinfo, no query, for messages.
-fn shown(url: &Url) -> String {
-    format!("{}{}", url.origin().ascii_serialization(), url.path())
 }
 
 /// Adds a phase's time to what earlier hops spent in it.

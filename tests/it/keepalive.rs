@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use keeper::core::{Outcome, Sample};
 use keeper::probe::{Context, Probe, Spec, http};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::task::AbortOnDropHandle;
 
-use crate::support;
+use crate::support::{self, target::TestCa};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -49,10 +49,23 @@ struct Server {
 
 impl Server {
     async fn start(behaviour: Behaviour) -> Server {
+        Server::spawn(behaviour, None).await
+    }
+
+    /// HTTPS with `tls`'s certificate; the URL names `localhost`.
+    async fn start_tls(behaviour: Behaviour, tls: tokio_rustls::TlsAcceptor) -> Server {
+        Server::spawn(behaviour, Some(tls)).await
+    }
+
+    async fn spawn(behaviour: Behaviour, tls: Option<tokio_rustls::TlsAcceptor>) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local address");
+        let url = match &tls {
+            None => format!("http://{addr}/health"),
+            Some(_) => format!("https://localhost:{}/health", addr.port()),
+        };
         let server = Server {
-            url: format!("http://{addr}/health"),
+            url,
             connections: Arc::default(),
             requests: Arc::default(),
             closed: Arc::default(),
@@ -71,8 +84,16 @@ impl Server {
                 shared.0.fetch_add(1, Ordering::SeqCst);
                 let (requests, closed, heads) =
                     (shared.1.clone(), shared.2.clone(), shared.3.clone());
+                let tls = tls.clone();
                 conns.spawn(async move {
-                    serve(tcp, behaviour, &requests, &heads).await;
+                    match tls {
+                        None => serve(tcp, behaviour, &requests, &heads).await,
+                        Some(tls) => {
+                            if let Ok(stream) = tls.accept(tcp).await {
+                                serve(stream, behaviour, &requests, &heads).await;
+                            }
+                        }
+                    }
                     closed.fetch_add(1, Ordering::SeqCst);
                 });
             }
@@ -94,7 +115,7 @@ impl Server {
 
 /// Serves one connection as `behaviour` says; returns when it is closed.
 async fn serve(
-    mut tcp: TcpStream,
+    mut tcp: impl AsyncRead + AsyncWrite + Unpin,
     behaviour: Behaviour,
     requests: &AtomicUsize,
     heads: &Mutex<Vec<String>>,
@@ -128,7 +149,7 @@ async fn serve(
 }
 
 /// One request head (GET: no body), or `None` once the client left.
-async fn read_head(tcp: &mut TcpStream) -> Option<String> {
+async fn read_head(tcp: &mut (impl AsyncRead + Unpin)) -> Option<String> {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -141,9 +162,14 @@ async fn read_head(tcp: &mut TcpStream) -> Option<String> {
 }
 
 fn probe(url: &str, keepalive: bool) -> Probe {
+    probe_with(url, keepalive, "")
+}
+
+fn probe_with(url: &str, keepalive: bool, more: &str) -> Probe {
     support::init();
     let spec: http::Spec =
-        toml::from_str(&format!("url = {url:?}\nkeepalive = {keepalive}")).expect("http spec");
+        toml::from_str(&format!("url = {url:?}\nkeepalive = {keepalive}\n{more}"))
+            .expect("http spec");
     Spec::Http(spec)
         .build("test", &Context::system())
         .expect("build http probe")
@@ -220,6 +246,40 @@ async fn keepalive_runs_share_one_connection_and_say_it_was_reused() {
             .all(|h| !h.to_ascii_lowercase().contains("connection: close")),
         "{heads:?}"
     );
+}
+
+#[tokio::test]
+async fn https_keepalive_reuses_the_connection_and_still_reports_the_certificate() {
+    support::init();
+    let ca = TestCa::new();
+    let leaf = ca.leaf_expiring_in(chrono::Duration::days(5));
+    let tls = tokio_rustls::TlsAcceptor::from(leaf.server_config());
+    let server = Server::start_tls(Behaviour::KeepsAlive, tls).await;
+    let probe = probe_with(&server.url, true, &format!("ca_file = {:?}", ca.ca_file()));
+
+    let first = probe.run(TIMEOUT).await;
+    let second = probe.run(TIMEOUT).await;
+
+    assert_up(&first);
+    assert_up(&second);
+    assert_eq!(reused(&first), Some(false), "{first:?}");
+    assert_eq!(reused(&second), Some(true), "{second:?}");
+    assert!(first.http.as_ref().unwrap().phases.tls.is_some());
+    assert_eq!(
+        second.http.as_ref().unwrap().phases.tls,
+        None,
+        "no handshake when reused"
+    );
+    assert!(second.http.as_ref().unwrap().ssl);
+    for sample in [&first, &second] {
+        let days = sample
+            .metric(keeper::core::Metric::CertDaysLeft)
+            .unwrap_or_else(|| panic!("no cert_days_left in {sample:?}"));
+        assert!((4.9..=5.0).contains(&days), "{days}");
+        assert_eq!(sample.conn.tls_version, first.conn.tls_version);
+        assert!(sample.conn.verified_chain_expiry.is_some(), "{sample:?}");
+    }
+    assert_eq!(server.connections(), 1);
 }
 
 #[tokio::test]
