@@ -58,6 +58,10 @@ pub struct HttpInfo {
     pub ssl: bool,
     /// The run failed because the body did not match `body_regex`.
     pub failed_due_to_regex: bool,
+    /// With `keepalive = true`: whether the first request went over the
+    /// connection kept from an earlier run (`false`: a new one was opened);
+    /// `None` for a check without `keepalive`, where every run opens one.
+    pub connection_reused: Option<bool>,
 }
 
 /// What a probe learned about the connection it made (blackbox_exporter's

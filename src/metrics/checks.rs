@@ -34,8 +34,9 @@ const DNS_LOOKUP: usize = 7;
 const IP_PROTOCOL: usize = 8;
 const CERT_EXPIRY: usize = 9;
 const CHAIN_EXPIRY: usize = 10;
+const CONNECTION_REUSED: usize = 11;
 /// The five phases of `probe_http_duration_seconds`, in [`PHASES`] order.
-const PHASE: usize = 11;
+const PHASE: usize = 12;
 const GAUGES: usize = PHASE + PHASES.len();
 
 /// blackbox_exporter's phase names.
@@ -44,7 +45,7 @@ const PHASES: [&str; 5] = ["resolve", "connect", "tls", "processing", "transfer"
 /// The single-series `probe_*` families, in exposition order (the phases,
 /// the TLS version and the status come between, see [`CheckTable::render`]):
 /// (gauge, name, help).
-const FAMILIES: [(usize, &str, &str); 10] = [
+const FAMILIES: [(usize, &str, &str); 11] = [
     (
         HTTP_STATUS,
         "probe_http_status_code",
@@ -94,6 +95,11 @@ const FAMILIES: [(usize, &str, &str); 10] = [
         CHAIN_EXPIRY,
         "probe_ssl_last_chain_expiry_timestamp_seconds",
         "Earliest notAfter of the certificate chain the last probe verified, in unix seconds.",
+    ),
+    (
+        CONNECTION_REUSED,
+        "keeper_http_connection_reused",
+        "Whether the last run of a keepalive HTTP check reused its kept connection (1) or opened one (0).",
     ),
 ];
 
@@ -184,6 +190,7 @@ fn gauges(sample: &Sample) -> [Option<f64>; GAUGES] {
         }));
         g[HTTP_CONTENT_LENGTH] = Some(http.content_length as f64);
         g[FAILED_DUE_TO_REGEX] = Some(f64::from(u8::from(http.failed_due_to_regex)));
+        g[CONNECTION_REUSED] = http.connection_reused.map(|r| f64::from(u8::from(r)));
         // As blackbox_exporter: every phase, 0 for one that did not happen.
         let p = &http.phases;
         let phases = [p.dns, p.connect, p.tls, p.first_byte, p.transfer];

@@ -9,8 +9,13 @@
 //!
 //! Speaks HTTP/1.1 through hyper's connection API rather than a pooled client,
 //! so every phase can be timed and every run measures a new connection, as
-//! blackbox_exporter does.
+//! blackbox_exporter does — unless the check says `keepalive = true`: then
+//! one idle connection to the configured URL is kept between runs
+//! (`keepalive.rs` owns it and the rule for retrying a kept connection).
 
+mod expect;
+mod hop;
+mod keepalive;
 mod wire;
 
 use std::collections::BTreeMap;
@@ -18,7 +23,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONNECTION, HOST, HeaderMap, HeaderName, HeaderValue, USER_AGENT};
+use http::header::{CONNECTION, HeaderMap, HeaderName, HeaderValue, USER_AGENT};
 use http::{Method, Request, StatusCode};
 use http_body_util::Full;
 use serde::Deserialize;
@@ -31,7 +36,8 @@ use crate::core::SpecProblem;
 use crate::core::sample::ConnInfo;
 use crate::core::value::Pattern;
 use crate::core::{CertInfo, HttpInfo, Phases, Sample};
-use wire::send;
+use hop::{FirstHop, add_host, connect_host, next_hop};
+use wire::Conn;
 
 /// The most body read; the rest is not downloaded.
 const BODY_LIMIT: usize = 1024 * 1024;
@@ -61,6 +67,10 @@ pub struct Spec {
     pub ca_file: Option<PathBuf>,
     #[serde(default)]
     pub insecure_skip_verify: bool,
+    /// Keep one idle connection to the configured URL between runs and send
+    /// the next run's request on it (`false`: a new connection per run).
+    #[serde(default)]
+    pub keepalive: bool,
     /// The local address to connect from (a host with several; blackbox's
     /// `source_ip_address`).
     pub source_address: Option<std::net::IpAddr>,
@@ -130,7 +140,9 @@ impl Kind for Spec {
         if !headers.contains_key(USER_AGENT) {
             headers.insert(USER_AGENT, HeaderValue::from_static(KEEPER_AGENT));
         }
-        headers.insert(CONNECTION, HeaderValue::from_static("close"));
+        if !self.keepalive {
+            headers.insert(CONNECTION, HeaderValue::from_static("close"));
+        }
         let mut foreign_headers = HeaderMap::new();
         foreign_headers.insert(USER_AGENT, HeaderValue::from_static(KEEPER_AGENT));
         foreign_headers.insert(CONNECTION, HeaderValue::from_static("close"));
@@ -142,7 +154,19 @@ impl Kind for Spec {
             self.insecure_skip_verify,
             &[b"http/1.1"],
         )?;
+        let mut first_headers = headers.clone();
+        add_host(&mut first_headers, &url).map_err(BuildError)?;
+        let target = &url[url::Position::BeforePath..url::Position::AfterQuery];
+        let first = Box::new(FirstHop {
+            target: target
+                .parse()
+                .map_err(|e| BuildError(format!("url: the path and query {target:?}: {e}")))?,
+            headers: first_headers,
+            host: connect_host(&url).map_err(BuildError)?,
+            port: url.port_or_known_default().unwrap_or(80),
+        });
         Ok(Probe {
+            first,
             url,
             method,
             headers,
@@ -156,6 +180,7 @@ impl Kind for Spec {
             }),
             follow_redirects: self.follow_redirects,
             tls,
+            kept: self.keepalive.then(Box::default),
             source: self.source_address,
         })
     }
@@ -166,8 +191,9 @@ impl Kind for Spec {
 pub struct Probe {
     url: Url,
     method: Method,
-    /// The configured headers plus User-Agent and `Connection: close`: sent
-    /// while a redirect stays on the configured URL's origin.
+    /// The configured headers plus User-Agent and `Connection: close`
+    /// (without `keepalive`): sent while a redirect stays on the configured
+    /// URL's origin.
     headers: HeaderMap,
     /// keeper's User-Agent and `Connection: close` only: sent to any other
     /// origin a redirect leads to, so no credential leaves for another host.
@@ -176,6 +202,11 @@ pub struct Probe {
     expect: Box<Expect>,
     follow_redirects: bool,
     tls: tlsconf::Tls,
+    /// With `keepalive`: the idle connection to the configured URL, between runs.
+    kept: Option<Box<keepalive::Slot>>,
+    /// The configured URL's request target, headers and address, made once.
+    first: Box<FirstHop>,
+    /// `source_address`: the local address every connection is made from.
     source: Option<std::net::IpAddr>,
 }
 
@@ -202,6 +233,8 @@ struct Run {
     /// The last hop went over TLS.
     ssl: bool,
     failed_due_to_regex: bool,
+    /// With `keepalive`: how the first hop got its connection.
+    connection: Option<keepalive::Got>,
 }
 
 /// A response as far as the probe read it.
@@ -214,6 +247,18 @@ struct Response {
     version: (u8, u8),
     /// `Content-Length`, -1 when undeclared.
     content_length: i64,
+    /// The body was read to its end (not a redirect's, not cut at the limit):
+    /// the connection may carry another request.
+    read_whole: bool,
+}
+
+/// What a connection's TLS handshake showed, kept with a `keepalive`
+/// connection so the runs that reuse it report it too.
+#[derive(Clone, Debug, Default)]
+struct Peer {
+    cert: Option<CertInfo>,
+    tls_version: Option<&'static str>,
+    verified_chain_expiry: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Probe {
@@ -228,12 +273,15 @@ impl Probe {
             conn: ConnInfo::default(),
             ssl: false,
             failed_due_to_regex: false,
+            connection: None,
         };
-        let mut url = self.url.clone();
+        // The hop after a redirect; the first goes to the configured URL.
+        let mut hop: Option<Url> = None;
         let mut method = self.method.clone();
         let mut body = self.body.clone();
         loop {
-            let response = match self.exchange(&url, &method, &body, &mut run).await {
+            let url = hop.as_ref().unwrap_or(&self.url);
+            let response = match self.exchange(url, &method, &body, &mut run).await {
                 Ok(response) => response,
                 Err(reason) => return run.sample(Err(reason), None),
             };
@@ -252,12 +300,12 @@ impl Probe {
                 );
                 return run.sample(Err(reason), Some(&response));
             }
-            let next = match next_hop(&url, location, status) {
+            let next = match next_hop(url, location, status) {
                 Ok(next) => next,
                 Err(reason) => return run.sample(Err(reason), Some(&response)),
             };
             run.left_origin |= next.origin() != self.url.origin();
-            url = next;
+            hop = Some(next);
             run.redirects += 1;
             // Browsers' and curl's rule: 303, and 301/302 after a POST, become a GET without body.
             if status == StatusCode::SEE_OTHER
@@ -269,7 +317,8 @@ impl Probe {
         }
     }
 
-    /// One request to `url` on a new connection.
+    /// One request to `url`: on the kept connection for the first hop of a
+    /// `keepalive` check, else on a new connection.
     async fn exchange(
         &self,
         url: &Url,
@@ -277,19 +326,27 @@ impl Probe {
         body: &Bytes,
         run: &mut Run,
     ) -> Result<Response, String> {
-        let host = match url.host() {
-            Some(url::Host::Domain(name)) => name.to_string(),
-            Some(url::Host::Ipv4(ip)) => ip.to_string(),
-            Some(url::Host::Ipv6(ip)) => ip.to_string(),
-            None => {
-                return Err(format!(
-                    "{}: no host",
-                    crate::core::redact::url(url.as_str())
-                ));
-            }
+        if run.redirects == 0
+            && let Some(slot) = &self.kept
+        {
+            return slot.exchange(self, method, body, run).await;
+        }
+        let request = self.request(url, method, body, run.left_origin)?;
+        let (mut conn, _) = self.open(url, run).await?;
+        conn.exchange(request, run).await.map_err(|f| f.reason)
+    }
+
+    /// A new connection to `url`'s host and port (and the TLS handshake for
+    /// https), timed into `run`; with what it learned of the peer.
+    async fn open(&self, url: &Url, run: &mut Run) -> Result<(Conn, Peer), String> {
+        let later;
+        let (host, port) = if run.redirects == 0 {
+            (&self.first.host, self.first.port)
+        } else {
+            later = connect_host(url)?;
+            (&later, url.port_or_known_default().unwrap_or(80))
         };
-        let port = url.port_or_known_default().unwrap_or(80);
-        let conn = tcp::connect(&host, port, self.source, run.deadline).await?;
+        let conn = tcp::connect(host, port, self.source, run.deadline).await?;
         add(&mut run.phases.dns, conn.dns);
         add(&mut run.phases.connect, Some(conn.connect));
         // Lookup and peer as blackbox_exporter reports them: the first hop's.
@@ -299,12 +356,12 @@ impl Probe {
         }
         run.ssl = url.scheme() == "https";
         (run.conn.tls_version, run.conn.verified_chain_expiry) = (None, None);
-        let request = self.request(url, method, body, run.left_origin)?;
         let addr = conn.addr;
         if !run.ssl {
-            return send(conn.stream, addr, request, run).await;
+            let http = Conn::handshake(conn.stream, addr).await?;
+            return Ok((http, Peer::default()));
         }
-        let name = tlsconf::server_name(&host).map_err(|e| e.0)?;
+        let name = tlsconf::server_name(host).map_err(|e| e.0)?;
         let started = Instant::now();
         let handshake = self.tls.connector().connect(name.clone(), conn.stream);
         let stream = match timeout_at(run.deadline, handshake).await {
@@ -314,7 +371,7 @@ impl Probe {
                     Some(err) => tlsconf::describe(err, None),
                     None => tcp::io_reason(&e),
                 };
-                return Err(format!("TLS handshake with {}: {reason}", conn.addr));
+                return Err(format!("TLS handshake with {addr}: {reason}"));
             }
             Ok(Ok(stream)) => stream,
         };
@@ -330,8 +387,16 @@ impl Probe {
             let reason = tlsconf::describe(&err, cert.as_ref());
             return Err(format!("TLS handshake with {addr}: {reason}"));
         }
-        run.conn.verified_chain_expiry = cert.filter(|_| self.tls.verifies()).map(|c| c.not_after);
-        send(stream, addr, request, run).await
+        run.conn.verified_chain_expiry = cert
+            .as_ref()
+            .filter(|_| self.tls.verifies())
+            .map(|c| c.not_after);
+        let peer = Peer {
+            cert,
+            tls_version: run.conn.tls_version,
+            verified_chain_expiry: run.conn.verified_chain_expiry,
+        };
+        Ok((Conn::handshake(stream, addr).await?, peer))
     }
 
     /// The request for one hop: with the configured headers until a redirect
@@ -343,6 +408,14 @@ impl Probe {
         body: &Bytes,
         left_origin: bool,
     ) -> Result<Request<Full<Bytes>>, String> {
+        if url == &self.url && !left_origin {
+            // The configured URL's request, parsed once at build.
+            let mut request = Request::new(Full::new(body.clone()));
+            *request.method_mut() = method.clone();
+            *request.uri_mut() = self.first.target.clone();
+            *request.headers_mut() = self.first.headers.clone();
+            return Ok(request);
+        }
         let target = &url[url::Position::BeforePath..url::Position::AfterQuery];
         let mut request = Request::builder()
             .method(method.clone())
@@ -359,75 +432,8 @@ impl Probe {
         } else {
             self.headers.clone()
         };
-        if !request.headers().contains_key(HOST) {
-            let host = url.host_str().unwrap_or_default();
-            let host = match url.port() {
-                Some(port) => format!("{host}:{port}"),
-                None => host.to_string(),
-            };
-            let host = HeaderValue::from_str(&host).map_err(|e| format!("Host {host:?}: {e}"))?;
-            request.headers_mut().insert(HOST, host);
-        }
+        add_host(request.headers_mut(), url)?;
         Ok(request)
-    }
-
-    /// The expectations, in order: status, body text, regex, JSON values.
-    fn judge(&self, response: &Response, run: &mut Run) -> Result<String, String> {
-        let status = response.status;
-        let ok = match &self.expect.status {
-            Some(accepted) => accepted.contains(&status.as_u16()),
-            None => status.is_success(),
-        };
-        if !ok {
-            let wanted = match &self.expect.status {
-                Some(accepted) => {
-                    let list: Vec<String> = accepted.iter().map(u16::to_string).collect();
-                    format!("status {}", list.join(" or "))
-                }
-                None => "a 2xx status".into(),
-            };
-            return Err(format!("expected {wanted}, got {}", status_text(status)));
-        }
-        let text = String::from_utf8_lossy(&response.body);
-        let read = if response.truncated {
-            " (only the first 1 MiB was read)"
-        } else {
-            ""
-        };
-        if let Some(needle) = &self.expect.body_contains
-            && !text.contains(needle.as_str())
-        {
-            return Err(format!("body does not contain {needle:?}{read}"));
-        }
-        if let Some(regex) = &self.expect.body_regex
-            && !regex.is_match(&text)
-        {
-            run.failed_due_to_regex = true;
-            return Err(format!("body does not match /{}/{read}", regex.as_str()));
-        }
-        if !self.expect.json.is_empty() {
-            let doc: serde_json::Value = serde_json::from_slice(&response.body)
-                .map_err(|e| format!("body is not JSON: {e}{read}"))?;
-            for (path, expected) in &self.expect.json {
-                match json_at(&doc, path) {
-                    None => return Err(format!("json {path}: not found in the body")),
-                    Some(found) if found != *expected => {
-                        return Err(format!(
-                            "json {path}: expected {expected:?}, found {found:?}"
-                        ));
-                    }
-                    Some(_) => {}
-                }
-            }
-        }
-        let ms = tcp::ms(run.started.elapsed());
-        let mut message = format!("{} in {ms:.0} ms", status_text(status));
-        match run.redirects {
-            0 => {}
-            1 => message.push_str(" after 1 redirect"),
-            n => message.push_str(&format!(" after {n} redirects")),
-        }
-        Ok(message)
     }
 }
 
@@ -436,7 +442,12 @@ impl Run {
     /// final `response`, if one arrived.
     fn sample(self, result: Result<String, String>, response: Option<&Response>) -> Sample {
         let mut sample = match result {
-            Ok(message) => Sample::up(message),
+            Ok(mut message) => {
+                if let Some(got) = self.connection {
+                    message.push_str(got.words());
+                }
+                Sample::up(message)
+            }
             Err(reason) => Sample::down(reason),
         };
         sample
@@ -455,6 +466,7 @@ impl Run {
             content_length: response.map_or(0, |r| r.content_length),
             ssl: self.ssl && response.is_some(),
             failed_due_to_regex: self.failed_due_to_regex,
+            connection_reused: self.connection.map(keepalive::Got::reused),
         });
         sample.cert = self.cert;
         sample.conn = self.conn;
@@ -478,40 +490,6 @@ impl Run {
     }
 }
 
-/// Where a redirect from `from` to `location` leads: an absolute http(s) URL,
-/// and never from `https` down to `http`.
-fn next_hop(from: &Url, location: &str, status: StatusCode) -> Result<Url, String> {
-    let next = from
-        .join(location)
-        .map_err(|e| e.to_string())
-        .and_then(|u| api::check_url(&u).map(|()| u))
-        .map_err(|e| {
-            let shown = crate::core::redact::url(location);
-            format!("{} redirect to {shown:?}: {e}", status_text(status))
-        })?;
-    if from.scheme() == "https" && next.scheme() == "http" {
-        return Err(format!(
-            "redirect from {} to insecure {} refused",
-            shown(from),
-            shown(&next)
-        ));
-    }
-    Ok(next)
-}
-
-/// `https://host:port/path` of `url`: no userinfo, no query, for messages.
-fn shown(url: &Url) -> String {
-    format!("{}{}", url.origin().ascii_serialization(), url.path())
-}
-
-/// `503 Service Unavailable`, or just the number when it has no name.
-fn status_text(status: StatusCode) -> String {
-    match status.canonical_reason() {
-        Some(reason) => format!("{} {reason}", status.as_u16()),
-        None => status.as_u16().to_string(),
-    }
-}
-
 /// Adds a phase's time to what earlier hops spent in it.
 fn add(slot: &mut Option<Duration>, d: Option<Duration>) {
     if let Some(d) = d {
@@ -519,37 +497,9 @@ fn add(slot: &mut Option<Duration>, d: Option<Duration>) {
     }
 }
 
-/// The value at a dotted `path` (`checks.db`, `items.0.name`), as a string:
-/// strings as they are, anything else as compact JSON.
-fn json_at(doc: &serde_json::Value, path: &str) -> Option<String> {
-    let mut at = doc;
-    for key in path.split('.') {
-        at = match at {
-            serde_json::Value::Object(map) => map.get(key)?,
-            serde_json::Value::Array(items) => items.get(key.parse::<usize>().ok()?)?,
-            _ => return None,
-        };
-    }
-    Some(match at {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn json_paths_reach_into_objects_and_arrays() {
-        let doc = serde_json::json!({"status": "ok", "checks": {"db": "up", "n": 3}, "items": [{"ok": true}]});
-        assert_eq!(json_at(&doc, "status").as_deref(), Some("ok"));
-        assert_eq!(json_at(&doc, "checks.db").as_deref(), Some("up"));
-        assert_eq!(json_at(&doc, "checks.n").as_deref(), Some("3"));
-        assert_eq!(json_at(&doc, "items.0.ok").as_deref(), Some("true"));
-        assert_eq!(json_at(&doc, "checks.cache"), None);
-        assert_eq!(json_at(&doc, "status.deeper"), None);
-    }
 
     #[test]
     fn build_rejects_bad_urls_methods_and_headers() {
@@ -566,6 +516,7 @@ mod tests {
             follow_redirects: true,
             ca_file: None,
             insecure_skip_verify: false,
+            keepalive: false,
             source_address: None,
         };
         let err = |s: Spec| s.build("t", &ctx).err().map(|e| e.0).unwrap_or_default();

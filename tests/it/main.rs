@@ -27,6 +27,7 @@ mod habits;
 mod health_report;
 mod heartbeat;
 mod ingest;
+mod keepalive;
 mod layers;
 mod logs;
 mod metrics;

@@ -1,96 +1,204 @@
-//! The wire side of one `http` hop: the request sent over a connected
-//! stream, the response head and body read, first byte and transfer timed.
+//! The wire side of an `http` hop: one HTTP/1.1 connection ([`Conn`]), the
+//! request sent over it, the response head and body read, first byte and
+//! transfer timed.
+//!
+//! hyper's connection is driven in the probe's own task, only while a
+//! request is in flight ([`drive`]): no task is spawned per connection, and
+//! a kept connection costs nothing while it waits for the next run.
 
+use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
+use std::pin::{Pin, pin};
+use std::task::{Poll, Waker};
 
 use bytes::Bytes;
 use http::Request;
 use http::header::{CONTENT_LENGTH, LOCATION};
 use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, timeout_at};
-use tokio_util::task::AbortOnDropHandle;
 
 use super::{BODY_LIMIT, Response, Run, add};
 use crate::probe::tcp;
 
-/// Sends `request` over `io` and reads the response, timing first byte and transfer.
-pub(super) async fn send<S>(
-    io: S,
-    addr: SocketAddr,
-    request: Request<Full<Bytes>>,
-    run: &mut Run,
-) -> Result<Response, String>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| hyper_reason(&e, "request to", addr))?;
-    // The connection task ends when the response is read or dropped, and is
-    // aborted with this guard if the probe is abandoned.
-    let _connection = AbortOnDropHandle::new(tokio::spawn(connection));
-    let started = Instant::now();
-    let head = match timeout_at(run.deadline, sender.send_request(request)).await {
-        Err(_) => return Err(run.timed_out("waiting for the response")),
-        Ok(Err(e)) => return Err(hyper_reason(&e, "request to", addr)),
-        Ok(Ok(head)) => head,
-    };
-    add(&mut run.phases.first_byte, Some(started.elapsed()));
-    let started = Instant::now();
-    let status = head.status();
-    let (version, content_length) = (version_of(head.version()), content_length(head.headers()));
-    let location = head
-        .headers()
-        .get(LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    if location.is_some() && status.is_redirection() {
-        // Redirect bodies are not read: the connection closes with this hop.
-        add(&mut run.phases.transfer, Some(started.elapsed()));
-        return Ok(Response {
+/// hyper's side of a connection: reads and writes the socket when polled.
+type Driver = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
+
+/// One HTTP/1.1 connection to `addr`.
+pub(super) struct Conn {
+    sender: SendRequest<Full<Bytes>>,
+    /// `None` once the connection has ended.
+    driver: Option<Driver>,
+    pub addr: SocketAddr,
+}
+
+/// Why a hop failed: the reason for people, and whether it failed on the
+/// way in — the connection was closed or reset before any response came —
+/// which a reused connection retries once on a new one.
+pub(super) struct Failure {
+    pub reason: String,
+    pub before_response: bool,
+}
+
+impl Failure {
+    fn plain(reason: String) -> Failure {
+        Failure {
+            reason,
+            before_response: false,
+        }
+    }
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn").field("addr", &self.addr).finish()
+    }
+}
+
+impl Conn {
+    /// Starts HTTP/1.1 over a connected (and, for https, handshaken) stream.
+    pub async fn handshake<S>(io: S, addr: SocketAddr) -> Result<Conn, String>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| hyper_reason(&e, "request to", addr))?;
+        Ok(Conn {
+            sender,
+            driver: Some(Box::pin(connection)),
+            addr,
+        })
+    }
+
+    /// Whether the connection has ended while it waited (the peer closed or
+    /// reset it): looks once at what already arrived, never waits.
+    pub fn has_ended(&mut self) -> bool {
+        let Some(driver) = self.driver.as_mut() else {
+            return true;
+        };
+        let mut cx = std::task::Context::from_waker(Waker::noop());
+        if driver.as_mut().poll(&mut cx).is_ready() {
+            self.driver = None;
+        }
+        self.driver.is_none() || self.sender.is_closed()
+    }
+
+    /// Sends `request` and reads the response, timing first byte and transfer.
+    pub async fn exchange(
+        &mut self,
+        request: Request<Full<Bytes>>,
+        run: &mut Run,
+    ) -> Result<Response, Failure> {
+        let addr = self.addr;
+        let started = Instant::now();
+        let (sender, driver) = (&mut self.sender, &mut self.driver);
+        let sending = async {
+            poll_fn(|cx| sender.poll_ready(cx)).await?;
+            sender.send_request(request).await
+        };
+        let head = match timeout_at(run.deadline, drive(driver, sending)).await {
+            Err(_) => return Err(Failure::plain(run.timed_out("waiting for the response"))),
+            Ok(Err(e)) => {
+                return Err(Failure {
+                    before_response: !(e.is_parse()
+                        || e.is_parse_status()
+                        || e.is_parse_too_large()),
+                    reason: hyper_reason(&e, "request to", addr),
+                });
+            }
+            Ok(Ok(head)) => head,
+        };
+        add(&mut run.phases.first_byte, Some(started.elapsed()));
+        let started = Instant::now();
+        let status = head.status();
+        let (version, content_length) =
+            (version_of(head.version()), content_length(head.headers()));
+        let location = head
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let mut response = Response {
             status,
             location,
             body: Bytes::new(),
             truncated: false,
             version,
             content_length,
-        });
-    }
-    let mut body = head.into_body();
-    let mut read = Vec::new();
-    let mut truncated = false;
-    let reading = async {
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| hyper_reason(&e, "reading the body from", addr))?;
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            let room = BODY_LIMIT - read.len();
-            if data.len() > room {
-                read.extend_from_slice(&data[..room]);
-                truncated = true;
-                break;
-            }
-            read.extend_from_slice(&data);
+            read_whole: false,
+        };
+        if response.location.is_some() && status.is_redirection() {
+            // Redirect bodies are not read: the connection ends with this hop.
+            add(&mut run.phases.transfer, Some(started.elapsed()));
+            return Ok(response);
         }
-        Ok::<(), String>(())
-    };
-    match timeout_at(run.deadline, reading).await {
-        Err(_) => return Err(run.timed_out("reading the body")),
-        Ok(Err(reason)) => return Err(reason),
-        Ok(Ok(())) => {}
+        let reading = read_body(head.into_body(), addr);
+        let (body, truncated) =
+            match timeout_at(run.deadline, drive(&mut self.driver, reading)).await {
+                Err(_) => return Err(Failure::plain(run.timed_out("reading the body"))),
+                Ok(Err(reason)) => return Err(Failure::plain(reason)),
+                Ok(Ok(read)) => read,
+            };
+        add(&mut run.phases.transfer, Some(started.elapsed()));
+        response.body = body;
+        response.truncated = truncated;
+        response.read_whole = !truncated;
+        Ok(response)
     }
-    add(&mut run.phases.transfer, Some(started.elapsed()));
-    Ok(Response {
-        status,
-        location,
-        body: Bytes::from(read),
-        truncated,
-        version,
-        content_length,
+}
+
+/// Runs `fut` to its end while polling the connection that feeds it. When
+/// the connection ends first it is dropped, which ends whatever `fut` waits
+/// for on it with an error.
+async fn drive<F: Future>(driver: &mut Option<Driver>, fut: F) -> F::Output {
+    let mut fut = pin!(fut);
+    poll_fn(|cx| {
+        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+            return Poll::Ready(out);
+        }
+        let Some(connection) = driver.as_mut() else {
+            return Poll::Pending;
+        };
+        if connection.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        *driver = None;
+        fut.as_mut().poll(cx)
     })
+    .await
+}
+
+/// The body, up to [`BODY_LIMIT`]; `true` when more followed.
+async fn read_body(
+    mut body: hyper::body::Incoming,
+    addr: SocketAddr,
+) -> Result<(Bytes, bool), String> {
+    // The usual small body arrives in one frame: kept as it came, not copied.
+    let mut first: Option<Bytes> = None;
+    let mut read: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| hyper_reason(&e, "reading the body from", addr))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if first.is_none() && read.is_empty() && data.len() <= BODY_LIMIT {
+            first = Some(data);
+            continue;
+        }
+        if let Some(earlier) = first.take() {
+            read.extend_from_slice(&earlier);
+        }
+        let room = BODY_LIMIT - read.len();
+        if data.len() > room {
+            read.extend_from_slice(&data[..room]);
+            return Ok((Bytes::from(read), true));
+        }
+        read.extend_from_slice(&data);
+    }
+    Ok((first.unwrap_or_else(|| Bytes::from(read)), false))
 }
 
 /// A hyper error in a few words, saying what was being done with whom:
@@ -106,7 +214,7 @@ fn hyper_reason(err: &hyper::Error, doing: &str, addr: SocketAddr) -> String {
         }
         source = cause.source();
     }
-    if err.is_incomplete_message() {
+    if err.is_incomplete_message() || err.is_canceled() {
         return format!("{doing} {addr}: connection closed before a complete response");
     }
     format!("{doing} {addr}: {err}")
