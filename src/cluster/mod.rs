@@ -43,7 +43,7 @@ use crate::core::ownership::{DUTY_REGION, Duty, Ownership};
 use crate::engine::{Board, EngineHandle};
 use crate::metrics::Metrics;
 use crate::state::Seen;
-use crate::store::{Beat, Lease, LeaseClaim, Member, Store, StoreError};
+use crate::store::{Beat, Lease, LeaseClaim, LeaseViews, Member, Store, StoreError};
 
 /// Members and leases nobody renewed for this long are forgotten.
 const FORGET_AFTER: Duration = Duration::from_secs(86_400);
@@ -113,6 +113,8 @@ pub struct Cluster {
     engine: EngineHandle,
     metrics: Metrics,
     view: View,
+    /// Sends and fetches only the views that changed since the last renewal.
+    lease_views: LeaseViews,
 }
 
 /// Which checks and duties this instance starts with: alone on SQLite,
@@ -227,6 +229,7 @@ impl Cluster {
             engine: parts.engine,
             metrics: parts.metrics,
             view: view.clone(),
+            lease_views: LeaseViews::default(),
         }
     }
 
@@ -322,12 +325,12 @@ impl Cluster {
         let wanted = self.wanted(&members);
         self.give_up(&wanted).await?;
         let claims = self.claims(&wanted);
-        let held: BTreeSet<(String, String)> = (self.store)
-            .claim(&self.me.name, self.me.lease, &claims)
+        let held: BTreeSet<(String, String)> = (self.lease_views)
+            .claim(&self.store, &self.me.name, self.me.lease, &claims)
             .await?
             .into_iter()
             .collect();
-        let leases = self.store.leases().await?;
+        let leases = self.lease_views.read(&self.store).await?;
         let by_check = by_check(&leases);
         self.take_on(&held, &by_check).await;
         self.show(&members, &by_check);
