@@ -44,7 +44,7 @@ use crate::core::ownership::{DUTY_REGION, Duty, Ownership, Regions};
 use crate::engine::{Board, EngineHandle};
 use crate::metrics::Metrics;
 use crate::state::Seen;
-use crate::store::{Beat, Lease, LeaseClaim, Member, Store, StoreError};
+use crate::store::{Beat, Lease, LeaseClaim, LeaseViews, Member, Store, StoreError};
 
 /// Members and leases nobody renewed for this long are forgotten.
 const FORGET_AFTER: Duration = Duration::from_secs(86_400);
@@ -67,6 +67,8 @@ pub struct Cluster {
     metrics: Metrics,
     view: View,
     region_members: RegionMembers,
+    /// Sends and fetches only the views that changed since the last renewal.
+    lease_views: LeaseViews,
 }
 
 /// Which checks and duties this instance starts with: alone on SQLite,
@@ -157,6 +159,7 @@ impl Cluster {
             metrics: parts.metrics,
             view: view.clone(),
             region_members: parts.regions,
+            lease_views: LeaseViews::default(),
         }
     }
 
@@ -263,12 +266,12 @@ impl Cluster {
         let wanted = self.wanted(&members);
         self.give_up(&wanted).await?;
         let claims = self.claims(&wanted);
-        let held: BTreeSet<(String, String)> = (self.store)
-            .claim(&self.me.name, self.me.lease, &claims)
+        let held: BTreeSet<(String, String)> = (self.lease_views)
+            .claim(&self.store, &self.me.name, self.me.lease, &claims)
             .await?
             .into_iter()
             .collect();
-        let leases = self.store.leases().await?;
+        let leases = self.lease_views.read(&self.store).await?;
         let by_check = by_check(&leases);
         self.take_on(&held, &by_check).await;
         self.hear_regions(&leases).await;
@@ -390,7 +393,11 @@ impl Cluster {
                 self.ownership.set_probes(i, holds(name, region));
             }
             match (self.ownership.owns(i), holds(name, "")) {
-                (false, true) => gained.push((i, leases.get(&**name).and_then(|l| view_of(l)))),
+                // A view unchanged since an earlier read is the one shown then.
+                (false, true) => gained.push((
+                    i,
+                    (leases.get(&**name).and_then(|l| view_of(l))).or_else(|| self.board.seen(i)),
+                )),
                 (true, false) => {
                     tracing::warn!(check = %name, "another instance holds this check's lease now: no longer deciding it");
                     self.stop_deciding(i);
@@ -428,8 +435,10 @@ impl Cluster {
         }
     }
 
-    /// Hands the engine each region's state of the checks with regions this
-    /// instance decides, as their probers published them.
+    /// Hands the engine each region's state of the checks with regions, as
+    /// their probers published them (those changed since the last read):
+    /// it decides the checks this instance owns, and has them at hand for
+    /// the others should it take them over.
     async fn hear_regions(&self, leases: &[Lease]) {
         let mut seen = Vec::new();
         for lease in leases {
@@ -441,10 +450,7 @@ impl Cluster {
             };
             let listed =
                 (self.regions[i].as_ref()).is_some_and(|r| r.names.contains(&lease.region));
-            if listed
-                && self.ownership.owns(i)
-                && let Some(view) = view_of(lease)
-            {
+            if listed && let Some(view) = view_of(lease) {
                 seen.push((i, lease.region.clone(), view));
             }
         }

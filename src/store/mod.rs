@@ -18,7 +18,7 @@ pub mod sqlite;
 pub mod uptime;
 pub mod writer;
 
-pub use sql::cluster::{Beat, Lease, LeaseClaim, Member};
+pub use sql::cluster::{Beat, Lease, LeaseClaim, LeaseViews, Member};
 
 use std::sync::Arc;
 

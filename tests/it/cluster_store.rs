@@ -3,7 +3,8 @@
 //! claimer that dies mid-send leaves its row to another once its claim
 //! lapses; a reminder is refused once the incident was acknowledged through
 //! another instance; SQLite is for one keeper process; a keeper older than
-//! its database refuses to start.
+//! its database refuses to start; the renewal's lease read fetches a view
+//! again only when its owner changed it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -15,7 +16,7 @@ use keeper::incident::IncidentChange;
 use keeper::notify::outbox::Outbox;
 use keeper::notify::{Channel, ChannelSpec, webhook};
 use keeper::store::sqlite::InstanceLock;
-use keeper::store::{Claim, Marked, Store, StoreError};
+use keeper::store::{Claim, Lease, LeaseClaim, LeaseViews, Marked, Store, StoreError};
 use sqlx::Connection;
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
@@ -656,3 +657,129 @@ both_backends!(
         );
     }
 );
+
+fn lease_claim(name: &str, view: Option<&str>) -> LeaseClaim {
+    LeaseClaim {
+        name: name.into(),
+        region: String::new(),
+        view: view.map(String::from),
+    }
+}
+
+/// (owner, view) of each lease, by check.
+fn owners_and_views(leases: &[Lease]) -> BTreeMap<String, (String, Option<String>)> {
+    (leases.iter())
+        .map(|l| (l.name.clone(), (l.owner.clone(), l.view.clone())))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_renewal_sends_and_reads_a_view_again_only_when_it_changed() {
+    init();
+    let db = TestDb::postgres().await;
+    let store = db.store().await;
+    let lease = Duration::from_secs(15);
+    // Instance a renews through its LeaseViews; b claims directly.
+    let mut a = LeaseViews::default();
+    let view = |owner: &str, v: &str| (owner.to_string(), Some(v.to_string()));
+
+    let held = (a.claim(
+        &store,
+        "a",
+        lease,
+        &[
+            lease_claim("api", Some("w1")),
+            lease_claim("web", Some("v1")),
+        ],
+    ))
+    .await
+    .expect("claimed");
+    assert_eq!(held.len(), 2);
+    assert_eq!(a.sent(), 2);
+    let first = a.read(&store).await.expect("a read");
+    assert_eq!(a.fetched(), 0, "the views a published are not fetched back");
+    assert_eq!(first, store.leases().await.expect("the whole read"));
+    let expected = BTreeMap::from([
+        ("api".into(), view("a", "w1")),
+        ("web".into(), view("a", "v1")),
+    ]);
+    assert_eq!(owners_and_views(&first), expected);
+
+    // Renewed with the same views: none sent, none fetched, still delivered.
+    (a.claim(
+        &store,
+        "a",
+        lease,
+        &[
+            lease_claim("api", Some("w1")),
+            lease_claim("web", Some("v1")),
+        ],
+    ))
+    .await
+    .expect("renewed");
+    assert_eq!(a.sent(), 0, "unchanged views are not sent again");
+    let second = a.read(&store).await.expect("a read");
+    assert_eq!(a.fetched(), 0, "unchanged views are not read again");
+    assert_eq!(second, store.leases().await.expect("the whole read"));
+    assert_eq!(owners_and_views(&second), expected);
+
+    // Another reader (instance c) fetches every view once, then only web's when it changes.
+    let mut c = LeaseViews::default();
+    assert_eq!(c.read(&store).await.expect("a read"), second);
+    assert_eq!(c.fetched(), 2);
+    (a.claim(
+        &store,
+        "a",
+        lease,
+        &[
+            lease_claim("api", Some("w1")),
+            lease_claim("web", Some("v2")),
+        ],
+    ))
+    .await
+    .expect("renewed");
+    assert_eq!(a.sent(), 1);
+    let third = c.read(&store).await.expect("a read");
+    assert_eq!(c.fetched(), 1, "only the view that changed");
+    let expected = BTreeMap::from([
+        ("api".into(), view("a", "w1")),
+        ("web".into(), view("a", "v2")),
+    ]);
+    assert_eq!(owners_and_views(&third), expected);
+    assert_eq!(c.read(&store).await.expect("a read"), third);
+    assert_eq!(c.fetched(), 0);
+
+    // b takes web over (a gave it up) with its own view: a and c read it.
+    assert_eq!(
+        store
+            .release("a", &[("web".into(), String::new())])
+            .await
+            .ok(),
+        Some(1)
+    );
+    let held = store
+        .claim("b", lease, &[lease_claim("web", Some("b1"))])
+        .await
+        .expect("claimed");
+    assert_eq!(held.len(), 1);
+    for reader in [&mut a, &mut c] {
+        let leases = reader.read(&store).await.expect("a read");
+        assert_eq!(reader.fetched(), 1);
+        assert_eq!(owners_and_views(&leases)["web"], view("b", "b1"));
+    }
+
+    // A lease forgotten is gone from the read; one back under that name is fetched anew.
+    db.execute("DELETE FROM check_leases WHERE check_name = 'api'")
+        .await;
+    let after = c.read(&store).await.expect("a read");
+    assert_eq!(c.fetched(), 0);
+    assert_eq!(owners_and_views(&after).keys().collect::<Vec<_>>(), ["web"]);
+    let held = store
+        .claim("b", lease, &[lease_claim("api", Some("w1"))])
+        .await
+        .expect("claimed");
+    assert_eq!(held.len(), 1);
+    let back = c.read(&store).await.expect("a read");
+    assert_eq!(c.fetched(), 1);
+    assert_eq!(owners_and_views(&back)["api"], view("b", "w1"));
+}
