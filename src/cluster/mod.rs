@@ -2,7 +2,7 @@
 //! instance probes and decides each check, and which does each cluster-wide
 //! duty, through leases in the database — no consensus of our own.
 //!
-//! Every renewal (a third of `[cluster] lease`) an instance says it is alive,
+//! Every renewal (a quarter of `[cluster] lease`) an instance says it is alive,
 //! reads who else is, and wants the checks that rendezvous hashing gives it
 //! among the live members ([`rendezvous`]). It gives up at once what it no
 //! longer wants (it stops probing first), claims or renews what it wants —
@@ -262,12 +262,12 @@ impl Cluster {
 
     /// One renewal: give up, claim, take on, show.
     async fn renew(&mut self) -> Result<(), StoreError> {
-        let members = self.store.live_members(self.me.lease).await?;
+        let members = self.store.live_members(self.me.hold()).await?;
         let wanted = self.wanted(&members);
         self.give_up(&wanted).await?;
         let claims = self.claims(&wanted);
         let held: BTreeSet<(String, String)> = (self.lease_views)
-            .claim(&self.store, &self.me.name, self.me.lease, &claims)
+            .claim(&self.store, &self.me.name, self.me.hold(), &claims)
             .await?
             .into_iter()
             .collect();
