@@ -36,7 +36,15 @@ pub async fn run(
     );
     println!("rate/s  checks/s  cpu_ms/check  rss_MB  lag_p50_ms  lag_p99_ms  holds");
     let step = |rate: usize| async move {
-        let r = probe_run(keeper, dir, target, rate, args, hits).await?;
+        // N = rate checks, each every second.
+        let args = Args {
+            rate: rate as f64,
+            checks: Vec::new(),
+            pg_url: String::new(),
+            api: Vec::new(),
+            ..*args
+        };
+        let r = probe_run(keeper, dir, target, rate, &args, hits).await?;
         let holds = holds(rate, &r);
         println!(
             "{rate:>6}  {:>8.0}  {:>12.4}  {:>6.1}  {:>10}  {:>10}  {}",
