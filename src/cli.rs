@@ -15,6 +15,7 @@ pub mod exit;
 mod incidents;
 mod oneshot;
 mod report;
+mod runtime;
 mod status;
 mod term;
 
@@ -86,7 +87,7 @@ enum Command {
 
 /// Parses the command line and runs the verb; exits as [`Exit`] says.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let mut cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -98,17 +99,17 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let command = cli.command.take().unwrap_or(Command::Run);
+    // `run` reads its config before the runtime exists, which is sized for its checks.
+    let config = matches!(command, Command::Run).then(|| load(&cli.config));
+    let runtime = match runtime::build(config.as_ref().and_then(|c| c.as_ref().ok())) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("keeper: starting the runtime: {e}");
             return Exit::Failed.into();
         }
     };
-    match runtime.block_on(dispatch(cli)) {
+    match runtime.block_on(dispatch(cli, command, config)) {
         Ok(exit) => exit.into(),
         Err(e) => {
             eprintln!("keeper: {}", said_once(&e));
@@ -117,9 +118,14 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn dispatch(cli: Cli) -> anyhow::Result<Exit> {
-    match cli.command.unwrap_or(Command::Run) {
-        Command::Run => run(&cli.config).await,
+/// Runs `command`; `run` gets the config [`main`] read for it.
+async fn dispatch(
+    cli: Cli,
+    command: Command,
+    config: Option<anyhow::Result<Config>>,
+) -> anyhow::Result<Exit> {
+    match command {
+        Command::Run => run(config.unwrap_or_else(|| load(&cli.config))?).await,
         Command::CheckConfig => check_config(&cli.config).await,
         Command::Completions { shell } => {
             let mut command = Cli::command();
@@ -149,8 +155,7 @@ fn load(path: &std::path::Path) -> anyhow::Result<Config> {
     Config::load(path).map_err(|errors| anyhow::anyhow!("invalid config:\n{errors}"))
 }
 
-async fn run(path: &std::path::Path) -> anyhow::Result<Exit> {
-    let config = load(path)?;
+async fn run(config: Config) -> anyhow::Result<Exit> {
     let keeper = app::start_with(config, run_options()).await?;
     let stop = keeper.stopper();
     let reloads = reload_on_sighup(&keeper)?;

@@ -26,6 +26,14 @@ use crate::engine::Sink;
 use crate::metrics::Metrics;
 use crate::probe::Probe;
 
+/// How early an interval check may start, to share a wake-up with the check
+/// due just before it: due checks are taken in batches from one timer, not
+/// a wake-up per check (1,000 checks every 5 s are due every 5 ms; each
+/// wake-up of an idle runtime is a context switch). The next run is planned
+/// from the planned start, so the schedule does not drift; crontab runs are
+/// never early.
+pub const EARLY: Duration = Duration::from_millis(10);
+
 /// The schedule of every check: a min-heap of next due times.
 #[derive(Debug)]
 pub struct Timetable {
@@ -66,11 +74,13 @@ impl Timetable {
         self.heap.peek().map(|Reverse((at, _))| *at)
     }
 
-    /// Takes every check due at `now` (with its planned start) and plans its next run.
+    /// Takes every check due at `now`, and interval checks due within
+    /// [`EARLY`] after it (each with its planned start), and plans their next runs.
     pub fn take_due(&mut self, now: Instant) -> Vec<(usize, Instant)> {
         let mut due = Vec::new();
         while let Some(Reverse((at, i))) = self.heap.peek().copied() {
-            if at > now {
+            let early = matches!(self.schedules[i], Schedule::Every(_)) && at <= now + EARLY;
+            if at > now && !early {
                 break;
             }
             self.heap.pop();
@@ -142,7 +152,6 @@ pub async fn run(
 ) {
     let launcher = Launcher {
         ownership,
-        permits: Arc::new(Semaphore::new(concurrency.max(1))),
         tracker: TaskTracker::new(),
         slots: jobs
             .into_iter()
@@ -153,8 +162,11 @@ pub async fn run(
                 })
             })
             .collect(),
-        sink,
-        metrics,
+        runs: Arc::new(Runs {
+            permits: Semaphore::new(concurrency.max(1)),
+            sink,
+            metrics,
+        }),
     };
     let mut wakes_open = true;
     loop {
@@ -192,9 +204,16 @@ pub async fn run(
 /// What starting a run needs.
 struct Launcher {
     ownership: Ownership,
-    permits: Arc<Semaphore>,
     tracker: TaskTracker,
     slots: Vec<Arc<Slot>>,
+    runs: Arc<Runs>,
+}
+
+/// What every run shares, behind one `Arc`: a launch clones one pointer,
+/// not the sink's and the metrics' dozens of handles (perf: their clones
+/// and drops were a visible share of each check's own work).
+struct Runs {
+    permits: Semaphore,
     sink: Sink,
     metrics: Metrics,
 }
@@ -212,20 +231,23 @@ impl Launcher {
         }
         if slot.job.running.swap(true, Ordering::SeqCst) {
             if !woken {
-                self.metrics.run_skipped(i);
+                self.runs.metrics.run_skipped(i);
             }
             return;
         }
-        let permits = self.permits.clone();
-        let sink = self.sink.clone();
-        let metrics = self.metrics.clone();
+        let runs = self.runs.clone();
         let span = tracing::debug_span!("check", check = %slot.job.name);
         self.tracker.spawn(
             async move {
                 let mut planned = planned;
                 loop {
                     slot.woken.store(false, Ordering::SeqCst);
-                    let Ok(permit) = permits.clone().acquire_owned().await else {
+                    let Runs {
+                        permits,
+                        sink,
+                        metrics,
+                    } = &*runs;
+                    let Ok(permit) = permits.acquire().await else {
                         slot.job.running.store(false, Ordering::SeqCst);
                         return;
                     };
@@ -287,5 +309,23 @@ mod tests {
         let late = now + Duration::from_millis(10_500);
         assert_eq!(t.take_due(late).len(), 1);
         assert_eq!(t.next_due(), Some(now + Duration::from_secs(11)));
+    }
+
+    #[test]
+    fn interval_checks_due_just_after_share_the_wake_up_and_crontabs_wait() {
+        let now = Instant::now();
+        // Four checks every 20 ms: due at 0, 5, 10 and 15 ms.
+        let every = Schedule::Every(Duration::from_millis(20));
+        let mut t = Timetable::new(vec![every; 4], now);
+        let taken: Vec<Instant> = t.take_due(now).into_iter().map(|(_, at)| at).collect();
+        let ms = |n| now + Duration::from_millis(n);
+        assert_eq!(taken, [ms(0), ms(5), ms(10)], "planned starts within EARLY");
+        assert_eq!(t.next_due(), Some(ms(15)));
+        // A crontab due in a moment is not taken before its time.
+        let cron: crate::core::value::Crontab = "* * * * *".parse().expect("crontab");
+        let mut t = Timetable::new(vec![Schedule::Cron(cron)], now);
+        let at = t.next_due().expect("a next firing");
+        assert!(t.take_due(at - Duration::from_millis(1)).is_empty());
+        assert_eq!(t.take_due(at).len(), 1);
     }
 }

@@ -19,11 +19,14 @@
 //!    checks under callgrind, exact where CPU time is noisy (`bench/instructions.rs`).
 //! 7. With `--cluster N` first: N checks over three instances on one
 //!    PostgreSQL database (`bench/cluster.rs`).
+//! 8. With `--saturate` (and `--rate` to start from): the highest rate at which
+//!    scheduler lag p99 stays within 20 ms (see `bench/saturation.rs`).
 //!
 //! Built only with the `bench` feature, beside the `keeper` binary it starts:
 //! `cargo build --release --features bench --bins`, then `target/release/bench
 //!   [--checks 100,1000,10000 ("": none)] [--rate 2000] [--seconds 20] [--warmup 5]
-//!   [--samples 200000]`, or `--log-lines 5000000`, `--api 10000,1000000`, `--page 10`;
+//!   [--samples 200000]`, or `--log-lines 5000000`, `--api 10000,1000000`, `--page 10`,
+//!   `--saturate --rate 2000 --seconds 10 --warmup 5`;
 //! `--instructions 200 --seconds 20` from `target/profiling/` (`--profile profiling`).
 //! PostgreSQL from `KEEPER_TEST_PG_URL` (default postgres://postgres@127.0.0.1:5432).
 
@@ -52,6 +55,7 @@ struct Args {
     api_checks: usize,
     page: usize,
     instructions: usize,
+    saturate: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -68,6 +72,7 @@ fn parse_args() -> anyhow::Result<Args> {
         api_checks: 0,
         page: 0,
         instructions: 0,
+        saturate: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -96,6 +101,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--instructions" => {
                 args.instructions = value()?.parse().context("--instructions takes a count")?
             }
+            "--saturate" => args.saturate = true,
             other => bail!("unknown flag {other}"),
         }
     }
@@ -131,6 +137,15 @@ fn main() -> anyhow::Result<()> {
             target,
             n,
             seconds,
+            &hits,
+        ));
+    }
+    if args.saturate {
+        return rt.block_on(saturation::run(
+            &keeper_bin,
+            dir.path(),
+            target,
+            &args,
             &hits,
         ));
     }
@@ -217,6 +232,7 @@ struct RunResult {
     peak_rss_mb: f64,
     lag_p50: String,
     lag_p99: String,
+    lag_p99_ms: f64,
     start_s: f64,
 }
 
@@ -286,8 +302,9 @@ async fn probe_run(
         },
         rss_mb,
         peak_rss_mb,
-        lag_p50: quantile(&lag, 0.50),
-        lag_p99: quantile(&lag, 0.99),
+        lag_p50: shown(quantile(&lag, 0.50)),
+        lag_p99: shown(quantile(&lag, 0.99)),
+        lag_p99_ms: quantile(&lag, 0.99).unwrap_or(f64::INFINITY),
         start_s,
     })
 }
@@ -388,22 +405,23 @@ async fn lag_buckets(http: &reqwest::Client, base: &str) -> anyhow::Result<Vec<(
     Ok(out)
 }
 
-/// The bucket bound under which fraction `q` of the observations fall, in ms.
-fn quantile(cumulative: &[(f64, f64)], q: f64) -> String {
+/// The bucket bound under which fraction `q` of the observations fall, in
+/// ms (infinite past the last bound); `None` without observations.
+fn quantile(cumulative: &[(f64, f64)], q: f64) -> Option<f64> {
     let total = cumulative.last().map_or(0.0, |(_, c)| *c);
-    if total == 0.0 {
-        return "-".into();
+    let (le, _) = cumulative
+        .iter()
+        .find(|(_, c)| total > 0.0 && *c >= q * total)?;
+    Some(le * 1000.0)
+}
+
+/// A [`quantile`] as the table shows it: `<=2` (at most 2 ms), `>5000`, `-`.
+fn shown(ms: Option<f64>) -> String {
+    match ms {
+        None => "-".into(),
+        Some(ms) if ms.is_infinite() => ">5000".into(),
+        Some(ms) => format!("<={ms}"),
     }
-    for (le, c) in cumulative {
-        if *c >= q * total {
-            return if le.is_infinite() {
-                ">5000".into()
-            } else {
-                format!("<={}", le * 1000.0)
-            };
-        }
-    }
-    "-".into()
 }
 
 /// Writes `n` samples through the store in the writer's batches; returns (seconds, rows/s).
@@ -472,3 +490,5 @@ mod instructions;
 mod logs;
 #[path = "bench/page.rs"]
 mod page;
+#[path = "bench/saturation.rs"]
+mod saturation;

@@ -22,9 +22,15 @@ use super::{Pools, SampleRow, StoreError};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
-/// Samples per multi-row INSERT: 8 parameters each, far below SQLite's 32,766,
-/// and large enough that the per-statement round trip no longer matters.
-const ROWS_PER_INSERT: usize = 500;
+/// Rows per multi-row INSERT, largest first: a batch is cut into statements
+/// of these sizes only. Each size is one SQL text, prepared once per
+/// connection and kept in its statement cache; a statement per batch length
+/// (a batch is however many samples came in a second) would be prepared
+/// anew for most batches and fill the cache with dozens of large programs
+/// (megabytes per connection). 500 rows of 9 parameters stay far below
+/// SQLite's 32,766, and are large enough that the per-statement round trip
+/// no longer matters.
+const ROWS_PER_INSERT: [usize; 5] = [500, 100, 20, 5, 1];
 
 /// How long a writer waits for another connection's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -153,9 +159,15 @@ pub(super) async fn insert_samples(
     mut tx: Transaction<'static, Sqlite>,
     rows: &[SampleRow],
 ) -> Result<(), StoreError> {
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
+    for chunk in chunks(rows) {
+        // OR FAIL, not the default ABORT: a multi-row statement that could
+        // abort half-way keeps a statement journal of every page it changes
+        // (spilling to a temporary file past 64 KiB), which grew to a page
+        // write per row as the index outgrew the cache (perf: the cost per
+        // check rose over ten minutes). On a failure the whole transaction
+        // is rolled back all the same: the batch goes back to the buffer.
         let mut insert = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO samples \
+            "INSERT OR FAIL INTO samples \
              (check_name, at, duration_ms, up, color, status_code, latency_ms, message, \
               metrics, region) ",
         );
@@ -179,4 +191,42 @@ pub(super) async fn insert_samples(
     }
     tx.commit().await.doing("committing samples")?;
     Ok(())
+}
+
+/// `rows` cut into runs of [`ROWS_PER_INSERT`]'s sizes, largest first.
+fn chunks(mut rows: &[SampleRow]) -> impl Iterator<Item = &[SampleRow]> {
+    std::iter::from_fn(move || {
+        let size = ROWS_PER_INSERT
+            .into_iter()
+            .find(|&size| size <= rows.len())?;
+        let (chunk, rest) = rows.split_at(size);
+        rows = rest;
+        Some(chunk)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_is_cut_into_statements_of_the_few_fixed_sizes() {
+        let row = SampleRow {
+            check: "c".into(),
+            at: chrono::Utc::now(),
+            duration_ms: 1.0,
+            up: true,
+            color: crate::core::Color::Green,
+            status_code: Some(200),
+            latency_ms: 1.0,
+            message: String::new(),
+            metrics: None,
+            region: None,
+        };
+        let rows = vec![row; 1234];
+        let sizes: Vec<usize> = chunks(&rows).map(<[SampleRow]>::len).collect();
+        assert_eq!(sizes, [500, 500, 100, 100, 20, 5, 5, 1, 1, 1, 1]);
+        assert_eq!(sizes.iter().sum::<usize>(), 1234);
+        assert_eq!(chunks(&rows[..0]).count(), 0);
+    }
 }
