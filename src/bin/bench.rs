@@ -202,6 +202,11 @@ async fn start_target(hits: Arc<AtomicU64>) -> anyhow::Result<SocketAddr> {
             }
         }),
     );
+    serve(app).await
+}
+
+/// Serves `app` on a loopback port of its own, in the background.
+async fn serve(app: axum::Router) -> anyhow::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {

@@ -666,6 +666,21 @@ fn lease_claim(name: &str, view: Option<&str>) -> LeaseClaim {
     }
 }
 
+/// Instance a claims `api` and `web` through `views`, publishing these views.
+async fn claim_api_and_web(
+    views: &mut LeaseViews,
+    store: &keeper::store::Store,
+    api: &str,
+    web: &str,
+) -> Vec<(String, String)> {
+    let claims = [lease_claim("api", Some(api)), lease_claim("web", Some(web))];
+    let lease = Duration::from_secs(15);
+    views
+        .claim(store, "a", lease, &claims)
+        .await
+        .expect("claimed")
+}
+
 /// (owner, view) of each lease, by check.
 fn owners_and_views(leases: &[Lease]) -> BTreeMap<String, (String, Option<String>)> {
     (leases.iter())
@@ -683,17 +698,7 @@ async fn a_renewal_sends_and_reads_a_view_again_only_when_it_changed() {
     let mut a = LeaseViews::default();
     let view = |owner: &str, v: &str| (owner.to_string(), Some(v.to_string()));
 
-    let held = (a.claim(
-        &store,
-        "a",
-        lease,
-        &[
-            lease_claim("api", Some("w1")),
-            lease_claim("web", Some("v1")),
-        ],
-    ))
-    .await
-    .expect("claimed");
+    let held = claim_api_and_web(&mut a, &store, "w1", "v1").await;
     assert_eq!(held.len(), 2);
     assert_eq!(a.sent(), 2);
     let first = a.read(&store).await.expect("a read");
@@ -706,17 +711,7 @@ async fn a_renewal_sends_and_reads_a_view_again_only_when_it_changed() {
     assert_eq!(owners_and_views(&first), expected);
 
     // Renewed with the same views: none sent, none fetched, still delivered.
-    (a.claim(
-        &store,
-        "a",
-        lease,
-        &[
-            lease_claim("api", Some("w1")),
-            lease_claim("web", Some("v1")),
-        ],
-    ))
-    .await
-    .expect("renewed");
+    claim_api_and_web(&mut a, &store, "w1", "v1").await;
     assert_eq!(a.sent(), 0, "unchanged views are not sent again");
     let second = a.read(&store).await.expect("a read");
     assert_eq!(a.fetched(), 0, "unchanged views are not read again");
@@ -727,17 +722,7 @@ async fn a_renewal_sends_and_reads_a_view_again_only_when_it_changed() {
     let mut c = LeaseViews::default();
     assert_eq!(c.read(&store).await.expect("a read"), second);
     assert_eq!(c.fetched(), 2);
-    (a.claim(
-        &store,
-        "a",
-        lease,
-        &[
-            lease_claim("api", Some("w1")),
-            lease_claim("web", Some("v2")),
-        ],
-    ))
-    .await
-    .expect("renewed");
+    claim_api_and_web(&mut a, &store, "w1", "v2").await;
     assert_eq!(a.sent(), 1);
     let third = c.read(&store).await.expect("a read");
     assert_eq!(c.fetched(), 1, "only the view that changed");

@@ -566,14 +566,7 @@ async fn serve_target(hits: Arc<Hits>) -> anyhow::Result<SocketAddr> {
     let app = axum::Router::new()
         .route("/c/{i}", axum::routing::get(hit))
         .with_state(hits);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            eprintln!("bench target stopped: {e}");
-        }
-    });
-    Ok(addr)
+    super::serve(app).await
 }
 
 #[path = "cluster_wire.rs"]

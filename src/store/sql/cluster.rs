@@ -202,16 +202,7 @@ impl Store {
             .await
             .doing("reading the leases")?;
         rows.iter()
-            .map(|row| {
-                Ok(Lease {
-                    name: row.try_get("check_name")?,
-                    region: row.try_get("region")?,
-                    owner: row.try_get("owner")?,
-                    expires_at: row.try_get("expires_at")?,
-                    live: row.try_get("live")?,
-                    view: row.try_get("view")?,
-                })
-            })
+            .map(lease)
             .collect::<std::result::Result<_, sqlx::Error>>()
             .doing("decoding a lease")
     }
@@ -313,17 +304,7 @@ impl LeaseViews {
             .await
             .doing("reading the leases")?;
         let mut decoded = (rows.iter())
-            .map(|row| {
-                let lease = Lease {
-                    name: row.try_get("check_name")?,
-                    region: row.try_get("region")?,
-                    owner: row.try_get("owner")?,
-                    expires_at: row.try_get("expires_at")?,
-                    live: row.try_get("live")?,
-                    view: row.try_get("view")?,
-                };
-                Ok((lease, row.try_get::<i64, _>("view_version")?))
-            })
+            .map(|row| Ok((lease(row)?, row.try_get::<i64, _>("view_version")?)))
             .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
             .doing("decoding a lease")?;
         let (seen, mut sent) = (self.seen, 0);
@@ -390,4 +371,16 @@ impl LeaseViews {
         self.views.extend(fetched);
         Ok(())
     }
+}
+
+/// A row of `check_leases` as read by [`Store::leases`] and [`LeaseViews::read`].
+fn lease(row: &sqlx::postgres::PgRow) -> std::result::Result<Lease, sqlx::Error> {
+    Ok(Lease {
+        name: row.try_get("check_name")?,
+        region: row.try_get("region")?,
+        owner: row.try_get("owner")?,
+        expires_at: row.try_get("expires_at")?,
+        live: row.try_get("live")?,
+        view: row.try_get("view")?,
+    })
 }
