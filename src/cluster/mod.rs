@@ -318,10 +318,7 @@ impl Cluster {
                 keys.push((name.to_string(), region.to_string()));
             }
             if leased(name) && self.ownership.owns(i) && !wanted.checks[i] {
-                match self.regions[i] {
-                    None => self.ownership.set(i, false),
-                    Some(_) => self.ownership.set_decides(i, false),
-                }
+                self.decide(i, false);
                 keys.push((name.to_string(), String::new()));
             }
         }
@@ -400,7 +397,7 @@ impl Cluster {
                 )),
                 (true, false) => {
                     tracing::warn!(check = %name, "another instance holds this check's lease now: no longer deciding it");
-                    self.stop_deciding(i);
+                    self.decide(i, false);
                 }
                 _ => {}
             }
@@ -420,18 +417,16 @@ impl Cluster {
         }
         tracing::info!(checks = checks.len(), "taking on checks");
         for i in checks {
-            match self.regions[i] {
-                None => self.ownership.set(i, true),
-                Some(_) => self.ownership.set_decides(i, true),
-            }
+            self.decide(i, true);
         }
     }
 
-    /// No longer decides check `i` (nor probes it, unless from its region).
-    fn stop_deciding(&self, i: usize) {
+    /// Decides check `i` or stops: with its probing, unless it has
+    /// regions (probed through a lease of its own).
+    fn decide(&self, i: usize, on: bool) {
         match self.regions[i] {
-            None => self.ownership.set(i, false),
-            Some(_) => self.ownership.set_decides(i, false),
+            None => self.ownership.set(i, on),
+            Some(_) => self.ownership.set_decides(i, on),
         }
     }
 

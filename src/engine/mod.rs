@@ -44,7 +44,7 @@ use crate::incident::{self, Decision, Incident, IncidentChange, OpenIncident};
 use crate::metrics::Metrics;
 use crate::notify::outbox::Direct;
 use crate::notify::policy::{self, Notice, Policy, Rules};
-use crate::state::CheckState;
+use crate::state::{CheckState, CheckStatus};
 use crate::store::writer::SampleBuffer;
 use crate::store::{Store, StoreError};
 
@@ -328,28 +328,35 @@ impl Engine {
             // per sample), though a decision comes with few samples.
             Box::pin(self.decided(obs.check, decision, now)).await;
         }
-        let rt = &self.checks[obs.check];
-        let state = rt.state.clone();
-        // An incident opened while storage is away has no id to show yet.
-        let incident = rt
-            .open
-            .as_ref()
-            .map(|o| o.id)
-            .filter(|&id| id != offline::OFFLINE);
         // A regression standing for the sample is what the check shows.
         let message = match self.regressions.get(&obs.check) {
             Some(r) if r.verdict.color > obs.verdict.color => &r.verdict.reason,
             _ => &obs.sample.message,
         };
-        self.board.update(obs.check, |s| {
+        let (at, latency_ms) = (obs.sample.at, obs.sample.latency_ms());
+        self.show_state(obs.check, |s| {
+            s.message.clone_from(message);
+            s.last_run_at = Some(at);
+            s.latency_ms = Some(latency_ms);
+        });
+    }
+
+    /// Shows check `i`'s state and incident as they are now, and what
+    /// `ran` writes of its latest run.
+    fn show_state(&self, i: usize, ran: impl FnOnce(&mut CheckStatus)) {
+        let rt = &self.checks[i];
+        // An incident opened while storage is away has no id to show yet.
+        let incident = (rt.open.as_ref())
+            .map(|o| o.id)
+            .filter(|&id| id != offline::OFFLINE);
+        let state = &rt.state;
+        self.board.update(i, |s| {
             s.color = state.color;
             s.severity = state.severity;
             s.since = state.since;
-            s.message.clone_from(message);
-            s.last_run_at = Some(obs.sample.at);
-            s.latency_ms = Some(obs.sample.latency_ms());
             s.incident = incident;
             s.streaks = state.streaks();
+            ran(s);
         });
     }
 

@@ -120,21 +120,9 @@ impl Engine {
         if let Some(decision) = incident::decide(&rt.state, rt.open.as_ref()) {
             Box::pin(self.decided(i, decision, now)).await;
         }
-        let rt = &self.checks[i];
-        let state = rt.state.clone();
-        let incident = rt
-            .open
-            .as_ref()
-            .map(|o| o.id)
-            .filter(|&id| id != super::offline::OFFLINE);
-        self.board.update(i, |s| {
-            s.color = state.color;
-            s.severity = state.severity;
-            s.since = state.since;
+        self.show_state(i, |s| {
             s.message = message;
             s.last_run_at = last_run_at;
-            s.incident = incident;
-            s.streaks = state.streaks();
         });
     }
 }

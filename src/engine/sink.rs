@@ -46,7 +46,7 @@ impl Sink {
             latency_ms: sample.latency_ms(),
             message: sample.message.clone(),
             metrics: crate::core::metrics_json(&sample),
-            region: (config.regions.as_ref()).and(self.region.clone()),
+            region: (config.regions.as_ref()).and_then(|_| self.region.clone()),
         });
         // The engine only does memory work and rare transactions: waiting here is brief.
         let observation = Observation {
