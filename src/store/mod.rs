@@ -25,6 +25,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::core::{Color, OutboxEntry};
+use sql::Doing;
 
 /// One stored sample.
 #[derive(Clone, Debug, PartialEq)]
@@ -230,29 +231,37 @@ pub enum Store {
     Postgres(postgres::PgStore),
 }
 
-/// One backend's connections: the engine's, the writer's and the outbox's,
-/// and a small read-only pool for API reads ([`Store::reader`]), so requests
-/// cannot take the connections commits wait for.
+/// One backend's connections: the engine's and the outbox's, the sample
+/// writer's, and a small read-only pool for API reads ([`Store::reader`]),
+/// so requests cannot take the connections commits wait for.
 #[derive(Debug)]
 pub struct Pools<DB: sqlx::Database> {
     pool: sqlx::Pool<DB>,
+    /// Where [`Store::insert_samples`] writes. On a SQLite file, one
+    /// connection of its own: its page cache keeps the samples' index pages
+    /// from one batch to the next (from a shared pool each batch took
+    /// another connection, whose cache another's write had made stale).
+    samples: sqlx::Pool<DB>,
     reads: sqlx::Pool<DB>,
 }
 
 impl<DB: sqlx::Database> Clone for Pools<DB> {
     fn clone(&self) -> Self {
-        let (pool, reads) = (self.pool.clone(), self.reads.clone());
-        Pools { pool, reads }
+        Pools {
+            pool: self.pool.clone(),
+            samples: self.samples.clone(),
+            reads: self.reads.clone(),
+        }
     }
 }
 
 impl<DB: sqlx::Database> Pools<DB> {
     /// The same database on the read-only pool: for API reads.
     fn reader(&self) -> Pools<DB> {
-        let reads = self.reads.clone();
         Pools {
-            pool: reads.clone(),
-            reads,
+            pool: self.reads.clone(),
+            samples: self.reads.clone(),
+            reads: self.reads.clone(),
         }
     }
 }
@@ -314,12 +323,16 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
-        match self
-            .begin("starting a transaction to insert samples")
-            .await?
-        {
-            sql::Tx::Sqlite(tx) => sqlite::insert_samples(tx, rows).await,
-            sql::Tx::Postgres(tx) => postgres::insert_samples(tx, rows).await,
+        let doing = "starting a transaction to insert samples";
+        match self {
+            Store::Sqlite(s) => {
+                let tx = s.samples.begin_with("BEGIN IMMEDIATE").await.doing(doing)?;
+                sqlite::insert_samples(tx, rows).await
+            }
+            Store::Postgres(s) => {
+                let tx = s.samples.begin().await.doing(doing)?;
+                postgres::insert_samples(tx, rows).await
+            }
         }
     }
 }

@@ -89,7 +89,12 @@ impl Pools<Postgres> {
                 with_timeout(options, limits.read_statement_timeout)
                     .options([("default_transaction_read_only", "on")]),
             );
-        Ok(Pools { pool, reads })
+        let samples = pool.clone();
+        Ok(Pools {
+            pool,
+            samples,
+            reads,
+        })
     }
 
     /// On a connection of its own without `statement_timeout`: building an

@@ -75,6 +75,17 @@ impl Pools<Sqlite> {
             .connect_with(options.clone())
             .await
             .doing("opening the sqlite database")?;
+        // The sample writer's own connection, opened at its first batch and kept.
+        let samples = if in_memory {
+            pool.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_lazy_with(options.clone())
+        };
         let reads = if in_memory {
             pool.clone()
         } else {
@@ -84,7 +95,11 @@ impl Pools<Sqlite> {
                 .acquire_timeout(Duration::from_secs(5))
                 .connect_lazy_with(options.read_only(true))
         };
-        Ok(Pools { pool, reads })
+        Ok(Pools {
+            pool,
+            samples,
+            reads,
+        })
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
