@@ -14,6 +14,8 @@
 #   run-peers.sh prom-stack INTERVAL N [WARMUP_S] [MEASURE_S]
 #   run-peers.sh keeper-stack INTERVAL N [WARMUP_S] [MEASURE_S]   # KEEPER_BIN=target/release/keeper
 #   run-peers.sh keeper-keepalive-stack INTERVAL N [WARMUP_S] [MEASURE_S]   # the same, keepalive = true
+#   run-peers.sh keeper-soak INTERVAL N [MINUTES] [KEEPALIVE]   # keeper alone; CPU per check every 30 s
+#                                         # (INTERVAL with its unit in these keeper modes: 5s, 1s)
 #   run-peers.sh vigil-stack INTERVAL_S N [WARMUP_S] [MEASURE_S]  # VIGIL_BIN or `vigil` on PATH
 #                                                                  # (cargo install --locked vigil-server)
 #   run-peers.sh start-nginx | start-blackbox | stop
@@ -207,11 +209,9 @@ prom_stack() {  # INTERVAL N WARMUP MEASURE
   stop_pidfile "$RUN/prometheus.pid"
 }
 
-keeper_stack() {  # INTERVAL N WARMUP MEASURE [KEEPALIVE]: keeper itself, N http checks on the same nginx target
-  local interval=$1 n=$2 warm=${3:-35} meas=${4:-120} keepalive=${5:-false}
+keeper_start() {  # INTERVAL N KEEPALIVE: starts keeper with N http checks on the nginx target; its pid in $RUN/keeper.pid
+  local interval=$1 n=$2 keepalive=$3
   local bin=${KEEPER_BIN:-$ROOT/target/release/keeper}
-  local label=keeper-stack
-  [ "$keepalive" = true ] && label=keeper-keepalive-stack
   [ -x "$bin" ] || { echo "no keeper binary at $bin (run-peers.sh build, i.e. cargo build --release --features bench --bins; or set KEEPER_BIN)" >&2; return 1; }
   start_nginx; quiet_wait
   mkdir -p "$RUN/keeper"; rm -f "$RUN/keeper/keeper.db"*
@@ -223,6 +223,13 @@ keeper_stack() {  # INTERVAL N WARMUP MEASURE [KEEPALIVE]: keeper itself, N http
   "$bin" run -c "$RUN/keeper/keeper.toml" > "$RUN/keeper/keeper.log" 2>&1 &
   echo $! > "$RUN/keeper.pid"
   wait_http "http://$KEEPER_ADDR/healthz"
+}
+
+keeper_stack() {  # INTERVAL N WARMUP MEASURE [KEEPALIVE]: keeper itself, N http checks on the same nginx target
+  local interval=$1 n=$2 warm=${3:-35} meas=${4:-120} keepalive=${5:-false}
+  local label=keeper-stack
+  [ "$keepalive" = true ] && label=keeper-keepalive-stack
+  keeper_start "$interval" "$n" "$keepalive"
   local kp np; kp=$(cat "$RUN/keeper.pid"); np=$(nginx_pids)
   log "# $label: keeper($kp) runs N=$n http checks every $interval (keepalive = $keepalive); warmup ${warm}s, measure ${meas}s"
   sleep "$warm"
@@ -293,6 +300,24 @@ print_table() {
     }' "$ROWS"
 }
 
+# keeper-soak INTERVAL N MINUTES [KEEPALIVE]: keeper alone for MINUTES, its CPU per check,
+# RSS and database size every 30 s: whether the cost grows as keeper runs (issue 14's steady state).
+keeper_soak() {
+  local interval=$1 n=$2 minutes=$3 keepalive=${4:-false}
+  trap stop_all EXIT
+  keeper_start "$interval" "$n" "$keepalive"
+  local kp t0 r0 t1 r1 s=0; kp=$(cat "$RUN/keeper.pid")
+  log "# keeper-soak: keeper($kp) runs N=$n http checks every $interval (keepalive = $keepalive) for ${minutes} min"
+  t0=$(ticks "$kp"); r0=$(nginx_reqs)
+  while [ "$s" -lt $((minutes * 60)) ]; do
+    sleep 30; s=$((s + 30))
+    t1=$(ticks "$kp"); r1=$(nginx_reqs)
+    log "t=${s}s checks=$((r1 - r0)) cpu_ms_per_check=$(per "$(ms $((t1 - t0)))" $((r1 - r0))) RSS_MB=$(( $(rss_kb "$kp") / 1024 )) db_MB=$(( $(du -sk "$RUN/keeper" | cut -f1) / 1024 ))"
+    t0=$t1; r0=$r1
+  done
+  stop_pidfile "$RUN/keeper.pid"
+}
+
 # table [INTERVAL_S N WARMUP_S MEASURE_S]: every stack in one run, then the table.
 table() {
   local interval=${1:-5} n=${2:-1000} warm=${3:-35} meas=${4:-120}
@@ -325,6 +350,7 @@ case "${1:-all}" in
   prom-stack) shift; prom_stack "$@" ;;
   keeper-stack) shift; keeper_stack "$1" "$2" "${3:-35}" "${4:-120}" false ;;
   keeper-keepalive-stack) shift; keeper_stack "$1" "$2" "${3:-35}" "${4:-120}" true ;;
+  keeper-soak) shift; keeper_soak "$1" "$2" "${3:-10}" "${4:-false}" ;;
   vigil-stack) shift; vigil_stack "$@" ;;
   all)
     trap stop_all EXIT
