@@ -25,7 +25,6 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::core::{Color, OutboxEntry};
-use sql::Doing;
 
 /// One stored sample.
 #[derive(Clone, Debug, PartialEq)]
@@ -323,16 +322,12 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
-        let doing = "starting a transaction to insert samples";
-        match self {
-            Store::Sqlite(s) => {
-                let tx = s.samples.begin_with("BEGIN IMMEDIATE").await.doing(doing)?;
-                sqlite::insert_samples(tx, rows).await
-            }
-            Store::Postgres(s) => {
-                let tx = s.samples.begin().await.doing(doing)?;
-                postgres::insert_samples(tx, rows).await
-            }
+        match self
+            .begin_samples("starting a transaction to insert samples")
+            .await?
+        {
+            sql::Tx::Sqlite(tx) => sqlite::insert_samples(tx, rows).await,
+            sql::Tx::Postgres(tx) => postgres::insert_samples(tx, rows).await,
         }
     }
 }

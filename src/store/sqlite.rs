@@ -34,6 +34,8 @@ const ROWS_PER_INSERT: [usize; 5] = [500, 100, 20, 5, 1];
 
 /// How long a writer waits for another connection's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a statement waits for a connection of a write pool.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Read-only connections for API reads (a file database only).
 const READ_CONNECTIONS: u32 = 2;
@@ -71,7 +73,7 @@ impl Pools<Sqlite> {
             SqlitePoolOptions::new().max_connections(4)
         };
         let pool = pool
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options.clone())
             .await
             .doing("opening the sqlite database")?;
@@ -83,7 +85,7 @@ impl Pools<Sqlite> {
                 .max_connections(1)
                 .idle_timeout(None)
                 .max_lifetime(None)
-                .acquire_timeout(Duration::from_secs(10))
+                .acquire_timeout(ACQUIRE_TIMEOUT)
                 .connect_lazy_with(options.clone())
         };
         let reads = if in_memory {

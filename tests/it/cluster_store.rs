@@ -666,15 +666,14 @@ fn lease_claim(name: &str, view: Option<&str>) -> LeaseClaim {
     }
 }
 
-/// Instance a claims `api` and `web` through `views`, publishing these views.
+/// Instance a claims `api` and `web` for `lease` through `views`, publishing these views.
 async fn claim_api_and_web(
     views: &mut LeaseViews,
     store: &keeper::store::Store,
-    api: &str,
-    web: &str,
+    lease: Duration,
+    (api, web): (&str, &str),
 ) -> Vec<(String, String)> {
     let claims = [lease_claim("api", Some(api)), lease_claim("web", Some(web))];
-    let lease = Duration::from_secs(15);
     views
         .claim(store, "a", lease, &claims)
         .await
@@ -698,7 +697,7 @@ async fn a_renewal_sends_and_reads_a_view_again_only_when_it_changed() {
     let mut a = LeaseViews::default();
     let view = |owner: &str, v: &str| (owner.to_string(), Some(v.to_string()));
 
-    let held = claim_api_and_web(&mut a, &store, "w1", "v1").await;
+    let held = claim_api_and_web(&mut a, &store, lease, ("w1", "v1")).await;
     assert_eq!(held.len(), 2);
     assert_eq!(a.sent(), 2);
     let first = a.read(&store).await.expect("a read");
@@ -711,7 +710,7 @@ async fn a_renewal_sends_and_reads_a_view_again_only_when_it_changed() {
     assert_eq!(owners_and_views(&first), expected);
 
     // Renewed with the same views: none sent, none fetched, still delivered.
-    claim_api_and_web(&mut a, &store, "w1", "v1").await;
+    claim_api_and_web(&mut a, &store, lease, ("w1", "v1")).await;
     assert_eq!(a.sent(), 0, "unchanged views are not sent again");
     let second = a.read(&store).await.expect("a read");
     assert_eq!(a.fetched(), 0, "unchanged views are not read again");
@@ -722,7 +721,7 @@ async fn a_renewal_sends_and_reads_a_view_again_only_when_it_changed() {
     let mut c = LeaseViews::default();
     assert_eq!(c.read(&store).await.expect("a read"), second);
     assert_eq!(c.fetched(), 2);
-    claim_api_and_web(&mut a, &store, "w1", "v2").await;
+    claim_api_and_web(&mut a, &store, lease, ("w1", "v2")).await;
     assert_eq!(a.sent(), 1);
     let third = c.read(&store).await.expect("a read");
     assert_eq!(c.fetched(), 1, "only the view that changed");

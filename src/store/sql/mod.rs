@@ -25,7 +25,7 @@ use sqlx::query::Query;
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Database, Decode, Encode, Pool, Postgres, Row as _, SqlSafeStr, Sqlite, Type};
 
-use super::{Store, StoreError};
+use super::{Pools, Store, StoreError};
 
 /// The store's results: a [`StoreError`] unless said otherwise.
 pub(crate) type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -40,6 +40,24 @@ pub(crate) enum Stmt<'c> {
 pub(crate) enum On<'c, DB: Database> {
     Pool(&'c Pool<DB>),
     Tx(&'c mut DB::Connection),
+}
+
+/// Which of a backend's write pools a transaction is on.
+#[derive(Clone, Copy)]
+enum Writer {
+    /// The engine's, the outbox's, everyone's.
+    Shared,
+    /// The sample writer's ([`Pools`]'s `samples`).
+    Samples,
+}
+
+impl Writer {
+    fn pool<DB: Database>(self, pools: &Pools<DB>) -> &Pool<DB> {
+        match self {
+            Writer::Shared => &pools.pool,
+            Writer::Samples => &pools.samples,
+        }
+    }
 }
 
 /// A transaction on the store's backend.
@@ -79,9 +97,20 @@ impl Store {
     /// IMMEDIATE`): it waits for another writer up front instead of failing
     /// when it first writes.
     pub(crate) async fn begin(&self, doing: &'static str) -> Result<Tx> {
+        self.begin_on(Writer::Shared, doing).await
+    }
+
+    /// [`Store::begin`] on the sample writer's own connection.
+    pub(crate) async fn begin_samples(&self, doing: &'static str) -> Result<Tx> {
+        self.begin_on(Writer::Samples, doing).await
+    }
+
+    async fn begin_on(&self, writer: Writer, doing: &'static str) -> Result<Tx> {
         match self {
-            Store::Sqlite(s) => s.pool.begin_with("BEGIN IMMEDIATE").await.map(Tx::Sqlite),
-            Store::Postgres(s) => s.pool.begin().await.map(Tx::Postgres),
+            Store::Sqlite(s) => {
+                (writer.pool(s).begin_with("BEGIN IMMEDIATE").await).map(Tx::Sqlite)
+            }
+            Store::Postgres(s) => writer.pool(s).begin().await.map(Tx::Postgres),
         }
         .doing(doing)
     }
