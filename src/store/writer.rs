@@ -22,6 +22,8 @@ use super::{SampleRow, Store, StoreError};
 pub const DEFAULT_BATCH_SIZE: usize = 20_000;
 /// How often the writer flushes what has gathered, full batch or not.
 pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// Rows of room the buffer keeps between batches however empty it gets.
+const KEEP_ROOM: usize = 1024;
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How long shutdown keeps trying to write what is left.
@@ -88,7 +90,10 @@ impl SampleBuffer {
         let capacity = capacity.max(1);
         SampleBuffer {
             inner: Arc::new(BufferInner {
-                rows: Mutex::new(VecDeque::with_capacity(capacity.min(DEFAULT_BATCH_SIZE))),
+                // Grown as rows wait, not reserved for a full batch: the ring
+                // walks its whole allocation, so a reserved 20,000 rows
+                // would all become resident at any rate.
+                rows: Mutex::new(VecDeque::new()),
                 capacity,
                 wake_at: AtomicUsize::new(capacity.min(DEFAULT_BATCH_SIZE)),
                 dropped: AtomicU64::new(0),
@@ -132,11 +137,17 @@ impl SampleBuffer {
         self.inner.dropped.load(Ordering::Relaxed)
     }
 
-    /// Takes up to `max` of the oldest rows.
+    /// Takes up to `max` of the oldest rows. What a burst grew the queue to
+    /// is given back once the rows have gone.
     fn take(&self, max: usize) -> Vec<SampleRow> {
         let mut rows = self.lock();
         let n = rows.len().min(max);
-        rows.drain(..n).collect()
+        let taken = rows.drain(..n).collect();
+        let left = rows.len();
+        if rows.capacity() > KEEP_ROOM.max(4 * left) {
+            rows.shrink_to(KEEP_ROOM.max(2 * left));
+        }
+        taken
     }
 
     /// Puts rows that failed to write back at the front, oldest first. Still
@@ -313,5 +324,58 @@ impl Writer {
         self.metrics
             .pending
             .set(i64::try_from(self.buffer.len()).unwrap_or(i64::MAX));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chrono::{TimeZone, Utc};
+
+    use super::{KEEP_ROOM, SampleBuffer, SampleRow};
+    use crate::core::Color;
+
+    fn row(n: i64) -> SampleRow {
+        SampleRow {
+            check: Arc::from("web"),
+            at: Utc.timestamp_opt(n, 0).unwrap(),
+            duration_ms: 1.0,
+            up: true,
+            color: Color::Green,
+            status_code: Some(200),
+            latency_ms: 1.0,
+            message: String::new(),
+            metrics: None,
+            region: None,
+        }
+    }
+
+    #[test]
+    fn the_queue_grows_for_a_burst_and_gives_the_room_back() {
+        let buffer = SampleBuffer::new(20_000);
+        assert_eq!(buffer.lock().capacity(), 0, "nothing is reserved up front");
+        for n in 0..10_000 {
+            buffer.push(row(n));
+        }
+        assert!(buffer.lock().capacity() >= 10_000);
+        let first = buffer.take(9_990);
+        assert_eq!(first.len(), 9_990);
+        assert_eq!(first[0].at.timestamp(), 0, "oldest first");
+        assert!(buffer.lock().capacity() <= KEEP_ROOM);
+        let rest = buffer.take(100);
+        let times: Vec<i64> = rest.iter().map(|r| r.at.timestamp()).collect();
+        assert_eq!(times, (9_990..10_000).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_full_buffer_drops_its_oldest_rows() {
+        let buffer = SampleBuffer::new(3);
+        for n in 0..5 {
+            buffer.push(row(n));
+        }
+        assert_eq!(buffer.dropped(), 2);
+        let times: Vec<i64> = buffer.take(10).iter().map(|r| r.at.timestamp()).collect();
+        assert_eq!(times, vec![2, 3, 4]);
     }
 }
