@@ -94,7 +94,9 @@ impl Spec {
 
     /// The configured headers, or the first that cannot be sent.
     fn headers(&self) -> Result<HeaderMap, SpecProblem> {
-        let mut headers = HeaderMap::new();
+        // Room for User-Agent, Connection and Host too, and no more: every
+        // check keeps one such map and every run copies it.
+        let mut headers = HeaderMap::with_capacity(self.headers.len() + 3);
         for (name, value) in &self.headers {
             let bad = |what: String| SpecProblem::new(format!("headers.{name}"), what);
             let name = HeaderName::from_bytes(name.as_bytes())
@@ -143,9 +145,6 @@ impl Kind for Spec {
         if !self.keepalive {
             headers.insert(CONNECTION, HeaderValue::from_static("close"));
         }
-        let mut foreign_headers = HeaderMap::new();
-        foreign_headers.insert(USER_AGENT, HeaderValue::from_static(KEEPER_AGENT));
-        foreign_headers.insert(CONNECTION, HeaderValue::from_static("close"));
         let json = self.json.clone().unwrap_or_default().into_iter().collect();
         // Built even for http:// URLs: a redirect may lead to https.
         let tls = tlsconf::Tls::new(
@@ -154,14 +153,13 @@ impl Kind for Spec {
             self.insecure_skip_verify,
             &[b"http/1.1"],
         )?;
-        let mut first_headers = headers.clone();
-        add_host(&mut first_headers, &url).map_err(BuildError)?;
+        add_host(&mut headers, &url).map_err(BuildError)?;
         let target = &url[url::Position::BeforePath..url::Position::AfterQuery];
         let first = Box::new(FirstHop {
             target: target
                 .parse()
                 .map_err(|e| BuildError(format!("url: the path and query {target:?}: {e}")))?,
-            headers: first_headers,
+            headers,
             host: connect_host(&url).map_err(BuildError)?,
             port: url.port_or_known_default().unwrap_or(80),
         });
@@ -169,8 +167,6 @@ impl Kind for Spec {
             first,
             url,
             method,
-            headers,
-            foreign_headers,
             body: Bytes::from(self.body.clone().unwrap_or_default()),
             expect: Box::new(Expect {
                 status: self.expect_status.clone(),
@@ -191,13 +187,6 @@ impl Kind for Spec {
 pub struct Probe {
     url: Url,
     method: Method,
-    /// The configured headers plus User-Agent and `Connection: close`
-    /// (without `keepalive`): sent while a redirect stays on the configured
-    /// URL's origin.
-    headers: HeaderMap,
-    /// keeper's User-Agent and `Connection: close` only: sent to any other
-    /// origin a redirect leads to, so no credential leaves for another host.
-    foreign_headers: HeaderMap,
     body: Bytes,
     expect: Box<Expect>,
     follow_redirects: bool,
@@ -427,14 +416,25 @@ impl Probe {
                     crate::core::redact::url(url.as_str())
                 )
             })?;
+        // On the configured origin, its headers (its `Host` too: the origin
+        // is the same); elsewhere keeper's User-Agent and `Connection:
+        // close` only, so no credential leaves for another host.
         *request.headers_mut() = if left_origin {
-            self.foreign_headers.clone()
+            foreign_headers()
         } else {
-            self.headers.clone()
+            self.first.headers.clone()
         };
         add_host(request.headers_mut(), url)?;
         Ok(request)
     }
+}
+
+/// The headers of a hop that a redirect took to another origin.
+fn foreign_headers() -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(3);
+    headers.insert(USER_AGENT, HeaderValue::from_static(KEEPER_AGENT));
+    headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    headers
 }
 
 impl Run {

@@ -14,7 +14,9 @@ use super::expect::status_text;
 pub(super) struct FirstHop {
     /// Path and query.
     pub target: http::Uri,
-    /// The configured headers with `Host`.
+    /// The configured headers with User-Agent, `Connection: close` (without
+    /// `keepalive`) and `Host`: sent while a redirect stays on the configured
+    /// URL's origin.
     pub headers: HeaderMap,
     /// Name or IP literal, to resolve and connect to.
     pub host: String,
