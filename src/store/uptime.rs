@@ -24,63 +24,65 @@ const HOURS: usize = 25;
 /// Daily buckets kept: 90 days and the day the 90 d window starts in.
 const DAYS: usize = 91;
 
-/// Samples of one check in one hour or day.
-#[derive(Clone, Copy, Debug, Default)]
-struct Bucket {
-    /// Hours (or days) since the epoch; which period the counts are of.
-    /// (i32 holds hours until the year 246,000: 12 bytes a bucket, not 16.)
-    slot: i32,
-    total: u32,
-    up: u32,
-}
-
-/// A ring of buckets of `N` periods of `period_ms`.
+/// The last `N` periods (hours or days) of one check: `(total, up)` samples
+/// per period, the newest period's number beside them. 8 bytes a period.
 #[derive(Clone, Debug)]
 struct Ring<const N: usize> {
-    buckets: [Bucket; N],
+    /// Periods since the epoch of the newest bucket; `i32::MIN` while empty.
+    /// (i32 holds hours until the year 246,000.)
+    newest: i32,
+    /// Period `p`'s counts sit at `p mod N`, for the `N` periods up to `newest`.
+    buckets: [(u32, u32); N],
 }
 
 impl<const N: usize> Ring<N> {
     fn new() -> Self {
         Ring {
-            // An empty bucket: older than any period a window asks for.
-            buckets: [Bucket {
-                slot: i32::MIN,
-                total: 0,
-                up: 0,
-            }; N],
+            newest: i32::MIN,
+            buckets: [(0, 0); N],
         }
+    }
+
+    fn index(slot: i32) -> usize {
+        slot.rem_euclid(N as i32) as usize
     }
 
     fn add(&mut self, slot: i64, total: u32, up: u32) {
         let Ok(slot) = i32::try_from(slot) else {
             return;
         };
-        let b = &mut self.buckets[slot.rem_euclid(N as i32) as usize];
-        if b.slot < slot {
-            *b = Bucket { slot, total, up };
-        } else if b.slot == slot {
-            b.total = b.total.saturating_add(total);
-            b.up = b.up.saturating_add(up);
+        if slot > self.newest {
+            // The periods between are past: their buckets start again empty.
+            let gap = i64::from(slot) - i64::from(self.newest);
+            if gap >= N as i64 {
+                self.buckets = [(0, 0); N];
+            } else {
+                for past in self.newest + 1..=slot {
+                    self.buckets[Self::index(past)] = (0, 0);
+                }
+            }
+            self.newest = slot;
+        } else if i64::from(slot) <= i64::from(self.newest) - N as i64 {
+            return; // Older than the ring holds: not counted.
         }
-        // An older period than the one in its place: past the ring, not counted.
+        let (t, u) = &mut self.buckets[Self::index(slot)];
+        *t = t.saturating_add(total);
+        *u = u.saturating_add(up);
     }
 
     /// (up, total) from `since_ms` to now, periods of `period_ms`; the first
     /// period counts for the fraction of it after `since_ms`.
     fn sum(&self, since_ms: i64, now_ms: i64, period_ms: i64) -> (f64, f64) {
+        let newest = i64::from(self.newest);
         let first = since_ms.div_euclid(period_ms);
-        let last = now_ms.div_euclid(period_ms);
+        let last = now_ms.div_euclid(period_ms).min(newest);
         let first_weight = 1.0 - since_ms.rem_euclid(period_ms) as f64 / period_ms as f64;
         let (mut up, mut total) = (0.0, 0.0);
-        for b in &self.buckets {
-            let slot = i64::from(b.slot);
-            if slot < first || slot > last {
-                continue;
-            }
+        for slot in first.max(newest - N as i64 + 1)..=last {
+            let (t, u) = self.buckets[slot.rem_euclid(N as i64) as usize];
             let w = if slot == first { first_weight } else { 1.0 };
-            up += w * f64::from(b.up);
-            total += w * f64::from(b.total);
+            up += w * f64::from(u);
+            total += w * f64::from(t);
         }
         (up, total)
     }
@@ -123,7 +125,7 @@ pub struct Windows {
 #[derive(Clone, Debug, Default)]
 pub struct UptimeBook {
     /// Boxed: the table (sized to a power of two above the check count)
-    /// holds a pointer per slot rather than the 1.4 kB counters.
+    /// holds a pointer per slot rather than the 0.9 kB counters.
     inner: Arc<Mutex<HashMap<Arc<str>, Box<Counts>>>>,
 }
 
@@ -277,6 +279,25 @@ mod tests {
         let w = book.windows("web", at(T0 + HOUR_MS / 2));
         let pct = w.h24.expect("uptime");
         assert!((pct - 100.0 * 10.0 / 15.0).abs() < 1e-9, "{pct}");
+    }
+
+    #[test]
+    fn periods_arrive_in_any_order_and_fall_off_the_ring() {
+        let mut hours: Ring<HOURS> = Ring::new();
+        let hour = T0 / HOUR_MS;
+        hours.add(hour, 4, 4);
+        hours.add(hour - 3, 4, 0); // older, still inside the ring
+        hours.add(hour - 30, 4, 0); // older than the ring holds
+        let sum = |r: &Ring<HOURS>, now_hour: i64| {
+            r.sum((now_hour - 24) * HOUR_MS, now_hour * HOUR_MS, HOUR_MS)
+        };
+        assert_eq!(sum(&hours, hour), (4.0, 8.0));
+        // Twenty hours on, the bucket of `hour - 3` is reused for `hour + 22`.
+        hours.add(hour + 22, 2, 2);
+        assert_eq!(sum(&hours, hour + 22), (6.0, 6.0));
+        // A period far past every bucket empties them all.
+        hours.add(hour + 100, 1, 0);
+        assert_eq!(sum(&hours, hour + 100), (0.0, 1.0));
     }
 
     #[test]
