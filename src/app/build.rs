@@ -384,7 +384,7 @@ fn engine_parts(
     ownership: &Ownership,
 ) -> crate::engine::Parts {
     crate::engine::Parts {
-        checks: config.checks.iter().cloned().map(Arc::new).collect(),
+        checks: config.checks.clone(),
         rules: config.policy_rules(),
         store: store.clone(),
         buffer,

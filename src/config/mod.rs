@@ -53,7 +53,7 @@ pub struct Config {
     /// Global limit on probes running at once.
     pub concurrency: usize,
     pub severities: Severities,
-    pub checks: Vec<CheckConfig>,
+    pub checks: Vec<Arc<CheckConfig>>,
     pub channels: Vec<ChannelConfig>,
     pub routes: Vec<Route>,
     pub maintenance: Vec<Maintenance>,
@@ -229,7 +229,10 @@ impl Config {
     }
 
     pub fn check(&self, name: &str) -> Option<&CheckConfig> {
-        self.checks.iter().find(|c| &*c.name == name)
+        self.checks
+            .iter()
+            .find(|c| &*c.name == name)
+            .map(Arc::as_ref)
     }
 }
 
@@ -331,7 +334,12 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
     let cluster = s.cluster.resolve(errors);
     let listen = read_listen(s.server.listen.as_ref(), errors)?;
     let timezone = zone::read_timezone(s.timezone, errors);
-    let (checks, disabled) = checks.into_iter().partition(|c| c.enabled);
+    let (checks, mut disabled): (Vec<_>, Vec<_>) = checks.into_iter().partition(|c| c.enabled);
+    // Collected in place, the `Arc`s would keep the checks' whole buffer
+    // (hundreds of bytes a check) for as long as keeper runs.
+    let mut checks: Vec<Arc<CheckConfig>> = checks.into_iter().map(Arc::new).collect();
+    checks.shrink_to_fit();
+    disabled.shrink_to_fit();
     let mut config = Config {
         path: path.to_path_buf(),
         server: Server {

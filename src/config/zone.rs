@@ -4,6 +4,8 @@
 //! names its own with `CRON_TZ=`. Default UTC. A schedule is read before the
 //! zone is known, so the zone is given to each afterwards ([`apply`]).
 
+use std::sync::Arc;
+
 use toml::Spanned;
 
 use super::error::Collector;
@@ -29,7 +31,9 @@ pub(super) fn read_timezone(raw: Option<Spanned<String>>, errors: &mut Collector
 /// Gives `config.timezone` to every crontab in it that does not name its own.
 pub(super) fn apply(config: &mut Config) {
     let zone = config.timezone;
-    for check in config.checks.iter_mut().chain(config.disabled.iter_mut()) {
+    // Each check's config is still only the config's own (`make_mut` copies nothing).
+    let checks = config.checks.iter_mut().map(Arc::make_mut);
+    for check in checks.chain(config.disabled.iter_mut()) {
         if let Schedule::Cron(cron) = &mut check.schedule {
             cron.in_zone(zone);
         }

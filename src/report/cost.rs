@@ -297,6 +297,7 @@ async fn app_cost(
             let labelled = c.labels.get("app").map(String::as_str);
             labelled.is_some() && names.contains(&labelled) && measures_usage(c)
         })
+        .map(AsRef::as_ref)
         .collect();
     let sizes: Vec<Guest> = machines
         .iter()

@@ -40,7 +40,7 @@ fn check(api_url: &str, extra: &str) -> (CheckConfig, Probe) {
         "app = \"my-app\"\ntoken = \"${{FLY_API_TOKEN}}\"\napi_url = {api_url:?}\n{extra}"
     ))
     .expect("fly check config");
-    let check = config.checks[0].clone();
+    let check = CheckConfig::clone(&config.checks[0]);
     let probe = check
         .probe
         .build("test", &Context::system())

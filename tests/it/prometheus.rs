@@ -35,7 +35,7 @@ fn parse(keys: &str) -> Result<Config, String> {
 fn check(keys: &str) -> (CheckConfig, Probe) {
     support::init();
     let config = parse(keys).expect("prometheus check config");
-    let check = config.checks[0].clone();
+    let check = CheckConfig::clone(&config.checks[0]);
     let probe = check
         .probe
         .build("test", &Context::system())

@@ -47,7 +47,7 @@ async fn fixture(checks_and_policy: &str) -> Fixture {
         metrics.notifications.clone(),
     );
     let (mut engine, _sink, _handle, _inputs) = Engine::new(Parts {
-        checks: config.checks.iter().cloned().map(Arc::new).collect(),
+        checks: config.checks.clone(),
         rules: config.policy_rules(),
         store: store.clone(),
         buffer: SampleBuffer::new(16),
@@ -463,7 +463,7 @@ fn reshape_parts(f: &Fixture, checks_and_policy: &str) -> Parts {
     let config = Config::parse(Path::new("test.toml"), &toml, &|_| None).expect("config");
     let names: Vec<_> = config.checks.iter().map(|c| c.name.clone()).collect();
     Parts {
-        checks: config.checks.iter().cloned().map(Arc::new).collect(),
+        checks: config.checks.clone(),
         rules: config.policy_rules(),
         store: f.store.clone(),
         buffer: SampleBuffer::new(16),

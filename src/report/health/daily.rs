@@ -39,7 +39,7 @@ const SUMMARY_ACTIONS: usize = 5;
 /// What the task needs, read from the config once.
 pub struct Daily {
     pub schedule: Crontab,
-    pub checks: Vec<CheckConfig>,
+    pub checks: Vec<Arc<CheckConfig>>,
     /// The channels the routes name, in order, each once.
     pub channels: Vec<String>,
     /// Link for chat summaries: `server.public_url`, else the listen address.

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -28,7 +29,7 @@ const CRITICALS: usize = 10;
 /// Reads the facts of `period` for `checks` (the config's).
 pub async fn gather(
     store: &Store,
-    checks: &[CheckConfig],
+    checks: &[Arc<CheckConfig>],
     period: Period,
     now: DateTime<Utc>,
 ) -> Result<Facts, StoreError> {
