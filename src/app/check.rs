@@ -73,7 +73,7 @@ type Problem = (String, String);
 /// Each check's probe, built, as a scheduler job; and what could not be built.
 fn jobs(config: &Config, ctx: &probe::Context) -> (Vec<Job>, Vec<Problem>) {
     let mut problems = Vec::new();
-    let mut jobs = Vec::new();
+    let mut jobs = Vec::with_capacity(config.checks.len());
     let shared = config.storage.url.starts_with("postgres");
     for check in &config.checks {
         if check.regions.is_some() && !shared {
