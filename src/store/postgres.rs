@@ -181,7 +181,7 @@ fn copy_row(buf: &mut String, row: &SampleRow) {
 
 /// Escapes a value for COPY's text format.
 fn copy_text(buf: &mut String, value: &str) {
-    for c in value.chars() {
+    for c in super::storable(value).chars() {
         match c {
             '\\' => buf.push_str("\\\\"),
             '\t' => buf.push_str("\\t"),

@@ -18,7 +18,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Sqlite, Transaction};
 
 use super::sql::Doing;
-use super::{Pools, SampleRow, StoreError};
+use super::{Pools, SampleRow, StoreError, storable};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -196,8 +196,8 @@ pub(super) async fn insert_samples(
                 .push_bind(s.color.as_str())
                 .push_bind(s.status_code.map(i64::from))
                 .push_bind(s.latency_ms)
-                .push_bind(s.message.clone())
-                .push_bind(s.metrics.clone())
+                .push_bind(storable(&s.message).into_owned())
+                .push_bind(s.metrics.as_deref().map(|m| storable(m).into_owned()))
                 .push_bind(s.region.clone());
         });
         insert

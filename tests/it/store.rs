@@ -452,6 +452,25 @@ both_backends!(
 );
 
 both_backends!(
+    async fn a_nul_in_a_sample_is_stored_as_a_replacement_and_the_batch_goes_in(db) {
+        let store = db.store().await;
+        // A target's bytes can reach a message; PostgreSQL's text cannot hold
+        // NUL, and a refused row would fail its whole batch at every retry.
+        let mut odd = sample("odd", t(1), false);
+        odd.message = "got \0\0 from the banner".into();
+        let fine = sample("fine", t(2), true);
+        store
+            .insert_samples(&[odd.clone(), fine.clone()])
+            .await
+            .expect("insert");
+        let mut latest = store.latest_samples().await.expect("latest");
+        latest.sort_by(|a, b| a.check.cmp(&b.check));
+        odd.message = "got \u{FFFD}\u{FFFD} from the banner".into();
+        assert_eq!(latest, vec![fine, odd]);
+    }
+);
+
+both_backends!(
     async fn retention_deletes_only_samples_past_it(db) {
         let store = db.store().await;
         let now = chrono::DateTime::from_timestamp_millis(chrono::Utc::now().timestamp_millis())
