@@ -445,9 +445,17 @@ both_backends!(
         row.message = "line one\nline\ttwo \\N back\\slash\r end".into();
         row.metrics = Some(r#"{"say":"tab\there \\N"}"#.into());
         row.status_code = None;
-        store.insert_samples(std::slice::from_ref(&row)).await.expect("insert");
-        let latest = store.latest_samples().await.expect("latest");
-        assert_eq!(latest, vec![row]);
+        // Times and measurements exact, before PostgreSQL's epoch (2000) too.
+        let mut old = sample("before 2000", t(1), true);
+        old.at = "1999-12-31T23:59:59.750Z".parse().expect("time");
+        old.duration_ms = 0.1 + 0.2;
+        old.latency_ms = 1.0 / 3.0;
+        old.status_code = Some(599);
+        row.at += chrono::Duration::milliseconds(250);
+        store.insert_samples(&[row.clone(), old.clone()]).await.expect("insert");
+        let mut latest = store.latest_samples().await.expect("latest");
+        latest.sort_by(|a, b| a.at.cmp(&b.at));
+        assert_eq!(latest, vec![old, row]);
     }
 );
 
