@@ -167,10 +167,15 @@ fn copy_row(buf: &mut Vec<u8>, row: &SampleRow) {
         buf.extend_from_slice(&bytes[..len as usize]);
     }
     fn text(buf: &mut Vec<u8>, value: Option<&str>) {
-        match value {
-            Some(value) => field(buf, super::storable(value).as_bytes()),
-            None => buf.extend_from_slice(&(-1i32).to_be_bytes()),
-        }
+        let Some(value) = value else {
+            buf.extend_from_slice(&(-1i32).to_be_bytes());
+            return;
+        };
+        let value = super::storable(value);
+        // A field's length is an i32: a text past it (no probe writes one)
+        // is cut at a character, never inside one.
+        let end = value.floor_char_boundary(i32::MAX as usize);
+        field(buf, value[..end].as_bytes());
     }
     buf.extend_from_slice(&10i16.to_be_bytes());
     text(buf, Some(&row.check));

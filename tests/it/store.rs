@@ -454,7 +454,7 @@ both_backends!(
         row.at += chrono::Duration::milliseconds(250);
         store.insert_samples(&[row.clone(), old.clone()]).await.expect("insert");
         let mut latest = store.latest_samples().await.expect("latest");
-        latest.sort_by(|a, b| a.at.cmp(&b.at));
+        latest.sort_by_key(|r| r.at);
         assert_eq!(latest, vec![old, row]);
     }
 );
