@@ -87,6 +87,22 @@ fn split_kind<'i>(
     ))
 }
 
+/// A check's name is not keeper's own (`keeper:*`) and holds no control
+/// character: names go into the database, URLs, labels and messages, and
+/// PostgreSQL's text cannot hold NUL.
+pub(super) fn name_problems(name: &Spanned<String>, errors: &mut Collector) {
+    let key = format!("checks.{}", name.get_ref().escape_debug());
+    if name.get_ref().starts_with(crate::watchdog::PREFIX) {
+        let prefix = crate::watchdog::PREFIX;
+        let why = format!("check names starting with {prefix:?} are keeper's own");
+        errors.at(name.span(), &key, why);
+    }
+    if name.get_ref().contains(char::is_control) {
+        let why = "a check name cannot hold control characters (tab, newline, NUL…)";
+        errors.at(name.span(), &key, why.to_string());
+    }
+}
+
 pub(super) fn read_check(
     name: Spanned<String>,
     table: Spanned<DeTable<'_>>,

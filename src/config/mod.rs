@@ -381,7 +381,7 @@ fn read_root(path: &Path, root: DeTable<'_>, errors: &mut error::Collector) -> O
     Some(config)
 }
 
-/// Every `[checks.NAME]`: names not keeper's own, each check read, and no
+/// Every `[checks.NAME]`: names keeper can use, each check read, and no
 /// value two checks may not share claimed twice.
 fn read_checks(
     checks: Vec<(Spanned<String>, Spanned<DeTable<'_>>)>,
@@ -390,16 +390,7 @@ fn read_checks(
     errors: &mut error::Collector,
 ) -> Vec<CheckConfig> {
     for (name, _) in &checks {
-        if name.get_ref().starts_with(crate::watchdog::PREFIX) {
-            errors.at(
-                name.span(),
-                &format!("checks.{}", name.get_ref()),
-                format!(
-                    "check names starting with {:?} are keeper's own",
-                    crate::watchdog::PREFIX
-                ),
-            );
-        }
+        kinds::name_problems(name, errors);
     }
     let read: Vec<(Spanned<String>, CheckConfig)> = checks
         .into_iter()

@@ -264,6 +264,10 @@ fn watchdog_makes_keepers_own_checks_and_reserves_their_names() {
         "{err}"
     );
     assert!(err.contains("keeper's own"), "{err}");
+
+    let err = one_error("[checks.\"a\\u0000b\"]\nkind = \"tcp\"\nhost = \"127.0.0.1:1\"\n");
+    assert!(err.starts_with("keeper.toml:1:9: checks.a\\0b:"), "{err}");
+    assert!(err.contains("control characters"), "{err}");
 }
 
 #[test]
