@@ -166,10 +166,12 @@ fn copy_row(buf: &mut Vec<u8>, row: &SampleRow) {
         buf.extend_from_slice(&len.to_be_bytes());
         buf.extend_from_slice(&bytes[..len as usize]);
     }
+    fn null(buf: &mut Vec<u8>) {
+        buf.extend_from_slice(&(-1i32).to_be_bytes());
+    }
     fn text(buf: &mut Vec<u8>, value: Option<&str>) {
         let Some(value) = value else {
-            buf.extend_from_slice(&(-1i32).to_be_bytes());
-            return;
+            return null(buf);
         };
         let value = super::storable(value);
         // A field's length is an i32: a text past it (no probe writes one)
@@ -186,7 +188,7 @@ fn copy_row(buf: &mut Vec<u8>, row: &SampleRow) {
     text(buf, Some(row.color.as_str()));
     match row.status_code {
         Some(code) => field(buf, &i32::from(code).to_be_bytes()),
-        None => buf.extend_from_slice(&(-1i32).to_be_bytes()),
+        None => null(buf),
     }
     field(buf, &row.latency_ms.to_be_bytes());
     text(buf, Some(&row.message));

@@ -43,8 +43,9 @@ impl<const N: usize> Ring<N> {
         }
     }
 
-    fn index(slot: i32) -> usize {
-        slot.rem_euclid(N as i32) as usize
+    /// Where period `slot`'s counts sit.
+    fn index(slot: i64) -> usize {
+        slot.rem_euclid(N as i64) as usize
     }
 
     fn add(&mut self, slot: i64, total: u32, up: u32) {
@@ -57,7 +58,7 @@ impl<const N: usize> Ring<N> {
             if gap >= N as i64 {
                 self.buckets = [(0, 0); N];
             } else {
-                for past in self.newest + 1..=slot {
+                for past in i64::from(self.newest) + 1..=i64::from(slot) {
                     self.buckets[Self::index(past)] = (0, 0);
                 }
             }
@@ -65,7 +66,7 @@ impl<const N: usize> Ring<N> {
         } else if i64::from(slot) <= i64::from(self.newest) - N as i64 {
             return; // Older than the ring holds: not counted.
         }
-        let (t, u) = &mut self.buckets[Self::index(slot)];
+        let (t, u) = &mut self.buckets[Self::index(i64::from(slot))];
         *t = t.saturating_add(total);
         *u = u.saturating_add(up);
     }
@@ -79,7 +80,7 @@ impl<const N: usize> Ring<N> {
         let first_weight = 1.0 - since_ms.rem_euclid(period_ms) as f64 / period_ms as f64;
         let (mut up, mut total) = (0.0, 0.0);
         for slot in first.max(newest - N as i64 + 1)..=last {
-            let (t, u) = self.buckets[slot.rem_euclid(N as i64) as usize];
+            let (t, u) = self.buckets[Self::index(slot)];
             let w = if slot == first { first_weight } else { 1.0 };
             up += w * f64::from(u);
             total += w * f64::from(t);
