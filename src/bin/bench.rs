@@ -26,7 +26,9 @@
 //! `cargo build --release --features bench --bins`, then `target/release/bench
 //!   [--checks 100,1000,10000 ("": none)] [--rate 2000] [--seconds 20] [--warmup 5]
 //!   [--samples 200000]`, or `--log-lines 5000000`, `--api 10000,1000000`, `--page 10`,
-//!   `--saturate --rate 2000 --seconds 10 --warmup 5`;
+//!   `--saturate --rate 2000 --seconds 10 --warmup 5`; `--keepalive` puts
+//!   every check of the probe runs (plain, `--saturate` or `--instructions`)
+//!   on a kept connection;
 //! `--instructions 200 --seconds 20` from `target/profiling/` (`--profile profiling`).
 //! PostgreSQL from `KEEPER_TEST_PG_URL` (default postgres://postgres@127.0.0.1:5432).
 
@@ -56,6 +58,8 @@ struct Args {
     page: usize,
     instructions: usize,
     saturate: bool,
+    /// `keepalive = true` on every `http` check of the probe runs.
+    keepalive: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -73,6 +77,7 @@ fn parse_args() -> anyhow::Result<Args> {
         page: 0,
         instructions: 0,
         saturate: false,
+        keepalive: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -102,6 +107,7 @@ fn parse_args() -> anyhow::Result<Args> {
                 args.instructions = value()?.parse().context("--instructions takes a count")?
             }
             "--saturate" => args.saturate = true,
+            "--keepalive" => args.keepalive = true,
             other => bail!("unknown flag {other}"),
         }
     }
@@ -137,6 +143,7 @@ fn main() -> anyhow::Result<()> {
             target,
             n,
             seconds,
+            args.keepalive,
             &hits,
         ));
     }
@@ -262,7 +269,7 @@ async fn probe_run(
     let interval_ms = ((n as f64 / args.rate) * 1000.0).max(1000.0).round() as u64;
     let planned_rate = n as f64 * 1000.0 / interval_ms as f64;
     let port = free_port()?;
-    let path = write_config(dir, target, n, port, interval_ms)?;
+    let path = write_config(dir, target, n, port, interval_ms, args.keepalive)?;
     let started = Instant::now();
     let child = Command::new(keeper)
         .args(["run", "-c"])
@@ -315,13 +322,15 @@ async fn probe_run(
 }
 
 /// Writes the config of a run: `n` HTTP checks of `target`, each every
-/// `interval_ms`, keeper listening on `port` with a SQLite file in `dir`.
+/// `interval_ms` (on a kept connection with `keepalive`), keeper listening
+/// on `port` with a SQLite file in `dir`.
 fn write_config(
     dir: &Path,
     target: SocketAddr,
     n: usize,
     port: u16,
     interval_ms: u64,
+    keepalive: bool,
 ) -> anyhow::Result<PathBuf> {
     let mut config = format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\n\n[storage]\nurl = \"sqlite://{}\"\n\n[defaults]\ninterval = \"{interval_ms}ms\"\ntimeout = \"5s\"\nconcurrency = 1024\n\n",
@@ -329,7 +338,7 @@ fn write_config(
     );
     for i in 0..n {
         config.push_str(&format!(
-            "[checks.c{i}]\nkind = \"http\"\nurl = \"http://{target}/ok?i={i}\"\n\n"
+            "[checks.c{i}]\nkind = \"http\"\nurl = \"http://{target}/ok?i={i}\"\nkeepalive = {keepalive}\n\n"
         ));
     }
     let path = dir.join(format!("bench-{n}.toml"));

@@ -33,6 +33,11 @@ enum Behaviour {
     HangsOnTheSecond,
     /// Answers the first request; answers the second with bytes that are not HTTP.
     GarbageOnTheSecond,
+    /// Answers every request with `Connection: close`, but leaves the
+    /// connection open for the client to close.
+    SaysClose,
+    /// Answers every request with a few bytes more than the response.
+    SaysTooMuch,
 }
 
 /// A loopback HTTP server counting connections and requests.
@@ -121,6 +126,7 @@ async fn serve(
     heads: &Mutex<Vec<String>>,
 ) {
     const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok";
+    const CLOSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
     for nth in 1.. {
         let Some(head) = read_head(&mut tcp).await else {
             return;
@@ -128,6 +134,10 @@ async fn serve(
         requests.fetch_add(1, Ordering::SeqCst);
         heads.lock().unwrap().push(head);
         let answer: &[u8] = match (behaviour, nth) {
+            (Behaviour::SaysClose, _) => CLOSE,
+            (Behaviour::SaysTooMuch, _) => {
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1"
+            }
             (Behaviour::KeepsAlive, _) | (_, 1) => OK,
             (Behaviour::ClosesAfterOne | Behaviour::DropsTheSecond, _) => return,
             (Behaviour::HangsOnTheSecond, _) => {
@@ -321,6 +331,31 @@ async fn a_connection_the_server_closed_while_idle_is_replaced_without_a_red_run
         .await;
     }
     assert_eq!(server.connections(), 3);
+}
+
+#[tokio::test]
+async fn a_connection_the_server_said_it_would_close_is_not_kept() {
+    for behaviour in [Behaviour::SaysClose, Behaviour::SaysTooMuch] {
+        let server = Server::start(behaviour).await;
+        let probe = probe(&server.url, true);
+
+        for run in 1..=3 {
+            let sample = probe.run(TIMEOUT).await;
+            assert_up(&sample);
+            assert_eq!(
+                reused(&sample),
+                Some(false),
+                "{behaviour:?} run {run}: {sample:?}"
+            );
+            assert!(
+                sample.message.ends_with(" on a new connection"),
+                "{behaviour:?} run {run}: {}",
+                sample.message
+            );
+        }
+        assert_eq!(server.connections(), 3, "{behaviour:?}");
+        assert_eq!(server.requests(), 3, "{behaviour:?}");
+    }
 }
 
 #[tokio::test]

@@ -27,10 +27,11 @@ pub async fn run(
     target: SocketAddr,
     n: usize,
     seconds: u64,
+    keepalive: bool,
     hits: &AtomicU64,
 ) -> anyhow::Result<()> {
     let port = free_port()?;
-    let config = write_config(dir, target, n, port, INTERVAL_MS)?;
+    let config = write_config(dir, target, n, port, INTERVAL_MS, keepalive)?;
     let out = dir.join(format!("callgrind-{n}.out"));
     let child = Command::new("valgrind")
         .args(["--tool=callgrind", "--instr-atstart=no"])

@@ -17,7 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Method;
 
-use super::wire::{Conn, Failure};
+use super::wire::{Conn, Failure, Idle};
 use super::{Peer, Probe, Response, Run};
 
 /// How a `keepalive` run's first hop got its connection.
@@ -62,7 +62,7 @@ impl std::fmt::Debug for Slot {
 
 /// A kept connection and what its opening run learned of the peer.
 struct Kept {
-    conn: Conn,
+    idle: Idle,
     peer: Peer,
     ip_protocol: Option<u8>,
 }
@@ -78,15 +78,21 @@ impl Slot {
     ) -> Result<Response, String> {
         let mut got = Got::New;
         if let Some(mut kept) = self.take() {
-            if kept.conn.has_ended() {
+            if kept.idle.has_ended() {
                 got = Got::Replaced;
             } else {
                 let request = probe.request(&probe.url, method, body, false)?;
                 kept.tell(probe, run);
                 run.connection = Some(Got::Reused);
-                match kept.conn.exchange(request, run).await {
+                let Kept {
+                    idle,
+                    peer,
+                    ip_protocol,
+                } = kept;
+                let mut conn = idle.resume().await?;
+                match conn.exchange(request, run).await {
                     Ok(response) => {
-                        self.keep_if_reusable(kept, &response);
+                        self.keep_if_reusable(conn, peer, ip_protocol, &response);
                         return Ok(response);
                     }
                     Err(Failure {
@@ -103,13 +109,7 @@ impl Slot {
         let request = probe.request(&probe.url, method, body, false)?;
         let (mut conn, peer) = probe.open(&probe.url, run).await?;
         let response = conn.exchange(request, run).await.map_err(|f| f.reason)?;
-        let ip_protocol = run.conn.ip_protocol;
-        let kept = Kept {
-            conn,
-            peer,
-            ip_protocol,
-        };
-        self.keep_if_reusable(kept, &response);
+        self.keep_if_reusable(conn, peer, run.conn.ip_protocol, &response);
         Ok(response)
     }
 
@@ -117,9 +117,24 @@ impl Slot {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
     }
 
-    /// Keeps `kept` for the next run when `response` left it ready for another request.
-    fn keep_if_reusable(&self, mut kept: Kept, response: &Response) {
-        if response.read_whole && !kept.conn.has_ended() {
+    /// Keeps `conn`'s stream for the next run when `response` left it
+    /// ready for another request.
+    fn keep_if_reusable(
+        &self,
+        conn: Conn,
+        peer: Peer,
+        ip_protocol: Option<u8>,
+        response: &Response,
+    ) {
+        if !response.read_whole {
+            return;
+        }
+        if let Some(idle) = conn.into_idle() {
+            let kept = Kept {
+                idle,
+                peer,
+                ip_protocol,
+            };
             *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(kept);
         }
     }

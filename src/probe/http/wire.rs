@@ -3,28 +3,35 @@
 //! transfer timed.
 //!
 //! hyper's connection is driven in the probe's own task, only while a
-//! request is in flight ([`drive`]): no task is spawned per connection, and
-//! a kept connection costs nothing while it waits for the next run.
+//! request is in flight ([`drive`]): no task is spawned per connection.
+//! Between the runs of a `keepalive` check only the stream is kept
+//! ([`Idle`]): hyper's buffers and request channel (about 25 kB) are
+//! dropped after each response and made anew for the next request.
 
 use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use http::Request;
 use http::header::{CONTENT_LENGTH, LOCATION};
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
+use hyper::client::conn::http1::{Connection, SendRequest};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, timeout_at};
 
 use super::{BODY_LIMIT, Response, Run, add};
 use crate::probe::tcp;
 
+/// A stream an HTTP/1.1 connection runs over: TCP, or TLS over TCP.
+pub(super) trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
+
 /// hyper's side of a connection: reads and writes the socket when polled.
-type Driver = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
+type Driver = Box<Connection<TokioIo<Box<dyn Io>>, Full<Bytes>>>;
 
 /// One HTTP/1.1 connection to `addr`.
 pub(super) struct Conn {
@@ -32,6 +39,12 @@ pub(super) struct Conn {
     /// `None` once the connection has ended.
     driver: Option<Driver>,
     pub addr: SocketAddr,
+}
+
+/// A connection between two requests: its stream alone.
+pub(super) struct Idle {
+    io: Box<dyn Io>,
+    addr: SocketAddr,
 }
 
 /// Why a hop failed: the reason for people, and whether it failed on the
@@ -59,31 +72,42 @@ impl std::fmt::Debug for Conn {
 
 impl Conn {
     /// Starts HTTP/1.1 over a connected (and, for https, handshaken) stream.
-    pub async fn handshake<S>(io: S, addr: SocketAddr) -> Result<Conn, String>
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
+    pub async fn handshake(io: impl Io, addr: SocketAddr) -> Result<Conn, String> {
+        Conn::over(Box::new(io), addr).await
+    }
+
+    async fn over(io: Box<dyn Io>, addr: SocketAddr) -> Result<Conn, String> {
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
             .await
             .map_err(|e| hyper_reason(&e, "request to", addr))?;
         Ok(Conn {
             sender,
-            driver: Some(Box::pin(connection)),
+            driver: Some(Box::new(connection)),
             addr,
         })
     }
 
-    /// Whether the connection has ended while it waited (the peer closed or
-    /// reset it): looks once at what already arrived, never waits.
-    pub fn has_ended(&mut self) -> bool {
-        let Some(driver) = self.driver.as_mut() else {
-            return true;
-        };
-        let mut cx = std::task::Context::from_waker(Waker::noop());
-        if driver.as_mut().poll(&mut cx).is_ready() {
-            self.driver = None;
+    /// The stream, ready for another request, once a response was read
+    /// whole; `None` when the connection ended (the peer said
+    /// `Connection: close`, closed or reset it) or holds bytes past the
+    /// response. Looks once at what already arrived, never waits.
+    pub fn into_idle(mut self) -> Option<Idle> {
+        let mut driver = self.driver.take()?;
+        let mut cx = Context::from_waker(Waker::noop());
+        if driver.poll_without_shutdown(&mut cx).is_ready() || self.sender.is_closed() {
+            return None;
         }
-        self.driver.is_none() || self.sender.is_closed()
+        // With its sender gone and no request in flight, hyper's side
+        // finishes at once, leaving the stream open.
+        drop(self.sender);
+        if !matches!(driver.poll_without_shutdown(&mut cx), Poll::Ready(Ok(()))) {
+            return None;
+        }
+        let parts = driver.into_parts();
+        parts.read_buf.is_empty().then(|| Idle {
+            io: parts.io.into_inner(),
+            addr: self.addr,
+        })
     }
 
     /// Sends `request` and reads the response, timing first byte and transfer.
@@ -150,6 +174,26 @@ impl Conn {
     }
 }
 
+impl Idle {
+    /// Whether the peer closed, reset or wrote to the connection while it
+    /// waited: looks once at what already arrived, never waits.
+    pub fn has_ended(&mut self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut byte = [0u8; 1];
+        let mut unread = ReadBuf::new(&mut byte);
+        // Pending: nothing arrived, the connection is as it was left. An
+        // end of stream, an error or bytes nobody asked for all end it.
+        Pin::new(&mut self.io)
+            .poll_read(&mut cx, &mut unread)
+            .is_ready()
+    }
+
+    /// HTTP/1.1 again over the stream, for the next request.
+    pub async fn resume(self) -> Result<Conn, String> {
+        Conn::over(self.io, self.addr).await
+    }
+}
+
 /// Runs `fut` to its end while polling the connection that feeds it. When
 /// the connection ends first it is dropped, which ends whatever `fut` waits
 /// for on it with an error.
@@ -162,7 +206,7 @@ async fn drive<F: Future>(driver: &mut Option<Driver>, fut: F) -> F::Output {
         let Some(connection) = driver.as_mut() else {
             return Poll::Pending;
         };
-        if connection.as_mut().poll(cx).is_pending() {
+        if Pin::new(&mut **connection).poll(cx).is_pending() {
             return Poll::Pending;
         }
         *driver = None;
