@@ -179,6 +179,9 @@ fn main() -> anyhow::Result<()> {
             r.start_s
         );
     }
+    if args.samples == 0 {
+        return Ok(());
+    }
     println!("\nbackend   rows     seconds  rows/s");
     let sqlite_url = format!("sqlite://{}", dir.path().join("bench-samples.db").display());
     let (secs, rate) = rt.block_on(write_samples(&sqlite_url, args.samples))?;

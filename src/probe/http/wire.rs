@@ -88,18 +88,17 @@ impl Conn {
     }
 
     /// The stream, ready for another request, once a response was read
-    /// whole; `None` when the connection ended (the peer said
-    /// `Connection: close`, closed or reset it) or holds bytes past the
-    /// response. Looks once at what already arrived, never waits.
-    pub fn into_idle(mut self) -> Option<Idle> {
-        let mut driver = self.driver.take()?;
-        let mut cx = Context::from_waker(Waker::noop());
-        if driver.poll_without_shutdown(&mut cx).is_ready() || self.sender.is_closed() {
-            return None;
-        }
-        // With its sender gone and no request in flight, hyper's side
-        // finishes at once, leaving the stream open.
+    /// whole; `None` when the connection ended or holds bytes past the
+    /// response. Never waits.
+    pub fn into_idle(self) -> Option<Idle> {
+        // hyper's side ends with the response that said `Connection: close`
+        // (HTTP/1.0 without keep-alive, a close or a reset alike): the poll
+        // that delivers the body's end finds the connection done.
+        let mut driver = self.driver?;
+        // With its sender gone and no request in flight, it finishes at
+        // once, leaving the stream open.
         drop(self.sender);
+        let mut cx = Context::from_waker(Waker::noop());
         if !matches!(driver.poll_without_shutdown(&mut cx), Poll::Ready(Ok(()))) {
             return None;
         }
