@@ -359,6 +359,26 @@ async fn a_connection_the_server_said_it_would_close_is_not_kept() {
 }
 
 #[tokio::test]
+async fn a_request_with_a_body_over_4_kib_leaves_no_connection_behind() {
+    // The server answers without reading the body, as one that refuses
+    // early may: part of the body could still be unsent on that connection.
+    let server = Server::start(Behaviour::KeepsAlive).await;
+    let body = "x".repeat(4097);
+    let probe = probe_with(
+        &server.url,
+        true,
+        &format!("method = \"POST\"\nbody = \"{body}\"\n"),
+    );
+
+    for run in 1..=3 {
+        let sample = probe.run(TIMEOUT).await;
+        assert_up(&sample);
+        assert_eq!(reused(&sample), Some(false), "run {run}: {sample:?}");
+    }
+    assert_eq!(server.connections(), 3);
+}
+
+#[tokio::test]
 async fn a_kept_connection_closed_as_the_request_came_is_retried_once_on_a_new_one() {
     let server = Server::start(Behaviour::DropsTheSecond).await;
     let probe = probe(&server.url, true);

@@ -8,8 +8,9 @@
 //! out, the race every client of keep-alive servers meets — is retried once,
 //! on a new connection; anything else (a timeout, an invalid response, a
 //! failure on a new connection) is the run's result. After a response read
-//! whole, the connection is kept for the next run. Redirected runs and
-//! bodies cut at the limit leave no connection behind.
+//! whole, the connection is kept for the next run. Redirected runs, bodies
+//! cut at the limit and requests with a body over 4 KiB leave no connection
+//! behind.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -19,6 +20,13 @@ use http::Method;
 
 use super::wire::{Conn, Failure, Idle};
 use super::{Peer, Probe, Response, Run};
+
+/// The largest request body after which the connection is kept. The
+/// stream is taken back as soon as the response is read, and a server that
+/// answers before reading a large body could leave part of it unsent in
+/// hyper's buffer; a body this small goes out whole with its request (an
+/// idle connection's send buffer holds far more).
+const KEPT_BODY_MAX: usize = 4096;
 
 /// How a `keepalive` run's first hop got its connection.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -92,7 +100,7 @@ impl Slot {
                 let mut conn = idle.resume().await?;
                 match conn.exchange(request, run).await {
                     Ok(response) => {
-                        self.keep_if_reusable(conn, peer, ip_protocol, &response);
+                        self.keep_if_reusable(conn, peer, ip_protocol, body, &response);
                         return Ok(response);
                     }
                     Err(Failure {
@@ -109,7 +117,7 @@ impl Slot {
         let request = probe.request(&probe.url, method, body, false)?;
         let (mut conn, peer) = probe.open(&probe.url, run).await?;
         let response = conn.exchange(request, run).await.map_err(|f| f.reason)?;
-        self.keep_if_reusable(conn, peer, run.conn.ip_protocol, &response);
+        self.keep_if_reusable(conn, peer, run.conn.ip_protocol, body, &response);
         Ok(response)
     }
 
@@ -124,9 +132,10 @@ impl Slot {
         conn: Conn,
         peer: Peer,
         ip_protocol: Option<u8>,
+        body: &Bytes,
         response: &Response,
     ) {
-        if !response.read_whole {
+        if !response.read_whole || body.len() > KEPT_BODY_MAX {
             return;
         }
         if let Some(idle) = conn.into_idle() {

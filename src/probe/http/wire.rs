@@ -96,7 +96,10 @@ impl Conn {
         // that delivers the body's end finds the connection done.
         let mut driver = self.driver?;
         // With its sender gone and no request in flight, it finishes at
-        // once, leaving the stream open.
+        // once, leaving the stream open. Polled with a waker that does
+        // nothing, it also leaves the stream holding that waker instead of
+        // the run's: without this poll 1,000 idle streams held 5 MB more,
+        // most likely their finished runs' tasks.
         drop(self.sender);
         let mut cx = Context::from_waker(Waker::noop());
         if !matches!(driver.poll_without_shutdown(&mut cx), Poll::Ready(Ok(()))) {
