@@ -179,11 +179,17 @@ fn main() -> anyhow::Result<()> {
             r.start_s
         );
     }
-    if args.samples == 0 {
-        return Ok(());
+    if args.samples > 0 {
+        sample_writes(&rt, dir.path(), &args)?;
     }
+    Ok(())
+}
+
+/// Writes `args.samples` samples into SQLite (a file in `dir`) and into
+/// PostgreSQL with and without TLS; prints rows/s of each.
+fn sample_writes(rt: &tokio::runtime::Runtime, dir: &Path, args: &Args) -> anyhow::Result<()> {
     println!("\nbackend   rows     seconds  rows/s");
-    let sqlite_url = format!("sqlite://{}", dir.path().join("bench-samples.db").display());
+    let sqlite_url = format!("sqlite://{}", dir.join("bench-samples.db").display());
     let (secs, rate) = rt.block_on(write_samples(&sqlite_url, args.samples))?;
     println!("sqlite    {:>7}  {secs:>7.3}  {rate:>8.0}", args.samples);
     // sqlx's default sslmode=prefer uses TLS when the server offers it.
