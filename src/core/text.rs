@@ -65,6 +65,19 @@ pub fn clean_in_place(text: &mut String) -> bool {
     }
 }
 
+/// `text` without NUL, each replaced with U+FFFD: the store's own guard for
+/// a sample's texts ([`clean`] has usually run before). PostgreSQL's text
+/// cannot hold NUL, and a row it refuses would fail its whole batch, again
+/// at every retry; SQLite stores the same, so the two read back alike.
+/// Borrowed when there is none.
+pub fn without_nul(text: &str) -> Cow<'_, str> {
+    if text.contains('\0') {
+        Cow::Owned(text.replace('\0', "\u{FFFD}"))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
 /// `text` safe inside HTML or SVG text and quoted attribute values: `&`,
 /// `<`, `>`, `"` and `'` as entities. Borrowed when there is none.
 pub fn escape_html(text: &str) -> Cow<'_, str> {

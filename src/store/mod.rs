@@ -26,18 +26,6 @@ use chrono::{DateTime, Utc};
 
 use crate::core::{Color, OutboxEntry};
 
-/// A sample's text as both backends store it: PostgreSQL's text cannot hold
-/// NUL, and a row it refuses would fail its whole batch, again at every
-/// retry, so NUL is stored as U+FFFD (on SQLite too, so the two read back
-/// alike).
-pub(crate) fn storable(text: &str) -> std::borrow::Cow<'_, str> {
-    if text.contains('\0') {
-        text.replace('\0', "\u{FFFD}").into()
-    } else {
-        text.into()
-    }
-}
-
 /// One stored sample.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SampleRow {

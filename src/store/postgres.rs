@@ -173,7 +173,7 @@ fn copy_row(buf: &mut Vec<u8>, row: &SampleRow) {
         let Some(value) = value else {
             return null(buf);
         };
-        let value = super::storable(value);
+        let value = crate::core::text::without_nul(value);
         // A field's length is an i32: a text past it (no probe writes one)
         // is cut at a character, never inside one.
         let end = value.floor_char_boundary(i32::MAX as usize);

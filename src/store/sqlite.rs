@@ -18,7 +18,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Sqlite, Transaction};
 
 use super::sql::Doing;
-use super::{Pools, SampleRow, StoreError, storable};
+use super::{Pools, SampleRow, StoreError};
+use crate::core::text::without_nul;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -196,8 +197,8 @@ pub(super) async fn insert_samples(
                 .push_bind(s.color.as_str())
                 .push_bind(s.status_code.map(i64::from))
                 .push_bind(s.latency_ms)
-                .push_bind(storable(&s.message).into_owned())
-                .push_bind(s.metrics.as_deref().map(|m| storable(m).into_owned()))
+                .push_bind(without_nul(&s.message).into_owned())
+                .push_bind(s.metrics.as_deref().map(|m| without_nul(m).into_owned()))
                 .push_bind(s.region.clone());
         });
         insert
