@@ -52,6 +52,9 @@ ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14+$15}' "/proc
 # VmRSS / VmHWM (kB) summed over PIDs
 rss_kb() { local t=0 p; for p in "$@"; do t=$((t + $(awk '/^VmRSS:/{print $2}' "/proc/$p/status"))); done; echo "$t"; }
 hwm_kb() { local t=0 p; for p in "$@"; do t=$((t + $(awk '/^VmHWM:/{print $2}' "/proc/$p/status"))); done; echo "$t"; }
+# How one process's RSS splits (MB): private memory (heap, stacks) and pages mapped from its
+# files (the binary's code, shared libraries: page cache the kernel can take back).
+rss_split() { awk '/^RssAnon:/{a=$2} /^RssFile:/{f=$2} END{printf "anon %d + files %d", a/1024, f/1024}' "/proc/$1/status"; }
 # whole-machine busy ticks (user+nice+system+irq+softirq+steal) from /proc/stat
 sys_busy() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9}' /proc/stat; }
 sys_softirq() { awk '/^cpu /{print $8}' /proc/stat; }
@@ -242,7 +245,7 @@ keeper_stack() {  # INTERVAL N WARMUP MEASURE [KEEPALIVE]: keeper itself, N http
   green=$(curl -fsS "http://$KEEPER_ADDR/metrics" | awk '/^probe_success\{/ && $NF==1 {c++} END{print c+0}')
   log "$label-$interval-N$n: checks=$checks checks_per_s=$(per "$checks" "$meas") keeper_cpu_ms=$kms nginx_cpu_ms=$nms machine_busy_ms=$sms" \
       "per_check_ms: keeper=$(per "$kms" "$checks") nginx=$(per "$nms" "$checks") machine=$(per "$sms" "$checks")" \
-      "RSS_MB: keeper=$(( $(rss_kb "$kp") / 1024 )) (HWM $(( $(hwm_kb "$kp") / 1024 ))) probe_success=1: $green/$n"
+      "RSS_MB: keeper=$(( $(rss_kb "$kp") / 1024 )) (HWM $(( $(hwm_kb "$kp") / 1024 )); $(rss_split "$kp")) probe_success=1: $green/$n"
   row "$label" "$(per "$checks" "$meas")" "$(per "$kms" "$checks")" "$(( $(rss_kb "$kp") / 1024 ))" "probe_success=1: $green/$n"
   stop_pidfile "$RUN/keeper.pid"
 }
@@ -272,7 +275,7 @@ vigil_stack() {  # INTERVAL_S N WARMUP MEASURE: Vigil (cargo install vigil-serve
   sleep "$meas"
   tv1=$(ticks "$vp"); r1=$(nginx_reqs)
   local checks=$((r1 - r0 - 1)) vms; vms=$(ms $((tv1 - tv0)))
-  log "vigil-stack-${interval}s-N$n: checks=$checks checks_per_s=$(per "$checks" "$meas") vigil_cpu_ms=$vms per_check_ms: vigil=$(per "$vms" "$checks") RSS_MB: vigil=$(( $(rss_kb "$vp") / 1024 )) (HWM $(( $(hwm_kb "$vp") / 1024 )))"
+  log "vigil-stack-${interval}s-N$n: checks=$checks checks_per_s=$(per "$checks" "$meas") vigil_cpu_ms=$vms per_check_ms: vigil=$(per "$vms" "$checks") RSS_MB: vigil=$(( $(rss_kb "$vp") / 1024 )) (HWM $(( $(hwm_kb "$vp") / 1024 )); $(rss_split "$vp"))"
   row "vigil-stack" "$(per "$checks" "$meas")" "$(per "$vms" "$checks")" "$(( $(rss_kb "$vp") / 1024 ))" "HEAD on reused connections, no history"
   stop_pidfile "$RUN/vigil.pid"
 }
