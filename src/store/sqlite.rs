@@ -216,7 +216,7 @@ fn insert_sql(rows: usize) -> &'static str {
         // write per row as the index outgrew the cache (perf: the cost per
         // check rose over ten minutes). On a failure the whole transaction
         // is rolled back all the same: the batch goes back to the buffer.
-        let row = format!("({})", vec!["?"; SAMPLE_COLUMNS].join(", "));
+        let row = format!("({})", ["?"; SAMPLE_COLUMNS].join(", "));
         format!(
             "INSERT OR FAIL INTO samples \
              (check_name, at, duration_ms, up, color, status_code, latency_ms, message, \
