@@ -241,10 +241,12 @@ struct Response {
     read_whole: bool,
 }
 
-/// What a connection's TLS handshake showed, kept with a `keepalive`
-/// connection so the runs that reuse it report it too.
+/// What opening a connection learned of its peer — its address family and,
+/// over TLS, what the handshake showed — kept with a `keepalive` connection
+/// so the runs that reuse it report it too.
 #[derive(Clone, Debug, Default)]
 struct Peer {
+    ip_protocol: Option<u8>,
     cert: Option<CertInfo>,
     tls_version: Option<&'static str>,
     verified_chain_expiry: Option<chrono::DateTime<chrono::Utc>>,
@@ -338,17 +340,22 @@ impl Probe {
         let conn = tcp::connect(host, port, self.source, run.deadline).await?;
         add(&mut run.phases.dns, conn.dns);
         add(&mut run.phases.connect, Some(conn.connect));
+        let addr = conn.addr;
+        let ip_protocol = Some(ConnInfo::ip_protocol(addr.ip()));
         // Lookup and peer as blackbox_exporter reports them: the first hop's.
         if run.conn.ip_protocol.is_none() {
             run.conn.dns_lookup = Some(conn.dns.unwrap_or_default());
-            run.conn.ip_protocol = Some(ConnInfo::ip_protocol(conn.addr.ip()));
+            run.conn.ip_protocol = ip_protocol;
         }
         run.ssl = url.scheme() == "https";
         (run.conn.tls_version, run.conn.verified_chain_expiry) = (None, None);
-        let addr = conn.addr;
         if !run.ssl {
             let http = Conn::handshake(conn.stream, addr).await?;
-            return Ok((http, Peer::default()));
+            let peer = Peer {
+                ip_protocol,
+                ..Peer::default()
+            };
+            return Ok((http, peer));
         }
         let name = tlsconf::server_name(host).map_err(|e| e.0)?;
         let started = Instant::now();
@@ -381,6 +388,7 @@ impl Probe {
             .filter(|_| self.tls.verifies())
             .map(|c| c.not_after);
         let peer = Peer {
+            ip_protocol,
             cert,
             tls_version: run.conn.tls_version,
             verified_chain_expiry: run.conn.verified_chain_expiry,

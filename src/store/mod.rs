@@ -44,6 +44,23 @@ pub struct SampleRow {
     pub region: Option<Arc<str>>,
 }
 
+impl SampleRow {
+    /// The `samples` columns a row fills, in the order both backends' bulk
+    /// inserts write them.
+    pub(crate) const COLUMNS: [&str; 10] = [
+        "check_name",
+        "at",
+        "duration_ms",
+        "up",
+        "color",
+        "status_code",
+        "latency_ms",
+        "message",
+        "metrics",
+        "region",
+    ];
+}
+
 /// Which incidents a listing wants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IncidentFilter {

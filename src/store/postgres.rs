@@ -128,12 +128,11 @@ pub(super) async fn insert_samples(
     mut tx: Transaction<'static, Postgres>,
     rows: &[SampleRow],
 ) -> Result<(), StoreError> {
+    let columns = SampleRow::COLUMNS.join(", ");
     let mut copy = tx
-        .copy_in_raw(
-            "COPY samples (check_name, at, duration_ms, up, color, status_code, latency_ms, message, \
-                           metrics, region) \
-             FROM STDIN (FORMAT binary)",
-        )
+        .copy_in_raw(&format!(
+            "COPY samples ({columns}) FROM STDIN (FORMAT binary)"
+        ))
         .await
         .doing("starting to copy samples")?;
     let mut buf = Vec::with_capacity(rows.len().min(ROWS_PER_CHUNK) * 96);

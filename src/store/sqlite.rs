@@ -29,12 +29,10 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 /// connection and kept in its statement cache; a statement per batch length
 /// (a batch is however many samples came in a second) would be prepared
 /// anew for most batches and fill the cache with dozens of large programs
-/// (megabytes per connection). 500 rows of [`SAMPLE_COLUMNS`] parameters
-/// stay far below SQLite's 32,766, and are large enough that the
+/// (megabytes per connection). 500 rows of [`SampleRow::COLUMNS`]
+/// parameters stay far below SQLite's 32,766, and are large enough that the
 /// per-statement round trip no longer matters.
 const ROWS_PER_INSERT: [usize; 5] = [500, 100, 20, 5, 1];
-/// The columns [`insert_samples`] binds per row.
-const SAMPLE_COLUMNS: usize = 10;
 
 /// How long a writer waits for another connection's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -216,11 +214,10 @@ fn insert_sql(rows: usize) -> &'static str {
         // write per row as the index outgrew the cache (perf: the cost per
         // check rose over ten minutes). On a failure the whole transaction
         // is rolled back all the same: the batch goes back to the buffer.
-        let row = format!("({})", ["?"; SAMPLE_COLUMNS].join(", "));
+        let row = format!("({})", ["?"; SampleRow::COLUMNS.len()].join(", "));
         format!(
-            "INSERT OR FAIL INTO samples \
-             (check_name, at, duration_ms, up, color, status_code, latency_ms, message, \
-              metrics, region) VALUES {}",
+            "INSERT OR FAIL INTO samples ({}) VALUES {}",
+            SampleRow::COLUMNS.join(", "),
             vec![row; rows].join(", ")
         )
     })
@@ -264,12 +261,12 @@ mod tests {
     }
 
     #[test]
-    fn each_size_s_insert_binds_every_column_of_every_row() {
+    fn each_insert_size_binds_every_column_of_every_row() {
         for rows in ROWS_PER_INSERT {
             let sql = insert_sql(rows);
             assert_eq!(
                 sql.matches('?').count(),
-                rows * SAMPLE_COLUMNS,
+                rows * SampleRow::COLUMNS.len(),
                 "{rows} rows"
             );
             assert_eq!(sql.matches('(').count(), rows + 1, "{rows} rows");

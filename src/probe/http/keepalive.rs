@@ -72,7 +72,6 @@ impl std::fmt::Debug for Slot {
 struct Kept {
     idle: Idle,
     peer: Peer,
-    ip_protocol: Option<u8>,
 }
 
 impl Slot {
@@ -92,15 +91,11 @@ impl Slot {
                 let request = probe.request(&probe.url, method, body, false)?;
                 kept.tell(probe, run);
                 run.connection = Some(Got::Reused);
-                let Kept {
-                    idle,
-                    peer,
-                    ip_protocol,
-                } = kept;
+                let Kept { idle, peer } = kept;
                 let mut conn = idle.resume().await?;
                 match conn.exchange(request, run).await {
                     Ok(response) => {
-                        self.keep_if_reusable(conn, peer, ip_protocol, body, &response);
+                        self.keep_if_reusable(conn, peer, body, &response);
                         return Ok(response);
                     }
                     Err(Failure {
@@ -117,7 +112,7 @@ impl Slot {
         let request = probe.request(&probe.url, method, body, false)?;
         let (mut conn, peer) = probe.open(&probe.url, run).await?;
         let response = conn.exchange(request, run).await.map_err(|f| f.reason)?;
-        self.keep_if_reusable(conn, peer, run.conn.ip_protocol, body, &response);
+        self.keep_if_reusable(conn, peer, body, &response);
         Ok(response)
     }
 
@@ -127,24 +122,12 @@ impl Slot {
 
     /// Keeps `conn`'s stream for the next run when `response` left it
     /// ready for another request.
-    fn keep_if_reusable(
-        &self,
-        conn: Conn,
-        peer: Peer,
-        ip_protocol: Option<u8>,
-        body: &Bytes,
-        response: &Response,
-    ) {
+    fn keep_if_reusable(&self, conn: Conn, peer: Peer, body: &Bytes, response: &Response) {
         if !response.read_whole || body.len() > KEPT_BODY_MAX {
             return;
         }
         if let Some(idle) = conn.into_idle() {
-            let kept = Kept {
-                idle,
-                peer,
-                ip_protocol,
-            };
-            *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(kept);
+            *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(Kept { idle, peer });
         }
     }
 }
@@ -155,7 +138,7 @@ impl Kept {
     fn tell(&self, probe: &Probe, run: &mut Run) {
         run.ssl = probe.url.scheme() == "https";
         run.conn.dns_lookup = Some(Duration::ZERO);
-        run.conn.ip_protocol = self.ip_protocol;
+        run.conn.ip_protocol = self.peer.ip_protocol;
         run.conn.tls_version = self.peer.tls_version;
         run.conn.verified_chain_expiry = self.peer.verified_chain_expiry;
         if let Some(cert) = &self.peer.cert {
