@@ -7,15 +7,20 @@
 //! configured URL's origin (scheme, host, port), and a redirect from `https`
 //! to `http` is refused.
 //!
-//! Speaks HTTP/1.1 through hyper's connection API rather than a pooled client,
-//! so every phase can be timed and every run measures a new connection, as
-//! blackbox_exporter does — unless the check says `keepalive = true`: then
-//! one idle connection to the configured URL is kept between runs
-//! (`keepalive.rs` owns it and the rule for retrying a kept connection).
+//! Speaks HTTP/1.1 itself over its own connection rather than through a
+//! pooled client, so every phase can be timed and every run measures a new
+//! connection, as blackbox_exporter does — unless the check says
+//! `keepalive = true`: then one idle connection to the configured URL is
+//! kept between runs (`keepalive.rs` owns it and the rule for retrying a
+//! kept connection). The request is written from bytes made once at build
+//! (`request.rs`); the response head is parsed by `httparse`, hyper's own
+//! parser, and the body read as the head frames it (`wire.rs`, `body.rs`).
 
+mod body;
 mod expect;
 mod hop;
 mod keepalive;
+mod request;
 mod wire;
 
 use std::collections::BTreeMap;
@@ -24,8 +29,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{CONNECTION, HeaderMap, HeaderName, HeaderValue, USER_AGENT};
-use http::{Method, Request, StatusCode};
-use http_body_util::Full;
+use http::{Method, StatusCode};
 use serde::Deserialize;
 use tokio::time::{Instant, timeout_at};
 use url::Url;
@@ -95,7 +99,7 @@ impl Spec {
     /// The configured headers, or the first that cannot be sent.
     fn headers(&self) -> Result<HeaderMap, SpecProblem> {
         // Room for User-Agent, Connection and Host too, and no more: every
-        // check keeps one such map and every run copies it.
+        // check keeps one such map, for the hops redirects lead to.
         let mut headers = HeaderMap::with_capacity(self.headers.len() + 3);
         for (name, value) in &self.headers {
             let bad = |what: String| SpecProblem::new(format!("headers.{name}"), what);
@@ -155,10 +159,14 @@ impl Kind for Spec {
         )?;
         add_host(&mut headers, &url).map_err(BuildError)?;
         let target = &url[url::Position::BeforePath..url::Position::AfterQuery];
+        if let Err(e) = target.parse::<http::Uri>() {
+            return Err(BuildError(format!(
+                "url: the path and query {target:?}: {e}"
+            )));
+        }
+        let body = Bytes::from(self.body.clone().unwrap_or_default());
         let first = Box::new(FirstHop {
-            target: target
-                .parse()
-                .map_err(|e| BuildError(format!("url: the path and query {target:?}: {e}")))?,
+            request: request::encode(&method, target, &headers, &body),
             headers,
             host: connect_host(&url).map_err(BuildError)?,
             port: url.port_or_known_default().unwrap_or(80),
@@ -167,7 +175,7 @@ impl Kind for Spec {
             first,
             url,
             method,
-            body: Bytes::from(self.body.clone().unwrap_or_default()),
+            body,
             expect: Box::new(Expect {
                 status: self.expect_status.clone(),
                 body_contains: self.body_contains.clone(),
@@ -322,9 +330,10 @@ impl Probe {
         {
             return slot.exchange(self, method, body, run).await;
         }
-        let request = self.request(url, method, body, run.left_origin)?;
+        let request = self.request(url, method, body, run)?;
         let (mut conn, _) = self.open(url, run).await?;
-        conn.exchange(request, run).await.map_err(|f| f.reason)
+        let exchanged = conn.exchange(&request, method, run).await;
+        exchanged.map_err(|f| f.reason)
     }
 
     /// A new connection to `url`'s host and port (and the TLS handshake for
@@ -350,7 +359,7 @@ impl Probe {
         run.ssl = url.scheme() == "https";
         (run.conn.tls_version, run.conn.verified_chain_expiry) = (None, None);
         if !run.ssl {
-            let http = Conn::handshake(conn.stream, addr).await?;
+            let http = Conn::new(conn.stream, addr);
             let peer = Peer {
                 ip_protocol,
                 ..Peer::default()
@@ -393,47 +402,34 @@ impl Probe {
             tls_version: run.conn.tls_version,
             verified_chain_expiry: run.conn.verified_chain_expiry,
         };
-        Ok((Conn::handshake(stream, addr).await?, peer))
+        Ok((Conn::new(stream, addr), peer))
     }
 
-    /// The request for one hop: with the configured headers until a redirect
-    /// has left the configured origin, with keeper's User-Agent alone after.
+    /// The request for one hop, as it goes on the wire: with the configured
+    /// headers until a redirect has left the configured origin, with
+    /// keeper's User-Agent alone after.
     fn request(
         &self,
         url: &Url,
         method: &Method,
         body: &Bytes,
-        left_origin: bool,
-    ) -> Result<Request<Full<Bytes>>, String> {
-        if url == &self.url && !left_origin {
-            // The configured URL's request, parsed once at build.
-            let mut request = Request::new(Full::new(body.clone()));
-            *request.method_mut() = method.clone();
-            *request.uri_mut() = self.first.target.clone();
-            *request.headers_mut() = self.first.headers.clone();
-            return Ok(request);
+        run: &Run,
+    ) -> Result<Bytes, String> {
+        if run.redirects == 0 {
+            // The configured URL's request, made once at build.
+            return Ok(self.first.request.clone());
         }
-        let target = &url[url::Position::BeforePath..url::Position::AfterQuery];
-        let mut request = Request::builder()
-            .method(method.clone())
-            .uri(target)
-            .body(Full::new(body.clone()))
-            .map_err(|e| {
-                format!(
-                    "building the request for {}: {e}",
-                    crate::core::redact::url(url.as_str())
-                )
-            })?;
         // On the configured origin, its headers (its `Host` too: the origin
         // is the same); elsewhere keeper's User-Agent and `Connection:
         // close` only, so no credential leaves for another host.
-        *request.headers_mut() = if left_origin {
+        let mut headers = if run.left_origin {
             foreign_headers()
         } else {
             self.first.headers.clone()
         };
-        add_host(request.headers_mut(), url)?;
-        Ok(request)
+        add_host(&mut headers, url)?;
+        let target = &url[url::Position::BeforePath..url::Position::AfterQuery];
+        Ok(request::encode(method, target, &headers, body))
     }
 }
 

@@ -38,6 +38,8 @@ enum Behaviour {
     SaysClose,
     /// Answers every request with a few bytes more than the response.
     SaysTooMuch,
+    /// Answers every request with these bytes, keeping the connection open.
+    Answers(&'static [u8]),
 }
 
 /// A loopback HTTP server counting connections and requests.
@@ -138,6 +140,7 @@ async fn serve(
             (Behaviour::SaysTooMuch, _) => {
                 b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1"
             }
+            (Behaviour::Answers(bytes), _) => bytes,
             (Behaviour::KeepsAlive, _) | (_, 1) => OK,
             (Behaviour::ClosesAfterOne | Behaviour::DropsTheSecond, _) => return,
             (Behaviour::HangsOnTheSecond, _) => {
@@ -355,6 +358,32 @@ async fn a_connection_the_server_said_it_would_close_is_not_kept() {
         }
         assert_eq!(server.connections(), 3, "{behaviour:?}");
         assert_eq!(server.requests(), 3, "{behaviour:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_connection_is_kept_after_every_framing_that_ends_the_response_cleanly() {
+    let kept: [(&[u8], bool); 6] = [
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", true),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nx-sum: 1\r\n\r\n", true),
+        (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true),
+        (b"HTTP/1.1 204 No Content\r\n\r\n", true),
+        (b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok", true),
+        // HTTP/1.0 closes after each response unless it says otherwise.
+        (b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", false),
+    ];
+    for (answer, reusable) in kept {
+        let server = Server::start(Behaviour::Answers(answer)).await;
+        let probe = probe(&server.url, true);
+        let shown = String::from_utf8_lossy(answer);
+
+        assert_up(&probe.run(TIMEOUT).await);
+        let second = probe.run(TIMEOUT).await;
+
+        assert_up(&second);
+        assert_eq!(reused(&second), Some(reusable), "{shown}: {second:?}");
+        let connections = if reusable { 1 } else { 2 };
+        assert_eq!(server.connections(), connections, "{shown}");
     }
 }
 

@@ -12,7 +12,7 @@ use keeper::probe::{Context, Probe, Spec, http, tcp, tls};
 
 use crate::support::{
     self,
-    target::{Misbehaving, Target, TestCa},
+    target::{Misbehaving, Misbehaviour, Target, TestCa},
 };
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -332,6 +332,88 @@ async fn http_garbage_instead_of_http_is_down_as_invalid_response() {
 
     let expected = format!("invalid HTTP response from {}: ", server.addr());
     assert!(reason(&sample).starts_with(&expected), "{sample:?}");
+}
+
+#[tokio::test]
+async fn http_a_head_that_never_ends_is_down_as_invalid_without_waiting_for_the_timeout() {
+    support::init();
+    let server = Misbehaving::start(Misbehaviour::EndlessHead).await;
+    let probe = http_probe(&format!("url = {:?}", server.url("/")));
+
+    let sample = probe.run(TIMEOUT).await;
+
+    let expected = format!(
+        "invalid HTTP response from {}: a response head over 64 KiB",
+        server.addr()
+    );
+    assert_eq!(reason(&sample), expected, "{sample:?}");
+}
+
+#[tokio::test]
+async fn http_bodies_framed_by_chunks_or_by_the_close_are_read_whole() {
+    support::init();
+    let chunked: &[u8] = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+        4\r\nWiki\r\n5;ext=1\r\npedia\r\n0\r\nx-trailer: 1\r\n\r\n";
+    let until_close: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nWikipedia";
+    let interim: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n\
+        Content-Length: 9\r\n\r\nWikipedia";
+    for answer in [chunked, until_close, interim] {
+        let server = Misbehaving::answers(answer).await;
+        let probe = http_probe(&format!(
+            "url = {:?}\nbody_contains = \"Wikipedia\"",
+            server.url("/")
+        ));
+
+        let sample = probe.run(TIMEOUT).await;
+
+        assert_up(&sample);
+        assert_eq!(sample.http.as_ref().map(|h| h.status), Some(200));
+    }
+}
+
+#[tokio::test]
+async fn http_a_body_cut_short_or_badly_chunked_is_down_saying_so() {
+    support::init();
+    let cases: [(&[u8], &str); 3] = [
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this",
+            "connection closed before a complete response",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n9\r\nWiki",
+            "connection closed before a complete response",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nnine\r\nWikipedia\r\n",
+            "invalid chunked body",
+        ),
+    ];
+    for (answer, words) in cases {
+        let server = Misbehaving::answers(answer).await;
+        let probe = http_probe(&format!("url = {:?}", server.url("/")));
+
+        let sample = probe.run(TIMEOUT).await;
+
+        let reason = reason(&sample);
+        let expected = format!("reading the body from {}: {words}", server.addr());
+        assert!(reason.starts_with(&expected), "{reason}");
+    }
+}
+
+#[tokio::test]
+async fn http_conflicting_lengths_are_an_invalid_response() {
+    support::init();
+    let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok!";
+    let server = Misbehaving::answers(answer).await;
+    let probe = http_probe(&format!("url = {:?}", server.url("/")));
+
+    let sample = probe.run(TIMEOUT).await;
+
+    let expected = format!(
+        "invalid HTTP response from {}: two different Content-Length values",
+        server.addr()
+    );
+    assert_eq!(reason(&sample), expected);
 }
 
 #[tokio::test]

@@ -12,8 +12,8 @@ use super::expect::status_text;
 /// What every run's first hop needs of the configured URL, made at build.
 #[derive(Debug)]
 pub(super) struct FirstHop {
-    /// Path and query.
-    pub target: http::Uri,
+    /// The request line, headers and body, as every run sends them.
+    pub request: bytes::Bytes,
     /// The configured headers with User-Agent, `Connection: close` (without
     /// `keepalive`) and `Host`: sent while a redirect stays on the configured
     /// URL's origin.

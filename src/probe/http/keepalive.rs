@@ -21,11 +21,10 @@ use http::Method;
 use super::wire::{Conn, Failure, Idle};
 use super::{Peer, Probe, Response, Run};
 
-/// The largest request body after which the connection is kept. The
-/// stream is taken back as soon as the response is read, and a server that
-/// answers before reading a large body could leave part of it unsent in
-/// hyper's buffer; a body this small goes out whole with its request (an
-/// idle connection's send buffer holds far more).
+/// The largest request body after which the connection is kept. A server
+/// may answer before it has read a large body, and what it never read
+/// would be taken for the next request; a body this small goes out whole
+/// with its request (an idle connection's send buffer holds far more).
 const KEPT_BODY_MAX: usize = 4096;
 
 /// How a `keepalive` run's first hop got its connection.
@@ -88,12 +87,12 @@ impl Slot {
             if kept.idle.has_ended() {
                 got = Got::Replaced;
             } else {
-                let request = probe.request(&probe.url, method, body, false)?;
+                let request = probe.request(&probe.url, method, body, run)?;
                 kept.tell(probe, run);
                 run.connection = Some(Got::Reused);
                 let Kept { idle, peer } = kept;
-                let mut conn = idle.resume().await?;
-                match conn.exchange(request, run).await {
+                let mut conn = idle.resume();
+                match conn.exchange(&request, method, run).await {
                     Ok(response) => {
                         self.keep_if_reusable(conn, peer, body, &response);
                         return Ok(response);
@@ -109,9 +108,10 @@ impl Slot {
             }
         }
         run.connection = Some(got);
-        let request = probe.request(&probe.url, method, body, false)?;
+        let request = probe.request(&probe.url, method, body, run)?;
         let (mut conn, peer) = probe.open(&probe.url, run).await?;
-        let response = conn.exchange(request, run).await.map_err(|f| f.reason)?;
+        let exchanged = conn.exchange(&request, method, run).await;
+        let response = exchanged.map_err(|f| f.reason)?;
         self.keep_if_reusable(conn, peer, body, &response);
         Ok(response)
     }

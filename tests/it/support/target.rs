@@ -286,6 +286,10 @@ pub enum Misbehaviour {
     Reset,
     /// Answers bytes that are not HTTP.
     Garbage,
+    /// Answers these bytes, then closes the connection.
+    Answers(&'static [u8]),
+    /// Answers a status line, then header fields for as long as the client reads.
+    EndlessHead,
 }
 
 /// A server that misbehaves in one chosen way.
@@ -331,6 +335,10 @@ impl Misbehaving {
 
     pub async fn garbage() -> Misbehaving {
         Misbehaving::start(Misbehaviour::Garbage).await
+    }
+
+    pub async fn answers(bytes: &'static [u8]) -> Misbehaving {
+        Misbehaving::start(Misbehaviour::Answers(bytes)).await
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -398,6 +406,18 @@ async fn misbehave(mut tcp: TcpStream, how: Misbehaviour, written: Arc<AtomicU64
                 .write_all(b"\x16\x03 SSH-2.0-garbage, certainly not HTTP\r\n\r\n")
                 .await;
             let _ = tcp.shutdown().await;
+        }
+        Misbehaviour::Answers(bytes) => {
+            let _ = tcp.write_all(bytes).await;
+            let _ = tcp.shutdown().await;
+        }
+        Misbehaviour::EndlessHead => {
+            // Fields of a kilobyte: the head grows past any size limit
+            // before it has many fields.
+            let mut line = b"HTTP/1.1 200 OK\r\n".to_vec();
+            while tcp.write_all(&line).await.is_ok() {
+                line = format!("x-filler: {}\r\n", "x".repeat(1024)).into_bytes();
+            }
         }
     }
 }
