@@ -91,9 +91,11 @@ start_blackbox() {
   wait_http "http://$BB_ADDR/metrics"
 }
 gen_prom_config() {  # INTERVAL N -> $RUN/prometheus.yml + $RUN/targets.json
-  local interval=$1 n=$2
+  local interval=$1 n=$2 timeout=5s
+  # Prometheus refuses a scrape timeout longer than the interval (1s: 1,000 checks/s).
+  [ "${interval%s}" -lt 5 ] 2>/dev/null && timeout=$interval
   seq 1 "$n" | awk 'BEGIN{printf "[{\"targets\":["} {printf "%s\"http://127.0.0.1:18080/ok?i=%d\"", (NR>1?",":""), $1} END{print "]}]"}' > "$RUN/targets.json"
-  sed -e "s/@INTERVAL@/$interval/g" -e "s#@TARGETS@#$RUN/targets.json#" -e "s/@BB_ADDR@/$BB_ADDR/" \
+  sed -e "s/@INTERVAL@/$interval/g" -e "s/@TIMEOUT@/$timeout/" -e "s#@TARGETS@#$RUN/targets.json#" -e "s/@BB_ADDR@/$BB_ADDR/" \
     "$HERE/prometheus.yml.tmpl" > "$RUN/prometheus.yml"
 }
 start_prom() {  # INTERVAL N
