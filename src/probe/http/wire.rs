@@ -2,9 +2,10 @@
 //! request written, the response head parsed (by `httparse`) and its body
 //! read as the head frames it (`body.rs`), first byte and transfer timed.
 //!
-//! Everything runs in the probe's own task; a run allocates the buffer its
-//! response is read into and nothing else here. Between the runs of a
-//! `keepalive` check only the stream is kept ([`Idle`]).
+//! Everything runs in the probe's own task. A run that gets a plain answer
+//! allocates only the buffer its response is read into (a redirect's
+//! `Location` and a failure's reason are strings of their own). Between the
+//! runs of a `keepalive` check only the stream is kept ([`Idle`]).
 
 use std::future::poll_fn;
 use std::io;
