@@ -71,10 +71,7 @@ pub(super) async fn read(
         Framing::Chunked => Chunks { io, buf }.read(limit).await,
         Framing::UntilClose => {
             while buf.len() <= limit {
-                if buf.capacity() == buf.len() {
-                    buf.reserve((buf.len() + 8192).min(limit + 1) - buf.len());
-                }
-                match io.read_buf(&mut buf).await {
+                match read_more(io, &mut buf).await {
                     Ok(0) => break,
                     Ok(_) => {}
                     // A TLS peer that closes without saying so (no
@@ -94,7 +91,20 @@ pub(super) async fn read(
     }
 }
 
-const CLOSED_EARLY: &str = "connection closed before a complete response";
+/// The words for a peer that closed before the response ended.
+pub(super) const CLOSED_EARLY: &str = "connection closed before a complete response";
+
+/// Reads what the peer sent next into `buf`, making room first when little
+/// is left; `Ok(0)` at the end of the stream.
+pub(super) async fn read_more(
+    io: &mut (impl AsyncRead + Unpin + ?Sized),
+    buf: &mut BytesMut,
+) -> std::io::Result<usize> {
+    if buf.capacity() - buf.len() < 512 {
+        buf.reserve(8192);
+    }
+    io.read_buf(buf).await
+}
 
 fn io_words(err: &std::io::Error) -> String {
     crate::probe::tcp::io_reason(err)
@@ -177,10 +187,9 @@ impl<R: AsyncRead + Unpin> Chunks<'_, R> {
                     seen += end + 2;
                     self.buf.advance(end + 2);
                 }
-                None if seen + self.buf.len() < LINE_LIMIT => self.more().await?,
-                None => return Err("invalid chunked body: trailers over 64 KiB".into()),
+                None => self.more().await?,
             }
-            if seen > LINE_LIMIT {
+            if seen + self.buf.len() > LINE_LIMIT {
                 return Err("invalid chunked body: trailers over 64 KiB".into());
             }
         }
@@ -188,10 +197,7 @@ impl<R: AsyncRead + Unpin> Chunks<'_, R> {
 
     /// Reads what the peer sent next; its end here is too early.
     async fn more(&mut self) -> Result<(), BodyError> {
-        if self.buf.capacity() - self.buf.len() < 1024 {
-            self.buf.reserve(8192);
-        }
-        match self.io.read_buf(&mut self.buf).await {
+        match read_more(&mut *self.io, &mut self.buf).await {
             Ok(0) => Err(CLOSED_EARLY.into()),
             Ok(_) => Ok(()),
             Err(e) => Err(io_words(&e)),

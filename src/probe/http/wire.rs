@@ -15,7 +15,7 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::{Method, StatusCode};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, timeout_at};
 
 use super::body::{self, Framing};
@@ -74,7 +74,7 @@ impl Failure {
     /// The connection failed or closed before a whole response head came.
     fn on_the_way_in(addr: SocketAddr, err: &io::Error) -> Failure {
         let words = if err.kind() == io::ErrorKind::UnexpectedEof {
-            "connection closed before a complete response".to_string()
+            body::CLOSED_EARLY.to_string()
         } else {
             tcp::io_reason(err)
         };
@@ -262,10 +262,7 @@ async fn read_head(
                 Err(e) => return Err(Failure::invalid(addr, e)),
             }
         }
-        if buf.capacity() - buf.len() < FIRST_READ / 2 {
-            buf.reserve(8192);
-        }
-        match io.read_buf(buf).await {
+        match body::read_more(io, buf).await {
             Ok(0) => {
                 return Err(Failure::on_the_way_in(
                     addr,
