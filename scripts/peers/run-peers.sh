@@ -166,11 +166,12 @@ floor() {
   log "nginx RSS_kB=$(rss_kb $np) HWM_kB=$(hwm_kb $np)"
 }
 
-floor_close() {  # the client floor of the table: wrk, Connection: close, 1 connection
+floor_close() {  # [WHEN]: the client floor of the table: wrk, Connection: close, 1 connection
+  local label=floor-close-c1${1:+-$1}
   start_nginx
   local np; np=$(nginx_pids)
-  log "# floor: wrk -> nginx /ok, a new connection per request, 1 connection (nginx pids: $np)"
-  run_wrk floor-close-c1 "$np" "http://127.0.0.1:$NGINX_PORT/ok" -t1 -c1 -H 'Connection: close'
+  log "# floor${1:+ ($1)}: wrk -> nginx /ok, a new connection per request, 1 connection (nginx pids: $np)"
+  run_wrk "$label" "$np" "http://127.0.0.1:$NGINX_PORT/ok" -t1 -c1 -H 'Connection: close'
 }
 
 bb_direct() {
@@ -286,17 +287,23 @@ build() {  # the keeper binary (and the bench binary, behind its feature) from t
   (cd "$ROOT" && cargo build --release --features bench --bins)
 }
 
-# The table of one run's rows, with the ratios the issue asks for.
+# The table of one run's rows, with the ratios the issue asks for. The floor
+# is measured at the start, just before the keeper stacks and at the end (a
+# shared machine's floor moved by half between runs an hour apart); the
+# ratios use the mean of the three, and the table shows their spread.
 print_table() {
   awk -F'\t' '
-    { stack[NR] = $1; rate[NR] = $2; cpu[NR] = $3; rss[NR] = $4; note[NR] = $5; at[$1] = $3 }
+    { stack[NR] = $1; rate[NR] = $2; cpu[NR] = $3; rss[NR] = $4; note[NR] = $5; at[$1] = $3
+      if ($1 ~ /^floor-close-c1/) { floors++; sum += $3; lo = (floors == 1 || $3 < lo) ? $3 : lo; hi = ($3 > hi) ? $3 : hi } }
     END {
       printf "| stack | rate (checks/s) | CPU ms per check | RSS MB | note |\n| --- | --- | --- | --- | --- |\n"
       for (i = 1; i <= NR; i++) printf "| %s | %s | %s | %s | %s |\n", stack[i], rate[i], cpu[i], rss[i], note[i]
       print ""
-      ratio("keeper / wrk floor (goal <= 1.5)", at["keeper-stack"], at["floor-close-c1"])
+      floor = floors ? sum / floors : ""
+      if (floors) printf "wrk floor: mean of %d runs %.4f (%s to %s)\n", floors, floor, lo, hi
+      ratio("keeper / wrk floor (goal <= 1.5)", at["keeper-stack"], floor)
       ratio("keeper-keepalive / Vigil (goal < 1)", at["keeper-keepalive-stack"], at["vigil-stack"])
-      ratio("keeper-keepalive / wrk floor", at["keeper-keepalive-stack"], at["floor-close-c1"])
+      ratio("keeper-keepalive / wrk floor", at["keeper-keepalive-stack"], floor)
       ratio("Prometheus + blackbox / keeper (goal >= 30)", at["prom-stack"], at["keeper-stack"])
     }
     function ratio(what, a, b) {
@@ -337,8 +344,10 @@ table() {
   else
     log "# vigil-stack skipped: no VIGIL_BIN and no vigil on PATH (cargo install --locked vigil-server)"
   fi
+  floor_close before-keeper
   keeper_stack "${interval}s" "$n" "$warm" "$meas" false
   keeper_stack "${interval}s" "$n" "$warm" "$meas" true
+  floor_close end
   log "## after the run: $(uptime | sed 's/.*load/load/')"
   print_table | tee -a "$RES"
 }
