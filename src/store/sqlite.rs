@@ -47,11 +47,13 @@ const READ_CONNECTIONS: u32 = 2;
 /// batch of samples adds about one index page per sample once the
 /// `(check_name, at)` index outgrows a page per check, so at 200 samples a
 /// second the default copied about 1,000 pages every five seconds, each a
-/// read of the WAL and a write of the file: most of what a sample cost more
-/// as the database grew (strace at 150,000 rows: 3.2 writes and 2 reads a
-/// sample against 0.2 and 0.01 on an empty file). Ten times as many lets a
-/// page written in ten batches be copied back once; the WAL file grows to
-/// about 40 MB (4 KiB pages) and is reused, not regrown, after each copy.
+/// read of the WAL and a write of the file (strace on a file of 200,000
+/// samples: 3.2 writes and 2 reads a sample, against 0.2 and 0.01 on an
+/// empty file; 2.3 and 1.2 with this value, about a third of the extra CPU
+/// gone). Ten times as many lets a page written in ten batches be copied
+/// back once; the WAL file grows to about 40 MB (4 KiB pages) and is
+/// reused, not regrown, after each copy. The frame each sample still
+/// writes is the index's layout: docs/benchmarks.md, session 13.
 const WAL_CHECKPOINT_PAGES: u32 = 10_000;
 
 /// Page cache of each connection but the sample writer's, in KiB (SQLite's
