@@ -78,21 +78,25 @@ fn in_memory(url: &str) -> bool {
 impl Pools<Sqlite> {
     pub async fn connect(url: &str) -> Result<SqliteStore, StoreError> {
         let in_memory = in_memory(url);
-        let mut options = SqliteConnectOptions::from_str(url)
+        let options = SqliteConnectOptions::from_str(url)
             .doing("parsing the sqlite url")?
             .create_if_missing(true)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
-        if !in_memory {
-            options = options
+        // A file: WAL for every connection; SQLite's page cache for the
+        // sample writer's alone (a memory database is its one connection's).
+        let (options, writer) = if in_memory {
+            (options.clone(), options)
+        } else {
+            let wal = options
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .pragma("wal_autocheckpoint", WAL_CHECKPOINT_PAGES.to_string());
-        }
-        let writer = options.clone();
-        if !in_memory {
-            options = options.pragma("cache_size", format!("-{OTHER_CACHE_KIB}"));
-        }
+            let others = wal
+                .clone()
+                .pragma("cache_size", format!("-{OTHER_CACHE_KIB}"));
+            (others, wal)
+        };
         // A memory database lives as long as its connection: keep exactly one, forever.
         let pool = if in_memory {
             SqlitePoolOptions::new()
@@ -275,10 +279,12 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join("keeper.db").display());
         let store = Pools::<Sqlite>::connect(&url).await.expect("connect");
         store.migrate().await.expect("migrate");
-        for (pool, name) in [
-            (&store.pool, "pool"),
-            (&store.samples, "samples"),
-            (&store.reads, "reads"),
+        // KiB as SQLite reports them (negative); the writer keeps SQLite's default.
+        let others = -i64::from(OTHER_CACHE_KIB);
+        for (pool, name, wanted) in [
+            (&store.pool, "pool", others),
+            (&store.samples, "samples", -2000),
+            (&store.reads, "reads", others),
         ] {
             let pages: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
                 .fetch_one(pool)
@@ -289,11 +295,6 @@ mod tests {
                 .fetch_one(pool)
                 .await
                 .expect("pragma");
-            let wanted = if name == "samples" {
-                -2000
-            } else {
-                -i64::from(OTHER_CACHE_KIB)
-            };
             assert_eq!(cache, wanted, "{name}");
             let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
                 .fetch_one(pool)
