@@ -19,7 +19,9 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use tokio::time::{Instant, timeout_at};
 
-use crate::core::health::{ChannelHealth, RegionMembers, SchedulerLag};
+use crate::core::health::{
+    ChannelHealth, RegionMembers, STORAGE_UNREACHABLE, SchedulerLag, WriteHealth,
+};
 use crate::core::{Sample, Severity};
 use crate::probe::keeper::{Look, Spec};
 use crate::store::Store;
@@ -125,6 +127,8 @@ pub fn checks<'a>(
 #[derive(Clone, Debug)]
 pub struct Sources {
     pub store: Store,
+    /// The sample writer's: whether the database takes the samples.
+    pub writes: WriteHealth,
     pub channels: ChannelHealth,
     pub scheduler_lag: SchedulerLag,
     pub regions: RegionMembers,
@@ -151,9 +155,19 @@ impl Look for Sources {
 impl Sources {
     async fn storage(&self, deadline: Instant) -> Sample {
         match timeout_at(deadline, self.store.ping()).await {
-            Ok(Ok(())) => Sample::up("storage answers"),
-            Ok(Err(e)) => Sample::down(format!("storage unreachable: {e}")),
-            Err(_) => Sample::down("storage unreachable: no answer within the timeout"),
+            Ok(Ok(())) => match self.writes.failing() {
+                None => Sample::up("storage answers"),
+                Some(streak) => Sample::down(format!(
+                    "storage answers but takes no samples: {} writes failed since {}, the last: {}",
+                    streak.attempts,
+                    streak.since.format("%Y-%m-%d %H:%M:%S UTC"),
+                    streak.error
+                )),
+            },
+            Ok(Err(e)) => Sample::down(format!("{STORAGE_UNREACHABLE}: {e}")),
+            Err(_) => Sample::down(format!(
+                "{STORAGE_UNREACHABLE}: no answer within the timeout"
+            )),
         }
     }
 

@@ -18,7 +18,7 @@ use crate::cluster;
 use crate::config::Config;
 use crate::core::CheckName;
 use crate::core::deployment::NewDeployment;
-use crate::core::health::{ChannelHealth, RegionMembers};
+use crate::core::health::{ChannelHealth, RegionMembers, WriteHealth};
 use crate::core::heartbeat::HeartbeatRow;
 use crate::core::ownership::Ownership;
 use crate::engine::{Board, Engine, EngineHandle, Inputs, Sink};
@@ -62,6 +62,8 @@ pub(super) struct Kept {
     pub(super) metrics: Metrics,
     pub(super) addr: SocketAddr,
     pub(super) health: ChannelHealth,
+    /// The sample writer's writes, for `keeper:storage`.
+    pub(super) writes: WriteHealth,
     pub(super) buffer: SampleBuffer,
     pub(super) uptime: UptimeBook,
     /// Cleared once shutdown begins: /readyz says 503.
@@ -141,6 +143,7 @@ pub async fn build(config: Config) -> Result<Built, AppError> {
         metrics: Metrics::new(&[]),
         addr,
         health: ChannelHealth::default(),
+        writes: WriteHealth::default(),
         buffer: SampleBuffer::new(config.storage.buffer),
         uptime: UptimeBook::new(),
         scheduler_running: Arc::new(AtomicBool::new(true)),
@@ -165,7 +168,8 @@ pub async fn build(config: Config) -> Result<Built, AppError> {
         kept.buffer.clone(),
         kept.metrics.writer.clone(),
     )
-    .with_uptime(kept.uptime.clone());
+    .with_uptime(kept.uptime.clone())
+    .with_health(kept.writes.clone());
     let (outbox, engine_parts) = outbox_and_engine_parts(&prepared, &kept);
     let (engine, sink, engine_handle, engine_inputs) =
         engine(engine_parts).await.map_err(stored)?;
@@ -322,6 +326,7 @@ async fn probe_context(
     let daemon = probe::Daemon {
         keeper: Arc::new(watchdog::Sources {
             store: store.clone(),
+            writes: kept.writes.clone(),
             channels: health.clone(),
             scheduler_lag: metrics.scheduler_lag_worst.clone(),
             regions: kept.regions.clone(),

@@ -1,7 +1,8 @@
 //! keeper's own health as its parts record it and its self-checks read it:
 //! how each channel's deliveries have been going (the outbox records every
 //! attempt; a channel failing for `watchdog.channel_failing_for` is an
-//! incident of its own) and how late the scheduler starts probes.
+//! incident of its own), whether the sample writer's writes fail while the
+//! database still answers, and how late the scheduler starts probes.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +22,23 @@ pub struct Failing {
     pub error: String,
 }
 
+impl Failing {
+    /// A streak starting at `at`, with no attempt counted yet.
+    fn starting(at: DateTime<Utc>) -> Failing {
+        Failing {
+            since: at,
+            attempts: 0,
+            error: String::new(),
+        }
+    }
+
+    /// One more failed attempt, with its error.
+    fn failed(&mut self, error: &str) {
+        self.attempts += 1;
+        error.clone_into(&mut self.error);
+    }
+}
+
 /// Per channel, the failure streak if the last attempt failed. Cheap to clone.
 #[derive(Clone, Debug, Default)]
 pub struct ChannelHealth {
@@ -35,16 +53,9 @@ impl ChannelHealth {
 
     /// A delivery through `channel` failed at `at`: the streak starts or goes on.
     pub fn failed(&self, channel: &str, error: &str, at: DateTime<Utc>) {
-        let mut failing = self.lock();
-        let streak = failing
-            .entry(channel.to_string())
-            .or_insert_with(|| Failing {
-                since: at,
-                attempts: 0,
-                error: String::new(),
-            });
-        streak.attempts += 1;
-        error.clone_into(&mut streak.error);
+        (self.lock().entry(channel.to_string()))
+            .or_insert_with(|| Failing::starting(at))
+            .failed(error);
     }
 
     /// The channel's failure streak, if its last attempt failed.
@@ -54,6 +65,39 @@ impl ChannelHealth {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Failing>> {
         self.failing.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// How `keeper:storage`'s message begins when the database does not answer
+/// (the engine then stops asking it; a database that answers but refuses
+/// samples is red too, with another message, and the engine goes on).
+pub const STORAGE_UNREACHABLE: &str = "storage unreachable";
+
+/// The sample writer's failure streak, if its last write failed (the
+/// writer records every batch; `keeper:storage` reads it). Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct WriteHealth(Arc<Mutex<Option<Failing>>>);
+
+impl WriteHealth {
+    /// A batch was written: the streak ends.
+    pub fn succeeded(&self) {
+        *self.lock() = None;
+    }
+
+    /// A write failed at `at`: the streak starts or goes on.
+    pub fn failed(&self, error: &str, at: DateTime<Utc>) {
+        (self.lock())
+            .get_or_insert_with(|| Failing::starting(at))
+            .failed(error);
+    }
+
+    /// The failure streak, if the last write failed.
+    pub fn failing(&self) -> Option<Failing> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Failing>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -111,5 +155,19 @@ mod tests {
         assert_eq!(health.failing("email"), None);
         health.succeeded("slack");
         assert_eq!(health.failing("slack"), None);
+    }
+
+    #[test]
+    fn a_write_streak_keeps_its_start_and_the_last_error() {
+        let writes = WriteHealth::default();
+        let t0 = Utc::now();
+        assert_eq!(writes.failing(), None);
+        writes.failed("disk full", t0);
+        writes.failed("database is locked", t0 + chrono::Duration::seconds(1));
+        let streak = writes.failing().expect("failing");
+        assert_eq!((streak.since, streak.attempts), (t0, 2));
+        assert_eq!(streak.error, "database is locked");
+        writes.succeeded();
+        assert_eq!(writes.failing(), None);
     }
 }

@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::Engine;
+use crate::core::health::STORAGE_UNREACHABLE;
 use crate::incident::IncidentChange;
 use crate::store::StoreError;
 
@@ -164,11 +165,13 @@ impl Engine {
 
     /// What `keeper:storage` saw: the database away spares every other check
     /// the wait for a database that will not answer; the database answering
-    /// again brings the next attempt to write down forward.
+    /// again brings the next attempt to write down forward. A database that
+    /// answers but refuses samples is the writer's trouble, not the engine's.
     pub(super) fn storage_seen(&mut self, sample: &crate::core::Sample) {
+        let unreachable = sample.message.starts_with(STORAGE_UNREACHABLE);
         match (&mut self.away, sample.is_up()) {
-            (None, false) => self.went_away(&sample.message),
-            (Some(away), true) => away.retry_at = Instant::now(),
+            (None, false) if unreachable => self.went_away(&sample.message),
+            (Some(away), _) if !unreachable => away.retry_at = Instant::now(),
             _ => {}
         }
     }

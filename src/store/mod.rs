@@ -183,6 +183,12 @@ pub enum StoreError {
     /// The caller treats storage as away for now and did not ask it.
     #[error("storage is unreachable for now; trying again shortly")]
     Away,
+    /// [`Store::insert_samples`] stored its batch, then failed to move
+    /// SQLite's recent samples into `samples`: the batch must not be
+    /// written again. The rows stay where they are, still read, and the
+    /// next batch tries the move again.
+    #[error("samples stored, but moving the recent ones into the samples table failed: {0}")]
+    NotMoved(Box<StoreError>),
 }
 
 impl StoreError {
@@ -196,6 +202,7 @@ impl StoreError {
             StoreError::Timeout(_) | StoreError::Away => true,
             StoreError::Database(e) | StoreError::Query { source: e, .. } => sqlx_unavailable(e),
             StoreError::Migrate(sqlx::migrate::MigrateError::Execute(e)) => sqlx_unavailable(e),
+            StoreError::NotMoved(e) => e.is_unavailable(),
             StoreError::UnsupportedUrl(_)
             | StoreError::AlreadyOpen(_)
             | StoreError::NotFound(_)
@@ -334,7 +341,9 @@ impl Store {
     }
 
     /// Writes a batch of samples in one transaction, in as few round trips
-    /// as the backend allows: its own bulk insert, the hot path.
+    /// as the backend allows: its own bulk insert, the hot path. On SQLite,
+    /// then moves the recent samples when due; if that fails the error is
+    /// [`StoreError::NotMoved`] and the batch is stored all the same.
     pub async fn insert_samples(&self, rows: &[SampleRow]) -> Result<(), StoreError> {
         if rows.is_empty() {
             return Ok(());
@@ -343,8 +352,24 @@ impl Store {
             .begin_samples("starting a transaction to insert samples")
             .await?
         {
-            sql::Tx::Sqlite(tx) => sqlite::insert_samples(tx, rows).await,
+            sql::Tx::Sqlite(tx) => {
+                if sqlite::insert_samples(tx, rows).await? {
+                    (self.move_recent_samples().await)
+                        .map_err(|e| StoreError::NotMoved(Box::new(e)))?;
+                }
+                Ok(())
+            }
             sql::Tx::Postgres(tx) => postgres::insert_samples(tx, rows).await,
+        }
+    }
+
+    /// SQLite: moves the samples gathered in `samples_recent` into
+    /// `samples` (which [`Store::insert_samples`] does every few minutes);
+    /// returns how many moved. PostgreSQL writes into `samples` directly: 0.
+    pub async fn move_recent_samples(&self) -> Result<u64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.move_recent_samples().await,
+            Store::Postgres(_) => Ok(0),
         }
     }
 }

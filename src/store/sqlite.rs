@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, Transaction};
+use sqlx::{AssertSqlSafe, Sqlite, Transaction};
 
 use super::sql::Doing;
 use super::{Pools, SampleRow, StoreError};
@@ -51,9 +51,11 @@ const READ_CONNECTIONS: u32 = 2;
 /// samples: 3.2 writes and 2 reads a sample, against 0.2 and 0.01 on an
 /// empty file; 2.3 and 1.2 with this value, about a third of the extra CPU
 /// gone). Ten times as many lets a page written in ten batches be copied
-/// back once; the WAL file grows to about 40 MB (4 KiB pages) and is
-/// reused, not regrown, after each copy. The frame each sample still
-/// writes is the index's layout: docs/benchmarks.md, session 13.
+/// back once (docs/benchmarks.md, session 13). Since batches go into
+/// `samples_recent` ([`insert_samples`]) a sample costs 0.29 writes and
+/// 0.14 reads on that file, and the WAL file, reused after each copy, grew
+/// to 20 MB in four minutes instead of 42 (sessions 14–15); a smaller value
+/// was not measured since.
 const WAL_CHECKPOINT_PAGES: u32 = 10_000;
 
 /// Page cache of each connection but the sample writer's, in KiB (SQLite's
@@ -206,11 +208,31 @@ fn lock_file(file: &std::path::Path, lock: &std::path::Path) -> Result<InstanceL
     }
 }
 
-/// Multi-row INSERTs of [`ROWS_PER_INSERT`] rows, all in `tx`, which it commits.
+/// Rows `samples_recent` gathers before they move into `samples`: twenty
+/// samples of each of 1,000 checks, so each check's index page takes twenty
+/// rows in one write. Also what a read of recent samples scans at most
+/// (that table has no index): a few milliseconds.
+pub const RECENT_ROWS: i64 = 20_000;
+/// How long the oldest row waits in `samples_recent` at most, whatever the
+/// rate (at a few samples a second, [`RECENT_ROWS`] would take hours).
+const RECENT_AGE: Duration = Duration::from_secs(300);
+
+/// Multi-row INSERTs of [`ROWS_PER_INSERT`] rows into `samples_recent`, all
+/// in `tx` (on the sample writer's connection), which it commits. Returns
+/// whether that table's rows are due to move into `samples`
+/// ([`move_recent_samples`]): once it holds [`RECENT_ROWS`] or its oldest
+/// row is [`RECENT_AGE`] old.
+///
+/// Why two tables: inserted straight into `samples`, each sample changed a
+/// page of the `(check_name, at)` index of its own (one per check, once the
+/// index outgrows a page per check), and SQLite writes each page a commit
+/// changes into the WAL and later back into the file. Appended to a table
+/// without an index, a batch changes its last few pages; moved in sorted by
+/// check, twenty samples of a check share one index page write.
 pub(super) async fn insert_samples(
     mut tx: Transaction<'static, Sqlite>,
     rows: &[SampleRow],
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     for chunk in chunks(rows) {
         let mut insert = sqlx::query(insert_sql(chunk.len()));
         for s in chunk {
@@ -228,8 +250,49 @@ pub(super) async fn insert_samples(
         }
         insert.execute(&mut *tx).await.doing("inserting samples")?;
     }
+    // Rows gathered since the last move: rowids count up from 1 again in a
+    // table emptied by a DELETE without WHERE. The first row's time is
+    // found by rowid (MIN(at) would read the whole table).
+    let (gathered, first): (Option<i64>, Option<i64>) = sqlx::query_as(
+        "SELECT (SELECT MAX(rowid) FROM samples_recent), \
+                (SELECT at FROM samples_recent ORDER BY rowid LIMIT 1)",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .doing("counting recent samples")?;
     tx.commit().await.doing("committing samples")?;
-    Ok(())
+    let oldest_kept = chrono::Utc::now() - RECENT_AGE;
+    Ok(gathered >= Some(RECENT_ROWS)
+        || first.is_some_and(|at| at <= oldest_kept.timestamp_millis()))
+}
+
+impl Pools<Sqlite> {
+    /// Moves every row of `samples_recent` into `samples`, sorted by check
+    /// and time, in one transaction on the sample writer's connection.
+    /// Readers see each row in one table or the other, never both: each
+    /// read is one statement, on one snapshot.
+    pub(super) async fn move_recent_samples(&self) -> Result<u64, StoreError> {
+        let mut tx = (self.samples.begin_with("BEGIN IMMEDIATE").await)
+            .doing("starting to move recent samples")?;
+        // OR FAIL, as the batches' inserts (insert_sql): no statement journal.
+        let columns = SampleRow::COLUMNS.join(", ");
+        let moved = sqlx::query(AssertSqlSafe(format!(
+            "INSERT OR FAIL INTO samples ({columns}) SELECT {columns} FROM samples_recent \
+             ORDER BY check_name, at"
+        )))
+        .execute(&mut *tx)
+        .await
+        .doing("moving recent samples")?;
+        // Without WHERE: SQLite frees the table's pages at once, for the next rows.
+        sqlx::query("DELETE FROM samples_recent")
+            .execute(&mut *tx)
+            .await
+            .doing("emptying recent samples")?;
+        tx.commit()
+            .await
+            .doing("committing the move of recent samples")?;
+        Ok(moved.rows_affected())
+    }
 }
 
 /// The INSERT of `rows` rows, `rows` one of [`ROWS_PER_INSERT`]: written
@@ -249,7 +312,7 @@ fn insert_sql(rows: usize) -> &'static str {
         // is rolled back all the same: the batch goes back to the buffer.
         let row = format!("({})", ["?"; SampleRow::COLUMNS.len()].join(", "));
         format!(
-            "INSERT OR FAIL INTO samples ({}) VALUES {}",
+            "INSERT OR FAIL INTO samples_recent ({}) VALUES {}",
             SampleRow::COLUMNS.join(", "),
             vec![row; rows].join(", ")
         )

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::uptime::UptimeBook;
 use super::{SampleRow, Store, StoreError};
+use crate::core::health::WriteHealth;
 
 /// Rows per write: one transaction. Large, because every transaction costs a
 /// round trip or more (sqlx 0.9.0 leaves Nagle on: ~40 ms per transaction over TLS).
@@ -187,6 +188,8 @@ pub struct Writer {
     dropped_seen: u64,
     /// Counts every stored batch, for the API's uptime.
     uptime: Option<UptimeBook>,
+    /// Whether the last write failed, for `keeper:storage`.
+    health: WriteHealth,
 }
 
 impl Writer {
@@ -200,6 +203,7 @@ impl Writer {
             flush_interval: DEFAULT_FLUSH_INTERVAL,
             dropped_seen: 0,
             uptime: None,
+            health: WriteHealth::default(),
         };
         writer.set_wake_at();
         writer
@@ -218,6 +222,12 @@ impl Writer {
         self
     }
 
+    /// Records each write's outcome in `health` (which `keeper:storage` reads).
+    pub fn with_health(mut self, health: WriteHealth) -> Writer {
+        self.health = health;
+        self
+    }
+
     /// How often to write a partial batch (default [`DEFAULT_FLUSH_INTERVAL`]).
     pub fn flush_interval(mut self, every: Duration) -> Writer {
         self.flush_interval = every;
@@ -226,14 +236,28 @@ impl Writer {
 
     /// One step: writes up to one batch. On failure the rows go back to the
     /// front of the buffer for a later try. Returns how many rows were written.
+    /// Either way the outcome goes into the health `keeper:storage` reads: a
+    /// database that answers but takes no samples is paged too.
     pub async fn flush_once(&mut self) -> Result<usize, StoreError> {
         let batch = self.buffer.take(self.batch_size);
         if batch.is_empty() {
             self.sync_metrics();
             return Ok(0);
         }
-        let result = self.store.insert_samples(&batch).await;
+        let outcome = self.store.insert_samples(&batch).await;
         let written = batch.len();
+        match &outcome {
+            Ok(()) => self.health.succeeded(),
+            Err(error) => self.health.failed(&error.to_string(), chrono::Utc::now()),
+        }
+        let result = match outcome {
+            // Stored: not to be written again; the next batch tries the move again.
+            Err(error @ StoreError::NotMoved(_)) => {
+                tracing::warn!(%error, "writing samples");
+                Ok(())
+            }
+            other => other,
+        };
         match result {
             Ok(()) => {
                 self.metrics.written.inc_by(written as u64);

@@ -49,17 +49,14 @@ both_backends!(
         assert!(message.contains("CRIT") && message.contains("bad"), "{message:?}");
 
         // Both checks' samples reach the database, the one with the NUL too.
-        let stored = |check: &'static str| {
-            let db = &app.db;
-            async move {
-                db.execute(&format!(
-                    "UPDATE samples SET up = up WHERE check_name = '{check}'"
-                ))
-                .await
-            }
-        };
-        wait_until("web's samples are written", WAIT, || async { stored("web").await > 0 }).await;
-        wait_until("nul's samples are written", WAIT, || async { stored("nul").await > 0 }).await;
+        wait_until("web's samples are written", WAIT, || async {
+            app.db.samples_of("web").await > 0
+        })
+        .await;
+        wait_until("nul's samples are written", WAIT, || async {
+            app.db.samples_of("nul").await > 0
+        })
+        .await;
         let incidents = app.get_json("/api/v1/incidents?state=open").await;
         assert!(
             incidents.as_array().unwrap().iter().any(|i| i["check"] == "nul"),

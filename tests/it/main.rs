@@ -39,6 +39,7 @@ mod probe_safety;
 mod probes;
 mod prometheus;
 mod reads;
+mod recent_samples;
 mod regions;
 mod reload;
 mod reports;

@@ -262,7 +262,7 @@ both_backends!(
         store.roll_up_hour(recent).await.expect("roll up");
         let retention = Duration::from_secs(30 * 86_400);
         assert_eq!(retention::prune(&store, retention).await.expect("prune"), 10);
-        assert_eq!(db.count("samples").await, 12);
+        assert_eq!(db.samples().await, 12);
         assert_eq!(db.count("rollups").await, 2);
 
         // The book: 90 days from the rollups, the open hour from the samples.

@@ -106,7 +106,7 @@ both_backends!(
             started.elapsed()
         );
 
-        assert_eq!(db.count("samples").await, 10_000);
+        assert_eq!(db.samples().await, 10_000);
         let latest = store.latest_samples().await.expect("latest samples");
         assert_eq!(latest.len(), 10);
         for (c, row) in latest.iter().enumerate() {
@@ -336,7 +336,7 @@ both_backends!(
         store.migrate().await.expect("migrate: the database is back");
         assert_eq!(writer.flush_once().await.expect("flush"), 100);
         assert_eq!(writer.flush_once().await.expect("flush"), 0);
-        assert_eq!(db.count("samples").await, 100);
+        assert_eq!(db.samples().await, 100);
         assert_eq!(store.uptime_pct("w", t(0)).await.expect("uptime"), Some(100.0));
         let latest = store.latest_samples().await.expect("latest");
         assert_eq!(latest, vec![sample("w", t(150), true)]);
@@ -360,7 +360,7 @@ both_backends!(
         }
         store.migrate().await.expect("migrate");
         wait_until("the writer wrote the held rows", Duration::from_secs(10), || async {
-            db.count("samples").await == 10
+            db.samples().await == 10
         })
         .await;
         shutdown.cancel();
@@ -385,7 +385,7 @@ both_backends!(
             .await
             .expect("the writer stops within its grace period")
             .expect("writer task");
-        assert_eq!(db.count("samples").await, 7_000);
+        assert_eq!(db.samples().await, 7_000);
         assert!(buffer.is_empty());
         assert_eq!((metrics.written.get(), metrics.pending.get()), (7_000, 0));
     }
@@ -416,7 +416,7 @@ async fn writer_keeps_rows_when_postgres_goes_away() {
     let back = TestDb::postgres().await;
     let mut writer = Writer::new(back.store().await, buffer.clone(), metrics());
     assert_eq!(writer.flush_once().await.expect("flush"), 50);
-    assert_eq!(back.count("samples").await, 50);
+    assert_eq!(back.samples().await, 50);
 }
 
 /// `Store::connect` names both backends by URL and refuses anything else.
@@ -490,7 +490,7 @@ both_backends!(
             .await
             .expect("prune");
         assert_eq!(deleted, 1);
-        assert_eq!(db.count("samples").await, 1);
+        assert_eq!(db.samples().await, 1);
         assert_eq!(store.latest_samples().await.expect("latest"), vec![recent]);
     }
 );

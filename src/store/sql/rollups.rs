@@ -23,7 +23,8 @@ const SUMS: &str = "total, ok, latency_p50, latency_p95, latency_max";
 const ROWS_PER_UPSERT: usize = 1_000;
 
 impl Store {
-    /// The samples from `from` to `to` (excluded) summed up per check and
+    /// The samples from `from` to `to` (excluded), in both sample tables
+    /// (store/sql/samples.rs), summed up per check and
     /// hour (`slot`: hours since the epoch): `total`, `ok`, and the latency's
     /// p50 and p95 by nearest rank (the value ranked ⌈p·n/100⌉, as
     /// [`crate::core::percentile::rank`]) and max. `from` and `to` are
@@ -40,7 +41,11 @@ impl Store {
                                              ORDER BY latency_ms) AS rn, \
                           COUNT(*) OVER (PARTITION BY check_name, slot) AS n \
                    FROM (SELECT check_name, {at} / {HOUR_MS} AS slot, up, latency_ms \
-                         FROM samples WHERE at >= {from} AND at < {to}) h) r \
+                         FROM (SELECT check_name, at, up, latency_ms FROM samples \
+                               WHERE at >= {from} AND at < {to} \
+                               UNION ALL \
+                               SELECT check_name, at, up, latency_ms FROM samples_recent \
+                               WHERE at >= {from} AND at < {to}) s) h) r \
              GROUP BY check_name, slot"
         )
     }
@@ -114,7 +119,12 @@ impl Store {
 
     /// When the first sample at or after `since` was taken, if any.
     pub async fn first_sample_since(&self, since: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
-        let row = (self.query("SELECT MIN(at) AS first FROM samples WHERE at >= $1"))
+        let row = self.query(
+            "SELECT MIN(first) AS first FROM ( \
+                 SELECT MIN(at) AS first FROM samples WHERE at >= $1 \
+                 UNION ALL SELECT MIN(at) AS first FROM samples_recent WHERE at >= $1) f",
+        );
+        let row = row
             .time(since)
             .one("finding the next sample to roll up")
             .await?;
@@ -165,8 +175,8 @@ impl Store {
     /// Each check's samples per UTC day over the last `days` days up to
     /// `now` (today included): the sums of whole days rolled up, the hourly
     /// rollups of the day the raw samples start in, and the raw samples not
-    /// rolled up yet. Days without samples are left out; each check's days in order.
-    /// One query for every check.
+    /// rolled up yet (in both tables). Days without samples are left out;
+    /// each check's days in order. One query for every check.
     pub async fn daily_uptime(
         &self,
         days: u32,
@@ -190,7 +200,11 @@ impl Store {
              UNION ALL \
              SELECT check_name, {at} / {DAY_MS} AS slot, COUNT(*) AS total, \
                     COUNT(*) FILTER (WHERE up) AS ok \
-             FROM samples WHERE at >= $3 AND at < $4 GROUP BY 1, 2"
+             FROM samples WHERE at >= $3 AND at < $4 GROUP BY 1, 2 \
+             UNION ALL \
+             SELECT check_name, {at} / {DAY_MS} AS slot, COUNT(*) AS total, \
+                    COUNT(*) FILTER (WHERE up) AS ok \
+             FROM samples_recent WHERE at >= $3 AND at < $4 GROUP BY 1, 2"
         );
         let rows = (self.query(AssertSqlSafe(sql)).time(since))
             .time(hourly_since.max(since))

@@ -1,5 +1,13 @@
 //! Reading samples back, uptime counts and retention. Writing them is each
 //! backend's bulk insert ([`Store::insert_samples`]), fed by the writer.
+//!
+//! Samples are in two tables: `samples`, indexed, and `samples_recent`,
+//! where SQLite's writer gathers new rows for a few minutes before moving
+//! them into `samples` (store/sqlite.rs; on PostgreSQL it stays empty).
+//! Every read here takes both in one statement, so a move between two
+//! reads cannot count a sample twice or miss it. Aggregates are summed in
+//! each table before the two are added up: a GROUP BY over the union of
+//! raw rows would copy and sort every one of them first.
 
 use std::collections::HashMap;
 
@@ -8,24 +16,56 @@ use chrono::{DateTime, Utc};
 use super::{Result, Row, decode_each};
 use crate::store::{SampleRow, Store, StoreError};
 
+/// The columns of a sample, as [`sample`] decodes them.
+macro_rules! columns {
+    () => {
+        "check_name, at, duration_ms, up, color, status_code, latency_ms, message, metrics, region"
+    };
+}
+
 /// [`Store::uptime_buckets`]' query around the backend's `$hour` expression.
 macro_rules! buckets {
     ($hour:literal) => {
         concat!(
+            "SELECT check_name, hour, CAST(SUM(total) AS BIGINT) AS total, \
+                    CAST(SUM(up) AS BIGINT) AS up FROM (",
+            buckets!(@in "samples", $hour),
+            " UNION ALL ",
+            buckets!(@in "samples_recent", $hour),
+            ") b GROUP BY 1, 2"
+        )
+    };
+    (@in $table:literal, $hour:literal) => {
+        concat!(
             "SELECT check_name, ",
             $hour,
-            " AS hour, \
-             COUNT(*) AS total, COUNT(*) FILTER (WHERE up) AS up \
-             FROM samples WHERE at >= $1 AND at < $3 GROUP BY 1, 2"
+            " AS hour, COUNT(*) AS total, COUNT(*) FILTER (WHERE up) AS up FROM ",
+            $table,
+            " WHERE at >= $1 AND at < $3 GROUP BY 1, 2"
         )
     };
 }
+
+/// Up and total samples per check since `$1`, in both tables, summed.
+const UPTIME_BY_CHECK: &str = "SELECT check_name, CAST(SUM(total) AS BIGINT) AS total, \
+            CAST(SUM(up) AS BIGINT) AS up FROM ( \
+     SELECT check_name, COUNT(*) AS total, COUNT(*) FILTER (WHERE up) AS up \
+     FROM samples WHERE at >= $1 GROUP BY check_name \
+     UNION ALL \
+     SELECT check_name, COUNT(*) AS total, COUNT(*) FILTER (WHERE up) AS up \
+     FROM samples_recent WHERE at >= $1 GROUP BY check_name) u \
+     GROUP BY check_name";
 
 impl Store {
     /// Deletes samples taken before `cutoff` (`storage.retention`); returns how many.
     pub async fn delete_samples_before(&self, cutoff: DateTime<Utc>) -> Result<u64> {
         let delete = self.query("DELETE FROM samples WHERE at < $1").time(cutoff);
-        delete.execute("deleting samples past retention").await
+        let indexed = delete.execute("deleting samples past retention").await?;
+        let delete = (self.query("DELETE FROM samples_recent WHERE at < $1")).time(cutoff);
+        let recent = delete
+            .execute("deleting recent samples past retention")
+            .await?;
+        Ok(indexed + recent)
     }
 
     /// `check`'s samples taken at or after `since`, oldest first, at most `limit`.
@@ -35,11 +75,15 @@ impl Store {
         since: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<SampleRow>> {
-        self.query(
-            "SELECT check_name, at, duration_ms, up, color, status_code, latency_ms, message, \
-                    metrics, region \
-             FROM samples WHERE check_name = $1 AND at >= $2 ORDER BY at LIMIT $3",
-        )
+        self.query(concat!(
+            "SELECT * FROM (SELECT ",
+            columns!(),
+            " FROM samples WHERE check_name = $1 AND at >= $2 ORDER BY at LIMIT $3) s \
+             UNION ALL SELECT * FROM (SELECT ",
+            columns!(),
+            " FROM samples_recent WHERE check_name = $1 AND at >= $2 ORDER BY at LIMIT $3) r \
+             ORDER BY at LIMIT $3"
+        ))
         .bind(check)
         .time(since)
         .bind(i64::from(limit))
@@ -48,7 +92,9 @@ impl Store {
     }
 
     /// The newest sample of each check, found by the index of each: SQLite
-    /// through its rowid, PostgreSQL with `DISTINCT ON`.
+    /// through its rowid, and in its recent samples with `MAX(at)` (whose
+    /// row SQLite gives the other columns of); PostgreSQL, whose recent
+    /// table stays empty, with `DISTINCT ON`.
     pub async fn latest_samples(&self) -> Result<Vec<SampleRow>> {
         let sql = self.pick(
             "SELECT s.check_name, s.at, s.duration_ms, s.up, s.color, s.status_code, \
@@ -57,7 +103,11 @@ impl Store {
              JOIN samples s ON s.rowid = ( \
                  SELECT rowid FROM samples \
                  WHERE check_name = c.check_name ORDER BY at DESC LIMIT 1) \
-             ORDER BY s.check_name",
+             UNION ALL \
+             SELECT check_name, MAX(at) AS at, duration_ms, up, color, status_code, \
+                    latency_ms, message, metrics, region \
+             FROM samples_recent GROUP BY check_name \
+             ORDER BY check_name, at DESC",
             "SELECT DISTINCT ON (check_name) check_name, at, duration_ms, up, color, \
                     status_code, latency_ms, message, metrics, region \
              FROM samples ORDER BY check_name, at DESC",
@@ -66,15 +116,22 @@ impl Store {
             .query(sql)
             .rows("reading the latest sample of each check")
             .await?;
-        Ok(decode_each("samples", "check_name", rows, sample))
+        let mut latest = decode_each("samples", "check_name", rows, sample);
+        // Newest first within a check: the first of each is the one.
+        latest.dedup_by(|later, first| later.check == first.check);
+        Ok(latest)
     }
 
     /// Percentage of up samples of `check` since `since`; `None` without samples.
     pub async fn uptime_pct(&self, check: &str, since: DateTime<Utc>) -> Result<Option<f64>> {
         let counts = self
             .query(
-                "SELECT COUNT(*) AS total, COUNT(*) FILTER (WHERE up) AS up FROM samples \
-                 WHERE check_name = $1 AND at >= $2",
+                "SELECT CAST(SUM(total) AS BIGINT) AS total, CAST(SUM(up) AS BIGINT) AS up \
+                 FROM (SELECT COUNT(*) AS total, COUNT(*) FILTER (WHERE up) AS up \
+                       FROM samples WHERE check_name = $1 AND at >= $2 \
+                       UNION ALL \
+                       SELECT COUNT(*) AS total, COUNT(*) FILTER (WHERE up) AS up \
+                       FROM samples_recent WHERE check_name = $1 AND at >= $2) u",
             )
             .bind(check)
             .time(since)
@@ -86,12 +143,7 @@ impl Store {
 
     /// Percentage of up samples since `since`, for every check that has samples.
     pub async fn uptime_by_check(&self, since: DateTime<Utc>) -> Result<HashMap<String, f64>> {
-        let rows = self
-            .query(
-                "SELECT check_name, COUNT(*) AS total, COUNT(*) FILTER (WHERE up) AS up \
-                 FROM samples WHERE at >= $1 GROUP BY check_name",
-            )
-            .time(since)
+        let rows = (self.query(UPTIME_BY_CHECK).time(since))
             .rows("computing uptime per check")
             .await?;
         let mut uptime = HashMap::new();

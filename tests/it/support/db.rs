@@ -109,6 +109,27 @@ impl TestDb {
         store
     }
 
+    /// Samples stored, wherever they are: `samples`, or SQLite's
+    /// `samples_recent` before they move (store/sqlite.rs).
+    pub async fn samples(&self) -> i64 {
+        self.count("(SELECT at FROM samples UNION ALL SELECT at FROM samples_recent) s")
+            .await
+    }
+
+    /// [`TestDb::samples`] of one check (a trusted name).
+    pub async fn samples_of(&self, check: &str) -> i64 {
+        self.samples_where(&format!("check_name = '{check}'")).await
+    }
+
+    /// [`TestDb::samples`] meeting `condition` (trusted SQL).
+    pub async fn samples_where(&self, condition: &str) -> i64 {
+        self.count(&format!(
+            "(SELECT at FROM samples WHERE {condition} \
+              UNION ALL SELECT at FROM samples_recent WHERE {condition}) s"
+        ))
+        .await
+    }
+
     /// Rows in `table` (a trusted name), read with a connection of its own.
     pub async fn count(&self, table: &str) -> i64 {
         let sql = AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"));
