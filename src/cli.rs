@@ -13,6 +13,7 @@ mod client;
 mod deploy;
 pub mod exit;
 mod incidents;
+mod memory;
 mod oneshot;
 mod report;
 mod runtime;
@@ -157,6 +158,7 @@ fn load(path: &std::path::Path) -> anyhow::Result<Config> {
 
 async fn run(config: Config) -> anyhow::Result<Exit> {
     let keeper = app::start_with(config, run_options()).await?;
+    memory::release_start_up_memory();
     let stop = keeper.stopper();
     let reloads = reload_on_sighup(&keeper)?;
     let mut done = std::pin::pin!(keeper.wait());

@@ -9,8 +9,8 @@
 //! do (perf at 200 checks/s: the largest single share of keeper's CPU).
 //! `TOKIO_WORKER_THREADS` overrides the choice, as tokio documents; the
 //! size is fixed at start (a reload does not resize it). Other verbs run on
-//! tokio's default. `run` also caps glibc's malloc arenas
-//! ([`MALLOC_ARENAS`]), so freed memory is not kept per thread.
+//! tokio's default. `run` also caps glibc's malloc arenas first
+//! ([`super::memory`]).
 
 use tokio::runtime::{Builder, Runtime};
 
@@ -20,20 +20,10 @@ use crate::config::{Config, Schedule};
 /// (`bench --saturate`: docs/benchmarks.md).
 pub const RATE_PER_WORKER: f64 = 2_000.0;
 
-/// malloc arenas `keeper run` allows (glibc's default is eight per core).
-/// Every thread that allocates while another holds an arena gets one of its
-/// own, and an arena keeps what was freed in it: each SQLite connection's
-/// thread held on to its share of start-up's reads (rollups, uptime, the
-/// latest samples). On a file of 200,000 samples with 1,000 checks every
-/// 5 s, keeper's private memory 100 s after start was 22.3 MB with the
-/// default and 18.2 MB with two, at the same CPU per check.
-/// `MALLOC_ARENA_MAX`, when set, is glibc's to read and wins.
-pub const MALLOC_ARENAS: i32 = 2;
-
 /// The runtime for a verb; `run` passes its config.
 pub fn build(run: Option<&Config>) -> std::io::Result<Runtime> {
     if run.is_some() {
-        limit_malloc_arenas();
+        super::memory::limit_malloc_arenas();
     }
     let mut builder = Builder::new_multi_thread();
     builder.enable_all();
@@ -44,20 +34,6 @@ pub fn build(run: Option<&Config>) -> std::io::Result<Runtime> {
         builder.worker_threads(workers(planned_rate(config), cores));
     }
     builder.build()
-}
-
-/// Caps glibc's malloc arenas at [`MALLOC_ARENAS`] unless the environment
-/// already says how many; called before the runtime starts its threads.
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only sets an allocator parameter; glibc documents
-        // M_ARENA_MAX as settable at any time, and no other thread runs yet.
-        let set = unsafe { libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS) };
-        if set != 1 {
-            tracing::warn!("could not limit malloc arenas; memory may grow per thread");
-        }
-    }
 }
 
 /// Checks a second the config plans: each interval check once per interval;
