@@ -32,10 +32,11 @@ impl Failing {
         }
     }
 
-    /// One more failed attempt, with its error.
-    fn failed(&mut self, error: &str) {
+    /// One more failed attempt, with its error; the attempts so far.
+    fn failed(&mut self, error: &str) -> u32 {
         self.attempts += 1;
         error.clone_into(&mut self.error);
+        self.attempts
     }
 }
 
@@ -84,11 +85,12 @@ impl WriteHealth {
         *self.lock() = None;
     }
 
-    /// A write failed at `at`: the streak starts or goes on.
-    pub fn failed(&self, error: &str, at: DateTime<Utc>) {
+    /// A write failed at `at`: the streak starts or goes on. Returns the
+    /// attempts failed in the streak so far.
+    pub fn failed(&self, error: &str, at: DateTime<Utc>) -> u32 {
         (self.lock())
             .get_or_insert_with(|| Failing::starting(at))
-            .failed(error);
+            .failed(error)
     }
 
     /// The failure streak, if the last write failed.
@@ -162,8 +164,9 @@ mod tests {
         let writes = WriteHealth::default();
         let t0 = Utc::now();
         assert_eq!(writes.failing(), None);
-        writes.failed("disk full", t0);
-        writes.failed("database is locked", t0 + chrono::Duration::seconds(1));
+        assert_eq!(writes.failed("disk full", t0), 1);
+        let t1 = t0 + chrono::Duration::seconds(1);
+        assert_eq!(writes.failed("database is locked", t1), 2);
         let streak = writes.failing().expect("failing");
         assert_eq!((streak.since, streak.attempts), (t0, 2));
         assert_eq!(streak.error, "database is locked");

@@ -246,14 +246,21 @@ impl Writer {
         }
         let outcome = self.store.insert_samples(&batch).await;
         let written = batch.len();
-        match &outcome {
-            Ok(()) => self.health.succeeded(),
-            Err(error) => self.health.failed(&error.to_string(), chrono::Utc::now()),
-        }
+        let attempts = match &outcome {
+            Ok(()) => {
+                self.health.succeeded();
+                0
+            }
+            Err(error) => (self.health).failed(&error.to_string(), chrono::Utc::now()),
+        };
         let result = match outcome {
-            // Stored: not to be written again; the next batch tries the move again.
+            // Stored: not to be written again; the next batch, a second
+            // later, tries the move again. Said at the 1st, 2nd, 4th, 8th…
+            // failure, not each second: keeper:storage pages it.
             Err(error @ StoreError::NotMoved(_)) => {
-                tracing::warn!(%error, "writing samples");
+                if attempts.is_power_of_two() {
+                    tracing::warn!(%error, attempts, "writing samples");
+                }
                 Ok(())
             }
             other => other,

@@ -5,13 +5,15 @@
 //! PostgreSQL writes into `samples` directly and answers alike.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 use keeper::core::Color;
 use keeper::store::rollup::{DayUptime, HourLatency, Latency, hour_of};
 use keeper::store::sqlite::RECENT_ROWS;
+use keeper::store::writer::{SampleBuffer, Writer, WriterMetrics};
 use keeper::store::{SampleRow, Store, StoreError};
+use tracing::instrument::WithSubscriber;
 
 use crate::support::db::{Backend, TestDb, both_backends};
 
@@ -273,6 +275,10 @@ both_backends!(
     }
 );
 
+/// The trigger that makes SQLite's move fail: `samples` refuses rows.
+const NO_MOVE: &str = "CREATE TRIGGER no_move BEFORE INSERT ON samples \
+     BEGIN SELECT RAISE(FAIL, 'no room to move'); END";
+
 /// SQLite: a move that fails keeps every row where it was, still read; the
 /// batch is stored and says so ([`StoreError::NotMoved`]), and the next
 /// batch moves them all.
@@ -281,11 +287,7 @@ async fn a_failed_move_loses_nothing_and_the_next_batch_moves() {
     crate::support::init();
     let db = TestDb::sqlite();
     let store = db.store().await;
-    db.execute(
-        "CREATE TRIGGER no_move BEFORE INSERT ON samples \
-         BEGIN SELECT RAISE(FAIL, 'no room to move'); END",
-    )
-    .await;
+    db.execute(NO_MOVE).await;
     // Five minutes old: the move is due at once.
     let old = now() - Duration::seconds(301);
     let error = store
@@ -307,4 +309,61 @@ async fn a_failed_move_loses_nothing_and_the_next_batch_moves() {
         .expect("insert");
     assert_eq!(db.count("samples_recent").await, 0);
     assert_eq!(db.count("samples").await, 2);
+}
+
+/// What a tracing subscriber wrote, line by line.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// SQLite: while the move keeps failing, the sample writer stores every
+/// batch and says so in its log at the 1st, 2nd, 4th and 8th batch, not at
+/// each one (a batch a second); keeper:storage pages it.
+#[tokio::test]
+async fn a_move_that_keeps_failing_is_logged_ever_more_rarely_and_every_batch_is_stored() {
+    crate::support::init();
+    let db = TestDb::sqlite();
+    let store = db.store().await;
+    db.execute(NO_MOVE).await;
+    let buffer = SampleBuffer::new(100);
+    let metrics = WriterMetrics::new().expect("writer metrics");
+    let mut writer = Writer::new(store, buffer.clone(), metrics);
+    let log = Captured::default();
+    let subscriber = {
+        let log = log.clone();
+        tracing_subscriber::fmt()
+            .with_writer(move || log.clone())
+            .with_ansi(false)
+            .finish()
+    };
+    let subscriber = Arc::new(subscriber);
+    // Five minutes old: every batch tries the move.
+    let old = now() - Duration::seconds(301);
+    for i in 0..9 {
+        buffer.push(sample("old", old, i));
+        let written = (writer.flush_once())
+            .with_subscriber(subscriber.clone())
+            .await
+            .expect("the batch is stored though the move fails");
+        assert_eq!(written, 1);
+    }
+    let text = String::from_utf8(log.0.lock().unwrap().clone()).expect("utf-8");
+    let said: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("no room to move"))
+        .collect();
+    assert_eq!(said.len(), 4, "{text}");
+    for (line, attempts) in said.iter().zip([1, 2, 4, 8]) {
+        assert!(line.contains(&format!("attempts={attempts}")), "{line}");
+    }
+    assert_eq!(db.count("samples_recent").await, 9);
 }
