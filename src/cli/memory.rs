@@ -83,6 +83,7 @@ fn page_out_own_code() -> std::io::Result<usize> {
 
 /// The address ranges that `maps` (the text of `/proc/PID/maps`) lists as
 /// mapped from the file `path` without write permission.
+#[cfg(any(target_os = "linux", test))]
 fn read_only_mappings(maps: &str, path: &str) -> Vec<std::ops::Range<usize>> {
     maps.lines()
         .filter_map(|line| {

@@ -279,15 +279,21 @@ both_backends!(
 const NO_MOVE: &str = "CREATE TRIGGER no_move BEFORE INSERT ON samples \
      BEGIN SELECT RAISE(FAIL, 'no room to move'); END";
 
+/// A fresh SQLite database whose moves fail ([`NO_MOVE`]), and its store.
+async fn refusing_moves() -> (TestDb, Store) {
+    crate::support::init();
+    let db = TestDb::sqlite();
+    let store = db.store().await;
+    db.execute(NO_MOVE).await;
+    (db, store)
+}
+
 /// SQLite: a move that fails keeps every row where it was, still read; the
 /// batch is stored and says so ([`StoreError::NotMoved`]), and the next
 /// batch moves them all.
 #[tokio::test]
 async fn a_failed_move_loses_nothing_and_the_next_batch_moves() {
-    crate::support::init();
-    let db = TestDb::sqlite();
-    let store = db.store().await;
-    db.execute(NO_MOVE).await;
+    let (db, store) = refusing_moves().await;
     // Five minutes old: the move is due at once.
     let old = now() - Duration::seconds(301);
     let error = store
@@ -330,10 +336,7 @@ impl std::io::Write for Captured {
 /// each one (a batch a second); keeper:storage pages it.
 #[tokio::test]
 async fn a_move_that_keeps_failing_is_logged_ever_more_rarely_and_every_batch_is_stored() {
-    crate::support::init();
-    let db = TestDb::sqlite();
-    let store = db.store().await;
-    db.execute(NO_MOVE).await;
+    let (db, store) = refusing_moves().await;
     let buffer = SampleBuffer::new(100);
     let metrics = WriterMetrics::new().expect("writer metrics");
     let mut writer = Writer::new(store, buffer.clone(), metrics);
