@@ -23,38 +23,54 @@ macro_rules! columns {
     };
 }
 
+/// `$select` from each sample table with the same `$filter`, as one
+/// `UNION ALL` (the SQL text, built at compile time).
+macro_rules! in_both_tables {
+    ($select:expr, $filter:expr) => {
+        concat!(
+            $select,
+            " FROM samples ",
+            $filter,
+            " UNION ALL ",
+            $select,
+            " FROM samples_recent ",
+            $filter
+        )
+    };
+}
+
+/// Up and total samples, counted in each table before they are added up.
+macro_rules! counts {
+    () => {
+        "COUNT(*) AS total, COUNT(*) FILTER (WHERE up) AS up"
+    };
+}
+
 /// [`Store::uptime_buckets`]' query around the backend's `$hour` expression.
 macro_rules! buckets {
     ($hour:literal) => {
         concat!(
             "SELECT check_name, hour, CAST(SUM(total) AS BIGINT) AS total, \
                     CAST(SUM(up) AS BIGINT) AS up FROM (",
-            buckets!(@in "samples", $hour),
-            " UNION ALL ",
-            buckets!(@in "samples_recent", $hour),
+            in_both_tables!(
+                concat!("SELECT check_name, ", $hour, " AS hour, ", counts!()),
+                "WHERE at >= $1 AND at < $3 GROUP BY 1, 2"
+            ),
             ") b GROUP BY 1, 2"
-        )
-    };
-    (@in $table:literal, $hour:literal) => {
-        concat!(
-            "SELECT check_name, ",
-            $hour,
-            " AS hour, COUNT(*) AS total, COUNT(*) FILTER (WHERE up) AS up FROM ",
-            $table,
-            " WHERE at >= $1 AND at < $3 GROUP BY 1, 2"
         )
     };
 }
 
 /// Up and total samples per check since `$1`, in both tables, summed.
-const UPTIME_BY_CHECK: &str = "SELECT check_name, CAST(SUM(total) AS BIGINT) AS total, \
-            CAST(SUM(up) AS BIGINT) AS up FROM ( \
-     SELECT check_name, COUNT(*) AS total, COUNT(*) FILTER (WHERE up) AS up \
-     FROM samples WHERE at >= $1 GROUP BY check_name \
-     UNION ALL \
-     SELECT check_name, COUNT(*) AS total, COUNT(*) FILTER (WHERE up) AS up \
-     FROM samples_recent WHERE at >= $1 GROUP BY check_name) u \
-     GROUP BY check_name";
+const UPTIME_BY_CHECK: &str = concat!(
+    "SELECT check_name, CAST(SUM(total) AS BIGINT) AS total, \
+            CAST(SUM(up) AS BIGINT) AS up FROM (",
+    in_both_tables!(
+        concat!("SELECT check_name, ", counts!()),
+        "WHERE at >= $1 GROUP BY check_name"
+    ),
+    ") u GROUP BY check_name"
+);
 
 impl Store {
     /// Deletes samples taken before `cutoff` (`storage.retention`); returns how many.
@@ -125,14 +141,15 @@ impl Store {
     /// Percentage of up samples of `check` since `since`; `None` without samples.
     pub async fn uptime_pct(&self, check: &str, since: DateTime<Utc>) -> Result<Option<f64>> {
         let counts = self
-            .query(
+            .query(concat!(
                 "SELECT CAST(SUM(total) AS BIGINT) AS total, CAST(SUM(up) AS BIGINT) AS up \
-                 FROM (SELECT COUNT(*) AS total, COUNT(*) FILTER (WHERE up) AS up \
-                       FROM samples WHERE check_name = $1 AND at >= $2 \
-                       UNION ALL \
-                       SELECT COUNT(*) AS total, COUNT(*) FILTER (WHERE up) AS up \
-                       FROM samples_recent WHERE check_name = $1 AND at >= $2) u",
-            )
+                 FROM (",
+                in_both_tables!(
+                    concat!("SELECT ", counts!()),
+                    "WHERE check_name = $1 AND at >= $2"
+                ),
+                ") u"
+            ))
             .bind(check)
             .time(since)
             .one("computing uptime")
