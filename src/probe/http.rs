@@ -96,11 +96,11 @@ impl Spec {
         })
     }
 
-    /// The configured headers, or the first that cannot be sent.
+    /// The configured headers, or the first that cannot be sent. Every
+    /// check keeps this map for the hops redirects lead to: without
+    /// configured headers it is empty and takes no memory.
     fn headers(&self) -> Result<HeaderMap, SpecProblem> {
-        // Room for User-Agent, Connection and Host too, and no more: every
-        // check keeps one such map, for the hops redirects lead to.
-        let mut headers = HeaderMap::with_capacity(self.headers.len() + 3);
+        let mut headers = HeaderMap::new();
         for (name, value) in &self.headers {
             let bad = |what: String| SpecProblem::new(format!("headers.{name}"), what);
             let name = HeaderName::from_bytes(name.as_bytes())
@@ -142,13 +142,7 @@ impl Kind for Spec {
     fn build(&self, _check: &str, ctx: &Context) -> Result<Probe, BuildError> {
         let url = api::parse_url("url", &self.url)?;
         let method = self.method()?;
-        let mut headers = self.headers()?;
-        if !headers.contains_key(USER_AGENT) {
-            headers.insert(USER_AGENT, HeaderValue::from_static(KEEPER_AGENT));
-        }
-        if !self.keepalive {
-            headers.insert(CONNECTION, HeaderValue::from_static("close"));
-        }
+        let configured = self.headers()?;
         let json = self.json.clone().unwrap_or_default().into_iter().collect();
         // Built even for http:// URLs: a redirect may lead to https.
         let tls = tlsconf::Tls::new(
@@ -157,7 +151,7 @@ impl Kind for Spec {
             self.insecure_skip_verify,
             &[b"http/1.1"],
         )?;
-        add_host(&mut headers, &url).map_err(BuildError)?;
+        let headers = own_origin_headers(&configured, self.keepalive, &url).map_err(BuildError)?;
         let target = &url[url::Position::BeforePath..url::Position::AfterQuery];
         if let Err(e) = target.parse::<http::Uri>() {
             return Err(BuildError(format!(
@@ -167,7 +161,7 @@ impl Kind for Spec {
         let body = Bytes::from(self.body.clone().unwrap_or_default());
         let first = Box::new(FirstHop {
             request: request::encode(&method, target, &headers, &body),
-            headers,
+            configured,
             host: connect_host(&url).map_err(BuildError)?,
             port: url.port_or_known_default().unwrap_or(80),
         });
@@ -176,12 +170,13 @@ impl Kind for Spec {
             url,
             method,
             body,
-            expect: Box::new(Expect {
+            expect: Expect {
                 status: self.expect_status.clone(),
                 body_contains: self.body_contains.clone(),
                 body_regex: self.body_regex.as_ref().map(|p| p.0.clone()),
                 json,
-            }),
+            }
+            .unless_any_2xx(),
             follow_redirects: self.follow_redirects,
             tls,
             kept: self.keepalive.then(Box::default),
@@ -196,7 +191,8 @@ pub struct Probe {
     url: Url,
     method: Method,
     body: Bytes,
-    expect: Box<Expect>,
+    /// `None`: any 2xx, whatever the body (most checks: no memory).
+    expect: Option<Box<Expect>>,
     follow_redirects: bool,
     tls: tlsconf::Tls,
     /// With `keepalive`: the idle connection to the configured URL, between runs.
@@ -214,6 +210,25 @@ struct Expect {
     body_regex: Option<regex::Regex>,
     /// (dotted path, expected value)
     json: Vec<(String, String)>,
+}
+
+/// What a check that sets no expectation accepts.
+static ANY_2XX: Expect = Expect {
+    status: None,
+    body_contains: None,
+    body_regex: None,
+    json: Vec::new(),
+};
+
+impl Expect {
+    /// Boxed, unless it is [`ANY_2XX`].
+    fn unless_any_2xx(self) -> Option<Box<Expect>> {
+        let any_2xx = self.status.is_none()
+            && self.body_contains.is_none()
+            && self.body_regex.is_none()
+            && self.json.is_empty();
+        (!any_2xx).then(|| Box::new(self))
+    }
 }
 
 /// What one run has seen so far, over all its hops.
@@ -422,15 +437,36 @@ impl Probe {
         // On the configured origin, its headers (its `Host` too: the origin
         // is the same); elsewhere keeper's User-Agent and `Connection:
         // close` only, so no credential leaves for another host.
-        let mut headers = if run.left_origin {
-            foreign_headers()
+        let headers = if run.left_origin {
+            let mut headers = foreign_headers();
+            add_host(&mut headers, url)?;
+            headers
         } else {
-            self.first.headers.clone()
+            own_origin_headers(&self.first.configured, self.kept.is_some(), url)?
         };
-        add_host(&mut headers, url)?;
         let target = &url[url::Position::BeforePath..url::Position::AfterQuery];
         Ok(request::encode(method, target, &headers, body))
     }
+}
+
+/// The headers of a hop to the configured URL's origin: the configured
+/// ones, with keeper's User-Agent unless they name one, `Connection: close`
+/// without `keepalive`, and `Host` for `url` unless they set it.
+fn own_origin_headers(
+    configured: &HeaderMap,
+    keepalive: bool,
+    url: &Url,
+) -> Result<HeaderMap, String> {
+    let mut headers = configured.clone();
+    headers.reserve(3);
+    if !headers.contains_key(USER_AGENT) {
+        headers.insert(USER_AGENT, HeaderValue::from_static(KEEPER_AGENT));
+    }
+    if !keepalive {
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    add_host(&mut headers, url)?;
+    Ok(headers)
 }
 
 /// The headers of a hop that a redirect took to another origin.

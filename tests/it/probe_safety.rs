@@ -106,9 +106,15 @@ async fn a_same_origin_redirect_keeps_the_configured_headers() {
     assert!(sample.is_up(), "{sample:?}");
     let seen = target.recorded();
     assert_eq!(seen.len(), 3, "{seen:?}");
+    let host = target.addr().to_string();
     for request in &seen {
         assert_eq!(request.header("authorization"), Some(SECRET), "{seen:?}");
         assert_eq!(request.header("cookie"), Some("session=abc"), "{seen:?}");
+        // keeper's own headers go with them on every hop.
+        assert_eq!(request.header("host"), Some(host.as_str()), "{seen:?}");
+        assert_eq!(request.header("connection"), Some("close"), "{seen:?}");
+        let agent = request.header("user-agent").unwrap_or_default();
+        assert!(agent.starts_with("keeper"), "{seen:?}");
     }
 }
 

@@ -229,6 +229,24 @@ async fn http_redirects_are_followed_and_counted() {
 }
 
 #[tokio::test]
+async fn http_redirects_on_the_origin_ask_to_close_unless_keepalive() {
+    support::init();
+    let target = Target::start().await;
+    let url = target.url("/redirect/1");
+    for (keepalive, connection) in [(false, Some("close")), (true, None)] {
+        let probe = http_probe(&format!("url = {url:?}\nkeepalive = {keepalive}"));
+        assert_up(&probe.run(TIMEOUT).await);
+        let seen = target.recorded();
+        let hops = &seen[seen.len() - 2..];
+        assert_eq!(hops[1].path, "/redirect/0", "{seen:?}");
+        for hop in hops {
+            assert_eq!(hop.header("connection"), connection, "{seen:?}");
+            assert_eq!(hop.header("host"), Some(&*target.addr().to_string()));
+        }
+    }
+}
+
+#[tokio::test]
 async fn http_redirect_loop_is_down_with_too_many_redirects() {
     support::init();
     let target = Target::start().await;

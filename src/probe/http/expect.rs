@@ -10,13 +10,14 @@ use super::{Probe, Response, Run};
 impl Probe {
     /// The expectations, in order: status, body text, regex, JSON values.
     pub(super) fn judge(&self, response: &Response, run: &mut Run) -> Result<String, String> {
+        let expect = self.expect.as_deref().unwrap_or(&super::ANY_2XX);
         let status = response.status;
-        let ok = match &self.expect.status {
+        let ok = match &expect.status {
             Some(accepted) => accepted.contains(&status.as_u16()),
             None => status.is_success(),
         };
         if !ok {
-            let wanted = match &self.expect.status {
+            let wanted = match &expect.status {
                 Some(accepted) => {
                     let list: Vec<String> = accepted.iter().map(u16::to_string).collect();
                     format!("status {}", list.join(" or "))
@@ -31,21 +32,21 @@ impl Probe {
         } else {
             ""
         };
-        if let Some(needle) = &self.expect.body_contains
+        if let Some(needle) = &expect.body_contains
             && !text.contains(needle.as_str())
         {
             return Err(format!("body does not contain {needle:?}{read}"));
         }
-        if let Some(regex) = &self.expect.body_regex
+        if let Some(regex) = &expect.body_regex
             && !regex.is_match(&text)
         {
             run.failed_due_to_regex = true;
             return Err(format!("body does not match /{}/{read}", regex.as_str()));
         }
-        if !self.expect.json.is_empty() {
+        if !expect.json.is_empty() {
             let doc: serde_json::Value = serde_json::from_slice(&response.body)
                 .map_err(|e| format!("body is not JSON: {e}{read}"))?;
-            for (path, expected) in &self.expect.json {
+            for (path, expected) in &expect.json {
                 match json_at(&doc, path) {
                     None => return Err(format!("json {path}: not found in the body")),
                     Some(found) if found != *expected => {

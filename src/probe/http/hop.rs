@@ -14,10 +14,10 @@ use super::expect::status_text;
 pub(super) struct FirstHop {
     /// The request line, headers and body, as every run sends them.
     pub request: bytes::Bytes,
-    /// The configured headers with User-Agent, `Connection: close` (without
-    /// `keepalive`) and `Host`: sent while a redirect stays on the configured
-    /// URL's origin.
-    pub headers: HeaderMap,
+    /// The configured headers alone (empty, and no memory, without any):
+    /// a redirect that stays on the configured URL's origin sends them, with
+    /// keeper's own (`http::own_origin_headers`).
+    pub configured: HeaderMap,
     /// Name or IP literal, to resolve and connect to.
     pub host: String,
     pub port: u16,
