@@ -109,11 +109,15 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Streamed a piece at a time ([`crate::metrics::Metrics::exposition`]).
 async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let body = state
+    let pieces = state
         .metrics
-        .render()
+        .exposition()
         .map_err(|e| ApiError::internal(format!("rendering metrics: {e}")))?;
+    let body = axum::body::Body::from_stream(futures_util::stream::iter(
+        pieces.map(Ok::<_, std::convert::Infallible>),
+    ));
     Ok((
         [(
             header::CONTENT_TYPE,

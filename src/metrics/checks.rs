@@ -220,63 +220,87 @@ impl CheckTable {
         }
     }
 
-    /// Appends the per-check families to an exposition. The probe series
+    /// Appends family number `family`'s lines (its header first when
+    /// `start` is 0) for the [`SLOTS_PER_PIECE`] slots from `start`: one
+    /// piece of a streamed exposition, which holds no more than a piece in
+    /// memory (10,000 checks' whole text is 8.6 MB). The probe series
     /// start with a check's first sample; its status, skip count and info
     /// are there from the start.
-    pub(super) fn render(&self, out: &mut String) {
-        let seen: Vec<&CheckSlot> = self
-            .slots
-            .iter()
-            .filter(|s| s.seen.load(Ordering::Acquire))
-            .collect();
-        let all: Vec<&CheckSlot> = self.slots.iter().collect();
-        per_check(
-            out,
-            &seen,
-            ("probe_success", "gauge"),
-            "Whether the last probe of the check succeeded (1) or failed (0).",
-            |s| Some(f64::from(u8::from(s.success.load(Ordering::Relaxed)))),
-        );
-        per_check(
-            out,
-            &seen,
-            ("probe_duration_seconds", "gauge"),
-            "How long the last probe of the check took.",
-            |s| s.gauge(DURATION),
-        );
-        render_phases(out, &seen);
-        for (index, name, help) in FAMILIES {
-            per_check(out, &seen, (name, "gauge"), help, |s| s.gauge(index));
+    pub(super) fn render_piece(&self, family: usize, start: usize, out: &mut String) {
+        let end = (start + SLOTS_PER_PIECE).min(self.slots.len());
+        let all = self.slots.get(start..end).unwrap_or_default();
+        let seen = || all.iter().filter(|s| s.seen.load(Ordering::Acquire));
+        let header = start == 0;
+        match family {
+            0 => per_check(
+                out,
+                header,
+                ("probe_success", "gauge"),
+                "Whether the last probe of the check succeeded (1) or failed (0).",
+                seen(),
+                |s| Some(f64::from(u8::from(s.success.load(Ordering::Relaxed)))),
+            ),
+            1 => per_check(
+                out,
+                header,
+                ("probe_duration_seconds", "gauge"),
+                "How long the last probe of the check took.",
+                seen(),
+                |s| s.gauge(DURATION),
+            ),
+            2 => render_phases(out, header, seen()),
+            f if f < FIRST_AFTER_GAUGES => {
+                let (index, name, help) = FAMILIES[f - 3];
+                per_check(out, header, (name, "gauge"), help, seen(), |s| {
+                    s.gauge(index)
+                });
+            }
+            f if f == FIRST_AFTER_GAUGES => render_tls_versions(out, header, seen()),
+            f if f == FIRST_AFTER_GAUGES + 1 => per_check(
+                out,
+                header,
+                ("keeper_check_status", "gauge"),
+                "Color of the check after hysteresis: 0 green, 1 yellow, 2 red.",
+                all.iter(),
+                |s| Some(f64::from(s.status.load(Ordering::Relaxed))),
+            ),
+            f if f == FIRST_AFTER_GAUGES + 2 => per_check(
+                out,
+                header,
+                ("keeper_probe_runs_skipped_total", "counter"),
+                "Runs skipped because the previous run of the check was still going.",
+                all.iter(),
+                |s| Some(s.skipped.load(Ordering::Relaxed) as f64),
+            ),
+            f if f == FIRST_AFTER_GAUGES + 3 => render_info(out, header, all.iter()),
+            _ => render_values(out, header, seen()),
         }
-        render_tls_versions(out, &seen);
-        per_check(
-            out,
-            &all,
-            ("keeper_check_status", "gauge"),
-            "Color of the check after hysteresis: 0 green, 1 yellow, 2 red.",
-            |s| Some(f64::from(s.status.load(Ordering::Relaxed))),
-        );
-        per_check(
-            out,
-            &all,
-            ("keeper_probe_runs_skipped_total", "counter"),
-            "Runs skipped because the previous run of the check was still going.",
-            |s| Some(s.skipped.load(Ordering::Relaxed) as f64),
-        );
-        render_info(out, &all);
-        render_values(out, &seen);
     }
 }
 
-/// A family with one sample per slot in `slots`, `value` giving it (none: no line).
-fn per_check(
+/// Slots in one piece of a streamed exposition: under 100 kB of text for
+/// the longest family (`probe_http_duration_seconds`, five lines a check).
+pub(super) const SLOTS_PER_PIECE: usize = 256;
+
+/// The per-check families, in the order they are written: success,
+/// duration, phases, [`FAMILIES`], TLS version, status, skipped runs,
+/// info, values.
+pub(super) const FAMILY_COUNT: usize = FIRST_AFTER_GAUGES + 5;
+const FIRST_AFTER_GAUGES: usize = 3 + FAMILIES.len();
+
+/// A family with one sample per slot of `slots`, `value` giving it (none:
+/// no line); its `# HELP` and `# TYPE` first with `header`.
+fn per_check<'a>(
     out: &mut String,
-    slots: &[&CheckSlot],
+    header: bool,
     (name, kind): (&str, &str),
     help: &str,
+    slots: impl Iterator<Item = &'a CheckSlot>,
     value: impl Fn(&CheckSlot) -> Option<f64>,
 ) {
-    family(out, name, kind, help);
+    if header {
+        family(out, name, kind, help);
+    }
     for s in slots {
         if let Some(v) = value(s) {
             sample(out, name, &s.name, None, v);
@@ -286,10 +310,12 @@ fn per_check(
 
 /// `probe_http_duration_seconds`: the five phases of each check whose last
 /// probe was an HTTP one.
-fn render_phases(out: &mut String, seen: &[&CheckSlot]) {
+fn render_phases<'a>(out: &mut String, header: bool, seen: impl Iterator<Item = &'a CheckSlot>) {
     let name = "probe_http_duration_seconds";
     let help = "Duration of each phase of the last HTTP probe, summed over redirects.";
-    family(out, name, "gauge", help);
+    if header {
+        family(out, name, "gauge", help);
+    }
     for s in seen {
         for (i, phase) in PHASES.iter().enumerate() {
             if let Some(v) = s.gauge(PHASE + i) {
@@ -300,10 +326,16 @@ fn render_phases(out: &mut String, seen: &[&CheckSlot]) {
 }
 
 /// `probe_tls_version_info{version}`: 1 for the version the last handshake agreed on.
-fn render_tls_versions(out: &mut String, seen: &[&CheckSlot]) {
+fn render_tls_versions<'a>(
+    out: &mut String,
+    header: bool,
+    seen: impl Iterator<Item = &'a CheckSlot>,
+) {
     let name = "probe_tls_version_info";
     let help = "The TLS version the last probe's handshake negotiated; always 1.";
-    family(out, name, "gauge", help);
+    if header {
+        family(out, name, "gauge", help);
+    }
     for s in seen {
         let index = s.tls_version.load(Ordering::Relaxed);
         if index > 0 {
@@ -314,10 +346,12 @@ fn render_tls_versions(out: &mut String, seen: &[&CheckSlot]) {
 }
 
 /// `keeper_check_info{check, kind, …labels}` = 1 for every described check.
-fn render_info(out: &mut String, all: &[&CheckSlot]) {
+fn render_info<'a>(out: &mut String, header: bool, all: impl Iterator<Item = &'a CheckSlot>) {
     let name = "keeper_check_info";
     let help = "A check's kind and config labels (names sanitized); always 1. Join on check.";
-    family(out, name, "gauge", help);
+    if header {
+        family(out, name, "gauge", help);
+    }
     for s in all {
         if let Some(labels) = s.info.get() {
             out.push_str(name);
@@ -332,10 +366,12 @@ fn render_info(out: &mut String, all: &[&CheckSlot]) {
 
 /// `keeper_check_value{check, metric}`: each value the last sample measured
 /// (as stored with it), none for a value it no longer measures.
-fn render_values(out: &mut String, seen: &[&CheckSlot]) {
+fn render_values<'a>(out: &mut String, header: bool, seen: impl Iterator<Item = &'a CheckSlot>) {
     let name = "keeper_check_value";
     let help = "Each value the last sample of the check measured (cert_days_left, memory_pct, perfdata, ...).";
-    family(out, name, "gauge", help);
+    if header {
+        family(out, name, "gauge", help);
+    }
     for s in seen {
         let m = s.measured.lock().unwrap_or_else(PoisonError::into_inner);
         for (metric, value) in measured(&m.metrics, &m.values) {

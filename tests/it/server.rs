@@ -95,6 +95,8 @@ async fn shutdown_completes_with_idle_and_slowloris_connections_open() {
 
 /// A server of its own with `limits` around a router with `/ok` and `/slow`.
 async fn small_server(limits: Limits) -> (String, CancellationToken) {
+    // Its tests ask with reqwest, which needs the process's TLS provider.
+    crate::support::init();
     let router = Router::new()
         .route("/ok", get(|| async { "ok" }))
         .route("/healthz", get(|| async { "ok\n" }))
