@@ -131,7 +131,8 @@ pub struct Parts {
 pub fn start(config: &Config, parts: Parts, view: &View) -> Option<Cluster> {
     match parts.store {
         Store::Sqlite(_) => {
-            view.set(view::alone(config, &parts.metrics));
+            let checks = config.checks.iter().map(|c| c.name.clone()).collect();
+            view.set_alone(view::alone(config, &parts.metrics), checks);
             None
         }
         Store::Postgres(_) => Some(Cluster::new(config, parts, view)),

@@ -362,6 +362,14 @@ async fn alone_on_sqlite_an_instance_owns_every_check() {
         .find(|c| c["check"] == "web")
         .cloned();
     assert_eq!(web.map(|w| w["owner"].clone()), Some(Value::from("solo")));
+    // Every check (keeper's own too) is its own, as many as it counts.
+    let checks = cluster["checks"].as_array().unwrap();
+    assert!(checks.iter().all(|c| c["owner"] == "solo"), "{cluster}");
+    assert_eq!(
+        cluster["members"][0]["checks_owned"],
+        checks.len(),
+        "{cluster}"
+    );
     let metrics = app.get_text("/metrics").await;
     assert!(metrics.contains("keeper_cluster_members 1"), "{metrics}");
     assert!(metrics.contains("keeper_checks_owned "), "{metrics}");
