@@ -51,21 +51,23 @@ impl View {
     }
 
     pub(super) fn set(&self, snapshot: Snapshot) {
-        if let Ok(mut s) = self.0.write() {
-            *s = Shown {
-                snapshot,
-                alone: None,
-            };
-        }
+        self.show(Shown {
+            snapshot,
+            alone: None,
+        });
     }
 
     /// An instance alone on SQLite ([`alone`]): it owns `checks`.
     pub(super) fn set_alone(&self, snapshot: Snapshot, checks: Vec<CheckName>) {
+        self.show(Shown {
+            snapshot,
+            alone: Some(checks),
+        });
+    }
+
+    fn show(&self, shown: Shown) {
         if let Ok(mut s) = self.0.write() {
-            *s = Shown {
-                snapshot,
-                alone: Some(checks),
-            };
+            *s = shown;
         }
     }
 }

@@ -220,13 +220,27 @@ impl CheckTable {
         }
     }
 
+    /// Every piece ([`CheckTable::render_piece`]) in order, each written
+    /// when asked for; none empty (an empty chunk would end a response).
+    pub(super) fn pieces(self: Arc<Self>) -> impl Iterator<Item = String> + Send + 'static {
+        let starts = (0..self.slots.len().max(1)).step_by(SLOTS_PER_PIECE);
+        (0..FAMILY_COUNT)
+            .flat_map(move |family| starts.clone().map(move |start| (family, start)))
+            .map(move |(family, start)| {
+                let mut out = String::new();
+                self.render_piece(family, start, &mut out);
+                out
+            })
+            .filter(|piece| !piece.is_empty())
+    }
+
     /// Appends family number `family`'s lines (its header first when
     /// `start` is 0) for the [`SLOTS_PER_PIECE`] slots from `start`: one
     /// piece of a streamed exposition, which holds no more than a piece in
     /// memory (10,000 checks' whole text is 8.6 MB). The probe series
     /// start with a check's first sample; its status, skip count and info
     /// are there from the start.
-    pub(super) fn render_piece(&self, family: usize, start: usize, out: &mut String) {
+    fn render_piece(&self, family: usize, start: usize, out: &mut String) {
         let end = (start + SLOTS_PER_PIECE).min(self.slots.len());
         let all = self.slots.get(start..end).unwrap_or_default();
         let seen = || all.iter().filter(|s| s.seen.load(Ordering::Acquire));
@@ -280,12 +294,12 @@ impl CheckTable {
 
 /// Slots in one piece of a streamed exposition: under 100 kB of text for
 /// the longest family (`probe_http_duration_seconds`, five lines a check).
-pub(super) const SLOTS_PER_PIECE: usize = 256;
+const SLOTS_PER_PIECE: usize = 256;
 
 /// The per-check families, in the order they are written: success,
 /// duration, phases, [`FAMILIES`], TLS version, status, skipped runs,
 /// info, values.
-pub(super) const FAMILY_COUNT: usize = FIRST_AFTER_GAUGES + 5;
+const FAMILY_COUNT: usize = FIRST_AFTER_GAUGES + 5;
 const FIRST_AFTER_GAUGES: usize = 3 + FAMILIES.len();
 
 /// A family with one sample per slot of `slots`, `value` giving it (none:

@@ -200,18 +200,7 @@ impl Metrics {
         let mut buf = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut buf)?;
         let own = String::from_utf8(buf).map_err(|e| prometheus::Error::Msg(e.to_string()))?;
-        let checks = Arc::clone(&self.checks);
-        let starts = (0..checks.slots.len().max(1)).step_by(checks::SLOTS_PER_PIECE);
-        let pieces = (0..checks::FAMILY_COUNT)
-            .flat_map(move |family| starts.clone().map(move |start| (family, start)))
-            .map(move |(family, start)| {
-                let mut out = String::new();
-                checks.render_piece(family, start, &mut out);
-                out
-            })
-            // An empty chunk must not reach the response: it would end it.
-            .filter(|piece| !piece.is_empty());
-        Ok(std::iter::once(own).chain(pieces))
+        Ok(std::iter::once(own).chain(Arc::clone(&self.checks).pieces()))
     }
 }
 
